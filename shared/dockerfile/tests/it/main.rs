@@ -1,0 +1,3 @@
+//! Integration tests for strata-dockerfile, one module per topic.
+
+mod corpus;
