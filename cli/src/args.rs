@@ -1,0 +1,56 @@
+//! The command line's shape.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use strata_server::{ListenAddr, LogFormat};
+
+/// strata: build container images from Dockerfiles, store them once, name them with tags.
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, propagate_version = true)]
+pub struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Address of a running strata server (all four services), e.g. 127.0.0.1:50050 or
+    /// unix:///run/strata.sock. Unset: use the data root's `strata serve`, or run embedded.
+    #[arg(long, global = true, env = "STRATA_ADDR")]
+    pub addr: Option<ListenAddr>,
+    /// Data directory for the embedded services (default: the user's data dir + /strata).
+    #[arg(long, global = true, env = "STRATA_ROOT")]
+    pub root: Option<PathBuf>,
+    /// Log format of the embedded services' logs.
+    #[arg(long, global = true, env = "STRATA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log filter for the embedded services, e.g. "info" or "strata=debug".
+    #[arg(long, global = true, env = "STRATA_LOG", default_value = "warn")]
+    pub log: String,
+}
+
+impl GlobalArgs {
+    /// The data root: `--root`, `STRATA_ROOT`, or the user's data dir + /strata.
+    pub fn data_root(&self) -> PathBuf {
+        self.root.clone().unwrap_or_else(|| {
+            dirs::data_dir()
+                .unwrap_or_else(|| PathBuf::from("/var/lib"))
+                .join("strata")
+        })
+    }
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run all four services in one process over the data root (the CLI then uses it).
+    Serve(crate::commands::serve::ServeArgs),
+    /// Print each service's health.
+    Health(crate::commands::health::HealthArgs),
+}

@@ -1,0 +1,16 @@
+//! One module per command.
+
+pub mod health;
+pub mod serve;
+
+use std::process::ExitCode;
+
+use crate::{Cli, Command};
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => serve::run(&cli.global, args).await,
+        Command::Health(args) => health::run(&cli.global, args).await,
+    }
+}

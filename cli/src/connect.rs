@@ -1,0 +1,96 @@
+//! How a command reaches the services: `--addr`, the data root's `strata serve`, or embedded.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use strata_server::ListenAddr;
+use tonic::transport::Channel;
+
+use crate::{embedded::Embedded, GlobalArgs};
+
+/// A way to the services for one command.
+#[derive(Debug)]
+pub struct Connection {
+    /// Where the services listen.
+    pub addr: ListenAddr,
+    channel: Channel,
+    embedded: Option<Embedded>,
+}
+
+impl Connection {
+    /// A channel to the services.
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// True when the services run inside this process.
+    pub fn is_embedded(&self) -> bool {
+        self.embedded.is_some()
+    }
+
+    /// Ends the connection, stopping embedded services cleanly.
+    pub async fn close(self) -> anyhow::Result<()> {
+        match self.embedded {
+            Some(e) => e.stop().await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// One health check with a short deadline.
+pub async fn serving(addr: &ListenAddr) -> bool {
+    let Ok(channel) = strata_server::client::lazy_channel(addr) else {
+        return false;
+    };
+    let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+    let check = client.check(tonic_health::pb::HealthCheckRequest { service: String::new() });
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), check).await,
+        Ok(Ok(r)) if r.get_ref().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    )
+}
+
+/// Connects as the global options say. Two commands over one root never both open its
+/// databases: the second uses the root's `strata serve` if one runs, or waits for the first.
+pub async fn connect(global: &GlobalArgs) -> anyhow::Result<Connection> {
+    if let Some(addr) = &global.addr {
+        let channel = strata_server::client::lazy_channel(addr)
+            .with_context(|| format!("invalid server address {addr}"))?;
+        return Ok(Connection {
+            addr: addr.clone(),
+            channel,
+            embedded: None,
+        });
+    }
+    let root = global.data_root();
+    let socket = ListenAddr::Unix(crate::embedded::root_socket(&root));
+    let started = Instant::now();
+    let mut told = false;
+    loop {
+        if crate::embedded::root_socket(&root).exists() && serving(&socket).await {
+            let channel = strata_server::client::lazy_channel(&socket)?;
+            return Ok(Connection {
+                addr: socket,
+                channel,
+                embedded: None,
+            });
+        }
+        if let Some(lock) = crate::embedded::try_lock_root(&root)? {
+            let embedded = Embedded::start(&root, lock).await?;
+            let channel = strata_server::client::lazy_channel(&embedded.addr)?;
+            return Ok(Connection {
+                addr: embedded.addr.clone(),
+                channel,
+                embedded: Some(embedded),
+            });
+        }
+        if !told && started.elapsed() > Duration::from_secs(1) {
+            eprintln!(
+                "waiting for another strata command that is using {} ...",
+                root.display()
+            );
+            told = true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

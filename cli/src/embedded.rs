@@ -1,0 +1,112 @@
+//! The four services inside the CLI's own process, over one data root.
+//!
+//! One process at a time owns a data root: it holds an exclusive lock on `ROOT/strata.lock`
+//! for as long as it has the root's RocksDB databases open. `strata serve` also listens on
+//! `ROOT/strata.sock`, which other CLI invocations use instead of opening the databases.
+
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+};
+
+use anyhow::Context;
+use nix::fcntl::{Flock, FlockArg};
+use strata_server::{ListenAddr, Listener, ServeOptions, Services};
+use tokio::{sync::oneshot, task::JoinHandle};
+
+/// The socket a `strata serve` listens on inside its data root.
+pub fn root_socket(root: &Path) -> PathBuf {
+    root.join("strata.sock")
+}
+
+/// Tries to take the data root's lock without waiting. `Ok(None)`: another process holds it.
+pub fn try_lock_root(root: &Path) -> anyhow::Result<Option<Flock<File>>> {
+    std::fs::create_dir_all(root)
+        .with_context(|| format!("failed to create the data directory {}", root.display()))?;
+    let path = root.join("strata.lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("failed to open {}", path.display()))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(Some(lock)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(e).with_context(|| format!("failed to lock {}", path.display())),
+    }
+}
+
+/// Opens every service over `root` and registers them, the executor reaching its peers at
+/// `self_addr` (the address these services will be served on).
+pub fn services(root: &Path, self_addr: &ListenAddr, options: &ServeOptions) -> anyhow::Result<Services> {
+    let mut services = Services::default();
+    strata_parser::register(&mut services, options);
+    let layer_store = strata_layer_store::open(&strata_layer_store::Config { root: root.to_path_buf() })
+        .context("failed to open the layer store")?;
+    strata_layer_store::register(&mut services, layer_store, options);
+    let tag_index = strata_tag_index::open(&strata_tag_index::Config { root: root.to_path_buf() })
+        .context("failed to open the tag index")?;
+    strata_tag_index::register(&mut services, tag_index, options);
+    let executor = strata_executor::open(&strata_executor::Config {
+        root: root.to_path_buf(),
+        parser_addr: self_addr.clone(),
+        layer_store_addr: self_addr.clone(),
+        tag_index_addr: self_addr.clone(),
+    })
+    .context("failed to start the executor")?;
+    strata_executor::register(&mut services, executor, options);
+    Ok(services)
+}
+
+/// Services running inside this process for the duration of one command.
+pub struct Embedded {
+    /// Where they listen (a private socket in the data root).
+    pub addr: ListenAddr,
+    stop: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<anyhow::Result<()>>,
+    _lock: Flock<File>,
+}
+
+impl std::fmt::Debug for Embedded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embedded").field("addr", &self.addr).finish()
+    }
+}
+
+impl Embedded {
+    /// Starts the services over `root`, which the caller has locked.
+    pub async fn start(root: &Path, lock: Flock<File>) -> anyhow::Result<Self> {
+        let run_dir = root.join("run");
+        std::fs::create_dir_all(&run_dir)
+            .with_context(|| format!("failed to create {}", run_dir.display()))?;
+        let addr = ListenAddr::Unix(run_dir.join(format!("cli-{}.sock", std::process::id())));
+        let listener = Listener::bind(&addr).await?;
+        let options = ServeOptions {
+            max_message_bytes: 64 * 1024 * 1024,
+            ..ServeOptions::default()
+        };
+        let services = services(root, &addr, &options)?;
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            strata_server::serve(services, listener, &options, async {
+                let _ = rx.await;
+            })
+            .await
+        });
+        Ok(Self {
+            addr,
+            stop: Some(tx),
+            handle,
+            _lock: lock,
+        })
+    }
+
+    /// Stops the services, waiting for in-flight calls, and releases the root.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        (&mut self.handle).await.context("embedded services panicked")?
+    }
+}

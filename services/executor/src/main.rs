@@ -1,0 +1,41 @@
+//! `strata-executor`: serves the executor API.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+strata_server::serve_args!(ServeArgs, "STRATA_EXECUTOR", "127.0.0.1:50054");
+
+/// The strata executor service.
+#[derive(Debug, Parser)]
+#[command(name = "strata-executor", version)]
+struct Args {
+    #[command(flatten)]
+    serve: ServeArgs,
+    /// Data directory (the service keeps its data in a subdirectory named after it).
+    #[arg(long, env = "STRATA_ROOT")]
+    root: PathBuf,
+    /// Address of the parser service (connected lazily, on first use).
+    #[arg(long, env = "STRATA_EXECUTOR_PARSER_ADDR", default_value = "127.0.0.1:50051")]
+    parser_addr: strata_server::ListenAddr,
+    /// Address of the layer store (connected lazily).
+    #[arg(long, env = "STRATA_EXECUTOR_LAYER_STORE_ADDR", default_value = "127.0.0.1:50052")]
+    layer_store_addr: strata_server::ListenAddr,
+    /// Address of the tag index (connected lazily).
+    #[arg(long, env = "STRATA_EXECUTOR_TAG_INDEX_ADDR", default_value = "127.0.0.1:50053")]
+    tag_index_addr: strata_server::ListenAddr,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    strata_server::init_tracing(args.serve.log_format, &args.serve.log);
+    let config = strata_executor::Config {
+        root: args.root,
+        parser_addr: args.parser_addr,
+        layer_store_addr: args.layer_store_addr,
+        tag_index_addr: args.tag_index_addr,
+    };
+    let listener = strata_server::Listener::bind(&args.serve.listen).await?;
+    strata_executor::run(config, listener, &args.serve.options(), strata_server::shutdown_signal()).await
+}

@@ -1,0 +1,101 @@
+//! One behaviour suite run against every [`KvStore`] implementation, so the in-memory twin
+//! and RocksDB cannot drift apart.
+
+use crate::{Durability, KvStore, Space, WriteBatch};
+
+/// The spaces the suite needs; open the store under test with these.
+pub const SPACES: &[Space] = &[Space::small("records"), Space::large("content")];
+
+const R: Space = SPACES[0];
+const C: Space = SPACES[1];
+
+/// Runs every check; panics with the name of the first that fails.
+pub fn run(store: &dyn KvStore) {
+    get_put_delete(store);
+    batches_are_atomic_across_spaces(store);
+    unknown_space_is_an_error(store);
+    scan_respects_prefix_start_and_limit(store);
+    scan_rev_respects_prefix_before_and_limit(store);
+    large_values_round_trip(store);
+}
+
+fn get_put_delete(store: &dyn KvStore) {
+    assert_eq!(store.get(R, b"missing").unwrap(), None, "get_put_delete: absent");
+    store.put(R, b"k1", b"v1", Durability::Sync).unwrap();
+    assert_eq!(store.get(R, b"k1").unwrap().as_deref(), Some(&b"v1"[..]));
+    store.put(R, b"k1", b"v2", Durability::Buffered).unwrap();
+    assert_eq!(store.get(R, b"k1").unwrap().as_deref(), Some(&b"v2"[..]));
+    store.delete(R, b"k1", Durability::Sync).unwrap();
+    assert_eq!(store.get(R, b"k1").unwrap(), None, "get_put_delete: deleted");
+    // spaces are separate
+    store.put(C, b"k1", b"c", Durability::Sync).unwrap();
+    assert_eq!(store.get(R, b"k1").unwrap(), None, "spaces must not share keys");
+    store.delete(C, b"k1", Durability::Sync).unwrap();
+}
+
+fn batches_are_atomic_across_spaces(store: &dyn KvStore) {
+    let mut b = WriteBatch::new();
+    b.put(R, "batch/a", "1");
+    b.put(C, "batch/b", "2");
+    b.delete(R, "batch/none");
+    store.write(b, Durability::Sync).unwrap();
+    assert_eq!(store.get(R, b"batch/a").unwrap().as_deref(), Some(&b"1"[..]));
+    assert_eq!(store.get(C, b"batch/b").unwrap().as_deref(), Some(&b"2"[..]));
+    let mut b = WriteBatch::new();
+    b.delete(R, "batch/a");
+    b.delete(C, "batch/b");
+    store.write(b, Durability::Sync).unwrap();
+    assert_eq!(store.get(R, b"batch/a").unwrap(), None);
+    assert_eq!(store.get(C, b"batch/b").unwrap(), None);
+}
+
+fn unknown_space_is_an_error(store: &dyn KvStore) {
+    let bogus = Space::small("no-such-space");
+    assert!(store.get(bogus, b"x").is_err(), "get in unknown space");
+    let mut b = WriteBatch::new();
+    b.put(R, "atomic/ok", "1");
+    b.put(bogus, "x", "1");
+    assert!(store.write(b, Durability::Sync).is_err(), "write to unknown space");
+    assert_eq!(
+        store.get(R, b"atomic/ok").unwrap(),
+        None,
+        "a failed batch must write nothing"
+    );
+}
+
+fn scan_respects_prefix_start_and_limit(store: &dyn KvStore) {
+    for k in ["p/a", "p/b", "p/c", "p/d", "q/a", "o/z"] {
+        store.put(R, k.as_bytes(), k.as_bytes(), Durability::Buffered).unwrap();
+    }
+    let keys = |v: Vec<crate::Entry>| v.into_iter().map(|(k, _)| String::from_utf8(k).unwrap()).collect::<Vec<_>>();
+    assert_eq!(keys(store.scan(R, b"p/", b"", 10).unwrap()), ["p/a", "p/b", "p/c", "p/d"]);
+    assert_eq!(keys(store.scan(R, b"p/", b"p/b", 2).unwrap()), ["p/b", "p/c"]);
+    assert_eq!(keys(store.scan(R, b"p/", b"p/bb", 10).unwrap()), ["p/c", "p/d"]);
+    assert_eq!(keys(store.scan(R, b"p/", b"a", 10).unwrap()), ["p/a", "p/b", "p/c", "p/d"]);
+    assert!(store.scan(R, b"zz", b"", 10).unwrap().is_empty());
+    assert_eq!(store.scan(R, b"", b"", 100).unwrap().len(), 6);
+    for k in ["p/a", "p/b", "p/c", "p/d", "q/a", "o/z"] {
+        store.delete(R, k.as_bytes(), Durability::Buffered).unwrap();
+    }
+}
+
+fn scan_rev_respects_prefix_before_and_limit(store: &dyn KvStore) {
+    for k in ["h/1", "h/2", "h/3", "i/0", "g/9"] {
+        store.put(R, k.as_bytes(), b"", Durability::Buffered).unwrap();
+    }
+    let keys = |v: Vec<crate::Entry>| v.into_iter().map(|(k, _)| String::from_utf8(k).unwrap()).collect::<Vec<_>>();
+    assert_eq!(keys(store.scan_rev(R, b"h/", b"", 10).unwrap()), ["h/3", "h/2", "h/1"]);
+    assert_eq!(keys(store.scan_rev(R, b"h/", b"h/3", 10).unwrap()), ["h/2", "h/1"]);
+    assert_eq!(keys(store.scan_rev(R, b"h/", b"", 1).unwrap()), ["h/3"]);
+    assert!(store.scan_rev(R, b"x/", b"", 10).unwrap().is_empty());
+    for k in ["h/1", "h/2", "h/3", "i/0", "g/9"] {
+        store.delete(R, k.as_bytes(), Durability::Buffered).unwrap();
+    }
+}
+
+fn large_values_round_trip(store: &dyn KvStore) {
+    let value: Vec<u8> = (0..(4 << 20)).map(|i: u32| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    store.put(C, b"big", &value, Durability::Sync).unwrap();
+    assert_eq!(store.get(C, b"big").unwrap().as_deref(), Some(&value[..]));
+    store.delete(C, b"big", Durability::Sync).unwrap();
+}

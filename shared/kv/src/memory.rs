@@ -1,0 +1,106 @@
+//! The in-memory twin of [`crate::RocksStore`], for fast tests of storage logic.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::RwLock,
+};
+
+use crate::{Durability, Entry, KvError, KvStore, Op, Result, Space, WriteBatch};
+
+type Tree = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// A [`KvStore`] in memory: same semantics, no persistence.
+#[derive(Debug)]
+pub struct MemoryStore {
+    spaces: RwLock<HashMap<&'static str, Tree>>,
+}
+
+impl MemoryStore {
+    /// An empty store with the given spaces.
+    pub fn new(spaces: &[Space]) -> Self {
+        Self {
+            spaces: RwLock::new(spaces.iter().map(|s| (s.name, Tree::new())).collect()),
+        }
+    }
+}
+
+fn poisoned<T>(_: T) -> KvError {
+    KvError::Backend("memory store lock poisoned".into())
+}
+
+impl KvStore for MemoryStore {
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let spaces = self.spaces.read().map_err(poisoned)?;
+        let tree = spaces.get(space.name).ok_or(KvError::UnknownSpace(space.name))?;
+        Ok(tree.get(key).cloned())
+    }
+
+    fn write(&self, batch: WriteBatch, _durability: Durability) -> Result<()> {
+        let mut spaces = self.spaces.write().map_err(poisoned)?;
+        // validate first so the batch is all-or-nothing
+        for op in &batch.ops {
+            let (Op::Put(s, ..) | Op::Delete(s, _)) = op;
+            if !spaces.contains_key(s.name) {
+                return Err(KvError::UnknownSpace(s.name));
+            }
+        }
+        for op in batch.ops {
+            match op {
+                Op::Put(s, k, v) => {
+                    spaces.get_mut(s.name).map(|t| t.insert(k, v));
+                }
+                Op::Delete(s, k) => {
+                    spaces.get_mut(s.name).map(|t| t.remove(&k));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn scan(&self, space: Space, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<Entry>> {
+        let spaces = self.spaces.read().map_err(poisoned)?;
+        let tree = spaces.get(space.name).ok_or(KvError::UnknownSpace(space.name))?;
+        let from = if start > prefix { start.to_vec() } else { prefix.to_vec() };
+        Ok(tree
+            .range(from..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn scan_rev(
+        &self,
+        space: Space,
+        prefix: &[u8],
+        before: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Entry>> {
+        let spaces = self.spaces.read().map_err(poisoned)?;
+        let tree = spaces.get(space.name).ok_or(KvError::UnknownSpace(space.name))?;
+        let iter: Box<dyn Iterator<Item = (&Vec<u8>, &Vec<u8>)>> = if before.is_empty() {
+            match crate::prefix_end(prefix) {
+                Some(end) => Box::new(tree.range(..end).rev()),
+                None => Box::new(tree.iter().rev()),
+            }
+        } else {
+            Box::new(tree.range(..before.to_vec()).rev())
+        };
+        Ok(iter
+            .skip_while(|(k, _)| !k.starts_with(prefix) && k.as_slice() > prefix)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_store_passes_the_conformance_suite() {
+        crate::conformance::run(&MemoryStore::new(crate::conformance::SPACES));
+    }
+}

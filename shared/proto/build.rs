@@ -1,0 +1,26 @@
+//! Compiles `proto/` with protox (no system protoc), writes the descriptor set for
+//! reflection, and generates the tonic code from it.
+
+use std::{env, fs, path::PathBuf};
+
+use prost::Message;
+
+const FILES: &[&str] = &[
+    "strata/common/v1/common.proto",
+    "strata/parser/v1/parser.proto",
+    "strata/layerstore/v1/layer_store.proto",
+    "strata/tagindex/v1/tag_index.proto",
+    "strata/executor/v1/executor.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
+    println!("cargo:rerun-if-changed={}", root.display());
+    let fds = protox::compile(FILES, [&root])?;
+    let out = PathBuf::from(env::var("OUT_DIR")?);
+    fs::write(out.join("strata_descriptor.bin"), fds.encode_to_vec())?;
+    tonic_prost_build::configure()
+        .include_file("strata_include.rs")
+        .compile_fds(fds)?;
+    Ok(())
+}

@@ -1,0 +1,69 @@
+//! What every strata gRPC server shares, so each service's `main` stays thin.
+//!
+//! - [`ListenAddr`] / [`Listener`]: `127.0.0.1:PORT` or `unix:///path.sock`.
+//! - [`serve`]: registers health and reflection, applies message-size, concurrency and
+//!   timeout limits, serves until the shutdown future resolves, then flips health to
+//!   NOT_SERVING and drains in-flight calls within a time limit.
+//! - [`ServeOptions`] with [`serve_args!`] to declare the common flags (each with an
+//!   `STRATA_<SVC>_<KEY>` environment twin) in a service's clap config.
+//! - [`init_tracing`]: text or JSON logs.
+//! - [`client`]: channels to a [`ListenAddr`], lazily connected.
+
+pub mod client;
+mod listen;
+mod limits;
+mod logging;
+mod serve;
+
+pub use listen::{ListenAddr, Listener, ListenError};
+pub use logging::{init_tracing, LogFormat};
+pub use serve::{serve, shutdown_signal, ServeOptions, Services};
+
+/// Declares a clap `Args` struct holding the flags every service takes, with environment
+/// variables named after the service (`STRATA_TAG_INDEX_LISTEN`, ...).
+///
+/// ```ignore
+/// strata_server::serve_args!(TagIndexServeArgs, "STRATA_TAG_INDEX", "127.0.0.1:50052");
+/// ```
+#[macro_export]
+macro_rules! serve_args {
+    ($name:ident, $prefix:literal, $default_listen:literal) => {
+        /// Flags every strata service takes.
+        #[derive(Debug, Clone, ::clap::Args)]
+        pub struct $name {
+            /// Where to listen: HOST:PORT, or unix:///path/to.sock.
+            #[arg(long, env = concat!($prefix, "_LISTEN"), default_value = $default_listen)]
+            pub listen: $crate::ListenAddr,
+            /// Log format.
+            #[arg(long, env = concat!($prefix, "_LOG_FORMAT"), value_enum, default_value_t = $crate::LogFormat::Text)]
+            pub log_format: $crate::LogFormat,
+            /// Log filter (tracing-subscriber EnvFilter syntax), e.g. "info" or "strata=debug".
+            #[arg(long, env = concat!($prefix, "_LOG"), default_value = "info")]
+            pub log: String,
+            /// Largest message accepted or sent, in bytes; larger ones get RESOURCE_EXHAUSTED.
+            #[arg(long, env = concat!($prefix, "_MAX_MESSAGE_BYTES"), default_value_t = 16 * 1024 * 1024)]
+            pub max_message_bytes: usize,
+            /// Most requests served at once (over all connections); more wait.
+            #[arg(long, env = concat!($prefix, "_CONCURRENCY_LIMIT"), default_value_t = 256)]
+            pub concurrency_limit: usize,
+            /// Time limit for a request until its response starts, in seconds.
+            #[arg(long, env = concat!($prefix, "_REQUEST_TIMEOUT"), default_value_t = 600)]
+            pub request_timeout_secs: u64,
+            /// On SIGTERM/SIGINT: how long in-flight calls may take to finish, in seconds.
+            #[arg(long, env = concat!($prefix, "_DRAIN_TIMEOUT"), default_value_t = 10)]
+            pub drain_timeout_secs: u64,
+        }
+
+        impl $name {
+            /// The serving options these flags describe.
+            pub fn options(&self) -> $crate::ServeOptions {
+                $crate::ServeOptions {
+                    max_message_bytes: self.max_message_bytes,
+                    concurrency_limit: self.concurrency_limit,
+                    request_timeout: ::std::time::Duration::from_secs(self.request_timeout_secs),
+                    drain_timeout: ::std::time::Duration::from_secs(self.drain_timeout_secs),
+                }
+            }
+        }
+    };
+}

@@ -1,0 +1,150 @@
+//! Serving a set of gRPC services with health, reflection, limits and graceful shutdown.
+
+use std::{future::Future, time::Duration};
+
+use tokio::sync::oneshot;
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tonic::{service::Routes, transport::Server};
+use tonic_health::ServingStatus;
+use tracing::{info, warn};
+
+use crate::{limits, Listener};
+
+/// Limits and timings of a server.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Largest message decoded or encoded; apply it to each generated server with
+    /// `max_decoding_message_size` / `max_encoding_message_size`.
+    pub max_message_bytes: usize,
+    /// Most requests in flight at once, across connections.
+    pub concurrency_limit: usize,
+    /// Time limit for a request until its response starts.
+    pub request_timeout: Duration,
+    /// How long in-flight calls may take to finish after shutdown begins.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 16 * 1024 * 1024,
+            concurrency_limit: 256,
+            request_timeout: Duration::from_secs(600),
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The services one server hosts: their routes and their fully qualified names (for health
+/// and reflection).
+#[derive(Default)]
+pub struct Services {
+    /// The routes.
+    pub routes: tonic::service::RoutesBuilder,
+    /// The names, e.g. `strata.tagindex.v1.TagIndex`.
+    pub names: Vec<&'static str>,
+}
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services").field("names", &self.names).finish()
+    }
+}
+
+/// Resolves when SIGTERM or SIGINT arrives.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => info!(signal = "SIGTERM", "shutting down"),
+        _ = tokio::signal::ctrl_c() => info!(signal = "SIGINT", "shutting down"),
+    }
+}
+
+/// Serves `services` on `listener` until `shutdown` resolves; then reports NOT_SERVING,
+/// stops accepting, and waits up to `drain_timeout` for in-flight calls.
+pub async fn serve(
+    services: Services,
+    listener: Listener,
+    options: &ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for name in &services.names {
+        health.set_service_status(*name, ServingStatus::Serving).await;
+    }
+    health.set_service_status("", ServingStatus::Serving).await;
+
+    let mut reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(strata_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name("grpc.health.v1.Health");
+    for name in &services.names {
+        reflection = reflection.with_service_name(*name);
+    }
+    let reflection_v1 = reflection.clone().build_v1()?;
+    let reflection_v1alpha = reflection.build_v1alpha()?;
+
+    let mut routes = services.routes;
+    routes
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+    let routes: Routes = routes.routes();
+
+    let addr = listener.local_addr();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let stop = async {
+        let _ = stop_rx.await;
+    };
+    let mut builder = Server::builder()
+        .timeout(options.request_timeout)
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            options.concurrency_limit.max(1),
+        ))
+        .layer(limits::TooLargeIsResourceExhaustedLayer);
+    let router = builder.add_routes(routes);
+    let socket_path = match &listener {
+        Listener::Unix(_, p) => Some(p.clone()),
+        Listener::Tcp(_) => None,
+    };
+    let mut server = match listener {
+        Listener::Tcp(l) => tokio::spawn(
+            router.serve_with_incoming_shutdown(TcpListenerStream::new(l), stop),
+        ),
+        Listener::Unix(l, _) => tokio::spawn(
+            router.serve_with_incoming_shutdown(UnixListenerStream::new(l), stop),
+        ),
+    };
+    info!(%addr, services = ?services.names, "serving");
+
+    tokio::select! {
+        result = &mut server => {
+            // the server ended on its own: report it
+            result??;
+            return Ok(());
+        }
+        () = shutdown => {}
+    }
+    for name in &services.names {
+        health.set_service_status(*name, ServingStatus::NotServing).await;
+    }
+    health.set_service_status("", ServingStatus::NotServing).await;
+    info!(%addr, drain_timeout_ms = options.drain_timeout.as_millis() as u64, "draining");
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(options.drain_timeout, &mut server).await {
+        Ok(result) => result??,
+        Err(_) => {
+            warn!(%addr, "drain time limit reached; closing the remaining calls");
+            server.abort();
+        }
+    }
+    if let Some(p) = socket_path {
+        let _ = std::fs::remove_file(p);
+    }
+    info!(%addr, "stopped");
+    Ok(())
+}

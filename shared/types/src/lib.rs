@@ -1,0 +1,9 @@
+//! Common value types shared by every strata crate: [`Digest`] (content addresses),
+//! [`Reference`] (image names as Docker writes them) and the OCI [`media_type`] constants.
+
+pub mod digest;
+pub mod media_type;
+pub mod reference;
+
+pub use digest::{Digest, DigestError, Hasher};
+pub use reference::{Reference, ReferenceError};
