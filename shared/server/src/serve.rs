@@ -78,15 +78,19 @@ pub async fn serve(
     }
     health.set_service_status("", ServingStatus::Serving).await;
 
-    let mut reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(strata_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .with_service_name("grpc.health.v1.Health");
-    for name in &services.names {
-        reflection = reflection.with_service_name(*name);
-    }
-    let reflection_v1 = reflection.clone().build_v1()?;
-    let reflection_v1alpha = reflection.build_v1alpha()?;
+    let reflection = |names: &[&'static str]| {
+        let mut builder = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(strata_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("grpc.health.v1.Health");
+        for name in names {
+            builder = builder.with_service_name(*name);
+        }
+        builder
+    };
+    // grpcurl 1.8 speaks v1alpha reflection; newer clients speak v1: serve both.
+    let reflection_v1 = reflection(&services.names).build_v1()?;
+    let reflection_v1alpha = reflection(&services.names).build_v1alpha()?;
 
     let mut routes = services.routes;
     routes

@@ -16,8 +16,9 @@ pub struct ServiceProcess {
     child: Child,
     /// Where it listens.
     pub addr: ListenAddr,
-    /// Its temp dir (socket and data root live here).
-    pub dir: tempfile::TempDir,
+    /// The data root it was started with (`STRATA_ROOT`).
+    pub root: std::path::PathBuf,
+    dir: Option<tempfile::TempDir>,
 }
 
 impl ServiceProcess {
@@ -25,19 +26,35 @@ impl ServiceProcess {
     /// until its health check says SERVING (at most 30 s).
     pub async fn spawn(bin: &Path, args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let sock = dir.path().join("svc.sock");
+        let root = dir.path().join("root");
+        let mut me = Self::spawn_with_root(bin, args, &root).await;
+        me.dir = Some(dir);
+        me
+    }
+
+    /// Like [`Self::spawn`] over an existing data root (e.g. to restart after a kill); the
+    /// socket lives in `root/../svc.sock`.
+    pub async fn spawn_with_root(bin: &Path, args: &[&str], root: &Path) -> Self {
+        let parent = root.parent().unwrap_or(root).to_path_buf();
+        std::fs::create_dir_all(&parent).expect("create socket dir");
+        let sock = parent.join("svc.sock");
         let addr = ListenAddr::Unix(sock.clone());
         let child = Command::new(bin)
             .arg("--listen")
             .arg(addr.to_string())
             .args(args)
-            .env("STRATA_ROOT", dir.path().join("root"))
+            .env("STRATA_ROOT", root)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
-        let mut me = Self { child, addr, dir };
+        let mut me = Self {
+            child,
+            addr,
+            root: root.to_path_buf(),
+            dir: None,
+        };
         if let Err(e) = wait_until_serving(&me.addr, Duration::from_secs(30)).await {
             let _ = me.child.kill();
             panic!("{} did not become healthy: {e}", bin.display());
@@ -58,11 +75,12 @@ impl ServiceProcess {
         (status, started.elapsed())
     }
 
-    /// Sends SIGKILL and reaps the process.
-    pub fn kill(mut self) -> tempfile::TempDir {
+    /// Sends SIGKILL and reaps the process; returns the temp dir holding its data root (when
+    /// [`Self::spawn`] made one) so the caller can restart over the same root.
+    pub fn kill(mut self) -> Option<tempfile::TempDir> {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.dir
+        self.dir.take()
     }
 }
 
