@@ -195,7 +195,9 @@ pub enum ErrorKind {
         stages: Vec<String>,
     },
     /// COPY --from / RUN --mount from= naming the current or a later stage.
-    #[error("cannot copy from stage \"{from}\", it needs to be defined before current stage \"{current}\"")]
+    #[error(
+        "cannot copy from stage \"{from}\", it needs to be defined before current stage \"{current}\""
+    )]
     StageNotYetDefined {
         /// The referenced stage.
         from: String,

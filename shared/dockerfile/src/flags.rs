@@ -63,7 +63,10 @@ pub(crate) fn parse_flags(
             column: column_of(original, needle),
         };
         let Some(body) = word.strip_prefix("--") else {
-            return Err(Error::at(ErrorKind::FlagSyntax { arg: word.clone() }, at(word)));
+            return Err(Error::at(
+                ErrorKind::FlagSyntax { arg: word.clone() },
+                at(word),
+            ));
         };
         if body.is_empty() {
             return Ok(flags);
@@ -163,10 +166,19 @@ mod tests {
     #[test]
     fn rejects_bad_flags() {
         let msg = |w: &[&str]| run(w).unwrap_err().kind.to_string();
-        assert_eq!(msg(&["--frm=a"]), "unknown flag: --frm (did you mean --from?)");
-        assert_eq!(msg(&["--from=a", "--from=b"]), "duplicate flag specified: --from");
+        assert_eq!(
+            msg(&["--frm=a"]),
+            "unknown flag: --frm (did you mean --from?)"
+        );
+        assert_eq!(
+            msg(&["--from=a", "--from=b"]),
+            "duplicate flag specified: --from"
+        );
         assert_eq!(msg(&["--link="]), "missing a value on flag: --link");
-        assert_eq!(msg(&["--link=yes"]), "expecting boolean value for flag --link, not: yes");
+        assert_eq!(
+            msg(&["--link=yes"]),
+            "expecting boolean value for flag --link, not: yes"
+        );
         assert_eq!(msg(&["--from"]), "missing a value on flag: --from");
         assert_eq!(msg(&["-x"]), "arg should start with -- : -x");
     }

@@ -403,7 +403,12 @@ pub struct Onbuild {
 fn at_line(node: &Node) -> Location {
     Location {
         line: node.start_line,
-        column: node.original.chars().take_while(|c| c.is_whitespace()).count() + 1,
+        column: node
+            .original
+            .chars()
+            .take_while(|c| c.is_whitespace())
+            .count()
+            + 1,
     }
 }
 
@@ -462,7 +467,11 @@ pub fn parse_go_duration(s: &str) -> Result<i64, String> {
             "m" => 60e9,
             "h" => 3600e9,
             "" => return Err(format!("time: missing unit in duration \"{orig}\"")),
-            other => return Err(format!("time: unknown unit \"{other}\" in duration \"{orig}\"")),
+            other => {
+                return Err(format!(
+                    "time: unknown unit \"{other}\" in duration \"{orig}\""
+                ));
+            }
         };
         total += value * scale;
         if total > i64::MAX as f64 {
@@ -494,18 +503,27 @@ fn parse_interval(node: &Node, flag: &str, value: Option<String>) -> Result<i64,
 fn exactly_one(node: &Node, name: &'static str) -> Result<String, Error> {
     match node.next.as_slice() {
         [one] => Ok(one.value.clone()),
-        _ => Err(fail(node, ErrorKind::ExactlyOneArgument { instruction: name })),
+        _ => Err(fail(
+            node,
+            ErrorKind::ExactlyOneArgument { instruction: name },
+        )),
     }
 }
 
 fn key_values(node: &Node, name: &'static str) -> Result<Vec<KeyValue>, Error> {
     if node.next.is_empty() {
-        return Err(fail(node, ErrorKind::AtLeastOneArgument { instruction: name }));
+        return Err(fail(
+            node,
+            ErrorKind::AtLeastOneArgument { instruction: name },
+        ));
     }
     let mut out = Vec::new();
     for triple in node.next.chunks(3) {
         let [k, v, sep] = triple else {
-            return Err(invalid(node, format!("{name} has an odd number of arguments")));
+            return Err(invalid(
+                node,
+                format!("{name} has an odd number of arguments"),
+            ));
         };
         if k.value.is_empty() {
             return Err(fail(node, ErrorKind::BlankName { instruction: name }));
@@ -596,7 +614,11 @@ fn parse_copy(node: &Node, name: &'static str) -> Result<Copy, Error> {
                     .unwrap_or_default();
                 inline_files.push(InlineFile {
                     name: h.name,
-                    content: if h.chomp { chomp_heredoc_content(&body) } else { body },
+                    content: if h.chomp {
+                        chomp_heredoc_content(&body)
+                    } else {
+                        body
+                    },
                     expand: h.expand,
                 });
             }
@@ -644,7 +666,9 @@ fn parse_run(node: &Node) -> Result<Run, Error> {
         Some(other) => {
             return Err(Error::at(
                 ErrorKind::InvalidArgument {
-                    message: format!("security mode \"{other}\" is not supported (sandbox or insecure)"),
+                    message: format!(
+                        "security mode \"{other}\" is not supported (sandbox or insecure)"
+                    ),
                 },
                 Location {
                     line: node.start_line,
@@ -686,7 +710,12 @@ fn parse_healthcheck(node: &Node) -> Result<Healthcheck, Error> {
             Ok(Healthcheck::None)
         }
         "CMD" => {
-            let flags = parse_flags(&node.flags, HEALTHCHECK_FLAGS, node.start_line, &node.original)?;
+            let flags = parse_flags(
+                &node.flags,
+                HEALTHCHECK_FLAGS,
+                node.start_line,
+                &node.original,
+            )?;
             let rest = args.get(1..).unwrap_or_default();
             if rest.is_empty() {
                 return Err(invalid(node, "Missing command after HEALTHCHECK CMD"));
@@ -703,10 +732,16 @@ fn parse_healthcheck(node: &Node) -> Result<Healthcheck, Error> {
                 None => 0,
                 Some(v) => {
                     let n: i64 = v.parse().map_err(|_| {
-                        invalid(node, format!("strconv.ParseInt: parsing \"{v}\": invalid syntax"))
+                        invalid(
+                            node,
+                            format!("strconv.ParseInt: parsing \"{v}\": invalid syntax"),
+                        )
                     })?;
                     let n = i32::try_from(n).map_err(|_| {
-                        invalid(node, format!("strconv.ParseInt: parsing \"{v}\": value out of range"))
+                        invalid(
+                            node,
+                            format!("strconv.ParseInt: parsing \"{v}\": value out of range"),
+                        )
                     })?;
                     if n < 0 {
                         return Err(invalid(node, format!("--retries cannot be negative ({n})")));
@@ -718,7 +753,11 @@ fn parse_healthcheck(node: &Node) -> Result<Healthcheck, Error> {
                 test,
                 interval_ns: parse_interval(node, "interval", flags.string("interval"))?,
                 timeout_ns: parse_interval(node, "timeout", flags.string("timeout"))?,
-                start_period_ns: parse_interval(node, "start-period", flags.string("start-period"))?,
+                start_period_ns: parse_interval(
+                    node,
+                    "start-period",
+                    flags.string("start-period"),
+                )?,
                 start_interval_ns: parse_interval(
                     node,
                     "start-interval",
@@ -763,7 +802,10 @@ pub fn parse_instruction(node: &Node) -> Result<Instruction, Error> {
         "arg" => {
             // BuildKit never validates ARG's flags.
             if node.next.is_empty() {
-                return Err(fail(node, ErrorKind::AtLeastOneArgument { instruction: "ARG" }));
+                return Err(fail(
+                    node,
+                    ErrorKind::AtLeastOneArgument { instruction: "ARG" },
+                ));
             }
             let mut decls = Vec::new();
             for word in node.args() {
@@ -801,7 +843,12 @@ pub fn parse_instruction(node: &Node) -> Result<Instruction, Error> {
         "expose" => {
             no_flags(node)?;
             if node.next.is_empty() {
-                return Err(fail(node, ErrorKind::AtLeastOneArgument { instruction: "EXPOSE" }));
+                return Err(fail(
+                    node,
+                    ErrorKind::AtLeastOneArgument {
+                        instruction: "EXPOSE",
+                    },
+                ));
             }
             Command::Expose(Expose {
                 raw: node.args().map(str::to_string).collect(),
@@ -826,7 +873,12 @@ pub fn parse_instruction(node: &Node) -> Result<Instruction, Error> {
             if let Some(n) = name {
                 let lower = go_lower(n);
                 if !is_valid_stage_name(&lower) {
-                    return Err(fail(node, ErrorKind::InvalidStageName { name: n.to_string() }));
+                    return Err(fail(
+                        node,
+                        ErrorKind::InvalidStageName {
+                            name: n.to_string(),
+                        },
+                    ));
                 }
             }
             Command::From(From {
@@ -845,7 +897,12 @@ pub fn parse_instruction(node: &Node) -> Result<Instruction, Error> {
         "onbuild" => {
             no_flags(node)?;
             let Some(inner) = node.next.first().and_then(|n| n.children.first()) else {
-                return Err(fail(node, ErrorKind::AtLeastOneArgument { instruction: "ONBUILD" }));
+                return Err(fail(
+                    node,
+                    ErrorKind::AtLeastOneArgument {
+                        instruction: "ONBUILD",
+                    },
+                ));
             };
             let trigger_kw = inner.value.trim().to_uppercase();
             match trigger_kw.as_str() {
@@ -878,10 +935,18 @@ pub fn parse_instruction(node: &Node) -> Result<Instruction, Error> {
             no_flags(node)?;
             let args: Vec<String> = node.args().map(str::to_string).collect();
             if args.is_empty() {
-                return Err(fail(node, ErrorKind::AtLeastOneArgument { instruction: "SHELL" }));
+                return Err(fail(
+                    node,
+                    ErrorKind::AtLeastOneArgument {
+                        instruction: "SHELL",
+                    },
+                ));
             }
             if !node.attributes.json {
-                return Err(invalid(node, "SHELL requires the arguments to be in JSON form"));
+                return Err(invalid(
+                    node,
+                    "SHELL requires the arguments to be in JSON form",
+                ));
             }
             Command::Shell(args)
         }
@@ -894,7 +959,12 @@ pub fn parse_instruction(node: &Node) -> Result<Instruction, Error> {
         "volume" => {
             no_flags(node)?;
             if node.next.is_empty() {
-                return Err(fail(node, ErrorKind::AtLeastOneArgument { instruction: "VOLUME" }));
+                return Err(fail(
+                    node,
+                    ErrorKind::AtLeastOneArgument {
+                        instruction: "VOLUME",
+                    },
+                ));
             }
             let mut vols = Vec::new();
             for v in node.args() {
@@ -915,7 +985,8 @@ pub fn parse_instruction(node: &Node) -> Result<Instruction, Error> {
             })
         }
         _ => {
-            let suggestion = closest(&node.value, INSTRUCTION_NAMES.iter().copied()).map(str::to_string);
+            let suggestion =
+                closest(&node.value, INSTRUCTION_NAMES.iter().copied()).map(str::to_string);
             return Err(fail(
                 node,
                 ErrorKind::UnknownInstruction {
@@ -941,7 +1012,8 @@ pub fn parse_instruction(node: &Node) -> Result<Instruction, Error> {
 pub(crate) fn is_valid_stage_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars.next().is_some_and(|c| c.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
+        && chars
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'))
 }
 
 #[cfg(test)]

@@ -190,14 +190,15 @@ impl JsonReader<'_> {
                                 // Try to pair with a following \uDC00-\uDFFF.
                                 let save = self.pos;
                                 let mut paired = None;
-                                if u < 0xDC00 && self.b.get(self.pos..self.pos + 2) == Some(b"\\u") {
+                                if u < 0xDC00 && self.b.get(self.pos..self.pos + 2) == Some(b"\\u")
+                                {
                                     self.pos += 2;
-                                    if let Ok(lo) = self.hex4() {
-                                        if (0xDC00..0xE000).contains(&lo) {
-                                            paired = char::from_u32(
-                                                0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00),
-                                            );
-                                        }
+                                    if let Ok(lo) = self.hex4()
+                                        && (0xDC00..0xE000).contains(&lo)
+                                    {
+                                        paired = char::from_u32(
+                                            0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00),
+                                        );
                                     }
                                 }
                                 match paired {
@@ -311,14 +312,19 @@ mod tests {
         );
         assert_eq!(
             parse_string_array(r#"["\" \\ \/ \b \f \n \r \t \u0000 \ud83d\ude00 \ud800"]"#),
-            JsonArray::Strings(vec!["\" \\ / \u{8} \u{c} \n \r \t \u{0} 😀 \u{fffd}".into()])
+            JsonArray::Strings(vec![
+                "\" \\ / \u{8} \u{c} \n \r \t \u{0} 😀 \u{fffd}".into()
+            ])
         );
     }
 
     #[test]
     fn rejects_non_strings_and_invalid() {
         assert_eq!(parse_string_array(r#"["a", ["b"]]"#), JsonArray::NotStrings);
-        assert_eq!(parse_string_array(r#"[1, {"a": [true, null]}]"#), JsonArray::NotStrings);
+        assert_eq!(
+            parse_string_array(r#"[1, {"a": [true, null]}]"#),
+            JsonArray::NotStrings
+        );
         assert_eq!(parse_string_array("['a']"), JsonArray::Invalid);
         assert_eq!(parse_string_array(r#"["a""#), JsonArray::Invalid);
         assert_eq!(parse_string_array(r#"["a",]"#), JsonArray::Invalid);

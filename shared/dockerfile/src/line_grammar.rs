@@ -355,7 +355,10 @@ pub(crate) fn node_from_line(
     let (next, attributes) = match keyword.as_str() {
         "add" | "copy" | "volume" => parse_maybe_json_to_list(&args)?,
         "run" | "cmd" | "entrypoint" | "shell" => parse_maybe_json(&args)?,
-        "from" | "expose" => (parse_strings_whitespace_delimited(&args), Attributes::default()),
+        "from" | "expose" => (
+            parse_strings_whitespace_delimited(&args),
+            Attributes::default(),
+        ),
         "env" => parse_name_val(&args, "ENV", escape)?,
         "label" => parse_name_val(&args, "LABEL", escape)?,
         "arg" => (
@@ -363,7 +366,11 @@ pub(crate) fn node_from_line(
             Attributes::default(),
         ),
         "maintainer" | "stopsignal" | "user" | "workdir" => {
-            let nodes = if args.is_empty() { Vec::new() } else { vec![arg(args)] };
+            let nodes = if args.is_empty() {
+                Vec::new()
+            } else {
+                vec![arg(args)]
+            };
             (nodes, Attributes::default())
         }
         "healthcheck" => parse_health_config(&args)?,
@@ -400,10 +407,10 @@ pub(crate) fn node_from_line(
 /// Whether heredocs are looked for on this node (RUN/COPY/ADD, also inside ONBUILD, not JSON).
 pub(crate) fn can_contain_heredoc(node: &Node) -> bool {
     let mut node = node;
-    if go_lower(&node.value) == "onbuild" {
-        if let Some(child) = node.next.first().and_then(|n| n.children.first()) {
-            node = child;
-        }
+    if go_lower(&node.value) == "onbuild"
+        && let Some(child) = node.next.first().and_then(|n| n.children.first())
+    {
+        node = child;
     }
     matches!(go_lower(&node.value).as_str(), "add" | "copy" | "run") && !node.attributes.json
 }
@@ -440,7 +447,7 @@ pub fn parse_heredoc(src: &str) -> Result<Option<Heredoc>, Error> {
     if rest.contains('<') {
         return Ok(None);
     }
-    let rest = rest.trim_start_matches(|c: char| matches!(c, '\t' | '\n' | '\u{c}' | '\r' | ' '));
+    let rest = rest.trim_start_matches(['\t', '\n', '\u{c}', '\r', ' ']);
     if rest.is_empty() {
         return Ok(None);
     }
@@ -501,7 +508,10 @@ mod tests {
         let h = parse_heredoc("<<-'EOF'").unwrap().unwrap();
         assert_eq!((h.name.as_str(), h.expand, h.chomp), ("EOF", false, true));
         let h = parse_heredoc("3<<eo'f'").unwrap().unwrap();
-        assert_eq!((h.name.as_str(), h.expand, h.file_descriptor), ("eof", false, 3));
+        assert_eq!(
+            (h.name.as_str(), h.expand, h.file_descriptor),
+            ("eof", false, 3)
+        );
         let h = parse_heredoc(r"<<eo\'f").unwrap().unwrap();
         assert_eq!((h.name.as_str(), h.expand), ("eo'f", true));
         assert!(parse_heredoc("<<").unwrap().is_none());

@@ -49,14 +49,17 @@ pub struct LintWarning {
 impl LintWarning {
     /// Documentation URL of the rule.
     pub fn url(&self) -> String {
+        let chars: Vec<char> = self.rule.chars().collect();
         let mut kebab = String::new();
-        for (i, c) in self.rule.chars().enumerate() {
-            let prev_upper = self
-                .rule
-                .chars()
-                .nth(i.wrapping_sub(1))
-                .is_some_and(|p| p.is_ascii_uppercase());
-            if c.is_ascii_uppercase() && i > 0 && !prev_upper {
+        for (i, c) in chars.iter().enumerate() {
+            let prev = i.checked_sub(1).and_then(|p| chars.get(p));
+            let next = chars.get(i + 1);
+            let boundary = c.is_ascii_uppercase()
+                && prev.is_some_and(|p| {
+                    p.is_ascii_lowercase()
+                        || (p.is_ascii_uppercase() && next.is_some_and(|n| n.is_ascii_lowercase()))
+                });
+            if boundary {
                 kebab.push('-');
             }
             kebab.push(c.to_ascii_lowercase());
@@ -180,8 +183,16 @@ pub(crate) fn looks_secret(name: &str) -> bool {
     tokens.iter().any(|t| {
         matches!(
             t.as_str(),
-            "apikey" | "auth" | "credential" | "credentials" | "key" | "password" | "pword"
-                | "passwd" | "secret" | "token"
+            "apikey"
+                | "auth"
+                | "credential"
+                | "credentials"
+                | "key"
+                | "password"
+                | "pword"
+                | "passwd"
+                | "secret"
+                | "token"
         )
     })
 }
@@ -217,6 +228,9 @@ mod tests {
             message: String::new(),
             span: Span::default(),
         };
-        assert_eq!(w.url(), "https://docs.docker.com/go/dockerfile/rule/json-args-recommended/");
+        assert_eq!(
+            w.url(),
+            "https://docs.docker.com/go/dockerfile/rule/json-args-recommended/"
+        );
     }
 }

@@ -185,17 +185,17 @@ pub fn parse_mount(
     let fields = split_csv(spec)?;
     let mut kind = MountType::Bind;
     for field in &fields {
-        if let Some((k, v)) = field.split_once('=') {
-            if k.trim().eq_ignore_ascii_case("type") {
-                kind = match v.to_ascii_lowercase().as_str() {
-                    "bind" => MountType::Bind,
-                    "cache" => MountType::Cache,
-                    "tmpfs" => MountType::Tmpfs,
-                    "secret" => MountType::Secret,
-                    "ssh" => MountType::Ssh,
-                    _ => return Err(Error::invalid(format!("unsupported mount type \"{v}\""))),
-                };
-            }
+        if let Some((k, v)) = field.split_once('=')
+            && k.trim().eq_ignore_ascii_case("type")
+        {
+            kind = match v.to_ascii_lowercase().as_str() {
+                "bind" => MountType::Bind,
+                "cache" => MountType::Cache,
+                "tmpfs" => MountType::Tmpfs,
+                "secret" => MountType::Secret,
+                "ssh" => MountType::Ssh,
+                _ => return Err(Error::invalid(format!("unsupported mount type \"{v}\""))),
+            };
         }
     }
     let mut m = Mount {
@@ -267,15 +267,23 @@ pub fn parse_mount(
                 m.mode = Some(mode);
             }
             "uid" => {
-                m.uid = Some(v.parse().map_err(|_| Error::invalid(format!("invalid value {v} for uid")))?)
+                m.uid = Some(
+                    v.parse()
+                        .map_err(|_| Error::invalid(format!("invalid value {v} for uid")))?,
+                )
             }
             "gid" => {
-                m.gid = Some(v.parse().map_err(|_| Error::invalid(format!("invalid value {v} for gid")))?)
+                m.gid = Some(
+                    v.parse()
+                        .map_err(|_| Error::invalid(format!("invalid value {v} for gid")))?,
+                )
             }
             "size" => m.size_bytes = Some(parse_size(&v)?),
             "env" => m.env = Some(v),
             _ => {
-                return Err(Error::invalid(format!("unexpected key '{key}' in '{field}'")));
+                return Err(Error::invalid(format!(
+                    "unexpected key '{key}' in '{field}'"
+                )));
             }
         }
     }
@@ -293,7 +301,9 @@ pub fn parse_mount(
         )));
     }
     if m.size_bytes.is_some() && kind != MountType::Tmpfs {
-        return Err(Error::invalid(format!("size is not supported for {type_name} mounts")));
+        return Err(Error::invalid(format!(
+            "size is not supported for {type_name} mounts"
+        )));
     }
     if saw_sharing && kind != MountType::Cache {
         return Err(Error::invalid(format!(
@@ -301,7 +311,9 @@ pub fn parse_mount(
         )));
     }
     if m.env.is_some() && kind != MountType::Secret {
-        return Err(Error::invalid(format!("env is not supported for {type_name} mounts")));
+        return Err(Error::invalid(format!(
+            "env is not supported for {type_name} mounts"
+        )));
     }
     match kind {
         MountType::Secret => {
@@ -323,7 +335,10 @@ pub fn parse_mount(
                 ));
             }
             if m.target.is_none() && m.env.is_none() {
-                m.target = Some(format!("/run/secrets/{}", m.id.as_deref().unwrap_or_default()));
+                m.target = Some(format!(
+                    "/run/secrets/{}",
+                    m.id.as_deref().unwrap_or_default()
+                ));
             }
             m.mode.get_or_insert(0o400);
             m.uid.get_or_insert(0);
@@ -353,7 +368,9 @@ pub fn parse_mount(
         }
         MountType::Bind | MountType::Tmpfs => {
             if m.target.is_none() {
-                return Err(Error::invalid(format!("mount type {type_name} requires a target")));
+                return Err(Error::invalid(format!(
+                    "mount type {type_name} requires a target"
+                )));
             }
         }
     }
@@ -371,13 +388,19 @@ mod tests {
     #[test]
     fn defaults_per_type() {
         let m = parse("type=cache,target=/root/.cache").unwrap();
-        assert_eq!((m.id.as_deref(), m.readonly, m.mode), (Some("/root/.cache"), false, Some(0o755)));
+        assert_eq!(
+            (m.id.as_deref(), m.readonly, m.mode),
+            (Some("/root/.cache"), false, Some(0o755))
+        );
         let m = parse("type=secret,id=npmrc").unwrap();
         assert_eq!(m.target.as_deref(), Some("/run/secrets/npmrc"));
         let m = parse("type=ssh").unwrap();
         assert_eq!(m.target.as_deref(), Some("/run/buildkit/ssh_agent.0"));
         let m = parse("target=/src,from=build,rw").unwrap();
-        assert_eq!((m.kind, m.readonly, m.from.as_deref()), (MountType::Bind, false, Some("build")));
+        assert_eq!(
+            (m.kind, m.readonly, m.from.as_deref()),
+            (MountType::Bind, false, Some("build"))
+        );
         let m = parse("type=tmpfs,target=/t,size=64m").unwrap();
         assert_eq!(m.size_bytes, Some(64 << 20));
     }
@@ -385,8 +408,14 @@ mod tests {
     #[test]
     fn rejects_bad_specs() {
         let msg = |s: &str| parse(s).unwrap_err().to_string();
-        assert_eq!(msg("type=cache,target=/x,bogus"), "invalid field 'bogus' must be a key=value pair");
-        assert_eq!(msg("type=cache,target=/x,foo=bar"), "unexpected key 'foo' in 'foo=bar'");
+        assert_eq!(
+            msg("type=cache,target=/x,bogus"),
+            "invalid field 'bogus' must be a key=value pair"
+        );
+        assert_eq!(
+            msg("type=cache,target=/x,foo=bar"),
+            "unexpected key 'foo' in 'foo=bar'"
+        );
         assert!(msg("type=nfs,target=/x").contains("unsupported mount type"));
         assert!(msg("type=bind,target=/x,mode=0755").contains("not supported"));
         assert!(msg("type=cache,target=/x,sharing=everyone").contains("sharing"));

@@ -32,7 +32,10 @@ impl<'a> PhysicalLines<'a> {
         if rest.is_empty() {
             return Ok(None);
         }
-        let len = rest.iter().position(|b| *b == b'\n').map_or(rest.len(), |i| i + 1);
+        let len = rest
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(rest.len(), |i| i + 1);
         let line = rest.get(..len).unwrap_or_default();
         self.pos += len;
         self.number += 1;
@@ -166,7 +169,9 @@ fn match_directive(s: &str) -> Option<(String, String)> {
     let (key, rest) = s.split_at(key_len);
     let rest = rest.trim_start_matches(is_re_space).strip_prefix('=')?;
     let after_eq = rest;
-    let value = after_eq.trim_start_matches(is_re_space).trim_end_matches(is_re_space);
+    let value = after_eq
+        .trim_start_matches(is_re_space)
+        .trim_end_matches(is_re_space);
     if !value.is_empty() {
         return Some((key.to_string(), value.to_string()));
     }
@@ -274,9 +279,7 @@ pub fn parse(src: &[u8]) -> Result<ParseOutput, Error> {
             });
         }
 
-        let located = |e: Error, end: usize| {
-            e.or_at(Location::line(start_line)).with_end_line(end)
-        };
+        let located = |e: Error, end: usize| e.or_at(Location::line(start_line)).with_end_line(end);
         let mut child = node_from_line(&logical, escape, std::mem::take(&mut comments), 0)
             .map_err(|e| {
                 let column = logical.chars().take_while(|c| c.is_whitespace()).count() + 1;
@@ -288,8 +291,7 @@ pub fn parse(src: &[u8]) -> Result<ParseOutput, Error> {
             })?;
 
         if can_contain_heredoc(&child) && logical.contains("<<") {
-            let heredocs =
-                heredocs_from_line(&logical).map_err(|e| located(e, current_line))?;
+            let heredocs = heredocs_from_line(&logical).map_err(|e| located(e, current_line))?;
             for mut heredoc in heredocs {
                 let mut terminated = false;
                 while let Some(body_line) = lines.next_heredoc_line()? {
@@ -349,9 +351,18 @@ mod tests {
 
     #[test]
     fn directive_regex() {
-        assert_eq!(match_directive("escape = `"), Some(("escape".into(), "`".into())));
-        assert_eq!(match_directive("syntax=a b  "), Some(("syntax".into(), "a b".into())));
-        assert_eq!(match_directive("escape= "), Some(("escape".into(), " ".into())));
+        assert_eq!(
+            match_directive("escape = `"),
+            Some(("escape".into(), "`".into()))
+        );
+        assert_eq!(
+            match_directive("syntax=a b  "),
+            Some(("syntax".into(), "a b".into()))
+        );
+        assert_eq!(
+            match_directive("escape= "),
+            Some(("escape".into(), " ".into()))
+        );
         assert_eq!(match_directive("escape="), None);
         assert_eq!(match_directive("1x=y"), None);
     }
@@ -362,7 +373,10 @@ mod tests {
         assert_eq!(out.escape, '`');
         assert_eq!(out.directives.len(), 2);
         let err = parse(b"# escape=`\n# escape=`\nFROM a").unwrap_err();
-        assert_eq!(err.to_string(), "2:1: only one escape parser directive can be used");
+        assert_eq!(
+            err.to_string(),
+            "2:1: only one escape parser directive can be used"
+        );
     }
 
     #[test]

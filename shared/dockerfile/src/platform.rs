@@ -38,14 +38,32 @@ impl fmt::Display for Platform {
 }
 
 const KNOWN_OS: &[&str] = &[
-    "aix", "android", "darwin", "dragonfly", "freebsd", "hurd", "illumos", "ios", "js",
-    "linux", "nacl", "netbsd", "openbsd", "plan9", "solaris", "wasip1", "windows", "zos",
+    "aix",
+    "android",
+    "darwin",
+    "dragonfly",
+    "freebsd",
+    "hurd",
+    "illumos",
+    "ios",
+    "js",
+    "linux",
+    "nacl",
+    "netbsd",
+    "openbsd",
+    "plan9",
+    "solaris",
+    "wasip1",
+    "windows",
+    "zos",
 ];
 
 fn normalize_arch(arch: &str, variant: Option<&str>) -> (String, Option<String>) {
     match (arch, variant) {
         ("i386", _) => ("386".into(), None),
-        ("x86_64" | "x86-64" | "amd64", v) => ("amd64".into(), v.filter(|v| *v != "v1").map(str::to_string)),
+        ("x86_64" | "x86-64" | "amd64", v) => {
+            ("amd64".into(), v.filter(|v| *v != "v1").map(str::to_string))
+        }
         ("aarch64" | "arm64", v) => (
             "arm64".into(),
             v.filter(|v| *v != "8" && *v != "v8").map(str::to_string),
@@ -55,7 +73,11 @@ fn normalize_arch(arch: &str, variant: Option<&str>) -> (String, Option<String>)
         ("arm", None) => ("arm".into(), Some("v7".into())),
         ("arm", Some(v)) => (
             "arm".into(),
-            Some(if v.starts_with('v') { v.to_string() } else { format!("v{v}") }),
+            Some(if v.starts_with('v') {
+                v.to_string()
+            } else {
+                format!("v{v}")
+            }),
         ),
         (a, v) => (a.to_string(), v.map(str::to_string)),
     }
@@ -113,11 +135,26 @@ mod tests {
 
     #[test]
     fn parses_and_normalises() {
-        assert_eq!(Platform::parse("linux/amd64").unwrap().to_string(), "linux/amd64");
-        assert_eq!(Platform::parse("linux/arm/v7").unwrap().to_string(), "linux/arm/v7");
-        assert_eq!(Platform::parse("linux/aarch64").unwrap().to_string(), "linux/arm64");
-        assert_eq!(Platform::parse("Linux/x86_64").unwrap().to_string(), "linux/amd64");
-        assert_eq!(Platform::parse("windows").unwrap().to_string(), "windows/amd64");
+        assert_eq!(
+            Platform::parse("linux/amd64").unwrap().to_string(),
+            "linux/amd64"
+        );
+        assert_eq!(
+            Platform::parse("linux/arm/v7").unwrap().to_string(),
+            "linux/arm/v7"
+        );
+        assert_eq!(
+            Platform::parse("linux/aarch64").unwrap().to_string(),
+            "linux/arm64"
+        );
+        assert_eq!(
+            Platform::parse("Linux/x86_64").unwrap().to_string(),
+            "linux/amd64"
+        );
+        assert_eq!(
+            Platform::parse("windows").unwrap().to_string(),
+            "windows/amd64"
+        );
         assert!(Platform::parse("").is_err());
         assert!(Platform::parse("linux//amd64").is_err());
         assert!(Platform::parse("a/b/c/d").is_err());

@@ -72,7 +72,10 @@ mod tests {
         assert_eq!(go_quote("\u{0}\u{7f}"), r#""\x00\x7f""#);
         assert_eq!(go_quote("♥ ☃"), "\"♥ ☃\"");
         assert_eq!(go_quote("\u{a0}"), r#""\u00a0""#);
-        assert_eq!(go_quote("\t\n\r\u{b}\u{c}\u{8}\u{7}"), r#""\t\n\r\v\f\b\a""#);
+        assert_eq!(
+            go_quote("\t\n\r\u{b}\u{c}\u{8}\u{7}"),
+            r#""\t\n\r\v\f\b\a""#
+        );
         assert_eq!(go_quote("\u{feff}"), r#""\ufeff""#);
         assert_eq!(go_quote("\u{10ffff}"), r#""\U0010ffff""#);
     }

@@ -44,7 +44,9 @@ impl VariableSource for BTreeMap<String, String> {
     fn lookup(&self, name: &str, ignore_case: bool) -> Option<&str> {
         if ignore_case {
             self.iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name) || k.to_uppercase() == name.to_uppercase())
+                .find(|(k, _)| {
+                    k.eq_ignore_ascii_case(name) || k.to_uppercase() == name.to_uppercase()
+                })
                 .map(|(_, v)| v.as_str())
         } else {
             self.get(name).map(String::as_str)
@@ -157,7 +159,11 @@ impl Lexer {
     }
 
     /// Expands `word` and splits it into fields (BuildKit `ProcessWords`).
-    pub fn process_words(&self, word: &str, env: &dyn VariableSource) -> Result<Vec<String>, Error> {
+    pub fn process_words(
+        &self,
+        word: &str,
+        env: &dyn VariableSource,
+    ) -> Result<Vec<String>, Error> {
         self.expand(word, env).map(|e| e.words)
     }
 
@@ -275,7 +281,11 @@ impl Scan<'_> {
         c
     }
 
-    fn process_stop_on(&mut self, stop: Option<char>, raw_escapes: bool) -> Result<Processed, String> {
+    fn process_stop_on(
+        &mut self,
+        stop: Option<char>,
+        raw_escapes: bool,
+    ) -> Result<Processed, String> {
         let saved = self.raw_escapes;
         self.raw_escapes = raw_escapes;
         let mut result = String::new();
@@ -509,18 +519,32 @@ impl Scan<'_> {
                 if self.lexer.skip_unset_env && value.is_none() {
                     return Ok(format!("${{{name}{modifier}{word}}}"));
                 }
-                let empty = value.as_deref().is_none_or(|v| null_is_unset && v.is_empty());
+                let empty = value
+                    .as_deref()
+                    .is_none_or(|v| null_is_unset && v.is_empty());
                 match op {
-                    '-' => Ok(if empty { word } else { value.unwrap_or_default() }),
+                    '-' => Ok(if empty {
+                        word
+                    } else {
+                        value.unwrap_or_default()
+                    }),
                     '+' => Ok(if empty { String::new() } else { word }),
                     '?' => match value {
                         None => Err(format!(
                             "{name}: {}",
-                            if word.is_empty() { "is not allowed to be unset" } else { &word }
+                            if word.is_empty() {
+                                "is not allowed to be unset"
+                            } else {
+                                &word
+                            }
                         )),
                         Some(v) if null_is_unset && v.is_empty() => Err(format!(
                             "{name}: {}",
-                            if word.is_empty() { "is not allowed to be empty" } else { &word }
+                            if word.is_empty() {
+                                "is not allowed to be empty"
+                            } else {
+                                &word
+                            }
                         )),
                         Some(v) => Ok(v),
                     },
@@ -665,7 +689,9 @@ impl FailMemo {
 
     fn get(&self, t: usize, v: usize) -> bool {
         let i = self.index(t, v);
-        self.bits.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+        self.bits
+            .get(i / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
 
     fn set(&mut self, t: usize, v: usize) {
@@ -737,10 +763,12 @@ fn trim_prefix(tokens: &[Glob], value: &str, greedy: bool) -> Result<String, Str
     let chars: Vec<char> = value.chars().collect();
     let mut memo = FailMemo::new(tokens.len(), chars.len())?;
     let mut budget = MATCH_STEP_BUDGET;
-    Ok(match match_at(tokens, &chars, 0, greedy, &mut memo, &mut budget)? {
-        Some(end) => chars.get(end..).unwrap_or_default().iter().collect(),
-        None => value.to_string(),
-    })
+    Ok(
+        match match_at(tokens, &chars, 0, greedy, &mut memo, &mut budget)? {
+            Some(end) => chars.get(end..).unwrap_or_default().iter().collect(),
+            None => value.to_string(),
+        },
+    )
 }
 
 fn trim_suffix(tokens: &[Glob], value: &str, greedy: bool) -> Result<String, String> {
@@ -754,7 +782,10 @@ fn replace(tokens: &[Glob], value: &str, replacement: &str, all: bool) -> Result
     let chars: Vec<char> = value.chars().collect();
     let mut memo = FailMemo::new(tokens.len(), chars.len())?;
     let mut budget = MATCH_STEP_BUDGET;
-    let find_from = |from: usize, memo: &mut FailMemo, budget: &mut u64| -> Result<Option<(usize, usize)>, String> {
+    let find_from = |from: usize,
+                     memo: &mut FailMemo,
+                     budget: &mut u64|
+     -> Result<Option<(usize, usize)>, String> {
         for start in from..=chars.len() {
             if let Some(end) = match_at(tokens, &chars, start, true, memo, budget)? {
                 return Ok(Some((start, end)));
@@ -762,7 +793,8 @@ fn replace(tokens: &[Glob], value: &str, replacement: &str, all: bool) -> Result
         }
         Ok(None)
     };
-    let slice = |a: usize, b: usize| -> String { chars.get(a..b).unwrap_or_default().iter().collect() };
+    let slice =
+        |a: usize, b: usize| -> String { chars.get(a..b).unwrap_or_default().iter().collect() };
     if !all {
         return Ok(match find_from(0, &mut memo, &mut budget)? {
             Some((s, e)) => format!("{}{}{}", slice(0, s), replacement, slice(e, chars.len())),
@@ -821,7 +853,14 @@ fn expand_template(template: &str, matched: &str) -> String {
                 out.push('$');
                 continue;
             }
-            (chars.get(start..j).unwrap_or_default().iter().collect::<String>(), j + 1)
+            (
+                chars
+                    .get(start..j)
+                    .unwrap_or_default()
+                    .iter()
+                    .collect::<String>(),
+                j + 1,
+            )
         } else {
             let mut j = i;
             while chars.get(j).is_some_and(is_name) {
@@ -831,7 +870,14 @@ fn expand_template(template: &str, matched: &str) -> String {
                 out.push('$');
                 continue;
             }
-            (chars.get(i..j).unwrap_or_default().iter().collect::<String>(), j)
+            (
+                chars
+                    .get(i..j)
+                    .unwrap_or_default()
+                    .iter()
+                    .collect::<String>(),
+                j,
+            )
         };
         if name.chars().all(|c| c.is_ascii_digit()) && name.parse::<u64>().ok() == Some(0) {
             out.push_str(matched);
@@ -846,10 +892,15 @@ mod tests {
     use super::*;
 
     fn env() -> BTreeMap<String, String> {
-        [("PWD", "/home"), ("SHELL", "bash"), ("NULL", ""), ("V", "a/b/c.tar.gz")]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        [
+            ("PWD", "/home"),
+            ("SHELL", "bash"),
+            ("NULL", ""),
+            ("V", "a/b/c.tar.gz"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
     }
 
     fn word(s: &str) -> Result<String, Error> {

@@ -69,10 +69,10 @@ impl StageGraph {
             }
             *slot = true;
             for d in dependencies.get(i).into_iter().flatten() {
-                if let DependencyTarget::Stage(j) = d.target {
-                    if j < i {
-                        stack.push(j);
-                    }
+                if let DependencyTarget::Stage(j) = d.target
+                    && j < i
+                {
+                    stack.push(j);
                 }
             }
         }
@@ -150,7 +150,10 @@ mod tests {
     #[test]
     fn levels_and_reachability() {
         // 0, 1 independent; 2 uses 0; 3 unused; 4 uses 1 and 2.
-        let g = StageGraph::new(vec![vec![], vec![], vec![dep(0)], vec![], vec![dep(1), dep(2)]], 4);
+        let g = StageGraph::new(
+            vec![vec![], vec![], vec![dep(0)], vec![], vec![dep(1), dep(2)]],
+            4,
+        );
         assert_eq!(g.levels, vec![vec![0, 1], vec![2], vec![4]]);
         assert_eq!(g.required, vec![true, true, true, false, true]);
         assert_eq!(g.build_order(), vec![0, 1, 2, 4]);
