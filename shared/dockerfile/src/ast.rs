@@ -28,6 +28,8 @@ pub struct Node {
     pub flags: Vec<String>,
     /// First physical line (1-based); 0 for argument nodes.
     pub start_line: usize,
+    /// Column (1-based, characters) of the keyword on the first line; 0 for argument nodes.
+    pub start_column: usize,
     /// Last physical line, covering continuation lines and heredoc bodies.
     pub end_line: usize,
     /// Comment lines directly above the instruction (doc comments).

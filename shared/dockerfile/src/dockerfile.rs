@@ -400,7 +400,7 @@ impl Builder<'_> {
         let e = self.lexer.expand(word, env).map_err(|e| {
             e.or_at(Location {
                 line: inst.span.start_line,
-                column: column_of(&inst.original, word),
+                column: column_of(&inst.original, word) + inst.column.saturating_sub(1),
             })
             .with_end_line(inst.span.end_line)
         })?;
@@ -427,7 +427,7 @@ impl Builder<'_> {
 fn located(inst: &Instruction, e: Error, needle: &str) -> Error {
     e.or_at(Location {
         line: inst.span.start_line,
-        column: column_of(&inst.original, needle),
+        column: column_of(&inst.original, needle) + inst.column.saturating_sub(1),
     })
     .with_end_line(inst.span.end_line)
 }
@@ -551,7 +551,7 @@ pub fn from_ast(ast: &ParseOutput, opts: &ParseOptions) -> Result<Dockerfile, Er
         } else {
             let at = Location {
                 line: inst.span.start_line,
-                column: column_of(&inst.original, &inst.keyword),
+                column: inst.column,
             };
             return Err(Error::at(ErrorKind::NoBuildStage, at).with_end_line(inst.span.end_line));
         }

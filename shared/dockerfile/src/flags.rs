@@ -53,6 +53,7 @@ pub(crate) fn parse_flags(
     raw: &[String],
     specs: &[(&'static str, FlagKind)],
     line: usize,
+    column_offset: usize,
     original: &str,
 ) -> Result<Flags, Error> {
     let mut flags = Flags::default();
@@ -60,7 +61,7 @@ pub(crate) fn parse_flags(
     for word in raw {
         let at = |needle: &str| Location {
             line,
-            column: column_of(original, needle),
+            column: column_of(original, needle) + column_offset,
         };
         let Some(body) = word.strip_prefix("--") else {
             return Err(Error::at(
@@ -152,7 +153,7 @@ mod tests {
 
     fn run(words: &[&str]) -> Result<Flags, Error> {
         let raw: Vec<String> = words.iter().map(|s| s.to_string()).collect();
-        parse_flags(&raw, SPECS, 1, "COPY x y")
+        parse_flags(&raw, SPECS, 1, 0, "COPY x y")
     }
 
     #[test]

@@ -54,6 +54,8 @@ pub struct Instruction {
     pub original: String,
     /// The keyword as written (`run`, `Run`, `RUN`).
     pub keyword: String,
+    /// Column (1-based) of the keyword on the first line.
+    pub column: usize,
     /// Doc comments directly above the instruction.
     pub comments: Vec<String>,
     /// What the instruction does.
@@ -403,12 +405,7 @@ pub struct Onbuild {
 fn at_line(node: &Node) -> Location {
     Location {
         line: node.start_line,
-        column: node
-            .original
-            .chars()
-            .take_while(|c| c.is_whitespace())
-            .count()
-            + 1,
+        column: node.start_column.max(1),
     }
 }
 
@@ -586,6 +583,7 @@ fn parse_copy(node: &Node, name: &'static str) -> Result<Copy, Error> {
         &node.flags,
         if is_add { ADD_FLAGS } else { COPY_FLAGS },
         node.start_line,
+        node.start_column.saturating_sub(1),
         &node.original,
     )?;
     let args: Vec<&str> = node.args().collect();
@@ -643,7 +641,13 @@ fn parse_copy(node: &Node, name: &'static str) -> Result<Copy, Error> {
 }
 
 fn parse_run(node: &Node) -> Result<Run, Error> {
-    let flags = parse_flags(&node.flags, RUN_FLAGS, node.start_line, &node.original)?;
+    let flags = parse_flags(
+        &node.flags,
+        RUN_FLAGS,
+        node.start_line,
+        node.start_column.saturating_sub(1),
+        &node.original,
+    )?;
     let network = match flags.string("network").as_deref() {
         None | Some("default") => NetworkMode::Default,
         Some("none") => NetworkMode::None,
@@ -655,7 +659,8 @@ fn parse_run(node: &Node) -> Result<Run, Error> {
                 },
                 Location {
                     line: node.start_line,
-                    column: column_of(&node.original, "--network"),
+                    column: column_of(&node.original, "--network")
+                        + node.start_column.saturating_sub(1),
                 },
             ));
         }
@@ -672,7 +677,8 @@ fn parse_run(node: &Node) -> Result<Run, Error> {
                 },
                 Location {
                     line: node.start_line,
-                    column: column_of(&node.original, "--security"),
+                    column: column_of(&node.original, "--security")
+                        + node.start_column.saturating_sub(1),
                 },
             ));
         }
@@ -714,6 +720,7 @@ fn parse_healthcheck(node: &Node) -> Result<Healthcheck, Error> {
                 &node.flags,
                 HEALTHCHECK_FLAGS,
                 node.start_line,
+                node.start_column.saturating_sub(1),
                 &node.original,
             )?;
             let rest = args.get(1..).unwrap_or_default();
@@ -774,7 +781,14 @@ fn parse_healthcheck(node: &Node) -> Result<Healthcheck, Error> {
 }
 
 fn no_flags(node: &Node) -> Result<(), Error> {
-    parse_flags(&node.flags, &[], node.start_line, &node.original).map(|_| ())
+    parse_flags(
+        &node.flags,
+        &[],
+        node.start_line,
+        node.start_column.saturating_sub(1),
+        &node.original,
+    )
+    .map(|_| ())
 }
 
 /// ONBUILD's stored expression: the original line minus `(?i)^\s*ONBUILD\s*`, plus heredocs.
@@ -860,6 +874,7 @@ pub fn parse_instruction(node: &Node) -> Result<Instruction, Error> {
                 &node.flags,
                 &[("platform", FlagKind::String)],
                 node.start_line,
+                node.start_column.saturating_sub(1),
                 &node.original,
             )?;
             let args: Vec<&str> = node.args().collect();
@@ -1003,6 +1018,7 @@ pub fn parse_instruction(node: &Node) -> Result<Instruction, Error> {
         },
         original: node.original.clone(),
         keyword: node.value.clone(),
+        column: node.start_column.max(1),
         comments: node.prev_comment.clone(),
         command,
     })

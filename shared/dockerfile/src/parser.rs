@@ -233,7 +233,9 @@ pub fn parse(src: &[u8]) -> Result<ParseOutput, Error> {
                 comments.push(comment.to_string());
             }
         }
-        let token = trim_newline(raw).trim_start();
+        let untrimmed = trim_newline(raw);
+        let token = untrimmed.trim_start();
+        let start_column = untrimmed.chars().count() - token.chars().count() + 1;
         let number = current_line + 1;
         if directives.scan(token, number)? {
             comments.pop();
@@ -282,10 +284,9 @@ pub fn parse(src: &[u8]) -> Result<ParseOutput, Error> {
         let located = |e: Error, end: usize| e.or_at(Location::line(start_line)).with_end_line(end);
         let mut child = node_from_line(&logical, escape, std::mem::take(&mut comments), 0)
             .map_err(|e| {
-                let column = logical.chars().take_while(|c| c.is_whitespace()).count() + 1;
                 e.or_at(Location {
                     line: start_line,
-                    column,
+                    column: start_column,
                 })
                 .with_end_line(current_line)
             })?;
@@ -317,6 +318,7 @@ pub fn parse(src: &[u8]) -> Result<ParseOutput, Error> {
         }
 
         child.start_line = start_line;
+        child.start_column = start_column;
         child.end_line = current_line;
         if root.children.is_empty() {
             root.start_line = start_line;
