@@ -15,7 +15,7 @@ pub struct ServeArgs {
     #[arg(long, env = "STRATA_SERVE_LISTEN")]
     pub listen: Option<ListenAddr>,
     /// On SIGTERM/SIGINT: how long in-flight calls may take to finish, in seconds.
-    #[arg(long, env = "STRATA_SERVE_DRAIN_TIMEOUT", default_value_t = 10)]
+    #[arg(long = "drain-timeout", env = "STRATA_SERVE_DRAIN_TIMEOUT", default_value_t = 10)]
     pub drain_timeout_secs: u64,
     /// Largest gRPC message, in bytes.
     #[arg(long, env = "STRATA_SERVE_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024 * 1024)]

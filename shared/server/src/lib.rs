@@ -47,10 +47,10 @@ macro_rules! serve_args {
             #[arg(long, env = concat!($prefix, "_CONCURRENCY_LIMIT"), default_value_t = 256)]
             pub concurrency_limit: usize,
             /// Time limit for a request until its response starts, in seconds.
-            #[arg(long, env = concat!($prefix, "_REQUEST_TIMEOUT"), default_value_t = 600)]
+            #[arg(long = "request-timeout", env = concat!($prefix, "_REQUEST_TIMEOUT"), default_value_t = 600)]
             pub request_timeout_secs: u64,
             /// On SIGTERM/SIGINT: how long in-flight calls may take to finish, in seconds.
-            #[arg(long, env = concat!($prefix, "_DRAIN_TIMEOUT"), default_value_t = 10)]
+            #[arg(long = "drain-timeout", env = concat!($prefix, "_DRAIN_TIMEOUT"), default_value_t = 10)]
             pub drain_timeout_secs: u64,
         }
 

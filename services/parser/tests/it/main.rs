@@ -1,0 +1,3 @@
+//! Integration tests of the parser service, against the real binary and real clients.
+
+mod basics;
