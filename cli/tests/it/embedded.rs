@@ -1,0 +1,87 @@
+//! The embedded default and `strata serve` sharing a data root.
+
+use std::{
+    path::Path,
+    process::{Command, Output, Stdio},
+};
+
+const STRATA: &str = env!("CARGO_BIN_EXE_strata");
+
+fn strata(root: &Path, args: &[&str]) -> Output {
+    Command::new(STRATA)
+        .args(args)
+        .env("STRATA_ROOT", root)
+        .env_remove("STRATA_ADDR")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run strata")
+}
+
+#[test]
+fn health_runs_the_four_services_embedded() {
+    let root = tempfile::tempdir().unwrap();
+    let out = strata(root.path(), &["health"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for svc in ["Parser", "LayerStore", "TagIndex", "Executor"] {
+        assert!(
+            stdout.lines().any(|l| l.contains(svc) && l.contains("SERVING")),
+            "{svc} not SERVING:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("embedded"), "{stdout}");
+    // the databases were created under the root
+    assert!(root.path().join("layer-store").exists());
+    assert!(root.path().join("tag-index").exists());
+}
+
+#[test]
+fn concurrent_commands_over_one_root_all_succeed() {
+    let root = tempfile::tempdir().unwrap();
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(STRATA)
+                .arg("health")
+                .env("STRATA_ROOT", root.path())
+                .env_remove("STRATA_ADDR")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(!stderr.to_lowercase().contains("lock"), "raw lock error leaked: {stderr}");
+    }
+}
+
+#[test]
+fn commands_use_a_running_serve_over_the_same_root() {
+    let root = tempfile::tempdir().unwrap();
+    let mut serve = Command::new(STRATA)
+        .args(["serve", "--drain-timeout", "5"])
+        .env("STRATA_ROOT", root.path())
+        .env_remove("STRATA_ADDR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // `strata health` waits for the root (serve holds it) and then finds the socket
+    let out = strata(root.path(), &["health"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("(server at unix://"), "did not use the serve socket:\n{stdout}");
+    // a second serve over the same root is refused with a clear message
+    let out = strata(root.path(), &["serve"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another strata process is using"));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(serve.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = serve.wait().unwrap();
+    assert!(status.success(), "serve exit {status:?}");
+    assert!(!root.path().join("strata.sock").exists(), "socket left behind");
+}

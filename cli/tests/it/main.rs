@@ -1,0 +1,4 @@
+//! Integration tests of the `strata` command: the real binary, embedded services over a
+//! data root in a temp dir.
+
+mod embedded;
