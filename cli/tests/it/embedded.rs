@@ -59,8 +59,8 @@ fn concurrent_commands_over_one_root_all_succeed() {
     }
 }
 
-#[test]
-fn commands_use_a_running_serve_over_the_same_root() {
+#[tokio::test]
+async fn commands_use_a_running_serve_over_the_same_root() {
     let root = tempfile::tempdir().unwrap();
     let mut serve = Command::new(STRATA)
         .args(["serve", "--drain-timeout", "5"])
@@ -71,7 +71,10 @@ fn commands_use_a_running_serve_over_the_same_root() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // `strata health` waits for the root (serve holds it) and then finds the socket
+    let socket = strata_server::ListenAddr::Unix(root.path().join("strata.sock"));
+    strata_test_support::wait_until_serving(&socket, std::time::Duration::from_secs(60))
+        .await
+        .expect("strata serve did not come up");
     let out = strata(root.path(), &["health"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
