@@ -1,7 +1,7 @@
 //! The typed Dockerfile: stages, ARG/ENV scoping, expansion (spec §7.3, §8, §9), the stage
 //! graph and lints.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
@@ -120,12 +120,60 @@ pub struct Stage {
     pub config_env: Vec<(String, String)>,
     /// Working directory at the end of the stage.
     pub workdir: String,
+    /// The build environment when the stage starts (base image or parent stage env, with
+    /// the default `PATH`). See [`Stage::build_env_before`].
+    pub base_env: Vec<(String, String)>,
+    /// ARGs inherited from a parent stage.
+    pub base_args: Vec<(String, Option<String>)>,
+    /// Variable names compare case-insensitively (Windows targets).
+    pub env_ignores_case: bool,
     /// Whether the stage's instructions were expanded. Stages the target does not need are
     /// expanded too, but an expansion error there leaves them raw instead of failing.
     pub expanded: bool,
 }
 
 impl Stage {
+    /// The build environment in effect for instruction `index` (what a RUN there sees):
+    /// the base env plus the ENV and ARG values of the instructions before it, later wins.
+    pub fn build_env_before(&self, index: usize) -> Vec<(String, String)> {
+        let mut env = EnvList::from_vars(&self.base_env, self.env_ignores_case);
+        for inst in self.instructions.iter().take(index) {
+            match &inst.command {
+                Command::Env(kvs) => {
+                    for kv in kvs {
+                        env.set(&kv.key, &kv.value);
+                    }
+                }
+                Command::Arg(decls) => {
+                    for d in decls {
+                        if let Some(v) = &d.value {
+                            env.set(&d.name, v);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        env.vars
+    }
+
+    /// The ARGs declared before instruction `index` with their values, first declaration
+    /// order (for history strings `RUN |N A=1 B= ...`).
+    pub fn args_before(&self, index: usize) -> Vec<(String, Option<String>)> {
+        let mut args = self.base_args.clone();
+        for inst in self.instructions.iter().take(index) {
+            if let Command::Arg(decls) = &inst.command {
+                for d in decls {
+                    match args.iter_mut().find(|(n, _)| *n == d.name) {
+                        Some(slot) => slot.1 = d.value.clone(),
+                        None => args.push((d.name.clone(), d.value.clone())),
+                    }
+                }
+            }
+        }
+        args
+    }
+
     /// The name to show: `AS` name, else the index.
     pub fn display_name(&self) -> String {
         self.name.clone().unwrap_or_else(|| self.index.to_string())
@@ -179,36 +227,70 @@ impl Dockerfile {
     }
 }
 
-/// An ordered environment where setting an existing name replaces it in place.
+/// An ordered environment where setting an existing name replaces it in place, with an
+/// index for constant-time lookups.
 #[derive(Debug, Clone, Default)]
 struct EnvList {
     vars: Vec<(String, String)>,
+    index: HashMap<String, usize>,
     ignore_case: bool,
 }
 
 impl EnvList {
-    fn set(&mut self, key: &str, value: &str) {
-        let ic = self.ignore_case;
-        match self.vars.iter_mut().find(|(k, _)| {
-            if ic {
-                k.eq_ignore_ascii_case(key)
-            } else {
-                k == key
-            }
-        }) {
-            Some(slot) => slot.1 = value.to_string(),
-            None => self.vars.push((key.to_string(), value.to_string())),
+    fn new(ignore_case: bool) -> Self {
+        EnvList {
+            ignore_case,
+            ..EnvList::default()
         }
     }
 
+    fn key(&self, name: &str) -> String {
+        if self.ignore_case {
+            name.to_uppercase()
+        } else {
+            name.to_string()
+        }
+    }
+
+    fn set(&mut self, key: &str, value: &str) {
+        let k = self.key(key);
+        match self.index.get(&k).and_then(|i| self.vars.get_mut(*i)) {
+            Some(slot) => slot.1 = value.to_string(),
+            None => {
+                self.index.insert(k, self.vars.len());
+                self.vars.push((key.to_string(), value.to_string()));
+            }
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        let k = self.key(name);
+        self.index
+            .get(&k)
+            .and_then(|i| self.vars.get(*i))
+            .map(|(_, v)| v.as_str())
+    }
+
     fn contains(&self, key: &str) -> bool {
-        self.vars.lookup(key, self.ignore_case).is_some()
+        self.get(key).is_some()
+    }
+
+    fn from_vars(vars: &[(String, String)], ignore_case: bool) -> Self {
+        let mut e = EnvList::new(ignore_case);
+        for (k, v) in vars {
+            e.set(k, v);
+        }
+        e
     }
 }
 
 impl VariableSource for EnvList {
     fn lookup(&self, name: &str, ignore_case: bool) -> Option<&str> {
-        self.vars.lookup(name, ignore_case)
+        if ignore_case == self.ignore_case {
+            self.get(name)
+        } else {
+            self.vars.lookup(name, ignore_case)
+        }
     }
 }
 
@@ -397,7 +479,7 @@ impl Builder<'_> {
         inst: &Instruction,
         undefined: &mut BTreeSet<String>,
     ) -> Result<String, Error> {
-        let e = self.lexer.expand(word, env).map_err(|e| {
+        let e = self.lexer.expand_word(word, env).map_err(|e| {
             e.or_at(Location {
                 line: inst.span.start_line,
                 column: column_of(&inst.original, word) + inst.column.saturating_sub(1),
@@ -585,10 +667,7 @@ pub fn from_ast(ast: &ParseOutput, opts: &ParseOptions) -> Result<Dockerfile, Er
     };
 
     // Global scope: automatic platform args, then the meta ARGs.
-    let mut global = EnvList {
-        vars: Vec::new(),
-        ignore_case: shell_platform == ShellPlatform::Windows,
-    };
+    let mut global = EnvList::new(shell_platform == ShellPlatform::Windows);
     let predefined = [
         ("TARGETPLATFORM", target_platform.to_string()),
         ("TARGETOS", target_platform.os.clone()),
@@ -886,6 +965,9 @@ pub fn from_ast(ast: &ParseOutput, opts: &ParseOptions) -> Result<Dockerfile, Er
             env: Vec::new(),
             config_env: Vec::new(),
             workdir: "/".to_string(),
+            base_env: Vec::new(),
+            base_args: Vec::new(),
+            env_ignores_case: shell_platform == ShellPlatform::Windows,
             expanded: false,
         });
     }
@@ -898,6 +980,8 @@ pub fn from_ast(ast: &ParseOutput, opts: &ParseOptions) -> Result<Dockerfile, Er
             continue;
         };
         let mut state = initial_state(&b, stage, &finals);
+        let base_env = state.env.vars.clone();
+        let base_args = state.args.clone();
         let required = graph.required.get(i).copied().unwrap_or(false);
         let original = stage.instructions.clone();
         let mut insts = stage.instructions.clone();
@@ -916,6 +1000,8 @@ pub fn from_ast(ast: &ParseOutput, opts: &ParseOptions) -> Result<Dockerfile, Er
                 stage.expanded = false;
             }
         }
+        stage.base_env = base_env;
+        stage.base_args = base_args;
         stage.env = state.env.vars.clone();
         stage.config_env = state.config_env.vars.clone();
         stage.workdir = state.workdir.clone();
@@ -968,10 +1054,7 @@ pub fn from_ast(ast: &ParseOutput, opts: &ParseOptions) -> Result<Dockerfile, Er
 
 fn initial_state(b: &Builder<'_>, stage: &Stage, finals: &[Option<StageState>]) -> StageState {
     let ignore_case = b.platform == ShellPlatform::Windows;
-    let empty = EnvList {
-        vars: Vec::new(),
-        ignore_case,
-    };
+    let empty = EnvList::new(ignore_case);
     let mut state = StageState {
         env: empty.clone(),
         config_env: empty,
@@ -1149,10 +1232,9 @@ fn expand_stage(
         let mut undefined = BTreeSet::new();
         match &mut inst.command {
             Command::Env(kvs) => {
-                let before = state.env.clone();
                 for kv in kvs.iter_mut() {
-                    kv.key = b.expand(&kv.key, &before, &snapshot, &mut undefined)?;
-                    kv.value = b.expand(&kv.value, &before, &snapshot, &mut undefined)?;
+                    kv.key = b.expand(&kv.key, &state.env, &snapshot, &mut undefined)?;
+                    kv.value = b.expand(&kv.value, &state.env, &snapshot, &mut undefined)?;
                     if kv.legacy {
                         b.linter.report(
                             "LegacyKeyValueFormat",
@@ -1187,11 +1269,12 @@ fn expand_stage(
                 }
             }
             Command::Arg(decls) => {
-                let before = state.env.clone();
                 for d in decls.iter_mut() {
                     if let Some(def) = &d.default {
-                        d.default = Some(b.expand(def, &before, &snapshot, &mut undefined)?);
+                        d.default = Some(b.expand(def, &state.env, &snapshot, &mut undefined)?);
                     }
+                }
+                for d in decls.iter_mut() {
                     d.value = match b.opts.build_args.get(&d.name) {
                         Some(v) => {
                             if required {
@@ -1320,8 +1403,6 @@ fn expand_stage(
                     mounts.push(m);
                 }
                 r.mounts = mounts;
-                r.env = state.env.vars.clone();
-                r.stage_args = state.args.clone();
                 r.proxy_env = PROXY_ARGS
                     .iter()
                     .filter(|k| !state.args.iter().any(|(n, _)| n == *k))
@@ -1369,10 +1450,7 @@ fn expand_stage(
 }
 
 fn global_meta_value(global: &EnvList, name: &str) -> Option<String> {
-    global
-        .vars
-        .lookup(name, global.ignore_case)
-        .map(str::to_string)
+    global.get(name).map(str::to_string)
 }
 
 fn lint_casing(linter: &mut Linter, instructions: &[Instruction]) {

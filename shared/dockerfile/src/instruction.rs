@@ -232,11 +232,6 @@ pub struct Run {
     pub security: SecurityMode,
     /// `--device` values.
     pub devices: Vec<String>,
-    /// The build environment for this RUN: base config env, ENV and ARG values, later wins
-    /// (filled by [`crate::parse_dockerfile`]).
-    pub env: Vec<(String, String)>,
-    /// ARGs declared so far in the stage with their values (for history `|N` strings).
-    pub stage_args: Vec<(String, Option<String>)>,
     /// Undeclared predefined proxy build-args, injected but not part of the cache key.
     pub proxy_env: Vec<(String, String)>,
 }
@@ -691,8 +686,6 @@ fn parse_run(node: &Node) -> Result<Run, Error> {
         network,
         security,
         devices: flags.strings("device"),
-        env: Vec::new(),
-        stage_args: Vec::new(),
         proxy_env: Vec::new(),
     })
 }

@@ -1,6 +1,8 @@
 //! Turning one logical line into an instruction node: keyword/flag splitting (spec §2), the
 //! per-instruction argument grammars (§3), the JSON form (§4) and heredoc markers (§5.1).
 
+use std::borrow::Cow;
+
 use crate::ast::{Attributes, Heredoc, Node, go_lower};
 use crate::error::{Error, ErrorKind};
 use crate::json_array::{JsonArray, parse_string_array};
@@ -47,28 +49,43 @@ fn split_token_whitespace(s: &str, limit: Option<usize>) -> Vec<&str> {
     out
 }
 
-fn slice_lossy(s: &str, from: usize) -> String {
+fn slice_lossy(s: &str, from: usize) -> Cow<'_, str> {
     match s.get(from..) {
-        Some(t) => t.to_string(),
-        None => String::from_utf8_lossy(s.as_bytes().get(from..).unwrap_or_default()).into_owned(),
+        Some(t) => Cow::Borrowed(t),
+        None => String::from_utf8_lossy(s.as_bytes().get(from..).unwrap_or_default()),
     }
 }
 
 /// Splits a logical line into keyword, raw flags and the trimmed argument string.
-pub(crate) fn split_command(line: &str) -> (String, Vec<String>, String) {
+pub(crate) fn split_command(line: &str) -> (&str, Vec<String>, Cow<'_, str>) {
     let trimmed = line.trim();
-    let parts = split_token_whitespace(trimmed, Some(2));
-    let cmd = parts.first().copied().unwrap_or_default().to_string();
-    let (args, flags) = match parts.get(1) {
-        Some(rest) => extract_builder_flags(rest),
-        None => (String::new(), Vec::new()),
+    let (cmd, rest) = match trimmed.find(is_token_whitespace) {
+        Some(start) => {
+            let after = trimmed.get(start..).unwrap_or_default();
+            let run = after
+                .find(|c: char| !is_token_whitespace(c))
+                .unwrap_or(after.len());
+            (
+                trimmed.get(..start).unwrap_or_default(),
+                Some(after.get(run..).unwrap_or_default()),
+            )
+        }
+        None => (trimmed, None),
     };
-    (cmd, flags, args.trim().to_string())
+    let (args, flags) = match rest {
+        Some(rest) => extract_builder_flags(rest),
+        None => (Cow::Borrowed(""), Vec::new()),
+    };
+    let args = match args {
+        Cow::Borrowed(s) => Cow::Borrowed(s.trim()),
+        Cow::Owned(s) => Cow::Owned(s.trim().to_string()),
+    };
+    (cmd, flags, args)
 }
 
 /// BuildKit `extractBuilderFlags`: reads leading `--flag` words. Works byte by byte like the
 /// Go code (each byte becomes the rune of the same value), with `\` as the escape.
-pub(crate) fn extract_builder_flags(line: &str) -> (String, Vec<String>) {
+pub(crate) fn extract_builder_flags(line: &str) -> (Cow<'_, str>, Vec<String>) {
     #[derive(PartialEq)]
     enum Phase {
         Spaces,
@@ -155,88 +172,74 @@ pub(crate) fn extract_builder_flags(line: &str) -> (String, Vec<String>) {
         word.push(ch as char);
         pos += 1;
     }
-    (String::new(), words)
+    (Cow::Borrowed(""), words)
 }
 
 /// BuildKit `parseWords`: quote-aware splitting that keeps quotes and escapes.
+///
+/// Every word BuildKit builds is a contiguous slice of the input (quotes and escapes are
+/// kept; only a final escape character is dropped), so words are sliced, not rebuilt.
 pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<String> {
-    #[derive(PartialEq)]
-    enum Phase {
-        Spaces,
-        Word,
-        Quote,
-    }
-    let cs: Vec<char> = rest.chars().collect();
-    let n = cs.len();
     let mut words = Vec::new();
-    let mut phase = Phase::Spaces;
-    let mut quote = '\0';
-    let mut blank_ok = false;
-    let mut buf = String::new();
-    let mut i = 0usize;
-    while i <= n {
-        let mut ch = cs.get(i).copied().unwrap_or('\0');
-        if phase == Phase::Spaces {
-            if i == n {
-                break;
-            }
-            if ch.is_whitespace() {
-                i += 1;
-                continue;
-            }
-            phase = Phase::Word;
+    let mut start: Option<usize> = None;
+    let mut quote: Option<char> = None;
+    let mut iter = rest.char_indices().peekable();
+    let push = |words: &mut Vec<String>, from: usize, to: usize| {
+        if let Some(w) = rest.get(from..to).filter(|w| !w.is_empty()) {
+            words.push(w.to_string());
         }
-        if i == n {
-            if blank_ok || !buf.is_empty() {
-                words.push(std::mem::take(&mut buf));
-            }
-            break;
-        }
-        if phase == Phase::Word {
-            if ch.is_whitespace() {
-                phase = Phase::Spaces;
-                if blank_ok || !buf.is_empty() {
-                    words.push(std::mem::take(&mut buf));
-                }
-                buf.clear();
-                blank_ok = false;
-                i += 1;
-                continue;
-            }
-            if ch == '\'' || ch == '"' {
-                quote = ch;
-                blank_ok = true;
-                phase = Phase::Quote;
-            }
-            if ch == escape {
-                if i + 1 == n {
-                    i += 1;
+    };
+    while let Some((i, ch)) = iter.next() {
+        match quote {
+            None => {
+                let Some(from) = start else {
+                    if ch.is_whitespace() {
+                        continue;
+                    }
+                    start = Some(i);
+                    if ch == '\'' || ch == '"' {
+                        quote = Some(ch);
+                    } else if ch == escape {
+                        if iter.peek().is_none() {
+                            start = None;
+                            break;
+                        }
+                        iter.next();
+                    }
                     continue;
+                };
+                if ch.is_whitespace() {
+                    push(&mut words, from, i);
+                    start = None;
+                } else if ch == '\'' || ch == '"' {
+                    quote = Some(ch);
+                } else if ch == escape {
+                    if iter.peek().is_none() {
+                        push(&mut words, from, i);
+                        start = None;
+                        break;
+                    }
+                    iter.next();
                 }
-                buf.push(ch);
-                i += 1;
-                ch = cs.get(i).copied().unwrap_or('\0');
             }
-            buf.push(ch);
-            i += 1;
-            continue;
-        }
-        // Phase::Quote
-        if ch == quote {
-            phase = Phase::Word;
-        }
-        if ch == escape && quote != '\'' {
-            if i + 1 == n {
-                phase = Phase::Word;
-                i += 1;
-                continue;
+            Some(q) => {
+                if ch == q {
+                    quote = None;
+                } else if ch == escape && q != '\'' {
+                    if iter.peek().is_none() {
+                        if let Some(from) = start {
+                            push(&mut words, from, i);
+                        }
+                        start = None;
+                        break;
+                    }
+                    iter.next();
+                }
             }
-            i += 1;
-            buf.push(ch);
-            ch = cs.get(i).copied().unwrap_or('\0');
         }
-        buf.push(ch);
-        i += 1;
+    }
+    if let Some(from) = start {
+        push(&mut words, from, rest.len());
     }
     words
 }
@@ -343,16 +346,42 @@ fn parse_health_config(rest: &str) -> Grammar {
     Ok((nodes, attrs))
 }
 
+/// Lower-case keywords with a grammar.
+const KEYWORDS: &[&str] = &[
+    "add",
+    "arg",
+    "cmd",
+    "copy",
+    "entrypoint",
+    "env",
+    "expose",
+    "from",
+    "healthcheck",
+    "label",
+    "maintainer",
+    "onbuild",
+    "run",
+    "shell",
+    "stopsignal",
+    "user",
+    "volume",
+    "workdir",
+];
+
 /// Parses one logical line into an instruction node (BuildKit `newNodeFromLine`).
 pub(crate) fn node_from_line(
-    line: &str,
+    line: String,
     escape: char,
     comments: Vec<String>,
     depth: usize,
 ) -> Result<Node, Error> {
-    let (cmd, flags, args) = split_command(line);
-    let keyword = go_lower(&cmd);
-    let (next, attributes) = match keyword.as_str() {
+    let (cmd, flags, args) = split_command(&line);
+    let keyword: Cow<'_, str> = match KEYWORDS.iter().find(|k| cmd.eq_ignore_ascii_case(k)) {
+        Some(k) => Cow::Borrowed(*k),
+        None if cmd.is_ascii() => Cow::Borrowed(""),
+        None => Cow::Owned(go_lower(cmd)),
+    };
+    let (next, attributes) = match keyword.as_ref() {
         "add" | "copy" | "volume" => parse_maybe_json_to_list(&args)?,
         "run" | "cmd" | "entrypoint" | "shell" => parse_maybe_json(&args)?,
         "from" | "expose" => (
@@ -381,7 +410,7 @@ pub(crate) fn node_from_line(
                 if depth >= MAX_ONBUILD_DEPTH {
                     return Err(Error::new(ErrorKind::OnbuildTooDeep));
                 }
-                let child = node_from_line(&args, escape, Vec::new(), depth + 1)?;
+                let child = node_from_line(args.into_owned(), escape, Vec::new(), depth + 1)?;
                 (
                     vec![Node {
                         children: vec![child],
@@ -393,11 +422,12 @@ pub(crate) fn node_from_line(
         }
         _ => (vec![arg("")], Attributes::default()),
     };
+    let value = cmd.to_string();
     Ok(Node {
-        value: cmd,
+        value,
         next,
         attributes,
-        original: line.to_string(),
+        original: line,
         flags,
         prev_comment: comments,
         ..Node::default()
@@ -407,12 +437,15 @@ pub(crate) fn node_from_line(
 /// Whether heredocs are looked for on this node (RUN/COPY/ADD, also inside ONBUILD, not JSON).
 pub(crate) fn can_contain_heredoc(node: &Node) -> bool {
     let mut node = node;
-    if go_lower(&node.value) == "onbuild"
+    if node.value.eq_ignore_ascii_case("onbuild")
         && let Some(child) = node.next.first().and_then(|n| n.children.first())
     {
         node = child;
     }
-    matches!(go_lower(&node.value).as_str(), "add" | "copy" | "run") && !node.attributes.json
+    ["add", "copy", "run"]
+        .iter()
+        .any(|k| node.value.eq_ignore_ascii_case(k))
+        && !node.attributes.json
 }
 
 /// Finds the heredoc markers of a logical line (BuildKit `heredocsFromLine`).

@@ -282,8 +282,8 @@ pub fn parse(src: &[u8]) -> Result<ParseOutput, Error> {
         }
 
         let located = |e: Error, end: usize| e.or_at(Location::line(start_line)).with_end_line(end);
-        let mut child = node_from_line(&logical, escape, std::mem::take(&mut comments), 0)
-            .map_err(|e| {
+        let mut child =
+            node_from_line(logical, escape, std::mem::take(&mut comments), 0).map_err(|e| {
                 e.or_at(Location {
                     line: start_line,
                     column: start_column,
@@ -291,8 +291,9 @@ pub fn parse(src: &[u8]) -> Result<ParseOutput, Error> {
                 .with_end_line(current_line)
             })?;
 
-        if can_contain_heredoc(&child) && logical.contains("<<") {
-            let heredocs = heredocs_from_line(&logical).map_err(|e| located(e, current_line))?;
+        if can_contain_heredoc(&child) && child.original.contains("<<") {
+            let heredocs =
+                heredocs_from_line(&child.original).map_err(|e| located(e, current_line))?;
             for mut heredoc in heredocs {
                 let mut terminated = false;
                 while let Some(body_line) = lines.next_heredoc_line()? {

@@ -155,7 +155,13 @@ impl Lexer {
 
     /// Expands `word` into one string (BuildKit `ProcessWord`).
     pub fn process_word(&self, word: &str, env: &dyn VariableSource) -> Result<String, Error> {
-        self.expand(word, env).map(|e| e.result)
+        self.run(word, env, false).map(|e| e.result)
+    }
+
+    /// Like [`Lexer::expand`] without splitting into fields (`words` is left empty); cheaper
+    /// when only the string and the variables used are needed.
+    pub fn expand_word(&self, word: &str, env: &dyn VariableSource) -> Result<Expansion, Error> {
+        self.run(word, env, false)
     }
 
     /// Expands `word` and splits it into fields (BuildKit `ProcessWords`).
@@ -169,6 +175,15 @@ impl Lexer {
 
     /// Expands `word`, returning the string, the fields and the variables looked up.
     pub fn expand(&self, word: &str, env: &dyn VariableSource) -> Result<Expansion, Error> {
+        self.run(word, env, true)
+    }
+
+    fn run(
+        &self,
+        word: &str,
+        env: &dyn VariableSource,
+        collect_words: bool,
+    ) -> Result<Expansion, Error> {
         let mut chars: Vec<char> = word.chars().collect();
         // Go's text/scanner skips a leading byte-order mark.
         if chars.first() == Some(&'\u{feff}') {
@@ -181,6 +196,7 @@ impl Lexer {
             env,
             raw_escapes: self.raw_escapes,
             depth: 0,
+            collect_words,
             matched: BTreeSet::new(),
             unmatched: BTreeSet::new(),
         };
@@ -214,6 +230,7 @@ fn is_special_param(c: char) -> bool {
 /// Word accumulator for `ProcessWords` (BuildKit `wordsStruct`).
 #[derive(Default)]
 struct Words {
+    enabled: bool,
     buf: String,
     words: Vec<String>,
     in_word: bool,
@@ -221,6 +238,9 @@ struct Words {
 
 impl Words {
     fn add_char(&mut self, c: char) {
+        if !self.enabled {
+            return;
+        }
         if is_space(c) {
             if self.in_word && !self.buf.is_empty() {
                 self.words.push(std::mem::take(&mut self.buf));
@@ -232,17 +252,26 @@ impl Words {
     }
 
     fn add_raw_char(&mut self, c: char) {
+        if !self.enabled {
+            return;
+        }
         self.buf.push(c);
         self.in_word = true;
     }
 
     fn add_string(&mut self, s: &str) {
+        if !self.enabled {
+            return;
+        }
         for c in s.chars() {
             self.add_char(c);
         }
     }
 
     fn add_raw_string(&mut self, s: &str) {
+        if !self.enabled {
+            return;
+        }
         self.buf.push_str(s);
         self.in_word = true;
     }
@@ -262,6 +291,7 @@ struct Scan<'a> {
     env: &'a dyn VariableSource,
     raw_escapes: bool,
     depth: usize,
+    collect_words: bool,
     matched: BTreeSet<String>,
     unmatched: BTreeSet<String>,
 }
@@ -289,7 +319,10 @@ impl Scan<'_> {
         let saved = self.raw_escapes;
         self.raw_escapes = raw_escapes;
         let mut result = String::new();
-        let mut words = Words::default();
+        let mut words = Words {
+            enabled: self.collect_words,
+            ..Words::default()
+        };
         let escape = self.lexer.escape;
         let process_quotes = !self.lexer.skip_process_quotes;
         while let Some(ch) = self.peek() {

@@ -2,22 +2,34 @@
 
 use std::collections::BTreeMap;
 
-use strata_dockerfile::{Command, ImageDefaults, ParseOptions, Platform, Run, parse_dockerfile};
+use strata_dockerfile::{Command, ImageDefaults, ParseOptions, Platform, parse_dockerfile};
 
 use crate::{df, df_args};
 
-fn runs(d: &strata_dockerfile::Dockerfile, stage: usize) -> Vec<Run> {
-    d.stages[stage]
-        .instructions
+/// What a RUN sees, computed through the public Stage API.
+struct RunView {
+    env: Vec<(String, String)>,
+    stage_args: Vec<(String, Option<String>)>,
+    proxy_env: Vec<(String, String)>,
+}
+
+fn runs(d: &strata_dockerfile::Dockerfile, stage: usize) -> Vec<RunView> {
+    let st = &d.stages[stage];
+    st.instructions
         .iter()
-        .filter_map(|i| match &i.command {
-            Command::Run(r) => Some(r.clone()),
+        .enumerate()
+        .filter_map(|(i, inst)| match &inst.command {
+            Command::Run(r) => Some(RunView {
+                env: st.build_env_before(i),
+                stage_args: st.args_before(i),
+                proxy_env: r.proxy_env.clone(),
+            }),
             _ => None,
         })
         .collect()
 }
 
-fn env_of(r: &Run, k: &str) -> Option<String> {
+fn env_of(r: &RunView, k: &str) -> Option<String> {
     r.env
         .iter()
         .rev()
