@@ -14,9 +14,6 @@ pub enum ParserError {
         /// Why.
         reason: String,
     },
-    /// Behaviour that a later issue delivers.
-    #[error("{0} is not implemented yet")]
-    Unimplemented(&'static str),
 }
 
 impl From<ParserError> for tonic::Status {
@@ -25,7 +22,6 @@ impl From<ParserError> for tonic::Status {
             ParserError::Syntax(_) | ParserError::InvalidArgument { .. } => {
                 tonic::Status::invalid_argument(e.to_string())
             }
-            ParserError::Unimplemented(_) => tonic::Status::unimplemented(e.to_string()),
         }
     }
 }

@@ -1,30 +1,114 @@
 //! The thin adapter from `strata.parser.v1.Parser` to the Dockerfile library.
 
+use std::collections::BTreeMap;
+
+use strata_dockerfile as df;
 use strata_proto::parser::{
     parser_server::Parser, MatchIgnoreRequest, MatchIgnoreResponse, ParseDockerfileRequest,
     ParseDockerfileResponse,
 };
 use tonic::{Request, Response, Status};
 
-use crate::ParserError;
+use crate::{convert, ParserError};
 
-/// The parser service.
+/// The parser service. Stateless: any replica answers any request.
 #[derive(Debug, Default, Clone)]
 pub struct ParserService;
+
+/// Parses one request; pure CPU work, run off the async executor by the caller.
+pub fn parse_request(req: ParseDockerfileRequest) -> Result<ParseDockerfileResponse, ParserError> {
+    let filename = if req.filename.is_empty() {
+        "Dockerfile".to_string()
+    } else {
+        req.filename.clone()
+    };
+    let target_platform = match req.platform {
+        Some(p) if !p.os.is_empty() || !p.architecture.is_empty() => Some(df::Platform {
+            os: if p.os.is_empty() { "linux".into() } else { p.os },
+            architecture: if p.architecture.is_empty() {
+                "amd64".into()
+            } else {
+                p.architecture
+            },
+            variant: (!p.variant.is_empty()).then_some(p.variant),
+        }),
+        _ => None,
+    };
+    let options = df::ParseOptions {
+        build_args: req.build_args.into_iter().collect::<BTreeMap<_, _>>(),
+        target: (!req.target.is_empty()).then_some(req.target),
+        target_platform,
+        build_platform: None,
+        base_images: req
+            .base_images
+            .into_iter()
+            .map(|(name, d)| {
+                (
+                    name,
+                    df::ImageDefaults {
+                        env: d.env.into_iter().map(|kv| (kv.key, kv.value)).collect(),
+                        working_dir: (!d.working_dir.is_empty()).then_some(d.working_dir),
+                        shell: (!d.shell.is_empty()).then_some(d.shell),
+                    },
+                )
+            })
+            .collect(),
+        dockerignore: None,
+    };
+    let ast = df::parse(&req.content).map_err(|e| ParserError::Syntax(e.render(&filename)))?;
+    let dockerfile =
+        df::from_ast(&ast, &options).map_err(|e| ParserError::Syntax(e.render(&filename)))?;
+    let mut warnings = convert::warnings(&dockerfile);
+    warnings.extend(ast.warnings.iter().map(|w| strata_proto::parser::Warning {
+        rule: w.rule.to_string(),
+        message: if w.detail.is_empty() {
+            w.short.clone()
+        } else {
+            format!("{}: {}", w.short, w.detail)
+        },
+        span: Some(strata_proto::common::Span {
+            start_line: w.line as u32,
+            end_line: w.line as u32,
+            start_column: 0,
+        }),
+        url: w.url.to_string(),
+    }));
+    Ok(ParseDockerfileResponse {
+        dockerfile: Some(convert::dockerfile(&dockerfile)),
+        warnings,
+        ast_dump: if req.include_ast_dump {
+            df::dump(&ast.root)
+        } else {
+            String::new()
+        },
+    })
+}
 
 #[tonic::async_trait]
 impl Parser for ParserService {
     async fn parse_dockerfile(
         &self,
-        _request: Request<ParseDockerfileRequest>,
+        request: Request<ParseDockerfileRequest>,
     ) -> Result<Response<ParseDockerfileResponse>, Status> {
-        Err(ParserError::Unimplemented("ParseDockerfile (the parser issue)").into())
+        let req = request.into_inner();
+        let response = tokio::task::spawn_blocking(move || parse_request(req))
+            .await
+            .map_err(|e| Status::internal(format!("parser task failed: {e}")))??;
+        Ok(Response::new(response))
     }
 
     async fn match_ignore(
         &self,
-        _request: Request<MatchIgnoreRequest>,
+        request: Request<MatchIgnoreRequest>,
     ) -> Result<Response<MatchIgnoreResponse>, Status> {
-        Err(ParserError::Unimplemented("MatchIgnore (the parser issue)").into())
+        let req = request.into_inner();
+        let ignore = df::DockerIgnore::parse(&req.dockerignore).map_err(|e| {
+            ParserError::InvalidArgument {
+                field: "dockerignore",
+                reason: e.to_string(),
+            }
+        })?;
+        let excluded = req.paths.iter().map(|p| ignore.matches(p)).collect();
+        Ok(Response::new(MatchIgnoreResponse { excluded }))
     }
 }

@@ -3,6 +3,7 @@
 //! The language itself lives in `strata-dockerfile` (no I/O, no gRPC); this crate adapts it
 //! to `strata.parser.v1.Parser`.
 
+mod convert;
 mod error;
 mod grpc;
 
@@ -12,7 +13,7 @@ use strata_proto::{parser::parser_server::ParserServer, service_names};
 use strata_server::{Listener, ServeOptions, Services};
 
 pub use error::ParserError;
-pub use grpc::ParserService;
+pub use grpc::{parse_request, ParserService};
 
 /// Adds the parser service to `services`.
 pub fn register(services: &mut Services, options: &ServeOptions) {
