@@ -21,6 +21,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     fs::write(out.join("strata_descriptor.bin"), fds.encode_to_vec())?;
     tonic_prost_build::configure()
         .include_file("strata_include.rs")
+        // `strata parse --format json` prints the parser's answer as it came over the wire.
+        .type_attribute(".strata.parser.v1", "#[derive(serde::Serialize)]")
+        .type_attribute(".strata.common.v1", "#[derive(serde::Serialize)]")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 use std::{future::Future, time::Duration};
 
 use tokio::sync::oneshot;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tonic::{service::Routes, transport::Server};
 use tonic_health::ServingStatus;
@@ -118,9 +119,16 @@ pub async fn serve(
         Listener::Tcp(_) => None,
     };
     let mut server = match listener {
-        Listener::Tcp(l) => tokio::spawn(
-            router.serve_with_incoming_shutdown(TcpListenerStream::new(l), stop),
-        ),
+        Listener::Tcp(l) => {
+            // Our own incoming stream bypasses tonic's TCP options: without NODELAY, small
+            // responses wait on Nagle + delayed ACK (~40 ms a round trip).
+            let incoming = TcpListenerStream::new(l).map(|conn| {
+                conn.inspect(|stream| {
+                    let _ = stream.set_nodelay(true);
+                })
+            });
+            tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop))
+        }
         Listener::Unix(l, _) => tokio::spawn(
             router.serve_with_incoming_shutdown(UnixListenerStream::new(l), stop),
         ),
