@@ -9,6 +9,7 @@ use crate::ast::{Directive, ParseOutput, go_lower};
 use crate::dockerignore::DockerIgnore;
 use crate::error::{Error, ErrorKind, Location};
 use crate::flags::column_of;
+use crate::image_ref::check_normalized_named;
 use crate::instruction::{
     ArgDeclaration, Command, Copy, ExposedPort, Instruction, Protocol, Span, parse_instruction,
 };
@@ -514,6 +515,14 @@ fn located(inst: &Instruction, e: Error, needle: &str) -> Error {
     .with_end_line(inst.span.end_line)
 }
 
+/// BuildKit's error for a base or `--from` name that is not a valid image reference.
+fn stage_name_error(name: &str, reason: &str) -> Error {
+    Error::invalid(format!(
+        "failed to parse stage name {}: {reason}",
+        crate::quote::go_quote(name)
+    ))
+}
+
 /// Resolves a `--from` / `from=` value to an earlier stage, an external name, or an error.
 fn resolve_stage_ref(
     value: &str,
@@ -840,9 +849,14 @@ pub fn from_ast(ast: &ParseOutput, opts: &ParseOptions) -> Result<Dockerfile, Er
             .rposition(|n| n.as_deref() == Some(lower_base.as_str()))
         {
             BaseImage::Stage(i)
-        } else if lower_base == "scratch" {
+        } else if expanded == "scratch" {
+            // BuildKit compares with `scratch` exactly; `FROM Scratch` is an image name (and
+            // an invalid one).
             BaseImage::Scratch
         } else {
+            check_normalized_named(&expanded).map_err(|reason| {
+                located(from_inst, stage_name_error(&expanded, &reason), &from.image)
+            })?;
             BaseImage::Image(expanded.clone())
         };
         let mut deps = vec![Dependency {
@@ -857,17 +871,24 @@ pub fn from_ast(ast: &ParseOutput, opts: &ParseOptions) -> Result<Dockerfile, Er
         for inst in body {
             let mut add = |value: &str, kind: DependencyKind, needle: &str| -> Result<(), Error> {
                 if value.contains('$') {
-                    return Err(located(
-                        inst,
-                        Error::invalid(
-                            "variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround",
-                        ),
-                        needle,
-                    ));
+                    let message = match kind {
+                        DependencyKind::MountFrom => {
+                            "'from' doesn't support variable expansion, define alias stage instead"
+                        }
+                        _ => {
+                            "variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround"
+                        }
+                    };
+                    return Err(located(inst, Error::invalid(message), needle));
                 }
                 let target = match resolve_stage_ref(value, index, &names) {
                     Ok(Some(i)) => DependencyTarget::Stage(i),
-                    Ok(None) => DependencyTarget::External(value.to_string()),
+                    Ok(None) => {
+                        check_normalized_named(value).map_err(|reason| {
+                            located(inst, stage_name_error(value, &reason), needle)
+                        })?;
+                        DependencyTarget::External(value.to_string())
+                    }
                     Err(kind) => return Err(located(inst, Error::new(kind), needle)),
                 };
                 deps.push(Dependency {

@@ -20,6 +20,7 @@ pub mod dockerfile;
 pub mod dockerignore;
 pub mod error;
 mod flags;
+mod image_ref;
 pub mod instruction;
 mod json_array;
 mod line_grammar;

@@ -9,6 +9,7 @@ mod hostile;
 mod lints;
 mod properties;
 mod real_world;
+mod regressions;
 mod scoping;
 mod stage_graph;
 mod typed;

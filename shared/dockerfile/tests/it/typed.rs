@@ -78,7 +78,7 @@ fn run_mount_values_are_expanded() {
     assert_eq!(r.mounts[0].target.as_deref(), Some("/var/cache/apt"));
     assert!(
         df_err("FROM a AS b\nFROM a\nARG X=b\nRUN --mount=from=$X,target=/x true")
-            .contains("variable expansion is not supported")
+            .contains("'from' doesn't support variable expansion")
     );
 }
 

@@ -1,0 +1,70 @@
+//! Regressions found by running real-world Dockerfiles and differential inputs against
+//! BuildKit's behaviour; one test per bug, each with its own minimal Dockerfile.
+
+use crate::{df, df_err};
+
+/// BuildKit runs `reference.ParseNormalizedNamed` on every external base before pulling
+/// anything, so a base that is not a valid reference fails the build.
+#[test]
+fn invalid_base_references_are_rejected() {
+    assert_eq!(
+        df_err("FROM Alpine:3.19\n"),
+        "Dockerfile:1:6: failed to parse stage name \"Alpine:3.19\": invalid reference format: repository name (library/Alpine) must be lowercase"
+    );
+    // An ARG without a default leaves an empty tag.
+    assert_eq!(
+        df_err("ARG VERSION\nFROM node:${VERSION}\n"),
+        "Dockerfile:2:6: failed to parse stage name \"node:\": invalid reference format"
+    );
+    assert_eq!(
+        df_err("FROM busybox@sha256:0123\n"),
+        "Dockerfile:1:6: failed to parse stage name \"busybox@sha256:0123\": invalid reference format"
+    );
+    // Unreachable stages are checked too.
+    let e = df_err("FROM a:b:c AS unused\nFROM alpine\n");
+    assert!(
+        e.starts_with("Dockerfile:1:6: failed to parse stage name \"a:b:c\""),
+        "{e}"
+    );
+}
+
+/// `scratch` is recognised only when spelled exactly so; `FROM SCRATCH` is an (invalid)
+/// image name.
+#[test]
+fn scratch_is_case_sensitive() {
+    assert_eq!(
+        df_err("FROM SCRATCH\n"),
+        "Dockerfile:1:6: failed to parse stage name \"SCRATCH\": invalid reference format: repository name (library/SCRATCH) must be lowercase"
+    );
+    assert_eq!(df("FROM scratch\n").stages.len(), 1);
+}
+
+/// A registry host may have upper case (it is not part of the repository path), and digests
+/// and ports are fine.
+#[test]
+fn valid_references_still_parse() {
+    let d = df("FROM MyRegistry.local:5000/team/app:1.0 AS a\n\
+                FROM busybox@sha256:6f7d999551dd471b58f70716754290495690efa8421e0a1fcf18eb11d0c0a537\n\
+                COPY --from=quay.io/org/tool:v2 /bin/tool /bin/\n");
+    assert_eq!(d.stages.len(), 2);
+}
+
+/// `COPY --from` naming no stage is an image reference, validated the same way.
+#[test]
+fn invalid_copy_from_reference_is_rejected() {
+    assert_eq!(
+        df_err("FROM alpine\nCOPY --from=Builder /out /out\n"),
+        "Dockerfile:2:6: failed to parse stage name \"Builder\": invalid reference format: repository name (library/Builder) must be lowercase"
+    );
+    // Stage names still match case-insensitively.
+    df("FROM alpine AS builder\nFROM alpine\nCOPY --from=Builder /out /out\n");
+}
+
+/// `RUN --mount=from=$X` has its own message in BuildKit (instructions/commands_runmount.go).
+#[test]
+fn mount_from_variable_has_buildkits_message() {
+    assert_eq!(
+        df_err("FROM alpine\nARG S=x\nRUN --mount=from=$S,target=/m true\n"),
+        "Dockerfile:3:5: 'from' doesn't support variable expansion, define alias stage instead"
+    );
+}
