@@ -393,8 +393,11 @@ pub enum Healthcheck {
 pub struct Onbuild {
     /// The trigger text stored in the image config (`Config.OnBuild`).
     pub expression: String,
-    /// The trigger parsed as an instruction (unexpanded: it runs in the child build).
-    pub trigger: Box<Instruction>,
+    /// The trigger parsed as an instruction (unexpanded: it runs in the child build), or
+    /// `None` when it is not a valid instruction. BuildKit checks only that the trigger is
+    /// not ONBUILD, FROM or MAINTAINER when it is defined; anything else (an unknown flag,
+    /// a missing argument, an unknown keyword) fails only in the child build that runs it.
+    pub trigger: Option<Box<Instruction>>,
 }
 
 fn at_line(node: &Node) -> Location {
@@ -932,10 +935,9 @@ pub fn parse_instruction(node: &Node) -> Result<Instruction, Error> {
             inner.start_line = node.start_line;
             inner.end_line = node.end_line;
             inner.heredocs = node.heredocs.clone();
-            let trigger = parse_instruction(&inner)?;
             Command::Onbuild(Onbuild {
                 expression: onbuild_expression(node),
-                trigger: Box::new(trigger),
+                trigger: parse_instruction(&inner).ok().map(Box::new),
             })
         }
         "run" => Command::Run(parse_run(node)?),

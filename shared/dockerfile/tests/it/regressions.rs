@@ -68,3 +68,18 @@ fn mount_from_variable_has_buildkits_message() {
         "Dockerfile:3:5: 'from' doesn't support variable expansion, define alias stage instead"
     );
 }
+
+/// BuildKit's `parseOnBuild` rejects only ONBUILD, FROM and MAINTAINER triggers; a trigger
+/// that is not a valid instruction is stored and fails only in the child build.
+#[test]
+fn onbuild_triggers_are_not_validated_when_defined() {
+    let d = df("FROM alpine\nONBUILD COPY only-one-arg\nONBUILD FOO bar\nONBUILD RUN --bogus x\n");
+    let strata_dockerfile::Command::Onbuild(o) = &d.stages[0].instructions[0].command else {
+        panic!("not ONBUILD");
+    };
+    assert_eq!(o.expression, "COPY only-one-arg");
+    assert!(o.trigger.is_none());
+    assert!(
+        df_err("FROM a\nONBUILD FROM b\n").contains("FROM isn't allowed as an ONBUILD trigger")
+    );
+}

@@ -340,7 +340,10 @@ fn onbuild() {
         panic!()
     };
     assert_eq!(o.expression, "COPY --chown=1:1 . /app");
-    assert!(matches!(o.trigger.command, Command::Copy(_)));
+    assert!(matches!(
+        o.trigger.as_ref().map(|t| &t.command),
+        Some(Command::Copy(_))
+    ));
     let Command::Onbuild(o) = only("onbuild RUN <<EOF\necho $X\nEOF") else {
         panic!()
     };
