@@ -299,7 +299,11 @@ impl VariableSource for EnvList {
 struct StageState {
     env: EnvList,
     config_env: EnvList,
+    /// ARGs declared so far (inherited ones first), in first-declaration order.
     args: Vec<(String, Option<String>)>,
+    /// Position of each name in `args`: declarations and lookups are per instruction, so a
+    /// linear scan made long stages quadratic.
+    arg_index: HashMap<String, usize>,
     workdir: String,
     workdir_set: bool,
     env_known: bool,
@@ -757,7 +761,8 @@ pub fn from_ast(ast: &ParseOutput, opts: &ParseOptions) -> Result<Dockerfile, Er
     let mut stages: Vec<Stage> = Vec::new();
     let mut dependencies: Vec<Vec<Dependency>> = Vec::new();
     let mut seen_names: BTreeMap<String, usize> = BTreeMap::new();
-    for (index, (from_inst, body)) in raw_stages.iter().enumerate() {
+    for (index, (from_owned, body)) in raw_stages.into_iter().enumerate() {
+        let from_inst = &from_owned;
         let Command::From(from) = &from_inst.command else {
             continue;
         };
@@ -868,7 +873,7 @@ pub fn from_ast(ast: &ParseOutput, opts: &ParseOptions) -> Result<Dockerfile, Er
             },
             span: from_inst.span,
         }];
-        for inst in body {
+        for inst in &body {
             let mut add = |value: &str, kind: DependencyKind, needle: &str| -> Result<(), Error> {
                 if value.contains('$') {
                     let message = match kind {
@@ -976,7 +981,7 @@ pub fn from_ast(ast: &ParseOutput, opts: &ParseOptions) -> Result<Dockerfile, Er
             base_name: from.image.clone(),
             base_name_expanded: expanded,
             platform,
-            instructions: body.clone(),
+            instructions: body,
             from_span: from_inst.span,
             span: Span {
                 start_line: from_inst.span.start_line,
@@ -1004,21 +1009,19 @@ pub fn from_ast(ast: &ParseOutput, opts: &ParseOptions) -> Result<Dockerfile, Er
         let base_env = state.env.vars.clone();
         let base_args = state.args.clone();
         let required = graph.required.get(i).copied().unwrap_or(false);
-        let original = stage.instructions.clone();
-        let mut insts = stage.instructions.clone();
-        let result = expand_stage(&mut b, &mut insts, &mut state, &global, required);
         let Some(stage) = stages.get_mut(i) else {
             continue;
         };
-        match result {
-            Ok(()) => {
+        if required {
+            // An error fails the whole parse: expand in place, no copy.
+            expand_stage(&mut b, &mut stage.instructions, &mut state, &global, true)?;
+            stage.expanded = true;
+        } else {
+            // A stage the target does not need keeps its raw instructions if expansion fails.
+            let mut insts = stage.instructions.clone();
+            if expand_stage(&mut b, &mut insts, &mut state, &global, false).is_ok() {
                 stage.instructions = insts;
                 stage.expanded = true;
-            }
-            Err(e) if required => return Err(e),
-            Err(_) => {
-                stage.instructions = original;
-                stage.expanded = false;
             }
         }
         stage.base_env = base_env;
@@ -1080,6 +1083,7 @@ fn initial_state(b: &Builder<'_>, stage: &Stage, finals: &[Option<StageState>]) 
         env: empty.clone(),
         config_env: empty,
         args: Vec::new(),
+        arg_index: HashMap::new(),
         workdir: "/".to_string(),
         workdir_set: false,
         env_known: true,
@@ -1124,7 +1128,7 @@ fn report_undefined(
         return;
     }
     for name in undefined {
-        if state.env.contains(name) || state.args.iter().any(|(n, _)| n == name) {
+        if state.env.contains(name) || state.arg_index.contains_key(name) {
             continue;
         }
         let suggestion = closest(name, state.env.vars.iter().map(|(k, _)| k.as_str()))
@@ -1239,6 +1243,8 @@ fn expand_copy(
     Ok(())
 }
 
+/// Expands a stage's instructions in place, in order, updating `state`. On error the
+/// instructions are left partly expanded (callers expand a copy when they need the original).
 fn expand_stage(
     b: &mut Builder<'_>,
     insts: &mut [Instruction],
@@ -1248,14 +1254,18 @@ fn expand_stage(
 ) -> Result<(), Error> {
     let mut counts: BTreeMap<&'static str, Vec<Span>> = BTreeMap::new();
     for inst in insts.iter_mut() {
-        let snapshot = inst.clone();
-        let span = inst.span;
+        // The command is taken out while it is expanded, so the rest of the instruction
+        // (span, text, comments) can be lent to error locations and lints without a copy.
+        let mut command = std::mem::replace(&mut inst.command, Command::Maintainer(String::new()));
+        let name = command.name();
+        let snapshot: &Instruction = inst;
+        let span = snapshot.span;
         let mut undefined = BTreeSet::new();
-        match &mut inst.command {
+        match &mut command {
             Command::Env(kvs) => {
                 for kv in kvs.iter_mut() {
-                    kv.key = b.expand(&kv.key, &state.env, &snapshot, &mut undefined)?;
-                    kv.value = b.expand(&kv.value, &state.env, &snapshot, &mut undefined)?;
+                    kv.key = b.expand(&kv.key, &state.env, snapshot, &mut undefined)?;
+                    kv.value = b.expand(&kv.value, &state.env, snapshot, &mut undefined)?;
                     if kv.legacy {
                         b.linter.report(
                             "LegacyKeyValueFormat",
@@ -1278,8 +1288,8 @@ fn expand_stage(
             }
             Command::Label(kvs) => {
                 for kv in kvs.iter_mut() {
-                    kv.key = b.expand(&kv.key, &state.env, &snapshot, &mut undefined)?;
-                    kv.value = b.expand(&kv.value, &state.env, &snapshot, &mut undefined)?;
+                    kv.key = b.expand(&kv.key, &state.env, snapshot, &mut undefined)?;
+                    kv.value = b.expand(&kv.value, &state.env, snapshot, &mut undefined)?;
                     if kv.legacy {
                         b.linter.report(
                             "LegacyKeyValueFormat",
@@ -1292,7 +1302,7 @@ fn expand_stage(
             Command::Arg(decls) => {
                 for d in decls.iter_mut() {
                     if let Some(def) = &d.default {
-                        d.default = Some(b.expand(def, &state.env, &snapshot, &mut undefined)?);
+                        d.default = Some(b.expand(def, &state.env, snapshot, &mut undefined)?);
                     }
                 }
                 for d in decls.iter_mut() {
@@ -1311,9 +1321,16 @@ fn expand_stage(
                     if let Some(v) = &d.value {
                         state.env.set(&d.name, v);
                     }
-                    match state.args.iter_mut().find(|(n, _)| *n == d.name) {
-                        Some(slot) => slot.1 = d.value.clone(),
-                        None => state.args.push((d.name.clone(), d.value.clone())),
+                    match state.arg_index.get(&d.name).copied() {
+                        Some(i) => {
+                            if let Some(slot) = state.args.get_mut(i) {
+                                slot.1 = d.value.clone();
+                            }
+                        }
+                        None => {
+                            state.arg_index.insert(d.name.clone(), state.args.len());
+                            state.args.push((d.name.clone(), d.value.clone()));
+                        }
                     }
                     if looks_secret(&d.name) {
                         b.linter.report(
@@ -1325,18 +1342,18 @@ fn expand_stage(
                 }
                 lint_description(
                     &mut b.linter,
-                    &snapshot,
+                    snapshot,
                     decls.first().map(|d| d.name.as_str()),
                 );
             }
-            Command::Add(c) => expand_copy(b, c, true, &state.env, &snapshot, &mut undefined)?,
-            Command::Copy(c) => expand_copy(b, c, false, &state.env, &snapshot, &mut undefined)?,
+            Command::Add(c) => expand_copy(b, c, true, &state.env, snapshot, &mut undefined)?,
+            Command::Copy(c) => expand_copy(b, c, false, &state.env, snapshot, &mut undefined)?,
             Command::Expose(e) => {
                 let mut ports = Vec::new();
                 for raw in &e.raw {
-                    for word in b.expand_words(raw, &state.env, &snapshot, &mut undefined)? {
+                    for word in b.expand_words(raw, &state.env, snapshot, &mut undefined)? {
                         let (p, upper_proto, has_host) = parse_ports(&word)
-                            .map_err(|m| located(&snapshot, Error::invalid(m), raw))?;
+                            .map_err(|m| located(snapshot, Error::invalid(m), raw))?;
                         if upper_proto {
                             b.linter.report(
                                 "ExposeProtoCasing",
@@ -1358,11 +1375,11 @@ fn expand_stage(
             }
             Command::Volume(vols) => {
                 for v in vols.iter_mut() {
-                    let x = b.expand(v, &state.env, &snapshot, &mut undefined)?;
+                    let x = b.expand(v, &state.env, snapshot, &mut undefined)?;
                     let x = x.trim().to_string();
                     if x.is_empty() {
                         return Err(located(
-                            &snapshot,
+                            snapshot,
                             Error::invalid("VOLUME specified can not be an empty string"),
                             v,
                         ));
@@ -1370,12 +1387,12 @@ fn expand_stage(
                     *v = x;
                 }
             }
-            Command::User(u) => *u = b.expand(u, &state.env, &snapshot, &mut undefined)?,
+            Command::User(u) => *u = b.expand(u, &state.env, snapshot, &mut undefined)?,
             Command::StopSignal(s) => {
-                let x = b.expand(s, &state.env, &snapshot, &mut undefined)?;
+                let x = b.expand(s, &state.env, snapshot, &mut undefined)?;
                 if !is_valid_signal(&x) {
                     return Err(located(
-                        &snapshot,
+                        snapshot,
                         Error::invalid(format!("invalid signal: {x}")),
                         s,
                     ));
@@ -1383,7 +1400,7 @@ fn expand_stage(
                 *s = x;
             }
             Command::Workdir(w) => {
-                let path = b.expand(&w.path, &state.env, &snapshot, &mut undefined)?;
+                let path = b.expand(&w.path, &state.env, snapshot, &mut undefined)?;
                 let absolute = path.starts_with('/')
                     || (b.platform == ShellPlatform::Windows && path.chars().nth(1) == Some(':'));
                 if !absolute && !state.workdir_set {
@@ -1416,7 +1433,7 @@ fn expand_stage(
                         Ok(e.result)
                     };
                     let m = parse_mount(spec, &mut expand, ssh_index)
-                        .map_err(|e| located(&snapshot, e, "--mount"))?;
+                        .map_err(|e| located(snapshot, e, "--mount"))?;
                     undefined.extend(used);
                     if m.kind == crate::mount::MountType::Ssh {
                         ssh_index += 1;
@@ -1426,17 +1443,12 @@ fn expand_stage(
                 r.mounts = mounts;
                 r.proxy_env = PROXY_ARGS
                     .iter()
-                    .filter(|k| !state.args.iter().any(|(n, _)| n == *k))
-                    .filter_map(|k| {
-                        b.opts
-                            .build_args
-                            .get(*k)
-                            .map(|v| (k.to_string(), v.clone()))
-                    })
+                    .filter_map(|k| b.opts.build_args.get(*k).map(|v| (*k, v)))
+                    .filter(|(k, _)| !state.arg_index.contains_key(*k))
+                    .map(|(k, v)| (k.to_string(), v.clone()))
                     .collect();
             }
             Command::Cmd(cl) | Command::Entrypoint(cl) => {
-                let name = snapshot.command.name();
                 if matches!(cl, crate::instruction::CommandLine::Shell(_)) {
                     b.linter.report(
                         "JSONArgsRecommended",
@@ -1454,7 +1466,8 @@ fn expand_stage(
             ),
             Command::Shell(_) | Command::Onbuild(_) | Command::From(_) => {}
         }
-        report_undefined(b, state, &snapshot, &undefined);
+        report_undefined(b, state, snapshot, &undefined);
+        inst.command = command;
     }
     for (name, spans) in counts {
         if spans.len() > 1 {

@@ -149,9 +149,25 @@ pub(crate) fn extract_builder_flags(line: &str) -> (Cow<'_, str>, Vec<String>) {
                 }
                 pos += 1;
                 ch = b.get(pos).copied().unwrap_or(0);
+                word.push(ch as char);
+                pos += 1;
+                continue;
             }
-            word.push(ch as char);
-            pos += 1;
+            // Copy the run of plain ASCII bytes up to the next space, quote or escape at once
+            // (non-ASCII bytes go one by one: each byte becomes the rune of the same value).
+            let run = b[pos..]
+                .iter()
+                .position(|&c| {
+                    !c.is_ascii() || is_space_byte(c) || matches!(c, b'\'' | b'"' | b'\\')
+                })
+                .unwrap_or(b.len() - pos);
+            if run == 0 {
+                word.push(ch as char);
+                pos += 1;
+            } else {
+                word.push_str(line.get(pos..pos + run).unwrap_or_default());
+                pos += run;
+            }
             continue;
         }
         // Phase::Quote
@@ -178,70 +194,109 @@ pub(crate) fn extract_builder_flags(line: &str) -> (Cow<'_, str>, Vec<String>) {
 /// BuildKit `parseWords`: quote-aware splitting that keeps quotes and escapes.
 ///
 /// Every word BuildKit builds is a contiguous slice of the input (quotes and escapes are
-/// kept; only a final escape character is dropped), so words are sliced, not rebuilt.
-pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<String> {
+/// kept; only a final escape character is dropped), so words are sliced, not rebuilt. The
+/// scan goes byte by byte over ASCII and decodes a character only for non-ASCII bytes
+/// (quotes, the escape character and ASCII blanks are all single bytes).
+pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<&str> {
+    let bytes = rest.as_bytes();
     let mut words = Vec::new();
     let mut start: Option<usize> = None;
-    let mut quote: Option<char> = None;
-    let mut iter = rest.char_indices().peekable();
-    let push = |words: &mut Vec<String>, from: usize, to: usize| {
-        if let Some(w) = rest.get(from..to).filter(|w| !w.is_empty()) {
-            words.push(w.to_string());
-        }
-    };
-    while let Some((i, ch)) = iter.next() {
+    let mut quote: Option<u8> = None;
+    // The escape character as a byte when it is ASCII (`\` or `` ` ``); a non-ASCII escape
+    // never matches a byte and is compared as a character below.
+    let escape_byte = u8::try_from(escape).ok().filter(u8::is_ascii);
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        // (character, its length): ASCII bytes stand for themselves.
+        let (is_blank, is_escape, width) = if b.is_ascii() {
+            (
+                b.is_ascii_whitespace() || b == 0x0b,
+                Some(b) == escape_byte,
+                1,
+            )
+        } else {
+            let c = rest
+                .get(i..)
+                .and_then(|t| t.chars().next())
+                .unwrap_or('\u{fffd}');
+            (c.is_whitespace(), c == escape, c.len_utf8())
+        };
+        let at_last = i + width >= bytes.len();
         match quote {
             None => {
                 let Some(from) = start else {
-                    if ch.is_whitespace() {
+                    if is_blank {
+                        i += width;
                         continue;
                     }
                     start = Some(i);
-                    if ch == '\'' || ch == '"' {
-                        quote = Some(ch);
-                    } else if ch == escape {
-                        if iter.peek().is_none() {
+                    if b == b'\'' || b == b'"' {
+                        quote = Some(b);
+                    } else if is_escape {
+                        if at_last {
                             start = None;
                             break;
                         }
-                        iter.next();
+                        i += width;
+                        i += char_width(rest, i);
+                        continue;
                     }
+                    i += width;
                     continue;
                 };
-                if ch.is_whitespace() {
-                    push(&mut words, from, i);
+                if is_blank {
+                    push_word(&mut words, rest, from, i);
                     start = None;
-                } else if ch == '\'' || ch == '"' {
-                    quote = Some(ch);
-                } else if ch == escape {
-                    if iter.peek().is_none() {
-                        push(&mut words, from, i);
+                } else if b == b'\'' || b == b'"' {
+                    quote = Some(b);
+                } else if is_escape {
+                    if at_last {
+                        push_word(&mut words, rest, from, i);
                         start = None;
                         break;
                     }
-                    iter.next();
+                    i += width;
+                    i += char_width(rest, i);
+                    continue;
                 }
             }
             Some(q) => {
-                if ch == q {
+                if b == q {
                     quote = None;
-                } else if ch == escape && q != '\'' {
-                    if iter.peek().is_none() {
+                } else if is_escape && q != b'\'' {
+                    if at_last {
                         if let Some(from) = start {
-                            push(&mut words, from, i);
+                            push_word(&mut words, rest, from, i);
                         }
                         start = None;
                         break;
                     }
-                    iter.next();
+                    i += width;
+                    i += char_width(rest, i);
+                    continue;
                 }
             }
         }
+        i += width;
     }
     if let Some(from) = start {
-        push(&mut words, from, rest.len());
+        push_word(&mut words, rest, from, rest.len());
     }
     words
+}
+
+/// Length in bytes of the character starting at `i` (0 at the end).
+fn char_width(s: &str, i: usize) -> usize {
+    s.get(i..)
+        .and_then(|t| t.chars().next())
+        .map_or(0, char::len_utf8)
+}
+
+fn push_word<'a>(words: &mut Vec<&'a str>, rest: &'a str, from: usize, to: usize) {
+    if let Some(w) = rest.get(from..to).filter(|w| !w.is_empty()) {
+        words.push(w);
+    }
 }
 
 fn arg(value: impl Into<String>) -> Node {
@@ -272,7 +327,9 @@ fn parse_name_val(rest: &str, key: &'static str, escape: char) -> Grammar {
     let mut nodes = Vec::with_capacity(words.len() * 3);
     for word in words {
         let Some((k, v)) = word.split_once('=') else {
-            return Err(Error::new(ErrorKind::MissingEquals { word }));
+            return Err(Error::new(ErrorKind::MissingEquals {
+                word: word.to_string(),
+            }));
         };
         nodes.push(arg(k));
         nodes.push(arg(v));
@@ -368,6 +425,15 @@ const KEYWORDS: &[&str] = &[
     "workdir",
 ];
 
+/// The lower-case keyword an ASCII command word spells, if it is one with a grammar.
+fn ascii_keyword(cmd: &str) -> Option<&'static str> {
+    let mut buf = [0u8; 11];
+    let lower = buf.get_mut(..cmd.len())?;
+    lower.copy_from_slice(cmd.as_bytes());
+    lower.make_ascii_lowercase();
+    KEYWORDS.iter().copied().find(|k| k.as_bytes() == lower)
+}
+
 /// Parses one logical line into an instruction node (BuildKit `newNodeFromLine`).
 pub(crate) fn node_from_line(
     line: String,
@@ -376,8 +442,8 @@ pub(crate) fn node_from_line(
     depth: usize,
 ) -> Result<Node, Error> {
     let (cmd, flags, args) = split_command(&line);
-    let keyword: Cow<'_, str> = match KEYWORDS.iter().find(|k| cmd.eq_ignore_ascii_case(k)) {
-        Some(k) => Cow::Borrowed(*k),
+    let keyword: Cow<'_, str> = match ascii_keyword(cmd) {
+        Some(k) => Cow::Borrowed(k),
         None if cmd.is_ascii() => Cow::Borrowed(""),
         None => Cow::Owned(go_lower(cmd)),
     };

@@ -235,7 +235,8 @@ pub fn parse(src: &[u8]) -> Result<ParseOutput, Error> {
         }
         let untrimmed = trim_newline(raw);
         let token = untrimmed.trim_start();
-        let start_column = untrimmed.chars().count() - token.chars().count() + 1;
+        let indent = untrimmed.len() - token.len();
+        let start_column = untrimmed.get(..indent).map_or(0, |i| i.chars().count()) + 1;
         let number = current_line + 1;
         if directives.scan(token, number)? {
             comments.pop();
@@ -249,7 +250,10 @@ pub fn parse(src: &[u8]) -> Result<ParseOutput, Error> {
         if end_of_line && first.is_empty() {
             continue;
         }
-        let mut logical = first.to_string();
+        // A continued instruction usually spans a few lines: reserve once instead of growing
+        // the string line by line.
+        let mut logical = String::with_capacity(if end_of_line { first.len() } else { 256 });
+        logical.push_str(first);
         let mut has_empty_continuation = false;
         while !end_of_line {
             let Some(raw) = lines.next_line()? else {

@@ -184,6 +184,29 @@ impl Lexer {
         env: &dyn VariableSource,
         collect_words: bool,
     ) -> Result<Expansion, Error> {
+        // Most words (paths, keys, plain values) contain nothing the lexer would change: no
+        // `$`, no quote, no escape character, no leading byte-order mark, and, when splitting
+        // into words, no `<` (whose `<<` keeps the following blanks attached). Their result is
+        // the word itself and their fields are the whitespace-separated parts.
+        let plain = !word.starts_with('\u{feff}')
+            && !word.contains(|c: char| {
+                matches!(c, '$' | '\'' | '"') || c == self.escape || (collect_words && c == '<')
+            });
+        if plain {
+            return Ok(Expansion {
+                result: word.to_string(),
+                words: if collect_words {
+                    word.split(is_space)
+                        .filter(|w| !w.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                } else {
+                    Vec::new()
+                },
+                matched: BTreeSet::new(),
+                unmatched: BTreeSet::new(),
+            });
+        }
         let mut chars: Vec<char> = word.chars().collect();
         // Go's text/scanner skips a leading byte-order mark.
         if chars.first() == Some(&'\u{feff}') {
