@@ -41,12 +41,6 @@ pub enum ErrorKind {
         /// The maximum allowed line length in bytes.
         max: usize,
     },
-    /// A non-comment line is not valid UTF-8.
-    #[error("invalid UTF-8 at byte {byte_offset} of the line")]
-    InvalidUtf8 {
-        /// Offset of the first invalid byte within its physical line.
-        byte_offset: usize,
-    },
     /// A parser directive appears twice at the top of the file.
     #[error("only one {name} parser directive can be used")]
     DuplicateDirective {

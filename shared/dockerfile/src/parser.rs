@@ -1,8 +1,11 @@
 //! The lexical layer and the parse loop (BuildKit `parser.Parse`, spec §1 and §5.2).
 
+use std::borrow::Cow;
+
 use crate::ast::{Directive, Node, ParseOutput, ParseWarning};
 use crate::error::{Error, ErrorKind, Location};
 use crate::line_grammar::{can_contain_heredoc, heredocs_from_line, node_from_line};
+use crate::quote::decode_bytes;
 
 /// BuildKit's line scanner accepts lines up to this many bytes (excluding the newline).
 pub const MAX_LINE_BYTES: usize = 65_535;
@@ -51,52 +54,10 @@ impl<'a> PhysicalLines<'a> {
         Ok(Some(line))
     }
 
-    /// The next line as text. Invalid UTF-8 is an error, except on comment lines, whose text
-    /// only feeds doc comments and is decoded lossily.
-    fn next_line(&mut self) -> Result<Option<std::borrow::Cow<'a, str>>, Error> {
-        let Some(bytes) = self.next_bytes()? else {
-            return Ok(None);
-        };
-        match std::str::from_utf8(bytes) {
-            Ok(s) => Ok(Some(s.into())),
-            Err(e) => {
-                let first = bytes
-                    .iter()
-                    .position(|b| !b.is_ascii_whitespace())
-                    .and_then(|i| bytes.get(i));
-                if first == Some(&b'#') {
-                    Ok(Some(String::from_utf8_lossy(bytes)))
-                } else {
-                    Err(self.utf8_error(bytes, e.valid_up_to()))
-                }
-            }
-        }
-    }
-
-    /// The next line of a heredoc body: must be valid UTF-8.
-    fn next_heredoc_line(&mut self) -> Result<Option<&'a str>, Error> {
-        let Some(bytes) = self.next_bytes()? else {
-            return Ok(None);
-        };
-        std::str::from_utf8(bytes)
-            .map(Some)
-            .map_err(|e| self.utf8_error(bytes, e.valid_up_to()))
-    }
-
-    fn utf8_error(&self, bytes: &[u8], valid_up_to: usize) -> Error {
-        let column = String::from_utf8_lossy(bytes.get(..valid_up_to).unwrap_or_default())
-            .chars()
-            .count()
-            + 1;
-        Error::at(
-            ErrorKind::InvalidUtf8 {
-                byte_offset: valid_up_to,
-            },
-            Location {
-                line: self.number,
-                column,
-            },
-        )
+    /// The next line as text. Bytes that are not valid UTF-8 are kept as stand-in
+    /// characters ([`crate::quote::decode_bytes`]): BuildKit accepts any bytes.
+    fn next_line(&mut self) -> Result<Option<Cow<'a, str>>, Error> {
+        Ok(self.next_bytes()?.map(decode_bytes))
     }
 }
 
@@ -300,9 +261,9 @@ pub fn parse(src: &[u8]) -> Result<ParseOutput, Error> {
                 heredocs_from_line(&child.original).map_err(|e| located(e, current_line))?;
             for mut heredoc in heredocs {
                 let mut terminated = false;
-                while let Some(body_line) = lines.next_heredoc_line()? {
+                while let Some(body_line) = lines.next_line()? {
                     current_line += 1;
-                    let mut candidate = trim_newline(body_line);
+                    let mut candidate = trim_newline(&body_line);
                     if heredoc.chomp {
                         candidate = candidate.trim_start_matches('\t');
                     }
@@ -310,7 +271,7 @@ pub fn parse(src: &[u8]) -> Result<ParseOutput, Error> {
                         terminated = true;
                         break;
                     }
-                    heredoc.content.push_str(body_line);
+                    heredoc.content.push_str(&body_line);
                 }
                 if !terminated {
                     return Err(located(

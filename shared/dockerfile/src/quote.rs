@@ -18,6 +18,7 @@ pub fn go_quote(s: &str) -> String {
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
             '\u{b}' => out.push_str("\\v"),
+            c if is_raw_byte(c) => out.push_str(&format!("\\x{:02x}", c as u32 - RAW_BYTE_BASE)),
             c if is_go_printable(c) => out.push(c),
             c if (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
             c if (c as u32) < 0x10000 => out.push_str(&format!("\\u{:04x}", c as u32)),
@@ -25,6 +26,47 @@ pub fn go_quote(s: &str) -> String {
         }
     }
     out.push('"');
+    out
+}
+
+/// Bytes that are not valid UTF-8 are kept in decoded text as one character each, in the
+/// private-use range U+10FF80..=U+10FFFF: `RAW_BYTE_BASE + byte`. BuildKit's strings are Go
+/// byte strings and accept any bytes; this keeps such a Dockerfile parseable, lets the dump
+/// print the byte as `\xNN` exactly like Go's `strconv.Quote`, and [`encode_bytes`] restores
+/// the original bytes (for a RUN command or a COPY heredoc body).
+pub const RAW_BYTE_BASE: u32 = 0x10FF00;
+
+fn is_raw_byte(c: char) -> bool {
+    (RAW_BYTE_BASE + 0x80..=RAW_BYTE_BASE + 0xFF).contains(&(c as u32))
+}
+
+/// Decodes bytes as UTF-8, mapping each byte of an invalid sequence to its stand-in
+/// character (see [`RAW_BYTE_BASE`]). Valid UTF-8 is borrowed unchanged.
+pub fn decode_bytes(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    if let Ok(s) = std::str::from_utf8(bytes) {
+        return s.into();
+    }
+    let mut out = String::with_capacity(bytes.len() + 8);
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.extend(char::from_u32(RAW_BYTE_BASE + u32::from(*b)));
+        }
+    }
+    out.into()
+}
+
+/// The bytes a decoded string stands for: the inverse of [`decode_bytes`].
+pub fn encode_bytes(s: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    for c in s.chars() {
+        if is_raw_byte(c) {
+            out.extend(u8::try_from(c as u32 - RAW_BYTE_BASE));
+        } else {
+            let mut buf = [0u8; 4];
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        }
+    }
     out
 }
 
@@ -77,7 +119,10 @@ mod tests {
             r#""\t\n\r\v\f\b\a""#
         );
         assert_eq!(go_quote("\u{feff}"), r#""\ufeff""#);
-        assert_eq!(go_quote("\u{10ffff}"), r#""\U0010ffff""#);
+        assert_eq!(go_quote("\u{e0001}"), r#""\U000e0001""#);
+        assert_eq!(go_quote("\u{10ff00}"), r#""\U0010ff00""#);
+        // U+10FF80..=U+10FFFF stand for raw bytes (decode_bytes).
+        assert_eq!(go_quote("\u{10ffff}"), r#""\xff""#);
     }
 
     #[test]

@@ -83,3 +83,19 @@ fn onbuild_triggers_are_not_validated_when_defined() {
         df_err("FROM a\nONBUILD FROM b\n").contains("FROM isn't allowed as an ONBUILD trigger")
     );
 }
+
+/// BuildKit reads the Dockerfile as Go byte strings: a Latin-1 byte in an instruction is
+/// accepted, and its dump prints the byte as `\xNN`. We failed with "invalid UTF-8".
+#[test]
+fn bytes_that_are_not_utf8_are_accepted_and_dumped_like_go() {
+    let src = b"FROM alpine\nLABEL author=\"Andr\xe9\"\nRUN echo \xff\xfe <<EOF\ncaf\xe9\nEOF\n";
+    let out = strata_dockerfile::parse(src).unwrap();
+    assert_eq!(
+        strata_dockerfile::dump(&out.root),
+        "(from \"alpine\")\n(label \"author\" \"\\\"Andr\\xe9\\\"\" \"=\")\n(run \"echo \\xff\\xfe <<EOF\")"
+    );
+    let body = &out.root.children[2].heredocs[0].content;
+    assert_eq!(strata_dockerfile::quote::encode_bytes(body), b"caf\xe9\n");
+    df(std::str::from_utf8(b"FROM alpine\n").unwrap());
+    assert!(strata_dockerfile::parse_dockerfile(src, &Default::default()).is_ok());
+}
