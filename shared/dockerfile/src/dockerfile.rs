@@ -1401,6 +1401,14 @@ fn expand_stage(
             }
             Command::Workdir(w) => {
                 let path = b.expand(&w.path, &state.env, snapshot, &mut undefined)?;
+                if path.is_empty() {
+                    // BuildKit's system.NormalizeWorkdir, wrapped by dispatchWorkdir.
+                    return Err(located(
+                        snapshot,
+                        Error::invalid("normalizing workdir: cannot normalize nothing"),
+                        &w.path,
+                    ));
+                }
                 let absolute = path.starts_with('/')
                     || (b.platform == ShellPlatform::Windows && path.chars().nth(1) == Some(':'));
                 if !absolute && !state.workdir_set {

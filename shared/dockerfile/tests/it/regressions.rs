@@ -99,3 +99,15 @@ fn bytes_that_are_not_utf8_are_accepted_and_dumped_like_go() {
     df(std::str::from_utf8(b"FROM alpine\n").unwrap());
     assert!(strata_dockerfile::parse_dockerfile(src, &Default::default()).is_ok());
 }
+
+/// `WORKDIR $UNSET` expands to nothing, which BuildKit's NormalizeWorkdir refuses (in the
+/// stages the target needs); we silently used the current directory.
+#[test]
+fn workdir_expanding_to_nothing_is_an_error() {
+    assert_eq!(
+        df_err("FROM alpine\nWORKDIR $APP_HOME\n"),
+        "Dockerfile:2:9: normalizing workdir: cannot normalize nothing"
+    );
+    // A stage the target does not need is not dispatched.
+    df("FROM alpine AS unused\nWORKDIR $APP_HOME\nFROM alpine\n");
+}
