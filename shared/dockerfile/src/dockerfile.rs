@@ -253,22 +253,32 @@ impl EnvList {
         }
     }
 
+    /// Position of `name` in `vars`; looks the name up as is (no copy) unless names ignore
+    /// case.
+    fn position(&self, name: &str) -> Option<usize> {
+        if self.ignore_case {
+            self.index.get(&name.to_uppercase()).copied()
+        } else {
+            self.index.get(name).copied()
+        }
+    }
+
     fn set(&mut self, key: &str, value: &str) {
-        let k = self.key(key);
-        match self.index.get(&k).and_then(|i| self.vars.get_mut(*i)) {
-            Some(slot) => slot.1 = value.to_string(),
+        match self.position(key).and_then(|i| self.vars.get_mut(i)) {
+            Some(slot) => {
+                slot.1.clear();
+                slot.1.push_str(value);
+            }
             None => {
-                self.index.insert(k, self.vars.len());
+                self.index.insert(self.key(key), self.vars.len());
                 self.vars.push((key.to_string(), value.to_string()));
             }
         }
     }
 
     fn get(&self, name: &str) -> Option<&str> {
-        let k = self.key(name);
-        self.index
-            .get(&k)
-            .and_then(|i| self.vars.get(*i))
+        self.position(name)
+            .and_then(|i| self.vars.get(i))
             .map(|(_, v)| v.as_str())
     }
 

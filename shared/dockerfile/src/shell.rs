@@ -207,13 +207,10 @@ impl Lexer {
                 unmatched: BTreeSet::new(),
             });
         }
-        let mut chars: Vec<char> = word.chars().collect();
         // Go's text/scanner skips a leading byte-order mark.
-        if chars.first() == Some(&'\u{feff}') {
-            chars.remove(0);
-        }
+        let src = word.strip_prefix('\u{feff}').unwrap_or(word);
         let mut scan = Scan {
-            chars,
+            src,
             pos: 0,
             lexer: self,
             env,
@@ -308,7 +305,9 @@ impl Words {
 }
 
 struct Scan<'a> {
-    chars: Vec<char>,
+    /// The word being lexed (read in place: no character vector).
+    src: &'a str,
+    /// Byte offset of the next character in `src`.
     pos: usize,
     lexer: &'a Lexer,
     env: &'a dyn VariableSource,
@@ -323,13 +322,15 @@ type Processed = (String, Vec<String>);
 
 impl Scan<'_> {
     fn peek(&self) -> Option<char> {
-        self.chars.get(self.pos).copied()
+        self.src
+            .get(self.pos..)
+            .and_then(|rest| rest.chars().next())
     }
 
     fn next(&mut self) -> Option<char> {
-        let c = self.chars.get(self.pos).copied();
-        if c.is_some() {
-            self.pos += 1;
+        let c = self.peek();
+        if let Some(c) = c {
+            self.pos += c.len_utf8();
         }
         c
     }

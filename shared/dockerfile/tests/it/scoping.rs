@@ -203,3 +203,14 @@ fn from_uses_only_global_args() {
     let e = crate::df_err("ARG EMPTY=\nFROM $EMPTY");
     assert!(e.contains("base name ($EMPTY) should not be blank"), "{e}");
 }
+
+/// Quoted global defaults lose their quotes when expanded, and a redeclared global ARG
+/// feeds a stage ARG default (the shape of BuildKit's testQuotedMetaArgs).
+#[test]
+fn quoted_global_defaults_flow_into_stage_args() {
+    let d = df("ARG x=\"ab\"\nARG y=\"$x-c\"\nFROM img$x AS s\nARG y\nARG z=\"d-$y\"\nRUN true");
+    assert_eq!(d.stages[0].base_name_expanded, "imgab");
+    let r = runs(&d, 0);
+    assert_eq!(env_of(&r[0], "y").as_deref(), Some("ab-c"));
+    assert_eq!(env_of(&r[0], "z").as_deref(), Some("d-ab-c"));
+}
