@@ -93,7 +93,7 @@ impl KvStore for RocksStore {
         }
         let mut wo = WriteOptions::default();
         wo.set_sync(durability == Durability::Sync);
-        self.db.write_opt(&b, &wo).map_err(|e| self.err(e))
+        self.db.write_opt(b, &wo).map_err(|e| self.err(e))
     }
 
     fn scan(&self, space: Space, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<Entry>> {
