@@ -25,7 +25,11 @@ pub struct ImageConfig {
     #[serde(default, deserialize_with = "null_default")]
     pub os: String,
     /// OS version.
-    #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub os_version: Option<String>,
     /// CPU variant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -36,13 +40,24 @@ pub struct ImageConfig {
     /// Author (MAINTAINER).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author: Option<String>,
+    /// Image-level comment (`docker import` / `docker commit -m`), shown by `inspect`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
     /// Runtime defaults.
-    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "ContainerConfig::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "ContainerConfig::is_empty"
+    )]
     pub config: ContainerConfig,
     /// The layers' diff_ids.
     pub rootfs: RootFs,
     /// One entry per build step.
-    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub history: Vec<History>,
 }
 
@@ -129,7 +144,10 @@ impl ContainerConfig {
     pub fn set_env_var(&mut self, name: &str, value: &str) {
         let env = self.env.get_or_insert_with(Vec::new);
         let entry = format!("{name}={value}");
-        match env.iter_mut().find(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == name) {
+        match env
+            .iter_mut()
+            .find(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == name)
+        {
             Some(e) => *e = entry,
             None => env.push(entry),
         }
@@ -180,15 +198,21 @@ pub struct History {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
     /// True when the step made no layer.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not", deserialize_with = "null_default")]
+    #[serde(
+        default,
+        skip_serializing_if = "std::ops::Not::not",
+        deserialize_with = "null_default"
+    )]
     pub empty_layer: bool,
 }
 
 impl ImageConfig {
     /// Parses a config and checks its invariants.
     pub fn parse(bytes: &[u8]) -> Result<Self, ImageError> {
-        let c: Self =
-            serde_json::from_slice(bytes).map_err(|source| ImageError::Json { what: "image config", source })?;
+        let c: Self = serde_json::from_slice(bytes).map_err(|source| ImageError::Json {
+            what: "image config",
+            source,
+        })?;
         c.validate()?;
         Ok(c)
     }
@@ -225,7 +249,7 @@ impl ImageConfig {
 
 #[cfg(test)]
 mod tests {
-    use strata_types::{media_type, Digest};
+    use strata_types::{Digest, media_type};
 
     use super::*;
     use crate::{Descriptor, Manifest};
@@ -268,7 +292,11 @@ mod tests {
             "sha256:71fad6ed8429c9b422d6e0a23da1f62929dda8286c71a6ef50de483378597203"
         );
         let manifest = Manifest::oci(
-            Descriptor::new(media_type::OCI_CONFIG, Digest::of(&cfg_bytes).to_string(), cfg_bytes.len() as i64),
+            Descriptor::new(
+                media_type::OCI_CONFIG,
+                Digest::of(&cfg_bytes).to_string(),
+                cfg_bytes.len() as i64,
+            ),
             vec![Descriptor::new(media_type::OCI_LAYER_TAR, diff_id, 1024)],
         );
         let m = manifest.to_json();
@@ -285,9 +313,20 @@ mod tests {
     #[test]
     fn history_must_pair_with_diff_ids() {
         let bad = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"history":[{"created_by":"x"}]}"#;
-        assert!(ImageConfig::parse(bad).unwrap_err().to_string().contains("history"));
-        let bad = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"nope","diff_ids":[]}}"#;
-        assert!(ImageConfig::parse(bad).unwrap_err().to_string().contains("rootfs.type"));
+        assert!(
+            ImageConfig::parse(bad)
+                .unwrap_err()
+                .to_string()
+                .contains("history")
+        );
+        let bad =
+            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"nope","diff_ids":[]}}"#;
+        assert!(
+            ImageConfig::parse(bad)
+                .unwrap_err()
+                .to_string()
+                .contains("rootfs.type")
+        );
     }
 
     #[test]
@@ -300,8 +339,18 @@ mod tests {
     #[test]
     fn ambiguous_documents_are_rejected() {
         let both = br#"{"schemaVersion":2,"config":{"mediaType":"a","digest":"b","size":1},"layers":[],"manifests":[]}"#;
-        assert!(Manifest::parse(both).unwrap_err().to_string().contains("ambiguous"));
-        assert!(crate::Index::parse(both).unwrap_err().to_string().contains("ambiguous"));
+        assert!(
+            Manifest::parse(both)
+                .unwrap_err()
+                .to_string()
+                .contains("ambiguous")
+        );
+        assert!(
+            crate::Index::parse(both)
+                .unwrap_err()
+                .to_string()
+                .contains("ambiguous")
+        );
     }
 
     #[test]

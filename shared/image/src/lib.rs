@@ -12,9 +12,12 @@
 
 mod config;
 mod manifest;
+pub mod time;
+pub mod view;
 
 pub use config::{ContainerConfig, Healthcheck, History, ImageConfig, RootFs};
 pub use manifest::{Descriptor, Index, Manifest, Platform};
+pub use time::Timestamp;
 
 /// Errors about image documents.
 #[derive(Debug, thiserror::Error)]

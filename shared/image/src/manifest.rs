@@ -54,10 +54,18 @@ pub struct Platform {
     /// GOOS.
     pub os: String,
     /// OS version.
-    #[serde(rename = "os.version", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "os.version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub os_version: Option<String>,
     /// OS features.
-    #[serde(rename = "os.features", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "os.features",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub os_features: Option<Vec<String>>,
     /// CPU variant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -105,19 +113,27 @@ impl Manifest {
     /// Parses a manifest; a document that also has `manifests` is rejected as ambiguous.
     pub fn parse(bytes: &[u8]) -> Result<Self, ImageError> {
         let value: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|source| ImageError::Json { what: "manifest", source })?;
+            serde_json::from_slice(bytes).map_err(|source| ImageError::Json {
+                what: "manifest",
+                source,
+            })?;
         if value.get("manifests").is_some() {
             return Err(ImageError::Invalid {
                 what: "manifest",
                 reason: "document has both `manifests` and `layers`/`config`: ambiguous".into(),
             });
         }
-        let m: Self =
-            serde_json::from_value(value).map_err(|source| ImageError::Json { what: "manifest", source })?;
+        let m: Self = serde_json::from_value(value).map_err(|source| ImageError::Json {
+            what: "manifest",
+            source,
+        })?;
         if m.schema_version != 2 {
             return Err(ImageError::Invalid {
                 what: "manifest",
-                reason: format!("schemaVersion {} is not supported (expected 2)", m.schema_version),
+                reason: format!(
+                    "schemaVersion {} is not supported (expected 2)",
+                    m.schema_version
+                ),
             });
         }
         Ok(m)
@@ -164,14 +180,20 @@ impl Index {
     /// Parses an index; a document that also has `layers` is rejected as ambiguous.
     pub fn parse(bytes: &[u8]) -> Result<Self, ImageError> {
         let value: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|source| ImageError::Json { what: "index", source })?;
+            serde_json::from_slice(bytes).map_err(|source| ImageError::Json {
+                what: "index",
+                source,
+            })?;
         if value.get("layers").is_some() || value.get("config").is_some() {
             return Err(ImageError::Invalid {
                 what: "index",
                 reason: "document has both `manifests` and `layers`/`config`: ambiguous".into(),
             });
         }
-        serde_json::from_value(value).map_err(|source| ImageError::Json { what: "index", source })
+        serde_json::from_value(value).map_err(|source| ImageError::Json {
+            what: "index",
+            source,
+        })
     }
 
     /// The first runnable entry for `os/architecture` (attestations skipped).

@@ -1,0 +1,108 @@
+//! The one error type of strata-transfer.
+
+use strata_types::Digest;
+
+/// Why moving an image in or out failed. Messages name the file, blob or reference at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// A store or tag-index call failed.
+    #[error("{context}: {}", .status.message())]
+    Service {
+        /// What was being done.
+        context: String,
+        /// The service's answer.
+        status: tonic::Status,
+    },
+    /// No image matches a name.
+    #[error("no such image: {0}")]
+    NoSuchImage(String),
+    /// A short id matches several images.
+    #[error("ambiguous image id {prefix:?}: matches {count} images")]
+    Ambiguous {
+        /// The prefix given.
+        prefix: String,
+        /// How many images match.
+        count: usize,
+    },
+    /// Content whose digest is not what it claimed.
+    #[error("{what}: content hashes to {actual}, expected {expected}")]
+    DigestMismatch {
+        /// Which content.
+        what: String,
+        /// The claimed digest.
+        expected: Digest,
+        /// The digest of the bytes.
+        actual: Digest,
+    },
+    /// A document or archive that breaks the format.
+    #[error("invalid {what}: {reason}")]
+    Invalid {
+        /// Which document or file.
+        what: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Something strata does not support.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    /// A local file could not be read or written.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The system error.
+        source: std::io::Error,
+    },
+    /// An image document is invalid.
+    #[error(transparent)]
+    Image(#[from] strata_image::ImageError),
+    /// A reference does not parse.
+    #[error(transparent)]
+    Reference(#[from] strata_types::ReferenceError),
+    /// A digest does not parse.
+    #[error(transparent)]
+    Digest(#[from] strata_types::DigestError),
+    /// The registry refused or failed.
+    #[error(transparent)]
+    Registry(#[from] strata_distribution::RegistryError),
+}
+
+impl TransferError {
+    /// An invalid-input error.
+    pub fn invalid(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            what: what.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// A service error with context.
+    pub fn service(context: impl Into<String>, status: tonic::Status) -> Self {
+        Self::Service {
+            context: context.into(),
+            status,
+        }
+    }
+
+    /// An I/O error with context.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// Turns an I/O error that carries a `TransferError` (from a reader adapter) back into it.
+    pub fn from_io(context: impl Into<String>, e: std::io::Error) -> Self {
+        if e.get_ref().is_some_and(|inner| inner.is::<TransferError>()) {
+            if let Ok(inner) = e.into_inner().expect("checked").downcast::<TransferError>() {
+                return *inner;
+            }
+            unreachable!("checked the type above");
+        }
+        Self::io(context, e)
+    }
+}
+
+/// Shorthand.
+pub type Result<T, E = TransferError> = std::result::Result<T, E>;

@@ -1,0 +1,382 @@
+//! `strata import`: a root filesystem tarball becomes a one-layer base image, as
+//! `docker import` makes one.
+//!
+//! The input may be gzip or zstd (detected by magic bytes); the layer is stored uncompressed,
+//! its digest (the diff_id) computed while it streams. Every tar header is read on the way
+//! through, so a file that is not a tar, or whose entries climb out with `..`, is refused
+//! before anything is committed.
+
+use std::{io::Read, path::Path};
+
+use strata_image::{ContainerConfig, Descriptor, History, ImageConfig, Manifest, Timestamp};
+use strata_proto::layer_store::WriteStart;
+use strata_types::{Digest, Hasher, Reference, media_type};
+
+use crate::{Result, TransferError, compression::decompressing_reader, store::ImageStore};
+
+/// What `import` needs besides the tarball.
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    /// The image's `created` time (default: `SOURCE_DATE_EPOCH`, else now).
+    pub created: Option<Timestamp>,
+    /// The commit message (`-m`); default `Imported from -`, as Docker writes.
+    pub message: Option<String>,
+    /// Dockerfile-style config changes (`-c 'CMD ["sh"]'`).
+    pub changes: Vec<String>,
+    /// GOARCH of the image (default: the host's).
+    pub architecture: Option<String>,
+}
+
+/// What an import stored.
+#[derive(Debug, Clone)]
+pub struct Imported {
+    /// `sha256:<config digest>` (the image ID).
+    pub image_id: String,
+    /// The manifest the tag points at.
+    pub manifest_digest: Digest,
+    /// The layer's diff_id.
+    pub diff_id: Digest,
+    /// The layer's size.
+    pub layer_size: u64,
+}
+
+/// The host's architecture in Go's spelling.
+pub fn host_architecture() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    }
+}
+
+/// Imports `tarball` as a one-layer image tagged `name` (untagged when `None`).
+pub async fn import(
+    store: &ImageStore,
+    tarball: &Path,
+    name: Option<&Reference>,
+    options: &ImportOptions,
+) -> Result<Imported> {
+    let mut config = ContainerConfig::default();
+    for change in &options.changes {
+        apply_change(&mut config, change)?;
+    }
+    let file = std::fs::File::open(tarball)
+        .map_err(|e| TransferError::io(format!("failed to open {}", tarball.display()), e))?;
+    let writer = store.start_write(WriteStart {
+        expected_digest: String::new(),
+        expected_size: -1,
+        media_type: media_type::OCI_LAYER_TAR.to_string(),
+        ..Default::default()
+    });
+    let what = tarball.display().to_string();
+    let (diff_id, size) =
+        tokio::task::spawn_blocking(move || stream_checked_tar(file, writer, &what))
+            .await
+            .map_err(|e| TransferError::invalid("import", format!("task failed: {e}")))??;
+
+    let created = options
+        .created
+        .unwrap_or_else(Timestamp::source_date_epoch_or_now)
+        .to_string();
+    let message = options
+        .message
+        .clone()
+        .unwrap_or_else(|| "Imported from -".to_string());
+    let image_config = ImageConfig {
+        architecture: options
+            .architecture
+            .clone()
+            .unwrap_or_else(|| host_architecture().to_string()),
+        os: "linux".into(),
+        created: Some(created.clone()),
+        comment: Some(message.clone()),
+        config,
+        rootfs: strata_image::RootFs {
+            kind: "layers".into(),
+            diff_ids: vec![diff_id.to_string()],
+        },
+        history: vec![History {
+            created: Some(created),
+            comment: Some(message),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let (image_id, manifest_digest) =
+        store_image(store, &image_config, &[(diff_id, size)], name).await?;
+    Ok(Imported {
+        image_id,
+        manifest_digest,
+        diff_id,
+        layer_size: size,
+    })
+}
+
+/// Stores config and OCI manifest for layers already in the store, and tags it.
+pub async fn store_image(
+    store: &ImageStore,
+    config: &ImageConfig,
+    layers: &[(Digest, u64)],
+    name: Option<&Reference>,
+) -> Result<(String, Digest)> {
+    let config_bytes = config.to_json();
+    let config_digest = Digest::of(&config_bytes);
+    store
+        .put_bytes(
+            config_bytes.clone(),
+            media_type::OCI_CONFIG,
+            Some(&config_digest),
+        )
+        .await?;
+    let manifest = Manifest::oci(
+        Descriptor::new(
+            media_type::OCI_CONFIG,
+            config_digest.to_string(),
+            config_bytes.len() as i64,
+        ),
+        layers
+            .iter()
+            .map(|(d, size)| {
+                Descriptor::new(media_type::OCI_LAYER_TAR, d.to_string(), *size as i64)
+            })
+            .collect(),
+    );
+    let manifest_bytes = manifest.to_json();
+    let manifest_digest = Digest::of(&manifest_bytes);
+    store
+        .put_bytes(
+            manifest_bytes,
+            media_type::OCI_MANIFEST,
+            Some(&manifest_digest),
+        )
+        .await?;
+    if let Some(name) = name {
+        store.set_tag(name, &manifest_digest).await?;
+    }
+    Ok((config_digest.to_string(), manifest_digest))
+}
+
+/// Copies everything it reads into a hasher and a blob writer.
+struct Tee<R> {
+    inner: R,
+    hasher: Hasher,
+    writer: crate::store::BlobWriter,
+}
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        std::io::Write::write_all(&mut self.writer, &buf[..n])?;
+        Ok(n)
+    }
+}
+
+/// Streams a (possibly compressed) tar into `writer` uncompressed, checking every header;
+/// returns the uncompressed digest and size. Aborts the write on any error.
+pub(crate) fn stream_checked_tar<R: Read + Send>(
+    input: R,
+    writer: crate::store::BlobWriter,
+    what: &str,
+) -> Result<(Digest, u64)> {
+    let (_, reader) = match decompressing_reader(input) {
+        Ok(r) => r,
+        Err(e) => {
+            writer.abort();
+            return Err(TransferError::io(format!("failed to read {what}"), e));
+        }
+    };
+    let mut tee = Tee {
+        inner: reader,
+        hasher: Hasher::new(),
+        writer,
+    };
+    match check_tar(&mut tee, what) {
+        Ok(()) => {}
+        Err(e) => {
+            tee.writer.abort();
+            return Err(e);
+        }
+    }
+    let Tee { hasher, writer, .. } = tee;
+    let size = hasher.len();
+    let digest = hasher.finish();
+    let response = writer.finish()?;
+    if response.digest != digest.to_string() {
+        return Err(TransferError::DigestMismatch {
+            what: format!("layer of {what} as stored"),
+            expected: digest,
+            actual: Digest::parse(&response.digest)?,
+        });
+    }
+    Ok((digest, size))
+}
+
+/// Reads every header of a tar stream (and the stream to its end), refusing paths that
+/// climb out of the root.
+fn check_tar<R: Read>(reader: &mut R, what: &str) -> Result<()> {
+    let mut archive = tar::Archive::new(&mut *reader);
+    let mut entries = 0u64;
+    for entry in archive
+        .entries()
+        .map_err(|e| TransferError::from_io(format!("{what} is not a tar archive"), e))?
+    {
+        let entry =
+            entry.map_err(|e| TransferError::from_io(format!("{what}: invalid tar entry"), e))?;
+        let path = entry.path_bytes();
+        if path.split(|b| *b == b'/').any(|c| c == b"..") {
+            return Err(TransferError::invalid(
+                what,
+                format!(
+                    "entry {:?} climbs out of the root with \"..\"",
+                    String::from_utf8_lossy(&path)
+                ),
+            ));
+        }
+        entries += 1;
+    }
+    // the archive stops at its end-of-archive blocks: read the rest of the stream too
+    let reader = archive.into_inner();
+    std::io::copy(reader, &mut std::io::sink())
+        .map_err(|e| TransferError::from_io(format!("failed to read {what}"), e))?;
+    if entries == 0 {
+        tracing::debug!(what, "tar archive has no entries");
+    }
+    Ok(())
+}
+
+/// Applies one `--change` line: CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE, VOLUME,
+/// STOPSIGNAL (JSON or shell form, as Docker accepts them).
+pub fn apply_change(config: &mut ContainerConfig, change: &str) -> Result<()> {
+    let change = change.trim();
+    let (keyword, rest) = change
+        .split_once(char::is_whitespace)
+        .unwrap_or((change, ""));
+    let rest = rest.trim();
+    let bad =
+        |reason: &str| TransferError::invalid(format!("change {change:?}"), reason.to_string());
+    let command = |rest: &str| -> Vec<String> {
+        match serde_json::from_str::<Vec<String>>(rest) {
+            Ok(v) if rest.starts_with('[') => v,
+            _ => vec!["/bin/sh".into(), "-c".into(), rest.to_string()],
+        }
+    };
+    let words = |rest: &str| -> Vec<String> {
+        match serde_json::from_str::<Vec<String>>(rest) {
+            Ok(v) if rest.starts_with('[') => v,
+            _ => rest.split_whitespace().map(str::to_string).collect(),
+        }
+    };
+    let pairs = |rest: &str| -> Vec<(String, String)> {
+        if !rest.contains('=') {
+            let (k, v) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+            return vec![(k.to_string(), v.trim().to_string())];
+        }
+        rest.split_whitespace()
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                (k.to_string(), v.trim_matches('"').to_string())
+            })
+            .collect()
+    };
+    match keyword.to_ascii_uppercase().as_str() {
+        "CMD" => config.cmd = Some(command(rest)),
+        "ENTRYPOINT" => config.entrypoint = Some(command(rest)),
+        "WORKDIR" if !rest.is_empty() => config.working_dir = Some(rest.to_string()),
+        "USER" if !rest.is_empty() => config.user = Some(rest.to_string()),
+        "STOPSIGNAL" if !rest.is_empty() => config.stop_signal = Some(rest.to_string()),
+        "ENV" if !rest.is_empty() => {
+            for (k, v) in pairs(rest) {
+                config.set_env_var(&k, &v);
+            }
+        }
+        "LABEL" if !rest.is_empty() => {
+            let labels = config.labels.get_or_insert_with(Default::default);
+            for (k, v) in pairs(rest) {
+                labels.insert(k, v);
+            }
+        }
+        "EXPOSE" if !rest.is_empty() => {
+            let ports = config.exposed_ports.get_or_insert_with(Default::default);
+            for p in rest.split_whitespace() {
+                let p = if p.contains('/') {
+                    p.to_string()
+                } else {
+                    format!("{p}/tcp")
+                };
+                ports.insert(p, Default::default());
+            }
+        }
+        "VOLUME" if !rest.is_empty() => {
+            let volumes = config.volumes.get_or_insert_with(Default::default);
+            for v in words(rest) {
+                volumes.insert(v, Default::default());
+            }
+        }
+        "WORKDIR" | "USER" | "STOPSIGNAL" | "ENV" | "LABEL" | "EXPOSE" | "VOLUME" => {
+            return Err(bad("needs an argument"));
+        }
+        _ => {
+            return Err(bad(
+                "only CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, STOPSIGNAL, USER, VOLUME and WORKDIR can be changed",
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_apply_like_docker() {
+        let mut c = ContainerConfig::default();
+        apply_change(&mut c, r#"CMD ["sh"]"#).unwrap();
+        apply_change(&mut c, "ENTRYPOINT echo hi").unwrap();
+        apply_change(&mut c, "ENV PATH=/bin:/usr/bin A=b").unwrap();
+        apply_change(&mut c, "ENV C d e").unwrap();
+        apply_change(&mut c, "WORKDIR /app").unwrap();
+        apply_change(&mut c, "EXPOSE 80 53/udp").unwrap();
+        assert_eq!(c.cmd.as_deref().unwrap(), ["sh"]);
+        assert_eq!(
+            c.entrypoint.as_deref().unwrap(),
+            ["/bin/sh", "-c", "echo hi"]
+        );
+        assert_eq!(
+            c.env.as_deref().unwrap(),
+            ["PATH=/bin:/usr/bin", "A=b", "C=d e"]
+        );
+        assert_eq!(c.working_dir.as_deref(), Some("/app"));
+        assert_eq!(
+            c.exposed_ports.unwrap().keys().cloned().collect::<Vec<_>>(),
+            ["53/udp", "80/tcp"]
+        );
+        assert!(
+            apply_change(&mut ContainerConfig::default(), "RUN rm -rf /")
+                .unwrap_err()
+                .to_string()
+                .contains("only CMD")
+        );
+    }
+
+    #[test]
+    fn tar_checks_refuse_escapes_and_garbage() {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_size(1);
+        h.set_entry_type(tar::EntryType::Regular);
+        // write the name by hand: the builder refuses ".." itself
+        h.as_old_mut().name[..8].copy_from_slice(b"../evil\0");
+        h.set_cksum();
+        b.append(&h, &b"x"[..]).unwrap();
+        let bytes = b.into_inner().unwrap();
+        let err = check_tar(&mut &bytes[..], "t.tar").unwrap_err().to_string();
+        assert!(err.contains("climbs out"), "{err}");
+        let junk = vec![7u8; 2048];
+        let err = check_tar(&mut &junk[..], "junk").unwrap_err().to_string();
+        assert!(err.contains("junk"), "{err}");
+    }
+}

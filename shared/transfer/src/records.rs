@@ -1,0 +1,161 @@
+//! Small record blobs that remember what the store alone does not say, found again by their
+//! labels through `ListBlobs`:
+//!
+//! - **repo digest** (`strata.record=repo-digest`, `strata.subject=<local manifest>`): the
+//!   registry repository and manifest digest an image was pulled from or pushed to, shown
+//!   as `RepoDigests` by `inspect`.
+//! - **compressed layer** (`strata.record=compressed-layer`, `strata.subject=<diff_id>`):
+//!   the descriptor of a layer's compressed form, so a push can ask the registry for it by
+//!   digest without compressing again, and a second push uploads nothing.
+//!
+//! Records are content-addressed like any blob (writing the same record twice stores one);
+//! they are caches: losing one to garbage collection only costs a recompression.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use strata_image::Descriptor;
+use strata_types::{Digest, Reference};
+
+use crate::{Result, store::ImageStore};
+
+/// Media type of record blobs.
+pub const RECORD_MEDIA_TYPE: &str = "application/vnd.strata.record.v1+json";
+const KIND: &str = "strata.record";
+const SUBJECT: &str = "strata.subject";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RepoDigest {
+    manifest: String,
+    repository: String,
+    digest: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CompressedLayer {
+    diff_id: String,
+    descriptor: Descriptor,
+}
+
+async fn put(store: &ImageStore, kind: &str, subject: &str, body: Vec<u8>) -> Result<()> {
+    let digest = Digest::of(&body);
+    if store.stat(&digest).await?.is_some() {
+        return Ok(());
+    }
+    let labels = BTreeMap::from([
+        (KIND.to_string(), kind.to_string()),
+        (SUBJECT.to_string(), subject.to_string()),
+    ]);
+    store
+        .put_labelled(body, RECORD_MEDIA_TYPE, &digest, labels)
+        .await?;
+    Ok(())
+}
+
+async fn find(store: &ImageStore, kind: &str, subject: &str) -> Result<Vec<Vec<u8>>> {
+    let labels = BTreeMap::from([
+        (KIND.to_string(), kind.to_string()),
+        (SUBJECT.to_string(), subject.to_string()),
+    ]);
+    let mut out = Vec::new();
+    for info in store.list_blobs(RECORD_MEDIA_TYPE, labels).await? {
+        let Ok(d) = Digest::parse(&info.digest) else {
+            continue;
+        };
+        if let Ok(body) = store.read_bytes(&d, 64 * 1024).await {
+            out.push(body);
+        }
+    }
+    Ok(out)
+}
+
+/// Remembers that the local image `manifest` is `repository@digest` in a registry.
+pub async fn add_repo_digest(
+    store: &ImageStore,
+    manifest: &Digest,
+    repository: &Reference,
+    digest: &Digest,
+) -> Result<()> {
+    let body = serde_json::to_vec(&RepoDigest {
+        manifest: manifest.to_string(),
+        repository: repository.name(),
+        digest: digest.to_string(),
+    })
+    .unwrap_or_default();
+    put(store, "repo-digest", &manifest.to_string(), body).await
+}
+
+/// `RepoDigests` of a local image: familiar `name@sha256:…`, sorted.
+pub async fn repo_digests(store: &ImageStore, manifest: &Digest) -> Result<Vec<String>> {
+    let mut out: Vec<String> = find(store, "repo-digest", &manifest.to_string())
+        .await?
+        .iter()
+        .filter_map(|b| serde_json::from_slice::<RepoDigest>(b).ok())
+        .filter_map(|r| {
+            let reference = Reference::parse(&format!("{}@{}", r.repository, r.digest)).ok()?;
+            Some(reference.familiar())
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct BlobLocation {
+    digest: String,
+    registry: String,
+    repository: String,
+}
+
+/// Remembers that `registry/repository` holds the blob `digest` (for cross-repository mounts).
+pub async fn add_blob_location(
+    store: &ImageStore,
+    digest: &Digest,
+    registry: &str,
+    repository: &str,
+) -> Result<()> {
+    let body = serde_json::to_vec(&BlobLocation {
+        digest: digest.to_string(),
+        registry: registry.to_string(),
+        repository: repository.to_string(),
+    })
+    .unwrap_or_default();
+    put(store, "blob-location", &digest.to_string(), body).await
+}
+
+/// The (registry, repository) pairs known to hold a blob.
+pub async fn blob_locations(store: &ImageStore, digest: &Digest) -> Result<Vec<(String, String)>> {
+    Ok(find(store, "blob-location", &digest.to_string())
+        .await?
+        .iter()
+        .filter_map(|b| serde_json::from_slice::<BlobLocation>(b).ok())
+        .filter(|l| l.digest == digest.to_string())
+        .map(|l| (l.registry, l.repository))
+        .collect())
+}
+
+/// Remembers a compressed form of the layer `diff_id`.
+pub async fn add_compressed(
+    store: &ImageStore,
+    diff_id: &Digest,
+    descriptor: &Descriptor,
+) -> Result<()> {
+    let body = serde_json::to_vec(&CompressedLayer {
+        diff_id: diff_id.to_string(),
+        descriptor: descriptor.clone(),
+    })
+    .unwrap_or_default();
+    put(store, "compressed-layer", &diff_id.to_string(), body).await
+}
+
+/// The compressed forms known for a layer.
+pub async fn compressed_forms(store: &ImageStore, diff_id: &Digest) -> Result<Vec<Descriptor>> {
+    Ok(find(store, "compressed-layer", &diff_id.to_string())
+        .await?
+        .iter()
+        .filter_map(|b| serde_json::from_slice::<CompressedLayer>(b).ok())
+        .filter(|r| r.diff_id == diff_id.to_string())
+        .map(|r| r.descriptor)
+        .collect())
+}

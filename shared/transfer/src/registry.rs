@@ -1,0 +1,602 @@
+//! `strata pull` and `strata push` over the OCI distribution API.
+//!
+//! **Pull**: manifest (an index picks linux/amd64, then the manifest by digest), config,
+//! then every layer the store lacks, streamed: the compressed bytes are hashed against the
+//! descriptor's digest and size while they are decompressed into the layer store, whose
+//! write is verified against the config's diff_id. A layer whose compressed digest does not
+//! match is aborted before its write commits. The local image gets an OCI manifest over the
+//! uncompressed layers (as every local image has); the registry's manifest digest is kept as
+//! a repo-digest record, and each layer's compressed descriptor as a compressed-layer record.
+//!
+//! **Push**: for each layer, a remembered compressed form the registry already holds is used
+//! as is (HEAD); else one another repository of the same registry holds is mounted; else the
+//! layer is compressed once with the pinned encoder (gzip level [`GZIP_LEVEL`] through
+//! zlib-rs, no name, mtime 0; or zstd level [`ZSTD_LEVEL`]) and streamed to the registry in
+//! one PATCH while it is hashed, and the result remembered. The same layer therefore always
+//! compresses to the same digest, and a second push of an image uploads nothing.
+
+use std::{collections::BTreeMap, io::Read};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use strata_distribution::{ClientOptions, Registry, RegistryError};
+use strata_image::{Descriptor, ImageConfig, Index, Manifest};
+use strata_proto::layer_store::WriteStart;
+use strata_types::{Digest, Hasher, Reference, media_type};
+use tokio::sync::mpsc;
+
+use crate::{
+    Result, StoredImage, TransferError, records,
+    store::{BlobReader, ImageStore, MAX_DOCUMENT_BYTES},
+};
+
+/// gzip level of pushed layers (pinned: changing it changes every pushed digest).
+pub const GZIP_LEVEL: u32 = 1;
+/// zstd level of pushed layers (pinned likewise).
+pub const ZSTD_LEVEL: i32 = 3;
+/// Layers downloaded or uploaded at the same time.
+pub const PARALLEL_LAYERS: usize = 3;
+
+/// Layer compression for pushes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PushCompression {
+    /// gzip (every registry and client reads it).
+    #[default]
+    Gzip,
+    /// zstd.
+    Zstd,
+}
+
+impl PushCompression {
+    fn media_type(self) -> &'static str {
+        match self {
+            Self::Gzip => media_type::OCI_LAYER_GZIP,
+            Self::Zstd => media_type::OCI_LAYER_ZSTD,
+        }
+    }
+}
+
+/// What a pull stored.
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    /// The registry's manifest digest (what `name@digest` names).
+    pub remote_digest: Digest,
+    /// The local manifest.
+    pub manifest_digest: Digest,
+    /// `sha256:<config>`.
+    pub image_id: String,
+    /// Layers downloaded (the others were in the store already).
+    pub downloaded: usize,
+}
+
+/// What a push sent.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    /// The pushed manifest's digest.
+    pub digest: Digest,
+    /// Its size.
+    pub size: usize,
+    /// Blobs uploaded (0 when the registry had everything).
+    pub uploaded: usize,
+    /// Blobs mounted from another repository.
+    pub mounted: usize,
+}
+
+fn registry_for(reference: &Reference, push: bool, options: &ClientOptions) -> Result<Registry> {
+    Ok(Registry::new(
+        reference.registry(),
+        reference.repository(),
+        push,
+        options.clone(),
+    )?)
+}
+
+fn is_gzip(mt: &str) -> bool {
+    mt.ends_with("+gzip") || mt.ends_with(".gzip")
+}
+
+fn is_zstd(mt: &str) -> bool {
+    mt.ends_with("+zstd") || mt.ends_with(".zstd")
+}
+
+/// Pulls `reference` (tag or digest) for linux/amd64 and tags it locally (by its name).
+pub async fn pull(
+    store: &ImageStore,
+    reference: &Reference,
+    options: &ClientOptions,
+) -> Result<Pulled> {
+    let registry = registry_for(reference, false, options)?;
+    let wanted = reference
+        .digest()
+        .map(Digest::to_string)
+        .or_else(|| reference.tag().map(str::to_string))
+        .unwrap_or_else(|| "latest".into());
+    let mut fetched = registry.get_manifest(&wanted).await?;
+    let mut depth = 0;
+    while media_type::is_index(&fetched.media_type) {
+        depth += 1;
+        if depth > 4 {
+            return Err(TransferError::invalid(
+                format!("index of {reference}"),
+                "nested too deep",
+            ));
+        }
+        let index = Index::parse(&fetched.bytes)?;
+        let Some(pick) = index.select("linux", host_arch()) else {
+            return Err(TransferError::invalid(
+                format!("index of {reference}"),
+                format!("no linux/{} image in it", host_arch()),
+            ));
+        };
+        fetched = registry.get_manifest(&pick.digest.clone()).await?;
+    }
+    if !media_type::is_manifest(&fetched.media_type) {
+        return Err(TransferError::Unsupported(format!(
+            "{reference} is a {:?}, not an image manifest",
+            fetched.media_type
+        )));
+    }
+    let remote_digest = fetched.digest;
+    let manifest = Manifest::parse(&fetched.bytes)?;
+    let config_digest = Digest::parse(&manifest.config.digest)?;
+    if manifest.config.size as u64 > MAX_DOCUMENT_BYTES {
+        return Err(TransferError::invalid(
+            "config",
+            format!("{} bytes is more than 4 MiB", manifest.config.size),
+        ));
+    }
+    let config_bytes = registry
+        .get_small_blob(&config_digest, MAX_DOCUMENT_BYTES as usize)
+        .await?;
+    let config = ImageConfig::parse(&config_bytes)?;
+    manifest.validate_against(&config)?;
+
+    let jobs: Vec<(Descriptor, Digest)> = manifest
+        .layers
+        .iter()
+        .cloned()
+        .zip(config.rootfs.diff_ids.iter())
+        .map(|(d, id)| Digest::parse(id).map(|id| (d, id)))
+        .collect::<std::result::Result<_, _>>()?;
+    let results: Vec<Result<(Digest, u64, bool)>> =
+        futures::stream::iter(jobs.into_iter().map(|(desc, diff_id)| {
+            let registry = registry.clone();
+            let store = store.clone();
+            async move { pull_layer(&store, &registry, &desc, &diff_id).await }
+        }))
+        .buffered(PARALLEL_LAYERS)
+        .collect()
+        .await;
+    let mut layers = Vec::new();
+    let mut downloaded = 0;
+    for r in results {
+        let (d, size, fetched) = r?;
+        downloaded += usize::from(fetched);
+        layers.push((d, size));
+    }
+    store
+        .put_bytes(
+            config_bytes.clone(),
+            media_type::OCI_CONFIG,
+            Some(&config_digest),
+        )
+        .await?;
+    let local = Manifest::oci(
+        Descriptor::new(
+            media_type::OCI_CONFIG,
+            config_digest.to_string(),
+            config_bytes.len() as i64,
+        ),
+        layers
+            .iter()
+            .map(|(d, s)| Descriptor::new(media_type::OCI_LAYER_TAR, d.to_string(), *s as i64))
+            .collect(),
+    );
+    let local_bytes = local.to_json();
+    let manifest_digest = Digest::of(&local_bytes);
+    store
+        .put_bytes(
+            local_bytes,
+            media_type::OCI_MANIFEST,
+            Some(&manifest_digest),
+        )
+        .await?;
+    let repo = Reference::parse_repository(&reference.name())?;
+    records::add_repo_digest(store, &manifest_digest, &repo, &remote_digest).await?;
+    if reference.digest().is_none() {
+        store.set_tag(reference, &manifest_digest).await?;
+    }
+    Ok(Pulled {
+        remote_digest,
+        manifest_digest,
+        image_id: config_digest.to_string(),
+        downloaded,
+    })
+}
+
+fn host_arch() -> &'static str {
+    crate::import::host_architecture()
+}
+
+/// Downloads one layer into the store unless it is there; returns (diff_id, size, fetched).
+async fn pull_layer(
+    store: &ImageStore,
+    registry: &Registry,
+    desc: &Descriptor,
+    diff_id: &Digest,
+) -> Result<(Digest, u64, bool)> {
+    if let Some(info) = store.stat(diff_id).await? {
+        return Ok((*diff_id, info.size as u64, false));
+    }
+    if desc.media_type.contains("nondistributable") || desc.media_type.contains("foreign") {
+        return Err(TransferError::Unsupported(format!(
+            "layer {} is non-distributable ({})",
+            desc.digest, desc.media_type
+        )));
+    }
+    let digest = Digest::parse(&desc.digest)?;
+    let mut response = registry.get_blob(&digest).await?;
+    let (tx, rx) = mpsc::channel::<Result<Bytes>>(16);
+    let writer = store.start_write(WriteStart {
+        expected_digest: diff_id.to_string(),
+        expected_size: -1,
+        media_type: media_type::OCI_LAYER_TAR.to_string(),
+        ..Default::default()
+    });
+    let expected_size = desc.size as u64;
+    let mt = desc.media_type.clone();
+    let decode = tokio::task::spawn_blocking(move || -> Result<(Digest, u64, u64)> {
+        let mut raw = Counted {
+            inner: BlobReader::from_channel(rx),
+            hasher: Hasher::new(),
+        };
+        let copied = (|| -> std::io::Result<u64> {
+            let mut decoded: Box<dyn Read + '_> = if is_gzip(&mt) {
+                Box::new(flate2::read::MultiGzDecoder::new(&mut raw))
+            } else if is_zstd(&mt) {
+                Box::new(zstd::stream::read::Decoder::new(&mut raw)?)
+            } else {
+                // uncompressed, or an unknown type: trust the bytes, not the label
+                let (_, r) = crate::compression::decompressing_reader(&mut raw)?;
+                r
+            };
+            let mut writer = writer;
+            let n = std::io::copy(&mut decoded, &mut writer)?;
+            drop(decoded);
+            std::io::copy(&mut raw, &mut std::io::sink())?;
+            let raw_digest = raw.hasher.clone().finish();
+            if raw.hasher.len() != expected_size || raw_digest != digest {
+                writer.abort();
+                return Err(std::io::Error::other(TransferError::DigestMismatch {
+                    what: format!(
+                        "layer {digest} ({} of {expected_size} bytes)",
+                        raw.hasher.len()
+                    ),
+                    expected: digest,
+                    actual: raw_digest,
+                }));
+            }
+            writer.finish().map_err(std::io::Error::other)?;
+            Ok(n)
+        })();
+        let n = copied
+            .map_err(|e| TransferError::from_io(format!("failed to pull layer {digest}"), e))?;
+        Ok((raw.hasher.clone().finish(), raw.hasher.len(), n))
+    });
+    // pump the HTTP body into the decoder
+    let pump = async {
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if tx.send(Ok(chunk)).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    let err = RegistryError::Http {
+                        context: format!("download of layer {digest} broke off"),
+                        source: e,
+                    };
+                    let msg = err.to_string();
+                    let _ = tx.send(Err(TransferError::Registry(err))).await;
+                    return Err(TransferError::invalid(format!("layer {digest}"), msg));
+                }
+            }
+        }
+    };
+    let pumped: Result<()> = pump.await;
+    drop(tx);
+    let decoded = decode
+        .await
+        .map_err(|e| TransferError::invalid("pull", format!("task failed: {e}")))?;
+    pumped?;
+    let (_, _, size) = decoded?;
+    if is_gzip(&desc.media_type) || is_zstd(&desc.media_type) {
+        records::add_compressed(store, diff_id, desc).await?;
+        records::add_blob_location(store, &digest, registry.host(), registry.repository()).await?;
+    }
+    Ok((*diff_id, size, true))
+}
+
+/// Hashes what passes through.
+struct Counted<R> {
+    inner: R,
+    hasher: Hasher,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Pushes a local image to `target` (which names registry, repository and tag).
+pub async fn push(
+    store: &ImageStore,
+    image: &StoredImage,
+    target: &Reference,
+    compression: PushCompression,
+    options: &ClientOptions,
+) -> Result<Pushed> {
+    // Repositories of the same registry that hold some of our layers: mount candidates.
+    let mut mount_from: BTreeMap<Digest, String> = BTreeMap::new();
+    let mut forms: Vec<Vec<Descriptor>> = Vec::new();
+    for diff_id in &image.config.rootfs.diff_ids {
+        let d = Digest::parse(diff_id)?;
+        let known: Vec<Descriptor> = records::compressed_forms(store, &d)
+            .await?
+            .into_iter()
+            .filter(|f| {
+                f.media_type == compression.media_type()
+                    || (compression == PushCompression::Gzip && is_gzip(&f.media_type))
+            })
+            .collect();
+        for f in &known {
+            if let Ok(fd) = Digest::parse(&f.digest) {
+                for loc in records::blob_locations(store, &fd).await? {
+                    if loc.0 == strata_distribution::api_host(target.registry())
+                        && loc.1 != target.repository()
+                    {
+                        mount_from.insert(fd, loc.1.clone());
+                    }
+                }
+            }
+        }
+        forms.push(known);
+    }
+    let mut options = options.clone();
+    options.mount_from = mount_from
+        .values()
+        .cloned()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let registry = registry_for(target, true, &options)?;
+    registry.ping().await?;
+
+    let mut uploaded = 0;
+    let mut mounted = 0;
+    let mut layer_descs = Vec::new();
+    let jobs: Vec<_> = image
+        .config
+        .rootfs
+        .diff_ids
+        .iter()
+        .zip(forms)
+        .map(|(id, known)| (id.clone(), known))
+        .collect();
+    let results: Vec<Result<(Descriptor, u8)>> =
+        futures::stream::iter(jobs.into_iter().map(|(diff_id, known)| {
+            let registry = registry.clone();
+            let store = store.clone();
+            let mount_from = mount_from.clone();
+            async move {
+                push_layer(
+                    &store,
+                    &registry,
+                    &Digest::parse(&diff_id)?,
+                    known,
+                    &mount_from,
+                    compression,
+                )
+                .await
+            }
+        }))
+        .buffered(PARALLEL_LAYERS)
+        .collect()
+        .await;
+    for r in results {
+        let (desc, how) = r?;
+        match how {
+            1 => uploaded += 1,
+            2 => mounted += 1,
+            _ => {}
+        }
+        layer_descs.push(desc);
+    }
+    let config_digest = Digest::parse(&image.id())?;
+    if registry.blob_exists(&config_digest).await?.is_none() {
+        registry
+            .upload_bytes(&config_digest, Bytes::from(image.config_bytes.clone()))
+            .await?;
+        uploaded += 1;
+    }
+    let manifest = Manifest::oci(
+        Descriptor::new(
+            media_type::OCI_CONFIG,
+            config_digest.to_string(),
+            image.config_bytes.len() as i64,
+        ),
+        layer_descs,
+    );
+    let bytes = manifest.to_json();
+    let size = bytes.len();
+    let tag = target
+        .digest()
+        .map(Digest::to_string)
+        .or_else(|| target.tag().map(str::to_string))
+        .unwrap_or_else(|| "latest".into());
+    let digest = registry
+        .put_manifest(&tag, bytes, media_type::OCI_MANIFEST)
+        .await?;
+    let repo = Reference::parse_repository(&target.name())?;
+    records::add_repo_digest(store, &image.manifest_digest, &repo, &digest).await?;
+    Ok(Pushed {
+        digest,
+        size,
+        uploaded,
+        mounted,
+    })
+}
+
+/// Makes sure the registry has a compressed form of one layer; returns its descriptor and
+/// 0 (already there), 1 (uploaded) or 2 (mounted).
+async fn push_layer(
+    store: &ImageStore,
+    registry: &Registry,
+    diff_id: &Digest,
+    known: Vec<Descriptor>,
+    mount_from: &BTreeMap<Digest, String>,
+    compression: PushCompression,
+) -> Result<(Descriptor, u8)> {
+    for form in &known {
+        let d = Digest::parse(&form.digest)?;
+        if registry.blob_exists(&d).await?.is_some() {
+            return Ok((layer_descriptor(form), 0));
+        }
+        if let Some(from) = mount_from.get(&d)
+            && registry.mount_blob(&d, from).await?
+        {
+            records::add_blob_location(store, &d, registry.host(), registry.repository()).await?;
+            return Ok((layer_descriptor(form), 2));
+        }
+    }
+    // Compress (deterministically) while uploading.
+    let (tx, rx) = mpsc::channel::<std::result::Result<Bytes, std::io::Error>>(8);
+    let reader = store.reader(diff_id);
+    let diff_id = *diff_id;
+    let compress = tokio::task::spawn_blocking(move || -> Result<(Digest, u64)> {
+        let mut sink = ChannelWriter {
+            tx,
+            hasher: Hasher::new(),
+            buf: Vec::with_capacity(1 << 20),
+        };
+        let mut reader = reader;
+        let result = (|| -> std::io::Result<()> {
+            match compression {
+                PushCompression::Gzip => {
+                    let mut enc = flate2::GzBuilder::new()
+                        .mtime(0)
+                        .operating_system(255)
+                        .write(&mut sink, flate2::Compression::new(GZIP_LEVEL));
+                    std::io::copy(&mut reader, &mut enc)?;
+                    enc.finish()?;
+                }
+                PushCompression::Zstd => {
+                    let mut enc = zstd::stream::write::Encoder::new(&mut sink, ZSTD_LEVEL)?;
+                    enc.include_checksum(false)?;
+                    std::io::copy(&mut reader, &mut enc)?;
+                    enc.finish()?;
+                }
+            }
+            sink.flush_buf()
+        })();
+        if let Err(e) = result {
+            let _ = sink
+                .tx
+                .blocking_send(Err(std::io::Error::other(e.to_string())));
+            return Err(TransferError::from_io(
+                format!("failed to compress layer {diff_id}"),
+                e,
+            ));
+        }
+        let len = sink.hasher.len();
+        Ok((sink.hasher.finish(), len))
+    });
+    let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let (tx_done, rx_done) = tokio::sync::oneshot::channel::<Result<(Digest, u64)>>();
+    let waiter = tokio::spawn(async move {
+        let r = compress
+            .await
+            .map_err(|e| TransferError::invalid("push", format!("task failed: {e}")))
+            .and_then(|r| r);
+        let _ = tx_done.send(r);
+    });
+    let size_cell = std::sync::Arc::new(std::sync::Mutex::new(0u64));
+    let size_out = size_cell.clone();
+    let digest = registry
+        .upload_stream(body, async move {
+            match rx_done.await {
+                Ok(Ok((d, n))) => {
+                    *size_out.lock().unwrap_or_else(|p| p.into_inner()) = n;
+                    Ok(d)
+                }
+                Ok(Err(e)) => Err(RegistryError::Protocol {
+                    context: "compressing the layer".into(),
+                    reason: e.to_string(),
+                }),
+                Err(_) => Err(RegistryError::Protocol {
+                    context: "compressing the layer".into(),
+                    reason: "compressor stopped".into(),
+                }),
+            }
+        })
+        .await?;
+    let _ = waiter.await;
+    let size = *size_cell.lock().unwrap_or_else(|p| p.into_inner());
+    let desc = Descriptor::new(compression.media_type(), digest.to_string(), size as i64);
+    records::add_compressed(store, &diff_id, &desc).await?;
+    records::add_blob_location(store, &digest, registry.host(), registry.repository()).await?;
+    Ok((desc, 1))
+}
+
+/// The descriptor to push for a remembered compressed form, in the OCI family whatever
+/// family it was pulled with (the bytes are the same).
+fn layer_descriptor(form: &Descriptor) -> Descriptor {
+    let mt = if is_zstd(&form.media_type) {
+        media_type::OCI_LAYER_ZSTD
+    } else {
+        media_type::OCI_LAYER_GZIP
+    };
+    Descriptor::new(mt, form.digest.clone(), form.size)
+}
+
+/// Sends compressed bytes (in 1 MiB pieces) to the upload body, hashing them.
+struct ChannelWriter {
+    tx: mpsc::Sender<std::result::Result<Bytes, std::io::Error>>,
+    hasher: Hasher,
+    buf: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn flush_buf(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(1 << 20),
+        ));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::other("the registry upload ended early"))
+    }
+}
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.hasher.update(data);
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= 1 << 20 {
+            self.flush_buf()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

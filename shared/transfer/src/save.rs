@@ -1,0 +1,469 @@
+//! Writing images out: `strata save` (docker-archive, modern shape: an OCI layout plus
+//! `manifest.json` and `repositories`, docker-archive.md §1.1) and `strata export --format
+//! oci` (an OCI image layout, as a directory or a tar of one, oci-image.md §10).
+//!
+//! Entries are written in lexical order with fixed metadata (mode 0644/0755, uid/gid 0,
+//! mtime = the first image's `created`, or 0), so saving the same images twice gives the same
+//! bytes. Layers stream from the store through a blocking tar writer, hashed on the way: a
+//! layer whose bytes do not match its diff_id fails the save rather than producing a bad
+//! archive.
+
+use std::{
+    collections::BTreeMap,
+    io::{Read, Write},
+    path::{Path, PathBuf},
+};
+
+use serde::Serialize;
+use strata_image::{Descriptor, Index, Manifest, Timestamp};
+use strata_types::{Digest, Hasher, Reference, media_type};
+
+use crate::{Result, StoredImage, TransferError, store::ImageStore};
+
+/// An image to write and the tags to record for it.
+#[derive(Debug, Clone)]
+pub struct SaveImage {
+    /// The image.
+    pub image: StoredImage,
+    /// Its tags (none: saved untagged).
+    pub tags: Vec<Reference>,
+}
+
+/// Where a layout goes.
+pub enum Target {
+    /// A tar stream (a file, or stdout).
+    Tar(Box<dyn Write + Send>),
+    /// A directory (created if needed).
+    Dir(PathBuf),
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tar(_) => f.write_str("Target::Tar"),
+            Self::Dir(d) => write!(f, "Target::Dir({})", d.display()),
+        }
+    }
+}
+
+/// What to write besides the OCI layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// docker-archive: OCI layout + `manifest.json` + `repositories`.
+    DockerArchive,
+    /// OCI image layout only.
+    OciLayout,
+}
+
+/// Resolves the names a user gave to `save`: `name:tag`, a bare `name` (every local tag of
+/// the repository), `name@digest`, or an image ID; merges images named twice.
+pub async fn select(store: &ImageStore, names: &[String]) -> Result<Vec<SaveImage>> {
+    let mut out: Vec<SaveImage> = Vec::new();
+    let mut add = |image: StoredImage, tag: Option<Reference>| match out
+        .iter_mut()
+        .find(|s| s.image.manifest_digest == image.manifest_digest)
+    {
+        Some(s) => {
+            if let Some(t) = tag
+                && !s.tags.contains(&t)
+            {
+                s.tags.push(t);
+            }
+        }
+        None => out.push(SaveImage {
+            image,
+            tags: tag.into_iter().collect(),
+        }),
+    };
+    for name in names {
+        if let Ok(repo) = Reference::parse_repository(name) {
+            let tags = store.list_tags(&repo.name(), None).await?;
+            if !tags.is_empty() {
+                for t in tags {
+                    let reference = Reference::parse_tag(&t.name)?;
+                    let image = store.image(&Digest::parse(&t.digest)?).await?;
+                    add(image, Some(reference));
+                }
+                continue;
+            }
+        }
+        let image = store.resolve(name).await?;
+        let tag = Reference::parse(name)
+            .ok()
+            .filter(|r| r.digest().is_none() && !name.starts_with("sha256:"));
+        // a tag only counts if it is what resolved the name (not an image-id prefix)
+        let tag = match tag {
+            Some(t) => match store.resolve_tag(&t).await? {
+                Some(found) if found.digest == image.manifest_digest.to_string() => Some(t),
+                _ => None,
+            },
+            None => None,
+        };
+        add(image, tag);
+    }
+    for s in &mut out {
+        s.tags.sort();
+        if s.image.manifest.layers.is_empty() {
+            return Err(TransferError::Unsupported(
+                "empty export - not implemented (the image has no layers)".into(),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// One blob of the layout: its bytes in memory, or a layer streamed from the store.
+enum Blob {
+    Bytes(Vec<u8>),
+    Layer { size: u64 },
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerManifestEntry {
+    config: String,
+    repo_tags: Option<Vec<String>>,
+    layers: Vec<String>,
+}
+
+/// The OCI manifest a layout carries for an image: the stored one when it already lists
+/// uncompressed OCI layers and config, else one generated as Docker's save does.
+fn layout_manifest(image: &StoredImage) -> Result<Vec<u8>> {
+    let m = &image.manifest;
+    let oci = m.media_type.as_deref() == Some(media_type::OCI_MANIFEST)
+        && m.config.media_type == media_type::OCI_CONFIG
+        && m.layers
+            .iter()
+            .zip(&image.config.rootfs.diff_ids)
+            .all(|(l, d)| l.media_type == media_type::OCI_LAYER_TAR && &l.digest == d);
+    if oci {
+        return Ok(image.manifest_bytes.clone());
+    }
+    let generated = Manifest::oci(
+        Descriptor::new(
+            media_type::OCI_CONFIG,
+            m.config.digest.clone(),
+            image.config_bytes.len() as i64,
+        ),
+        image
+            .config
+            .rootfs
+            .diff_ids
+            .iter()
+            .zip(&m.layers)
+            .map(|(d, l)| Descriptor::new(media_type::OCI_LAYER_TAR, d.clone(), l.size))
+            .collect(),
+    );
+    Ok(generated.to_json())
+}
+
+/// Writes `images` to `target` in `shape`. Layers stream from the store.
+pub async fn write(
+    store: &ImageStore,
+    images: &[SaveImage],
+    shape: Shape,
+    target: Target,
+) -> Result<()> {
+    let mut blobs: BTreeMap<Digest, Blob> = BTreeMap::new();
+    let mut index = Index {
+        schema_version: 2,
+        media_type: Some(media_type::OCI_INDEX.to_string()),
+        manifests: Vec::new(),
+        annotations: None,
+    };
+    let mut docker_manifest = Vec::new();
+    let mut repositories: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for s in images {
+        let image = &s.image;
+        let manifest_bytes = layout_manifest(image)?;
+        let manifest_digest = Digest::of(&manifest_bytes);
+        let config_digest = Digest::parse(&image.id())?;
+        blobs.insert(config_digest, Blob::Bytes(image.config_bytes.clone()));
+        let mut layer_paths = Vec::new();
+        for (diff_id, layer) in image
+            .config
+            .rootfs
+            .diff_ids
+            .iter()
+            .zip(&image.manifest.layers)
+        {
+            let d = Digest::parse(diff_id)?;
+            // local layers are uncompressed tars stored under their diff_id
+            let size = match store.stat(&d).await? {
+                Some(info) => info.size as u64,
+                None => {
+                    return Err(TransferError::invalid(
+                        format!("image {}", image.id()),
+                        format!(
+                            "layer {diff_id} (descriptor {}) is not in the store",
+                            layer.digest
+                        ),
+                    ));
+                }
+            };
+            blobs.insert(d, Blob::Layer { size });
+            layer_paths.push(format!("blobs/sha256/{}", d.hex()));
+        }
+        let manifest_len = manifest_bytes.len() as i64;
+        blobs.insert(manifest_digest, Blob::Bytes(manifest_bytes));
+        let entry = Descriptor::new(
+            media_type::OCI_MANIFEST,
+            manifest_digest.to_string(),
+            manifest_len,
+        );
+        if s.tags.is_empty() {
+            index.manifests.push(entry.clone());
+        }
+        for t in &s.tags {
+            let mut e = entry.clone();
+            e.annotations = Some(BTreeMap::from([
+                ("io.containerd.image.name".to_string(), t.to_string()),
+                (
+                    "org.opencontainers.image.ref.name".to_string(),
+                    t.tag().unwrap_or("latest").to_string(),
+                ),
+            ]));
+            index.manifests.push(e);
+            if let Some(top) = image.config.rootfs.diff_ids.last() {
+                repositories.entry(t.familiar_name()).or_default().insert(
+                    t.tag().unwrap_or("latest").to_string(),
+                    top.trim_start_matches("sha256:").to_string(),
+                );
+            }
+        }
+        docker_manifest.push(DockerManifestEntry {
+            config: format!("blobs/sha256/{}", config_digest.hex()),
+            repo_tags: (!s.tags.is_empty())
+                .then(|| s.tags.iter().map(Reference::familiar).collect()),
+            layers: layer_paths,
+        });
+    }
+    let mut files: Vec<(String, Vec<u8>)> = vec![
+        ("index.json".into(), index.to_json()),
+        (
+            "oci-layout".into(),
+            br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+        ),
+    ];
+    if shape == Shape::DockerArchive {
+        let mut m = serde_json::to_vec(&docker_manifest).unwrap_or_default();
+        m.push(b'\n');
+        files.push(("manifest.json".into(), m));
+        if !repositories.is_empty() {
+            let mut r = serde_json::to_vec(&repositories).unwrap_or_default();
+            r.push(b'\n');
+            files.push(("repositories".into(), r));
+        }
+    }
+    files.sort();
+    let mtime = images
+        .first()
+        .and_then(|s| s.image.config.created.as_deref())
+        .and_then(Timestamp::parse)
+        .map_or(0, |t| t.seconds.max(0) as u64);
+
+    let store = store.clone();
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let _guard = handle.enter();
+        let mut sink: Box<dyn LayoutSink> = match target {
+            Target::Tar(w) => Box::new(TarSink {
+                builder: tar::Builder::new(w),
+                mtime,
+            }),
+            Target::Dir(dir) => Box::new(DirSink { root: dir }),
+        };
+        sink.dir("blobs/")?;
+        sink.dir("blobs/sha256/")?;
+        for (digest, blob) in &blobs {
+            let path = format!("blobs/sha256/{}", digest.hex());
+            match blob {
+                Blob::Bytes(b) => sink.file(&path, b.len() as u64, &mut &b[..])?,
+                Blob::Layer { size } => {
+                    let mut reader = Verified {
+                        inner: store.reader(digest),
+                        hasher: Hasher::new(),
+                        expected: *digest,
+                        size: *size,
+                    };
+                    sink.file(&path, *size, &mut reader)?;
+                }
+            }
+        }
+        for (name, bytes) in &files {
+            sink.file(name, bytes.len() as u64, &mut &bytes[..])?;
+        }
+        sink.finish()
+    })
+    .await
+    .map_err(|e| TransferError::invalid("save", format!("task failed: {e}")))?
+}
+
+/// A reader that checks a blob's size and digest as it streams, failing at the end if they
+/// do not match.
+struct Verified<R> {
+    inner: R,
+    hasher: Hasher,
+    expected: Digest,
+    size: u64,
+}
+
+impl<R: Read> Read for Verified<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        if self.hasher.len() > self.size {
+            return Err(std::io::Error::other(format!(
+                "blob {} is longer than {} bytes",
+                self.expected, self.size
+            )));
+        }
+        if n == 0 {
+            if self.hasher.len() != self.size {
+                return Err(std::io::Error::other(format!(
+                    "blob {} ended after {} of {} bytes",
+                    self.expected,
+                    self.hasher.len(),
+                    self.size
+                )));
+            }
+            let actual = self.hasher.clone().finish();
+            if actual != self.expected {
+                return Err(std::io::Error::other(TransferError::DigestMismatch {
+                    what: "stored layer".into(),
+                    expected: self.expected,
+                    actual,
+                }));
+            }
+        }
+        Ok(n)
+    }
+}
+
+trait LayoutSink {
+    fn dir(&mut self, path: &str) -> Result<()>;
+    fn file(&mut self, path: &str, size: u64, data: &mut dyn Read) -> Result<()>;
+    fn finish(self: Box<Self>) -> Result<()>;
+}
+
+struct TarSink {
+    builder: tar::Builder<Box<dyn Write + Send>>,
+    mtime: u64,
+}
+
+impl TarSink {
+    fn header(&self, kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(self.mtime);
+        h.set_size(size);
+        h
+    }
+}
+
+impl LayoutSink for TarSink {
+    fn dir(&mut self, path: &str) -> Result<()> {
+        let mut h = self.header(tar::EntryType::Directory, 0o755, 0);
+        self.builder
+            .append_data(&mut h, path, std::io::empty())
+            .map_err(|e| TransferError::io(format!("failed to write {path}"), e))
+    }
+
+    fn file(&mut self, path: &str, size: u64, data: &mut dyn Read) -> Result<()> {
+        let mut h = self.header(tar::EntryType::Regular, 0o644, size);
+        // Exact: a short read must fail, never leave a header promising more than follows.
+        let mut exact = Exact {
+            inner: data,
+            left: size,
+        };
+        self.builder
+            .append_data(&mut h, path, &mut exact)
+            .map_err(|e| TransferError::from_io(format!("failed to write {path}"), e))?;
+        if exact.left != 0 {
+            return Err(TransferError::invalid(path, "blob ended early"));
+        }
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<()> {
+        let mut w = self
+            .builder
+            .into_inner()
+            .map_err(|e| TransferError::io("failed to finish the archive", e))?;
+        w.flush()
+            .map_err(|e| TransferError::io("failed to finish the archive", e))
+    }
+}
+
+struct Exact<'a> {
+    inner: &'a mut dyn Read,
+    left: u64,
+}
+
+impl Read for Exact<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            // drain to let a verifying reader see the end
+            let mut probe = [0u8; 1];
+            return match self.inner.read(&mut probe)? {
+                0 => Ok(0),
+                _ => Err(std::io::Error::other(
+                    "blob is longer than its descriptor says",
+                )),
+            };
+        }
+        let max = buf.len().min(self.left as usize);
+        let n = self.inner.read(&mut buf[..max])?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "blob ended early",
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+struct DirSink {
+    root: PathBuf,
+}
+
+impl LayoutSink for DirSink {
+    fn dir(&mut self, path: &str) -> Result<()> {
+        let p = self.root.join(path);
+        std::fs::create_dir_all(&p)
+            .map_err(|e| TransferError::io(format!("failed to create {}", p.display()), e))
+    }
+
+    fn file(&mut self, path: &str, _size: u64, data: &mut dyn Read) -> Result<()> {
+        let p = self.root.join(path);
+        let tmp = p.with_extension("partial");
+        let result = (|| {
+            let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
+            std::io::copy(data, &mut f)?;
+            f.flush()?;
+            std::fs::rename(&tmp, &p)
+        })();
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(TransferError::from_io(
+                format!("failed to write {}", p.display()),
+                e,
+            ));
+        }
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// True when `path` names a tar file rather than a layout directory.
+pub fn is_tar_path(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "tar") || (path.exists() && path.is_file())
+}
