@@ -53,4 +53,8 @@ pub enum Command {
     Serve(crate::commands::serve::ServeArgs),
     /// Print each service's health.
     Health(crate::commands::health::HealthArgs),
+    /// Parse a Dockerfile and print its typed tree or BuildKit's AST dump.
+    Parse(crate::commands::parse::ParseArgs),
+    /// Print a Dockerfile's lint warnings (exit 1 when there are any).
+    Check(crate::commands::parse::CheckArgs),
 }

@@ -15,6 +15,7 @@ pub struct Connection {
     pub addr: ListenAddr,
     channel: Channel,
     embedded: Option<Embedded>,
+    stateless: Option<crate::embedded::StatelessParser>,
 }
 
 impl Connection {
@@ -30,6 +31,9 @@ impl Connection {
 
     /// Ends the connection, stopping embedded services cleanly.
     pub async fn close(self) -> anyhow::Result<()> {
+        if let Some(p) = self.stateless {
+            p.stop().await?;
+        }
         match self.embedded {
             Some(e) => e.stop().await,
             None => Ok(()),
@@ -60,6 +64,7 @@ pub async fn connect(global: &GlobalArgs) -> anyhow::Result<Connection> {
             addr: addr.clone(),
             channel,
             embedded: None,
+            stateless: None,
         });
     }
     let root = global.data_root();
@@ -73,6 +78,7 @@ pub async fn connect(global: &GlobalArgs) -> anyhow::Result<Connection> {
                 addr: socket,
                 channel,
                 embedded: None,
+                stateless: None,
             });
         }
         if let Some(lock) = crate::embedded::try_lock_root(&root)? {
@@ -82,6 +88,7 @@ pub async fn connect(global: &GlobalArgs) -> anyhow::Result<Connection> {
                 addr: embedded.addr.clone(),
                 channel,
                 embedded: Some(embedded),
+                stateless: None,
             });
         }
         if !told && started.elapsed() > Duration::from_secs(1) {
@@ -93,4 +100,38 @@ pub async fn connect(global: &GlobalArgs) -> anyhow::Result<Connection> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// For commands that need only stateless services (the parser): `--addr`, the root's
+/// `strata serve`, or a parser inside this process — without taking the data root's lock.
+pub async fn connect_stateless(global: &GlobalArgs) -> anyhow::Result<Connection> {
+    if let Some(addr) = &global.addr {
+        let channel = strata_server::client::lazy_channel(addr)?;
+        return Ok(Connection {
+            addr: addr.clone(),
+            channel,
+            embedded: None,
+            stateless: None,
+        });
+    }
+    let root = global.data_root();
+    let socket_path = crate::embedded::root_socket(&root);
+    let socket = ListenAddr::Unix(socket_path.clone());
+    if socket_path.exists() && serving(&socket).await {
+        let channel = strata_server::client::lazy_channel(&socket)?;
+        return Ok(Connection {
+            addr: socket,
+            channel,
+            embedded: None,
+            stateless: None,
+        });
+    }
+    let parser = crate::embedded::StatelessParser::start().await?;
+    let channel = strata_server::client::lazy_channel(&parser.addr)?;
+    Ok(Connection {
+        addr: parser.addr.clone(),
+        channel,
+        embedded: None,
+        stateless: Some(parser),
+    })
 }

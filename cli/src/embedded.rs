@@ -110,3 +110,53 @@ impl Embedded {
         (&mut self.handle).await.context("embedded services panicked")?
     }
 }
+
+/// The parser alone inside this process, on a private socket: it keeps no data, so it needs
+/// no data root and no lock.
+pub struct StatelessParser {
+    /// Where it listens.
+    pub addr: ListenAddr,
+    _dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<anyhow::Result<()>>,
+}
+
+impl std::fmt::Debug for StatelessParser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatelessParser").field("addr", &self.addr).finish()
+    }
+}
+
+impl StatelessParser {
+    /// Starts it.
+    pub async fn start() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir().context("failed to create a temporary directory")?;
+        let addr = ListenAddr::Unix(dir.path().join("parser.sock"));
+        let listener = Listener::bind(&addr).await?;
+        let options = ServeOptions {
+            max_message_bytes: 256 * 1024 * 1024,
+            ..ServeOptions::default()
+        };
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            strata_parser::run(listener, &options, async {
+                let _ = rx.await;
+            })
+            .await
+        });
+        Ok(Self {
+            addr,
+            _dir: dir,
+            stop: Some(tx),
+            handle,
+        })
+    }
+
+    /// Stops it.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        (&mut self.handle).await.context("embedded parser panicked")?
+    }
+}

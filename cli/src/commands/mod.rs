@@ -1,6 +1,7 @@
 //! One module per command.
 
 pub mod health;
+pub mod parse;
 pub mod serve;
 
 use std::process::ExitCode;
@@ -12,5 +13,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::run(&cli.global, args).await,
         Command::Health(args) => health::run(&cli.global, args).await,
+        Command::Parse(args) => parse::run_parse(&cli.global, args).await,
+        Command::Check(args) => parse::run_check(&cli.global, args).await,
     }
 }
