@@ -42,7 +42,10 @@ pub fn try_lock_root(root: &Path) -> anyhow::Result<Option<Flock<File>>> {
 pub fn services(root: &Path, self_addr: &ListenAddr, options: &ServeOptions) -> anyhow::Result<Services> {
     let mut services = Services::default();
     strata_parser::register(&mut services, options);
-    let layer_store = strata_layer_store::open(&strata_layer_store::Config { root: root.to_path_buf() })
+    let layer_store = strata_layer_store::open(&strata_layer_store::Config {
+        root: root.to_path_buf(),
+        tag_index_addr: Some(self_addr.clone()),
+    })
         .context("failed to open the layer store")?;
     strata_layer_store::register(&mut services, layer_store, options);
     let tag_index = strata_tag_index::open(&strata_tag_index::Config { root: root.to_path_buf() })

@@ -1,24 +1,166 @@
 //! Errors of the executor and their one mapping to gRPC status.
 
+use std::path::Path;
+
+use tracing::error;
+
 /// What can go wrong in the executor.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecutorError {
     /// A peer service failed.
-    #[error("{service} failed: {status}")]
+    #[error("{service} failed: {}", status.message())]
     Peer {
         /// Which service.
         service: &'static str,
         /// What it said.
         status: tonic::Status,
     },
+    /// The Dockerfile or a build argument asks for something impossible.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// Something the build names does not exist (an image, a COPY source, a stage).
+    #[error("{0}")]
+    NotFound(String),
+    /// A path that would leave its root or cross a symlink where none may be.
+    #[error("invalid path {path:?}: {reason}")]
+    InvalidPath {
+        /// The path as given.
+        path: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// A layer tar with an entry that must not be extracted.
+    #[error("unsafe layer entry {entry:?}: {reason}")]
+    UnsafeLayerEntry {
+        /// The entry's name.
+        entry: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// A RUN step exited with a non-zero status.
+    #[error("process {command:?} did not complete successfully: exit code: {exit_code}")]
+    RunFailed {
+        /// The command as run.
+        command: String,
+        /// Its exit code (128+N for a signal).
+        exit_code: i32,
+        /// The last lines of its output.
+        last_output: Vec<String>,
+    },
+    /// A RUN step ran longer than its timeout.
+    #[error("step timed out after {seconds}s")]
+    Timeout {
+        /// The limit.
+        seconds: u64,
+    },
+    /// No OCI runtime works on this machine, or the runtime failed to start a container.
+    #[error("{0}")]
+    Runtime(String),
+    /// The build was cancelled.
+    #[error("build cancelled")]
+    Cancelled,
+    /// A local filesystem operation failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// On which path.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// An invariant broke inside the executor.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// A failure of one build step.
+    #[error("step {step} ({instruction}): {source}")]
+    AtStep {
+        /// The step number.
+        step: u32,
+        /// The instruction as written.
+        instruction: String,
+        /// What went wrong.
+        source: Box<ExecutorError>,
+    },
+}
+
+impl ExecutorError {
+    /// An I/O failure on `path`.
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            op: "accessing",
+            path: path.display().to_string(),
+            source,
+        }
+    }
+
+    /// An I/O failure while doing `op` on `path`.
+    pub fn io_op(op: &'static str, path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            op,
+            path: path.display().to_string(),
+            source,
+        }
+    }
+
+    /// A peer failure.
+    pub fn peer(service: &'static str) -> impl FnOnce(tonic::Status) -> Self {
+        move |status| Self::Peer { service, status }
+    }
+
+    /// Attaches the step it happened in (once).
+    pub fn at_step(self, step: u32, instruction: &str) -> Self {
+        match self {
+            e @ (Self::AtStep { .. } | Self::Cancelled) => e,
+            e => Self::AtStep { step, instruction: instruction.to_owned(), source: Box::new(e) },
+        }
+    }
+
+    /// The gRPC code name this error maps to, as `BuildError.code` reports it.
+    pub fn code(&self) -> tonic::Code {
+        match self {
+            Self::Peer { status, .. } => match status.code() {
+                tonic::Code::NotFound => tonic::Code::NotFound,
+                tonic::Code::InvalidArgument => tonic::Code::InvalidArgument,
+                tonic::Code::FailedPrecondition => tonic::Code::FailedPrecondition,
+                tonic::Code::ResourceExhausted => tonic::Code::ResourceExhausted,
+                _ => tonic::Code::Unavailable,
+            },
+            Self::InvalidArgument(_) | Self::InvalidPath { .. } => tonic::Code::InvalidArgument,
+            Self::UnsafeLayerEntry { .. } => tonic::Code::InvalidArgument,
+            Self::NotFound(_) => tonic::Code::NotFound,
+            Self::RunFailed { .. } | Self::Runtime(_) => tonic::Code::FailedPrecondition,
+            Self::Timeout { .. } => tonic::Code::DeadlineExceeded,
+            Self::Cancelled => tonic::Code::Cancelled,
+            Self::Io { .. } | Self::Internal(_) => tonic::Code::Internal,
+            Self::AtStep { source, .. } => source.code(),
+        }
+    }
 }
 
 impl From<ExecutorError> for tonic::Status {
     fn from(e: ExecutorError) -> Self {
+        let code = e.code();
         match e {
             ExecutorError::Peer { service, status } => {
-                tonic::Status::new(status.code(), format!("{service}: {}", status.message()))
+                tonic::Status::new(code, format!("{service}: {}", status.message()))
             }
+            ExecutorError::AtStep { step, instruction, source } => {
+                let inner = tonic::Status::from(*source);
+                tonic::Status::new(inner.code(), format!("step {step} ({instruction}): {}", inner.message()))
+            }
+            e @ (ExecutorError::Io { .. } | ExecutorError::Internal(_)) => {
+                error!(error = %e, "executor failure");
+                tonic::Status::internal(e.to_string())
+            }
+            e @ (ExecutorError::InvalidArgument(_)
+            | ExecutorError::NotFound(_)
+            | ExecutorError::InvalidPath { .. }
+            | ExecutorError::UnsafeLayerEntry { .. }
+            | ExecutorError::RunFailed { .. }
+            | ExecutorError::Timeout { .. }
+            | ExecutorError::Runtime(_)
+            | ExecutorError::Cancelled) => tonic::Status::new(code, e.to_string()),
         }
     }
 }

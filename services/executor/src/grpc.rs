@@ -1,25 +1,122 @@
-//! The thin gRPC adapter.
+//! The thin gRPC adapter: requests in, [`Engine`] calls, events and statuses out.
 
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use strata_proto::executor::{
+    self as pb, build_event::Event, executor_server::Executor, BuildRequest, CancelBuildRequest,
+    CancelBuildResponse, ExplainBuildResponse,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
+use tracing::{info, warn};
+
+use crate::build::{Engine, Events};
+use crate::error::ExecutorError;
 
 /// The executor service.
-#[derive(Debug, Default, Clone)]
-pub struct ExecutorService;
+#[derive(Debug, Clone)]
+pub struct ExecutorService {
+    engine: Arc<Engine>,
+    running: Arc<Mutex<HashMap<String, tokio::task::AbortHandle>>>,
+}
+
+impl ExecutorService {
+    /// Serves `engine`.
+    pub fn new(engine: Engine) -> Self {
+        Self { engine: Arc::new(engine), running: Arc::default() }
+    }
+}
+
+fn new_build_id() -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let seed = format!("{}-{}-{:?}", now.as_nanos(), std::process::id(), std::thread::current().id());
+    strata_types::Digest::of(seed.as_bytes()).hex()[..16].to_owned()
+}
+
+fn error_event(e: &ExecutorError) -> Event {
+    let (step, instruction, e) = match e {
+        ExecutorError::AtStep { step, instruction, source } => (*step, instruction.clone(), source.as_ref()),
+        e => (0, String::new(), e),
+    };
+    let (exit_code, last_output) = match e {
+        ExecutorError::RunFailed { exit_code, last_output, .. } => (Some(*exit_code), last_output.clone()),
+        _ => (None, vec![]),
+    };
+    if matches!(e, ExecutorError::Io { .. } | ExecutorError::Internal(_)) {
+        tracing::error!(error = %e, "build failed inside the executor");
+    }
+    Event::Error(pb::BuildError {
+        step,
+        instruction,
+        message: e.to_string(),
+        exit_code,
+        last_output,
+        code: format!("{:?}", e.code()),
+    })
+}
 
 #[tonic::async_trait]
-impl strata_proto::executor::executor_server::Executor for ExecutorService {
-    type BuildStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<strata_proto::executor::BuildEvent, Status>> + Send>>;
+impl Executor for ExecutorService {
+    type BuildStream = ReceiverStream<Result<pb::BuildEvent, Status>>;
 
-    async fn build(&self, _request: Request<strata_proto::executor::BuildRequest>) -> Result<Response<Self::BuildStream>, Status> {
-        Err(Status::unimplemented("Build is not implemented yet (the executor issue)"))
+    async fn build(&self, request: Request<BuildRequest>) -> Result<Response<Self::BuildStream>, Status> {
+        let req = request.into_inner();
+        let build_id = if req.build_id.is_empty() { new_build_id() } else { req.build_id.clone() };
+        if !build_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') || build_id.len() > 64 {
+            return Err(Status::invalid_argument("build_id may hold only letters, digits, '-' and '_' (at most 64)"));
+        }
+        let (tx, rx) = mpsc::channel(256);
+        let events = Events::new(tx.clone());
+        let engine = self.engine.clone();
+        let id = build_id.clone();
+        let inner = tokio::spawn(async move { engine.build(req, id, events).await });
+        {
+            let mut running = self.running.lock().expect("running map");
+            if running.contains_key(&build_id) {
+                inner.abort();
+                return Err(Status::already_exists(format!("a build with id {build_id} is running")));
+            }
+            running.insert(build_id.clone(), inner.abort_handle());
+        }
+        let running = self.running.clone();
+        tokio::spawn(async move {
+            let outcome = inner.await;
+            running.lock().expect("running map").remove(&build_id);
+            let event = match outcome {
+                Ok(Ok(done)) => Event::Image(done),
+                Ok(Err(e)) => {
+                    warn!(build = %build_id, error = %e, "build failed");
+                    error_event(&e)
+                }
+                Err(join) if join.is_cancelled() => {
+                    info!(build = %build_id, "build cancelled");
+                    error_event(&ExecutorError::Cancelled)
+                }
+                Err(join) => error_event(&ExecutorError::Internal(format!("the build task failed: {join}"))),
+            };
+            let _ = Events::new(tx).send(event).await;
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 
-    async fn explain_build(&self, _request: Request<strata_proto::executor::BuildRequest>) -> Result<Response<strata_proto::executor::ExplainBuildResponse>, Status> {
-        Err(Status::unimplemented("ExplainBuild is not implemented yet (the executor issue)"))
+    async fn explain_build(&self, request: Request<BuildRequest>) -> Result<Response<ExplainBuildResponse>, Status> {
+        Ok(Response::new(self.engine.explain(request.into_inner()).await?))
     }
 
-    async fn cancel_build(&self, _request: Request<strata_proto::executor::CancelBuildRequest>) -> Result<Response<strata_proto::executor::CancelBuildResponse>, Status> {
-        Err(Status::unimplemented("CancelBuild is not implemented yet (the executor issue)"))
+    async fn cancel_build(&self, request: Request<CancelBuildRequest>) -> Result<Response<CancelBuildResponse>, Status> {
+        let id = request.into_inner().build_id;
+        let handle = self.running.lock().expect("running map").remove(&id);
+        let cancelled = match handle {
+            Some(h) => {
+                h.abort();
+                true
+            }
+            None => false,
+        };
+        Ok(Response::new(CancelBuildResponse { cancelled }))
     }
-
 }

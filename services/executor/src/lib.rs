@@ -1,7 +1,20 @@
 //! The executor service.
 
+pub mod build;
+pub mod cache_key;
+pub mod compression;
+pub mod copy;
 mod error;
+pub mod extract;
 mod grpc;
+pub mod history;
+pub mod layer_tar;
+pub mod local_cache;
+pub mod peers;
+pub mod rootpath;
+pub mod runtime;
+pub mod snapshot;
+pub mod users;
 
 use std::{future::Future, path::PathBuf};
 
@@ -26,8 +39,9 @@ pub struct Config {
 
 /// Opens the service's state.
 pub fn open(config: &Config) -> Result<ExecutorService, ExecutorError> {
-    let _ = &config.root;
-    Ok(ExecutorService::default())
+    let peers = peers::Peers::connect(&config.parser_addr, &config.layer_store_addr, &config.tag_index_addr)?;
+    let engine = build::Engine::open(&config.root.join("executor"), peers)?;
+    Ok(ExecutorService::new(engine))
 }
 
 /// Adds the service to `services`.

@@ -1,23 +1,181 @@
 //! Errors of the layer-store service and their one mapping to gRPC status.
 
+use strata_types::{Digest, DigestError};
+
 /// What can go wrong in the layer-store service.
 #[derive(Debug, thiserror::Error)]
 pub enum LayerStoreError {
+    /// A digest field of a request is not `sha256:<64 lowercase hex>`.
+    #[error("invalid {field}: {source}")]
+    InvalidDigest {
+        /// The request field, e.g. `start.expected_digest`.
+        field: String,
+        /// Why it was rejected.
+        source: DigestError,
+    },
+    /// A request field has a value the store cannot use.
+    #[error("invalid {field}: {reason}")]
+    InvalidField {
+        /// The request field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The bytes hash to a different digest than announced; nothing was stored.
+    #[error("digest mismatch: expected {expected} but the bytes hash to {actual}; nothing was stored")]
+    DigestMismatch {
+        /// The announced digest.
+        expected: Digest,
+        /// The digest of what arrived.
+        actual: Digest,
+    },
+    /// The stream ended with a different size than announced; nothing was stored.
+    #[error("size mismatch: expected {expected} bytes but received {actual}; nothing was stored")]
+    SizeMismatch {
+        /// The announced size.
+        expected: u64,
+        /// What arrived.
+        actual: u64,
+    },
+    /// The stream carried more bytes than announced; it was cut at the first byte past it.
+    #[error("the stream is longer than the declared size of {expected} bytes; aborted at byte {at}, nothing was stored")]
+    TooManyBytes {
+        /// The announced size.
+        expected: u64,
+        /// The size at which the stream was cut (`expected + 1`).
+        at: u64,
+    },
+    /// A resumed stream does not start where the upload stands.
+    #[error("upload {upload_id} holds {held} bytes; resume at offset {held}, not {offset}")]
+    OffsetMismatch {
+        /// The upload.
+        upload_id: String,
+        /// What the store holds.
+        held: u64,
+        /// What the client sent.
+        offset: u64,
+    },
+    /// No upload session with this id.
+    #[error("no upload session {0:?} (finished, aborted, expired, or never started)")]
+    UploadNotFound(String),
+    /// Another stream is writing this upload right now.
+    #[error("upload {0:?} is being written by another stream")]
+    UploadBusy(String),
+    /// A new upload asked for an id that is in use.
+    #[error("upload id {0:?} is in use: resume it with start.upload_id, or choose another id")]
+    UploadExists(String),
+    /// The stream broke before it was finished (the client went away).
+    #[error("the write stream broke before it finished: {0}")]
+    StreamBroken(String),
+    /// No blob with this digest.
+    #[error("blob {0} not found")]
+    BlobNotFound(Digest),
+    /// A read range outside the blob.
+    #[error("range offset {offset} length {length} is outside blob {digest} of {size} bytes")]
+    RangeOutOfBounds {
+        /// The blob.
+        digest: Digest,
+        /// Its size.
+        size: u64,
+        /// The requested offset.
+        offset: u64,
+        /// The requested length.
+        length: u64,
+    },
+    /// Stored bytes no longer match what was written.
+    #[error("blob {digest} is corrupt: {reason}; run `strata fsck`")]
+    CorruptBlob {
+        /// The blob (or, for an upload, the digest announced for it).
+        digest: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A stored record does not decode.
+    #[error("stored {what} is unreadable: {reason}")]
+    CorruptRecord {
+        /// Which record.
+        what: String,
+        /// The decode error.
+        reason: String,
+    },
+    /// No cache entry with this key.
+    #[error("no build-cache entry for key {0}")]
+    CacheEntryNotFound(Digest),
+    /// A cache entry names a layer the store does not hold.
+    #[error("cache entry {key} names layer {layer} which is not in the store; write the layer first")]
+    CacheLayerMissing {
+        /// The cache key.
+        key: Digest,
+        /// The missing layer.
+        layer: Digest,
+    },
+    /// No live lease with this id.
+    #[error("no lease {0:?} (deleted, expired, or never created)")]
+    LeaseNotFound(String),
+    /// A lease with this id exists.
+    #[error("lease {0:?} already exists")]
+    LeaseExists(String),
+    /// The tag index (a GC root source) could not be asked; GC does not run without its roots.
+    #[error("cannot list the tags of the tag index at {addr} to learn GC roots: {reason}")]
+    TagIndexUnavailable {
+        /// Its address.
+        addr: String,
+        /// What failed.
+        reason: String,
+    },
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] strata_kv::KvError),
 }
 
+impl LayerStoreError {
+    /// An invalid-digest error naming `field`.
+    pub fn digest(field: impl Into<String>, source: DigestError) -> Self {
+        Self::InvalidDigest {
+            field: field.into(),
+            source,
+        }
+    }
+}
+
 impl From<LayerStoreError> for tonic::Status {
     fn from(e: LayerStoreError) -> Self {
+        use LayerStoreError as E;
+        let msg = e.to_string();
         match &e {
-            LayerStoreError::Storage(strata_kv::KvError::NoSpace { .. }) => {
-                tonic::Status::resource_exhausted(e.to_string())
+            E::InvalidDigest { .. }
+            | E::InvalidField { .. }
+            | E::SizeMismatch { .. }
+            | E::TooManyBytes { .. } => tonic::Status::invalid_argument(msg),
+            E::DigestMismatch { .. }
+            | E::OffsetMismatch { .. }
+            | E::UploadBusy(_)
+            | E::CacheLayerMissing { .. } => tonic::Status::failed_precondition(msg),
+            E::UploadExists(_) | E::LeaseExists(_) => tonic::Status::already_exists(msg),
+            E::UploadNotFound(_) | E::BlobNotFound(_) | E::CacheEntryNotFound(_) | E::LeaseNotFound(_) => {
+                tonic::Status::not_found(msg)
             }
-            LayerStoreError::Storage(_) => {
+            E::RangeOutOfBounds { .. } => tonic::Status::out_of_range(msg),
+            E::StreamBroken(_) => tonic::Status::cancelled(msg),
+            E::TagIndexUnavailable { .. } => {
+                tracing::warn!(error = %e, "garbage collection refused");
+                tonic::Status::unavailable(msg)
+            }
+            E::CorruptBlob { .. } | E::CorruptRecord { .. } => {
+                tracing::error!(error = %e, "stored data is corrupt");
+                tonic::Status::data_loss(msg)
+            }
+            E::Storage(strata_kv::KvError::NoSpace { .. }) => {
+                tracing::warn!(error = %e, "disk full");
+                tonic::Status::resource_exhausted(msg)
+            }
+            E::Storage(_) => {
                 tracing::error!(error = %e, "storage failure");
-                tonic::Status::internal(e.to_string())
+                tonic::Status::internal(msg)
             }
         }
     }
 }
+
+/// The result type of this crate.
+pub type Result<T, E = LayerStoreError> = std::result::Result<T, E>;

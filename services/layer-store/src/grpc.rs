@@ -1,81 +1,480 @@
-//! The thin gRPC adapter.
+//! The thin gRPC adapter: parses requests (every digest through `Digest::parse`, errors
+//! naming the field), runs the store's blocking work on `spawn_blocking` threads, and maps
+//! results back to messages.
 
-use tonic::{Request, Response, Status};
+use std::{collections::BTreeMap, pin::Pin, sync::Arc, time::Duration};
+
+use futures::Stream;
+use strata_proto::{
+    layer_store::{self as pb, layer_store_server::LayerStore, write_blob_request::Part},
+    tag_index::{tag_index_client::TagIndexClient, ListTagsRequest},
+};
+use strata_server::ListenAddr;
+use strata_types::Digest;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{transport::Channel, Request, Response, Status};
+
+use crate::{
+    error::LayerStoreError,
+    store::{self, parse_digest, Feed, Store},
+};
+
+/// Messages buffered between the network and the blocking writer or reader (each up to a
+/// chunk): this bounds a stream's memory.
+const STREAM_BUFFER: usize = 4;
 
 /// The layer-store service.
-#[derive(Debug, Default, Clone)]
-pub struct LayerStoreService;
+#[derive(Clone)]
+pub struct LayerStoreService {
+    store: Arc<Store>,
+    tag_index: Option<(ListenAddr, Channel)>,
+}
+
+impl std::fmt::Debug for LayerStoreService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LayerStoreService")
+            .field("store", &self.store)
+            .field("tag_index", &self.tag_index.as_ref().map(|(a, _)| a))
+            .finish()
+    }
+}
+
+impl LayerStoreService {
+    /// A service over `store`; `tag_index`: where to learn tag roots for GC and usage.
+    pub fn new(store: Arc<Store>, tag_index: Option<(ListenAddr, Channel)>) -> Self {
+        Self { store, tag_index }
+    }
+
+    /// The store behind the service.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Every tag's digest, when a tag index is configured. Any failure is an error: GC must
+    /// not run with roots missing.
+    async fn tag_roots(&self) -> Result<Vec<Digest>, LayerStoreError> {
+        let Some((addr, channel)) = &self.tag_index else { return Ok(Vec::new()) };
+        let unavailable = |reason: String| LayerStoreError::TagIndexUnavailable {
+            addr: addr.to_string(),
+            reason,
+        };
+        let mut client = TagIndexClient::new(channel.clone());
+        let mut digests = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = client
+                .list_tags(ListTagsRequest {
+                    page_size: 1000,
+                    page_token: token.clone(),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|s| unavailable(format!("{:?}: {}", s.code(), s.message())))?
+                .into_inner();
+            for tag in page.tags {
+                let d = Digest::parse(&tag.digest)
+                    .map_err(|e| unavailable(format!("tag {} holds an invalid digest: {e}", tag.name)))?;
+                digests.push(d);
+            }
+            if page.next_page_token.is_empty() || page.next_page_token == token {
+                return Ok(digests);
+            }
+            token = page.next_page_token;
+        }
+    }
+}
+
+/// Runs blocking store work off the async executor.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, LayerStoreError> + Send + 'static,
+) -> Result<T, Status> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(Status::from),
+        Err(e) => {
+            tracing::error!(error = %e, "blocking task failed");
+            Err(Status::internal(format!("internal task failed: {e}")))
+        }
+    }
+}
+
+fn timestamp(ns: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ns.div_euclid(1_000_000_000),
+        nanos: ns.rem_euclid(1_000_000_000) as i32,
+    }
+}
+
+fn digests(field: &str, values: &[String]) -> Result<Vec<Digest>, Status> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| parse_digest(&format!("{field}[{i}]"), v).map_err(Status::from))
+        .collect()
+}
+
+fn optional_digest(field: &str, value: &str) -> Result<Option<Digest>, Status> {
+    if value.is_empty() {
+        Ok(None)
+    } else {
+        Ok(Some(parse_digest(field, value)?))
+    }
+}
+
+fn page_size(requested: u32) -> usize {
+    match requested {
+        0 => 100,
+        n => n.min(1000) as usize,
+    }
+}
+
+fn page_token(token: &str) -> Result<Option<Digest>, Status> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    Digest::parse(&format!("sha256:{token}"))
+        .map(Some)
+        .map_err(|_| Status::invalid_argument(format!("invalid page_token {token:?}: pass next_page_token unchanged")))
+}
+
+fn non_negative(field: &'static str, v: i64) -> Result<u64, Status> {
+    u64::try_from(v).map_err(|_| {
+        LayerStoreError::InvalidField {
+            field,
+            reason: format!("{v} is negative"),
+        }
+        .into()
+    })
+}
+
+fn write_start(s: pb::WriteStart) -> Result<store::WriteStart, Status> {
+    let expected_size = match s.expected_size {
+        -1 => None,
+        n => Some(non_negative("start.expected_size", n).map_err(|_| {
+            Status::from(LayerStoreError::InvalidField {
+                field: "start.expected_size",
+                reason: format!("{n}: give the size in bytes, or -1 when unknown"),
+            })
+        })?),
+    };
+    Ok(store::WriteStart {
+        expected_digest: optional_digest("start.expected_digest", &s.expected_digest)?,
+        expected_size,
+        media_type: s.media_type,
+        labels: s.labels.into_iter().collect(),
+        upload_id: (!s.upload_id.is_empty()).then_some(s.upload_id),
+        offset: non_negative("start.offset", s.offset)?,
+        client_upload_id: (!s.client_upload_id.is_empty()).then_some(s.client_upload_id),
+    })
+}
+
+fn blob_info(b: store::BlobInfo) -> pb::BlobInfo {
+    pb::BlobInfo {
+        digest: b.digest.to_string(),
+        size: b.size as i64,
+        media_type: b.media_type,
+        labels: b.labels.into_iter().collect(),
+        created_at: Some(timestamp(b.created_ns)),
+    }
+}
+
+fn cache_entry(e: store::CacheEntry) -> pb::CacheEntry {
+    pb::CacheEntry {
+        key: e.key.to_string(),
+        preimage: e.preimage,
+        layer_digest: e.layer_digest.map(|d| d.to_string()).unwrap_or_default(),
+        config: e.config.into_bytes(),
+        created_at: Some(timestamp(e.created_ns)),
+        parent_key: e.parent_key.map(|d| d.to_string()).unwrap_or_default(),
+    }
+}
+
+fn lease(l: store::Lease) -> pb::Lease {
+    pb::Lease {
+        id: l.id,
+        expires_at: Some(timestamp(l.expires_ns)),
+        digests: l.digests.iter().map(ToString::to_string).collect(),
+        labels: l.labels.into_iter().collect(),
+    }
+}
+
+type ReadStream = Pin<Box<dyn Stream<Item = Result<pb::ReadBlobResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl strata_proto::layer_store::layer_store_server::LayerStore for LayerStoreService {
-    async fn write_blob(&self, _request: Request<tonic::Streaming<strata_proto::layer_store::WriteBlobRequest>>) -> Result<Response<strata_proto::layer_store::WriteBlobResponse>, Status> {
-        Err(Status::unimplemented("WriteBlob is not implemented yet (the layer-store issue)"))
+impl LayerStore for LayerStoreService {
+    async fn write_blob(
+        &self,
+        request: Request<tonic::Streaming<pb::WriteBlobRequest>>,
+    ) -> Result<Response<pb::WriteBlobResponse>, Status> {
+        let mut stream = request.into_inner();
+        let start = match stream.message().await?.and_then(|m| m.part) {
+            Some(Part::Start(s)) => write_start(s)?,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first WriteBlob message must carry start (what is being written)",
+                ));
+            }
+        };
+        // The network side only forwards messages; hashing, chunking and RocksDB writes run on
+        // one blocking thread, fed through a bounded channel so a slow disk slows the client
+        // instead of filling memory.
+        let (tx, mut rx) = mpsc::channel::<Feed>(STREAM_BUFFER);
+        let store = self.store.clone();
+        let writer = tokio::task::spawn_blocking(move || store.ingest(start, std::iter::from_fn(move || rx.blocking_recv())));
+        let broken: Option<Status> = loop {
+            match stream.message().await {
+                Ok(Some(pb::WriteBlobRequest { part: Some(Part::Data(data)) })) => {
+                    if tx.send(Feed::Data(data)).await.is_err() {
+                        break None; // the writer stopped: it has the answer
+                    }
+                }
+                Ok(Some(pb::WriteBlobRequest { part: Some(Part::Start(_)) })) => {
+                    break Some(Status::invalid_argument("start may only be the first message of a WriteBlob stream"));
+                }
+                Ok(Some(pb::WriteBlobRequest { part: None })) => {}
+                Ok(None) => {
+                    let _ = tx.send(Feed::End).await;
+                    break None;
+                }
+                Err(status) => break Some(status),
+            }
+        };
+        drop(tx); // without End: the writer sees a broken stream
+        let outcome = match writer.await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "blob writer failed");
+                return Err(Status::internal(format!("blob writer failed: {e}")));
+            }
+        };
+        match (outcome, broken) {
+            (Ok(o), _) => Ok(Response::new(pb::WriteBlobResponse {
+                digest: o.digest.to_string(),
+                size: o.size as i64,
+                already_existed: o.already_existed,
+                upload_id: o.upload_id,
+            })),
+            (Err(LayerStoreError::StreamBroken(_)), Some(status)) => Err(status),
+            (Err(e), _) => Err(e.into()),
+        }
     }
 
-    async fn get_upload(&self, _request: Request<strata_proto::layer_store::GetUploadRequest>) -> Result<Response<strata_proto::layer_store::UploadStatus>, Status> {
-        Err(Status::unimplemented("GetUpload is not implemented yet (the layer-store issue)"))
+    async fn get_upload(&self, request: Request<pb::GetUploadRequest>) -> Result<Response<pb::UploadStatus>, Status> {
+        let id = request.into_inner().upload_id;
+        let store = self.store.clone();
+        let s = blocking(move || store.upload_status(&id)).await?;
+        Ok(Response::new(pb::UploadStatus {
+            upload_id: s.upload_id,
+            offset: s.offset as i64,
+            updated_at: Some(timestamp(s.updated_ns)),
+        }))
     }
 
-    async fn abort_upload(&self, _request: Request<strata_proto::layer_store::AbortUploadRequest>) -> Result<Response<strata_proto::layer_store::AbortUploadResponse>, Status> {
-        Err(Status::unimplemented("AbortUpload is not implemented yet (the layer-store issue)"))
+    async fn abort_upload(
+        &self,
+        request: Request<pb::AbortUploadRequest>,
+    ) -> Result<Response<pb::AbortUploadResponse>, Status> {
+        let id = request.into_inner().upload_id;
+        let store = self.store.clone();
+        blocking(move || store.abort_upload(&id)).await?;
+        Ok(Response::new(pb::AbortUploadResponse {}))
     }
 
-    type ReadBlobStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<strata_proto::layer_store::ReadBlobResponse, Status>> + Send>>;
+    type ReadBlobStream = ReadStream;
 
-    async fn read_blob(&self, _request: Request<strata_proto::layer_store::ReadBlobRequest>) -> Result<Response<Self::ReadBlobStream>, Status> {
-        Err(Status::unimplemented("ReadBlob is not implemented yet (the layer-store issue)"))
+    async fn read_blob(&self, request: Request<pb::ReadBlobRequest>) -> Result<Response<Self::ReadBlobStream>, Status> {
+        let r = request.into_inner();
+        let digest = parse_digest("digest", &r.digest)?;
+        let offset = non_negative("offset", r.offset)?;
+        let length = non_negative("length", r.length)?;
+        let store = self.store.clone();
+        let reader = blocking(move || store.reader(&digest, offset, length)).await?;
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        tokio::task::spawn_blocking(move || {
+            for part in reader {
+                let stop = part.is_err();
+                let msg = part.map(|data| pb::ReadBlobResponse { data }).map_err(Status::from);
+                if tx.blocking_send(msg).is_err() || stop {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn stat_blob(&self, _request: Request<strata_proto::layer_store::StatBlobRequest>) -> Result<Response<strata_proto::layer_store::BlobInfo>, Status> {
-        Err(Status::unimplemented("StatBlob is not implemented yet (the layer-store issue)"))
+    async fn stat_blob(&self, request: Request<pb::StatBlobRequest>) -> Result<Response<pb::BlobInfo>, Status> {
+        let digest = parse_digest("digest", &request.into_inner().digest)?;
+        let store = self.store.clone();
+        let info = blocking(move || store.stat(&digest)).await?;
+        Ok(Response::new(blob_info(info)))
     }
 
-    async fn list_blobs(&self, _request: Request<strata_proto::layer_store::ListBlobsRequest>) -> Result<Response<strata_proto::layer_store::ListBlobsResponse>, Status> {
-        Err(Status::unimplemented("ListBlobs is not implemented yet (the layer-store issue)"))
+    async fn list_blobs(&self, request: Request<pb::ListBlobsRequest>) -> Result<Response<pb::ListBlobsResponse>, Status> {
+        let r = request.into_inner();
+        let filter = store::ListFilter {
+            media_type: (!r.media_type.is_empty()).then_some(r.media_type),
+            labels: r.labels.into_iter().collect::<BTreeMap<_, _>>(),
+        };
+        let after = page_token(&r.page_token)?;
+        let limit = page_size(r.page_size);
+        let store = self.store.clone();
+        let page = blocking(move || store.list(&filter, after, limit)).await?;
+        Ok(Response::new(pb::ListBlobsResponse {
+            blobs: page.blobs.into_iter().map(blob_info).collect(),
+            next_page_token: page.next_after.map(|d| d.hex()).unwrap_or_default(),
+        }))
     }
 
-    async fn delete_blob(&self, _request: Request<strata_proto::layer_store::DeleteBlobRequest>) -> Result<Response<strata_proto::layer_store::DeleteBlobResponse>, Status> {
-        Err(Status::unimplemented("DeleteBlob is not implemented yet (the layer-store issue)"))
+    async fn delete_blob(&self, request: Request<pb::DeleteBlobRequest>) -> Result<Response<pb::DeleteBlobResponse>, Status> {
+        let digest = parse_digest("digest", &request.into_inner().digest)?;
+        let store = self.store.clone();
+        blocking(move || store.delete(&digest)).await?;
+        Ok(Response::new(pb::DeleteBlobResponse {}))
     }
 
-    async fn get_cache_entry(&self, _request: Request<strata_proto::layer_store::GetCacheEntryRequest>) -> Result<Response<strata_proto::layer_store::CacheEntry>, Status> {
-        Err(Status::unimplemented("GetCacheEntry is not implemented yet (the layer-store issue)"))
+    async fn get_cache_entry(&self, request: Request<pb::GetCacheEntryRequest>) -> Result<Response<pb::CacheEntry>, Status> {
+        let key = parse_digest("key", &request.into_inner().key)?;
+        let store = self.store.clone();
+        let e = blocking(move || store.get_cache_entry(&key)).await?;
+        Ok(Response::new(cache_entry(e)))
     }
 
-    async fn put_cache_entry(&self, _request: Request<strata_proto::layer_store::PutCacheEntryRequest>) -> Result<Response<strata_proto::layer_store::PutCacheEntryResponse>, Status> {
-        Err(Status::unimplemented("PutCacheEntry is not implemented yet (the layer-store issue)"))
+    async fn put_cache_entry(
+        &self,
+        request: Request<pb::PutCacheEntryRequest>,
+    ) -> Result<Response<pb::PutCacheEntryResponse>, Status> {
+        let Some(e) = request.into_inner().entry else {
+            return Err(Status::invalid_argument("entry is required"));
+        };
+        let entry = store::CacheEntry {
+            key: parse_digest("entry.key", &e.key)?,
+            preimage: e.preimage,
+            layer_digest: optional_digest("entry.layer_digest", &e.layer_digest)?,
+            config: String::from_utf8(e.config)
+                .map_err(|_| Status::invalid_argument("invalid entry.config: the image config must be UTF-8 JSON"))?,
+            parent_key: optional_digest("entry.parent_key", &e.parent_key)?,
+            created_ns: 0,
+        };
+        let store = self.store.clone();
+        blocking(move || store.put_cache_entry(entry)).await?;
+        Ok(Response::new(pb::PutCacheEntryResponse {}))
     }
 
-    async fn list_cache_entries(&self, _request: Request<strata_proto::layer_store::ListCacheEntriesRequest>) -> Result<Response<strata_proto::layer_store::ListCacheEntriesResponse>, Status> {
-        Err(Status::unimplemented("ListCacheEntries is not implemented yet (the layer-store issue)"))
+    async fn list_cache_entries(
+        &self,
+        request: Request<pb::ListCacheEntriesRequest>,
+    ) -> Result<Response<pb::ListCacheEntriesResponse>, Status> {
+        let r = request.into_inner();
+        let parent = optional_digest("parent_key", &r.parent_key)?;
+        let after = page_token(&r.page_token)?;
+        let limit = page_size(r.page_size);
+        let store = self.store.clone();
+        let page = blocking(move || store.list_cache_entries(parent.as_ref(), after, limit)).await?;
+        Ok(Response::new(pb::ListCacheEntriesResponse {
+            entries: page.entries.into_iter().map(cache_entry).collect(),
+            next_page_token: page.next_after.map(|d| d.hex()).unwrap_or_default(),
+        }))
     }
 
-    async fn create_lease(&self, _request: Request<strata_proto::layer_store::CreateLeaseRequest>) -> Result<Response<strata_proto::layer_store::Lease>, Status> {
-        Err(Status::unimplemented("CreateLease is not implemented yet (the layer-store issue)"))
+    async fn create_lease(&self, request: Request<pb::CreateLeaseRequest>) -> Result<Response<pb::Lease>, Status> {
+        let r = request.into_inner();
+        let ttl = Duration::from_secs(match r.ttl_seconds {
+            0 => 3600,
+            n => u64::from(n),
+        });
+        let store = self.store.clone();
+        let l = blocking(move || store.create_lease(&r.id, ttl, r.labels.into_iter().collect())).await?;
+        Ok(Response::new(lease(l)))
     }
 
-    async fn add_lease_resources(&self, _request: Request<strata_proto::layer_store::AddLeaseResourcesRequest>) -> Result<Response<strata_proto::layer_store::Lease>, Status> {
-        Err(Status::unimplemented("AddLeaseResources is not implemented yet (the layer-store issue)"))
+    async fn add_lease_resources(
+        &self,
+        request: Request<pb::AddLeaseResourcesRequest>,
+    ) -> Result<Response<pb::Lease>, Status> {
+        let r = request.into_inner();
+        let ds = digests("digests", &r.digests)?;
+        let store = self.store.clone();
+        let l = blocking(move || store.add_lease_resources(&r.id, &ds)).await?;
+        Ok(Response::new(lease(l)))
     }
 
-    async fn delete_lease(&self, _request: Request<strata_proto::layer_store::DeleteLeaseRequest>) -> Result<Response<strata_proto::layer_store::DeleteLeaseResponse>, Status> {
-        Err(Status::unimplemented("DeleteLease is not implemented yet (the layer-store issue)"))
+    async fn delete_lease(&self, request: Request<pb::DeleteLeaseRequest>) -> Result<Response<pb::DeleteLeaseResponse>, Status> {
+        let id = request.into_inner().id;
+        let store = self.store.clone();
+        blocking(move || store.delete_lease(&id)).await?;
+        Ok(Response::new(pb::DeleteLeaseResponse {}))
     }
 
-    async fn list_leases(&self, _request: Request<strata_proto::layer_store::ListLeasesRequest>) -> Result<Response<strata_proto::layer_store::ListLeasesResponse>, Status> {
-        Err(Status::unimplemented("ListLeases is not implemented yet (the layer-store issue)"))
+    async fn list_leases(&self, _request: Request<pb::ListLeasesRequest>) -> Result<Response<pb::ListLeasesResponse>, Status> {
+        let store = self.store.clone();
+        let leases = blocking(move || store.list_leases()).await?;
+        Ok(Response::new(pb::ListLeasesResponse {
+            leases: leases.into_iter().map(lease).collect(),
+        }))
     }
 
-    async fn collect_garbage(&self, _request: Request<strata_proto::layer_store::CollectGarbageRequest>) -> Result<Response<strata_proto::layer_store::CollectGarbageResponse>, Status> {
-        Err(Status::unimplemented("CollectGarbage is not implemented yet (the layer-store issue)"))
+    async fn collect_garbage(
+        &self,
+        request: Request<pb::CollectGarbageRequest>,
+    ) -> Result<Response<pb::CollectGarbageResponse>, Status> {
+        let r = request.into_inner();
+        let mut roots = digests("roots", &r.roots)?;
+        // begin before asking the tag index, so whatever is written meanwhile is kept
+        let guard = self.store.begin_gc().await;
+        roots.extend(self.tag_roots().await?);
+        let req = store::GcRequest {
+            dry_run: r.dry_run,
+            roots,
+            prune_cache: r.prune_cache,
+        };
+        let report = blocking(move || guard.collect(&req)).await?;
+        Ok(Response::new(pb::CollectGarbageResponse {
+            removed: report.removed.iter().map(ToString::to_string).collect(),
+            bytes_freed: report.bytes_freed as i64,
+            kept: report.kept as i64,
+            uploads_swept: report.uploads_swept as i64,
+            cache_entries_removed: report.cache_entries_removed as i64,
+        }))
     }
 
-    async fn verify_blobs(&self, _request: Request<strata_proto::layer_store::VerifyBlobsRequest>) -> Result<Response<strata_proto::layer_store::VerifyBlobsResponse>, Status> {
-        Err(Status::unimplemented("VerifyBlobs is not implemented yet (the layer-store issue)"))
+    async fn verify_blobs(&self, request: Request<pb::VerifyBlobsRequest>) -> Result<Response<pb::VerifyBlobsResponse>, Status> {
+        let ds = digests("digests", &request.into_inner().digests)?;
+        let store = self.store.clone();
+        let report = blocking(move || store.verify(&ds)).await?;
+        Ok(Response::new(pb::VerifyBlobsResponse {
+            checked: report.checked as i64,
+            bytes: report.bytes as i64,
+            corrupt: report
+                .corrupt
+                .into_iter()
+                .map(|c| pb::CorruptBlob {
+                    digest: c.digest.to_string(),
+                    reason: c.reason,
+                })
+                .collect(),
+        }))
     }
 
-    async fn get_usage(&self, _request: Request<strata_proto::layer_store::GetUsageRequest>) -> Result<Response<strata_proto::layer_store::Usage>, Status> {
-        Err(Status::unimplemented("GetUsage is not implemented yet (the layer-store issue)"))
+    async fn get_usage(&self, request: Request<pb::GetUsageRequest>) -> Result<Response<pb::Usage>, Status> {
+        let roots = digests("roots", &request.into_inner().roots)?;
+        let pinned = self.tag_roots().await?;
+        let store = self.store.clone();
+        let u = blocking(move || store.usage(&roots, &pinned)).await?;
+        Ok(Response::new(pb::Usage {
+            kinds: u
+                .kinds
+                .into_iter()
+                .map(|k| pb::UsageByKind {
+                    kind: k.kind.to_string(),
+                    count: k.count as i64,
+                    bytes: k.bytes as i64,
+                })
+                .collect(),
+            unique_bytes: u.unique_bytes as i64,
+            shared_bytes: u.shared_bytes as i64,
+            reclaimable_bytes: u.reclaimable_bytes as i64,
+            cache_entries: u.cache_entries as i64,
+            cache_bytes: u.cache_bytes as i64,
+        }))
     }
-
 }

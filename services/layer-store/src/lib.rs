@@ -1,12 +1,18 @@
-//! The layer-store service.
+//! The layer-store service: content-addressed blobs on RocksDB that never show a partial or
+//! wrong blob, the shared build cache, leases, garbage collection.
+//!
+//! - [`store`]: the logic, against [`strata_kv::KvStore`] (RocksDB here, the in-memory twin
+//!   in tests). Read its module docs for the layout and the crash-safety argument.
+//! - [`grpc`]: the thin tonic adapter; blocking work runs on `spawn_blocking` threads.
 
 mod error;
 mod grpc;
+pub mod store;
 
-use std::{future::Future, path::PathBuf};
+use std::{future::Future, path::PathBuf, sync::Arc};
 
 use strata_proto::{layer_store::layer_store_server::LayerStoreServer, service_names};
-use strata_server::{Listener, ServeOptions, Services};
+use strata_server::{ListenAddr, Listener, ServeOptions, Services};
 
 pub use error::LayerStoreError;
 pub use grpc::LayerStoreService;
@@ -16,12 +22,54 @@ pub use grpc::LayerStoreService;
 pub struct Config {
     /// The data root (`STRATA_ROOT`); the service uses `ROOT/layer-store`.
     pub root: PathBuf,
+    /// The tag index, whose tags are GC roots. `None`: GC uses only its other roots.
+    pub tag_index_addr: Option<ListenAddr>,
 }
 
-/// Opens the service's state.
+impl Config {
+    /// The RocksDB directory.
+    pub fn db_path(&self) -> PathBuf {
+        self.root.join("layer-store")
+    }
+}
+
+/// Space kept in reserve beside the database: when the disk fills up, RocksDB cannot even
+/// reopen (it writes a new manifest, options file and log); releasing this file lets the
+/// store start, serve reads and accept deletes, so space can be freed (CockroachDB's
+/// "emergency ballast").
+const BALLAST_BYTES: usize = 8 << 20;
+
+/// Opens the service's state: the RocksDB database (sweeping what a crash left) and, when
+/// configured, a lazily connected channel to the tag index.
 pub fn open(config: &Config) -> Result<LayerStoreService, LayerStoreError> {
-    let _ = &config.root;
-    Ok(LayerStoreService::default())
+    let ballast = config.root.join("layer-store.ballast");
+    let kv = match strata_kv::RocksStore::open(&config.db_path(), store::SPACES) {
+        Err(strata_kv::KvError::NoSpace { .. }) if ballast.exists() => {
+            tracing::warn!(path = %ballast.display(), bytes = BALLAST_BYTES, "disk full: releasing the emergency reserve to start; free space (strata gc) soon");
+            let _ = std::fs::remove_file(&ballast);
+            strata_kv::RocksStore::open(&config.db_path(), store::SPACES)?
+        }
+        other => other?,
+    };
+    if !ballast.exists() {
+        // best effort: without room for it the store still runs
+        if let Err(e) = std::fs::write(&ballast, vec![0u8; BALLAST_BYTES]) {
+            let _ = std::fs::remove_file(&ballast);
+            tracing::warn!(path = %ballast.display(), error = %e, "cannot reserve emergency disk space");
+        }
+    }
+    let store = store::Store::open(Arc::new(kv), store::Settings::default())?;
+    let tag_index = match &config.tag_index_addr {
+        Some(addr) => Some((
+            addr.clone(),
+            strata_server::client::lazy_channel(addr).map_err(|e| LayerStoreError::InvalidField {
+                field: "tag_index_addr",
+                reason: e.to_string(),
+            })?,
+        )),
+        None => None,
+    };
+    Ok(LayerStoreService::new(store, tag_index))
 }
 
 /// Adds the service to `services`.
@@ -40,7 +88,7 @@ pub async fn run(
     options: &ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let service = open(&config)?;
+    let service = tokio::task::spawn_blocking(move || open(&config)).await??;
     let mut services = Services::default();
     register(&mut services, service, options);
     strata_server::serve(services, listener, options, shutdown).await

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+use strata_server::ListenAddr;
 
 strata_server::serve_args!(ServeArgs, "STRATA_LAYER_STORE", "127.0.0.1:50052");
 
@@ -15,13 +16,20 @@ struct Args {
     /// Data directory (the service keeps its data in a subdirectory named after it).
     #[arg(long, env = "STRATA_ROOT")]
     root: PathBuf,
+    /// The tag index, whose tags are garbage-collection roots (HOST:PORT or unix:///path).
+    /// Unset: GC keeps only leases, cache results and the roots each request names.
+    #[arg(long, env = "STRATA_LAYER_STORE_TAG_INDEX_ADDR")]
+    tag_index_addr: Option<ListenAddr>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     strata_server::init_tracing(args.serve.log_format, &args.serve.log);
-    let config = strata_layer_store::Config { root: args.root };
+    let config = strata_layer_store::Config {
+        root: args.root,
+        tag_index_addr: args.tag_index_addr,
+    };
     let listener = strata_server::Listener::bind(&args.serve.listen).await?;
     strata_layer_store::run(config, listener, &args.serve.options(), strata_server::shutdown_signal()).await
 }

@@ -17,6 +17,7 @@ pub fn run(store: &dyn KvStore) {
     scan_respects_prefix_start_and_limit(store);
     scan_rev_respects_prefix_before_and_limit(store);
     large_values_round_trip(store);
+    delete_range_removes_exactly_the_range(store);
 }
 
 fn get_put_delete(store: &dyn KvStore) {
@@ -98,4 +99,31 @@ fn large_values_round_trip(store: &dyn KvStore) {
     store.put(C, b"big", &value, Durability::Sync).unwrap();
     assert_eq!(store.get(C, b"big").unwrap().as_deref(), Some(&value[..]));
     store.delete(C, b"big", Durability::Sync).unwrap();
+}
+
+fn delete_range_removes_exactly_the_range(store: &dyn KvStore) {
+    let keys = ["r/a", "r/b", "r/b\x00", "r/c", "r/d", "s/a"];
+    let mut b = WriteBatch::new();
+    for k in keys {
+        b.put(C, k, k);
+    }
+    store.write(b, Durability::Sync).unwrap();
+    let mut b = WriteBatch::new();
+    b.delete_range(C, "r/b", "r/d");
+    b.delete_range(C, "r/z", "r/a"); // inverted: covers nothing
+    b.put(R, "range/marker", "1");
+    store.write(b, Durability::Sync).unwrap();
+    let left: Vec<String> = store
+        .scan(C, b"", b"", 100)
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| String::from_utf8(k).unwrap())
+        .collect();
+    assert_eq!(left, ["r/a", "r/d", "s/a"], "delete_range must remove [from, to) only");
+    assert_eq!(store.get(R, b"range/marker").unwrap().as_deref(), Some(&b"1"[..]));
+    let mut b = WriteBatch::new();
+    b.delete_range(C, "", "t");
+    b.delete(R, "range/marker");
+    store.write(b, Durability::Sync).unwrap();
+    assert!(store.scan(C, b"", b"", 100).unwrap().is_empty());
 }

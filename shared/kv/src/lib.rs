@@ -60,6 +60,7 @@ pub struct WriteBatch {
 enum Op {
     Put(Space, Vec<u8>, Vec<u8>),
     Delete(Space, Vec<u8>),
+    DeleteRange(Space, Vec<u8>, Vec<u8>),
 }
 
 impl WriteBatch {
@@ -76,6 +77,12 @@ impl WriteBatch {
     /// Adds a delete.
     pub fn delete(&mut self, space: Space, key: impl Into<Vec<u8>>) {
         self.ops.push(Op::Delete(space, key.into()));
+    }
+
+    /// Adds a delete of every key `k` with `from <= k < to` (RocksDB `DeleteRange`: one
+    /// tombstone, however many keys it covers).
+    pub fn delete_range(&mut self, space: Space, from: impl Into<Vec<u8>>, to: impl Into<Vec<u8>>) {
+        self.ops.push(Op::DeleteRange(space, from.into(), to.into()));
     }
 
     /// Number of operations.

@@ -39,7 +39,7 @@ impl KvStore for MemoryStore {
         let mut spaces = self.spaces.write().map_err(poisoned)?;
         // validate first so the batch is all-or-nothing
         for op in &batch.ops {
-            let (Op::Put(s, ..) | Op::Delete(s, _)) = op;
+            let (Op::Put(s, ..) | Op::Delete(s, _) | Op::DeleteRange(s, ..)) = op;
             if !spaces.contains_key(s.name) {
                 return Err(KvError::UnknownSpace(s.name));
             }
@@ -51,6 +51,16 @@ impl KvStore for MemoryStore {
                 }
                 Op::Delete(s, k) => {
                     spaces.get_mut(s.name).map(|t| t.remove(&k));
+                }
+                Op::DeleteRange(s, from, to) => {
+                    if let Some(t) = spaces.get_mut(s.name)
+                        && from < to
+                    {
+                        let doomed: Vec<Vec<u8>> = t.range(from..to).map(|(k, _)| k.clone()).collect();
+                        for k in doomed {
+                            t.remove(&k);
+                        }
+                    }
                 }
             }
         }

@@ -10,6 +10,9 @@ use rocksdb::{
 
 use crate::{Durability, Entry, KvError, KvStore, Op, Result, Space, WriteBatch};
 
+/// Memory all memtables together may hold before RocksDB flushes.
+const MEMTABLE_BUDGET: usize = 64 << 20;
+
 /// A RocksDB database with one column family per declared [`Space`].
 pub struct RocksStore {
     db: DB,
@@ -27,12 +30,20 @@ impl RocksStore {
     pub fn open(path: &Path, spaces: &[Space]) -> Result<Self> {
         let path_s = path.display().to_string();
         std::fs::create_dir_all(path).map_err(|e| classify(&path_s, e.to_string()))?;
-        let mut db_opts = Options::default();
+        // Recovery replays the WAL into memtables without flushing them, so a database whose
+        // disk filled up can still open (to serve reads and deletes) with little free space.
+        let mut db_opts = Options::default()
+            .get_options_from_string("avoid_flush_during_recovery=true")
+            .map_err(|e| classify(&path_s, e.into_string()))?;
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);
         db_opts.set_max_background_jobs(2);
         db_opts.set_keep_log_file_num(4);
         db_opts.set_max_total_wal_size(256 << 20);
+        // Bound the memory of all memtables together: with BlobDB a value sits in a memtable
+        // until its flush moves it to a blob file, so this is what keeps a server that ingests
+        // a 1 GiB blob within a small, fixed RSS.
+        db_opts.set_db_write_buffer_size(MEMTABLE_BUDGET);
         let cache = Cache::new_lru_cache(64 << 20);
         let cfs = spaces.iter().map(|s| {
             let mut o = Options::default();
@@ -41,6 +52,8 @@ impl RocksStore {
             table.set_bloom_filter(10.0, false);
             o.set_block_based_table_factory(&table);
             o.set_compression_type(DBCompressionType::Lz4);
+            // records are small: small memtables (the WAL is preallocated to fit the largest)
+            o.set_write_buffer_size(8 << 20);
             if s.large_values {
                 // Values live in blob files: the LSM tree holds only small references, so
                 // compaction never rewrites content and large writes stream to disk.
@@ -49,7 +62,11 @@ impl RocksStore {
                 o.set_blob_file_size(256 << 20);
                 o.set_blob_compression_type(DBCompressionType::Lz4);
                 o.set_enable_blob_gc(true);
-                o.set_write_buffer_size(64 << 20);
+                // Small memtables, three of them: one fills while up to two flush, so a
+                // stream of large values never stalls on a single flush and never holds more
+                // than ~48 MiB in memory.
+                o.set_write_buffer_size(16 << 20);
+                o.set_max_write_buffer_number(3);
             }
             ColumnFamilyDescriptor::new(s.name, o)
         });
@@ -89,6 +106,11 @@ impl KvStore for RocksStore {
             match op {
                 Op::Put(s, k, v) => b.put_cf(self.cf(*s)?, k, v),
                 Op::Delete(s, k) => b.delete_cf(self.cf(*s)?, k),
+                // RocksDB rejects an empty or inverted range; such a range covers nothing.
+                Op::DeleteRange(s, from, to) if from < to => b.delete_range_cf(self.cf(*s)?, from, to),
+                Op::DeleteRange(s, ..) => {
+                    self.cf(*s)?;
+                }
             }
         }
         let mut wo = WriteOptions::default();

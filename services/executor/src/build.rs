@@ -1,0 +1,1279 @@
+//! A build, from the request to the tagged image.
+//!
+//! The Dockerfile is parsed by the parser service twice: once to learn the stages and their
+//! bases, then with the bases' ENV/WORKDIR/SHELL so that expansion sees them. The stages the
+//! target needs run in the parser's build order. Config-only instructions change the image
+//! config and add `empty_layer` history. Layer instructions (RUN, COPY, ADD, WORKDIR) have a
+//! cache key (see [`crate::cache_key`]); a hit reuses the entry's layer without touching the
+//! filesystem, a miss runs on a snapshot of the parent's layers, turns the changes into a
+//! layer tar streamed to the store while hashed, and stores a cache entry with the key's
+//! preimage. An empty change adds no layer (history marked `empty_layer`, as BuildKit's
+//! exporter does). History times come from the cache entries, so a fully cached rebuild
+//! gives the same config and manifest digests; with SOURCE_DATE_EPOCH every time is that.
+//! The config and manifest are written last and only then are tags moved.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use strata_image::{Descriptor, Healthcheck, History, ImageConfig, Manifest, RootFs};
+use strata_proto::{
+    executor::{self as pb, build_event::Event},
+    layer_store as ls,
+    parser::{self as pp, instruction::Detail},
+    tag_index as ti,
+};
+use strata_types::{media_type, Digest, Reference};
+use tokio::sync::mpsc;
+use tonic::Status;
+use tracing::{info, warn};
+
+use crate::cache_key::{self, Preimage, PREIMAGE_VERSION};
+use crate::copy::{self as cp, CopyAttrs};
+use crate::error::ExecutorError;
+use crate::history::{self, COMMENT};
+use crate::layer_tar::{write_layer, Change, HashingWriter, LayerOptions};
+use crate::local_cache::{Context, LocalCache};
+use crate::peers::{write_blob, ChannelWriter, Peers};
+use crate::rootpath::{clean, resolve_in_root};
+use crate::runtime::{RunSpec, Runtime, MOUNT_POINTS};
+use crate::snapshot::{Snapshot, SnapshotterKind};
+
+/// The default per-RUN timeout.
+pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Lines of output kept for a failed RUN's report.
+const LAST_LINES: usize = 20;
+/// The platform builds target.
+const PLATFORM: &str = "linux/amd64";
+
+/// One layer of an image being built.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    /// diff_id.
+    pub diff_id: Digest,
+    /// Digest of the stored blob (equal to diff_id: layers are stored uncompressed).
+    pub blob: String,
+    /// Size of the blob.
+    pub size: i64,
+}
+
+/// What a finished stage hands to its dependants.
+#[derive(Debug, Clone)]
+pub struct StageResult {
+    config: ImageConfig,
+    layers: Vec<Layer>,
+    key: String,
+}
+
+/// A base image resolved from the store.
+#[derive(Debug, Clone)]
+struct BaseImage {
+    manifest_digest: String,
+    config: ImageConfig,
+    layers: Vec<Layer>,
+}
+
+/// Shared executor state.
+#[derive(Debug)]
+pub struct Engine {
+    /// ROOT/executor.
+    pub dir: PathBuf,
+    /// Peer clients.
+    pub peers: Peers,
+    /// Extracted layers and contexts.
+    pub local: LocalCache,
+    runtime: tokio::sync::OnceCell<Result<(Runtime, SnapshotterKind), String>>,
+}
+
+/// Whether a stage walk runs the steps or only explains their cache behaviour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Build,
+    Explain,
+}
+
+/// Sends build events; fails with `Cancelled` once the client went away.
+#[derive(Debug, Clone)]
+pub struct Events {
+    tx: Option<mpsc::Sender<Result<pb::BuildEvent, Status>>>,
+}
+
+impl Events {
+    /// Events into `tx`.
+    pub fn new(tx: mpsc::Sender<Result<pb::BuildEvent, Status>>) -> Self {
+        Self { tx: Some(tx) }
+    }
+
+    fn none() -> Self {
+        Self { tx: None }
+    }
+
+    /// Sends one event.
+    pub async fn send(&self, event: Event) -> Result<(), ExecutorError> {
+        let Some(tx) = &self.tx else { return Ok(()) };
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let ev = pb::BuildEvent {
+            time: Some(prost_types::Timestamp { seconds: now.as_secs() as i64, nanos: now.subsec_nanos() as i32 }),
+            event: Some(event),
+        };
+        tx.send(Ok(ev)).await.map_err(|_| ExecutorError::Cancelled)
+    }
+}
+
+/// Per-build values every step reads.
+struct BuildCtx<'a> {
+    req: &'a pb::BuildRequest,
+    build_id: String,
+    context: Option<Arc<Context>>,
+    parsed: pp::Dockerfile,
+    bases: HashMap<String, BaseImage>,
+    events: Events,
+    mode: Mode,
+    clamp: i64,
+    explanations: tokio::sync::Mutex<Vec<pb::StepExplanation>>,
+    lease: Option<String>,
+}
+
+/// The mutable state of a stage walk.
+struct StageState {
+    config: ImageConfig,
+    layers: Vec<Layer>,
+    key: String,
+    workdir: String,
+    shell: Vec<String>,
+    cmd_set: bool,
+    /// History entries added by this stage, with their time when known.
+    new_history: Vec<(History, Option<i64>)>,
+}
+
+impl Engine {
+    /// Opens the executor's directory.
+    pub fn open(dir: &Path, peers: Peers) -> Result<Self, ExecutorError> {
+        let local = LocalCache::open(dir)?;
+        Ok(Self { dir: dir.to_path_buf(), peers, local, runtime: tokio::sync::OnceCell::new() })
+    }
+
+    /// The runtime and snapshotter, probed on first use.
+    pub async fn runtime(&self) -> Result<(Runtime, SnapshotterKind), ExecutorError> {
+        let probed = self
+            .runtime
+            .get_or_init(|| async {
+                let kind = probe_overlay(&self.local.scratch("overlay-probe"));
+                info!(snapshotter = %kind, "snapshotter selected");
+                Runtime::probe(&self.dir.join("runtime-state"), &self.dir.join("tmp"))
+                    .await
+                    .map(|r| (r, kind))
+                    .map_err(|e| e.to_string())
+            })
+            .await;
+        probed.clone().map_err(ExecutorError::Runtime)
+    }
+
+    /// Runs a build; the result is also sent as the last event.
+    pub async fn build(&self, req: pb::BuildRequest, build_id: String, events: Events) -> Result<pb::ImageDone, ExecutorError> {
+        let mut ctx = self.prepare(&req, build_id, events, Mode::Build).await?;
+        let total: u32 = ctx.parsed.build_order.iter().map(|i| 1 + ctx.parsed.stages[*i as usize].instructions.len() as u32).sum();
+        let runtime = match self.runtime().await {
+            Ok((r, k)) => format!("{}, {k}", r.describe()),
+            Err(e) => format!("unavailable: {e}"),
+        };
+        ctx.events
+            .send(Event::Started(pb::BuildStarted { build_id: ctx.build_id.clone(), total_steps: total, runtime }))
+            .await?;
+        ctx.lease = self.create_lease(&ctx.build_id).await;
+        let result = self.run_stages(&ctx).await;
+        let done = match result {
+            Ok(target) => self.finish(&ctx, target).await,
+            Err(e) => Err(e),
+        };
+        if let Some(lease) = &ctx.lease {
+            let _ = self.peers.store.clone().delete_lease(ls::DeleteLeaseRequest { id: lease.clone() }).await;
+        }
+        done
+    }
+
+    /// Computes every step's key and explains the misses.
+    pub async fn explain(&self, req: pb::BuildRequest) -> Result<pb::ExplainBuildResponse, ExecutorError> {
+        let ctx = self.prepare(&req, "explain".into(), Events::none(), Mode::Explain).await?;
+        self.run_stages(&ctx).await?;
+        Ok(pb::ExplainBuildResponse { steps: ctx.explanations.into_inner() })
+    }
+
+    async fn prepare<'a>(&self, req: &'a pb::BuildRequest, build_id: String, events: Events, mode: Mode) -> Result<BuildCtx<'a>, ExecutorError> {
+        for tag in &req.tags {
+            Reference::parse_tag(tag).map_err(|e| ExecutorError::InvalidArgument(format!("invalid tag {tag:?}: {e}")))?;
+        }
+        let context = if req.context_digest.is_empty() {
+            None
+        } else {
+            Some(self.local.ensure_context(&self.peers, &req.context_digest).await?)
+        };
+        let dockerfile = if !req.dockerfile_content.is_empty() {
+            req.dockerfile_content.clone()
+        } else {
+            let name = if req.dockerfile_path.is_empty() { "Dockerfile" } else { &req.dockerfile_path };
+            let ctx = context
+                .as_ref()
+                .ok_or_else(|| ExecutorError::InvalidArgument("no Dockerfile: send dockerfile_content or a context holding it".into()))?;
+            let path = resolve_in_root(&ctx.dir, name, true)?;
+            std::fs::read(&path).map_err(|_| ExecutorError::NotFound(format!("the build context has no {name}")))?
+        };
+        let mut parsed = self.parse(&dockerfile, req, HashMap::new()).await?;
+        let mut bases = HashMap::new();
+        for &i in &parsed.dockerfile.as_ref().map(|d| d.build_order.clone()).unwrap_or_default() {
+            let stage = &parsed.dockerfile.as_ref().expect("parsed").stages[i as usize];
+            if stage.scratch || stage.base_stage.is_some() || bases.contains_key(&stage.base) {
+                continue;
+            }
+            let base = self.resolve_image(&stage.base).await?;
+            bases.insert(stage.base.clone(), base);
+        }
+        let defaults: HashMap<String, pp::BaseImageDefaults> = bases
+            .iter()
+            .filter(|(_, b)| {
+                let c = &b.config.config;
+                c.env.is_some() || c.working_dir.is_some() || c.shell.is_some()
+            })
+            .map(|(name, b)| {
+                let c = &b.config.config;
+                let env = c
+                    .env
+                    .iter()
+                    .flatten()
+                    .map(|e| {
+                        let (k, v) = e.split_once('=').unwrap_or((e, ""));
+                        pp::KeyValue { key: k.to_owned(), value: v.to_owned() }
+                    })
+                    .collect();
+                (
+                    name.clone(),
+                    pp::BaseImageDefaults { env, working_dir: c.working_dir.clone().unwrap_or_default(), shell: c.shell.clone().unwrap_or_default() },
+                )
+            })
+            .collect();
+        if !defaults.is_empty() {
+            parsed = self.parse(&dockerfile, req, defaults).await?;
+        }
+        for w in &parsed.warnings {
+            events
+                .send(Event::Warning(pb::BuildWarning { rule: w.rule.clone(), message: w.message.clone(), line: w.span.map_or(0, |s| s.start_line) }))
+                .await?;
+        }
+        let parsed = parsed.dockerfile.ok_or_else(|| ExecutorError::Internal("the parser returned no Dockerfile".into()))?;
+        Ok(BuildCtx {
+            req,
+            build_id,
+            context,
+            parsed,
+            bases,
+            events,
+            mode,
+            clamp: req.source_date_epoch.unwrap_or(0),
+            explanations: tokio::sync::Mutex::new(Vec::new()),
+            lease: None,
+        })
+    }
+
+    async fn parse(&self, content: &[u8], req: &pb::BuildRequest, base_images: HashMap<String, pp::BaseImageDefaults>) -> Result<pp::ParseDockerfileResponse, ExecutorError> {
+        let request = pp::ParseDockerfileRequest {
+            content: content.to_vec(),
+            filename: if req.dockerfile_path.is_empty() { "Dockerfile".into() } else { req.dockerfile_path.clone() },
+            build_args: req.build_args.clone(),
+            target: req.target.clone(),
+            platform: None,
+            include_ast_dump: false,
+            base_images,
+        };
+        let response = self.peers.parser.clone().parse_dockerfile(request).await.map_err(|s| match s.code() {
+            tonic::Code::InvalidArgument | tonic::Code::NotFound => ExecutorError::InvalidArgument(s.message().to_owned()),
+            _ => ExecutorError::peer("parser")(s),
+        })?;
+        Ok(response.into_inner())
+    }
+
+    async fn resolve_image(&self, name: &str) -> Result<BaseImage, ExecutorError> {
+        let reference = Reference::parse(name).map_err(|e| ExecutorError::InvalidArgument(format!("invalid image reference {name:?}: {e}")))?;
+        let manifest_digest = match reference.digest() {
+            Some(d) => d.to_string(),
+            None => match self.peers.tags.clone().resolve_tag(ti::ResolveTagRequest { name: name.to_owned() }).await {
+                Ok(t) => t.into_inner().digest,
+                Err(s) if s.code() == tonic::Code::NotFound => {
+                    return Err(ExecutorError::NotFound(format!(
+                        "image {name:?} not found: no such tag in the tag index (import it with `strata import`, load or build it first)"
+                    )));
+                }
+                Err(s) => return Err(ExecutorError::peer("tag index")(s)),
+            },
+        };
+        let missing = |what: &str| ExecutorError::NotFound(format!("image {name:?}: {what} is not in the layer store"));
+        let bytes = self.peers.get_blob(&manifest_digest).await.map_err(|e| match e {
+            ExecutorError::Peer { status, .. } if status.code() == tonic::Code::NotFound => missing(&format!("manifest {manifest_digest}")),
+            e => e,
+        })?;
+        let bytes = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+            Ok(v) if v.get("manifests").is_some() => {
+                let index: strata_image::Index = serde_json::from_value(v)
+                    .map_err(|e| ExecutorError::InvalidArgument(format!("image {name:?}: invalid index: {e}")))?;
+                let pick = index
+                    .manifests
+                    .iter()
+                    .find(|d| d.platform.as_ref().is_none_or(|p| p.os == "linux" && p.architecture == "amd64"))
+                    .ok_or_else(|| ExecutorError::NotFound(format!("image {name:?} has no linux/amd64 manifest")))?;
+                self.peers.get_blob(&pick.digest).await?
+            }
+            _ => bytes,
+        };
+        let manifest = Manifest::parse(&bytes).map_err(|e| ExecutorError::InvalidArgument(format!("image {name:?}: {e}")))?;
+        let config_bytes = self.peers.get_blob(&manifest.config.digest).await.map_err(|_| missing(&format!("config {}", manifest.config.digest)))?;
+        let config = ImageConfig::parse(&config_bytes).map_err(|e| ExecutorError::InvalidArgument(format!("image {name:?}: {e}")))?;
+        manifest.validate_against(&config).map_err(|e| ExecutorError::InvalidArgument(format!("image {name:?}: {e}")))?;
+        let layers = config
+            .rootfs
+            .diff_ids
+            .iter()
+            .zip(&manifest.layers)
+            .map(|(diff_id, d)| {
+                Ok(Layer {
+                    diff_id: Digest::parse(diff_id).map_err(|e| ExecutorError::InvalidArgument(format!("image {name:?}: bad diff_id: {e}")))?,
+                    blob: d.digest.clone(),
+                    size: d.size,
+                })
+            })
+            .collect::<Result<Vec<_>, ExecutorError>>()?;
+        Ok(BaseImage { manifest_digest, config, layers })
+    }
+
+    async fn create_lease(&self, build_id: &str) -> Option<String> {
+        let request = ls::CreateLeaseRequest {
+            id: String::new(),
+            ttl_seconds: 6 * 3600,
+            labels: [("build".to_owned(), build_id.to_owned())].into(),
+        };
+        match self.peers.store.clone().create_lease(request).await {
+            Ok(l) => Some(l.into_inner().id),
+            Err(e) => {
+                warn!(error = %e.message(), "no lease for this build; its blobs are unprotected from GC until tagged");
+                None
+            }
+        }
+    }
+
+    async fn lease_add(&self, ctx: &BuildCtx<'_>, digests: Vec<String>) {
+        if let Some(id) = &ctx.lease {
+            let _ = self.peers.store.clone().add_lease_resources(ls::AddLeaseResourcesRequest { id: id.clone(), digests }).await;
+        }
+    }
+
+    async fn run_stages(&self, ctx: &BuildCtx<'_>) -> Result<StageResult, ExecutorError> {
+        let mut results: HashMap<u32, StageResult> = HashMap::new();
+        let mut step = 0u32;
+        for &index in &ctx.parsed.build_order {
+            let stage = &ctx.parsed.stages[index as usize];
+            let result = self.run_stage(ctx, stage, step, &results).await?;
+            step += 1 + stage.instructions.len() as u32;
+            results.insert(index, result);
+        }
+        results
+            .remove(&ctx.parsed.target_stage)
+            .ok_or_else(|| ExecutorError::Internal("the target stage was not built".into()))
+    }
+
+    async fn run_stage(&self, ctx: &BuildCtx<'_>, stage: &pp::Stage, first_step: u32, results: &HashMap<u32, StageResult>) -> Result<StageResult, ExecutorError> {
+        let from_step = first_step + 1;
+        let started = Instant::now();
+        ctx.events
+            .send(Event::StepStarted(pb::StepStarted {
+                step: from_step,
+                stage: stage.index,
+                stage_name: stage.name.clone(),
+                instruction: stage.original.clone(),
+                ..Default::default()
+            }))
+            .await?;
+        let (mut config, layers, key) = if stage.scratch {
+            let config = ImageConfig {
+                architecture: "amd64".into(),
+                os: "linux".into(),
+                rootfs: RootFs { kind: "layers".into(), diff_ids: vec![] },
+                ..Default::default()
+            };
+            (config, vec![], "scratch".to_owned())
+        } else if let Some(b) = stage.base_stage {
+            let r = results.get(&b).ok_or_else(|| ExecutorError::Internal(format!("stage {b} was not built before stage {}", stage.index)))?;
+            (r.config.clone(), r.layers.clone(), r.key.clone())
+        } else {
+            let base = ctx.bases.get(&stage.base).ok_or_else(|| ExecutorError::Internal(format!("base {} not resolved", stage.base)))?;
+            (base.config.clone(), base.layers.clone(), format!("image:{}", base.manifest_digest))
+        };
+        if config.config.env_var("PATH").is_none() {
+            config.config.set_env_var("PATH", strata_dockerfile::DEFAULT_PATH);
+        }
+        config.config.on_build = None;
+        config.architecture = "amd64".into();
+        config.os = "linux".into();
+        ctx.events
+            .send(Event::StepFinished(pb::StepFinished { step: from_step, duration_ms: started.elapsed().as_millis() as u64, cached: false }))
+            .await?;
+        self.explain_meta(ctx, from_step, &stage.original).await;
+        let workdir = config.config.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into());
+        let shell = config.config.shell.clone().unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
+        let mut state = StageState { config, layers, key, workdir, shell, cmd_set: false, new_history: Vec::new() };
+        for (i, inst) in stage.instructions.iter().enumerate() {
+            let step = from_step + 1 + i as u32;
+            self.run_instruction(ctx, stage, step, inst, &mut state, results)
+                .await
+                .map_err(|e| e.at_step(step, &inst.original))?;
+        }
+        // History times: each entry takes the time of the latest layer step at or before it,
+        // entries before any take the first layer step's, and with none at all: now.
+        let fixed = ctx.req.source_date_epoch;
+        let known: Vec<Option<i64>> = state.new_history.iter().map(|(_, t)| *t).collect();
+        let first = known.iter().flatten().next().copied().unwrap_or_else(history::now_unix);
+        let mut last = first;
+        let mut latest = None;
+        for (h, t) in &mut state.new_history {
+            if let Some(t) = t {
+                last = *t;
+            }
+            let when = fixed.unwrap_or(last);
+            h.created = Some(history::rfc3339(when));
+            latest = Some(latest.map_or(when, |l: i64| l.max(when)));
+        }
+        let mut config = state.config;
+        config.history.extend(state.new_history.into_iter().map(|(h, _)| h));
+        if let Some(t) = fixed.or(latest) {
+            config.created = Some(history::rfc3339(t));
+        }
+        config.rootfs.diff_ids = state.layers.iter().map(|l| l.diff_id.to_string()).collect();
+        Ok(StageResult { config, layers: state.layers, key: state.key })
+    }
+
+    async fn explain_meta(&self, ctx: &BuildCtx<'_>, step: u32, instruction: &str) {
+        if ctx.mode == Mode::Explain {
+            ctx.explanations.lock().await.push(pb::StepExplanation {
+                step,
+                instruction: instruction.to_owned(),
+                cache_key: String::new(),
+                cached: true,
+                changes: vec![],
+            });
+        }
+    }
+
+    async fn meta_step(&self, ctx: &BuildCtx<'_>, stage: &pp::Stage, step: u32, inst: &pp::Instruction, state: &mut StageState, created_by: Option<String>) -> Result<(), ExecutorError> {
+        ctx.events
+            .send(Event::StepStarted(pb::StepStarted {
+                step,
+                stage: stage.index,
+                stage_name: stage.name.clone(),
+                instruction: inst.original.clone(),
+                ..Default::default()
+            }))
+            .await?;
+        if let Some(created_by) = created_by {
+            state.new_history.push((
+                History { created: None, created_by: Some(created_by), author: None, comment: Some(COMMENT.into()), empty_layer: true },
+                None,
+            ));
+        }
+        ctx.events.send(Event::StepFinished(pb::StepFinished { step, duration_ms: 0, cached: false })).await?;
+        self.explain_meta(ctx, step, &inst.original).await;
+        Ok(())
+    }
+
+    async fn run_instruction(
+        &self,
+        ctx: &BuildCtx<'_>,
+        stage: &pp::Stage,
+        step: u32,
+        inst: &pp::Instruction,
+        state: &mut StageState,
+        results: &HashMap<u32, StageResult>,
+    ) -> Result<(), ExecutorError> {
+        let Some(detail) = &inst.detail else {
+            return Err(ExecutorError::InvalidArgument(format!("unsupported instruction {}", inst.keyword)));
+        };
+        let c = &mut state.config.config;
+        let shell_wrap = |shell: &[String], cmd: &pp::Command| -> Vec<String> {
+            if cmd.shell_form {
+                let mut v = shell.to_vec();
+                v.push(cmd.args.first().cloned().unwrap_or_default());
+                v
+            } else {
+                cmd.args.clone()
+            }
+        };
+        let created_by = match detail {
+            Detail::Env(kv) => {
+                for p in &kv.pairs {
+                    c.set_env_var(&p.key, &p.value);
+                }
+                Some(format!("ENV {}", kv.pairs.iter().map(|p| format!("{}={}", p.key, p.value)).collect::<Vec<_>>().join(" ")))
+            }
+            Detail::Label(kv) => {
+                let labels = c.labels.get_or_insert_with(BTreeMap::new);
+                for p in &kv.pairs {
+                    labels.insert(p.key.clone(), p.value.clone());
+                }
+                Some(format!("LABEL {}", kv.pairs.iter().map(|p| format!("{}={}", p.key, p.value)).collect::<Vec<_>>().join(" ")))
+            }
+            Detail::Arg(a) => Some(format!(
+                "ARG {}",
+                a.args
+                    .iter()
+                    .map(|d| match &d.value {
+                        Some(v) => format!("{}={v}", d.name),
+                        None => d.name.clone(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )),
+            Detail::Maintainer(m) => {
+                state.config.author = Some(m.value.clone());
+                Some(format!("MAINTAINER {}", m.value))
+            }
+            Detail::Cmd(cmd) => {
+                let cmd = cmd.command.clone().unwrap_or_default();
+                let v = shell_wrap(&state.shell, &cmd);
+                c.cmd = Some(v.clone());
+                c.args_escaped = Some(true);
+                state.cmd_set = true;
+                Some(format!("CMD {}", history::go_quoted_list(&v)))
+            }
+            Detail::Entrypoint(ep) => {
+                let ep = ep.command.clone().unwrap_or_default();
+                let v = shell_wrap(&state.shell, &ep);
+                c.entrypoint = if v.is_empty() { None } else { Some(v.clone()) };
+                if !state.cmd_set {
+                    c.cmd = None;
+                }
+                Some(format!("ENTRYPOINT {}", history::go_quoted_list(&v)))
+            }
+            Detail::Shell(sh) => {
+                let v = sh.command.clone().unwrap_or_default().args;
+                c.shell = Some(v.clone());
+                state.shell = v.clone();
+                Some(format!("SHELL {}", history::go_list(&v)))
+            }
+            Detail::Expose(e) => {
+                let mut ports = Vec::new();
+                for p in &e.ports {
+                    let (num, proto) = p.split_once('/').unwrap_or((p, "tcp"));
+                    let proto = proto.to_ascii_lowercase();
+                    match num.split_once('-') {
+                        Some((a, b)) => {
+                            let (a, b): (u32, u32) = (
+                                a.parse().map_err(|_| ExecutorError::InvalidArgument(format!("invalid containerPort: {num}")))?,
+                                b.parse().map_err(|_| ExecutorError::InvalidArgument(format!("invalid containerPort: {num}")))?,
+                            );
+                            for n in a..=b {
+                                ports.push(format!("{n}/{proto}"));
+                            }
+                        }
+                        None => ports.push(format!("{num}/{proto}")),
+                    }
+                }
+                let set = c.exposed_ports.get_or_insert_with(BTreeMap::new);
+                for p in &ports {
+                    set.insert(p.clone(), Default::default());
+                }
+                Some(format!("EXPOSE {}", history::go_list(&ports)))
+            }
+            Detail::User(u) => {
+                c.user = Some(u.value.clone());
+                Some(format!("USER {}", u.value))
+            }
+            Detail::Volume(v) => {
+                let set = c.volumes.get_or_insert_with(BTreeMap::new);
+                for p in &v.paths {
+                    if p.trim().is_empty() {
+                        return Err(ExecutorError::InvalidArgument("VOLUME specified can not be an empty string".into()));
+                    }
+                    set.insert(p.clone(), Default::default());
+                }
+                Some(format!("VOLUME {}", history::go_list(&v.paths)))
+            }
+            Detail::Stopsignal(s) => {
+                c.stop_signal = Some(s.value.clone());
+                Some(format!("STOPSIGNAL {}", s.value))
+            }
+            Detail::Healthcheck(h) => {
+                let hc = if h.none {
+                    Healthcheck { test: Some(vec!["NONE".into()]), ..Default::default() }
+                } else {
+                    let cmd = h.command.clone().unwrap_or_default();
+                    let nz = |v: i64| (v != 0).then_some(v);
+                    Healthcheck {
+                        test: Some(cmd.args.clone()),
+                        interval: nz(h.interval_ns),
+                        timeout: nz(h.timeout_ns),
+                        start_period: nz(h.start_period_ns),
+                        start_interval: nz(h.start_interval_ns),
+                        retries: (h.retries != 0).then_some(h.retries as i64),
+                    }
+                };
+                let text = history::healthcheck(&hc);
+                c.healthcheck = Some(hc);
+                Some(text)
+            }
+            Detail::Onbuild(o) => {
+                c.on_build.get_or_insert_with(Vec::new).push(o.trigger.clone());
+                None
+            }
+            Detail::Workdir(w) => {
+                let path = if w.value.starts_with('/') { clean(&w.value) } else { clean(&format!("{}/{}", state.workdir, w.value)) };
+                if path == "/proc" || path.starts_with("/proc/") || path == "/sys" || path.starts_with("/sys/") {
+                    return Err(ExecutorError::InvalidArgument(format!(
+                        "WORKDIR {path}: /proc and /sys are the container's kernel filesystems, not part of the image"
+                    )));
+                }
+                c.working_dir = Some(path.clone());
+                state.workdir = path.clone();
+                if path == "/" {
+                    Some(format!("WORKDIR {path}"))
+                } else {
+                    let pre = self.preimage(state, "WORKDIR", vec![path.clone()]);
+                    let user = state.config.config.user.clone().unwrap_or_default();
+                    return self
+                        .layer_step(ctx, stage, step, inst, state, pre, format!("WORKDIR {path}"), Action::Mkdir { path, user })
+                        .await;
+                }
+            }
+            Detail::Run(run) => return self.run_step(ctx, stage, step, inst, run, state).await,
+            Detail::Copy(copy) => return self.copy_step(ctx, stage, step, inst, copy, false, state, results).await,
+            Detail::Add(copy) => return self.copy_step(ctx, stage, step, inst, copy, true, state, results).await,
+        };
+        self.meta_step(ctx, stage, step, inst, state, created_by).await
+    }
+
+    fn preimage(&self, state: &StageState, kind: &str, args: Vec<String>) -> Preimage {
+        Preimage {
+            version: PREIMAGE_VERSION,
+            parent: state.key.clone(),
+            kind: kind.to_owned(),
+            args,
+            workdir: state.workdir.clone(),
+            user: state.config.config.user.clone().unwrap_or_default(),
+            shell: state.shell.clone(),
+            platform: PLATFORM.into(),
+            ..Default::default()
+        }
+    }
+
+    async fn run_step(&self, ctx: &BuildCtx<'_>, stage: &pp::Stage, step: u32, inst: &pp::Instruction, run: &pp::RunInstruction, state: &mut StageState) -> Result<(), ExecutorError> {
+        if !run.mounts.is_empty() {
+            return Err(ExecutorError::InvalidArgument(format!("line {}: RUN --mount is not supported by this executor yet", inst.span.map_or(0, |s| s.start_line))));
+        }
+        let host_network = match run.network.as_str() {
+            "" | "default" | "none" => false,
+            "host" if ctx.req.allow_host_network => true,
+            "host" => return Err(ExecutorError::InvalidArgument("RUN --network=host needs the build to allow host networking (--allow network.host)".into())),
+            other => return Err(ExecutorError::InvalidArgument(format!("invalid network mode {other:?}"))),
+        };
+        if run.security == "insecure" {
+            return Err(ExecutorError::InvalidArgument("RUN --security=insecure is not allowed".into()));
+        }
+        let cmd = run.command.clone().unwrap_or_default();
+        let argv = if cmd.shell_form {
+            let mut script = cmd.args.first().cloned().unwrap_or_default();
+            if let Some(h) = cmd.heredocs.first()
+                && (script.trim() == format!("<<{}", h.name) || script.trim() == format!("<<-{}", h.name))
+            {
+                script = h.content.clone();
+            }
+            let mut v = state.shell.clone();
+            v.push(script);
+            v
+        } else {
+            cmd.args.clone()
+        };
+        let mut env: Vec<(String, String)> = inst.build_env.iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect();
+        if !env.iter().any(|(k, _)| k == "PATH") {
+            env.insert(0, ("PATH".into(), strata_dockerfile::DEFAULT_PATH.into()));
+        }
+        let args_in_scope: Vec<(String, String)> = inst.args_in_scope.iter().map(|a| (a.name.clone(), a.value.clone().unwrap_or_default())).collect();
+        let mut pre = self.preimage(state, "RUN", argv.clone());
+        pre.env = env.iter().cloned().collect();
+        pre.flags.insert("network".into(), if host_network { "host".into() } else { "none".into() });
+        let created_by = history::run(&args_in_scope, &argv);
+        let user = state.config.config.user.clone().unwrap_or_default();
+        let action = Action::Run {
+            argv,
+            env: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            cwd: state.workdir.clone(),
+            user,
+            host_network,
+        };
+        self.layer_step(ctx, stage, step, inst, state, pre, created_by, action).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn copy_step(
+        &self,
+        ctx: &BuildCtx<'_>,
+        stage: &pp::Stage,
+        step: u32,
+        inst: &pp::Instruction,
+        copy: &pp::CopyInstruction,
+        is_add: bool,
+        state: &mut StageState,
+        results: &HashMap<u32, StageResult>,
+    ) -> Result<(), ExecutorError> {
+        let keyword = if is_add { "ADD" } else { "COPY" };
+        if !copy.heredocs.is_empty() {
+            return Err(ExecutorError::InvalidArgument(format!("{keyword} with a heredoc source is not supported by this executor yet")));
+        }
+        if copy.parents {
+            return Err(ExecutorError::InvalidArgument(format!("{keyword} --parents is not supported by this executor yet")));
+        }
+        let dest_is_dir = copy.destination.ends_with('/') || copy.destination.ends_with("/.") || copy.destination == ".";
+        let dest = if copy.destination.starts_with('/') {
+            clean(&copy.destination)
+        } else {
+            clean(&format!("{}/{}", state.workdir, copy.destination))
+        };
+        let mode = if copy.chmod.is_empty() { None } else { Some(cp::parse_chmod(&copy.chmod)?) };
+        let mut pre = self.preimage(state, keyword, copy.sources.iter().cloned().chain([dest.clone(), dest_is_dir.to_string()]).collect());
+        pre.flags.insert("chown".into(), copy.chown.clone());
+        pre.flags.insert("chmod".into(), copy.chmod.clone());
+        pre.flags.insert("link".into(), copy.link.to_string());
+        pre.flags.insert("exclude".into(), copy.excludes.join("\n"));
+        // Sources: a stage, an image, a URL (ADD), or the context.
+        let (urls, locals): (Vec<&String>, Vec<&String>) = copy.sources.iter().partition(|s| s.starts_with("http://") || s.starts_with("https://"));
+        let mut source = SourceRoot::None;
+        let mut downloads: Vec<Download> = Vec::new();
+        if !urls.is_empty() {
+            if !is_add {
+                return Err(ExecutorError::InvalidArgument("source can't be a URL for COPY".into()));
+            }
+            if !copy.checksum.is_empty() && copy.sources.len() != 1 {
+                return Err(ExecutorError::InvalidArgument("checksum can't be specified for multiple sources".into()));
+            }
+            for url in &urls {
+                let d = self.download(ctx, url, &copy.checksum, step).await?;
+                pre.sources.insert((*url).clone(), d.digest.to_string());
+                downloads.push(d);
+            }
+        } else if !copy.checksum.is_empty() {
+            return Err(ExecutorError::InvalidArgument(if is_add { "checksum requires HTTP(S) or Git sources".into() } else { "checksum can't be specified for COPY".into() }));
+        }
+        if !copy.from.is_empty() {
+            let from_stage = ctx
+                .parsed
+                .stages
+                .iter()
+                .find(|s| s.name.eq_ignore_ascii_case(&copy.from) || (copy.from.parse::<u32>().ok() == Some(s.index)));
+            match from_stage {
+                Some(s) => {
+                    let r = results.get(&s.index).ok_or_else(|| {
+                        ExecutorError::InvalidArgument(format!(
+                            "cannot copy from stage {:?}, it needs to be defined before current stage {:?}",
+                            copy.from, stage.name
+                        ))
+                    })?;
+                    pre.flags.insert("from".into(), r.key.clone());
+                    source = SourceRoot::Layers(r.layers.clone());
+                }
+                None => {
+                    let image = self.resolve_image(&copy.from).await?;
+                    pre.flags.insert("from".into(), format!("image:{}", image.manifest_digest));
+                    source = SourceRoot::Layers(image.layers.clone());
+                }
+            }
+            for s in &locals {
+                pre.sources.insert((*s).clone(), String::new());
+            }
+        } else if !locals.is_empty() {
+            let context = ctx
+                .context
+                .clone()
+                .ok_or_else(|| ExecutorError::InvalidArgument(format!("{keyword} needs a build context, and this build has none")))?;
+            let sources: Vec<String> = locals.iter().map(|s| s.to_string()).collect();
+            let dir = context.dir.clone();
+            let excludes = copy.excludes.clone();
+            let hashes = tokio::task::spawn_blocking(move || -> Result<Vec<(String, String)>, ExecutorError> {
+                let mut out = Vec::new();
+                for s in &sources {
+                    let (matches, _) = cp::select_sources(&dir, std::slice::from_ref(s))?;
+                    let mut h = strata_types::Hasher::new();
+                    for m in &matches {
+                        h.update(m.rel.as_bytes());
+                        h.update(cp::content_hash(m, &excludes, Some(&context.file_digests))?.to_string().as_bytes());
+                    }
+                    out.push((s.clone(), h.finish().to_string()));
+                }
+                Ok(out)
+            })
+            .await
+            .map_err(|e| ExecutorError::Internal(e.to_string()))??;
+            pre.sources.extend(hashes);
+            source = SourceRoot::Context(ctx.context.clone().expect("checked"));
+        }
+        let owner = copy.chown.clone();
+        let created_by = history::copy(keyword, copy.parents, &copy.chown, &copy.chmod, &copy.sources, &[], &copy.destination);
+        let action = Action::Copy {
+            source,
+            sources: locals.into_iter().cloned().collect(),
+            downloads,
+            dest,
+            dest_is_dir,
+            excludes: copy.excludes.clone(),
+            chown: owner,
+            mode,
+            unpack: is_add && copy.unpack.unwrap_or(true),
+            link: copy.link && copy.chmod.is_empty(),
+        };
+        self.layer_step(ctx, stage, step, inst, state, pre, created_by, action).await
+    }
+
+    async fn download(&self, ctx: &BuildCtx<'_>, url: &str, checksum: &str, step: u32) -> Result<Download, ExecutorError> {
+        let dir = self.local.scratch(&format!("{}-{step}-download", ctx.build_id));
+        std::fs::create_dir_all(&dir).map_err(|e| ExecutorError::io_op("creating", &dir, e))?;
+        let failed = |e: String| ExecutorError::InvalidArgument(format!("failed to download {url}: {e}"));
+        let mut response = reqwest::get(url).await.map_err(|e| failed(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(failed(format!("HTTP {}", response.status())));
+        }
+        let name = url
+            .split(['?', '#'])
+            .next()
+            .and_then(|u| u.trim_end_matches('/').rsplit('/').next())
+            .filter(|n| !n.is_empty() && !n.contains(':'))
+            .unwrap_or("__unnamed__")
+            .to_owned();
+        let path = dir.join("content");
+        let mut hasher = strata_types::Hasher::new();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| failed(e.to_string()))? {
+            hasher.update(&chunk);
+            bytes.extend_from_slice(&chunk);
+        }
+        let digest = hasher.finish();
+        if !checksum.is_empty() {
+            let want = Digest::parse(checksum).map_err(|e| ExecutorError::InvalidArgument(format!("invalid checksum {checksum:?}: {e}")))?;
+            if want != digest {
+                return Err(ExecutorError::InvalidArgument(format!("digest mismatch for {url}: expected {want}, got {digest}")));
+            }
+        }
+        std::fs::write(&path, &bytes).map_err(|e| ExecutorError::io_op("writing", &path, e))?;
+        Ok(Download { path, dir, name, digest })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn layer_step(
+        &self,
+        ctx: &BuildCtx<'_>,
+        stage: &pp::Stage,
+        step: u32,
+        inst: &pp::Instruction,
+        state: &mut StageState,
+        pre: Preimage,
+        created_by: String,
+        action: Action,
+    ) -> Result<(), ExecutorError> {
+        let key = pre.key().to_string();
+        let started = Instant::now();
+        let hit = if ctx.req.no_cache && ctx.mode == Mode::Build {
+            None
+        } else {
+            match self.peers.store.clone().get_cache_entry(ls::GetCacheEntryRequest { key: key.clone() }).await {
+                Ok(e) => Some(e.into_inner()),
+                Err(s) if s.code() == tonic::Code::NotFound => None,
+                Err(s) => return Err(ExecutorError::peer("layer store")(s)),
+            }
+        };
+        let miss_reason = match (&hit, ctx.req.no_cache) {
+            (Some(_), _) => String::new(),
+            (None, true) if ctx.mode == Mode::Build => "--no-cache".into(),
+            (None, _) => self.explain_miss(&pre).await.join("; "),
+        };
+        if ctx.mode == Mode::Explain {
+            ctx.explanations.lock().await.push(pb::StepExplanation {
+                step,
+                instruction: inst.original.clone(),
+                cache_key: key.clone(),
+                cached: hit.is_some(),
+                changes: if hit.is_some() { vec![] } else { vec![miss_reason] },
+            });
+            state.key = key;
+            return Ok(());
+        }
+        ctx.events
+            .send(Event::StepStarted(pb::StepStarted {
+                step,
+                stage: stage.index,
+                stage_name: stage.name.clone(),
+                instruction: inst.original.clone(),
+                cache_key: key.clone(),
+                cache_miss_reason: miss_reason,
+            }))
+            .await?;
+        let mut history_entry = History { created: None, created_by: Some(created_by), author: None, comment: Some(COMMENT.into()), empty_layer: true };
+        if let Some(entry) = hit {
+            let time = ImageConfig::parse(&entry.config).ok().and_then(|c| c.created).and_then(|c| parse_rfc3339(&c));
+            if !entry.layer_digest.is_empty() {
+                let size = self.blob_size(&entry.layer_digest).await?;
+                let diff_id = Digest::parse(&entry.layer_digest).map_err(|e| ExecutorError::Internal(format!("bad cache entry: {e}")))?;
+                state.layers.push(Layer { diff_id, blob: entry.layer_digest.clone(), size });
+                history_entry.empty_layer = false;
+                self.lease_add(ctx, vec![entry.layer_digest.clone()]).await;
+            }
+            state.new_history.push((history_entry, time.or(Some(history::now_unix()))));
+            state.key = key.clone();
+            ctx.events.send(Event::StepCached(pb::StepCached { step, cache_key: key })).await?;
+            ctx.events
+                .send(Event::StepFinished(pb::StepFinished { step, duration_ms: started.elapsed().as_millis() as u64, cached: true }))
+                .await?;
+            return Ok(());
+        }
+
+        let layer = self.execute(ctx, step, state, action).await?;
+        let now = history::now_unix();
+        if let Some(layer) = &layer {
+            ctx.events
+                .send(Event::Layer(pb::LayerWritten { step, digest: layer.diff_id.to_string(), size: layer.size }))
+                .await?;
+            state.layers.push(layer.clone());
+            history_entry.empty_layer = false;
+        }
+        state.new_history.push((history_entry, Some(now)));
+        let mut entry_config = state.config.clone();
+        entry_config.created = Some(history::rfc3339(now));
+        entry_config.rootfs.diff_ids = state.layers.iter().map(|l| l.diff_id.to_string()).collect();
+        entry_config.history.clear();
+        let entry = ls::CacheEntry {
+            key: key.clone(),
+            preimage: pre.canonical_json(),
+            layer_digest: layer.as_ref().map(|l| l.diff_id.to_string()).unwrap_or_default(),
+            config: entry_config.to_json(),
+            created_at: None,
+            parent_key: pre.parent.clone(),
+        };
+        if let Err(e) = self.peers.store.clone().put_cache_entry(ls::PutCacheEntryRequest { entry: Some(entry) }).await {
+            warn!(error = %e.message(), key = %key, "could not store a cache entry");
+        }
+        state.key = key;
+        ctx.events
+            .send(Event::StepFinished(pb::StepFinished { step, duration_ms: started.elapsed().as_millis() as u64, cached: false }))
+            .await?;
+        Ok(())
+    }
+
+    async fn blob_size(&self, digest: &str) -> Result<i64, ExecutorError> {
+        match self.peers.store.clone().stat_blob(ls::StatBlobRequest { digest: digest.to_owned() }).await {
+            Ok(info) => Ok(info.into_inner().size),
+            Err(s) => Err(ExecutorError::peer("layer store")(s)),
+        }
+    }
+
+    /// Why `pre` has no entry: the differences to the closest entry with the same parent.
+    async fn explain_miss(&self, pre: &Preimage) -> Vec<String> {
+        let listed = self
+            .peers
+            .store
+            .clone()
+            .list_cache_entries(ls::ListCacheEntriesRequest { parent_key: pre.parent.clone(), page_size: 1000, page_token: String::new() })
+            .await;
+        let Ok(listed) = listed else {
+            return vec!["no cache entry".into()];
+        };
+        let candidates: Vec<Preimage> = listed.into_inner().entries.iter().filter_map(|e| serde_json::from_str(&e.preimage).ok()).collect();
+        if candidates.is_empty() {
+            return vec![if pre.parent.starts_with("sha256:") { "the previous step was rebuilt".into() } else { "no cache entry".into() }];
+        }
+        match cache_key::closest(pre, &candidates) {
+            Some(changes) if !changes.is_empty() => changes.into_iter().map(|c| format!("{} {c}", pre.kind)).collect(),
+            _ => vec!["no cache entry".into()],
+        }
+    }
+
+    /// Runs a layer step's action on a snapshot and stores the layer (None: no change).
+    async fn execute(&self, ctx: &BuildCtx<'_>, step: u32, state: &StageState, action: Action) -> Result<Option<Layer>, ExecutorError> {
+        let (runtime, kind) = match &action {
+            Action::Run { .. } => {
+                let (r, k) = self.runtime().await?;
+                (Some(r), k)
+            }
+            _ => (None, self.runtime().await.map(|(_, k)| k).unwrap_or(SnapshotterKind::Copy)),
+        };
+        let lowers = if matches!(&action, Action::Copy { link: true, .. }) { vec![] } else { self.lowers(&state.layers).await? };
+        let scratch = self.local.scratch(&format!("{}-{step}", ctx.build_id));
+        let mut snap = Snapshot::prepare(kind, &scratch, &lowers, false)?;
+        let root = snap.root().to_path_buf();
+        match action {
+            Action::Run { argv, env, cwd, user, host_network } => {
+                let runtime = runtime.expect("probed above");
+                let cwd_clean = clean(&cwd);
+                if cwd_clean == "/proc" || cwd_clean.starts_with("/proc/") {
+                    return Err(ExecutorError::InvalidArgument(format!("working directory {cwd_clean} is inside /proc")));
+                }
+                let resolved = crate::users::resolve_user(&root, &user)?;
+                let missing_mount_points: Vec<PathBuf> = MOUNT_POINTS.iter().map(|m| root.join(&m[1..])).filter(|p| p.symlink_metadata().is_err()).collect();
+                let spec = RunSpec { args: argv.clone(), env, cwd: cwd_clean, user: resolved, rootfs: root.clone(), host_network };
+                let (tx, mut rx) = mpsc::channel::<(u32, Vec<u8>)>(256);
+                let events = ctx.events.clone();
+                let forward = async move {
+                    let mut last: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+                    while let Some((fd, line)) = rx.recv().await {
+                        last.push_back(String::from_utf8_lossy(&line).trim_end().to_owned());
+                        if last.len() > LAST_LINES {
+                            last.pop_front();
+                        }
+                        if events.send(Event::Log(pb::LogLine { step, fd, data: line })).await.is_err() {
+                            break;
+                        }
+                    }
+                    last
+                };
+                let timeout = match ctx.req.step_timeout_seconds {
+                    0 => DEFAULT_STEP_TIMEOUT,
+                    s => Duration::from_secs(s.into()),
+                };
+                let id = format!("strata-{}-{step}", ctx.build_id);
+                let bundle = self.local.scratch(&format!("{}-{step}-bundle", ctx.build_id));
+                let (code, last) = tokio::join!(runtime.run(&id, &bundle, &spec, tx, timeout), forward);
+                let _ = std::fs::remove_dir_all(&bundle);
+                let code = code?;
+                if code != 0 {
+                    return Err(ExecutorError::RunFailed { command: argv.join(" "), exit_code: code, last_output: last.into() });
+                }
+                for p in missing_mount_points {
+                    let _ = std::fs::remove_dir(p); // only when empty
+                }
+            }
+            Action::Mkdir { path, user } => {
+                let owner = if user.is_empty() {
+                    (0, 0)
+                } else {
+                    let u = crate::users::resolve_user(&root, &user)?;
+                    (u.uid, u.gid)
+                };
+                let r = root.clone();
+                tokio::task::spawn_blocking(move || cp::mkdir_all_in_root(&r, &path, owner))
+                    .await
+                    .map_err(|e| ExecutorError::Internal(e.to_string()))??;
+            }
+            Action::Copy { source, sources, downloads, dest, dest_is_dir, excludes, chown, mode, unpack, link: _ } => {
+                let owner = if chown.is_empty() { None } else { Some(crate::users::resolve_chown(&root, &chown)?) };
+                let attrs = CopyAttrs { owner, mode };
+                let (src_root, _src_snap) = match source {
+                    SourceRoot::Context(c) => (Some(c.dir.clone()), None),
+                    SourceRoot::Layers(layers) => {
+                        let lowers = self.lowers(&layers).await?;
+                        let s = Snapshot::prepare(kind, &self.local.scratch(&format!("{}-{step}-from", ctx.build_id)), &lowers, true)?;
+                        (Some(s.root().to_path_buf()), Some(s))
+                    }
+                    SourceRoot::None => (None, None),
+                };
+                let r = root.clone();
+                tokio::task::spawn_blocking(move || -> Result<(), ExecutorError> {
+                    if let Some(src_root) = &src_root {
+                        let (matches, wildcard) = cp::select_sources(src_root, &sources)?;
+                        let mut plain = Vec::new();
+                        for m in matches {
+                            if unpack && !m.is_dir && cp::archive_kind(&m.path).is_some() {
+                                let dir = cp::mkdir_all_in_root(&r, &dest, attrs.owner.unwrap_or((0, 0)))?;
+                                let file = std::fs::File::open(&m.path).map_err(|e| ExecutorError::io(&m.path, e))?;
+                                let reader = crate::compression::decompressed(file)?;
+                                crate::extract::extract(reader, &dir, crate::extract::ExtractOptions { whiteouts: crate::extract::Whiteouts::Apply, hash_files: false })?;
+                            } else {
+                                plain.push(m);
+                            }
+                        }
+                        if !plain.is_empty() || (wildcard && sources.len() > 1) {
+                            cp::copy_sources(&plain, wildcard || sources.len() > 1, &r, &dest, dest_is_dir, &excludes, attrs)?;
+                        }
+                    }
+                    for d in &downloads {
+                        let target = if dest_is_dir { format!("{}/{}", dest.trim_end_matches('/'), d.name) } else { dest.clone() };
+                        let named = d.dir.join(&d.name);
+                        std::fs::rename(&d.path, &named).map_err(|e| ExecutorError::io(&d.path, e))?;
+                        use std::os::unix::fs::PermissionsExt;
+                        std::fs::set_permissions(&named, std::fs::Permissions::from_mode(0o600)).map_err(|e| ExecutorError::io(&named, e))?;
+                        let m = cp::SourceMatch { rel: d.name.clone(), path: named, is_dir: false };
+                        cp::copy_sources(&[m], false, &r, &target, false, &[], attrs)?;
+                        let _ = std::fs::remove_dir_all(&d.dir);
+                    }
+                    Ok(())
+                })
+                .await
+                .map_err(|e| ExecutorError::Internal(e.to_string()))??;
+            }
+        }
+        let (changes, from) = {
+            let c = snap.changes()?;
+            (c.0, c.1)
+        };
+        if changes.is_empty() {
+            return Ok(None);
+        }
+        let layer = self.store_layer(ctx, from.clone(), changes).await?;
+        if !self.local.layer_dir(&layer.diff_id).exists() && snap.kind() == SnapshotterKind::Overlay {
+            self.local.adopt_layer(&layer.diff_id, &from);
+        }
+        drop(snap);
+        Ok(Some(layer))
+    }
+
+    async fn lowers(&self, layers: &[Layer]) -> Result<Vec<PathBuf>, ExecutorError> {
+        let mut out = Vec::with_capacity(layers.len());
+        for l in layers {
+            out.push(self.local.ensure_layer(&self.peers, &l.diff_id, &l.blob).await?);
+        }
+        Ok(out)
+    }
+
+    async fn store_layer(&self, ctx: &BuildCtx<'_>, root: PathBuf, changes: Vec<Change>) -> Result<Layer, ExecutorError> {
+        let (tx, rx) = mpsc::channel(4);
+        let options = LayerOptions { clamp_mtime: Some(ctx.clamp) };
+        let writing = tokio::task::spawn_blocking(move || -> Result<crate::layer_tar::LayerDigest, ExecutorError> {
+            let out = write_layer(&root, &changes, options, HashingWriter::new(ChannelWriter::new(tx)))
+                .map_err(|e| ExecutorError::io_op("archiving", &root, e))?;
+            let (digest, mut sink) = out.finish();
+            std::io::Write::flush(&mut sink).map_err(|e| ExecutorError::io_op("uploading", &root, e))?;
+            Ok(digest)
+        });
+        let uploading = write_blob(self.peers.store.clone(), rx, media_type::OCI_LAYER_TAR, None);
+        let (written, uploaded) = tokio::join!(writing, uploading);
+        let written = written.map_err(|e| ExecutorError::Internal(e.to_string()))?;
+        let (digest, size) = match (written, uploaded) {
+            (Ok(w), Ok(u)) => {
+                if u.0 != w.digest.to_string() {
+                    return Err(ExecutorError::Internal(format!("the layer store computed {} for a layer hashed as {}", u.0, w.digest)));
+                }
+                (w.digest, w.size as i64)
+            }
+            (Err(e), _) | (_, Err(e)) => return Err(e),
+        };
+        self.lease_add(ctx, vec![digest.to_string()]).await;
+        Ok(Layer { blob: digest.to_string(), diff_id: digest, size })
+    }
+
+    async fn finish(&self, ctx: &BuildCtx<'_>, target: StageResult) -> Result<pb::ImageDone, ExecutorError> {
+        let mut config = target.config;
+        if !ctx.req.labels.is_empty() {
+            let labels = config.config.labels.get_or_insert_with(BTreeMap::new);
+            for (k, v) in &ctx.req.labels {
+                labels.insert(k.clone(), v.clone());
+            }
+        }
+        config.validate().map_err(|e| ExecutorError::Internal(format!("built an invalid config: {e}")))?;
+        let config_bytes = config.to_json();
+        let config_size = config_bytes.len() as i64;
+        let config_digest = self.peers.put_blob(config_bytes, media_type::OCI_CONFIG).await?;
+        let layers: Vec<Descriptor> = target.layers.iter().map(|l| Descriptor::new(media_type::OCI_LAYER_TAR, l.blob.clone(), l.size)).collect();
+        let manifest = Manifest::oci(Descriptor::new(media_type::OCI_CONFIG, config_digest.to_string(), config_size), layers);
+        let manifest_digest = self.peers.put_blob(manifest.to_json(), media_type::OCI_MANIFEST).await?;
+        self.lease_add(ctx, vec![config_digest.to_string(), manifest_digest.to_string()]).await;
+        let mut tags = Vec::new();
+        for tag in &ctx.req.tags {
+            let response = self
+                .peers
+                .tags
+                .clone()
+                .set_tag(ti::SetTagRequest { name: tag.clone(), digest: manifest_digest.to_string(), expected_digest: None })
+                .await
+                .map_err(ExecutorError::peer("tag index"))?
+                .into_inner();
+            tags.push(response.tag.map(|t| t.name).unwrap_or_else(|| tag.clone()));
+        }
+        let done = pb::ImageDone {
+            manifest_digest: manifest_digest.to_string(),
+            config_digest: config_digest.to_string(),
+            tags,
+            size: target.layers.iter().map(|l| l.size).sum(),
+        };
+        info!(build = %ctx.build_id, manifest = %done.manifest_digest, config = %done.config_digest, "build done");
+        Ok(done)
+    }
+}
+
+/// Where COPY reads from.
+enum SourceRoot {
+    None,
+    Context(Arc<Context>),
+    Layers(Vec<Layer>),
+}
+
+/// A downloaded ADD source.
+struct Download {
+    path: PathBuf,
+    dir: PathBuf,
+    name: String,
+    digest: Digest,
+}
+
+/// What a layer step does on its snapshot.
+enum Action {
+    Run { argv: Vec<String>, env: Vec<String>, cwd: String, user: String, host_network: bool },
+    Mkdir { path: String, user: String },
+    Copy {
+        source: SourceRoot,
+        sources: Vec<String>,
+        downloads: Vec<Download>,
+        dest: String,
+        dest_is_dir: bool,
+        excludes: Vec<String>,
+        chown: String,
+        mode: Option<u32>,
+        unpack: bool,
+        link: bool,
+    },
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.frac]Z` -> Unix seconds.
+fn parse_rfc3339(s: &str) -> Option<i64> {
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let time = time.trim_end_matches('Z');
+    let time = time.split(['.', '+']).next()?;
+    let mut t = time.split(':').map(|p| p.parse::<i64>().ok());
+    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
+    // days_from_civil
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
+}
+
+/// overlayfs when a trial mount works, else the copy snapshotter.
+fn probe_overlay(dir: &Path) -> SnapshotterKind {
+    if std::env::var("STRATA_EXECUTOR_SNAPSHOTTER").as_deref() == Ok("copy") {
+        return SnapshotterKind::Copy;
+    }
+    let lower = dir.join("lower");
+    if std::fs::create_dir_all(&lower).is_err() {
+        return SnapshotterKind::Copy;
+    }
+    let kind = match Snapshot::prepare(SnapshotterKind::Overlay, &dir.join("snap"), &[lower], false) {
+        Ok(s) if s.kind() == SnapshotterKind::Overlay => SnapshotterKind::Overlay,
+        Ok(_) => SnapshotterKind::Copy,
+        Err(e) => {
+            warn!(error = %e, "overlayfs is unavailable; using the copy snapshotter");
+            SnapshotterKind::Copy
+        }
+    };
+    let _ = std::fs::remove_dir_all(dir);
+    kind
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_round_trips() {
+        for t in [0, 1_704_067_200, 951_825_600, 1_800_000_123] {
+            assert_eq!(parse_rfc3339(&history::rfc3339(t)), Some(t));
+        }
+        assert_eq!(parse_rfc3339("2024-01-01T00:00:00.123456789Z"), Some(1_704_067_200));
+    }
+}

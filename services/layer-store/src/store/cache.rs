@@ -1,0 +1,172 @@
+//! Build-cache entries: cache key -> the step's result, with the key's preimage.
+
+use strata_kv::{Durability, WriteBatch};
+use strata_types::Digest;
+
+use super::{
+    blobs::digest_from_key, lock, next_key, now_ns, record::{self, CacheRecord}, Store, CACHE, CACHE_PARENTS,
+};
+use crate::error::{LayerStoreError, Result};
+
+/// A cache entry as callers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheEntry {
+    /// The cache key.
+    pub key: Digest,
+    /// The key's canonical preimage.
+    pub preimage: String,
+    /// The layer the step produced.
+    pub layer_digest: Option<Digest>,
+    /// The resulting image config (JSON).
+    pub config: String,
+    /// The parent step's key.
+    pub parent_key: Option<Digest>,
+    /// When stored, ns since the epoch (set by the store).
+    pub created_ns: i64,
+}
+
+/// A page of cache entries.
+#[derive(Debug, Clone, Default)]
+pub struct CachePage {
+    /// The entries, in key order.
+    pub entries: Vec<CacheEntry>,
+    /// The key to continue after, when there may be more.
+    pub next_after: Option<Digest>,
+}
+
+fn entry(key: Digest, r: CacheRecord) -> CacheEntry {
+    CacheEntry {
+        key,
+        preimage: r.preimage,
+        layer_digest: r.layer_digest,
+        config: r.config,
+        parent_key: r.parent_key,
+        created_ns: r.created_ns,
+    }
+}
+
+impl Store {
+    /// Looks up an entry.
+    pub fn get_cache_entry(&self, key: &Digest) -> Result<CacheEntry> {
+        let v = self
+            .kv
+            .get(CACHE, key.as_bytes())?
+            .ok_or(LayerStoreError::CacheEntryNotFound(*key))?;
+        Ok(entry(*key, record::decode(|| format!("cache entry {key}"), &v)?))
+    }
+
+    /// Stores an entry (idempotent: storing it again keeps the first `created`). Its layer
+    /// must be in the store, so a hit never leads to a missing layer.
+    pub fn put_cache_entry(&self, e: CacheEntry) -> Result<()> {
+        if let Some(layer) = e.layer_digest {
+            let _stripe = self.stripe(&layer);
+            if self.load_blob(&layer)?.is_none() {
+                return Err(LayerStoreError::CacheLayerMissing { key: e.key, layer });
+            }
+            // a GC running now keeps it (see gc.rs)
+            self.protect(layer);
+        }
+        let _guard = lock(&self.records);
+        let previous = self
+            .kv
+            .get(CACHE, e.key.as_bytes())?
+            .map(|v| record::decode::<CacheRecord>(|| format!("cache entry {}", e.key), &v))
+            .transpose()?;
+        let mut batch = WriteBatch::new();
+        if let Some(p) = &previous
+            && let Some(old_parent) = p.parent_key
+            && Some(old_parent) != e.parent_key
+        {
+            batch.delete(CACHE_PARENTS, parent_index_key(&old_parent, &e.key));
+        }
+        let r = CacheRecord {
+            preimage: e.preimage,
+            layer_digest: e.layer_digest,
+            config: e.config,
+            parent_key: e.parent_key,
+            created_ns: previous.map(|p| p.created_ns).unwrap_or_else(now_ns),
+        };
+        if let Some(parent) = r.parent_key {
+            batch.put(CACHE_PARENTS, parent_index_key(&parent, &e.key), Vec::new());
+        }
+        batch.put(CACHE, e.key.as_bytes().to_vec(), record::encode(&r));
+        self.kv.write(batch, Durability::Sync)?;
+        Ok(())
+    }
+
+    /// Up to `limit` entries after `after`, only children of `parent` when given.
+    pub fn list_cache_entries(&self, parent: Option<&Digest>, after: Option<Digest>, limit: usize) -> Result<CachePage> {
+        let limit = limit.max(1);
+        let mut page = CachePage::default();
+        match parent {
+            Some(parent) => {
+                let prefix = parent.as_bytes().to_vec();
+                let start = after.map(|a| next_key(&parent_index_key(parent, &a))).unwrap_or_default();
+                let keys = self.kv.scan(CACHE_PARENTS, &prefix, &start, limit + 1)?;
+                for (k, _) in keys.iter().take(limit) {
+                    let key = digest_from_key(&k[32..])?;
+                    // an index entry without its entry is skipped (it cannot arise: both are
+                    // written and deleted in one batch)
+                    match self.get_cache_entry(&key) {
+                        Ok(e) => page.entries.push(e),
+                        Err(LayerStoreError::CacheEntryNotFound(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                if keys.len() > limit {
+                    page.next_after = keys.get(limit - 1).map(|(k, _)| digest_from_key(&k[32..])).transpose()?;
+                }
+            }
+            None => {
+                let start = after.map(|a| next_key(a.as_bytes())).unwrap_or_default();
+                let rows = self.kv.scan(CACHE, b"", &start, limit + 1)?;
+                for (k, v) in rows.iter().take(limit) {
+                    let key = digest_from_key(k)?;
+                    page.entries.push(entry(key, record::decode(|| format!("cache entry {key}"), v)?));
+                }
+                if rows.len() > limit {
+                    page.next_after = page.entries.last().map(|e| e.key);
+                }
+            }
+        }
+        Ok(page)
+    }
+
+    /// Every entry's key and layer.
+    pub(super) fn all_cache_entries(&self) -> Result<Vec<CacheEntry>> {
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.list_cache_entries(None, after, 1000)?;
+            out.extend(page.entries);
+            match page.next_after {
+                Some(a) => after = Some(a),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Removes every cache entry; returns how many there were.
+    pub(super) fn prune_cache(&self, dry_run: bool) -> Result<u64> {
+        let _guard = lock(&self.records);
+        let entries = self.all_cache_entries()?;
+        if !dry_run && !entries.is_empty() {
+            let mut batch = WriteBatch::new();
+            for e in &entries {
+                batch.delete(CACHE, e.key.as_bytes().to_vec());
+                if let Some(p) = e.parent_key {
+                    batch.delete(CACHE_PARENTS, parent_index_key(&p, &e.key));
+                }
+            }
+            self.kv.write(batch, Durability::Sync)?;
+        }
+        Ok(entries.len() as u64)
+    }
+}
+
+fn parent_index_key(parent: &Digest, key: &Digest) -> Vec<u8> {
+    let mut k = Vec::with_capacity(64);
+    k.extend_from_slice(parent.as_bytes());
+    k.extend_from_slice(key.as_bytes());
+    k
+}

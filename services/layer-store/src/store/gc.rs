@@ -1,0 +1,150 @@
+//! Mark and sweep.
+//!
+//! Roots: the request's digests (the caller adds the tag index's), live leases, build-cache
+//! results (unless pruned), and digests announced by uploads in flight. Marking follows
+//! manifest -> config/layers and index -> manifests. While a GC runs, every commit or
+//! confirmation of a digest is recorded (under the digest's stripe lock, which the sweep also
+//! takes before deleting), so a write that finishes during GC — and whatever a manifest
+//! committed during GC names — survives it.
+
+use std::{
+    collections::HashSet,
+    sync::Arc,
+};
+
+use strata_types::Digest;
+use tokio::sync::OwnedMutexGuard;
+use tracing::info;
+
+use super::{lock, Store};
+use crate::error::Result;
+
+/// What to collect.
+#[derive(Debug, Clone, Default)]
+pub struct GcRequest {
+    /// Report only.
+    pub dry_run: bool,
+    /// Extra roots (the request's and the tag index's).
+    pub roots: Vec<Digest>,
+    /// Remove every build-cache entry, and so stop treating their results as roots.
+    pub prune_cache: bool,
+}
+
+/// What a collection removed (or would).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Blobs removed.
+    pub removed: Vec<Digest>,
+    /// Their bytes.
+    pub bytes_freed: u64,
+    /// Blobs kept.
+    pub kept: u64,
+    /// Upload sessions swept.
+    pub uploads_swept: u64,
+    /// Cache entries removed.
+    pub cache_entries_removed: u64,
+    /// Chunk groups without an owner removed.
+    pub orphan_groups: u64,
+}
+
+/// A GC in progress: from its creation on, commits are recorded as protected. Create it
+/// before gathering roots from elsewhere (the tag index), so nothing written meanwhile is lost.
+pub struct GcGuard {
+    store: Arc<Store>,
+    _exclusive: OwnedMutexGuard<()>,
+}
+
+impl std::fmt::Debug for GcGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GcGuard")
+    }
+}
+
+impl Store {
+    /// Starts a GC, waiting for one already running to end.
+    pub async fn begin_gc(self: &Arc<Self>) -> GcGuard {
+        let exclusive = self.gc_running.clone().lock_owned().await;
+        *lock(&self.protect) = Some(HashSet::new());
+        GcGuard {
+            store: self.clone(),
+            _exclusive: exclusive,
+        }
+    }
+
+    /// [`Store::begin_gc`] from blocking code.
+    pub fn begin_gc_blocking(self: &Arc<Self>) -> GcGuard {
+        let exclusive = self.gc_running.clone().blocking_lock_owned();
+        *lock(&self.protect) = Some(HashSet::new());
+        GcGuard {
+            store: self.clone(),
+            _exclusive: exclusive,
+        }
+    }
+}
+
+impl Drop for GcGuard {
+    fn drop(&mut self) {
+        *lock(&self.store.protect) = None;
+    }
+}
+
+impl GcGuard {
+    /// Marks and sweeps (blocking: run it off the async executor).
+    pub fn collect(&self, req: &GcRequest) -> Result<GcReport> {
+        let store = &self.store;
+        let mut report = GcReport {
+            cache_entries_removed: if req.prune_cache { store.prune_cache(req.dry_run)? } else { 0 },
+            ..GcReport::default()
+        };
+        let mut roots: Vec<Digest> = req.roots.clone();
+        roots.extend(store.leased_digests()?);
+        if !req.prune_cache {
+            roots.extend(store.all_cache_entries()?.into_iter().filter_map(|e| e.layer_digest));
+        }
+        roots.extend(store.in_flight_digests());
+        let marked = store.reachable(roots)?;
+
+        // what was committed since the GC began, and what it names
+        let mut protected = HashSet::new();
+        let mut protected_from = 0;
+        for (digest, _) in store.all_blobs()? {
+            if marked.contains(&digest) {
+                report.kept += 1;
+                continue;
+            }
+            let _stripe = store.stripe(&digest);
+            let now: Vec<Digest> = lock(&store.protect).iter().flatten().copied().collect();
+            if now.len() != protected_from {
+                protected_from = now.len();
+                protected = store.reachable(now)?;
+            }
+            if protected.contains(&digest) {
+                report.kept += 1;
+                continue;
+            }
+            // re-read under the lock: it may be gone already
+            let Some(current) = store.load_blob(&digest)? else { continue };
+            if !req.dry_run {
+                store.delete_locked(&digest, &current)?;
+            }
+            report.removed.push(digest);
+            report.bytes_freed += current.size;
+        }
+        report.uploads_swept = store.sweep_uploads(false, req.dry_run)?;
+        report.orphan_groups = store.sweep_orphan_groups(req.dry_run)?;
+        if !req.dry_run {
+            store.sweep_expired_leases()?;
+        }
+        info!(
+            dry_run = req.dry_run,
+            removed = report.removed.len(),
+            bytes_freed = report.bytes_freed,
+            kept = report.kept,
+            uploads_swept = report.uploads_swept,
+            cache_entries_removed = report.cache_entries_removed,
+            orphan_groups = report.orphan_groups,
+            "garbage collection finished"
+        );
+        Ok(report)
+    }
+}

@@ -1,0 +1,139 @@
+//! Leases: digests kept by GC until the lease expires or is deleted.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use strata_kv::Durability;
+use strata_types::Digest;
+
+use super::{lock, next_key, now_ns, random_id, record::{self, LeaseRecord}, Store, LEASES};
+use crate::error::{LayerStoreError, Result};
+
+/// A lease as callers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// Its id.
+    pub id: String,
+    /// Expiry, ns since the epoch.
+    pub expires_ns: i64,
+    /// Protected digests.
+    pub digests: Vec<Digest>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+fn lease(id: String, r: LeaseRecord) -> Lease {
+    Lease {
+        id,
+        expires_ns: r.expires_ns,
+        digests: r.digests.into_iter().collect(),
+        labels: r.labels,
+    }
+}
+
+const MAX_LEASE_ID: usize = 128;
+
+impl Store {
+    /// Creates a lease for `ttl`; an empty id lets the store choose.
+    pub fn create_lease(&self, id: &str, ttl: Duration, labels: BTreeMap<String, String>) -> Result<Lease> {
+        let id = if id.is_empty() {
+            random_id()
+        } else {
+            if id.len() > MAX_LEASE_ID || id.chars().any(char::is_control) {
+                return Err(LayerStoreError::InvalidField {
+                    field: "id",
+                    reason: format!("a lease id is at most {MAX_LEASE_ID} printable characters"),
+                });
+            }
+            id.to_string()
+        };
+        let _guard = lock(&self.records);
+        if self.live_lease(&id)?.is_some() {
+            return Err(LayerStoreError::LeaseExists(id));
+        }
+        let r = LeaseRecord {
+            expires_ns: now_ns().saturating_add(ttl.as_nanos().min(i64::MAX as u128) as i64),
+            digests: Default::default(),
+            labels,
+        };
+        self.kv.put(LEASES, id.as_bytes(), &record::encode(&r), Durability::Sync)?;
+        Ok(lease(id, r))
+    }
+
+    /// Adds digests to a live lease.
+    pub fn add_lease_resources(&self, id: &str, digests: &[Digest]) -> Result<Lease> {
+        let _guard = lock(&self.records);
+        let mut r = self
+            .live_lease(id)?
+            .ok_or_else(|| LayerStoreError::LeaseNotFound(id.to_string()))?;
+        for d in digests {
+            // a GC running now keeps it (see gc.rs)
+            let _stripe = self.stripe(d);
+            self.protect(*d);
+            r.digests.insert(*d);
+        }
+        self.kv.put(LEASES, id.as_bytes(), &record::encode(&r), Durability::Sync)?;
+        Ok(lease(id.to_string(), r))
+    }
+
+    /// Deletes a live lease.
+    pub fn delete_lease(&self, id: &str) -> Result<()> {
+        let _guard = lock(&self.records);
+        if self.live_lease(id)?.is_none() {
+            return Err(LayerStoreError::LeaseNotFound(id.to_string()));
+        }
+        self.kv.delete(LEASES, id.as_bytes(), Durability::Sync)?;
+        Ok(())
+    }
+
+    /// Every live lease.
+    pub fn list_leases(&self) -> Result<Vec<Lease>> {
+        let now = now_ns();
+        Ok(self
+            .all_leases()?
+            .into_iter()
+            .filter(|(_, r)| r.expires_ns > now)
+            .map(|(id, r)| lease(id, r))
+            .collect())
+    }
+
+    /// Removes expired leases; returns how many.
+    pub(super) fn sweep_expired_leases(&self) -> Result<u64> {
+        let _guard = lock(&self.records);
+        let now = now_ns();
+        let mut n = 0;
+        for (id, r) in self.all_leases()? {
+            if r.expires_ns <= now {
+                self.kv.delete(LEASES, id.as_bytes(), Durability::Buffered)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    fn live_lease(&self, id: &str) -> Result<Option<LeaseRecord>> {
+        let Some(v) = self.kv.get(LEASES, id.as_bytes())? else { return Ok(None) };
+        let r: LeaseRecord = record::decode(|| format!("lease {id}"), &v)?;
+        Ok((r.expires_ns > now_ns()).then_some(r))
+    }
+
+    fn all_leases(&self) -> Result<Vec<(String, LeaseRecord)>> {
+        let mut out = Vec::new();
+        let mut start = Vec::new();
+        loop {
+            let page = self.kv.scan(LEASES, b"", &start, 512)?;
+            let Some((last, _)) = page.last() else { break };
+            start = next_key(last);
+            for (k, v) in page {
+                let id = String::from_utf8_lossy(&k).into_owned();
+                let r = record::decode(|| format!("lease {id}"), &v)?;
+                out.push((id, r));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Digests of every live lease.
+    pub(super) fn leased_digests(&self) -> Result<Vec<Digest>> {
+        Ok(self.list_leases()?.into_iter().flat_map(|l| l.digests).collect())
+    }
+}

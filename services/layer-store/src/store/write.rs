@@ -1,0 +1,618 @@
+//! Writing blobs: upload sessions, chunking, hashing while writing, and the one synced
+//! commit batch.
+//!
+//! A session's running sha256 lives in memory ([`LiveSession`]) at the offset of its last
+//! stored chunk, so a resume in the same process continues hashing where it stopped. sha2's
+//! state cannot be persisted, so after a restart a resume re-hashes the stored chunks once
+//! (reading them back also proves they survived).
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
+
+use strata_kv::{Durability, WriteBatch};
+use strata_types::{Digest, Hasher};
+use tracing::{debug, info};
+
+use super::{chunk, lock, now_ns, random_id, record, Store, BLOBS, CHUNKS, GROUPS, UPLOADS};
+use crate::error::{LayerStoreError, Result};
+
+/// What a write announces.
+#[derive(Debug, Clone, Default)]
+pub struct WriteStart {
+    /// The digest the bytes must have; `None`: computed and returned.
+    pub expected_digest: Option<Digest>,
+    /// The size the bytes must have; `None`: unknown.
+    pub expected_size: Option<u64>,
+    /// Media type to record.
+    pub media_type: String,
+    /// Labels to record.
+    pub labels: BTreeMap<String, String>,
+    /// Resume this session.
+    pub upload_id: Option<String>,
+    /// Where the data of this stream starts (resume only).
+    pub offset: u64,
+    /// Id for a new, resumable session.
+    pub client_upload_id: Option<String>,
+}
+
+/// One item fed to [`Store::ingest`]. A feed that stops without [`Feed::End`] means the
+/// client went away.
+#[derive(Debug)]
+pub enum Feed {
+    /// The next bytes.
+    Data(Vec<u8>),
+    /// The stream ended normally.
+    End,
+}
+
+/// The result of a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// The blob's digest.
+    pub digest: Digest,
+    /// Its size.
+    pub size: u64,
+    /// True when it was already present and nothing new was kept.
+    pub already_existed: bool,
+    /// The session used.
+    pub upload_id: String,
+}
+
+/// What GetUpload reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadStatus {
+    /// The session id.
+    pub upload_id: String,
+    /// Bytes held; a resume starts here.
+    pub offset: u64,
+    /// Last write, ns since the epoch.
+    pub updated_ns: i64,
+}
+
+/// A session this process knows about.
+pub(super) struct LiveSession {
+    /// The session as it stands (persisted once it holds a chunk).
+    pub record: record::SessionRecord,
+    /// A stream is writing it now.
+    pub busy: bool,
+    /// The hash of the first `record.offset` bytes, when known.
+    pub hasher: Option<Hasher>,
+}
+
+const MAX_UPLOAD_ID: usize = 128;
+
+impl Store {
+    /// Writes one blob from `feed`: hashes while it stores full chunks, commits only after
+    /// size and digest check out. Every failure except a broken stream of a resumable session
+    /// removes what the session stored.
+    pub fn ingest(self: &Arc<Self>, start: WriteStart, feed: impl IntoIterator<Item = Feed>) -> Result<WriteOutcome> {
+        let mut upload = match self.begin(start)? {
+            Begin::Exists(outcome) => return Ok(outcome),
+            Begin::Upload(u) => u,
+        };
+        for item in feed {
+            match item {
+                Feed::Data(data) => {
+                    if let Err(e) = upload.write(&data) {
+                        upload.abort();
+                        return Err(e);
+                    }
+                }
+                Feed::End => return upload.finish(),
+            }
+        }
+        let id = upload.id.clone();
+        drop(upload); // keeps a resumable session, abandons another
+        Err(LayerStoreError::StreamBroken(format!("upload {id} ended without finishing")))
+    }
+
+    /// Where an upload stands.
+    pub fn upload_status(&self, upload_id: &str) -> Result<UploadStatus> {
+        if let Some(live) = lock(&self.live).get(upload_id) {
+            return Ok(UploadStatus {
+                upload_id: upload_id.to_string(),
+                offset: live.record.offset,
+                updated_ns: live.record.updated_ns,
+            });
+        }
+        let s = self
+            .load_session(upload_id)?
+            .ok_or_else(|| LayerStoreError::UploadNotFound(upload_id.to_string()))?;
+        Ok(UploadStatus {
+            upload_id: upload_id.to_string(),
+            offset: s.offset,
+            updated_ns: s.updated_ns,
+        })
+    }
+
+    /// Abandons an upload and frees what it held.
+    pub fn abort_upload(&self, upload_id: &str) -> Result<()> {
+        let mut live = lock(&self.live);
+        let record = match live.get(upload_id) {
+            Some(l) if l.busy => return Err(LayerStoreError::UploadBusy(upload_id.to_string())),
+            Some(l) => l.record.clone(),
+            None => self
+                .load_session(upload_id)?
+                .ok_or_else(|| LayerStoreError::UploadNotFound(upload_id.to_string()))?,
+        };
+        self.discard_session(&mut live, upload_id, &record)
+    }
+
+    pub(super) fn load_session(&self, upload_id: &str) -> Result<Option<record::SessionRecord>> {
+        self.kv
+            .get(UPLOADS, upload_id.as_bytes())?
+            .map(|v| record::decode(|| format!("upload session {upload_id}"), &v))
+            .transpose()
+    }
+
+    /// Deletes a session and its chunks. Takes the live-session map locked, so no resume can
+    /// load the session from storage while its chunks go (it would write into a deleted
+    /// group).
+    fn discard_session(
+        &self,
+        live: &mut HashMap<String, LiveSession>,
+        upload_id: &str,
+        record: &record::SessionRecord,
+    ) -> Result<()> {
+        live.remove(upload_id);
+        let group = group_bytes(&record.group)?;
+        let mut batch = WriteBatch::new();
+        chunk::delete_group(&mut batch, &group, Some(record.offset / record.chunk_size));
+        batch.delete(GROUPS, group);
+        batch.delete(UPLOADS, upload_id.as_bytes().to_vec());
+        let _shared = self.groups_shared();
+        self.kv.write(batch, Durability::Buffered)?;
+        debug!(upload_id, bytes = record.offset, "upload discarded");
+        Ok(())
+    }
+
+    /// Sweeps sessions: those nobody can resume (store-chosen ids left by a crash, when
+    /// `at_start`) and those untouched for longer than the TTL. Sessions a stream is writing
+    /// are never touched. Returns how many.
+    pub(super) fn sweep_uploads(&self, at_start: bool, dry_run: bool) -> Result<u64> {
+        let now = now_ns();
+        let ttl = self.settings.upload_ttl.as_nanos() as i64;
+        let mut swept = 0;
+        // persisted sessions
+        let mut start = Vec::new();
+        loop {
+            let page = self.kv.scan(UPLOADS, b"", &start, 512)?;
+            let Some((last, _)) = page.last() else { break };
+            start = super::next_key(last);
+            for (key, value) in page {
+                let id = String::from_utf8_lossy(&key).into_owned();
+                let s: record::SessionRecord = record::decode(|| format!("upload session {id}"), &value)?;
+                let mut live = lock(&self.live);
+                let known = live.get(&id);
+                if known.is_some_and(|l| l.busy) {
+                    continue;
+                }
+                // a store-chosen session no stream is writing can never be resumed
+                let orphaned = !s.resumable && (at_start || known.is_none());
+                let stale = now.saturating_sub(s.updated_ns) > ttl;
+                if !(stale || orphaned) {
+                    continue;
+                }
+                // the page may be old: a commit may have removed the session since
+                let Some(current) = self.load_session(&id)? else { continue };
+                swept += 1;
+                if !dry_run {
+                    self.discard_session(&mut live, &id, &current)?;
+                }
+            }
+        }
+        // sessions only in memory (no chunk stored yet)
+        let mut live = lock(&self.live);
+        let stale: Vec<String> = live
+            .iter()
+            .filter(|(_, l)| !l.busy && l.record.offset == 0 && now.saturating_sub(l.record.updated_ns) > ttl)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale {
+            swept += 1;
+            if !dry_run {
+                live.remove(&id);
+            }
+        }
+        Ok(swept)
+    }
+
+    /// Digests announced by sessions in flight (GC keeps them).
+    pub(super) fn in_flight_digests(&self) -> Vec<Digest> {
+        lock(&self.live)
+            .values()
+            .filter_map(|l| l.record.expected_digest)
+            .collect()
+    }
+
+    fn begin(self: &Arc<Self>, start: WriteStart) -> Result<Begin> {
+        match start.upload_id.clone() {
+            Some(id) => self.resume(id, start),
+            None => self.create(start),
+        }
+    }
+
+    fn create(self: &Arc<Self>, start: WriteStart) -> Result<Begin> {
+        if let Some(digest) = start.expected_digest {
+            let _stripe = self.stripe(&digest);
+            if let Some(existing) = self.load_blob(&digest)? {
+                if let Some(size) = start.expected_size
+                    && size != existing.size
+                {
+                    return Err(LayerStoreError::SizeMismatch {
+                        expected: size,
+                        actual: existing.size,
+                    });
+                }
+                self.protect(digest);
+                return Ok(Begin::Exists(WriteOutcome {
+                    digest,
+                    size: existing.size,
+                    already_existed: true,
+                    upload_id: String::new(),
+                }));
+            }
+        }
+        let (id, resumable) = match &start.client_upload_id {
+            Some(id) => {
+                validate_upload_id("start.client_upload_id", id)?;
+                (id.clone(), true)
+            }
+            None => (random_id(), false),
+        };
+        let now = now_ns();
+        let record = record::SessionRecord {
+            group: random_id(),
+            expected_digest: start.expected_digest,
+            expected_size: start.expected_size,
+            media_type: start.media_type,
+            labels: start.labels,
+            offset: 0,
+            chunk_size: self.settings.chunk_size as u64,
+            resumable,
+            created_ns: now,
+            updated_ns: now,
+        };
+        {
+            let mut live = lock(&self.live);
+            if live.contains_key(&id) || (resumable && self.load_session(&id)?.is_some()) {
+                return Err(LayerStoreError::UploadExists(id));
+            }
+            live.insert(
+                id.clone(),
+                LiveSession {
+                    record: record.clone(),
+                    busy: true,
+                    hasher: None,
+                },
+            );
+        }
+        Ok(Begin::Upload(Upload::new(self.clone(), id, record, Some(Hasher::new()))?))
+    }
+
+    fn resume(self: &Arc<Self>, id: String, start: WriteStart) -> Result<Begin> {
+        validate_upload_id("start.upload_id", &id)?;
+        let (record, hasher) = {
+            let mut live = lock(&self.live);
+            match live.get_mut(&id) {
+                Some(l) if l.busy => return Err(LayerStoreError::UploadBusy(id)),
+                Some(l) => {
+                    l.busy = true;
+                    (l.record.clone(), l.hasher.take())
+                }
+                None => match self.load_session(&id)? {
+                    Some(record) => {
+                        live.insert(
+                            id.clone(),
+                            LiveSession {
+                                record: record.clone(),
+                                busy: true,
+                                hasher: None,
+                            },
+                        );
+                        (record, None)
+                    }
+                    // nothing was stored under this id: a resume from 0 is a fresh start
+                    None if start.offset == 0 => {
+                        drop(live);
+                        return self.create(WriteStart {
+                            upload_id: None,
+                            client_upload_id: Some(id),
+                            ..start
+                        });
+                    }
+                    None => return Err(LayerStoreError::UploadNotFound(id)),
+                },
+            }
+        };
+        // from here on the session is ours: dropping `upload` releases it
+        let mut upload = Upload::new(self.clone(), id.clone(), record, hasher)?;
+        if start.offset != upload.record.offset {
+            return Err(LayerStoreError::OffsetMismatch {
+                upload_id: id,
+                held: upload.record.offset,
+                offset: start.offset,
+            });
+        }
+        if let Some(d) = start.expected_digest
+            && upload.record.expected_digest.is_some_and(|e| e != d)
+        {
+            return Err(LayerStoreError::InvalidField {
+                field: "start.expected_digest",
+                reason: format!("upload {id} was started for another digest"),
+            });
+        }
+        // a resume need not repeat the announcement; proto3's default size 0 means "not
+        // repeated" here (a 0-byte blob has nothing to resume)
+        if let Some(s) = start.expected_size
+            && s != 0
+            && upload.record.expected_size.is_some_and(|e| e != s)
+        {
+            return Err(LayerStoreError::InvalidField {
+                field: "start.expected_size",
+                reason: format!("upload {id} was started with another size"),
+            });
+        }
+        if !upload.hasher_in_step {
+            upload.hasher = self.rehash_session(&id, &upload.record)?;
+            upload.hasher_in_step = true;
+        }
+        info!(upload_id = %id, offset = upload.record.offset, "upload resumed");
+        Ok(Begin::Upload(upload))
+    }
+
+    /// Re-hashes a session's stored chunks (after a restart the running hash is gone).
+    fn rehash_session(&self, id: &str, record: &record::SessionRecord) -> Result<Hasher> {
+        let group = group_bytes(&record.group)?;
+        let mut hasher = Hasher::new();
+        for index in 0..record.offset / record.chunk_size {
+            match chunk::read(self.kv.as_ref(), &group, index)? {
+                Ok(data) => hasher.update(&data),
+                Err(fault) => {
+                    return Err(LayerStoreError::CorruptBlob {
+                        digest: format!("upload {id}"),
+                        reason: format!("stored chunk {index} {fault}; abort the upload and start over"),
+                    });
+                }
+            }
+        }
+        Ok(hasher)
+    }
+}
+
+enum Begin {
+    Exists(WriteOutcome),
+    Upload(Upload),
+}
+
+/// A session being written by one stream.
+struct Upload {
+    store: Arc<Store>,
+    id: String,
+    record: record::SessionRecord,
+    group: Vec<u8>,
+    hasher: Hasher,
+    /// Bytes received beyond `record.offset`, less than one chunk.
+    buf: Vec<u8>,
+    /// The hasher covers exactly `record.offset` bytes.
+    hasher_in_step: bool,
+    done: bool,
+}
+
+impl Upload {
+    /// Takes over a session marked busy in the live map; `hasher`: its running hash, when
+    /// known.
+    fn new(store: Arc<Store>, id: String, record: record::SessionRecord, hasher: Option<Hasher>) -> Result<Self> {
+        let cap = record.chunk_size as usize + chunk::TRAILER;
+        let mut upload = Self {
+            store,
+            id,
+            group: Vec::new(),
+            hasher_in_step: hasher.is_some(),
+            hasher: hasher.unwrap_or_default(),
+            record,
+            buf: Vec::with_capacity(cap),
+            done: false,
+        };
+        // on error, dropping `upload` releases the session
+        upload.group = group_bytes(&upload.record.group)?;
+        if upload.record.chunk_size == 0 {
+            return Err(LayerStoreError::CorruptRecord {
+                what: format!("upload session {}", upload.id),
+                reason: "chunk size 0".into(),
+            });
+        }
+        Ok(upload)
+    }
+
+    fn chunk_size(&self) -> usize {
+        self.record.chunk_size as usize
+    }
+
+    fn received(&self) -> u64 {
+        self.record.offset + self.buf.len() as u64
+    }
+
+    fn write(&mut self, mut data: &[u8]) -> Result<()> {
+        if let Some(expected) = self.record.expected_size
+            && self.received() + data.len() as u64 > expected
+        {
+            return Err(LayerStoreError::TooManyBytes {
+                expected,
+                at: expected + 1,
+            });
+        }
+        while !data.is_empty() {
+            let room = self.chunk_size() - self.buf.len();
+            let take = room.min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.buf.len() == self.chunk_size() {
+                self.store_full_chunk()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hashes and stores the full buffer as the next chunk, with the session's progress, in
+    /// one batch (not synced: the commit's synced batch makes every earlier write durable).
+    fn store_full_chunk(&mut self) -> Result<()> {
+        let cap = self.chunk_size() + chunk::TRAILER;
+        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(cap));
+        self.hasher_in_step = false;
+        self.hasher.update(&data);
+        let index = self.record.offset / self.record.chunk_size;
+        let key = chunk::key(&self.group, index);
+        let mut batch = WriteBatch::new();
+        batch.put(CHUNKS, key.clone(), chunk::seal(&key, data));
+        let mut next = self.record.clone();
+        next.offset += self.record.chunk_size;
+        next.updated_ns = now_ns();
+        batch.put(UPLOADS, self.id.as_bytes().to_vec(), record::encode(&next));
+        if index == 0 {
+            batch.put(GROUPS, self.group.clone(), format!("u:{}", self.id).into_bytes());
+        }
+        {
+            let _shared = self.store.groups_shared();
+            self.store.kv.write(batch, Durability::Buffered)?;
+        }
+        self.record = next;
+        self.hasher_in_step = true;
+        if let Some(l) = lock(&self.store.live).get_mut(&self.id) {
+            l.record = self.record.clone();
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<WriteOutcome> {
+        match self.try_finish() {
+            Ok(outcome) => Ok(outcome),
+            Err(e) => {
+                self.abort();
+                Err(e)
+            }
+        }
+    }
+
+    fn try_finish(&mut self) -> Result<WriteOutcome> {
+        let tail = std::mem::take(&mut self.buf);
+        let size = self.record.offset + tail.len() as u64;
+        let mut hasher = std::mem::take(&mut self.hasher);
+        self.hasher_in_step = false;
+        hasher.update(&tail);
+        let digest = hasher.finish();
+        if let Some(expected) = self.record.expected_size
+            && expected != size
+        {
+            return Err(LayerStoreError::SizeMismatch { expected, actual: size });
+        }
+        if let Some(expected) = self.record.expected_digest
+            && expected != digest
+        {
+            return Err(LayerStoreError::DigestMismatch { expected, actual: digest });
+        }
+        let store = self.store.clone();
+        let _stripe = store.stripe(&digest);
+        if let Some(existing) = store.load_blob(&digest)? {
+            // another writer got there first: keep its copy, drop ours
+            store.protect(digest);
+            self.abort();
+            return Ok(WriteOutcome {
+                digest,
+                size: existing.size,
+                already_existed: true,
+                upload_id: self.id.clone(),
+            });
+        }
+        let mut batch = WriteBatch::new();
+        if !tail.is_empty() {
+            let key = chunk::key(&self.group, self.record.offset / self.record.chunk_size);
+            batch.put(CHUNKS, key.clone(), chunk::seal(&key, tail));
+        }
+        batch.put(GROUPS, self.group.clone(), format!("b:{}", digest.hex()).into_bytes());
+        let blob = record::BlobRecord {
+            size,
+            media_type: self.record.media_type.clone(),
+            labels: self.record.labels.clone(),
+            created_ns: now_ns(),
+            group: self.record.group.clone(),
+            chunk_size: self.record.chunk_size,
+        };
+        batch.put(BLOBS, digest.as_bytes().to_vec(), record::encode(&blob));
+        batch.delete(UPLOADS, self.id.as_bytes().to_vec());
+        {
+            let _shared = store.groups_shared();
+            store.kv.write(batch, Durability::Sync)?;
+        }
+        store.protect(digest);
+        self.done = true;
+        lock(&store.live).remove(&self.id);
+        info!(digest = %digest, size, media_type = %blob.media_type, upload_id = %self.id, "blob committed");
+        Ok(WriteOutcome {
+            digest,
+            size,
+            already_existed: false,
+            upload_id: self.id.clone(),
+        })
+    }
+
+    /// Removes the session and everything it stored.
+    fn abort(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let mut live = lock(&self.store.live);
+        if let Err(e) = self.store.discard_session(&mut live, &self.id, &self.record) {
+            // the sweep at start or in GC removes it later
+            tracing::warn!(upload_id = %self.id, error = %e, "failed to discard an upload");
+        }
+    }
+}
+
+impl Drop for Upload {
+    /// A stream that stopped without finishing: keep a resumable session (with its running
+    /// hash when that is in step with what was stored), abandon any other.
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        if !self.record.resumable {
+            self.abort();
+            return;
+        }
+        let mut live = lock(&self.store.live);
+        if let Some(l) = live.get_mut(&self.id) {
+            l.busy = false;
+            l.record = self.record.clone();
+            l.hasher = self.hasher_in_step.then(|| std::mem::take(&mut self.hasher));
+        }
+        debug!(upload_id = %self.id, offset = self.record.offset, "upload paused");
+    }
+}
+
+fn validate_upload_id(field: &'static str, id: &str) -> Result<()> {
+    if id.is_empty()
+        || id.len() > MAX_UPLOAD_ID
+        || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+    {
+        return Err(LayerStoreError::InvalidField {
+            field,
+            reason: format!("{id:?} must be 1 to {MAX_UPLOAD_ID} characters of A-Z a-z 0-9 . _ : -"),
+        });
+    }
+    Ok(())
+}
+
+/// A group id from its hex form in a record.
+pub(super) fn group_bytes(group: &str) -> Result<Vec<u8>> {
+    match hex::decode(group) {
+        Ok(b) if b.len() == 16 => Ok(b),
+        _ => Err(LayerStoreError::CorruptRecord {
+            what: "chunk group id".into(),
+            reason: format!("{group:?} is not 32 hex characters"),
+        }),
+    }
+}

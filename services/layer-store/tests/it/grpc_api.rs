@@ -1,0 +1,638 @@
+//! Every RPC over real gRPC on loopback, with bad input.
+
+use std::time::{Duration, Instant};
+
+use strata_proto::{
+    layer_store::{self as pb, write_blob_request::Part},
+    tag_index::{self as ti, tag_index_server::TagIndex},
+};
+use strata_server::{ServeOptions, Services};
+use strata_test_support::InProcess;
+use strata_types::media_type;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Code, Request, Response, Status};
+
+use crate::client::{announce, data, digest, messages, proxy, put, read, serve, stat, unannounced, write, Client};
+
+#[tokio::test]
+async fn write_read_stat_list_delete_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, mut c) = serve(dir.path(), None).await;
+    let big = data(3 * (1 << 20) + 12345, 1);
+    let out = write(&mut c, announce(&big), &big).await.unwrap();
+    assert_eq!(out.digest, digest(&big));
+    assert_eq!(out.size, big.len() as i64);
+    assert!(!out.already_existed);
+    // expected digest absent: computed and returned
+    let small = data(5000, 2);
+    let out2 = write(&mut c, unannounced(media_type::OCI_CONFIG), &small).await.unwrap();
+    assert_eq!(out2.digest, digest(&small));
+
+    assert_eq!(read(&mut c, &out.digest, 0, 0).await.unwrap(), big);
+    let mib = 1 << 20;
+    assert_eq!(read(&mut c, &out.digest, mib - 3, 10).await.unwrap(), big[mib as usize - 3..mib as usize + 7]);
+    assert_eq!(read(&mut c, &out.digest, 2 * mib + 1, 0).await.unwrap(), big[2 * mib as usize + 1..]);
+    let err = read(&mut c, &out.digest, big.len() as i64 + 1, 0).await.unwrap_err();
+    assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
+    let err = read(&mut c, &out.digest, -1, 0).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("offset"), "{err:?}");
+
+    let info = stat(&mut c, &out.digest).await.unwrap();
+    assert_eq!(info.size, big.len() as i64);
+    assert_eq!(info.media_type, media_type::OCI_LAYER_TAR);
+    assert!(info.created_at.is_some());
+
+    let list = c
+        .list_blobs(pb::ListBlobsRequest {
+            media_type: media_type::OCI_CONFIG.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.blobs.len(), 1);
+    assert_eq!(list.blobs[0].digest, out2.digest);
+    let page = c
+        .list_blobs(pb::ListBlobsRequest {
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.blobs.len(), 1);
+    let rest = c
+        .list_blobs(pb::ListBlobsRequest {
+            page_size: 1,
+            page_token: page.next_page_token.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rest.blobs.len(), 1);
+    assert_ne!(rest.blobs[0].digest, page.blobs[0].digest);
+    let err = c
+        .list_blobs(pb::ListBlobsRequest {
+            page_token: "garbage".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+
+    c.delete_blob(pb::DeleteBlobRequest { digest: out.digest.clone() }).await.unwrap();
+    assert_eq!(stat(&mut c, &out.digest).await.unwrap_err().code(), Code::NotFound);
+    let err = c.delete_blob(pb::DeleteBlobRequest { digest: out.digest.clone() }).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    assert_eq!(read(&mut c, &out.digest, 0, 0).await.unwrap_err().code(), Code::NotFound);
+}
+
+const MALFORMED: &[&str] = &[
+    "sha256:../x",
+    "sha256:abc",
+    "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855",
+    "md5:d41d8cd98f00b204e9800998ecf8427e",
+    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+];
+
+fn assert_invalid(r: Result<impl std::fmt::Debug, Status>, field: &str, input: &str) {
+    let err = r.expect_err(input);
+    assert_eq!(err.code(), Code::InvalidArgument, "{input}: {err:?}");
+    assert!(err.message().contains(field), "{input}: message must name {field}: {}", err.message());
+}
+
+#[tokio::test]
+async fn malformed_digests_are_invalid_argument_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, mut c) = serve(dir.path(), None).await;
+    for bad in MALFORMED {
+        let s = bad.to_string();
+        assert_invalid(stat(&mut c, bad).await, "digest", bad);
+        assert_invalid(read(&mut c, bad, 0, 0).await, "digest", bad);
+        assert_invalid(c.delete_blob(pb::DeleteBlobRequest { digest: s.clone() }).await, "digest", bad);
+        let start = pb::WriteStart {
+            expected_digest: s.clone(),
+            ..unannounced("m")
+        };
+        assert_invalid(write(&mut c, start, b"x").await, "start.expected_digest", bad);
+        assert_invalid(
+            c.verify_blobs(pb::VerifyBlobsRequest {
+                digests: vec![digest(b"ok"), s.clone()],
+            })
+            .await,
+            "digests[1]",
+            bad,
+        );
+        assert_invalid(
+            c.collect_garbage(pb::CollectGarbageRequest {
+                roots: vec![s.clone()],
+                ..Default::default()
+            })
+            .await,
+            "roots[0]",
+            bad,
+        );
+        assert_invalid(c.get_usage(pb::GetUsageRequest { roots: vec![s.clone()] }).await, "roots[0]", bad);
+        assert_invalid(
+            c.add_lease_resources(pb::AddLeaseResourcesRequest {
+                id: "l".into(),
+                digests: vec![s.clone()],
+            })
+            .await,
+            "digests[0]",
+            bad,
+        );
+        assert_invalid(c.get_cache_entry(pb::GetCacheEntryRequest { key: s.clone() }).await, "key", bad);
+        let entry = pb::CacheEntry {
+            key: digest(b"k"),
+            layer_digest: s.clone(),
+            ..Default::default()
+        };
+        assert_invalid(
+            c.put_cache_entry(pb::PutCacheEntryRequest { entry: Some(entry) }).await,
+            "entry.layer_digest",
+            bad,
+        );
+    }
+    let list = c.list_blobs(pb::ListBlobsRequest::default()).await.unwrap().into_inner();
+    assert!(list.blobs.is_empty(), "nothing was stored");
+}
+
+#[tokio::test]
+async fn wrong_digest_size_and_overlong_streams_store_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, mut c) = serve(dir.path(), None).await;
+    let bytes = data(2 * (1 << 20) + 77, 3);
+    let claimed = digest(b"something else");
+
+    let start = pb::WriteStart {
+        expected_digest: claimed.clone(),
+        ..unannounced("m")
+    };
+    let err = write(&mut c, start, &bytes).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains(&claimed) && err.message().contains(&digest(&bytes)), "{}", err.message());
+
+    let start = pb::WriteStart {
+        expected_size: bytes.len() as i64 + 1,
+        ..unannounced("m")
+    };
+    let err = write(&mut c, start, &bytes).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("size mismatch"), "{}", err.message());
+
+    // more bytes than declared: cut at size + 1
+    let declared = (1 << 20) + 10;
+    let start = pb::WriteStart {
+        expected_size: declared,
+        ..unannounced("m")
+    };
+    let err = write(&mut c, start, &bytes).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains(&format!("aborted at byte {}", declared + 1)), "{}", err.message());
+
+    // a stream without start, and a second start
+    let err = c
+        .write_blob(tokio_stream::iter(vec![pb::WriteBlobRequest {
+            part: Some(Part::Data(b"x".to_vec())),
+        }]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("start"), "{err:?}");
+    let mut twice = messages(unannounced("m"), b"abc", 1);
+    twice.push(twice[0].clone());
+    let err = c.write_blob(tokio_stream::iter(twice)).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    let err = write(&mut c, pb::WriteStart { expected_size: -2, ..unannounced("m") }, b"x").await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+
+    for d in [digest(&bytes), digest(&bytes[..declared as usize])] {
+        assert_eq!(stat(&mut c, &d).await.unwrap_err().code(), Code::NotFound);
+    }
+    let list = c.list_blobs(pb::ListBlobsRequest::default()).await.unwrap().into_inner();
+    assert!(list.blobs.is_empty(), "nothing was stored: {list:?}");
+}
+
+/// Retries `f` while the upload is still held by the stream the client dropped (the server
+/// notices a reset stream asynchronously). Bounded: returns the first other outcome.
+async fn until_released<T, F, Fut>(mut f: F) -> Result<T, Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Status>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match f().await {
+            Err(s) if s.code() == Code::FailedPrecondition && s.message().contains("another stream") && Instant::now() < deadline => {
+                tokio::task::yield_now().await;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Starts a write fed by a channel; returns the sender and the call's join handle.
+fn streaming_write(
+    c: &Client,
+    start: pb::WriteStart,
+) -> (mpsc::Sender<pb::WriteBlobRequest>, tokio::task::JoinHandle<Result<pb::WriteBlobResponse, Status>>) {
+    let (tx, rx) = mpsc::channel(4);
+    let mut c = c.clone();
+    let call = tokio::spawn(async move { c.write_blob(ReceiverStream::new(rx)).await.map(|r| r.into_inner()) });
+    tx.try_send(pb::WriteBlobRequest {
+        part: Some(Part::Start(start)),
+    })
+    .unwrap();
+    (tx, call)
+}
+
+async fn upload_offset(c: &mut Client, id: &str) -> Result<i64, Status> {
+    c.get_upload(pb::GetUploadRequest { upload_id: id.into() }).await.map(|r| r.into_inner().offset)
+}
+
+/// Waits (bounded) until the server holds at least `at_least` bytes of upload `id`.
+async fn wait_for_offset(c: &mut Client, id: &str, at_least: i64) -> i64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(o) = upload_offset(c, id).await
+            && o >= at_least
+        {
+            return o;
+        }
+        assert!(Instant::now() < deadline, "upload {id} never reached {at_least} bytes");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_cancelled_write_is_never_visible_and_resumes_by_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, mut c) = serve(dir.path(), None).await;
+    let bytes = data(4 * (1 << 20) + 999, 4);
+    let start = pb::WriteStart {
+        client_upload_id: "resume-me".into(),
+        ..announce(&bytes)
+    };
+    let (flaky, link) = proxy(&server.addr).await;
+    let (tx, call) = streaming_write(&flaky, start);
+    for piece in bytes[..(5 << 19)].chunks(1 << 19) {
+        tx.send(pb::WriteBlobRequest {
+            part: Some(Part::Data(piece.to_vec())),
+        })
+        .await
+        .unwrap();
+    }
+    let held = wait_for_offset(&mut c, "resume-me", 2 << 20).await;
+    link.abort(); // the connection drops mid-stream
+    let _ = link.await;
+    assert!(call.await.unwrap().is_err());
+    drop(tx);
+    assert_eq!(stat(&mut c, &digest(&bytes)).await.unwrap_err().code(), Code::NotFound, "never visible");
+    assert!(held % (1 << 20) == 0 && held <= 5 << 19, "held {held}");
+
+    // resuming at the wrong offset is refused with the right one
+    let resume = |offset: i64| pb::WriteStart {
+        upload_id: "resume-me".into(),
+        offset,
+        ..Default::default()
+    };
+    let err = until_released(|| {
+        let mut c = c.clone();
+        let bytes = bytes.clone();
+        async move { write(&mut c, resume(1), &bytes[1..]).await }
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    let offset = upload_offset(&mut c, "resume-me").await.unwrap();
+    assert!(err.message().contains(&format!("resume at offset {offset}")), "{err:?}");
+    let out = write(&mut c, resume(offset), &bytes[offset as usize..]).await.unwrap();
+    assert_eq!(out.digest, digest(&bytes));
+    assert_eq!(out.upload_id, "resume-me");
+    assert_eq!(read(&mut c, &out.digest, 0, 0).await.unwrap(), bytes);
+    assert_eq!(upload_offset(&mut c, "resume-me").await.unwrap_err().code(), Code::NotFound);
+
+    // abort: the session and its bytes go
+    let start = pb::WriteStart {
+        client_upload_id: "abort-me".into(),
+        ..unannounced("m")
+    };
+    let (flaky, link) = proxy(&server.addr).await;
+    let (tx, call) = streaming_write(&flaky, start);
+    tx.send(pb::WriteBlobRequest {
+        part: Some(Part::Data(bytes[..(3 << 20)].to_vec())),
+    })
+    .await
+    .unwrap();
+    wait_for_offset(&mut c, "abort-me", 3 << 20).await;
+    link.abort();
+    let _ = link.await;
+    assert!(call.await.unwrap().is_err());
+    drop(tx);
+    until_released(|| {
+        let mut c = c.clone();
+        async move { c.abort_upload(pb::AbortUploadRequest { upload_id: "abort-me".into() }).await }
+    })
+    .await
+    .unwrap();
+    assert_eq!(upload_offset(&mut c, "abort-me").await.unwrap_err().code(), Code::NotFound);
+    let err = c.abort_upload(pb::AbortUploadRequest { upload_id: "abort-me".into() }).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn two_concurrent_writers_of_one_blob_both_succeed_with_one_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, c) = serve(dir.path(), None).await;
+    let bytes = std::sync::Arc::new(data(3 * (1 << 20) + 5, 5));
+    let writers: Vec<_> = (0..2)
+        .map(|i| {
+            let (mut c, bytes) = (c.clone(), bytes.clone());
+            tokio::spawn(async move {
+                let start = if i == 0 { announce(&bytes) } else { unannounced(media_type::OCI_LAYER_TAR) };
+                c.write_blob(tokio_stream::iter(messages(start, &bytes, 64 << 10))).await.map(|r| r.into_inner())
+            })
+        })
+        .collect();
+    let mut outs = Vec::new();
+    for w in writers {
+        outs.push(w.await.unwrap().unwrap());
+    }
+    assert!(outs.iter().all(|o| o.digest == digest(&bytes)));
+    assert_eq!(outs.iter().filter(|o| !o.already_existed).count(), 1, "{outs:?}");
+    let mut c = c.clone();
+    let usage = c.get_usage(pb::GetUsageRequest::default()).await.unwrap().into_inner();
+    let layers = usage.kinds.iter().find(|k| k.kind == "layers").unwrap();
+    assert_eq!((layers.count, layers.bytes), (1, bytes.len() as i64), "one copy");
+    // and announced again later: answered without storing
+    let again = write(&mut c, announce(&bytes), &bytes).await.unwrap();
+    assert!(again.already_existed);
+}
+
+#[tokio::test]
+async fn gc_running_during_a_write_leaves_the_write_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, mut c) = serve(dir.path(), None).await;
+    let junk = put(&mut c, "application/octet-stream", b"junk").await;
+    for (announced, id) in [(true, "gc-a"), (false, "gc-b")] {
+        let bytes = data(3 * (1 << 20) + 17, if announced { 6 } else { 7 });
+        let start = pb::WriteStart {
+            client_upload_id: id.into(),
+            ..if announced { announce(&bytes) } else { unannounced(media_type::OCI_LAYER_TAR) }
+        };
+        let (tx, call) = streaming_write(&c, start);
+        tx.send(pb::WriteBlobRequest {
+            part: Some(Part::Data(bytes[..(2 << 20) + 1].to_vec())),
+        })
+        .await
+        .unwrap();
+        wait_for_offset(&mut c, id, 2 << 20).await;
+        let report = c.collect_garbage(pb::CollectGarbageRequest::default()).await.unwrap().into_inner();
+        assert_eq!(report.uploads_swept, 0);
+        assert_eq!(upload_offset(&mut c, id).await.unwrap(), 2 << 20, "the in-flight upload is intact");
+        tx.send(pb::WriteBlobRequest {
+            part: Some(Part::Data(bytes[(2 << 20) + 1..].to_vec())),
+        })
+        .await
+        .unwrap();
+        drop(tx);
+        let out = call.await.unwrap().unwrap();
+        assert_eq!(out.digest, digest(&bytes));
+        assert_eq!(read(&mut c, &out.digest, 0, 0).await.unwrap(), bytes);
+        let v = c
+            .verify_blobs(pb::VerifyBlobsRequest {
+                digests: vec![out.digest.clone()],
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(v.corrupt.is_empty());
+        c.delete_blob(pb::DeleteBlobRequest { digest: out.digest }).await.unwrap();
+    }
+    assert_eq!(stat(&mut c, &junk).await.unwrap_err().code(), Code::NotFound, "GC did collect the junk");
+}
+
+#[tokio::test]
+async fn cache_entries_leases_usage_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, mut c) = serve(dir.path(), None).await;
+    let layer = put(&mut c, media_type::OCI_LAYER_TAR, &data(10_000, 8)).await;
+    let key = digest(b"step key");
+    let parent = digest(b"parent key");
+    let entry = pb::CacheEntry {
+        key: key.clone(),
+        preimage: r#"{"instruction":"RUN true"}"#.into(),
+        layer_digest: layer.clone(),
+        config: br#"{"config":{}}"#.to_vec(),
+        parent_key: parent.clone(),
+        created_at: None,
+    };
+    c.put_cache_entry(pb::PutCacheEntryRequest { entry: Some(entry.clone()) }).await.unwrap();
+    c.put_cache_entry(pb::PutCacheEntryRequest { entry: Some(entry.clone()) }).await.unwrap();
+    let got = c.get_cache_entry(pb::GetCacheEntryRequest { key: key.clone() }).await.unwrap().into_inner();
+    assert_eq!((got.preimage.as_str(), got.layer_digest.as_str(), got.config.as_slice()), (entry.preimage.as_str(), layer.as_str(), entry.config.as_slice()));
+    assert!(got.created_at.is_some());
+    let listed = c
+        .list_cache_entries(pb::ListCacheEntriesRequest {
+            parent_key: parent.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.entries.len(), 1);
+    let err = c.get_cache_entry(pb::GetCacheEntryRequest { key: digest(b"no") }).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let err = c
+        .put_cache_entry(pb::PutCacheEntryRequest {
+            entry: Some(pb::CacheEntry {
+                layer_digest: digest(b"absent layer"),
+                ..entry.clone()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+
+    let lease = c
+        .create_lease(pb::CreateLeaseRequest {
+            ttl_seconds: 60,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!lease.id.is_empty());
+    let leased = put(&mut c, "application/octet-stream", b"leased").await;
+    let l = c
+        .add_lease_resources(pb::AddLeaseResourcesRequest {
+            id: lease.id.clone(),
+            digests: vec![leased.clone()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(l.digests, vec![leased.clone()]);
+    assert_eq!(c.list_leases(pb::ListLeasesRequest {}).await.unwrap().into_inner().leases.len(), 1);
+    let err = c
+        .add_lease_resources(pb::AddLeaseResourcesRequest {
+            id: "nope".into(),
+            digests: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let junk = put(&mut c, "application/octet-stream", b"junk").await;
+
+    let usage = c.get_usage(pb::GetUsageRequest::default()).await.unwrap().into_inner();
+    assert_eq!(usage.cache_entries, 1);
+    assert_eq!(usage.cache_bytes, 10_000);
+    assert_eq!(usage.reclaimable_bytes, 4, "only the junk");
+    assert_eq!(usage.kinds.iter().map(|k| k.kind.as_str()).collect::<Vec<_>>(), ["layers", "configs", "manifests", "contexts", "other"]);
+
+    let dry = c
+        .collect_garbage(pb::CollectGarbageRequest {
+            dry_run: true,
+            prune_cache: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(dry.removed.len(), 2, "{dry:?}");
+    assert_eq!(dry.cache_entries_removed, 1);
+    let gc = c.collect_garbage(pb::CollectGarbageRequest::default()).await.unwrap().into_inner();
+    assert_eq!(gc.removed, vec![junk.clone()]);
+    assert_eq!(gc.bytes_freed, 4);
+    assert_eq!(gc.kept, 2);
+
+    c.delete_lease(pb::DeleteLeaseRequest { id: lease.id.clone() }).await.unwrap();
+    let gc = c
+        .collect_garbage(pb::CollectGarbageRequest {
+            prune_cache: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(gc.removed.len(), 2);
+    assert_eq!(gc.cache_entries_removed, 1);
+
+    let v = c.verify_blobs(pb::VerifyBlobsRequest::default()).await.unwrap().into_inner();
+    assert_eq!((v.checked, v.corrupt.len()), (0, 0));
+}
+
+/// A tag index that knows a fixed list of tags and pages through them one at a time.
+#[derive(Clone)]
+struct FixedTags(Vec<(String, String)>);
+
+#[tonic::async_trait]
+impl TagIndex for FixedTags {
+    async fn set_tag(&self, _: Request<ti::SetTagRequest>) -> Result<Response<ti::SetTagResponse>, Status> {
+        Err(Status::unimplemented("fixed"))
+    }
+    async fn resolve_tag(&self, _: Request<ti::ResolveTagRequest>) -> Result<Response<ti::Tag>, Status> {
+        Err(Status::unimplemented("fixed"))
+    }
+    async fn list_tags(&self, r: Request<ti::ListTagsRequest>) -> Result<Response<ti::ListTagsResponse>, Status> {
+        let start: usize = r.into_inner().page_token.parse().unwrap_or(0);
+        let tags = self
+            .0
+            .iter()
+            .skip(start)
+            .take(1)
+            .map(|(name, digest)| ti::Tag {
+                name: name.clone(),
+                digest: digest.clone(),
+                ..Default::default()
+            })
+            .collect();
+        let next = if start + 1 < self.0.len() { (start + 1).to_string() } else { String::new() };
+        Ok(Response::new(ti::ListTagsResponse {
+            tags,
+            next_page_token: next,
+        }))
+    }
+    async fn delete_tag(&self, _: Request<ti::DeleteTagRequest>) -> Result<Response<ti::DeleteTagResponse>, Status> {
+        Err(Status::unimplemented("fixed"))
+    }
+    async fn get_tag_history(&self, _: Request<ti::GetTagHistoryRequest>) -> Result<Response<ti::GetTagHistoryResponse>, Status> {
+        Err(Status::unimplemented("fixed"))
+    }
+    type WatchTagsStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<ti::TagEvent, Status>> + Send>>;
+    async fn watch_tags(&self, _: Request<ti::WatchTagsRequest>) -> Result<Response<Self::WatchTagsStream>, Status> {
+        Err(Status::unimplemented("fixed"))
+    }
+}
+
+async fn image(c: &mut Client, seed: u64) -> (String, String, String) {
+    let layer = put(c, media_type::OCI_LAYER_TAR, &data(3000, seed)).await;
+    let config = put(c, media_type::OCI_CONFIG, format!("{{\"seed\":{seed}}}").as_bytes()).await;
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{config}","size":1}},"layers":[{{"mediaType":"{}","digest":"{layer}","size":3000}}]}}"#,
+        media_type::OCI_MANIFEST,
+        media_type::OCI_CONFIG,
+        media_type::OCI_LAYER_TAR
+    );
+    (put(c, media_type::OCI_MANIFEST, manifest.as_bytes()).await, config, layer)
+}
+
+#[tokio::test]
+async fn gc_roots_include_every_tag_of_the_tag_index() {
+    let dir = tempfile::tempdir().unwrap();
+    // first fill a store without a tag index, then learn the digests to tag
+    let (server, mut c) = serve(dir.path(), None).await;
+    let (m1, c1, l1) = image(&mut c, 1).await;
+    let (m2, c2, l2) = image(&mut c, 2).await;
+    let (m3, c3, l3) = image(&mut c, 3).await;
+    server.shutdown().await.unwrap();
+
+    let tags = FixedTags(vec![("docker.io/library/a:1".into(), m1.clone()), ("docker.io/library/b:1".into(), m2.clone())]);
+    let tag_index = InProcess::spawn(move |listener, shutdown| async move {
+        let mut services = Services::default();
+        services
+            .routes
+            .add_service(strata_proto::tag_index::tag_index_server::TagIndexServer::new(tags));
+        services.names.push(strata_proto::service_names::TAG_INDEX);
+        strata_server::serve(services, listener, &ServeOptions::default(), shutdown).await
+    })
+    .await;
+    let (server, mut c) = serve(dir.path(), Some(tag_index.addr.clone())).await;
+    let usage = c
+        .get_usage(pb::GetUsageRequest {
+            roots: vec![m1.clone(), m2.clone()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let image3 = [&m3, &c3, &l3];
+    let mut image3_bytes = 0;
+    for d in image3 {
+        image3_bytes += stat(&mut c, d).await.unwrap().size;
+    }
+    assert_eq!(usage.reclaimable_bytes, image3_bytes);
+    let gc = c.collect_garbage(pb::CollectGarbageRequest::default()).await.unwrap().into_inner();
+    let mut removed = gc.removed.clone();
+    removed.sort();
+    let mut expected = vec![m3, c3, l3];
+    expected.sort();
+    assert_eq!(removed, expected);
+    for d in [&m1, &c1, &l1, &m2, &c2, &l2] {
+        assert!(stat(&mut c, d).await.is_ok(), "{d} is reachable from a tag");
+    }
+    server.shutdown().await.unwrap();
+
+    // the tag index gone: GC refuses rather than lose the tagged images
+    tag_index.shutdown().await.unwrap();
+    let dead = strata_server::ListenAddr::Unix(dir.path().join("no-tag-index.sock"));
+    let (_server, mut c) = serve(dir.path(), Some(dead)).await;
+    let err = c.collect_garbage(pb::CollectGarbageRequest::default()).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("tag index"), "{err:?}");
+    assert!(stat(&mut c, &m1).await.is_ok());
+}

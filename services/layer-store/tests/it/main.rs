@@ -1,0 +1,9 @@
+//! Integration tests of the layer store: the store logic against both KvStore twins, the
+//! gRPC surface in-process, faults with the real binary (SIGKILL, disk full, flipped bytes),
+//! and grpcurl.
+
+mod client;
+mod faults;
+mod grpc_api;
+mod grpcurl;
+mod store_conformance;

@@ -1,0 +1,596 @@
+//! The store's logic, one suite run against MemoryStore and RocksStore, with small chunks so
+//! every multi-chunk path is exercised cheaply.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use strata_kv::{Durability, KvStore, MemoryStore, RocksStore, Space};
+use strata_layer_store::{
+    store::{self, CacheEntry, Feed, GcRequest, ListFilter, Settings, Store, WriteStart, CHUNKS, GROUPS, UPLOADS},
+    LayerStoreError,
+};
+use strata_types::{media_type, Digest};
+
+const CHUNK: usize = 1024;
+
+fn settings() -> Settings {
+    Settings {
+        chunk_size: CHUNK,
+        upload_ttl: Duration::from_secs(3600),
+    }
+}
+
+fn bytes(n: usize, seed: u32) -> Vec<u8> {
+    (0..n as u32).map(|i| (i.wrapping_mul(2654435761).wrapping_add(seed) >> 11) as u8).collect()
+}
+
+/// Feeds `data` in pieces of `piece` bytes and ends the stream.
+fn feed(data: &[u8], piece: usize) -> Vec<Feed> {
+    let mut f: Vec<Feed> = data.chunks(piece.max(1)).map(|c| Feed::Data(c.to_vec())).collect();
+    f.push(Feed::End);
+    f
+}
+
+fn start(expected: Option<&[u8]>, media: &str) -> WriteStart {
+    WriteStart {
+        expected_digest: expected.map(Digest::of),
+        expected_size: expected.map(|d| d.len() as u64),
+        media_type: media.into(),
+        ..WriteStart::default()
+    }
+}
+
+fn count(kv: &dyn KvStore, space: Space) -> usize {
+    kv.scan(space, b"", b"", usize::MAX).unwrap().len()
+}
+
+fn read(store: &Arc<Store>, d: &Digest, offset: u64, length: u64) -> Result<Vec<u8>, LayerStoreError> {
+    let mut out = Vec::new();
+    for part in store.reader(d, offset, length)? {
+        let part = part?;
+        assert!(part.len() <= CHUNK, "a read yields at most one chunk");
+        out.extend(part);
+    }
+    Ok(out)
+}
+
+/// Runs every check against a fresh store over `kv`; `reopen` gives the same data anew.
+fn suite(kv: Arc<dyn KvStore>) {
+    let store = Store::open(kv.clone(), settings()).unwrap();
+    round_trips_and_ranges(&store);
+    wrong_digest_or_size_stores_nothing(&store, kv.as_ref());
+    existing_blob_is_idempotent(&store, kv.as_ref());
+    concurrent_writers_of_one_blob_keep_one_copy(&store, kv.as_ref());
+    broken_stream_resumes_or_is_cleaned(&store, kv.as_ref());
+    list_filters_and_pages(&store);
+    cache_entries(&store);
+    leases(&store);
+    gc_marks_from_roots_and_sweeps(&store);
+    gc_during_a_write_keeps_it(&store);
+    usage_by_kind_and_roots(&store);
+    verify_catches_a_flipped_byte(&store, kv.as_ref());
+    restart_rehashes_resumable_sessions_and_sweeps_the_rest(kv.clone());
+}
+
+fn round_trips_and_ranges(store: &Arc<Store>) {
+    for (i, n) in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + CHUNK / 2].into_iter().enumerate() {
+        let data = bytes(n, i as u32);
+        for (piece, expected) in [(7, true), (CHUNK * 2, false)] {
+            let s = start(expected.then_some(&data[..]), media_type::OCI_LAYER_TAR);
+            let out = store.ingest(s, feed(&data, piece)).unwrap();
+            assert_eq!(out.digest, Digest::of(&data));
+            assert_eq!(out.size, n as u64);
+            let info = store.stat(&out.digest).unwrap();
+            assert_eq!(info.size, n as u64);
+            assert_eq!(info.media_type, media_type::OCI_LAYER_TAR);
+            assert_eq!(read(store, &out.digest, 0, 0).unwrap(), data, "size {n}");
+        }
+        let d = Digest::of(&data);
+        for (off, len) in [(0, 1), (1, 0), (CHUNK - 1, 2), (CHUNK, CHUNK), (n / 2, n / 3)] {
+            if off + len > n || (off >= n && n > 0) {
+                continue;
+            }
+            let want = if len == 0 { &data[off..] } else { &data[off..off + len] };
+            assert_eq!(read(store, &d, off as u64, len as u64).unwrap(), want, "size {n} range {off}+{len}");
+        }
+        let err = read(store, &d, n as u64 + 1, 0).unwrap_err();
+        assert!(matches!(err, LayerStoreError::RangeOutOfBounds { .. }), "{err}");
+        let err = read(store, &d, 0, n as u64 + 1).unwrap_err();
+        assert!(matches!(err, LayerStoreError::RangeOutOfBounds { .. }), "{err}");
+        store.delete(&d).unwrap();
+        assert!(matches!(store.stat(&d), Err(LayerStoreError::BlobNotFound(_))));
+        assert!(matches!(store.delete(&d), Err(LayerStoreError::BlobNotFound(_))));
+    }
+}
+
+fn assert_nothing_stored(kv: &dyn KvStore, what: &str) {
+    assert_eq!(count(kv, UPLOADS), 0, "{what}: sessions left");
+    assert_eq!(count(kv, GROUPS), 0, "{what}: chunk groups left");
+    assert_eq!(count(kv, CHUNKS), 0, "{what}: chunks left");
+}
+
+fn wrong_digest_or_size_stores_nothing(store: &Arc<Store>, kv: &dyn KvStore) {
+    let data = bytes(3 * CHUNK + 5, 9);
+    let other = bytes(10, 1);
+    let s = WriteStart {
+        expected_digest: Some(Digest::of(&other)),
+        ..start(None, "m")
+    };
+    let err = store.ingest(s, feed(&data, 100)).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, LayerStoreError::DigestMismatch { .. }), "{err}");
+    assert!(msg.contains(&Digest::of(&other).to_string()) && msg.contains(&Digest::of(&data).to_string()), "{msg}");
+    assert!(store.stat(&Digest::of(&data)).is_err());
+    assert_nothing_stored(kv, "wrong digest");
+
+    let s = WriteStart {
+        expected_size: Some(data.len() as u64 + 1),
+        ..start(None, "m")
+    };
+    let err = store.ingest(s, feed(&data, 100)).unwrap_err();
+    assert!(matches!(err, LayerStoreError::SizeMismatch { .. }), "{err}");
+    assert_nothing_stored(kv, "short stream");
+
+    let s = WriteStart {
+        expected_size: Some(2 * CHUNK as u64),
+        ..start(None, "m")
+    };
+    let err = store.ingest(s, feed(&data, 100)).unwrap_err();
+    match err {
+        LayerStoreError::TooManyBytes { expected, at } => {
+            assert_eq!((expected, at), (2 * CHUNK as u64, 2 * CHUNK as u64 + 1));
+        }
+        e => panic!("expected TooManyBytes, got {e}"),
+    }
+    assert_nothing_stored(kv, "long stream");
+    assert!(store.stat(&Digest::of(&data)).is_err());
+}
+
+fn existing_blob_is_idempotent(store: &Arc<Store>, kv: &dyn KvStore) {
+    let data = bytes(2 * CHUNK + 1, 3);
+    let first = store.ingest(start(Some(&data), "m"), feed(&data, 500)).unwrap();
+    assert!(!first.already_existed);
+    // announced: answered at once, whatever follows
+    let again = store.ingest(start(Some(&data), "m"), vec![Feed::Data(b"ignored".to_vec())]).unwrap();
+    assert!(again.already_existed);
+    // not announced: found at commit, the second copy dropped
+    let third = store.ingest(start(None, "m"), feed(&data, 500)).unwrap();
+    assert!(third.already_existed);
+    assert_eq!(count(kv, GROUPS), 1, "one copy");
+    assert_eq!(count(kv, CHUNKS), 3, "one copy");
+    // an announced size that contradicts the stored blob is an error
+    let s = WriteStart {
+        expected_size: Some(1),
+        ..start(Some(&data), "m")
+    };
+    assert!(matches!(store.ingest(s, feed(&data, 500)), Err(LayerStoreError::SizeMismatch { .. })));
+    store.delete(&first.digest).unwrap();
+    assert_nothing_stored(kv, "after delete");
+}
+
+fn concurrent_writers_of_one_blob_keep_one_copy(store: &Arc<Store>, kv: &dyn KvStore) {
+    let data = Arc::new(bytes(5 * CHUNK + 3, 4));
+    let writers: Vec<_> = (0..4)
+        .map(|i| {
+            let (store, data) = (store.clone(), data.clone());
+            std::thread::spawn(move || {
+                let announced = i % 2 == 0;
+                store
+                    .ingest(start(announced.then_some(&data[..]), "m"), feed(&data, 333))
+                    .unwrap()
+            })
+        })
+        .collect();
+    let outcomes: Vec<_> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+    assert!(outcomes.iter().all(|o| o.digest == Digest::of(&data)));
+    assert!(outcomes.iter().filter(|o| !o.already_existed).count() == 1, "{outcomes:?}");
+    assert_eq!(count(kv, GROUPS), 1);
+    assert_eq!(count(kv, CHUNKS), 6);
+    assert_eq!(read(store, &Digest::of(&data), 0, 0).unwrap(), *data);
+    store.delete(&Digest::of(&data)).unwrap();
+    assert_nothing_stored(kv, "after concurrent writers");
+}
+
+fn broken_stream_resumes_or_is_cleaned(store: &Arc<Store>, kv: &dyn KvStore) {
+    let data = bytes(4 * CHUNK + 10, 5);
+    // store-chosen id: nobody can resume, so a broken stream leaves nothing
+    let err = store
+        .ingest(start(Some(&data), "m"), vec![Feed::Data(data[..2 * CHUNK + 7].to_vec())])
+        .unwrap_err();
+    assert!(matches!(err, LayerStoreError::StreamBroken(_)), "{err}");
+    assert_nothing_stored(kv, "broken store-chosen session");
+
+    // client-chosen id: resumable from the last whole chunk
+    let s = WriteStart {
+        client_upload_id: Some("build-1.layer-0".into()),
+        ..start(Some(&data), "m")
+    };
+    let err = store
+        .ingest(s.clone(), vec![Feed::Data(data[..2 * CHUNK + 7].to_vec())])
+        .unwrap_err();
+    assert!(matches!(err, LayerStoreError::StreamBroken(_)));
+    let status = store.upload_status("build-1.layer-0").unwrap();
+    assert_eq!(status.offset, 2 * CHUNK as u64);
+    assert!(store.stat(&Digest::of(&data)).is_err(), "never visible before the commit");
+    // a second new session with the same id is refused
+    assert!(matches!(store.ingest(s, feed(&data, 100)), Err(LayerStoreError::UploadExists(_))));
+    let resume = |offset: usize| WriteStart {
+        upload_id: Some("build-1.layer-0".into()),
+        offset: offset as u64,
+        ..WriteStart::default()
+    };
+    let err = store.ingest(resume(CHUNK), feed(&data[CHUNK..], 100)).unwrap_err();
+    assert!(matches!(err, LayerStoreError::OffsetMismatch { held, .. } if held == 2 * CHUNK as u64), "{err}");
+    let out = store.ingest(resume(2 * CHUNK), feed(&data[2 * CHUNK..], 100)).unwrap();
+    assert_eq!(out.digest, Digest::of(&data));
+    assert_eq!(out.upload_id, "build-1.layer-0");
+    assert_eq!(read(store, &out.digest, 0, 0).unwrap(), data);
+    assert!(matches!(store.upload_status("build-1.layer-0"), Err(LayerStoreError::UploadNotFound(_))));
+
+    // abort frees what the session held
+    let s = WriteStart {
+        client_upload_id: Some("to-abort".into()),
+        ..start(None, "m")
+    };
+    let _ = store.ingest(s, vec![Feed::Data(data.clone())]).unwrap_err();
+    store.abort_upload("to-abort").unwrap();
+    assert!(matches!(store.abort_upload("to-abort"), Err(LayerStoreError::UploadNotFound(_))));
+    store.delete(&out.digest).unwrap();
+    assert_nothing_stored(kv, "after abort");
+
+    let bad = WriteStart {
+        client_upload_id: Some("../etc".into()),
+        ..start(None, "m")
+    };
+    assert!(matches!(store.ingest(bad, feed(b"x", 1)), Err(LayerStoreError::InvalidField { .. })));
+}
+
+fn put(store: &Arc<Store>, data: &[u8], media: &str, labels: &[(&str, &str)]) -> Digest {
+    let s = WriteStart {
+        labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        ..start(None, media)
+    };
+    store.ingest(s, feed(data, 4096)).unwrap().digest
+}
+
+fn list_filters_and_pages(store: &Arc<Store>) {
+    let mut layers: Vec<Digest> = (0..7)
+        .map(|i| put(store, &bytes(10 + i, 100 + i as u32), media_type::OCI_LAYER_TAR, &[("build", if i % 2 == 0 { "a" } else { "b" })]))
+        .collect();
+    let cfg = put(store, b"{}", media_type::OCI_CONFIG, &[]);
+    layers.sort();
+    let filter = ListFilter {
+        media_type: Some(media_type::OCI_LAYER_TAR.into()),
+        ..ListFilter::default()
+    };
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.list(&filter, after, 3).unwrap();
+        assert!(page.blobs.len() <= 3);
+        seen.extend(page.blobs.iter().map(|b| b.digest));
+        match page.next_after {
+            Some(a) => after = Some(a),
+            None => break,
+        }
+    }
+    assert_eq!(seen, layers, "every layer once, in digest order");
+    let by_label = store
+        .list(
+            &ListFilter {
+                labels: [("build".to_string(), "a".to_string())].into(),
+                ..ListFilter::default()
+            },
+            None,
+            100,
+        )
+        .unwrap();
+    assert_eq!(by_label.blobs.len(), 4);
+    assert!(by_label.blobs.iter().all(|b| b.labels["build"] == "a"));
+    for d in layers.iter().chain([&cfg]) {
+        store.delete(d).unwrap();
+    }
+}
+
+fn cache_entries(store: &Arc<Store>) {
+    let layer = put(store, b"layer", media_type::OCI_LAYER_TAR, &[]);
+    let parent = Digest::of(b"parent");
+    let keys: Vec<Digest> = (0..5).map(|i| Digest::of(format!("k{i}").as_bytes())).collect();
+    for (i, k) in keys.iter().enumerate() {
+        store
+            .put_cache_entry(CacheEntry {
+                key: *k,
+                preimage: format!("{{\"step\":{i}}}"),
+                layer_digest: (i == 0).then_some(layer),
+                config: "{}".into(),
+                parent_key: (i < 3).then_some(parent),
+                created_ns: 0,
+            })
+            .unwrap();
+    }
+    let e = store.get_cache_entry(&keys[0]).unwrap();
+    assert_eq!(e.layer_digest, Some(layer));
+    assert_eq!(e.preimage, "{\"step\":0}");
+    assert!(e.created_ns > 0);
+    // idempotent: the first creation time stays
+    store.put_cache_entry(CacheEntry { created_ns: 0, ..e.clone() }).unwrap();
+    assert_eq!(store.get_cache_entry(&keys[0]).unwrap().created_ns, e.created_ns);
+    let children = store.list_cache_entries(Some(&parent), None, 2).unwrap();
+    assert_eq!(children.entries.len(), 2);
+    let rest = store.list_cache_entries(Some(&parent), children.next_after, 2).unwrap();
+    assert_eq!(rest.entries.len(), 1);
+    assert!(rest.next_after.is_none());
+    assert_eq!(store.list_cache_entries(None, None, 100).unwrap().entries.len(), 5);
+    assert!(matches!(
+        store.get_cache_entry(&Digest::of(b"nope")),
+        Err(LayerStoreError::CacheEntryNotFound(_))
+    ));
+    let missing = Digest::of(b"missing layer");
+    let err = store
+        .put_cache_entry(CacheEntry {
+            layer_digest: Some(missing),
+            ..e.clone()
+        })
+        .unwrap_err();
+    assert!(matches!(err, LayerStoreError::CacheLayerMissing { .. }), "{err}");
+    // the cache result is a GC root until the cache is pruned
+    let guard = store.begin_gc_blocking();
+    let report = guard.collect(&GcRequest::default()).unwrap();
+    assert!(!report.removed.contains(&layer));
+    let report = guard
+        .collect(&GcRequest {
+            prune_cache: true,
+            ..GcRequest::default()
+        })
+        .unwrap();
+    drop(guard);
+    assert_eq!(report.cache_entries_removed, 5);
+    assert!(report.removed.contains(&layer));
+    assert!(store.list_cache_entries(None, None, 100).unwrap().entries.is_empty());
+    assert!(store.list_cache_entries(Some(&parent), None, 100).unwrap().entries.is_empty());
+}
+
+fn leases(store: &Arc<Store>) {
+    let kept = put(store, b"leased", "m", &[]);
+    let l = store.create_lease("build-7", Duration::from_secs(60), BTreeMap::new()).unwrap();
+    assert_eq!(l.id, "build-7");
+    assert!(matches!(
+        store.create_lease("build-7", Duration::from_secs(60), BTreeMap::new()),
+        Err(LayerStoreError::LeaseExists(_))
+    ));
+    let future = Digest::of(b"not written yet");
+    let l = store.add_lease_resources("build-7", &[kept, future]).unwrap();
+    assert_eq!(l.digests.len(), 2);
+    assert_eq!(store.list_leases().unwrap().len(), 1);
+    let report = store.begin_gc_blocking().collect(&GcRequest::default()).unwrap();
+    assert!(!report.removed.contains(&kept), "a leased blob survives GC");
+    store.delete_lease("build-7").unwrap();
+    assert!(matches!(store.delete_lease("build-7"), Err(LayerStoreError::LeaseNotFound(_))));
+    // an expired lease protects nothing and is gone from the list
+    store.create_lease("short", Duration::ZERO, BTreeMap::new()).unwrap();
+    assert!(store.list_leases().unwrap().is_empty());
+    assert!(matches!(store.add_lease_resources("short", &[kept]), Err(LayerStoreError::LeaseNotFound(_))));
+    let report = store.begin_gc_blocking().collect(&GcRequest::default()).unwrap();
+    assert!(report.removed.contains(&kept));
+}
+
+/// An image: layers, config, manifest; returns (manifest, config, layers).
+fn image(store: &Arc<Store>, seed: u32, shared_layer: Option<Digest>) -> (Digest, Digest, Vec<Digest>) {
+    let mut layers = vec![put(store, &bytes(CHUNK * 2 + 1, seed), media_type::OCI_LAYER_TAR, &[])];
+    layers.extend(shared_layer);
+    let config = put(store, format!("{{\"seed\":{seed}}}").as_bytes(), media_type::OCI_CONFIG, &[]);
+    let layer_json: Vec<String> = layers
+        .iter()
+        .map(|d| format!(r#"{{"mediaType":"{}","digest":"{d}","size":1}}"#, media_type::OCI_LAYER_TAR))
+        .collect();
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{config}","size":1}},"layers":[{}]}}"#,
+        media_type::OCI_MANIFEST,
+        media_type::OCI_CONFIG,
+        layer_json.join(",")
+    );
+    let m = put(store, manifest.as_bytes(), media_type::OCI_MANIFEST, &[]);
+    (m, config, layers)
+}
+
+fn gc_marks_from_roots_and_sweeps(store: &Arc<Store>) {
+    let base = put(store, &bytes(3000, 77), media_type::OCI_LAYER_TAR, &[]);
+    let (m1, c1, l1) = image(store, 1, Some(base));
+    let (m2, c2, l2) = image(store, 2, Some(base));
+    let index = put(
+        store,
+        format!(r#"{{"schemaVersion":2,"manifests":[{{"digest":"{m2}","size":1}}]}}"#).as_bytes(),
+        media_type::OCI_INDEX,
+        &[],
+    );
+    let junk = put(store, b"junk", "application/octet-stream", &[]);
+
+    let dry = store
+        .begin_gc_blocking()
+        .collect(&GcRequest {
+            dry_run: true,
+            roots: vec![m1, index],
+            ..GcRequest::default()
+        })
+        .unwrap();
+    assert_eq!(dry.removed, vec![junk]);
+    assert!(store.stat(&junk).is_ok(), "a dry run removes nothing");
+
+    let report = store
+        .begin_gc_blocking()
+        .collect(&GcRequest {
+            roots: vec![index],
+            ..GcRequest::default()
+        })
+        .unwrap();
+    let mut expect = vec![junk, m1, c1, l1[0]];
+    expect.sort();
+    let mut removed = report.removed.clone();
+    removed.sort();
+    assert_eq!(removed, expect);
+    for d in [index, m2, c2, l2[0], base] {
+        assert!(store.stat(&d).is_ok(), "{d} is reachable from the index");
+    }
+    let report = store.begin_gc_blocking().collect(&GcRequest::default()).unwrap();
+    assert_eq!(report.removed.len(), 5);
+    assert!(store.list(&ListFilter::default(), None, 1000).unwrap().blobs.is_empty());
+}
+
+fn gc_during_a_write_keeps_it(store: &Arc<Store>) {
+    let data = Arc::new(bytes(6 * CHUNK + 1, 8));
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Feed>(0);
+    let writer = {
+        let (store, data) = (store.clone(), data.clone());
+        std::thread::spawn(move || {
+            let s = WriteStart {
+                client_upload_id: Some("during-gc".into()),
+                ..start(Some(&data), media_type::OCI_LAYER_TAR)
+            };
+            store.ingest(s, rx)
+        })
+    };
+    tx.send(Feed::Data(data[..3 * CHUNK + 1].to_vec())).unwrap();
+    tx.send(Feed::Data(Vec::new())).unwrap(); // the first piece is consumed once this one is taken
+    let guard = store.begin_gc_blocking();
+    let report = guard.collect(&GcRequest::default()).unwrap();
+    assert_eq!(report.uploads_swept, 0, "an upload in flight is not swept");
+    // the write finishes while the GC is still "running"
+    tx.send(Feed::Data(data[3 * CHUNK + 1..].to_vec())).unwrap();
+    tx.send(Feed::End).unwrap();
+    let out = writer.join().unwrap().unwrap();
+    let report = guard.collect(&GcRequest::default()).unwrap();
+    assert!(!report.removed.contains(&out.digest), "a blob committed during GC survives it");
+    drop(guard);
+    assert_eq!(read(store, &out.digest, 0, 0).unwrap(), *data);
+    assert!(store.verify(&[out.digest]).unwrap().corrupt.is_empty());
+    store.delete(&out.digest).unwrap();
+}
+
+fn usage_by_kind_and_roots(store: &Arc<Store>) {
+    let base = put(store, &bytes(5000, 55), media_type::OCI_LAYER_TAR, &[]);
+    let (m1, c1, l1) = image(store, 11, Some(base));
+    let (m2, ..) = image(store, 12, Some(base));
+    let ctx = put(store, &bytes(100, 1), media_type::BUILD_CONTEXT, &[]);
+    let size = |d: &Digest| store.stat(d).unwrap().size;
+    let u = store.usage(&[m1, m2], &[]).unwrap();
+    let kinds: BTreeMap<&str, (u64, u64)> = u.kinds.iter().map(|k| (k.kind, (k.count, k.bytes))).collect();
+    assert_eq!(kinds["layers"].0, 3);
+    assert_eq!(kinds["configs"].0, 2);
+    assert_eq!(kinds["manifests"].0, 2);
+    assert_eq!(kinds["contexts"], (1, 100));
+    assert_eq!(kinds["other"], (0, 0));
+    assert_eq!(u.shared_bytes, 5000);
+    assert_eq!(u.reclaimable_bytes, 100, "only the context is unreachable");
+    let u1 = store.usage(&[m1], &[]).unwrap();
+    assert_eq!(u1.unique_bytes, size(&m1) + size(&c1) + size(&l1[0]) + 5000);
+    assert_eq!(u1.shared_bytes, 0);
+    // a pinned root (a tag) keeps without counting as shared
+    let u2 = store.usage(&[m1], &[m2]).unwrap();
+    assert_eq!(u2.reclaimable_bytes, 100);
+    let report = store.begin_gc_blocking().collect(&GcRequest::default()).unwrap();
+    assert_eq!(report.removed.len(), 8);
+    let _ = ctx;
+}
+
+fn verify_catches_a_flipped_byte(store: &Arc<Store>, kv: &dyn KvStore) {
+    let data = bytes(3 * CHUNK, 21);
+    let good = put(store, b"fine", "m", &[]);
+    let d = put(store, &data, "m", &[]);
+    assert!(store.verify(&[]).unwrap().corrupt.is_empty());
+    // flip one byte of the second chunk, as bit rot would
+    let chunks = kv.scan(CHUNKS, b"", b"", usize::MAX).unwrap();
+    let (key, mut value) = chunks
+        .into_iter()
+        .find(|(_, v)| v.len() == CHUNK + 4 && v[..CHUNK] == data[CHUNK..2 * CHUNK])
+        .expect("the second chunk");
+    value[100] ^= 0x01;
+    kv.put(CHUNKS, &key, &value, Durability::Sync).unwrap();
+    let report = store.verify(&[]).unwrap();
+    assert_eq!(report.checked, 2);
+    assert_eq!(report.corrupt.len(), 1);
+    assert_eq!(report.corrupt[0].digest, d);
+    assert!(report.corrupt[0].reason.contains("chunk 1"), "{}", report.corrupt[0].reason);
+    let err = read(store, &d, 0, 0).unwrap_err();
+    assert!(matches!(err, LayerStoreError::CorruptBlob { .. }), "{err}");
+    assert!(read(store, &d, 0, CHUNK as u64).is_ok(), "the intact first chunk still reads");
+    assert!(matches!(store.verify(&[Digest::of(b"absent")]), Err(LayerStoreError::BlobNotFound(_))));
+    store.delete(&d).unwrap();
+    store.delete(&good).unwrap();
+}
+
+fn restart_rehashes_resumable_sessions_and_sweeps_the_rest(kv: Arc<dyn KvStore>) {
+    let data = bytes(5 * CHUNK + 9, 31);
+    {
+        let store = Store::open(kv.clone(), settings()).unwrap();
+        let s = WriteStart {
+            client_upload_id: Some("survivor".into()),
+            ..start(Some(&data), "m")
+        };
+        let _ = store.ingest(s, vec![Feed::Data(data[..3 * CHUNK + 5].to_vec())]).unwrap_err();
+        // a crash mid-write of a store-chosen session leaves its chunks: forge that state
+        let mut b = strata_kv::WriteBatch::new();
+        let rec = store::record::SessionRecord {
+            group: "ab".repeat(16),
+            expected_digest: None,
+            expected_size: None,
+            media_type: "m".into(),
+            labels: BTreeMap::new(),
+            offset: CHUNK as u64,
+            chunk_size: CHUNK as u64,
+            resumable: false,
+            created_ns: 1,
+            updated_ns: 1,
+        };
+        b.put(UPLOADS, "crashed", store::record::encode(&rec));
+        b.put(GROUPS, vec![0xab; 16], "u:crashed");
+        let mut key = vec![0xab; 16];
+        key.extend_from_slice(&0u32.to_be_bytes());
+        b.put(CHUNKS, key, vec![0; CHUNK + 4]);
+        // and an orphaned group whose owner is gone
+        b.put(GROUPS, vec![0xcd; 16], "b:".to_string() + &"0".repeat(64));
+        let mut key = vec![0xcd; 16];
+        key.extend_from_slice(&0u32.to_be_bytes());
+        b.put(CHUNKS, key, vec![0; 8]);
+        kv.write(b, Durability::Sync).unwrap();
+    }
+    let store = Store::open(kv.clone(), settings()).unwrap();
+    assert_eq!(count(kv.as_ref(), UPLOADS), 1, "only the resumable session is left");
+    assert_eq!(count(kv.as_ref(), GROUPS), 1, "the orphan groups are gone");
+    assert_eq!(count(kv.as_ref(), CHUNKS), 3);
+    assert_eq!(store.upload_status("survivor").unwrap().offset, 3 * CHUNK as u64);
+    let s = WriteStart {
+        upload_id: Some("survivor".into()),
+        offset: 3 * CHUNK as u64,
+        ..WriteStart::default()
+    };
+    let out = store.ingest(s, feed(&data[3 * CHUNK..], 1000)).unwrap();
+    assert_eq!(out.digest, Digest::of(&data), "the re-hashed session continues correctly");
+    store.delete(&out.digest).unwrap();
+    // a stale session is swept by GC
+    let stale = Store::open(
+        kv.clone(),
+        Settings {
+            upload_ttl: Duration::ZERO,
+            ..settings()
+        },
+    )
+    .unwrap();
+    let s = WriteStart {
+        client_upload_id: Some("stale".into()),
+        ..start(None, "m")
+    };
+    let _ = stale.ingest(s, vec![Feed::Data(data.clone())]).unwrap_err();
+    let report = stale.begin_gc_blocking().collect(&GcRequest::default()).unwrap();
+    assert_eq!(report.uploads_swept, 1);
+    assert_nothing_stored(kv.as_ref(), "after the stale sweep");
+}
+
+#[test]
+fn store_logic_on_the_memory_store() {
+    suite(Arc::new(MemoryStore::new(store::SPACES)));
+}
+
+#[test]
+fn store_logic_on_rocksdb() {
+    let dir = tempfile::tempdir().unwrap();
+    suite(Arc::new(RocksStore::open(dir.path(), store::SPACES).unwrap()));
+}
