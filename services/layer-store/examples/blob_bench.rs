@@ -19,8 +19,8 @@ use std::{
 };
 
 use strata_proto::layer_store::{
-    layer_store_client::LayerStoreClient, write_blob_request::Part, ReadBlobRequest, StatBlobRequest, WriteBlobRequest,
-    WriteStart,
+    ReadBlobRequest, StatBlobRequest, WriteBlobRequest, WriteStart,
+    layer_store_client::LayerStoreClient, write_blob_request::Part,
 };
 use strata_server::{ListenAddr, Listener, ServeOptions};
 use strata_types::Digest;
@@ -42,21 +42,33 @@ fn main() -> anyhow::Result<()> {
     };
     let gib = flag("--gib", 1);
     let small = flag("--small", 10_000);
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(bench(gib, small))
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(bench(gib, small))
 }
 
 /// Server mode: serve a layer store on 127.0.0.1:0 and print the address.
 fn serve(root: PathBuf) -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async move {
-        let listener = Listener::bind(&"127.0.0.1:0".parse()?).await?;
-        println!("{}", listener.local_addr());
-        std::io::stdout().flush()?;
-        let config = strata_layer_store::Config {
-            root,
-            tag_index_addr: None,
-        };
-        strata_layer_store::run(config, listener, &ServeOptions::default(), strata_server::shutdown_signal()).await
-    })
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async move {
+            let listener = Listener::bind(&"127.0.0.1:0".parse()?).await?;
+            println!("{}", listener.local_addr());
+            std::io::stdout().flush()?;
+            let config = strata_layer_store::Config {
+                root,
+                tag_index_addr: None,
+            };
+            strata_layer_store::run(
+                config,
+                listener,
+                &ServeOptions::default(),
+                strata_server::shutdown_signal(),
+            )
+            .await
+        })
 }
 
 fn pseudo_random(n: usize, seed: u64) -> Vec<u8> {
@@ -88,20 +100,30 @@ fn mib_s(bytes: usize, d: Duration) -> f64 {
 }
 
 async fn bench(gib: usize, small: usize) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| "/var/tmp".into()))?;
+    let dir =
+        tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| "/var/tmp".into()))?;
     let size = gib << 30;
     println!("generating {gib} GiB of pseudo-random bytes ...");
     let big = Arc::new(pseudo_random(size, 0x5eed));
     let file = dir.path().join("big.bin");
     std::fs::write(&file, &*big)?;
     // warm the page cache, then time the floor
-    Command::new("cat").arg(&file).stdout(Stdio::null()).status()?;
+    Command::new("cat")
+        .arg(&file)
+        .stdout(Stdio::null())
+        .status()?;
     let t = Instant::now();
-    let out = Command::new("openssl").args(["dgst", "-sha256"]).arg(&file).output()?;
+    let out = Command::new("openssl")
+        .args(["dgst", "-sha256"])
+        .arg(&file)
+        .output()?;
     let openssl = t.elapsed();
     anyhow::ensure!(out.status.success(), "openssl failed");
     let expected = Digest::of(&big);
-    anyhow::ensure!(String::from_utf8_lossy(&out.stdout).contains(&expected.hex()), "openssl disagrees");
+    anyhow::ensure!(
+        String::from_utf8_lossy(&out.stdout).contains(&expected.hex()),
+        "openssl disagrees"
+    );
     std::fs::remove_file(&file)?;
     let floor = mib_s(size, openssl);
 
@@ -117,7 +139,9 @@ async fn bench(gib: usize, small: usize) -> anyhow::Result<()> {
     BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line)?;
     let addr: ListenAddr = line.trim().parse()?;
     strata_test_support::wait_until_serving(&addr, Duration::from_secs(60)).await?;
-    let channels: Vec<Channel> = (0..4).map(|_| strata_server::client::lazy_channel(&addr)).collect::<Result<_, _>>()?;
+    let channels: Vec<Channel> = (0..4)
+        .map(|_| strata_server::client::lazy_channel(&addr))
+        .collect::<Result<_, _>>()?;
     let client = |i: usize| {
         LayerStoreClient::new(channels[i % channels.len()].clone())
             .max_decoding_message_size(64 << 20)
@@ -137,9 +161,11 @@ async fn bench(gib: usize, small: usize) -> anyhow::Result<()> {
                 ..Default::default()
             })),
         };
-        futures::stream::iter(std::iter::once(start).chain((0..size.div_ceil(MIB)).map(move |i| WriteBlobRequest {
-            part: Some(Part::Data(big[i * MIB..((i + 1) * MIB).min(size)].to_vec())),
-        })))
+        futures::stream::iter(
+            std::iter::once(start).chain((0..size.div_ceil(MIB)).map(move |i| WriteBlobRequest {
+                part: Some(Part::Data(big[i * MIB..((i + 1) * MIB).min(size)].to_vec())),
+            })),
+        )
     };
     let r = client(0).write_blob(messages).await?.into_inner();
     let write = t.elapsed();
@@ -165,11 +191,18 @@ async fn bench(gib: usize, small: usize) -> anyhow::Result<()> {
     }
     let read = t.elapsed();
     anyhow::ensure!(read_bytes == size, "read {read_bytes} of {size}");
-    anyhow::ensure!(sample[..] == big[size / 2..size / 2 + sample.len()], "read returned other bytes");
+    anyhow::ensure!(
+        sample[..] == big[size / 2..size / 2 + sample.len()],
+        "read returned other bytes"
+    );
     drop(big);
 
     // many small blobs, 64 clients
-    let blobs: Arc<Vec<Vec<u8>>> = Arc::new((0..small).map(|i| pseudo_random(4096, i as u64 + 1)).collect());
+    let blobs: Arc<Vec<Vec<u8>>> = Arc::new(
+        (0..small)
+            .map(|i| pseudo_random(4096, i as u64 + 1))
+            .collect(),
+    );
     const CLIENTS: usize = 64;
     let t = Instant::now();
     let mut tasks = Vec::new();
@@ -200,7 +233,8 @@ async fn bench(gib: usize, small: usize) -> anyhow::Result<()> {
     }
     let small_writes = t.elapsed();
 
-    let digests: Arc<Vec<String>> = Arc::new(blobs.iter().map(|b| Digest::of(b).to_string()).collect());
+    let digests: Arc<Vec<String>> =
+        Arc::new(blobs.iter().map(|b| Digest::of(b).to_string()).collect());
     let stats_total = small * 3;
     let t = Instant::now();
     let mut tasks = Vec::new();
@@ -225,7 +259,10 @@ async fn bench(gib: usize, small: usize) -> anyhow::Result<()> {
     let stats = t.elapsed();
     let rss_end = vm_hwm_kib(pid);
 
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
     let _ = child.wait();
 
     let w = mib_s(size, write);
@@ -235,9 +272,20 @@ async fn bench(gib: usize, small: usize) -> anyhow::Result<()> {
     println!();
     println!("| measure | result | target |");
     println!("|---|---|---|");
-    println!("| openssl dgst -sha256, {gib} GiB (floor) | {floor:.0} MiB/s ({:.2} s) | |", openssl.as_secs_f64());
-    println!("| write {gib} GiB blob | {w:.0} MiB/s ({:.2} s) = {:.2}x floor | >= 0.6x |", write.as_secs_f64(), w / floor);
-    println!("| read {gib} GiB blob | {rd:.0} MiB/s ({:.2} s) = {:.2}x floor | >= 1.0x |", read.as_secs_f64(), rd / floor);
+    println!(
+        "| openssl dgst -sha256, {gib} GiB (floor) | {floor:.0} MiB/s ({:.2} s) | |",
+        openssl.as_secs_f64()
+    );
+    println!(
+        "| write {gib} GiB blob | {w:.0} MiB/s ({:.2} s) = {:.2}x floor | >= 0.6x |",
+        write.as_secs_f64(),
+        w / floor
+    );
+    println!(
+        "| read {gib} GiB blob | {rd:.0} MiB/s ({:.2} s) = {:.2}x floor | >= 1.0x |",
+        read.as_secs_f64(),
+        rd / floor
+    );
     println!("| {small} x 4 KiB writes, {CLIENTS} clients | {sw:.0} writes/s | >= 5,000/s |");
     println!("| {stats_total} stats, {CLIENTS} clients | {st:.0} stats/s | >= 20,000/s |");
     println!(

@@ -22,7 +22,9 @@ pub enum LayerStoreError {
         reason: String,
     },
     /// The bytes hash to a different digest than announced; nothing was stored.
-    #[error("digest mismatch: expected {expected} but the bytes hash to {actual}; nothing was stored")]
+    #[error(
+        "digest mismatch: expected {expected} but the bytes hash to {actual}; nothing was stored"
+    )]
     DigestMismatch {
         /// The announced digest.
         expected: Digest,
@@ -38,7 +40,9 @@ pub enum LayerStoreError {
         actual: u64,
     },
     /// The stream carried more bytes than announced; it was cut at the first byte past it.
-    #[error("the stream is longer than the declared size of {expected} bytes; aborted at byte {at}, nothing was stored")]
+    #[error(
+        "the stream is longer than the declared size of {expected} bytes; aborted at byte {at}, nothing was stored"
+    )]
     TooManyBytes {
         /// The announced size.
         expected: u64,
@@ -102,7 +106,9 @@ pub enum LayerStoreError {
     #[error("no build-cache entry for key {0}")]
     CacheEntryNotFound(Digest),
     /// A cache entry names a layer the store does not hold.
-    #[error("cache entry {key} names layer {layer} which is not in the store; write the layer first")]
+    #[error(
+        "cache entry {key} names layer {layer} which is not in the store; write the layer first"
+    )]
     CacheLayerMissing {
         /// The cache key.
         key: Digest,
@@ -152,9 +158,10 @@ impl From<LayerStoreError> for tonic::Status {
             | E::UploadBusy(_)
             | E::CacheLayerMissing { .. } => tonic::Status::failed_precondition(msg),
             E::UploadExists(_) | E::LeaseExists(_) => tonic::Status::already_exists(msg),
-            E::UploadNotFound(_) | E::BlobNotFound(_) | E::CacheEntryNotFound(_) | E::LeaseNotFound(_) => {
-                tonic::Status::not_found(msg)
-            }
+            E::UploadNotFound(_)
+            | E::BlobNotFound(_)
+            | E::CacheEntryNotFound(_)
+            | E::LeaseNotFound(_) => tonic::Status::not_found(msg),
             E::RangeOutOfBounds { .. } => tonic::Status::out_of_range(msg),
             E::StreamBroken(_) => tonic::Status::cancelled(msg),
             E::TagIndexUnavailable { .. } => {

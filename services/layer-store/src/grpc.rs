@@ -7,17 +7,17 @@ use std::{collections::BTreeMap, pin::Pin, sync::Arc, time::Duration};
 use futures::Stream;
 use strata_proto::{
     layer_store::{self as pb, layer_store_server::LayerStore, write_blob_request::Part},
-    tag_index::{tag_index_client::TagIndexClient, ListTagsRequest},
+    tag_index::{ListTagsRequest, tag_index_client::TagIndexClient},
 };
 use strata_server::ListenAddr;
 use strata_types::Digest;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{transport::Channel, Request, Response, Status};
+use tonic::{Request, Response, Status, transport::Channel};
 
 use crate::{
     error::LayerStoreError,
-    store::{self, parse_digest, Feed, Store},
+    store::{self, Feed, Store, parse_digest},
 };
 
 /// Messages buffered between the network and the blocking writer or reader (each up to a
@@ -54,7 +54,9 @@ impl LayerStoreService {
     /// Every tag's digest, when a tag index is configured. Any failure is an error: GC must
     /// not run with roots missing.
     async fn tag_roots(&self) -> Result<Vec<Digest>, LayerStoreError> {
-        let Some((addr, channel)) = &self.tag_index else { return Ok(Vec::new()) };
+        let Some((addr, channel)) = &self.tag_index else {
+            return Ok(Vec::new());
+        };
         let unavailable = |reason: String| LayerStoreError::TagIndexUnavailable {
             addr: addr.to_string(),
             reason,
@@ -73,8 +75,9 @@ impl LayerStoreService {
                 .map_err(|s| unavailable(format!("{:?}: {}", s.code(), s.message())))?
                 .into_inner();
             for tag in page.tags {
-                let d = Digest::parse(&tag.digest)
-                    .map_err(|e| unavailable(format!("tag {} holds an invalid digest: {e}", tag.name)))?;
+                let d = Digest::parse(&tag.digest).map_err(|e| {
+                    unavailable(format!("tag {} holds an invalid digest: {e}", tag.name))
+                })?;
                 digests.push(d);
             }
             if page.next_page_token.is_empty() || page.next_page_token == token {
@@ -134,7 +137,11 @@ fn page_token(token: &str) -> Result<Option<Digest>, Status> {
     }
     Digest::parse(&format!("sha256:{token}"))
         .map(Some)
-        .map_err(|_| Status::invalid_argument(format!("invalid page_token {token:?}: pass next_page_token unchanged")))
+        .map_err(|_| {
+            Status::invalid_argument(format!(
+                "invalid page_token {token:?}: pass next_page_token unchanged"
+            ))
+        })
 }
 
 fn non_negative(field: &'static str, v: i64) -> Result<u64, Status> {
@@ -220,16 +227,24 @@ impl LayerStore for LayerStoreService {
         // instead of filling memory.
         let (tx, mut rx) = mpsc::channel::<Feed>(STREAM_BUFFER);
         let store = self.store.clone();
-        let writer = tokio::task::spawn_blocking(move || store.ingest(start, std::iter::from_fn(move || rx.blocking_recv())));
+        let writer = tokio::task::spawn_blocking(move || {
+            store.ingest(start, std::iter::from_fn(move || rx.blocking_recv()))
+        });
         let broken: Option<Status> = loop {
             match stream.message().await {
-                Ok(Some(pb::WriteBlobRequest { part: Some(Part::Data(data)) })) => {
+                Ok(Some(pb::WriteBlobRequest {
+                    part: Some(Part::Data(data)),
+                })) => {
                     if tx.send(Feed::Data(data)).await.is_err() {
                         break None; // the writer stopped: it has the answer
                     }
                 }
-                Ok(Some(pb::WriteBlobRequest { part: Some(Part::Start(_)) })) => {
-                    break Some(Status::invalid_argument("start may only be the first message of a WriteBlob stream"));
+                Ok(Some(pb::WriteBlobRequest {
+                    part: Some(Part::Start(_)),
+                })) => {
+                    break Some(Status::invalid_argument(
+                        "start may only be the first message of a WriteBlob stream",
+                    ));
                 }
                 Ok(Some(pb::WriteBlobRequest { part: None })) => {}
                 Ok(None) => {
@@ -259,7 +274,10 @@ impl LayerStore for LayerStoreService {
         }
     }
 
-    async fn get_upload(&self, request: Request<pb::GetUploadRequest>) -> Result<Response<pb::UploadStatus>, Status> {
+    async fn get_upload(
+        &self,
+        request: Request<pb::GetUploadRequest>,
+    ) -> Result<Response<pb::UploadStatus>, Status> {
         let id = request.into_inner().upload_id;
         let store = self.store.clone();
         let s = blocking(move || store.upload_status(&id)).await?;
@@ -282,7 +300,10 @@ impl LayerStore for LayerStoreService {
 
     type ReadBlobStream = ReadStream;
 
-    async fn read_blob(&self, request: Request<pb::ReadBlobRequest>) -> Result<Response<Self::ReadBlobStream>, Status> {
+    async fn read_blob(
+        &self,
+        request: Request<pb::ReadBlobRequest>,
+    ) -> Result<Response<Self::ReadBlobStream>, Status> {
         let r = request.into_inner();
         let digest = parse_digest("digest", &r.digest)?;
         let offset = non_negative("offset", r.offset)?;
@@ -293,7 +314,9 @@ impl LayerStore for LayerStoreService {
         tokio::task::spawn_blocking(move || {
             for part in reader {
                 let stop = part.is_err();
-                let msg = part.map(|data| pb::ReadBlobResponse { data }).map_err(Status::from);
+                let msg = part
+                    .map(|data| pb::ReadBlobResponse { data })
+                    .map_err(Status::from);
                 if tx.blocking_send(msg).is_err() || stop {
                     break;
                 }
@@ -302,14 +325,20 @@ impl LayerStore for LayerStoreService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn stat_blob(&self, request: Request<pb::StatBlobRequest>) -> Result<Response<pb::BlobInfo>, Status> {
+    async fn stat_blob(
+        &self,
+        request: Request<pb::StatBlobRequest>,
+    ) -> Result<Response<pb::BlobInfo>, Status> {
         let digest = parse_digest("digest", &request.into_inner().digest)?;
         let store = self.store.clone();
         let info = blocking(move || store.stat(&digest)).await?;
         Ok(Response::new(blob_info(info)))
     }
 
-    async fn list_blobs(&self, request: Request<pb::ListBlobsRequest>) -> Result<Response<pb::ListBlobsResponse>, Status> {
+    async fn list_blobs(
+        &self,
+        request: Request<pb::ListBlobsRequest>,
+    ) -> Result<Response<pb::ListBlobsResponse>, Status> {
         let r = request.into_inner();
         let filter = store::ListFilter {
             media_type: (!r.media_type.is_empty()).then_some(r.media_type),
@@ -325,14 +354,20 @@ impl LayerStore for LayerStoreService {
         }))
     }
 
-    async fn delete_blob(&self, request: Request<pb::DeleteBlobRequest>) -> Result<Response<pb::DeleteBlobResponse>, Status> {
+    async fn delete_blob(
+        &self,
+        request: Request<pb::DeleteBlobRequest>,
+    ) -> Result<Response<pb::DeleteBlobResponse>, Status> {
         let digest = parse_digest("digest", &request.into_inner().digest)?;
         let store = self.store.clone();
         blocking(move || store.delete(&digest)).await?;
         Ok(Response::new(pb::DeleteBlobResponse {}))
     }
 
-    async fn get_cache_entry(&self, request: Request<pb::GetCacheEntryRequest>) -> Result<Response<pb::CacheEntry>, Status> {
+    async fn get_cache_entry(
+        &self,
+        request: Request<pb::GetCacheEntryRequest>,
+    ) -> Result<Response<pb::CacheEntry>, Status> {
         let key = parse_digest("key", &request.into_inner().key)?;
         let store = self.store.clone();
         let e = blocking(move || store.get_cache_entry(&key)).await?;
@@ -350,8 +385,11 @@ impl LayerStore for LayerStoreService {
             key: parse_digest("entry.key", &e.key)?,
             preimage: e.preimage,
             layer_digest: optional_digest("entry.layer_digest", &e.layer_digest)?,
-            config: String::from_utf8(e.config)
-                .map_err(|_| Status::invalid_argument("invalid entry.config: the image config must be UTF-8 JSON"))?,
+            config: String::from_utf8(e.config).map_err(|_| {
+                Status::invalid_argument(
+                    "invalid entry.config: the image config must be UTF-8 JSON",
+                )
+            })?,
             parent_key: optional_digest("entry.parent_key", &e.parent_key)?,
             created_ns: 0,
         };
@@ -369,21 +407,26 @@ impl LayerStore for LayerStoreService {
         let after = page_token(&r.page_token)?;
         let limit = page_size(r.page_size);
         let store = self.store.clone();
-        let page = blocking(move || store.list_cache_entries(parent.as_ref(), after, limit)).await?;
+        let page =
+            blocking(move || store.list_cache_entries(parent.as_ref(), after, limit)).await?;
         Ok(Response::new(pb::ListCacheEntriesResponse {
             entries: page.entries.into_iter().map(cache_entry).collect(),
             next_page_token: page.next_after.map(|d| d.hex()).unwrap_or_default(),
         }))
     }
 
-    async fn create_lease(&self, request: Request<pb::CreateLeaseRequest>) -> Result<Response<pb::Lease>, Status> {
+    async fn create_lease(
+        &self,
+        request: Request<pb::CreateLeaseRequest>,
+    ) -> Result<Response<pb::Lease>, Status> {
         let r = request.into_inner();
         let ttl = Duration::from_secs(match r.ttl_seconds {
             0 => 3600,
             n => u64::from(n),
         });
         let store = self.store.clone();
-        let l = blocking(move || store.create_lease(&r.id, ttl, r.labels.into_iter().collect())).await?;
+        let l = blocking(move || store.create_lease(&r.id, ttl, r.labels.into_iter().collect()))
+            .await?;
         Ok(Response::new(lease(l)))
     }
 
@@ -398,14 +441,20 @@ impl LayerStore for LayerStoreService {
         Ok(Response::new(lease(l)))
     }
 
-    async fn delete_lease(&self, request: Request<pb::DeleteLeaseRequest>) -> Result<Response<pb::DeleteLeaseResponse>, Status> {
+    async fn delete_lease(
+        &self,
+        request: Request<pb::DeleteLeaseRequest>,
+    ) -> Result<Response<pb::DeleteLeaseResponse>, Status> {
         let id = request.into_inner().id;
         let store = self.store.clone();
         blocking(move || store.delete_lease(&id)).await?;
         Ok(Response::new(pb::DeleteLeaseResponse {}))
     }
 
-    async fn list_leases(&self, _request: Request<pb::ListLeasesRequest>) -> Result<Response<pb::ListLeasesResponse>, Status> {
+    async fn list_leases(
+        &self,
+        _request: Request<pb::ListLeasesRequest>,
+    ) -> Result<Response<pb::ListLeasesResponse>, Status> {
         let store = self.store.clone();
         let leases = blocking(move || store.list_leases()).await?;
         Ok(Response::new(pb::ListLeasesResponse {
@@ -437,7 +486,10 @@ impl LayerStore for LayerStoreService {
         }))
     }
 
-    async fn verify_blobs(&self, request: Request<pb::VerifyBlobsRequest>) -> Result<Response<pb::VerifyBlobsResponse>, Status> {
+    async fn verify_blobs(
+        &self,
+        request: Request<pb::VerifyBlobsRequest>,
+    ) -> Result<Response<pb::VerifyBlobsResponse>, Status> {
         let ds = digests("digests", &request.into_inner().digests)?;
         let store = self.store.clone();
         let report = blocking(move || store.verify(&ds)).await?;
@@ -455,7 +507,10 @@ impl LayerStore for LayerStoreService {
         }))
     }
 
-    async fn get_usage(&self, request: Request<pb::GetUsageRequest>) -> Result<Response<pb::Usage>, Status> {
+    async fn get_usage(
+        &self,
+        request: Request<pb::GetUsageRequest>,
+    ) -> Result<Response<pb::Usage>, Status> {
         let roots = digests("roots", &request.into_inner().roots)?;
         let pinned = self.tag_roots().await?;
         let store = self.store.clone();

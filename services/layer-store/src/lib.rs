@@ -62,9 +62,11 @@ pub fn open(config: &Config) -> Result<LayerStoreService, LayerStoreError> {
     let tag_index = match &config.tag_index_addr {
         Some(addr) => Some((
             addr.clone(),
-            strata_server::client::lazy_channel(addr).map_err(|e| LayerStoreError::InvalidField {
-                field: "tag_index_addr",
-                reason: e.to_string(),
+            strata_server::client::lazy_channel(addr).map_err(|e| {
+                LayerStoreError::InvalidField {
+                    field: "tag_index_addr",
+                    reason: e.to_string(),
+                }
             })?,
         )),
         None => None,

@@ -31,5 +31,11 @@ async fn main() -> anyhow::Result<()> {
         tag_index_addr: args.tag_index_addr,
     };
     let listener = strata_server::Listener::bind(&args.serve.listen).await?;
-    strata_layer_store::run(config, listener, &args.serve.options(), strata_server::shutdown_signal()).await
+    strata_layer_store::run(
+        config,
+        listener,
+        &args.serve.options(),
+        strata_server::shutdown_signal(),
+    )
+    .await
 }

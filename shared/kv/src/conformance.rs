@@ -21,16 +21,28 @@ pub fn run(store: &dyn KvStore) {
 }
 
 fn get_put_delete(store: &dyn KvStore) {
-    assert_eq!(store.get(R, b"missing").unwrap(), None, "get_put_delete: absent");
+    assert_eq!(
+        store.get(R, b"missing").unwrap(),
+        None,
+        "get_put_delete: absent"
+    );
     store.put(R, b"k1", b"v1", Durability::Sync).unwrap();
     assert_eq!(store.get(R, b"k1").unwrap().as_deref(), Some(&b"v1"[..]));
     store.put(R, b"k1", b"v2", Durability::Buffered).unwrap();
     assert_eq!(store.get(R, b"k1").unwrap().as_deref(), Some(&b"v2"[..]));
     store.delete(R, b"k1", Durability::Sync).unwrap();
-    assert_eq!(store.get(R, b"k1").unwrap(), None, "get_put_delete: deleted");
+    assert_eq!(
+        store.get(R, b"k1").unwrap(),
+        None,
+        "get_put_delete: deleted"
+    );
     // spaces are separate
     store.put(C, b"k1", b"c", Durability::Sync).unwrap();
-    assert_eq!(store.get(R, b"k1").unwrap(), None, "spaces must not share keys");
+    assert_eq!(
+        store.get(R, b"k1").unwrap(),
+        None,
+        "spaces must not share keys"
+    );
     store.delete(C, b"k1", Durability::Sync).unwrap();
 }
 
@@ -40,8 +52,14 @@ fn batches_are_atomic_across_spaces(store: &dyn KvStore) {
     b.put(C, "batch/b", "2");
     b.delete(R, "batch/none");
     store.write(b, Durability::Sync).unwrap();
-    assert_eq!(store.get(R, b"batch/a").unwrap().as_deref(), Some(&b"1"[..]));
-    assert_eq!(store.get(C, b"batch/b").unwrap().as_deref(), Some(&b"2"[..]));
+    assert_eq!(
+        store.get(R, b"batch/a").unwrap().as_deref(),
+        Some(&b"1"[..])
+    );
+    assert_eq!(
+        store.get(C, b"batch/b").unwrap().as_deref(),
+        Some(&b"2"[..])
+    );
     let mut b = WriteBatch::new();
     b.delete(R, "batch/a");
     b.delete(C, "batch/b");
@@ -56,7 +74,10 @@ fn unknown_space_is_an_error(store: &dyn KvStore) {
     let mut b = WriteBatch::new();
     b.put(R, "atomic/ok", "1");
     b.put(bogus, "x", "1");
-    assert!(store.write(b, Durability::Sync).is_err(), "write to unknown space");
+    assert!(
+        store.write(b, Durability::Sync).is_err(),
+        "write to unknown space"
+    );
     assert_eq!(
         store.get(R, b"atomic/ok").unwrap(),
         None,
@@ -66,13 +87,31 @@ fn unknown_space_is_an_error(store: &dyn KvStore) {
 
 fn scan_respects_prefix_start_and_limit(store: &dyn KvStore) {
     for k in ["p/a", "p/b", "p/c", "p/d", "q/a", "o/z"] {
-        store.put(R, k.as_bytes(), k.as_bytes(), Durability::Buffered).unwrap();
+        store
+            .put(R, k.as_bytes(), k.as_bytes(), Durability::Buffered)
+            .unwrap();
     }
-    let keys = |v: Vec<crate::Entry>| v.into_iter().map(|(k, _)| String::from_utf8(k).unwrap()).collect::<Vec<_>>();
-    assert_eq!(keys(store.scan(R, b"p/", b"", 10).unwrap()), ["p/a", "p/b", "p/c", "p/d"]);
-    assert_eq!(keys(store.scan(R, b"p/", b"p/b", 2).unwrap()), ["p/b", "p/c"]);
-    assert_eq!(keys(store.scan(R, b"p/", b"p/bb", 10).unwrap()), ["p/c", "p/d"]);
-    assert_eq!(keys(store.scan(R, b"p/", b"a", 10).unwrap()), ["p/a", "p/b", "p/c", "p/d"]);
+    let keys = |v: Vec<crate::Entry>| {
+        v.into_iter()
+            .map(|(k, _)| String::from_utf8(k).unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        keys(store.scan(R, b"p/", b"", 10).unwrap()),
+        ["p/a", "p/b", "p/c", "p/d"]
+    );
+    assert_eq!(
+        keys(store.scan(R, b"p/", b"p/b", 2).unwrap()),
+        ["p/b", "p/c"]
+    );
+    assert_eq!(
+        keys(store.scan(R, b"p/", b"p/bb", 10).unwrap()),
+        ["p/c", "p/d"]
+    );
+    assert_eq!(
+        keys(store.scan(R, b"p/", b"a", 10).unwrap()),
+        ["p/a", "p/b", "p/c", "p/d"]
+    );
     assert!(store.scan(R, b"zz", b"", 10).unwrap().is_empty());
     assert_eq!(store.scan(R, b"", b"", 100).unwrap().len(), 6);
     for k in ["p/a", "p/b", "p/c", "p/d", "q/a", "o/z"] {
@@ -82,11 +121,23 @@ fn scan_respects_prefix_start_and_limit(store: &dyn KvStore) {
 
 fn scan_rev_respects_prefix_before_and_limit(store: &dyn KvStore) {
     for k in ["h/1", "h/2", "h/3", "i/0", "g/9"] {
-        store.put(R, k.as_bytes(), b"", Durability::Buffered).unwrap();
+        store
+            .put(R, k.as_bytes(), b"", Durability::Buffered)
+            .unwrap();
     }
-    let keys = |v: Vec<crate::Entry>| v.into_iter().map(|(k, _)| String::from_utf8(k).unwrap()).collect::<Vec<_>>();
-    assert_eq!(keys(store.scan_rev(R, b"h/", b"", 10).unwrap()), ["h/3", "h/2", "h/1"]);
-    assert_eq!(keys(store.scan_rev(R, b"h/", b"h/3", 10).unwrap()), ["h/2", "h/1"]);
+    let keys = |v: Vec<crate::Entry>| {
+        v.into_iter()
+            .map(|(k, _)| String::from_utf8(k).unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        keys(store.scan_rev(R, b"h/", b"", 10).unwrap()),
+        ["h/3", "h/2", "h/1"]
+    );
+    assert_eq!(
+        keys(store.scan_rev(R, b"h/", b"h/3", 10).unwrap()),
+        ["h/2", "h/1"]
+    );
     assert_eq!(keys(store.scan_rev(R, b"h/", b"", 1).unwrap()), ["h/3"]);
     assert!(store.scan_rev(R, b"x/", b"", 10).unwrap().is_empty());
     for k in ["h/1", "h/2", "h/3", "i/0", "g/9"] {
@@ -95,7 +146,9 @@ fn scan_rev_respects_prefix_before_and_limit(store: &dyn KvStore) {
 }
 
 fn large_values_round_trip(store: &dyn KvStore) {
-    let value: Vec<u8> = (0..(4 << 20)).map(|i: u32| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let value: Vec<u8> = (0..(4 << 20))
+        .map(|i: u32| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     store.put(C, b"big", &value, Durability::Sync).unwrap();
     assert_eq!(store.get(C, b"big").unwrap().as_deref(), Some(&value[..]));
     store.delete(C, b"big", Durability::Sync).unwrap();
@@ -119,8 +172,15 @@ fn delete_range_removes_exactly_the_range(store: &dyn KvStore) {
         .into_iter()
         .map(|(k, _)| String::from_utf8(k).unwrap())
         .collect();
-    assert_eq!(left, ["r/a", "r/d", "s/a"], "delete_range must remove [from, to) only");
-    assert_eq!(store.get(R, b"range/marker").unwrap().as_deref(), Some(&b"1"[..]));
+    assert_eq!(
+        left,
+        ["r/a", "r/d", "s/a"],
+        "delete_range must remove [from, to) only"
+    );
+    assert_eq!(
+        store.get(R, b"range/marker").unwrap().as_deref(),
+        Some(&b"1"[..])
+    );
     let mut b = WriteBatch::new();
     b.delete_range(C, "", "t");
     b.delete(R, "range/marker");

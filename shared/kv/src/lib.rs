@@ -82,7 +82,8 @@ impl WriteBatch {
     /// Adds a delete of every key `k` with `from <= k < to` (RocksDB `DeleteRange`: one
     /// tombstone, however many keys it covers).
     pub fn delete_range(&mut self, space: Space, from: impl Into<Vec<u8>>, to: impl Into<Vec<u8>>) {
-        self.ops.push(Op::DeleteRange(space, from.into(), to.into()));
+        self.ops
+            .push(Op::DeleteRange(space, from.into(), to.into()));
     }
 
     /// Number of operations.

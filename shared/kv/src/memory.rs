@@ -31,7 +31,9 @@ fn poisoned<T>(_: T) -> KvError {
 impl KvStore for MemoryStore {
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let spaces = self.spaces.read().map_err(poisoned)?;
-        let tree = spaces.get(space.name).ok_or(KvError::UnknownSpace(space.name))?;
+        let tree = spaces
+            .get(space.name)
+            .ok_or(KvError::UnknownSpace(space.name))?;
         Ok(tree.get(key).cloned())
     }
 
@@ -56,7 +58,8 @@ impl KvStore for MemoryStore {
                     if let Some(t) = spaces.get_mut(s.name)
                         && from < to
                     {
-                        let doomed: Vec<Vec<u8>> = t.range(from..to).map(|(k, _)| k.clone()).collect();
+                        let doomed: Vec<Vec<u8>> =
+                            t.range(from..to).map(|(k, _)| k.clone()).collect();
                         for k in doomed {
                             t.remove(&k);
                         }
@@ -69,8 +72,14 @@ impl KvStore for MemoryStore {
 
     fn scan(&self, space: Space, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<Entry>> {
         let spaces = self.spaces.read().map_err(poisoned)?;
-        let tree = spaces.get(space.name).ok_or(KvError::UnknownSpace(space.name))?;
-        let from = if start > prefix { start.to_vec() } else { prefix.to_vec() };
+        let tree = spaces
+            .get(space.name)
+            .ok_or(KvError::UnknownSpace(space.name))?;
+        let from = if start > prefix {
+            start.to_vec()
+        } else {
+            prefix.to_vec()
+        };
         Ok(tree
             .range(from..)
             .take_while(|(k, _)| k.starts_with(prefix))
@@ -87,7 +96,9 @@ impl KvStore for MemoryStore {
         limit: usize,
     ) -> Result<Vec<Entry>> {
         let spaces = self.spaces.read().map_err(poisoned)?;
-        let tree = spaces.get(space.name).ok_or(KvError::UnknownSpace(space.name))?;
+        let tree = spaces
+            .get(space.name)
+            .ok_or(KvError::UnknownSpace(space.name))?;
         let iter: Box<dyn Iterator<Item = (&Vec<u8>, &Vec<u8>)>> = if before.is_empty() {
             match crate::prefix_end(prefix) {
                 Some(end) => Box::new(tree.range(..end).rev()),

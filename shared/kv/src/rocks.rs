@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode,
-    Options, ReadOptions, WriteOptions, DB,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBCompressionType, Direction,
+    IteratorMode, Options, ReadOptions, WriteOptions,
 };
 
 use crate::{Durability, Entry, KvError, KvStore, Op, Result, Space, WriteBatch};
@@ -21,7 +21,9 @@ pub struct RocksStore {
 
 impl std::fmt::Debug for RocksStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RocksStore").field("path", &self.path).finish()
+        f.debug_struct("RocksStore")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -76,7 +78,9 @@ impl RocksStore {
     }
 
     fn cf(&self, space: Space) -> Result<&rocksdb::ColumnFamily> {
-        self.db.cf_handle(space.name).ok_or(KvError::UnknownSpace(space.name))
+        self.db
+            .cf_handle(space.name)
+            .ok_or(KvError::UnknownSpace(space.name))
     }
 
     fn err(&self, e: rocksdb::Error) -> KvError {
@@ -85,10 +89,16 @@ impl RocksStore {
 }
 
 fn classify(path: &str, message: String) -> KvError {
-    if message.contains("lock") && (message.contains("LOCK") || message.contains("Resource temporarily unavailable")) {
-        KvError::Locked { path: path.to_string() }
+    if message.contains("lock")
+        && (message.contains("LOCK") || message.contains("Resource temporarily unavailable"))
+    {
+        KvError::Locked {
+            path: path.to_string(),
+        }
     } else if message.contains("No space left") || message.contains("ENOSPC") {
-        KvError::NoSpace { path: path.to_string() }
+        KvError::NoSpace {
+            path: path.to_string(),
+        }
     } else {
         KvError::Backend(message)
     }
@@ -107,7 +117,9 @@ impl KvStore for RocksStore {
                 Op::Put(s, k, v) => b.put_cf(self.cf(*s)?, k, v),
                 Op::Delete(s, k) => b.delete_cf(self.cf(*s)?, k),
                 // RocksDB rejects an empty or inverted range; such a range covers nothing.
-                Op::DeleteRange(s, from, to) if from < to => b.delete_range_cf(self.cf(*s)?, from, to),
+                Op::DeleteRange(s, from, to) if from < to => {
+                    b.delete_range_cf(self.cf(*s)?, from, to)
+                }
                 Op::DeleteRange(s, ..) => {
                     self.cf(*s)?;
                 }

@@ -6,7 +6,7 @@ use strata_kv::{Durability, WriteBatch};
 use strata_types::Digest;
 use tracing::info;
 
-use super::{chunk, next_key, record, write::group_bytes, Store, BLOBS, GROUPS};
+use super::{BLOBS, GROUPS, Store, chunk, next_key, record, write::group_bytes};
 use crate::error::{LayerStoreError, Result};
 
 /// A blob's record as callers see it.
@@ -64,12 +64,19 @@ impl Store {
 
     /// A blob's record.
     pub fn stat(&self, digest: &Digest) -> Result<BlobInfo> {
-        let r = self.load_blob(digest)?.ok_or(LayerStoreError::BlobNotFound(*digest))?;
+        let r = self
+            .load_blob(digest)?
+            .ok_or(LayerStoreError::BlobNotFound(*digest))?;
         Ok(BlobInfo::new(*digest, r))
     }
 
     /// Up to `limit` blobs after `after` (exclusive) that pass `filter`.
-    pub fn list(&self, filter: &ListFilter, after: Option<Digest>, limit: usize) -> Result<ListPage> {
+    pub fn list(
+        &self,
+        filter: &ListFilter,
+        after: Option<Digest>,
+        limit: usize,
+    ) -> Result<ListPage> {
         let limit = limit.max(1);
         let mut start = after.map(|d| next_key(d.as_bytes())).unwrap_or_default();
         let mut page = ListPage::default();
@@ -81,9 +88,16 @@ impl Store {
             }
             for (key, value) in batch {
                 let digest = digest_from_key(&key)?;
-                let r: record::BlobRecord = record::decode(|| format!("blob record {digest}"), &value)?;
-                if filter.media_type.as_ref().is_some_and(|m| *m != r.media_type)
-                    || !filter.labels.iter().all(|(k, v)| r.labels.get(k) == Some(v))
+                let r: record::BlobRecord =
+                    record::decode(|| format!("blob record {digest}"), &value)?;
+                if filter
+                    .media_type
+                    .as_ref()
+                    .is_some_and(|m| *m != r.media_type)
+                    || !filter
+                        .labels
+                        .iter()
+                        .all(|(k, v)| r.labels.get(k) == Some(v))
                 {
                     continue;
                 }
@@ -109,7 +123,10 @@ impl Store {
             start = next_key(last);
             for (key, value) in batch {
                 let digest = digest_from_key(&key)?;
-                out.push((digest, record::decode(|| format!("blob record {digest}"), &value)?));
+                out.push((
+                    digest,
+                    record::decode(|| format!("blob record {digest}"), &value)?,
+                ));
             }
         }
         Ok(out)
@@ -118,7 +135,9 @@ impl Store {
     /// Deletes a blob and its content.
     pub fn delete(&self, digest: &Digest) -> Result<()> {
         let _stripe = self.stripe(digest);
-        let r = self.load_blob(digest)?.ok_or(LayerStoreError::BlobNotFound(*digest))?;
+        let r = self
+            .load_blob(digest)?
+            .ok_or(LayerStoreError::BlobNotFound(*digest))?;
         self.delete_locked(digest, &r)?;
         info!(digest = %digest, size = r.size, "blob deleted");
         Ok(())
@@ -138,9 +157,20 @@ impl Store {
 
     /// A reader of `length` bytes (0: to the end) from `offset` of a blob, one chunk at a
     /// time, each checked against its checksum.
-    pub fn reader(self: &Arc<Self>, digest: &Digest, offset: u64, length: u64) -> Result<BlobReader> {
-        let r = self.load_blob(digest)?.ok_or(LayerStoreError::BlobNotFound(*digest))?;
-        let end = if length == 0 { r.size } else { offset.saturating_add(length) };
+    pub fn reader(
+        self: &Arc<Self>,
+        digest: &Digest,
+        offset: u64,
+        length: u64,
+    ) -> Result<BlobReader> {
+        let r = self
+            .load_blob(digest)?
+            .ok_or(LayerStoreError::BlobNotFound(*digest))?;
+        let end = if length == 0 {
+            r.size
+        } else {
+            offset.saturating_add(length)
+        };
         if offset > r.size || end > r.size {
             return Err(LayerStoreError::RangeOutOfBounds {
                 digest: *digest,

@@ -4,7 +4,10 @@ use strata_kv::{Durability, WriteBatch};
 use strata_types::Digest;
 
 use super::{
-    blobs::digest_from_key, lock, next_key, now_ns, record::{self, CacheRecord}, Store, CACHE, CACHE_PARENTS,
+    CACHE, CACHE_PARENTS, Store,
+    blobs::digest_from_key,
+    lock, next_key, now_ns,
+    record::{self, CacheRecord},
 };
 use crate::error::{LayerStoreError, Result};
 
@@ -52,7 +55,10 @@ impl Store {
             .kv
             .get(CACHE, key.as_bytes())?
             .ok_or(LayerStoreError::CacheEntryNotFound(*key))?;
-        Ok(entry(*key, record::decode(|| format!("cache entry {key}"), &v)?))
+        Ok(entry(
+            *key,
+            record::decode(|| format!("cache entry {key}"), &v)?,
+        ))
     }
 
     /// Stores an entry (idempotent: storing it again keeps the first `created`). Its layer
@@ -95,13 +101,20 @@ impl Store {
     }
 
     /// Up to `limit` entries after `after`, only children of `parent` when given.
-    pub fn list_cache_entries(&self, parent: Option<&Digest>, after: Option<Digest>, limit: usize) -> Result<CachePage> {
+    pub fn list_cache_entries(
+        &self,
+        parent: Option<&Digest>,
+        after: Option<Digest>,
+        limit: usize,
+    ) -> Result<CachePage> {
         let limit = limit.max(1);
         let mut page = CachePage::default();
         match parent {
             Some(parent) => {
                 let prefix = parent.as_bytes().to_vec();
-                let start = after.map(|a| next_key(&parent_index_key(parent, &a))).unwrap_or_default();
+                let start = after
+                    .map(|a| next_key(&parent_index_key(parent, &a)))
+                    .unwrap_or_default();
                 let keys = self.kv.scan(CACHE_PARENTS, &prefix, &start, limit + 1)?;
                 for (k, _) in keys.iter().take(limit) {
                     let key = digest_from_key(&k[32..])?;
@@ -114,7 +127,10 @@ impl Store {
                     }
                 }
                 if keys.len() > limit {
-                    page.next_after = keys.get(limit - 1).map(|(k, _)| digest_from_key(&k[32..])).transpose()?;
+                    page.next_after = keys
+                        .get(limit - 1)
+                        .map(|(k, _)| digest_from_key(&k[32..]))
+                        .transpose()?;
                 }
             }
             None => {
@@ -122,7 +138,10 @@ impl Store {
                 let rows = self.kv.scan(CACHE, b"", &start, limit + 1)?;
                 for (k, v) in rows.iter().take(limit) {
                     let key = digest_from_key(k)?;
-                    page.entries.push(entry(key, record::decode(|| format!("cache entry {key}"), v)?));
+                    page.entries.push(entry(
+                        key,
+                        record::decode(|| format!("cache entry {key}"), v)?,
+                    ));
                 }
                 if rows.len() > limit {
                     page.next_after = page.entries.last().map(|e| e.key);

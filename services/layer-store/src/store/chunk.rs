@@ -107,10 +107,18 @@ mod tests {
             for bit in 0..8 {
                 let mut bad = sealed.clone();
                 bad[i] ^= 1 << bit;
-                assert_eq!(open(&k, bad), Err(ChunkFault::Checksum), "byte {i} bit {bit}");
+                assert_eq!(
+                    open(&k, bad),
+                    Err(ChunkFault::Checksum),
+                    "byte {i} bit {bit}"
+                );
             }
         }
-        assert_eq!(open(&key(&[7; 16], 4), sealed), Err(ChunkFault::Checksum), "moved chunk");
+        assert_eq!(
+            open(&key(&[7; 16], 4), sealed),
+            Err(ChunkFault::Checksum),
+            "moved chunk"
+        );
         assert_eq!(open(&k, vec![1, 2]), Err(ChunkFault::Truncated));
     }
 

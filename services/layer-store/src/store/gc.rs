@@ -7,16 +7,13 @@
 //! takes before deleting), so a write that finishes during GC — and whatever a manifest
 //! committed during GC names — survives it.
 
-use std::{
-    collections::HashSet,
-    sync::Arc,
-};
+use std::{collections::HashSet, sync::Arc};
 
 use strata_types::Digest;
 use tokio::sync::OwnedMutexGuard;
 use tracing::info;
 
-use super::{lock, Store};
+use super::{Store, lock};
 use crate::error::Result;
 
 /// What to collect.
@@ -93,13 +90,22 @@ impl GcGuard {
     pub fn collect(&self, req: &GcRequest) -> Result<GcReport> {
         let store = &self.store;
         let mut report = GcReport {
-            cache_entries_removed: if req.prune_cache { store.prune_cache(req.dry_run)? } else { 0 },
+            cache_entries_removed: if req.prune_cache {
+                store.prune_cache(req.dry_run)?
+            } else {
+                0
+            },
             ..GcReport::default()
         };
         let mut roots: Vec<Digest> = req.roots.clone();
         roots.extend(store.leased_digests()?);
         if !req.prune_cache {
-            roots.extend(store.all_cache_entries()?.into_iter().filter_map(|e| e.layer_digest));
+            roots.extend(
+                store
+                    .all_cache_entries()?
+                    .into_iter()
+                    .filter_map(|e| e.layer_digest),
+            );
         }
         roots.extend(store.in_flight_digests());
         let marked = store.reachable(roots)?;
@@ -123,7 +129,9 @@ impl GcGuard {
                 continue;
             }
             // re-read under the lock: it may be gone already
-            let Some(current) = store.load_blob(&digest)? else { continue };
+            let Some(current) = store.load_blob(&digest)? else {
+                continue;
+            };
             if !req.dry_run {
                 store.delete_locked(&digest, &current)?;
             }

@@ -5,7 +5,10 @@ use std::{collections::BTreeMap, time::Duration};
 use strata_kv::Durability;
 use strata_types::Digest;
 
-use super::{lock, next_key, now_ns, random_id, record::{self, LeaseRecord}, Store, LEASES};
+use super::{
+    LEASES, Store, lock, next_key, now_ns, random_id,
+    record::{self, LeaseRecord},
+};
 use crate::error::{LayerStoreError, Result};
 
 /// A lease as callers see it.
@@ -34,7 +37,12 @@ const MAX_LEASE_ID: usize = 128;
 
 impl Store {
     /// Creates a lease for `ttl`; an empty id lets the store choose.
-    pub fn create_lease(&self, id: &str, ttl: Duration, labels: BTreeMap<String, String>) -> Result<Lease> {
+    pub fn create_lease(
+        &self,
+        id: &str,
+        ttl: Duration,
+        labels: BTreeMap<String, String>,
+    ) -> Result<Lease> {
         let id = if id.is_empty() {
             random_id()
         } else {
@@ -55,7 +63,8 @@ impl Store {
             digests: Default::default(),
             labels,
         };
-        self.kv.put(LEASES, id.as_bytes(), &record::encode(&r), Durability::Sync)?;
+        self.kv
+            .put(LEASES, id.as_bytes(), &record::encode(&r), Durability::Sync)?;
         Ok(lease(id, r))
     }
 
@@ -71,7 +80,8 @@ impl Store {
             self.protect(*d);
             r.digests.insert(*d);
         }
-        self.kv.put(LEASES, id.as_bytes(), &record::encode(&r), Durability::Sync)?;
+        self.kv
+            .put(LEASES, id.as_bytes(), &record::encode(&r), Durability::Sync)?;
         Ok(lease(id.to_string(), r))
     }
 
@@ -103,7 +113,8 @@ impl Store {
         let mut n = 0;
         for (id, r) in self.all_leases()? {
             if r.expires_ns <= now {
-                self.kv.delete(LEASES, id.as_bytes(), Durability::Buffered)?;
+                self.kv
+                    .delete(LEASES, id.as_bytes(), Durability::Buffered)?;
                 n += 1;
             }
         }
@@ -111,7 +122,9 @@ impl Store {
     }
 
     fn live_lease(&self, id: &str) -> Result<Option<LeaseRecord>> {
-        let Some(v) = self.kv.get(LEASES, id.as_bytes())? else { return Ok(None) };
+        let Some(v) = self.kv.get(LEASES, id.as_bytes())? else {
+            return Ok(None);
+        };
         let r: LeaseRecord = record::decode(|| format!("lease {id}"), &v)?;
         Ok((r.expires_ns > now_ns()).then_some(r))
     }
@@ -134,6 +147,10 @@ impl Store {
 
     /// Digests of every live lease.
     pub(super) fn leased_digests(&self) -> Result<Vec<Digest>> {
-        Ok(self.list_leases()?.into_iter().flat_map(|l| l.digests).collect())
+        Ok(self
+            .list_leases()?
+            .into_iter()
+            .flat_map(|l| l.digests)
+            .collect())
     }
 }

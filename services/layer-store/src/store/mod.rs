@@ -123,7 +123,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("settings", &self.settings).finish()
+        f.debug_struct("Store")
+            .field("settings", &self.settings)
+            .finish()
     }
 }
 
@@ -159,7 +161,12 @@ impl Store {
         let orphans = self.sweep_orphan_groups(false)?;
         let leases = self.sweep_expired_leases()?;
         if swept + orphans + leases > 0 {
-            info!(uploads = swept, orphan_groups = orphans, expired_leases = leases, "swept at start");
+            info!(
+                uploads = swept,
+                orphan_groups = orphans,
+                expired_leases = leases,
+                "swept at start"
+            );
         }
         Ok(())
     }
@@ -199,7 +206,9 @@ impl Store {
                 let live = lock(&self.live);
                 let _exclusive = self.groups.write().unwrap_or_else(|p| p.into_inner());
                 // re-read under the lock: a commit may have moved the group meanwhile
-                let Some(owner) = self.kv.get(GROUPS, &group)? else { continue };
+                let Some(owner) = self.kv.get(GROUPS, &group)? else {
+                    continue;
+                };
                 if self.group_owner_is_live(&live, &group, &owner)? {
                     continue;
                 }

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use strata_types::Digest;
 
 use crate::error::{LayerStoreError, Result};
@@ -124,7 +124,14 @@ mod tests {
         let back: BlobRecord = decode(|| "x".into(), &encode(&r)).unwrap();
         assert_eq!(back, r);
         assert_eq!(r.chunk_count(), 3);
-        assert_eq!(BlobRecord { size: 0, ..r.clone() }.chunk_count(), 0);
+        assert_eq!(
+            BlobRecord {
+                size: 0,
+                ..r.clone()
+            }
+            .chunk_count(),
+            0
+        );
         assert_eq!(BlobRecord { size: 4, ..r }.chunk_count(), 2);
     }
 

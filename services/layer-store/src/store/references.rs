@@ -6,7 +6,7 @@ use std::{
 };
 
 use serde::Deserialize;
-use strata_types::{media_type, Digest};
+use strata_types::{Digest, media_type};
 use tracing::warn;
 
 use super::Store;
@@ -48,7 +48,9 @@ impl Store {
     /// The digests `digest` refers to when it is a stored manifest or index; empty for any
     /// other blob, an absent one, or one that does not parse (logged).
     pub(super) fn children(self: &Arc<Self>, digest: &Digest) -> Result<Vec<Digest>> {
-        let Some(r) = self.load_blob(digest)? else { return Ok(Vec::new()) };
+        let Some(r) = self.load_blob(digest)? else {
+            return Ok(Vec::new());
+        };
         if !(media_type::is_manifest(&r.media_type) || media_type::is_index(&r.media_type)) {
             return Ok(Vec::new());
         }
@@ -67,7 +69,10 @@ impl Store {
     }
 
     /// Everything reachable from `roots` (the roots included, present or not).
-    pub(super) fn reachable(self: &Arc<Self>, roots: impl IntoIterator<Item = Digest>) -> Result<HashSet<Digest>> {
+    pub(super) fn reachable(
+        self: &Arc<Self>,
+        roots: impl IntoIterator<Item = Digest>,
+    ) -> Result<HashSet<Digest>> {
         let mut seen = HashSet::new();
         let mut queue: VecDeque<Digest> = roots.into_iter().collect();
         while let Some(d) = queue.pop_front() {
@@ -88,9 +93,12 @@ mod tests {
     fn manifests_and_indexes_name_their_children() {
         let a = Digest::of(b"a");
         let b = Digest::of(b"b");
-        let m = format!(r#"{{"schemaVersion":2,"config":{{"digest":"{a}","size":1}},"layers":[{{"digest":"{b}","size":1}}]}}"#);
+        let m = format!(
+            r#"{{"schemaVersion":2,"config":{{"digest":"{a}","size":1}},"layers":[{{"digest":"{b}","size":1}}]}}"#
+        );
         assert_eq!(parse(m.as_bytes()).unwrap(), vec![a, b]);
-        let i = format!(r#"{{"schemaVersion":2,"manifests":[{{"digest":"{a}"}},{{"digest":"{b}"}}]}}"#);
+        let i =
+            format!(r#"{{"schemaVersion":2,"manifests":[{{"digest":"{a}"}},{{"digest":"{b}"}}]}}"#);
         assert_eq!(parse(i.as_bytes()).unwrap(), vec![a, b]);
         assert!(parse(b"{").is_err());
         assert!(parse(br#"{"layers":[{"digest":"sha256:../x"}]}"#).is_err());

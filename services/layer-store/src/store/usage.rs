@@ -2,7 +2,7 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use strata_types::{media_type, Digest};
+use strata_types::{Digest, media_type};
 
 use super::Store;
 use crate::error::Result;
@@ -56,10 +56,24 @@ impl Store {
     /// Usage, attributing space to `roots` (image manifests); `pinned` are further GC roots
     /// that take no part in the unique/shared split (the tag index's digests).
     pub fn usage(self: &Arc<Self>, roots: &[Digest], pinned: &[Digest]) -> Result<UsageReport> {
-        let blobs: HashMap<Digest, u64> = self.all_blobs()?.into_iter().map(|(d, r)| (d, r.size)).collect();
-        let mut kinds: Vec<KindUsage> = KINDS.iter().map(|k| KindUsage { kind: *k, count: 0, bytes: 0 }).collect();
+        let blobs: HashMap<Digest, u64> = self
+            .all_blobs()?
+            .into_iter()
+            .map(|(d, r)| (d, r.size))
+            .collect();
+        let mut kinds: Vec<KindUsage> = KINDS
+            .iter()
+            .map(|k| KindUsage {
+                kind: *k,
+                count: 0,
+                bytes: 0,
+            })
+            .collect();
         for (_, r) in self.all_blobs()? {
-            let k = kinds.iter_mut().find(|k| k.kind == kind(&r.media_type)).expect("every kind is listed");
+            let k = kinds
+                .iter_mut()
+                .find(|k| k.kind == kind(&r.media_type))
+                .expect("every kind is listed");
             k.count += 1;
             k.bytes += r.size;
         }
@@ -73,8 +87,16 @@ impl Store {
             }
         }
         let size = |d: &Digest| blobs.get(d).copied().unwrap_or(0);
-        let unique_bytes = reached.iter().filter(|(_, n)| **n == 1).map(|(d, _)| size(d)).sum();
-        let shared_bytes = reached.iter().filter(|(_, n)| **n > 1).map(|(d, _)| size(d)).sum();
+        let unique_bytes = reached
+            .iter()
+            .filter(|(_, n)| **n == 1)
+            .map(|(d, _)| size(d))
+            .sum();
+        let shared_bytes = reached
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .map(|(d, _)| size(d))
+            .sum();
 
         let mut kept_roots = roots.clone();
         kept_roots.extend_from_slice(pinned);

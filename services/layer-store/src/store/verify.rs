@@ -32,7 +32,10 @@ impl Store {
     /// Re-hashes `digests` (empty: every blob); an absent requested digest is NOT_FOUND.
     pub fn verify(self: &Arc<Self>, digests: &[Digest]) -> Result<VerifyReport> {
         let targets: Vec<(Digest, u64)> = if digests.is_empty() {
-            self.all_blobs()?.into_iter().map(|(d, r)| (d, r.size)).collect()
+            self.all_blobs()?
+                .into_iter()
+                .map(|(d, r)| (d, r.size))
+                .collect()
         } else {
             digests
                 .iter()
@@ -54,7 +57,12 @@ impl Store {
                 Err(e) => return Err(e),
             }
         }
-        info!(checked = report.checked, bytes = report.bytes, corrupt = report.corrupt.len(), "verification finished");
+        info!(
+            checked = report.checked,
+            bytes = report.bytes,
+            corrupt = report.corrupt.len(),
+            "verification finished"
+        );
         Ok(report)
     }
 
@@ -63,15 +71,23 @@ impl Store {
         for part in self.reader(digest, 0, 0)? {
             match part {
                 Ok(bytes) => hasher.update(&bytes),
-                Err(LayerStoreError::CorruptBlob { reason, .. }) => return Ok((hasher.len(), Some(reason))),
+                Err(LayerStoreError::CorruptBlob { reason, .. }) => {
+                    return Ok((hasher.len(), Some(reason)));
+                }
                 Err(e) => return Err(e),
             }
         }
         let bytes = hasher.len();
         if bytes != size {
-            return Ok((bytes, Some(format!("content is {bytes} bytes, the record says {size}"))));
+            return Ok((
+                bytes,
+                Some(format!("content is {bytes} bytes, the record says {size}")),
+            ));
         }
         let actual = hasher.finish();
-        Ok((bytes, (actual != *digest).then(|| format!("content hashes to {actual}"))))
+        Ok((
+            bytes,
+            (actual != *digest).then(|| format!("content hashes to {actual}")),
+        ))
     }
 }

@@ -15,7 +15,7 @@ use strata_kv::{Durability, WriteBatch};
 use strata_types::{Digest, Hasher};
 use tracing::{debug, info};
 
-use super::{chunk, lock, now_ns, random_id, record, Store, BLOBS, CHUNKS, GROUPS, UPLOADS};
+use super::{BLOBS, CHUNKS, GROUPS, Store, UPLOADS, chunk, lock, now_ns, random_id, record};
 use crate::error::{LayerStoreError, Result};
 
 /// What a write announces.
@@ -87,7 +87,11 @@ impl Store {
     /// Writes one blob from `feed`: hashes while it stores full chunks, commits only after
     /// size and digest check out. Every failure except a broken stream of a resumable session
     /// removes what the session stored.
-    pub fn ingest(self: &Arc<Self>, start: WriteStart, feed: impl IntoIterator<Item = Feed>) -> Result<WriteOutcome> {
+    pub fn ingest(
+        self: &Arc<Self>,
+        start: WriteStart,
+        feed: impl IntoIterator<Item = Feed>,
+    ) -> Result<WriteOutcome> {
         let mut upload = match self.begin(start)? {
             Begin::Exists(outcome) => return Ok(outcome),
             Begin::Upload(u) => u,
@@ -105,7 +109,9 @@ impl Store {
         }
         let id = upload.id.clone();
         drop(upload); // keeps a resumable session, abandons another
-        Err(LayerStoreError::StreamBroken(format!("upload {id} ended without finishing")))
+        Err(LayerStoreError::StreamBroken(format!(
+            "upload {id} ended without finishing"
+        )))
     }
 
     /// Where an upload stands.
@@ -183,7 +189,8 @@ impl Store {
             start = super::next_key(last);
             for (key, value) in page {
                 let id = String::from_utf8_lossy(&key).into_owned();
-                let s: record::SessionRecord = record::decode(|| format!("upload session {id}"), &value)?;
+                let s: record::SessionRecord =
+                    record::decode(|| format!("upload session {id}"), &value)?;
                 let mut live = lock(&self.live);
                 let known = live.get(&id);
                 if known.is_some_and(|l| l.busy) {
@@ -196,7 +203,9 @@ impl Store {
                     continue;
                 }
                 // the page may be old: a commit may have removed the session since
-                let Some(current) = self.load_session(&id)? else { continue };
+                let Some(current) = self.load_session(&id)? else {
+                    continue;
+                };
                 swept += 1;
                 if !dry_run {
                     self.discard_session(&mut live, &id, &current)?;
@@ -207,7 +216,9 @@ impl Store {
         let mut live = lock(&self.live);
         let stale: Vec<String> = live
             .iter()
-            .filter(|(_, l)| !l.busy && l.record.offset == 0 && now.saturating_sub(l.record.updated_ns) > ttl)
+            .filter(|(_, l)| {
+                !l.busy && l.record.offset == 0 && now.saturating_sub(l.record.updated_ns) > ttl
+            })
             .map(|(id, _)| id.clone())
             .collect();
         for id in stale {
@@ -289,7 +300,12 @@ impl Store {
                 },
             );
         }
-        Ok(Begin::Upload(Upload::new(self.clone(), id, record, Some(Hasher::new()))?))
+        Ok(Begin::Upload(Upload::new(
+            self.clone(),
+            id,
+            record,
+            Some(Hasher::new()),
+        )?))
     }
 
     fn resume(self: &Arc<Self>, id: String, start: WriteStart) -> Result<Begin> {
@@ -373,7 +389,9 @@ impl Store {
                 Err(fault) => {
                     return Err(LayerStoreError::CorruptBlob {
                         digest: format!("upload {id}"),
-                        reason: format!("stored chunk {index} {fault}; abort the upload and start over"),
+                        reason: format!(
+                            "stored chunk {index} {fault}; abort the upload and start over"
+                        ),
                     });
                 }
             }
@@ -404,7 +422,12 @@ struct Upload {
 impl Upload {
     /// Takes over a session marked busy in the live map; `hasher`: its running hash, when
     /// known.
-    fn new(store: Arc<Store>, id: String, record: record::SessionRecord, hasher: Option<Hasher>) -> Result<Self> {
+    fn new(
+        store: Arc<Store>,
+        id: String,
+        record: record::SessionRecord,
+        hasher: Option<Hasher>,
+    ) -> Result<Self> {
         let cap = record.chunk_size as usize + chunk::TRAILER;
         let mut upload = Self {
             store,
@@ -472,7 +495,11 @@ impl Upload {
         next.updated_ns = now_ns();
         batch.put(UPLOADS, self.id.as_bytes().to_vec(), record::encode(&next));
         if index == 0 {
-            batch.put(GROUPS, self.group.clone(), format!("u:{}", self.id).into_bytes());
+            batch.put(
+                GROUPS,
+                self.group.clone(),
+                format!("u:{}", self.id).into_bytes(),
+            );
         }
         {
             let _shared = self.store.groups_shared();
@@ -506,12 +533,18 @@ impl Upload {
         if let Some(expected) = self.record.expected_size
             && expected != size
         {
-            return Err(LayerStoreError::SizeMismatch { expected, actual: size });
+            return Err(LayerStoreError::SizeMismatch {
+                expected,
+                actual: size,
+            });
         }
         if let Some(expected) = self.record.expected_digest
             && expected != digest
         {
-            return Err(LayerStoreError::DigestMismatch { expected, actual: digest });
+            return Err(LayerStoreError::DigestMismatch {
+                expected,
+                actual: digest,
+            });
         }
         let store = self.store.clone();
         let _stripe = store.stripe(&digest);
@@ -531,7 +564,11 @@ impl Upload {
             let key = chunk::key(&self.group, self.record.offset / self.record.chunk_size);
             batch.put(CHUNKS, key.clone(), chunk::seal(&key, tail));
         }
-        batch.put(GROUPS, self.group.clone(), format!("b:{}", digest.hex()).into_bytes());
+        batch.put(
+            GROUPS,
+            self.group.clone(),
+            format!("b:{}", digest.hex()).into_bytes(),
+        );
         let blob = record::BlobRecord {
             size,
             media_type: self.record.media_type.clone(),
@@ -565,7 +602,10 @@ impl Upload {
         }
         self.done = true;
         let mut live = lock(&self.store.live);
-        if let Err(e) = self.store.discard_session(&mut live, &self.id, &self.record) {
+        if let Err(e) = self
+            .store
+            .discard_session(&mut live, &self.id, &self.record)
+        {
             // the sweep at start or in GC removes it later
             tracing::warn!(upload_id = %self.id, error = %e, "failed to discard an upload");
         }
@@ -587,7 +627,9 @@ impl Drop for Upload {
         if let Some(l) = live.get_mut(&self.id) {
             l.busy = false;
             l.record = self.record.clone();
-            l.hasher = self.hasher_in_step.then(|| std::mem::take(&mut self.hasher));
+            l.hasher = self
+                .hasher_in_step
+                .then(|| std::mem::take(&mut self.hasher));
         }
         debug!(upload_id = %self.id, offset = self.record.offset, "upload paused");
     }
@@ -596,11 +638,15 @@ impl Drop for Upload {
 fn validate_upload_id(field: &'static str, id: &str) -> Result<()> {
     if id.is_empty()
         || id.len() > MAX_UPLOAD_ID
-        || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
     {
         return Err(LayerStoreError::InvalidField {
             field,
-            reason: format!("{id:?} must be 1 to {MAX_UPLOAD_ID} characters of A-Z a-z 0-9 . _ : -"),
+            reason: format!(
+                "{id:?} must be 1 to {MAX_UPLOAD_ID} characters of A-Z a-z 0-9 . _ : -"
+            ),
         });
     }
     Ok(())

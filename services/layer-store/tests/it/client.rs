@@ -2,10 +2,12 @@
 
 use std::path::Path;
 
-use strata_proto::layer_store::{self as pb, layer_store_client::LayerStoreClient, write_blob_request::Part};
+use strata_proto::layer_store::{
+    self as pb, layer_store_client::LayerStoreClient, write_blob_request::Part,
+};
 use strata_server::{ListenAddr, ServeOptions};
 use strata_test_support::InProcess;
-use tonic::{transport::Channel, Status};
+use tonic::{Status, transport::Channel};
 
 pub type Client = LayerStoreClient<Channel>;
 
@@ -19,8 +21,14 @@ pub async fn serve(root: &Path, tag_index_addr: Option<ListenAddr>) -> (InProces
         strata_layer_store::run(config, listener, &ServeOptions::default(), shutdown).await
     })
     .await;
-    if let Err(e) = strata_test_support::wait_until_serving(&server.addr, std::time::Duration::from_secs(30)).await {
-        panic!("layer store not serving ({e}); it ended with {:?}", server.shutdown().await);
+    if let Err(e) =
+        strata_test_support::wait_until_serving(&server.addr, std::time::Duration::from_secs(30))
+            .await
+    {
+        panic!(
+            "layer store not serving ({e}); it ended with {:?}",
+            server.shutdown().await
+        );
     }
     let client = LayerStoreClient::new(server.channel())
         .max_decoding_message_size(64 << 20)
@@ -78,7 +86,11 @@ pub fn messages(start: pb::WriteStart, bytes: &[u8], piece: usize) -> Vec<pb::Wr
 }
 
 /// Writes a blob in 1 MiB messages.
-pub async fn write(client: &mut Client, start: pb::WriteStart, bytes: &[u8]) -> Result<pb::WriteBlobResponse, Status> {
+pub async fn write(
+    client: &mut Client,
+    start: pb::WriteStart,
+    bytes: &[u8],
+) -> Result<pb::WriteBlobResponse, Status> {
     client
         .write_blob(tokio_stream::iter(messages(start, bytes, 1 << 20)))
         .await
@@ -87,11 +99,19 @@ pub async fn write(client: &mut Client, start: pb::WriteStart, bytes: &[u8]) -> 
 
 /// Writes `bytes` with `media_type`, returns the digest.
 pub async fn put(client: &mut Client, media_type: &str, bytes: &[u8]) -> String {
-    write(client, unannounced(media_type), bytes).await.expect("write").digest
+    write(client, unannounced(media_type), bytes)
+        .await
+        .expect("write")
+        .digest
 }
 
 /// Reads a range; checks every message is at most 1 MiB.
-pub async fn read(client: &mut Client, digest: &str, offset: i64, length: i64) -> Result<Vec<u8>, Status> {
+pub async fn read(
+    client: &mut Client,
+    digest: &str,
+    offset: i64,
+    length: i64,
+) -> Result<Vec<u8>, Status> {
     let mut stream = client
         .read_blob(pb::ReadBlobRequest {
             digest: digest.into(),
@@ -102,7 +122,10 @@ pub async fn read(client: &mut Client, digest: &str, offset: i64, length: i64) -
         .into_inner();
     let mut out = Vec::new();
     while let Some(m) = stream.message().await? {
-        assert!(m.data.len() <= 1 << 20, "a ReadBlob message carries at most 1 MiB");
+        assert!(
+            m.data.len() <= 1 << 20,
+            "a ReadBlob message carries at most 1 MiB"
+        );
         out.extend(m.data);
     }
     Ok(out)
@@ -111,7 +134,9 @@ pub async fn read(client: &mut Client, digest: &str, offset: i64, length: i64) -
 /// Stats a blob.
 pub async fn stat(client: &mut Client, digest: &str) -> Result<pb::BlobInfo, Status> {
     client
-        .stat_blob(pb::StatBlobRequest { digest: digest.into() })
+        .stat_blob(pb::StatBlobRequest {
+            digest: digest.into(),
+        })
         .await
         .map(|r| r.into_inner())
 }
@@ -120,13 +145,17 @@ pub async fn stat(client: &mut Client, digest: &str) -> Result<pb::BlobInfo, Sta
 /// once, as a network failure or a killed client would (a tonic client that merely drops a
 /// call keeps streaming its request body).
 pub async fn proxy(target: &ListenAddr) -> (Client, tokio::task::JoinHandle<()>) {
-    let ListenAddr::Tcp(target) = target.clone() else { panic!("proxy needs a TCP target") };
+    let ListenAddr::Tcp(target) = target.clone() else {
+        panic!("proxy needs a TCP target")
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
         let mut connections = tokio::task::JoinSet::new();
         loop {
-            let Ok((mut inbound, _)) = listener.accept().await else { return };
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                return;
+            };
             connections.spawn(async move {
                 if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
                     let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;

@@ -13,7 +13,9 @@ use strata_test_support::ServiceProcess;
 use strata_types::media_type;
 use tonic::Code;
 
-use crate::client::{announce, data, digest, messages, read, serve, stat, unannounced, write, Client};
+use crate::client::{
+    Client, announce, data, digest, messages, read, serve, stat, unannounced, write,
+};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_strata-layer-store"))
@@ -24,7 +26,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self, below: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % below.max(1)
     }
 }
@@ -41,8 +46,16 @@ async fn check_consistent(c: &mut Client, acked: &[(String, i64)], round: usize)
             .unwrap_or_else(|e| panic!("round {round}: acknowledged blob {d} lost: {e:?}"));
         assert_eq!(info.size, *size, "round {round}: {d}");
     }
-    let v = c.verify_blobs(pb::VerifyBlobsRequest::default()).await.unwrap().into_inner();
-    assert!(v.corrupt.is_empty(), "round {round}: corrupt after restart: {:?}", v.corrupt);
+    let v = c
+        .verify_blobs(pb::VerifyBlobsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        v.corrupt.is_empty(),
+        "round {round}: corrupt after restart: {:?}",
+        v.corrupt
+    );
     assert!(v.checked as usize >= acked.len());
 }
 
@@ -70,12 +83,19 @@ async fn sigkill_at_random_points_during_writes_loses_no_acknowledged_blob() {
                 let mut rng = Lcg(seed);
                 for i in 0u64.. {
                     let bytes = data(rng.next(5 << 19) as usize, seed + i);
-                    let mut start = if i % 2 == 0 { announce(&bytes) } else { unannounced(media_type::OCI_LAYER_TAR) };
+                    let mut start = if i % 2 == 0 {
+                        announce(&bytes)
+                    } else {
+                        unannounced(media_type::OCI_LAYER_TAR)
+                    };
                     if i % 3 == 0 {
                         start.client_upload_id = format!("r{seed}-{i}");
                     }
                     let piece = 1 + rng.next(1 << 20) as usize;
-                    match c.write_blob(tokio_stream::iter(messages(start, &bytes, piece))).await {
+                    match c
+                        .write_blob(tokio_stream::iter(messages(start, &bytes, piece)))
+                        .await
+                    {
                         Ok(r) => {
                             let r = r.into_inner();
                             assert_eq!(r.digest, digest(&bytes));
@@ -102,7 +122,11 @@ async fn sigkill_at_random_points_during_writes_loses_no_acknowledged_blob() {
     let mut c = client_of(&proc).await;
     let all: Vec<_> = acked.lock().unwrap().clone();
     check_consistent(&mut c, &all, ROUNDS).await;
-    assert!(all.len() >= ROUNDS, "the writers made progress: {}", all.len());
+    assert!(
+        all.len() >= ROUNDS,
+        "the writers made progress: {}",
+        all.len()
+    );
     // every blob listed is complete: read them all back and hash them
     let mut token = String::new();
     loop {
@@ -125,7 +149,11 @@ async fn sigkill_at_random_points_during_writes_loses_no_acknowledged_blob() {
         }
         token = page.next_page_token;
     }
-    eprintln!("{ROUNDS} kills, {} acknowledged writes, {:?}", all.len(), started.elapsed());
+    eprintln!(
+        "{ROUNDS} kills, {} acknowledged writes, {:?}",
+        all.len(),
+        started.elapsed()
+    );
 }
 
 /// A tmpfs of `size` mounted on a fresh directory, unmounted on drop.
@@ -133,7 +161,7 @@ struct Tmpfs(tempfile::TempDir);
 
 impl Tmpfs {
     fn mount(size: &str) -> Self {
-        use nix::mount::{mount, MsFlags};
+        use nix::mount::{MsFlags, mount};
         let dir = tempfile::tempdir().unwrap();
         mount(
             Some("tmpfs"),
@@ -142,7 +170,9 @@ impl Tmpfs {
             MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
             Some(format!("size={size}").as_str()),
         )
-        .unwrap_or_else(|e| panic!("mounting a tmpfs for the disk-full test needs root (CAP_SYS_ADMIN): {e}"));
+        .unwrap_or_else(|e| {
+            panic!("mounting a tmpfs for the disk-full test needs root (CAP_SYS_ADMIN): {e}")
+        });
         Self(dir)
     }
 }
@@ -167,9 +197,16 @@ async fn a_full_disk_is_a_clean_error_and_leaves_the_store_consistent() {
     let err = write(&mut c, announce(&huge), &huge).await.unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     assert!(err.message().contains("no space left"), "{}", err.message());
-    assert_eq!(stat(&mut c, &digest(&huge)).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(
+        stat(&mut c, &digest(&huge)).await.unwrap_err().code(),
+        Code::NotFound
+    );
     for s in &small {
-        assert_eq!(read(&mut c, &digest(s), 0, 0).await.unwrap(), *s, "earlier blobs still read");
+        assert_eq!(
+            read(&mut c, &digest(s), 0, 0).await.unwrap(),
+            *s,
+            "earlier blobs still read"
+        );
     }
     // more writes while full: a clean error or success, never a partial blob
     let more = data(3 << 20, 10);
@@ -181,12 +218,19 @@ async fn a_full_disk_is_a_clean_error_and_leaves_the_store_consistent() {
 
     // after a restart: consistent, and the space of the failed write is reclaimable
     let (_server, mut c) = serve(&root, None).await;
-    let v = c.verify_blobs(pb::VerifyBlobsRequest::default()).await.unwrap().into_inner();
+    let v = c
+        .verify_blobs(pb::VerifyBlobsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     assert!(v.corrupt.is_empty(), "{:?}", v.corrupt);
     for s in &small {
         assert_eq!(read(&mut c, &digest(s), 0, 0).await.unwrap(), *s);
     }
-    assert_eq!(stat(&mut c, &digest(&huge)).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(
+        stat(&mut c, &digest(&huge)).await.unwrap_err().code(),
+        Code::NotFound
+    );
 }
 
 #[tokio::test]
@@ -194,8 +238,14 @@ async fn a_flipped_byte_on_disk_is_caught_by_read_and_verify() {
     let dir = tempfile::tempdir().unwrap();
     let (server, mut c) = serve(dir.path(), None).await;
     let bytes = data(3 << 20, 11);
-    let d = write(&mut c, announce(&bytes), &bytes).await.unwrap().digest;
-    let intact = write(&mut c, announce(b"intact"), b"intact").await.unwrap().digest;
+    let d = write(&mut c, announce(&bytes), &bytes)
+        .await
+        .unwrap()
+        .digest;
+    let intact = write(&mut c, announce(b"intact"), b"intact")
+        .await
+        .unwrap()
+        .digest;
     server.shutdown().await.unwrap();
 
     {
@@ -213,8 +263,16 @@ async fn a_flipped_byte_on_disk_is_caught_by_read_and_verify() {
     let err = read(&mut c, &d, 0, 0).await.unwrap_err();
     assert_eq!(err.code(), Code::DataLoss, "{err:?}");
     assert!(err.message().contains("chunk 2"), "{}", err.message());
-    assert_eq!(read(&mut c, &d, 0, 2 << 20).await.unwrap(), bytes[..2 << 20], "intact chunks still read");
-    let v = c.verify_blobs(pb::VerifyBlobsRequest::default()).await.unwrap().into_inner();
+    assert_eq!(
+        read(&mut c, &d, 0, 2 << 20).await.unwrap(),
+        bytes[..2 << 20],
+        "intact chunks still read"
+    );
+    let v = c
+        .verify_blobs(pb::VerifyBlobsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(v.checked, 2);
     assert_eq!(v.corrupt.len(), 1);
     assert_eq!(v.corrupt[0].digest, d);

@@ -13,7 +13,9 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status};
 
-use crate::client::{announce, data, digest, messages, proxy, put, read, serve, stat, unannounced, write, Client};
+use crate::client::{
+    Client, announce, data, digest, messages, proxy, put, read, serve, stat, unannounced, write,
+};
 
 #[tokio::test]
 async fn write_read_stat_list_delete_round_trip() {
@@ -26,14 +28,24 @@ async fn write_read_stat_list_delete_round_trip() {
     assert!(!out.already_existed);
     // expected digest absent: computed and returned
     let small = data(5000, 2);
-    let out2 = write(&mut c, unannounced(media_type::OCI_CONFIG), &small).await.unwrap();
+    let out2 = write(&mut c, unannounced(media_type::OCI_CONFIG), &small)
+        .await
+        .unwrap();
     assert_eq!(out2.digest, digest(&small));
 
     assert_eq!(read(&mut c, &out.digest, 0, 0).await.unwrap(), big);
     let mib = 1 << 20;
-    assert_eq!(read(&mut c, &out.digest, mib - 3, 10).await.unwrap(), big[mib as usize - 3..mib as usize + 7]);
-    assert_eq!(read(&mut c, &out.digest, 2 * mib + 1, 0).await.unwrap(), big[2 * mib as usize + 1..]);
-    let err = read(&mut c, &out.digest, big.len() as i64 + 1, 0).await.unwrap_err();
+    assert_eq!(
+        read(&mut c, &out.digest, mib - 3, 10).await.unwrap(),
+        big[mib as usize - 3..mib as usize + 7]
+    );
+    assert_eq!(
+        read(&mut c, &out.digest, 2 * mib + 1, 0).await.unwrap(),
+        big[2 * mib as usize + 1..]
+    );
+    let err = read(&mut c, &out.digest, big.len() as i64 + 1, 0)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
     let err = read(&mut c, &out.digest, -1, 0).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
@@ -83,11 +95,26 @@ async fn write_read_stat_list_delete_round_trip() {
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
 
-    c.delete_blob(pb::DeleteBlobRequest { digest: out.digest.clone() }).await.unwrap();
-    assert_eq!(stat(&mut c, &out.digest).await.unwrap_err().code(), Code::NotFound);
-    let err = c.delete_blob(pb::DeleteBlobRequest { digest: out.digest.clone() }).await.unwrap_err();
+    c.delete_blob(pb::DeleteBlobRequest {
+        digest: out.digest.clone(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        stat(&mut c, &out.digest).await.unwrap_err().code(),
+        Code::NotFound
+    );
+    let err = c
+        .delete_blob(pb::DeleteBlobRequest {
+            digest: out.digest.clone(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
-    assert_eq!(read(&mut c, &out.digest, 0, 0).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(
+        read(&mut c, &out.digest, 0, 0).await.unwrap_err().code(),
+        Code::NotFound
+    );
 }
 
 const MALFORMED: &[&str] = &[
@@ -101,7 +128,11 @@ const MALFORMED: &[&str] = &[
 fn assert_invalid(r: Result<impl std::fmt::Debug, Status>, field: &str, input: &str) {
     let err = r.expect_err(input);
     assert_eq!(err.code(), Code::InvalidArgument, "{input}: {err:?}");
-    assert!(err.message().contains(field), "{input}: message must name {field}: {}", err.message());
+    assert!(
+        err.message().contains(field),
+        "{input}: message must name {field}: {}",
+        err.message()
+    );
 }
 
 #[tokio::test]
@@ -112,12 +143,21 @@ async fn malformed_digests_are_invalid_argument_naming_the_field() {
         let s = bad.to_string();
         assert_invalid(stat(&mut c, bad).await, "digest", bad);
         assert_invalid(read(&mut c, bad, 0, 0).await, "digest", bad);
-        assert_invalid(c.delete_blob(pb::DeleteBlobRequest { digest: s.clone() }).await, "digest", bad);
+        assert_invalid(
+            c.delete_blob(pb::DeleteBlobRequest { digest: s.clone() })
+                .await,
+            "digest",
+            bad,
+        );
         let start = pb::WriteStart {
             expected_digest: s.clone(),
             ..unannounced("m")
         };
-        assert_invalid(write(&mut c, start, b"x").await, "start.expected_digest", bad);
+        assert_invalid(
+            write(&mut c, start, b"x").await,
+            "start.expected_digest",
+            bad,
+        );
         assert_invalid(
             c.verify_blobs(pb::VerifyBlobsRequest {
                 digests: vec![digest(b"ok"), s.clone()],
@@ -135,7 +175,14 @@ async fn malformed_digests_are_invalid_argument_naming_the_field() {
             "roots[0]",
             bad,
         );
-        assert_invalid(c.get_usage(pb::GetUsageRequest { roots: vec![s.clone()] }).await, "roots[0]", bad);
+        assert_invalid(
+            c.get_usage(pb::GetUsageRequest {
+                roots: vec![s.clone()],
+            })
+            .await,
+            "roots[0]",
+            bad,
+        );
         assert_invalid(
             c.add_lease_resources(pb::AddLeaseResourcesRequest {
                 id: "l".into(),
@@ -145,19 +192,29 @@ async fn malformed_digests_are_invalid_argument_naming_the_field() {
             "digests[0]",
             bad,
         );
-        assert_invalid(c.get_cache_entry(pb::GetCacheEntryRequest { key: s.clone() }).await, "key", bad);
+        assert_invalid(
+            c.get_cache_entry(pb::GetCacheEntryRequest { key: s.clone() })
+                .await,
+            "key",
+            bad,
+        );
         let entry = pb::CacheEntry {
             key: digest(b"k"),
             layer_digest: s.clone(),
             ..Default::default()
         };
         assert_invalid(
-            c.put_cache_entry(pb::PutCacheEntryRequest { entry: Some(entry) }).await,
+            c.put_cache_entry(pb::PutCacheEntryRequest { entry: Some(entry) })
+                .await,
             "entry.layer_digest",
             bad,
         );
     }
-    let list = c.list_blobs(pb::ListBlobsRequest::default()).await.unwrap().into_inner();
+    let list = c
+        .list_blobs(pb::ListBlobsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     assert!(list.blobs.is_empty(), "nothing was stored");
 }
 
@@ -174,7 +231,11 @@ async fn wrong_digest_size_and_overlong_streams_store_nothing() {
     };
     let err = write(&mut c, start, &bytes).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
-    assert!(err.message().contains(&claimed) && err.message().contains(&digest(&bytes)), "{}", err.message());
+    assert!(
+        err.message().contains(&claimed) && err.message().contains(&digest(&bytes)),
+        "{}",
+        err.message()
+    );
 
     let start = pb::WriteStart {
         expected_size: bytes.len() as i64 + 1,
@@ -192,7 +253,12 @@ async fn wrong_digest_size_and_overlong_streams_store_nothing() {
     };
     let err = write(&mut c, start, &bytes).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
-    assert!(err.message().contains(&format!("aborted at byte {}", declared + 1)), "{}", err.message());
+    assert!(
+        err.message()
+            .contains(&format!("aborted at byte {}", declared + 1)),
+        "{}",
+        err.message()
+    );
 
     // a stream without start, and a second start
     let err = c
@@ -207,13 +273,26 @@ async fn wrong_digest_size_and_overlong_streams_store_nothing() {
     twice.push(twice[0].clone());
     let err = c.write_blob(tokio_stream::iter(twice)).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
-    let err = write(&mut c, pb::WriteStart { expected_size: -2, ..unannounced("m") }, b"x").await.unwrap_err();
+    let err = write(
+        &mut c,
+        pb::WriteStart {
+            expected_size: -2,
+            ..unannounced("m")
+        },
+        b"x",
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
 
     for d in [digest(&bytes), digest(&bytes[..declared as usize])] {
         assert_eq!(stat(&mut c, &d).await.unwrap_err().code(), Code::NotFound);
     }
-    let list = c.list_blobs(pb::ListBlobsRequest::default()).await.unwrap().into_inner();
+    let list = c
+        .list_blobs(pb::ListBlobsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     assert!(list.blobs.is_empty(), "nothing was stored: {list:?}");
 }
 
@@ -227,7 +306,11 @@ where
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match f().await {
-            Err(s) if s.code() == Code::FailedPrecondition && s.message().contains("another stream") && Instant::now() < deadline => {
+            Err(s)
+                if s.code() == Code::FailedPrecondition
+                    && s.message().contains("another stream")
+                    && Instant::now() < deadline =>
+            {
                 tokio::task::yield_now().await;
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
@@ -240,10 +323,17 @@ where
 fn streaming_write(
     c: &Client,
     start: pb::WriteStart,
-) -> (mpsc::Sender<pb::WriteBlobRequest>, tokio::task::JoinHandle<Result<pb::WriteBlobResponse, Status>>) {
+) -> (
+    mpsc::Sender<pb::WriteBlobRequest>,
+    tokio::task::JoinHandle<Result<pb::WriteBlobResponse, Status>>,
+) {
     let (tx, rx) = mpsc::channel(4);
     let mut c = c.clone();
-    let call = tokio::spawn(async move { c.write_blob(ReceiverStream::new(rx)).await.map(|r| r.into_inner()) });
+    let call = tokio::spawn(async move {
+        c.write_blob(ReceiverStream::new(rx))
+            .await
+            .map(|r| r.into_inner())
+    });
     tx.try_send(pb::WriteBlobRequest {
         part: Some(Part::Start(start)),
     })
@@ -252,7 +342,11 @@ fn streaming_write(
 }
 
 async fn upload_offset(c: &mut Client, id: &str) -> Result<i64, Status> {
-    c.get_upload(pb::GetUploadRequest { upload_id: id.into() }).await.map(|r| r.into_inner().offset)
+    c.get_upload(pb::GetUploadRequest {
+        upload_id: id.into(),
+    })
+    .await
+    .map(|r| r.into_inner().offset)
 }
 
 /// Waits (bounded) until the server holds at least `at_least` bytes of upload `id`.
@@ -264,7 +358,10 @@ async fn wait_for_offset(c: &mut Client, id: &str, at_least: i64) -> i64 {
         {
             return o;
         }
-        assert!(Instant::now() < deadline, "upload {id} never reached {at_least} bytes");
+        assert!(
+            Instant::now() < deadline,
+            "upload {id} never reached {at_least} bytes"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -292,7 +389,11 @@ async fn a_cancelled_write_is_never_visible_and_resumes_by_offset() {
     let _ = link.await;
     assert!(call.await.unwrap().is_err());
     drop(tx);
-    assert_eq!(stat(&mut c, &digest(&bytes)).await.unwrap_err().code(), Code::NotFound, "never visible");
+    assert_eq!(
+        stat(&mut c, &digest(&bytes)).await.unwrap_err().code(),
+        Code::NotFound,
+        "never visible"
+    );
     assert!(held % (1 << 20) == 0 && held <= 5 << 19, "held {held}");
 
     // resuming at the wrong offset is refused with the right one
@@ -310,12 +411,21 @@ async fn a_cancelled_write_is_never_visible_and_resumes_by_offset() {
     .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
     let offset = upload_offset(&mut c, "resume-me").await.unwrap();
-    assert!(err.message().contains(&format!("resume at offset {offset}")), "{err:?}");
-    let out = write(&mut c, resume(offset), &bytes[offset as usize..]).await.unwrap();
+    assert!(
+        err.message()
+            .contains(&format!("resume at offset {offset}")),
+        "{err:?}"
+    );
+    let out = write(&mut c, resume(offset), &bytes[offset as usize..])
+        .await
+        .unwrap();
     assert_eq!(out.digest, digest(&bytes));
     assert_eq!(out.upload_id, "resume-me");
     assert_eq!(read(&mut c, &out.digest, 0, 0).await.unwrap(), bytes);
-    assert_eq!(upload_offset(&mut c, "resume-me").await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(
+        upload_offset(&mut c, "resume-me").await.unwrap_err().code(),
+        Code::NotFound
+    );
 
     // abort: the session and its bytes go
     let start = pb::WriteStart {
@@ -336,12 +446,25 @@ async fn a_cancelled_write_is_never_visible_and_resumes_by_offset() {
     drop(tx);
     until_released(|| {
         let mut c = c.clone();
-        async move { c.abort_upload(pb::AbortUploadRequest { upload_id: "abort-me".into() }).await }
+        async move {
+            c.abort_upload(pb::AbortUploadRequest {
+                upload_id: "abort-me".into(),
+            })
+            .await
+        }
     })
     .await
     .unwrap();
-    assert_eq!(upload_offset(&mut c, "abort-me").await.unwrap_err().code(), Code::NotFound);
-    let err = c.abort_upload(pb::AbortUploadRequest { upload_id: "abort-me".into() }).await.unwrap_err();
+    assert_eq!(
+        upload_offset(&mut c, "abort-me").await.unwrap_err().code(),
+        Code::NotFound
+    );
+    let err = c
+        .abort_upload(pb::AbortUploadRequest {
+            upload_id: "abort-me".into(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
 }
 
@@ -354,8 +477,14 @@ async fn two_concurrent_writers_of_one_blob_both_succeed_with_one_copy() {
         .map(|i| {
             let (mut c, bytes) = (c.clone(), bytes.clone());
             tokio::spawn(async move {
-                let start = if i == 0 { announce(&bytes) } else { unannounced(media_type::OCI_LAYER_TAR) };
-                c.write_blob(tokio_stream::iter(messages(start, &bytes, 64 << 10))).await.map(|r| r.into_inner())
+                let start = if i == 0 {
+                    announce(&bytes)
+                } else {
+                    unannounced(media_type::OCI_LAYER_TAR)
+                };
+                c.write_blob(tokio_stream::iter(messages(start, &bytes, 64 << 10)))
+                    .await
+                    .map(|r| r.into_inner())
             })
         })
         .collect();
@@ -364,11 +493,23 @@ async fn two_concurrent_writers_of_one_blob_both_succeed_with_one_copy() {
         outs.push(w.await.unwrap().unwrap());
     }
     assert!(outs.iter().all(|o| o.digest == digest(&bytes)));
-    assert_eq!(outs.iter().filter(|o| !o.already_existed).count(), 1, "{outs:?}");
+    assert_eq!(
+        outs.iter().filter(|o| !o.already_existed).count(),
+        1,
+        "{outs:?}"
+    );
     let mut c = c.clone();
-    let usage = c.get_usage(pb::GetUsageRequest::default()).await.unwrap().into_inner();
+    let usage = c
+        .get_usage(pb::GetUsageRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     let layers = usage.kinds.iter().find(|k| k.kind == "layers").unwrap();
-    assert_eq!((layers.count, layers.bytes), (1, bytes.len() as i64), "one copy");
+    assert_eq!(
+        (layers.count, layers.bytes),
+        (1, bytes.len() as i64),
+        "one copy"
+    );
     // and announced again later: answered without storing
     let again = write(&mut c, announce(&bytes), &bytes).await.unwrap();
     assert!(again.already_existed);
@@ -383,7 +524,11 @@ async fn gc_running_during_a_write_leaves_the_write_intact() {
         let bytes = data(3 * (1 << 20) + 17, if announced { 6 } else { 7 });
         let start = pb::WriteStart {
             client_upload_id: id.into(),
-            ..if announced { announce(&bytes) } else { unannounced(media_type::OCI_LAYER_TAR) }
+            ..if announced {
+                announce(&bytes)
+            } else {
+                unannounced(media_type::OCI_LAYER_TAR)
+            }
         };
         let (tx, call) = streaming_write(&c, start);
         tx.send(pb::WriteBlobRequest {
@@ -392,9 +537,17 @@ async fn gc_running_during_a_write_leaves_the_write_intact() {
         .await
         .unwrap();
         wait_for_offset(&mut c, id, 2 << 20).await;
-        let report = c.collect_garbage(pb::CollectGarbageRequest::default()).await.unwrap().into_inner();
+        let report = c
+            .collect_garbage(pb::CollectGarbageRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
         assert_eq!(report.uploads_swept, 0);
-        assert_eq!(upload_offset(&mut c, id).await.unwrap(), 2 << 20, "the in-flight upload is intact");
+        assert_eq!(
+            upload_offset(&mut c, id).await.unwrap(),
+            2 << 20,
+            "the in-flight upload is intact"
+        );
         tx.send(pb::WriteBlobRequest {
             part: Some(Part::Data(bytes[(2 << 20) + 1..].to_vec())),
         })
@@ -412,9 +565,15 @@ async fn gc_running_during_a_write_leaves_the_write_intact() {
             .unwrap()
             .into_inner();
         assert!(v.corrupt.is_empty());
-        c.delete_blob(pb::DeleteBlobRequest { digest: out.digest }).await.unwrap();
+        c.delete_blob(pb::DeleteBlobRequest { digest: out.digest })
+            .await
+            .unwrap();
     }
-    assert_eq!(stat(&mut c, &junk).await.unwrap_err().code(), Code::NotFound, "GC did collect the junk");
+    assert_eq!(
+        stat(&mut c, &junk).await.unwrap_err().code(),
+        Code::NotFound,
+        "GC did collect the junk"
+    );
 }
 
 #[tokio::test]
@@ -432,10 +591,33 @@ async fn cache_entries_leases_usage_and_verify() {
         parent_key: parent.clone(),
         created_at: None,
     };
-    c.put_cache_entry(pb::PutCacheEntryRequest { entry: Some(entry.clone()) }).await.unwrap();
-    c.put_cache_entry(pb::PutCacheEntryRequest { entry: Some(entry.clone()) }).await.unwrap();
-    let got = c.get_cache_entry(pb::GetCacheEntryRequest { key: key.clone() }).await.unwrap().into_inner();
-    assert_eq!((got.preimage.as_str(), got.layer_digest.as_str(), got.config.as_slice()), (entry.preimage.as_str(), layer.as_str(), entry.config.as_slice()));
+    c.put_cache_entry(pb::PutCacheEntryRequest {
+        entry: Some(entry.clone()),
+    })
+    .await
+    .unwrap();
+    c.put_cache_entry(pb::PutCacheEntryRequest {
+        entry: Some(entry.clone()),
+    })
+    .await
+    .unwrap();
+    let got = c
+        .get_cache_entry(pb::GetCacheEntryRequest { key: key.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (
+            got.preimage.as_str(),
+            got.layer_digest.as_str(),
+            got.config.as_slice()
+        ),
+        (
+            entry.preimage.as_str(),
+            layer.as_str(),
+            entry.config.as_slice()
+        )
+    );
     assert!(got.created_at.is_some());
     let listed = c
         .list_cache_entries(pb::ListCacheEntriesRequest {
@@ -446,7 +628,10 @@ async fn cache_entries_leases_usage_and_verify() {
         .unwrap()
         .into_inner();
     assert_eq!(listed.entries.len(), 1);
-    let err = c.get_cache_entry(pb::GetCacheEntryRequest { key: digest(b"no") }).await.unwrap_err();
+    let err = c
+        .get_cache_entry(pb::GetCacheEntryRequest { key: digest(b"no") })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     let err = c
         .put_cache_entry(pb::PutCacheEntryRequest {
@@ -478,7 +663,15 @@ async fn cache_entries_leases_usage_and_verify() {
         .unwrap()
         .into_inner();
     assert_eq!(l.digests, vec![leased.clone()]);
-    assert_eq!(c.list_leases(pb::ListLeasesRequest {}).await.unwrap().into_inner().leases.len(), 1);
+    assert_eq!(
+        c.list_leases(pb::ListLeasesRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .leases
+            .len(),
+        1
+    );
     let err = c
         .add_lease_resources(pb::AddLeaseResourcesRequest {
             id: "nope".into(),
@@ -489,11 +682,22 @@ async fn cache_entries_leases_usage_and_verify() {
     assert_eq!(err.code(), Code::NotFound);
     let junk = put(&mut c, "application/octet-stream", b"junk").await;
 
-    let usage = c.get_usage(pb::GetUsageRequest::default()).await.unwrap().into_inner();
+    let usage = c
+        .get_usage(pb::GetUsageRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(usage.cache_entries, 1);
     assert_eq!(usage.cache_bytes, 10_000);
     assert_eq!(usage.reclaimable_bytes, 4, "only the junk");
-    assert_eq!(usage.kinds.iter().map(|k| k.kind.as_str()).collect::<Vec<_>>(), ["layers", "configs", "manifests", "contexts", "other"]);
+    assert_eq!(
+        usage
+            .kinds
+            .iter()
+            .map(|k| k.kind.as_str())
+            .collect::<Vec<_>>(),
+        ["layers", "configs", "manifests", "contexts", "other"]
+    );
 
     let dry = c
         .collect_garbage(pb::CollectGarbageRequest {
@@ -506,12 +710,20 @@ async fn cache_entries_leases_usage_and_verify() {
         .into_inner();
     assert_eq!(dry.removed.len(), 2, "{dry:?}");
     assert_eq!(dry.cache_entries_removed, 1);
-    let gc = c.collect_garbage(pb::CollectGarbageRequest::default()).await.unwrap().into_inner();
+    let gc = c
+        .collect_garbage(pb::CollectGarbageRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(gc.removed, vec![junk.clone()]);
     assert_eq!(gc.bytes_freed, 4);
     assert_eq!(gc.kept, 2);
 
-    c.delete_lease(pb::DeleteLeaseRequest { id: lease.id.clone() }).await.unwrap();
+    c.delete_lease(pb::DeleteLeaseRequest {
+        id: lease.id.clone(),
+    })
+    .await
+    .unwrap();
     let gc = c
         .collect_garbage(pb::CollectGarbageRequest {
             prune_cache: true,
@@ -523,7 +735,11 @@ async fn cache_entries_leases_usage_and_verify() {
     assert_eq!(gc.removed.len(), 2);
     assert_eq!(gc.cache_entries_removed, 1);
 
-    let v = c.verify_blobs(pb::VerifyBlobsRequest::default()).await.unwrap().into_inner();
+    let v = c
+        .verify_blobs(pb::VerifyBlobsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!((v.checked, v.corrupt.len()), (0, 0));
 }
 
@@ -533,13 +749,22 @@ struct FixedTags(Vec<(String, String)>);
 
 #[tonic::async_trait]
 impl TagIndex for FixedTags {
-    async fn set_tag(&self, _: Request<ti::SetTagRequest>) -> Result<Response<ti::SetTagResponse>, Status> {
+    async fn set_tag(
+        &self,
+        _: Request<ti::SetTagRequest>,
+    ) -> Result<Response<ti::SetTagResponse>, Status> {
         Err(Status::unimplemented("fixed"))
     }
-    async fn resolve_tag(&self, _: Request<ti::ResolveTagRequest>) -> Result<Response<ti::Tag>, Status> {
+    async fn resolve_tag(
+        &self,
+        _: Request<ti::ResolveTagRequest>,
+    ) -> Result<Response<ti::Tag>, Status> {
         Err(Status::unimplemented("fixed"))
     }
-    async fn list_tags(&self, r: Request<ti::ListTagsRequest>) -> Result<Response<ti::ListTagsResponse>, Status> {
+    async fn list_tags(
+        &self,
+        r: Request<ti::ListTagsRequest>,
+    ) -> Result<Response<ti::ListTagsResponse>, Status> {
         let start: usize = r.into_inner().page_token.parse().unwrap_or(0);
         let tags = self
             .0
@@ -552,34 +777,57 @@ impl TagIndex for FixedTags {
                 ..Default::default()
             })
             .collect();
-        let next = if start + 1 < self.0.len() { (start + 1).to_string() } else { String::new() };
+        let next = if start + 1 < self.0.len() {
+            (start + 1).to_string()
+        } else {
+            String::new()
+        };
         Ok(Response::new(ti::ListTagsResponse {
             tags,
             next_page_token: next,
         }))
     }
-    async fn delete_tag(&self, _: Request<ti::DeleteTagRequest>) -> Result<Response<ti::DeleteTagResponse>, Status> {
+    async fn delete_tag(
+        &self,
+        _: Request<ti::DeleteTagRequest>,
+    ) -> Result<Response<ti::DeleteTagResponse>, Status> {
         Err(Status::unimplemented("fixed"))
     }
-    async fn get_tag_history(&self, _: Request<ti::GetTagHistoryRequest>) -> Result<Response<ti::GetTagHistoryResponse>, Status> {
+    async fn get_tag_history(
+        &self,
+        _: Request<ti::GetTagHistoryRequest>,
+    ) -> Result<Response<ti::GetTagHistoryResponse>, Status> {
         Err(Status::unimplemented("fixed"))
     }
-    type WatchTagsStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<ti::TagEvent, Status>> + Send>>;
-    async fn watch_tags(&self, _: Request<ti::WatchTagsRequest>) -> Result<Response<Self::WatchTagsStream>, Status> {
+    type WatchTagsStream =
+        std::pin::Pin<Box<dyn futures::Stream<Item = Result<ti::TagEvent, Status>> + Send>>;
+    async fn watch_tags(
+        &self,
+        _: Request<ti::WatchTagsRequest>,
+    ) -> Result<Response<Self::WatchTagsStream>, Status> {
         Err(Status::unimplemented("fixed"))
     }
 }
 
 async fn image(c: &mut Client, seed: u64) -> (String, String, String) {
     let layer = put(c, media_type::OCI_LAYER_TAR, &data(3000, seed)).await;
-    let config = put(c, media_type::OCI_CONFIG, format!("{{\"seed\":{seed}}}").as_bytes()).await;
+    let config = put(
+        c,
+        media_type::OCI_CONFIG,
+        format!("{{\"seed\":{seed}}}").as_bytes(),
+    )
+    .await;
     let manifest = format!(
         r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{config}","size":1}},"layers":[{{"mediaType":"{}","digest":"{layer}","size":3000}}]}}"#,
         media_type::OCI_MANIFEST,
         media_type::OCI_CONFIG,
         media_type::OCI_LAYER_TAR
     );
-    (put(c, media_type::OCI_MANIFEST, manifest.as_bytes()).await, config, layer)
+    (
+        put(c, media_type::OCI_MANIFEST, manifest.as_bytes()).await,
+        config,
+        layer,
+    )
 }
 
 #[tokio::test]
@@ -592,7 +840,10 @@ async fn gc_roots_include_every_tag_of_the_tag_index() {
     let (m3, c3, l3) = image(&mut c, 3).await;
     server.shutdown().await.unwrap();
 
-    let tags = FixedTags(vec![("docker.io/library/a:1".into(), m1.clone()), ("docker.io/library/b:1".into(), m2.clone())]);
+    let tags = FixedTags(vec![
+        ("docker.io/library/a:1".into(), m1.clone()),
+        ("docker.io/library/b:1".into(), m2.clone()),
+    ]);
     let tag_index = InProcess::spawn(move |listener, shutdown| async move {
         let mut services = Services::default();
         services
@@ -616,7 +867,11 @@ async fn gc_roots_include_every_tag_of_the_tag_index() {
         image3_bytes += stat(&mut c, d).await.unwrap().size;
     }
     assert_eq!(usage.reclaimable_bytes, image3_bytes);
-    let gc = c.collect_garbage(pb::CollectGarbageRequest::default()).await.unwrap().into_inner();
+    let gc = c
+        .collect_garbage(pb::CollectGarbageRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     let mut removed = gc.removed.clone();
     removed.sort();
     let mut expected = vec![m3, c3, l3];
@@ -631,7 +886,10 @@ async fn gc_roots_include_every_tag_of_the_tag_index() {
     tag_index.shutdown().await.unwrap();
     let dead = strata_server::ListenAddr::Unix(dir.path().join("no-tag-index.sock"));
     let (_server, mut c) = serve(dir.path(), Some(dead)).await;
-    let err = c.collect_garbage(pb::CollectGarbageRequest::default()).await.unwrap_err();
+    let err = c
+        .collect_garbage(pb::CollectGarbageRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
     assert!(err.message().contains("tag index"), "{err:?}");
     assert!(stat(&mut c, &m1).await.is_ok());

@@ -5,10 +5,13 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use strata_kv::{Durability, KvStore, MemoryStore, RocksStore, Space};
 use strata_layer_store::{
-    store::{self, CacheEntry, Feed, GcRequest, ListFilter, Settings, Store, WriteStart, CHUNKS, GROUPS, UPLOADS},
     LayerStoreError,
+    store::{
+        self, CHUNKS, CacheEntry, Feed, GROUPS, GcRequest, ListFilter, Settings, Store, UPLOADS,
+        WriteStart,
+    },
 };
-use strata_types::{media_type, Digest};
+use strata_types::{Digest, media_type};
 
 const CHUNK: usize = 1024;
 
@@ -20,12 +23,17 @@ fn settings() -> Settings {
 }
 
 fn bytes(n: usize, seed: u32) -> Vec<u8> {
-    (0..n as u32).map(|i| (i.wrapping_mul(2654435761).wrapping_add(seed) >> 11) as u8).collect()
+    (0..n as u32)
+        .map(|i| (i.wrapping_mul(2654435761).wrapping_add(seed) >> 11) as u8)
+        .collect()
 }
 
 /// Feeds `data` in pieces of `piece` bytes and ends the stream.
 fn feed(data: &[u8], piece: usize) -> Vec<Feed> {
-    let mut f: Vec<Feed> = data.chunks(piece.max(1)).map(|c| Feed::Data(c.to_vec())).collect();
+    let mut f: Vec<Feed> = data
+        .chunks(piece.max(1))
+        .map(|c| Feed::Data(c.to_vec()))
+        .collect();
     f.push(Feed::End);
     f
 }
@@ -43,7 +51,12 @@ fn count(kv: &dyn KvStore, space: Space) -> usize {
     kv.scan(space, b"", b"", usize::MAX).unwrap().len()
 }
 
-fn read(store: &Arc<Store>, d: &Digest, offset: u64, length: u64) -> Result<Vec<u8>, LayerStoreError> {
+fn read(
+    store: &Arc<Store>,
+    d: &Digest,
+    offset: u64,
+    length: u64,
+) -> Result<Vec<u8>, LayerStoreError> {
     let mut out = Vec::new();
     for part in store.reader(d, offset, length)? {
         let part = part?;
@@ -72,7 +85,10 @@ fn suite(kv: Arc<dyn KvStore>) {
 }
 
 fn round_trips_and_ranges(store: &Arc<Store>) {
-    for (i, n) in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + CHUNK / 2].into_iter().enumerate() {
+    for (i, n) in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + CHUNK / 2]
+        .into_iter()
+        .enumerate()
+    {
         let data = bytes(n, i as u32);
         for (piece, expected) in [(7, true), (CHUNK * 2, false)] {
             let s = start(expected.then_some(&data[..]), media_type::OCI_LAYER_TAR);
@@ -85,20 +101,46 @@ fn round_trips_and_ranges(store: &Arc<Store>) {
             assert_eq!(read(store, &out.digest, 0, 0).unwrap(), data, "size {n}");
         }
         let d = Digest::of(&data);
-        for (off, len) in [(0, 1), (1, 0), (CHUNK - 1, 2), (CHUNK, CHUNK), (n / 2, n / 3)] {
+        for (off, len) in [
+            (0, 1),
+            (1, 0),
+            (CHUNK - 1, 2),
+            (CHUNK, CHUNK),
+            (n / 2, n / 3),
+        ] {
             if off + len > n || (off >= n && n > 0) {
                 continue;
             }
-            let want = if len == 0 { &data[off..] } else { &data[off..off + len] };
-            assert_eq!(read(store, &d, off as u64, len as u64).unwrap(), want, "size {n} range {off}+{len}");
+            let want = if len == 0 {
+                &data[off..]
+            } else {
+                &data[off..off + len]
+            };
+            assert_eq!(
+                read(store, &d, off as u64, len as u64).unwrap(),
+                want,
+                "size {n} range {off}+{len}"
+            );
         }
         let err = read(store, &d, n as u64 + 1, 0).unwrap_err();
-        assert!(matches!(err, LayerStoreError::RangeOutOfBounds { .. }), "{err}");
+        assert!(
+            matches!(err, LayerStoreError::RangeOutOfBounds { .. }),
+            "{err}"
+        );
         let err = read(store, &d, 0, n as u64 + 1).unwrap_err();
-        assert!(matches!(err, LayerStoreError::RangeOutOfBounds { .. }), "{err}");
+        assert!(
+            matches!(err, LayerStoreError::RangeOutOfBounds { .. }),
+            "{err}"
+        );
         store.delete(&d).unwrap();
-        assert!(matches!(store.stat(&d), Err(LayerStoreError::BlobNotFound(_))));
-        assert!(matches!(store.delete(&d), Err(LayerStoreError::BlobNotFound(_))));
+        assert!(matches!(
+            store.stat(&d),
+            Err(LayerStoreError::BlobNotFound(_))
+        ));
+        assert!(matches!(
+            store.delete(&d),
+            Err(LayerStoreError::BlobNotFound(_))
+        ));
     }
 }
 
@@ -117,8 +159,15 @@ fn wrong_digest_or_size_stores_nothing(store: &Arc<Store>, kv: &dyn KvStore) {
     };
     let err = store.ingest(s, feed(&data, 100)).unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, LayerStoreError::DigestMismatch { .. }), "{err}");
-    assert!(msg.contains(&Digest::of(&other).to_string()) && msg.contains(&Digest::of(&data).to_string()), "{msg}");
+    assert!(
+        matches!(err, LayerStoreError::DigestMismatch { .. }),
+        "{err}"
+    );
+    assert!(
+        msg.contains(&Digest::of(&other).to_string())
+            && msg.contains(&Digest::of(&data).to_string()),
+        "{msg}"
+    );
     assert!(store.stat(&Digest::of(&data)).is_err());
     assert_nothing_stored(kv, "wrong digest");
 
@@ -147,10 +196,17 @@ fn wrong_digest_or_size_stores_nothing(store: &Arc<Store>, kv: &dyn KvStore) {
 
 fn existing_blob_is_idempotent(store: &Arc<Store>, kv: &dyn KvStore) {
     let data = bytes(2 * CHUNK + 1, 3);
-    let first = store.ingest(start(Some(&data), "m"), feed(&data, 500)).unwrap();
+    let first = store
+        .ingest(start(Some(&data), "m"), feed(&data, 500))
+        .unwrap();
     assert!(!first.already_existed);
     // announced: answered at once, whatever follows
-    let again = store.ingest(start(Some(&data), "m"), vec![Feed::Data(b"ignored".to_vec())]).unwrap();
+    let again = store
+        .ingest(
+            start(Some(&data), "m"),
+            vec![Feed::Data(b"ignored".to_vec())],
+        )
+        .unwrap();
     assert!(again.already_existed);
     // not announced: found at commit, the second copy dropped
     let third = store.ingest(start(None, "m"), feed(&data, 500)).unwrap();
@@ -162,7 +218,10 @@ fn existing_blob_is_idempotent(store: &Arc<Store>, kv: &dyn KvStore) {
         expected_size: Some(1),
         ..start(Some(&data), "m")
     };
-    assert!(matches!(store.ingest(s, feed(&data, 500)), Err(LayerStoreError::SizeMismatch { .. })));
+    assert!(matches!(
+        store.ingest(s, feed(&data, 500)),
+        Err(LayerStoreError::SizeMismatch { .. })
+    ));
     store.delete(&first.digest).unwrap();
     assert_nothing_stored(kv, "after delete");
 }
@@ -182,7 +241,10 @@ fn concurrent_writers_of_one_blob_keep_one_copy(store: &Arc<Store>, kv: &dyn KvS
         .collect();
     let outcomes: Vec<_> = writers.into_iter().map(|w| w.join().unwrap()).collect();
     assert!(outcomes.iter().all(|o| o.digest == Digest::of(&data)));
-    assert!(outcomes.iter().filter(|o| !o.already_existed).count() == 1, "{outcomes:?}");
+    assert!(
+        outcomes.iter().filter(|o| !o.already_existed).count() == 1,
+        "{outcomes:?}"
+    );
     assert_eq!(count(kv, GROUPS), 1);
     assert_eq!(count(kv, CHUNKS), 6);
     assert_eq!(read(store, &Digest::of(&data), 0, 0).unwrap(), *data);
@@ -194,7 +256,10 @@ fn broken_stream_resumes_or_is_cleaned(store: &Arc<Store>, kv: &dyn KvStore) {
     let data = bytes(4 * CHUNK + 10, 5);
     // store-chosen id: nobody can resume, so a broken stream leaves nothing
     let err = store
-        .ingest(start(Some(&data), "m"), vec![Feed::Data(data[..2 * CHUNK + 7].to_vec())])
+        .ingest(
+            start(Some(&data), "m"),
+            vec![Feed::Data(data[..2 * CHUNK + 7].to_vec())],
+        )
         .unwrap_err();
     assert!(matches!(err, LayerStoreError::StreamBroken(_)), "{err}");
     assert_nothing_stored(kv, "broken store-chosen session");
@@ -210,21 +275,37 @@ fn broken_stream_resumes_or_is_cleaned(store: &Arc<Store>, kv: &dyn KvStore) {
     assert!(matches!(err, LayerStoreError::StreamBroken(_)));
     let status = store.upload_status("build-1.layer-0").unwrap();
     assert_eq!(status.offset, 2 * CHUNK as u64);
-    assert!(store.stat(&Digest::of(&data)).is_err(), "never visible before the commit");
+    assert!(
+        store.stat(&Digest::of(&data)).is_err(),
+        "never visible before the commit"
+    );
     // a second new session with the same id is refused
-    assert!(matches!(store.ingest(s, feed(&data, 100)), Err(LayerStoreError::UploadExists(_))));
+    assert!(matches!(
+        store.ingest(s, feed(&data, 100)),
+        Err(LayerStoreError::UploadExists(_))
+    ));
     let resume = |offset: usize| WriteStart {
         upload_id: Some("build-1.layer-0".into()),
         offset: offset as u64,
         ..WriteStart::default()
     };
-    let err = store.ingest(resume(CHUNK), feed(&data[CHUNK..], 100)).unwrap_err();
-    assert!(matches!(err, LayerStoreError::OffsetMismatch { held, .. } if held == 2 * CHUNK as u64), "{err}");
-    let out = store.ingest(resume(2 * CHUNK), feed(&data[2 * CHUNK..], 100)).unwrap();
+    let err = store
+        .ingest(resume(CHUNK), feed(&data[CHUNK..], 100))
+        .unwrap_err();
+    assert!(
+        matches!(err, LayerStoreError::OffsetMismatch { held, .. } if held == 2 * CHUNK as u64),
+        "{err}"
+    );
+    let out = store
+        .ingest(resume(2 * CHUNK), feed(&data[2 * CHUNK..], 100))
+        .unwrap();
     assert_eq!(out.digest, Digest::of(&data));
     assert_eq!(out.upload_id, "build-1.layer-0");
     assert_eq!(read(store, &out.digest, 0, 0).unwrap(), data);
-    assert!(matches!(store.upload_status("build-1.layer-0"), Err(LayerStoreError::UploadNotFound(_))));
+    assert!(matches!(
+        store.upload_status("build-1.layer-0"),
+        Err(LayerStoreError::UploadNotFound(_))
+    ));
 
     // abort frees what the session held
     let s = WriteStart {
@@ -233,7 +314,10 @@ fn broken_stream_resumes_or_is_cleaned(store: &Arc<Store>, kv: &dyn KvStore) {
     };
     let _ = store.ingest(s, vec![Feed::Data(data.clone())]).unwrap_err();
     store.abort_upload("to-abort").unwrap();
-    assert!(matches!(store.abort_upload("to-abort"), Err(LayerStoreError::UploadNotFound(_))));
+    assert!(matches!(
+        store.abort_upload("to-abort"),
+        Err(LayerStoreError::UploadNotFound(_))
+    ));
     store.delete(&out.digest).unwrap();
     assert_nothing_stored(kv, "after abort");
 
@@ -241,12 +325,18 @@ fn broken_stream_resumes_or_is_cleaned(store: &Arc<Store>, kv: &dyn KvStore) {
         client_upload_id: Some("../etc".into()),
         ..start(None, "m")
     };
-    assert!(matches!(store.ingest(bad, feed(b"x", 1)), Err(LayerStoreError::InvalidField { .. })));
+    assert!(matches!(
+        store.ingest(bad, feed(b"x", 1)),
+        Err(LayerStoreError::InvalidField { .. })
+    ));
 }
 
 fn put(store: &Arc<Store>, data: &[u8], media: &str, labels: &[(&str, &str)]) -> Digest {
     let s = WriteStart {
-        labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
         ..start(None, media)
     };
     store.ingest(s, feed(data, 4096)).unwrap().digest
@@ -254,7 +344,14 @@ fn put(store: &Arc<Store>, data: &[u8], media: &str, labels: &[(&str, &str)]) ->
 
 fn list_filters_and_pages(store: &Arc<Store>) {
     let mut layers: Vec<Digest> = (0..7)
-        .map(|i| put(store, &bytes(10 + i, 100 + i as u32), media_type::OCI_LAYER_TAR, &[("build", if i % 2 == 0 { "a" } else { "b" })]))
+        .map(|i| {
+            put(
+                store,
+                &bytes(10 + i, 100 + i as u32),
+                media_type::OCI_LAYER_TAR,
+                &[("build", if i % 2 == 0 { "a" } else { "b" })],
+            )
+        })
         .collect();
     let cfg = put(store, b"{}", media_type::OCI_CONFIG, &[]);
     layers.sort();
@@ -294,7 +391,9 @@ fn list_filters_and_pages(store: &Arc<Store>) {
 fn cache_entries(store: &Arc<Store>) {
     let layer = put(store, b"layer", media_type::OCI_LAYER_TAR, &[]);
     let parent = Digest::of(b"parent");
-    let keys: Vec<Digest> = (0..5).map(|i| Digest::of(format!("k{i}").as_bytes())).collect();
+    let keys: Vec<Digest> = (0..5)
+        .map(|i| Digest::of(format!("k{i}").as_bytes()))
+        .collect();
     for (i, k) in keys.iter().enumerate() {
         store
             .put_cache_entry(CacheEntry {
@@ -312,14 +411,31 @@ fn cache_entries(store: &Arc<Store>) {
     assert_eq!(e.preimage, "{\"step\":0}");
     assert!(e.created_ns > 0);
     // idempotent: the first creation time stays
-    store.put_cache_entry(CacheEntry { created_ns: 0, ..e.clone() }).unwrap();
-    assert_eq!(store.get_cache_entry(&keys[0]).unwrap().created_ns, e.created_ns);
+    store
+        .put_cache_entry(CacheEntry {
+            created_ns: 0,
+            ..e.clone()
+        })
+        .unwrap();
+    assert_eq!(
+        store.get_cache_entry(&keys[0]).unwrap().created_ns,
+        e.created_ns
+    );
     let children = store.list_cache_entries(Some(&parent), None, 2).unwrap();
     assert_eq!(children.entries.len(), 2);
-    let rest = store.list_cache_entries(Some(&parent), children.next_after, 2).unwrap();
+    let rest = store
+        .list_cache_entries(Some(&parent), children.next_after, 2)
+        .unwrap();
     assert_eq!(rest.entries.len(), 1);
     assert!(rest.next_after.is_none());
-    assert_eq!(store.list_cache_entries(None, None, 100).unwrap().entries.len(), 5);
+    assert_eq!(
+        store
+            .list_cache_entries(None, None, 100)
+            .unwrap()
+            .entries
+            .len(),
+        5
+    );
     assert!(matches!(
         store.get_cache_entry(&Digest::of(b"nope")),
         Err(LayerStoreError::CacheEntryNotFound(_))
@@ -331,7 +447,10 @@ fn cache_entries(store: &Arc<Store>) {
             ..e.clone()
         })
         .unwrap_err();
-    assert!(matches!(err, LayerStoreError::CacheLayerMissing { .. }), "{err}");
+    assert!(
+        matches!(err, LayerStoreError::CacheLayerMissing { .. }),
+        "{err}"
+    );
     // the cache result is a GC root until the cache is pruned
     let guard = store.begin_gc_blocking();
     let report = guard.collect(&GcRequest::default()).unwrap();
@@ -345,42 +464,91 @@ fn cache_entries(store: &Arc<Store>) {
     drop(guard);
     assert_eq!(report.cache_entries_removed, 5);
     assert!(report.removed.contains(&layer));
-    assert!(store.list_cache_entries(None, None, 100).unwrap().entries.is_empty());
-    assert!(store.list_cache_entries(Some(&parent), None, 100).unwrap().entries.is_empty());
+    assert!(
+        store
+            .list_cache_entries(None, None, 100)
+            .unwrap()
+            .entries
+            .is_empty()
+    );
+    assert!(
+        store
+            .list_cache_entries(Some(&parent), None, 100)
+            .unwrap()
+            .entries
+            .is_empty()
+    );
 }
 
 fn leases(store: &Arc<Store>) {
     let kept = put(store, b"leased", "m", &[]);
-    let l = store.create_lease("build-7", Duration::from_secs(60), BTreeMap::new()).unwrap();
+    let l = store
+        .create_lease("build-7", Duration::from_secs(60), BTreeMap::new())
+        .unwrap();
     assert_eq!(l.id, "build-7");
     assert!(matches!(
         store.create_lease("build-7", Duration::from_secs(60), BTreeMap::new()),
         Err(LayerStoreError::LeaseExists(_))
     ));
     let future = Digest::of(b"not written yet");
-    let l = store.add_lease_resources("build-7", &[kept, future]).unwrap();
+    let l = store
+        .add_lease_resources("build-7", &[kept, future])
+        .unwrap();
     assert_eq!(l.digests.len(), 2);
     assert_eq!(store.list_leases().unwrap().len(), 1);
-    let report = store.begin_gc_blocking().collect(&GcRequest::default()).unwrap();
+    let report = store
+        .begin_gc_blocking()
+        .collect(&GcRequest::default())
+        .unwrap();
     assert!(!report.removed.contains(&kept), "a leased blob survives GC");
     store.delete_lease("build-7").unwrap();
-    assert!(matches!(store.delete_lease("build-7"), Err(LayerStoreError::LeaseNotFound(_))));
+    assert!(matches!(
+        store.delete_lease("build-7"),
+        Err(LayerStoreError::LeaseNotFound(_))
+    ));
     // an expired lease protects nothing and is gone from the list
-    store.create_lease("short", Duration::ZERO, BTreeMap::new()).unwrap();
+    store
+        .create_lease("short", Duration::ZERO, BTreeMap::new())
+        .unwrap();
     assert!(store.list_leases().unwrap().is_empty());
-    assert!(matches!(store.add_lease_resources("short", &[kept]), Err(LayerStoreError::LeaseNotFound(_))));
-    let report = store.begin_gc_blocking().collect(&GcRequest::default()).unwrap();
+    assert!(matches!(
+        store.add_lease_resources("short", &[kept]),
+        Err(LayerStoreError::LeaseNotFound(_))
+    ));
+    let report = store
+        .begin_gc_blocking()
+        .collect(&GcRequest::default())
+        .unwrap();
     assert!(report.removed.contains(&kept));
 }
 
 /// An image: layers, config, manifest; returns (manifest, config, layers).
-fn image(store: &Arc<Store>, seed: u32, shared_layer: Option<Digest>) -> (Digest, Digest, Vec<Digest>) {
-    let mut layers = vec![put(store, &bytes(CHUNK * 2 + 1, seed), media_type::OCI_LAYER_TAR, &[])];
+fn image(
+    store: &Arc<Store>,
+    seed: u32,
+    shared_layer: Option<Digest>,
+) -> (Digest, Digest, Vec<Digest>) {
+    let mut layers = vec![put(
+        store,
+        &bytes(CHUNK * 2 + 1, seed),
+        media_type::OCI_LAYER_TAR,
+        &[],
+    )];
     layers.extend(shared_layer);
-    let config = put(store, format!("{{\"seed\":{seed}}}").as_bytes(), media_type::OCI_CONFIG, &[]);
+    let config = put(
+        store,
+        format!("{{\"seed\":{seed}}}").as_bytes(),
+        media_type::OCI_CONFIG,
+        &[],
+    );
     let layer_json: Vec<String> = layers
         .iter()
-        .map(|d| format!(r#"{{"mediaType":"{}","digest":"{d}","size":1}}"#, media_type::OCI_LAYER_TAR))
+        .map(|d| {
+            format!(
+                r#"{{"mediaType":"{}","digest":"{d}","size":1}}"#,
+                media_type::OCI_LAYER_TAR
+            )
+        })
         .collect();
     let manifest = format!(
         r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"{}","digest":"{config}","size":1}},"layers":[{}]}}"#,
@@ -430,9 +598,18 @@ fn gc_marks_from_roots_and_sweeps(store: &Arc<Store>) {
     for d in [index, m2, c2, l2[0], base] {
         assert!(store.stat(&d).is_ok(), "{d} is reachable from the index");
     }
-    let report = store.begin_gc_blocking().collect(&GcRequest::default()).unwrap();
+    let report = store
+        .begin_gc_blocking()
+        .collect(&GcRequest::default())
+        .unwrap();
     assert_eq!(report.removed.len(), 5);
-    assert!(store.list(&ListFilter::default(), None, 1000).unwrap().blobs.is_empty());
+    assert!(
+        store
+            .list(&ListFilter::default(), None, 1000)
+            .unwrap()
+            .blobs
+            .is_empty()
+    );
 }
 
 fn gc_during_a_write_keeps_it(store: &Arc<Store>) {
@@ -458,7 +635,10 @@ fn gc_during_a_write_keeps_it(store: &Arc<Store>) {
     tx.send(Feed::End).unwrap();
     let out = writer.join().unwrap().unwrap();
     let report = guard.collect(&GcRequest::default()).unwrap();
-    assert!(!report.removed.contains(&out.digest), "a blob committed during GC survives it");
+    assert!(
+        !report.removed.contains(&out.digest),
+        "a blob committed during GC survives it"
+    );
     drop(guard);
     assert_eq!(read(store, &out.digest, 0, 0).unwrap(), *data);
     assert!(store.verify(&[out.digest]).unwrap().corrupt.is_empty());
@@ -472,7 +652,11 @@ fn usage_by_kind_and_roots(store: &Arc<Store>) {
     let ctx = put(store, &bytes(100, 1), media_type::BUILD_CONTEXT, &[]);
     let size = |d: &Digest| store.stat(d).unwrap().size;
     let u = store.usage(&[m1, m2], &[]).unwrap();
-    let kinds: BTreeMap<&str, (u64, u64)> = u.kinds.iter().map(|k| (k.kind, (k.count, k.bytes))).collect();
+    let kinds: BTreeMap<&str, (u64, u64)> = u
+        .kinds
+        .iter()
+        .map(|k| (k.kind, (k.count, k.bytes)))
+        .collect();
     assert_eq!(kinds["layers"].0, 3);
     assert_eq!(kinds["configs"].0, 2);
     assert_eq!(kinds["manifests"].0, 2);
@@ -486,7 +670,10 @@ fn usage_by_kind_and_roots(store: &Arc<Store>) {
     // a pinned root (a tag) keeps without counting as shared
     let u2 = store.usage(&[m1], &[m2]).unwrap();
     assert_eq!(u2.reclaimable_bytes, 100);
-    let report = store.begin_gc_blocking().collect(&GcRequest::default()).unwrap();
+    let report = store
+        .begin_gc_blocking()
+        .collect(&GcRequest::default())
+        .unwrap();
     assert_eq!(report.removed.len(), 8);
     let _ = ctx;
 }
@@ -508,11 +695,21 @@ fn verify_catches_a_flipped_byte(store: &Arc<Store>, kv: &dyn KvStore) {
     assert_eq!(report.checked, 2);
     assert_eq!(report.corrupt.len(), 1);
     assert_eq!(report.corrupt[0].digest, d);
-    assert!(report.corrupt[0].reason.contains("chunk 1"), "{}", report.corrupt[0].reason);
+    assert!(
+        report.corrupt[0].reason.contains("chunk 1"),
+        "{}",
+        report.corrupt[0].reason
+    );
     let err = read(store, &d, 0, 0).unwrap_err();
     assert!(matches!(err, LayerStoreError::CorruptBlob { .. }), "{err}");
-    assert!(read(store, &d, 0, CHUNK as u64).is_ok(), "the intact first chunk still reads");
-    assert!(matches!(store.verify(&[Digest::of(b"absent")]), Err(LayerStoreError::BlobNotFound(_))));
+    assert!(
+        read(store, &d, 0, CHUNK as u64).is_ok(),
+        "the intact first chunk still reads"
+    );
+    assert!(matches!(
+        store.verify(&[Digest::of(b"absent")]),
+        Err(LayerStoreError::BlobNotFound(_))
+    ));
     store.delete(&d).unwrap();
     store.delete(&good).unwrap();
 }
@@ -525,7 +722,9 @@ fn restart_rehashes_resumable_sessions_and_sweeps_the_rest(kv: Arc<dyn KvStore>)
             client_upload_id: Some("survivor".into()),
             ..start(Some(&data), "m")
         };
-        let _ = store.ingest(s, vec![Feed::Data(data[..3 * CHUNK + 5].to_vec())]).unwrap_err();
+        let _ = store
+            .ingest(s, vec![Feed::Data(data[..3 * CHUNK + 5].to_vec())])
+            .unwrap_err();
         // a crash mid-write of a store-chosen session leaves its chunks: forge that state
         let mut b = strata_kv::WriteBatch::new();
         let rec = store::record::SessionRecord {
@@ -553,17 +752,28 @@ fn restart_rehashes_resumable_sessions_and_sweeps_the_rest(kv: Arc<dyn KvStore>)
         kv.write(b, Durability::Sync).unwrap();
     }
     let store = Store::open(kv.clone(), settings()).unwrap();
-    assert_eq!(count(kv.as_ref(), UPLOADS), 1, "only the resumable session is left");
+    assert_eq!(
+        count(kv.as_ref(), UPLOADS),
+        1,
+        "only the resumable session is left"
+    );
     assert_eq!(count(kv.as_ref(), GROUPS), 1, "the orphan groups are gone");
     assert_eq!(count(kv.as_ref(), CHUNKS), 3);
-    assert_eq!(store.upload_status("survivor").unwrap().offset, 3 * CHUNK as u64);
+    assert_eq!(
+        store.upload_status("survivor").unwrap().offset,
+        3 * CHUNK as u64
+    );
     let s = WriteStart {
         upload_id: Some("survivor".into()),
         offset: 3 * CHUNK as u64,
         ..WriteStart::default()
     };
     let out = store.ingest(s, feed(&data[3 * CHUNK..], 1000)).unwrap();
-    assert_eq!(out.digest, Digest::of(&data), "the re-hashed session continues correctly");
+    assert_eq!(
+        out.digest,
+        Digest::of(&data),
+        "the re-hashed session continues correctly"
+    );
     store.delete(&out.digest).unwrap();
     // a stale session is swept by GC
     let stale = Store::open(
@@ -579,7 +789,10 @@ fn restart_rehashes_resumable_sessions_and_sweeps_the_rest(kv: Arc<dyn KvStore>)
         ..start(None, "m")
     };
     let _ = stale.ingest(s, vec![Feed::Data(data.clone())]).unwrap_err();
-    let report = stale.begin_gc_blocking().collect(&GcRequest::default()).unwrap();
+    let report = stale
+        .begin_gc_blocking()
+        .collect(&GcRequest::default())
+        .unwrap();
     assert_eq!(report.uploads_swept, 1);
     assert_nothing_stored(kv.as_ref(), "after the stale sweep");
 }
@@ -592,5 +805,7 @@ fn store_logic_on_the_memory_store() {
 #[test]
 fn store_logic_on_rocksdb() {
     let dir = tempfile::tempdir().unwrap();
-    suite(Arc::new(RocksStore::open(dir.path(), store::SPACES).unwrap()));
+    suite(Arc::new(
+        RocksStore::open(dir.path(), store::SPACES).unwrap(),
+    ));
 }
