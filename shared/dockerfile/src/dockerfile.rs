@@ -770,6 +770,8 @@ pub fn from_ast(ast: &ParseOutput, opts: &ParseOptions) -> Result<Dockerfile, Er
     // Resolve every stage's base and dependencies first (they only need global args).
     let mut stages: Vec<Stage> = Vec::new();
     let mut dependencies: Vec<Vec<Dependency>> = Vec::new();
+    // `--from` references to later stages, with the stage that makes them.
+    let mut deferred: Vec<(usize, Error)> = Vec::new();
     let mut seen_names: BTreeMap<String, usize> = BTreeMap::new();
     for (index, (from_owned, body)) in raw_stages.into_iter().enumerate() {
         let from_inst = &from_owned;
@@ -904,6 +906,25 @@ pub fn from_ast(ast: &ParseOutput, opts: &ParseOptions) -> Result<Dockerfile, Er
                         })?;
                         DependencyTarget::External(value.to_string())
                     }
+                    Err(kind @ ErrorKind::StageNotYetDefined { .. }) => {
+                        let lower = go_lower(value);
+                        let own = names.get(index).cloned().flatten();
+                        if own.as_deref() == Some(lower.as_str()) || value == index.to_string() {
+                            // BuildKit's cycle check runs over every stage.
+                            return Err(located(
+                                inst,
+                                Error::invalid(format!(
+                                    "circular dependency detected on stage: {}",
+                                    own.unwrap_or_else(|| format!("stage-{index}"))
+                                )),
+                                needle,
+                            ));
+                        }
+                        // A later stage: BuildKit fails when it dispatches this stage, which
+                        // only happens if the target needs it (checked after the graph).
+                        deferred.push((index, located(inst, Error::new(kind), needle)));
+                        return Ok(());
+                    }
                     Err(kind) => return Err(located(inst, Error::new(kind), needle)),
                 };
                 deps.push(Dependency {
@@ -1008,6 +1029,12 @@ pub fn from_ast(ast: &ParseOutput, opts: &ParseOptions) -> Result<Dockerfile, Er
         });
     }
     let graph = StageGraph::new(dependencies, target);
+    if let Some((_, e)) = deferred
+        .into_iter()
+        .find(|(i, _)| graph.required.get(*i).copied().unwrap_or(false))
+    {
+        return Err(e);
+    }
 
     // Expand each stage with its environment.
     let mut finals: Vec<Option<StageState>> = Vec::with_capacity(stages.len());

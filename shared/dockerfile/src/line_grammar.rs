@@ -522,14 +522,48 @@ pub(crate) fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, Error> {
         skip_unset_env: true,
         ..Lexer::new('\\')
     };
-    let words = lexer.process_words(line, &NoVariables).unwrap_or_default();
     let mut docs = Vec::new();
+    if !line.contains(['$', '\'', '"', '\\']) {
+        // Nothing for the lexer to expand, unquote or unescape: its words are the blank-
+        // separated runs, except that `<<` keeps the spaces and tabs after it attached.
+        for word in plain_heredoc_words(line) {
+            if let Some(doc) = parse_heredoc(word)? {
+                docs.push(doc);
+            }
+        }
+        return Ok(docs);
+    }
+    let words = lexer.process_words(line, &NoVariables).unwrap_or_default();
     for word in words {
         if let Some(doc) = parse_heredoc(&word)? {
             docs.push(doc);
         }
     }
     Ok(docs)
+}
+
+/// The words `Lexer::process_words` makes of a line without `$`, quotes or `\`.
+fn plain_heredoc_words(line: &str) -> Vec<&str> {
+    let mut words = Vec::new();
+    let mut start: Option<usize> = None;
+    let mut chars = line.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if c == '<' && chars.peek().is_some_and(|&(_, n)| n == '<') {
+            chars.next();
+            while chars.next_if(|&(_, n)| n == ' ' || n == '\t').is_some() {}
+            start.get_or_insert(i);
+        } else if c.is_whitespace() {
+            if let Some(from) = start.take() {
+                words.push(&line[from..i]);
+            }
+        } else {
+            start.get_or_insert(i);
+        }
+    }
+    if let Some(from) = start {
+        words.push(&line[from..]);
+    }
+    words
 }
 
 /// Parses one word as a heredoc marker (`^(\d*)<<(-?)\s*([^<]*)$`), BuildKit `ParseHeredoc`.
@@ -579,6 +613,15 @@ pub fn parse_heredoc(src: &str) -> Result<Option<Heredoc>, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_words_keep_blanks_after_heredoc_markers() {
+        assert_eq!(
+            plain_heredoc_words("RUN  cat <<  EOF >x a<<b <<<c\t<<-\tE"),
+            vec!["RUN", "cat", "<<  EOF", ">x", "a<<b", "<<<c", "<<-", "E"]
+        );
+        assert_eq!(plain_heredoc_words("RUN << "), vec!["RUN", "<< "]);
+    }
 
     #[test]
     fn splits_flags() {

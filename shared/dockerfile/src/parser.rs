@@ -171,7 +171,12 @@ pub fn parse(src: &[u8]) -> Result<ParseOutput, Error> {
         escape: '\\',
         found: Vec::new(),
     };
-    let mut root = Node::default();
+    // Reserve the instruction list once (a rough guess of one instruction per 48 bytes,
+    // capped): growing a vector of large nodes by doubling copied megabytes on big files.
+    let mut root = Node {
+        children: Vec::with_capacity((src.len() / 48).clamp(4, 1 << 16)),
+        ..Node::default()
+    };
     let mut comments: Vec<String> = Vec::new();
     let mut warnings = Vec::new();
     let mut current_line = 0usize;

@@ -111,3 +111,27 @@ fn workdir_expanding_to_nothing_is_an_error() {
     // A stage the target does not need is not dispatched.
     df("FROM alpine AS unused\nWORKDIR $APP_HOME\nFROM alpine\n");
 }
+
+/// `COPY --from` a later stage fails only when BuildKit dispatches the copying stage, i.e.
+/// when the target needs it; copying from the stage itself is a cycle, always an error.
+#[test]
+fn copy_from_a_later_stage_fails_only_when_needed() {
+    let src = "FROM alpine AS one\nCOPY --from=two /x /x\nFROM alpine AS two\nRUN true\n";
+    // The default target (two) does not need one.
+    df(src);
+    let opts = strata_dockerfile::ParseOptions {
+        target: Some("one".into()),
+        ..Default::default()
+    };
+    let e = strata_dockerfile::parse_dockerfile(src.as_bytes(), &opts).unwrap_err();
+    assert!(
+        e.to_string().contains(
+            "cannot copy from stage \"two\", it needs to be defined before current stage \"one\""
+        ),
+        "{e}"
+    );
+    assert_eq!(
+        df_err("FROM alpine AS build\nCOPY --from=build /x /y\n"),
+        "Dockerfile:2:6: circular dependency detected on stage: build"
+    );
+}

@@ -65,7 +65,8 @@ fn copy_from_index_and_external() {
 
 #[test]
 fn forward_and_self_references_fail() {
-    let e = df_err("FROM a AS one\nCOPY --from=two /x /x\nFROM b AS two");
+    // The target (the last stage) needs `one`, which copies from a later stage.
+    let e = df_err("FROM a AS one\nCOPY --from=two /x /x\nFROM b AS two\nFROM one");
     assert!(
         e.contains(
             "cannot copy from stage \"two\", it needs to be defined before current stage \"one\""
@@ -73,15 +74,21 @@ fn forward_and_self_references_fail() {
         "{e}"
     );
     assert!(e.starts_with("Dockerfile:2:"), "{e}");
-    assert!(df_err("FROM a AS one\nCOPY --from=one /x /x").contains("cannot copy from stage"));
-    assert!(df_err("FROM a\nCOPY --from=1 /x /x\nFROM b").contains("cannot copy from stage"));
+    assert!(
+        df_err("FROM a AS one\nCOPY --from=one /x /x")
+            .contains("circular dependency detected on stage: one")
+    );
+    assert!(
+        df_err("FROM a AS z\nCOPY --from=1 /x /x\nFROM b\nFROM z")
+            .contains("cannot copy from stage")
+    );
     assert!(df_err("FROM a\nCOPY --from=7 /x /x").contains("invalid stage index 7"));
     assert!(
         df_err("FROM a AS x\nFROM b\nARG S=x\nCOPY --from=$S /a /a")
             .contains("variable expansion is not supported for --from")
     );
     assert!(
-        df_err("FROM a AS one\nRUN --mount=from=two,target=/t x\nFROM b AS two")
+        df_err("FROM a AS one\nRUN --mount=from=two,target=/t x\nFROM b AS two\nFROM one")
             .contains("cannot copy from stage")
     );
 }
