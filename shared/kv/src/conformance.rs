@@ -18,6 +18,25 @@ pub fn run(store: &dyn KvStore) {
     scan_rev_respects_prefix_before_and_limit(store);
     large_values_round_trip(store);
     delete_range_removes_exactly_the_range(store);
+    unlogged_writes_are_visible_and_flush(store);
+}
+
+fn unlogged_writes_are_visible_and_flush(store: &dyn KvStore) {
+    let mut b = WriteBatch::new();
+    b.put(C, "unlogged", vec![7u8; 4096]);
+    store.write(b, Durability::Unlogged).unwrap();
+    assert_eq!(
+        store.get(C, b"unlogged").unwrap().map(|v| v.len()),
+        Some(4096)
+    );
+    store.flush(C).unwrap();
+    store.flush(R).unwrap();
+    assert!(store.flush(Space::small("no-such-space")).is_err());
+    assert_eq!(
+        store.get(C, b"unlogged").unwrap().map(|v| v.len()),
+        Some(4096)
+    );
+    store.delete(C, b"unlogged", Durability::Sync).unwrap();
 }
 
 fn get_put_delete(store: &dyn KvStore) {

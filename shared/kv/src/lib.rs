@@ -19,7 +19,9 @@ pub struct Space {
     /// Its name.
     pub name: &'static str,
     /// True for spaces that hold large values (blob content): RocksDB keeps those in blob
-    /// files (BlobDB) with compression, out of the LSM tree.
+    /// files (BlobDB) with compression, out of the LSM tree, and reads them without
+    /// re-checking its own checksums (RocksDB's crc32c is the portable one unless the build
+    /// targets SSE4.2; callers keep their own checksum — the layer store does).
     pub large_values: bool,
 }
 
@@ -48,6 +50,10 @@ pub enum Durability {
     Sync,
     /// Return once the write is in the log (survives a process crash, not power loss).
     Buffered,
+    /// Not written to the log at all: for bulk data written once. Lost in a crash unless a
+    /// later [`KvStore::flush`] of its space completed; a crash keeps the atomicity of each
+    /// batch but not the order against logged writes.
+    Unlogged,
 }
 
 /// An atomic group of writes: all become visible together, or none.
@@ -147,6 +153,10 @@ pub trait KvStore: Send + Sync + 'static {
         before: &[u8],
         limit: usize,
     ) -> Result<Vec<Entry>>;
+
+    /// Makes every earlier write to `space` durable, [`Durability::Unlogged`] ones included
+    /// (RocksDB: flushes the space's memtables and waits).
+    fn flush(&self, space: Space) -> Result<()>;
 
     /// Puts one key.
     fn put(&self, space: Space, key: &[u8], value: &[u8], durability: Durability) -> Result<()> {

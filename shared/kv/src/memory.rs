@@ -70,6 +70,14 @@ impl KvStore for MemoryStore {
         Ok(())
     }
 
+    fn flush(&self, space: Space) -> Result<()> {
+        let spaces = self.spaces.read().map_err(poisoned)?;
+        spaces
+            .get(space.name)
+            .map(|_| ())
+            .ok_or(KvError::UnknownSpace(space.name))
+    }
+
     fn scan(&self, space: Space, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<Entry>> {
         let spaces = self.spaces.read().map_err(poisoned)?;
         let tree = spaces

@@ -9,9 +9,10 @@ use super::CHUNKS;
 /// Bytes of the checksum trailer.
 pub const TRAILER: usize = 4;
 
-/// Chunks per group beyond which a group is removed with one range tombstone instead of a
-/// delete per chunk.
-const RANGE_DELETE_FROM: u64 = 64;
+/// Chunks per group up to which a group is removed with a delete per chunk; larger groups,
+/// and groups whose chunk count is unknown (a session may have stored chunks past its last
+/// checkpoint), get one range tombstone.
+const RANGE_DELETE_FROM: u64 = 1;
 
 /// The key of chunk `index` of `group`.
 pub fn key(group: &[u8], index: u64) -> Vec<u8> {

@@ -83,6 +83,9 @@ pub(super) struct LiveSession {
 
 const MAX_UPLOAD_ID: usize = 128;
 
+/// Chunks between checkpoints of a session (a crash loses at most this many).
+const CHECKPOINT_CHUNKS: u64 = 16;
+
 impl Store {
     /// Writes one blob from `feed`: hashes while it stores full chunks, commits only after
     /// size and digest check out. Every failure except a broken stream of a resumable session
@@ -165,7 +168,7 @@ impl Store {
         live.remove(upload_id);
         let group = group_bytes(&record.group)?;
         let mut batch = WriteBatch::new();
-        chunk::delete_group(&mut batch, &group, Some(record.offset / record.chunk_size));
+        chunk::delete_group(&mut batch, &group, None);
         batch.delete(GROUPS, group);
         batch.delete(UPLOADS, upload_id.as_bytes().to_vec());
         let _shared = self.groups_shared();
@@ -416,6 +419,8 @@ struct Upload {
     buf: Vec<u8>,
     /// The hasher covers exactly `record.offset` bytes.
     hasher_in_step: bool,
+    /// The session and its group are in storage.
+    registered: bool,
     done: bool,
 }
 
@@ -438,7 +443,9 @@ impl Upload {
             record,
             buf: Vec::with_capacity(cap),
             done: false,
+            registered: false,
         };
+        upload.registered = upload.record.offset > 0;
         // on error, dropping `upload` releases the session
         upload.group = group_bytes(&upload.record.group)?;
         if upload.record.chunk_size == 0 {
@@ -479,37 +486,64 @@ impl Upload {
         Ok(())
     }
 
-    /// Hashes and stores the full buffer as the next chunk, with the session's progress, in
-    /// one batch (not synced: the commit's synced batch makes every earlier write durable).
+    /// Hashes and stores the full buffer as the next chunk.
+    ///
+    /// Chunks bypass the write-ahead log: logging them would write every byte twice (and
+    /// checksum it twice more, with RocksDB's portable crc32c). The session and its group
+    /// are registered with a synced write before the first chunk, so no chunk can outlive a
+    /// crash without an owner; the session's offset is persisted only at checkpoints, after
+    /// a flush made the chunks before it durable, and the commit flushes before it writes the
+    /// blob record. A crash thus loses at most the chunks since the last checkpoint.
     fn store_full_chunk(&mut self) -> Result<()> {
         let cap = self.chunk_size() + chunk::TRAILER;
         let data = std::mem::replace(&mut self.buf, Vec::with_capacity(cap));
         self.hasher_in_step = false;
         self.hasher.update(&data);
         let index = self.record.offset / self.record.chunk_size;
-        let key = chunk::key(&self.group, index);
-        let mut batch = WriteBatch::new();
-        batch.put(CHUNKS, key.clone(), chunk::seal(&key, data));
-        let mut next = self.record.clone();
-        next.offset += self.record.chunk_size;
-        next.updated_ns = now_ns();
-        batch.put(UPLOADS, self.id.as_bytes().to_vec(), record::encode(&next));
-        if index == 0 {
+        if !self.registered {
+            let mut batch = WriteBatch::new();
             batch.put(
                 GROUPS,
                 self.group.clone(),
                 format!("u:{}", self.id).into_bytes(),
             );
-        }
-        {
+            batch.put(
+                UPLOADS,
+                self.id.as_bytes().to_vec(),
+                record::encode(&self.record),
+            );
             let _shared = self.store.groups_shared();
-            self.store.kv.write(batch, Durability::Buffered)?;
+            self.store.kv.write(batch, Durability::Sync)?;
+            self.registered = true;
         }
-        self.record = next;
+        let key = chunk::key(&self.group, index);
+        let mut batch = WriteBatch::new();
+        batch.put(CHUNKS, key.clone(), chunk::seal(&key, data));
+        self.store.kv.write(batch, Durability::Unlogged)?;
+        self.record.offset += self.record.chunk_size;
+        self.record.updated_ns = now_ns();
         self.hasher_in_step = true;
         if let Some(l) = lock(&self.store.live).get_mut(&self.id) {
             l.record = self.record.clone();
         }
+        if (index + 1) % CHECKPOINT_CHUNKS == 0 {
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Makes the stored chunks durable and records the session's offset.
+    fn checkpoint(&mut self) -> Result<()> {
+        if !self.registered {
+            return Ok(());
+        }
+        self.store.kv.flush(CHUNKS)?;
+        self.store.kv.put(
+            UPLOADS,
+            self.id.as_bytes(),
+            &record::encode(&self.record),
+            Durability::Buffered,
+        )?;
         Ok(())
     }
 
@@ -547,6 +581,11 @@ impl Upload {
             });
         }
         let store = self.store.clone();
+        if self.record.offset > 0 {
+            // the chunks written without the log must be durable before the record that
+            // names them
+            store.kv.flush(CHUNKS)?;
+        }
         let _stripe = store.stripe(&digest);
         if let Some(existing) = store.load_blob(&digest)? {
             // another writer got there first: keep its copy, drop ours
@@ -620,6 +659,11 @@ impl Drop for Upload {
             return;
         }
         if !self.record.resumable {
+            self.abort();
+            return;
+        }
+        if let Err(e) = self.checkpoint() {
+            tracing::warn!(upload_id = %self.id, error = %e, "cannot checkpoint a paused upload");
             self.abort();
             return;
         }
