@@ -1,37 +1,215 @@
-//! The thin gRPC adapter.
+//! The thin gRPC adapter: parses and validates request fields, calls the store, maps results
+//! to messages. Blocking store reads run on the blocking pool.
 
+use std::pin::Pin;
+
+use futures::Stream;
+use strata_proto::tag_index::{
+    DeleteTagRequest, DeleteTagResponse, GetTagHistoryRequest, GetTagHistoryResponse,
+    ListTagsRequest, ListTagsResponse, ResolveTagRequest, SetTagRequest, SetTagResponse, Tag,
+    TagEvent, WatchTagsRequest, tag_index_server::TagIndex,
+};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::{
+    TagIndexError,
+    name::{self, TagName},
+    store::{self, Expect, ListFilter, TagRecord, TagStore, WatchItem},
+};
+
+/// Events buffered per watch stream between the watcher and the connection.
+const WATCH_STREAM_BUFFER: usize = 64;
+
 /// The tag-index service.
-#[derive(Debug, Default, Clone)]
-pub struct TagIndexService;
+#[derive(Debug, Clone)]
+pub struct TagIndexService {
+    store: TagStore,
+    closing: watch::Sender<bool>,
+}
+
+impl TagIndexService {
+    /// The service over `store`.
+    pub fn new(store: TagStore) -> Self {
+        Self {
+            store,
+            closing: watch::channel(false).0,
+        }
+    }
+
+    /// The store behind the service.
+    pub fn store(&self) -> &TagStore {
+        &self.store
+    }
+
+    /// Ends every open watch stream (so a draining server need not wait for them); call
+    /// when shutdown begins.
+    pub fn close_watchers(&self) {
+        self.closing.send_replace(true);
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, TagIndexError> + Send + 'static,
+) -> Result<T, Status> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(Status::from),
+        Err(e) => {
+            tracing::error!(error = %e, "blocking store call failed");
+            Err(Status::internal(format!("store call failed: {e}")))
+        }
+    }
+}
+
+fn timestamp(ns: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ns.div_euclid(1_000_000_000),
+        nanos: ns.rem_euclid(1_000_000_000) as i32,
+    }
+}
+
+fn tag_message(r: TagRecord) -> Tag {
+    Tag {
+        short_name: name::familiar(&r.name),
+        name: r.name,
+        digest: r.digest.to_string(),
+        updated_at: Some(timestamp(r.updated_at_ns)),
+        sequence: r.sequence,
+    }
+}
+
+fn event_message(e: &store::TagEvent) -> TagEvent {
+    TagEvent {
+        sequence: e.sequence,
+        name: e.name.clone(),
+        old_digest: e.old.map(|d| d.to_string()).unwrap_or_default(),
+        new_digest: e.new.map(|d| d.to_string()).unwrap_or_default(),
+        time: Some(timestamp(e.time_ns)),
+        lagged: false,
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
 
 #[tonic::async_trait]
-impl strata_proto::tag_index::tag_index_server::TagIndex for TagIndexService {
-    async fn set_tag(&self, _request: Request<strata_proto::tag_index::SetTagRequest>) -> Result<Response<strata_proto::tag_index::SetTagResponse>, Status> {
-        Err(Status::unimplemented("SetTag is not implemented yet (the tag-index issue)"))
+impl TagIndex for TagIndexService {
+    async fn set_tag(&self, request: Request<SetTagRequest>) -> Reply<SetTagResponse> {
+        let r = request.into_inner();
+        let name = TagName::parse("name", &r.name)?;
+        let digest = name::parse_digest("digest", &r.digest)?;
+        let expect = match r.expected_digest.as_deref() {
+            None => Expect::Any,
+            Some("") => Expect::Absent,
+            Some(d) => Expect::Digest(name::parse_digest("expected_digest", d)?),
+        };
+        let outcome = self.store.set(&name, digest, expect).await?;
+        tracing::info!(tag = %name, %digest, previous = ?outcome.previous, sequence = outcome.tag.sequence, "tag set");
+        Ok(Response::new(SetTagResponse {
+            tag: Some(tag_message(outcome.tag)),
+            previous_digest: outcome.previous.map(|d| d.to_string()).unwrap_or_default(),
+        }))
     }
 
-    async fn resolve_tag(&self, _request: Request<strata_proto::tag_index::ResolveTagRequest>) -> Result<Response<strata_proto::tag_index::Tag>, Status> {
-        Err(Status::unimplemented("ResolveTag is not implemented yet (the tag-index issue)"))
+    async fn resolve_tag(&self, request: Request<ResolveTagRequest>) -> Reply<Tag> {
+        let name = TagName::parse("name", &request.get_ref().name)?;
+        let store = self.store.clone();
+        let record = blocking(move || store.resolve(&name)).await?;
+        Ok(Response::new(tag_message(record)))
     }
 
-    async fn list_tags(&self, _request: Request<strata_proto::tag_index::ListTagsRequest>) -> Result<Response<strata_proto::tag_index::ListTagsResponse>, Status> {
-        Err(Status::unimplemented("ListTags is not implemented yet (the tag-index issue)"))
+    async fn list_tags(&self, request: Request<ListTagsRequest>) -> Reply<ListTagsResponse> {
+        let r = request.into_inner();
+        let filter = ListFilter {
+            prefix: r.prefix,
+            repository: match r.repository.as_str() {
+                "" => None,
+                repo => Some(name::parse_repository("repository", repo)?),
+            },
+            digest: match r.digest.as_str() {
+                "" => None,
+                d => Some(name::parse_digest("digest", d)?),
+            },
+        };
+        let size = store::page_size(r.page_size);
+        let store = self.store.clone();
+        let page = blocking(move || store.list(&filter, size, &r.page_token)).await?;
+        Ok(Response::new(ListTagsResponse {
+            tags: page.items.into_iter().map(tag_message).collect(),
+            next_page_token: page.next_page_token,
+        }))
     }
 
-    async fn delete_tag(&self, _request: Request<strata_proto::tag_index::DeleteTagRequest>) -> Result<Response<strata_proto::tag_index::DeleteTagResponse>, Status> {
-        Err(Status::unimplemented("DeleteTag is not implemented yet (the tag-index issue)"))
+    async fn delete_tag(&self, request: Request<DeleteTagRequest>) -> Reply<DeleteTagResponse> {
+        let r = request.into_inner();
+        let name = TagName::parse("name", &r.name)?;
+        let expect = match r.expected_digest.as_deref() {
+            None => None,
+            Some(d) => Some(name::parse_digest("expected_digest", d)?),
+        };
+        let outcome = self.store.delete(&name, expect).await?;
+        tracing::info!(tag = %name, previous = %outcome.previous, last = outcome.last_tag_for_digest, sequence = outcome.sequence, "tag deleted");
+        Ok(Response::new(DeleteTagResponse {
+            previous_digest: outcome.previous.to_string(),
+            last_tag_for_digest: outcome.last_tag_for_digest,
+        }))
     }
 
-    async fn get_tag_history(&self, _request: Request<strata_proto::tag_index::GetTagHistoryRequest>) -> Result<Response<strata_proto::tag_index::GetTagHistoryResponse>, Status> {
-        Err(Status::unimplemented("GetTagHistory is not implemented yet (the tag-index issue)"))
+    async fn get_tag_history(
+        &self,
+        request: Request<GetTagHistoryRequest>,
+    ) -> Reply<GetTagHistoryResponse> {
+        let r = request.into_inner();
+        let name = TagName::parse("name", &r.name)?;
+        let size = store::page_size(r.page_size);
+        let store = self.store.clone();
+        let page = blocking(move || store.history(&name, size, &r.page_token)).await?;
+        Ok(Response::new(GetTagHistoryResponse {
+            events: page.items.iter().map(event_message).collect(),
+            next_page_token: page.next_page_token,
+        }))
     }
 
-    type WatchTagsStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<strata_proto::tag_index::TagEvent, Status>> + Send>>;
+    type WatchTagsStream = Pin<Box<dyn Stream<Item = Result<TagEvent, Status>> + Send>>;
 
-    async fn watch_tags(&self, _request: Request<strata_proto::tag_index::WatchTagsRequest>) -> Result<Response<Self::WatchTagsStream>, Status> {
-        Err(Status::unimplemented("WatchTags is not implemented yet (the tag-index issue)"))
+    async fn watch_tags(&self, request: Request<WatchTagsRequest>) -> Reply<Self::WatchTagsStream> {
+        let r = request.into_inner();
+        let mut watcher = self.store.watch(r.prefix, r.since_sequence);
+        let mut closing = self.closing.subscribe();
+        let (tx, rx) = mpsc::channel(WATCH_STREAM_BUFFER);
+        tokio::spawn(async move {
+            let mut shutting_down = false;
+            loop {
+                let item = tokio::select! {
+                    item = watcher.next() => item,
+                    () = tx.closed() => break,
+                    () = async { let _ = closing.wait_for(|closing| *closing).await; } => {
+                        shutting_down = true;
+                        break;
+                    }
+                };
+                let message = match item {
+                    None => break,
+                    Some(Ok(WatchItem::Event(e))) => Ok(event_message(&e)),
+                    Some(Ok(WatchItem::Lagged { resume_after })) => Ok(TagEvent {
+                        sequence: resume_after,
+                        lagged: true,
+                        ..TagEvent::default()
+                    }),
+                    Some(Err(e)) => Err(Status::from(e)),
+                };
+                if tx.send(message).await.is_err() {
+                    break;
+                }
+            }
+            if shutting_down {
+                let status = Status::unavailable(
+                    "the tag index is shutting down; watch again with since_sequence",
+                );
+                let _ = tx.try_send(Err(status));
+            }
+            tracing::debug!(position = watcher.position(), "watch stream ended");
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
-
 }

@@ -1,15 +1,49 @@
-//! The tag-index service.
+//! The tag-index service: human-readable tags (`registry/repo:tag`) pointing at image
+//! manifest digests, kept in RocksDB under `ROOT/tag-index`.
+//!
+//! # Shape
+//!
+//! - [`name`]: tag names parsed with Docker's grammar and normalised
+//!   (`busybox` = `docker.io/library/busybox:latest`); the full form is the key.
+//! - [`store`]: the storage logic over [`strata_kv::KvStore`] (so it runs on RocksDB and on
+//!   the in-memory twin alike): compare-and-swap moves, resolve, listing with paging, per-tag
+//!   history, the global change log and watchers.
+//! - [`grpc`]: the thin tonic adapter.
+//!
+//! # Invariants
+//!
+//! - Every move (create, move, delete) is one atomic batch that writes the tag record, the
+//!   digest index row, the tag's history row and the global log row together, synced to disk
+//!   before the caller is answered. A reader can never see a tag without its history.
+//! - Sequence numbers are global, strictly increasing and gap-free in the log; a tag record
+//!   carries the sequence of its last move.
+//! - One writer thread decides every compare-and-swap in arrival order against the committed
+//!   state plus the earlier moves of its own group (group commit: many moves share one fsync).
+//!   A CAS can therefore never be decided against a state that another move overtakes.
+//! - Events are published to watchers only after they are durable, in sequence order. A
+//!   watcher replays the log from its position before following live events, so resuming with
+//!   the last sequence seen misses nothing; a watcher too slow for the live buffer is told
+//!   (`lagged`) and ended, never skipped silently.
+//! - Pointing a tag where it already points is not a move: no history entry, no event.
+//! - The tag index does not know which digests the layer store holds; the layer store's GC
+//!   treats every tag as a root, so a tag never points at a collected image.
 
 mod error;
-mod grpc;
+pub mod grpc;
+pub mod name;
+pub mod store;
 
-use std::{future::Future, path::PathBuf};
+use std::{future::Future, path::PathBuf, sync::Arc};
 
-use strata_proto::{tag_index::tag_index_server::TagIndexServer, service_names};
+use strata_proto::{service_names, tag_index::tag_index_server::TagIndexServer};
 use strata_server::{Listener, ServeOptions, Services};
 
 pub use error::TagIndexError;
 pub use grpc::TagIndexService;
+pub use store::{StoreOptions, TagStore};
+
+/// The directory under the data root that holds the service's database.
+pub const DATA_DIR: &str = "tag-index";
 
 /// Configuration of the tag-index service.
 #[derive(Debug, Clone)]
@@ -18,10 +52,11 @@ pub struct Config {
     pub root: PathBuf,
 }
 
-/// Opens the service's state.
+/// Opens the service's state: the RocksDB database at `ROOT/tag-index`.
 pub fn open(config: &Config) -> Result<TagIndexService, TagIndexError> {
-    let _ = &config.root;
-    Ok(TagIndexService::default())
+    let kv = strata_kv::RocksStore::open(&config.root.join(DATA_DIR), store::SPACES)?;
+    let store = TagStore::open(Arc::new(kv), StoreOptions::default())?;
+    Ok(TagIndexService::new(store))
 }
 
 /// Adds the service to `services`.
@@ -41,7 +76,23 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let service = open(&config)?;
+    serve(service, listener, options, shutdown).await
+}
+
+/// Serves an opened service on `listener` until `shutdown` resolves; open watch streams are
+/// ended as soon as shutdown begins so draining does not wait for them.
+pub async fn serve(
+    service: TagIndexService,
+    listener: Listener,
+    options: &ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let closer = service.clone();
     let mut services = Services::default();
     register(&mut services, service, options);
-    strata_server::serve(services, listener, options, shutdown).await
+    strata_server::serve(services, listener, options, async move {
+        shutdown.await;
+        closer.close_watchers();
+    })
+    .await
 }

@@ -23,5 +23,11 @@ async fn main() -> anyhow::Result<()> {
     strata_server::init_tracing(args.serve.log_format, &args.serve.log);
     let config = strata_tag_index::Config { root: args.root };
     let listener = strata_server::Listener::bind(&args.serve.listen).await?;
-    strata_tag_index::run(config, listener, &args.serve.options(), strata_server::shutdown_signal()).await
+    strata_tag_index::run(
+        config,
+        listener,
+        &args.serve.options(),
+        strata_server::shutdown_signal(),
+    )
+    .await
 }

@@ -36,7 +36,9 @@ pub enum ReferenceError {
     #[error("invalid reference {0:?}: repository name must be lowercase")]
     Uppercase(String),
     /// A path component that breaks the grammar.
-    #[error("invalid reference {value:?}: invalid repository path component {component:?} (allowed: lowercase letters, digits, and single '.', '_', '__' or '-' runs between them)")]
+    #[error(
+        "invalid reference {value:?}: invalid repository path component {component:?} (allowed: lowercase letters, digits, and single '.', '_', '__' or '-' runs between them)"
+    )]
     BadPathComponent {
         /// The whole reference.
         value: String,
@@ -52,7 +54,9 @@ pub enum ReferenceError {
         registry: String,
     },
     /// A bad tag.
-    #[error("invalid reference {value:?}: invalid tag {tag:?} (1 to 128 of [A-Za-z0-9_.-], not starting with '.' or '-')")]
+    #[error(
+        "invalid reference {value:?}: invalid tag {tag:?} (1 to 128 of [A-Za-z0-9_.-], not starting with '.' or '-')"
+    )]
     BadTag {
         /// The whole reference.
         value: String,
@@ -70,6 +74,11 @@ pub enum ReferenceError {
     /// Name over 255 characters.
     #[error("invalid reference: repository name is {0} characters, more than 255")]
     TooLong(usize),
+    /// A name that is 64 hex characters: Docker reserves those for image ids.
+    #[error(
+        "invalid reference {0:?}: a repository name cannot be 64 hexadecimal characters (that is an image id)"
+    )]
+    HexName(String),
     /// A digest where a tag is required, or vice versa.
     #[error("invalid reference {value:?}: {reason}")]
     Unexpected {
@@ -83,8 +92,52 @@ pub enum ReferenceError {
 impl Reference {
     /// Parses and normalises a reference as `docker pull` would accept it.
     pub fn parse(value: &str) -> Result<Self, ReferenceError> {
+        let (registry, repository, tag, digest) = Self::parse_parts(value)?;
+        let tag = match (tag, digest) {
+            (Some(t), _) => Some(t),
+            (None, None) => Some(DEFAULT_TAG.to_string()),
+            (None, Some(_)) => None,
+        };
+        Ok(Self {
+            registry,
+            repository,
+            tag,
+            digest,
+        })
+    }
+
+    /// Parses a bare repository (`busybox`, `localhost:5000/app`), normalised, with neither
+    /// tag nor digest; the result carries no tag.
+    pub fn parse_repository(value: &str) -> Result<Self, ReferenceError> {
+        let (registry, repository, tag, digest) = Self::parse_parts(value)?;
+        if tag.is_some() || digest.is_some() {
+            return Err(ReferenceError::Unexpected {
+                value: value.to_string(),
+                reason: "a repository cannot carry a tag or digest",
+            });
+        }
+        Ok(Self {
+            registry,
+            repository,
+            tag: None,
+            digest: None,
+        })
+    }
+
+    /// Splits and validates: (registry, repository, tag as written, digest), normalised but
+    /// without the default tag.
+    fn parse_parts(
+        value: &str,
+    ) -> Result<(String, String, Option<String>, Option<Digest>), ReferenceError> {
         if value.is_empty() {
             return Err(ReferenceError::Empty);
+        }
+        if value.len() == 64
+            && value
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return Err(ReferenceError::HexName(value.to_string()));
         }
         let (rest, digest) = match value.split_once('@') {
             Some((rest, d)) => {
@@ -148,17 +201,7 @@ impl Reference {
         } else {
             path.to_string()
         };
-        let tag = match (tag, digest) {
-            (Some(t), _) => Some(t.to_string()),
-            (None, None) => Some(DEFAULT_TAG.to_string()),
-            (None, Some(_)) => None,
-        };
-        Ok(Self {
-            registry,
-            repository,
-            tag,
-            digest,
-        })
+        Ok((registry, repository, tag.map(str::to_string), digest))
     }
 
     /// Parses a reference that must name a tag (no digest), as `strata tag` targets must.
@@ -204,15 +247,22 @@ impl Reference {
     }
 
     /// The repository in Docker's short form, e.g. `busybox`, `localhost:5000/app`.
+    ///
+    /// Unlike Docker, a Docker Hub path whose first component would itself read as a registry
+    /// (`docker.io/foo.bar/app`) keeps `docker.io/`, so the short form parses back to the same
+    /// reference.
     pub fn familiar_name(&self) -> String {
-        if self.registry == DEFAULT_REGISTRY {
-            self.repository
-                .strip_prefix(OFFICIAL_PREFIX)
-                .filter(|r| !r.contains('/'))
-                .unwrap_or(&self.repository)
-                .to_string()
-        } else {
-            self.name()
+        if self.registry != DEFAULT_REGISTRY {
+            return self.name();
+        }
+        let short = self
+            .repository
+            .strip_prefix(OFFICIAL_PREFIX)
+            .filter(|r| !r.contains('/'))
+            .unwrap_or(&self.repository);
+        match split_registry(short) {
+            (Some(_), _) => self.name(),
+            (None, _) => short.to_string(),
         }
     }
 
@@ -280,7 +330,12 @@ fn valid_registry(registry: &str) -> bool {
                 if ip.is_empty() || !ip.chars().all(|c| c.is_ascii_hexdigit() || c == ':') {
                     return false;
                 }
-                (None, after.strip_prefix(':').map(Some).unwrap_or(if after.is_empty() { None } else { return false }))
+                let port = match after.strip_prefix(':') {
+                    Some(port) => Some(port),
+                    None if after.is_empty() => None,
+                    None => return false,
+                };
+                (None, port)
             }
             None => return false,
         }
@@ -301,7 +356,9 @@ fn valid_registry(registry: &str) -> bool {
             !h.is_empty()
                 && h.split('.').all(|label| {
                     !label.is_empty()
-                        && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                         && !label.starts_with('-')
                         && !label.ends_with('-')
                 })
@@ -345,7 +402,8 @@ fn valid_tag(tag: &str) -> bool {
     !b.is_empty()
         && b.len() <= MAX_TAG_LEN
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter().all(|&x| x.is_ascii_alphanumeric() || matches!(x, b'_' | b'.' | b'-'))
+        && b.iter()
+            .all(|&x| x.is_ascii_alphanumeric() || matches!(x, b'_' | b'.' | b'-'))
 }
 
 #[cfg(test)]
@@ -362,8 +420,14 @@ mod tests {
     fn docker_hub_names_normalise() {
         assert_eq!(full("busybox"), "docker.io/library/busybox:latest");
         assert_eq!(full("library/busybox"), "docker.io/library/busybox:latest");
-        assert_eq!(full("docker.io/busybox:1.36"), "docker.io/library/busybox:1.36");
-        assert_eq!(full("index.docker.io/library/busybox"), "docker.io/library/busybox:latest");
+        assert_eq!(
+            full("docker.io/busybox:1.36"),
+            "docker.io/library/busybox:1.36"
+        );
+        assert_eq!(
+            full("index.docker.io/library/busybox"),
+            "docker.io/library/busybox:latest"
+        );
         assert_eq!(full("user/app:v1"), "docker.io/user/app:v1");
     }
 
@@ -375,16 +439,32 @@ mod tests {
         assert_eq!(r.tag(), Some("v1"));
         assert_eq!(r.familiar(), "localhost:5000/app:v1");
         assert_eq!(full("localhost/app"), "localhost/app:latest");
-        assert_eq!(full("registry.example.com/a/b/c"), "registry.example.com/a/b/c:latest");
+        assert_eq!(
+            full("registry.example.com/a/b/c"),
+            "registry.example.com/a/b/c:latest"
+        );
         assert_eq!(full("127.0.0.1:5000/x"), "127.0.0.1:5000/x:latest");
         assert_eq!(full("[::1]:5000/x"), "[::1]:5000/x:latest");
     }
 
     #[test]
     fn familiar_form_drops_docker_hub_and_library() {
-        assert_eq!(Reference::parse("busybox").unwrap().familiar(), "busybox:latest");
-        assert_eq!(Reference::parse("user/app").unwrap().familiar(), "user/app:latest");
-        assert_eq!(Reference::parse("busybox").unwrap().familiar_name(), "busybox");
+        assert_eq!(
+            Reference::parse("busybox").unwrap().familiar(),
+            "busybox:latest"
+        );
+        assert_eq!(
+            Reference::parse("user/app").unwrap().familiar(),
+            "user/app:latest"
+        );
+        assert_eq!(
+            Reference::parse("busybox").unwrap().familiar_name(),
+            "busybox"
+        );
+        // a first component that would read as a registry keeps docker.io
+        let r = Reference::parse("docker.io/foo.bar/app").unwrap();
+        assert_eq!(r.familiar(), "docker.io/foo.bar/app:latest");
+        assert_eq!(Reference::parse(&r.familiar()).unwrap(), r);
     }
 
     #[test]
@@ -404,7 +484,8 @@ mod tests {
             ("Busybox", "lowercase"),
             ("docker.io/Library/busybox", "lowercase"),
             (&format!("busybox:{}", "a".repeat(129)), "invalid tag"),
-            ("busybox:bad/tag", "invalid repository path"),
+            // "busybox:bad" before a '/' is a registry with a bad port, as Docker splits it
+            ("busybox:bad/tag", "invalid registry"),
             ("busybox:.x", "invalid tag"),
             ("busybox:", "invalid tag"),
             ("", "empty"),
@@ -422,8 +503,44 @@ mod tests {
             let err = Reference::parse(input).unwrap_err().to_string();
             assert!(err.contains(needle), "{input:?}: {err}");
         }
-        let long = format!("{}", "a".repeat(256));
-        assert!(matches!(Reference::parse(&long), Err(ReferenceError::TooLong(256))));
+        let long = "a".repeat(256);
+        assert!(matches!(
+            Reference::parse(&long),
+            Err(ReferenceError::TooLong(256))
+        ));
+    }
+
+    #[test]
+    fn sixty_four_hex_characters_are_an_image_id_not_a_name() {
+        let id = "a".repeat(64);
+        assert!(matches!(
+            Reference::parse(&id),
+            Err(ReferenceError::HexName(_))
+        ));
+        // with a tag, or shorter, it is an ordinary name (Docker checks the whole string)
+        assert!(Reference::parse(&format!("{id}:v1")).is_ok());
+        assert!(Reference::parse(&"a".repeat(63)).is_ok());
+    }
+
+    #[test]
+    fn repositories_parse_without_tag_or_digest() {
+        let r = Reference::parse_repository("busybox").unwrap();
+        assert_eq!(r.name(), "docker.io/library/busybox");
+        assert_eq!(r.tag(), None);
+        assert_eq!(r.to_string(), "docker.io/library/busybox");
+        assert_eq!(
+            Reference::parse_repository("localhost:5000/app")
+                .unwrap()
+                .name(),
+            "localhost:5000/app"
+        );
+        for bad in [
+            "busybox:1",
+            "busybox@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        ] {
+            let err = Reference::parse_repository(bad).unwrap_err().to_string();
+            assert!(err.contains("cannot carry a tag or digest"), "{bad}: {err}");
+        }
     }
 
     #[test]
@@ -453,6 +570,12 @@ mod tests {
             tag in prop::option::of("[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}"),
             digest in prop::option::of(prop::array::uniform32(any::<u8>())),
         ) {
+            // Without a registry, a first component with '.' would itself be read as one
+            // (Docker's rule), so the generator keeps dots out of it.
+            let mut path = path;
+            if registry.is_none() {
+                path[0] = path[0].replace('.', "-");
+            }
             let mut s = match &registry { Some(r) => format!("{r}/{}", path.join("/")), None => path.join("/") };
             if let Some(t) = &tag { s.push(':'); s.push_str(t); }
             if let Some(d) = digest { s.push('@'); s.push_str(&Digest::from_bytes(d).to_string()); }

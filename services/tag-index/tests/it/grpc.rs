@@ -1,0 +1,423 @@
+//! The gRPC API in-process over RocksDB: validation, status codes, concurrent CAS, watch.
+
+use std::{sync::Arc, time::Duration};
+
+use strata_proto::tag_index::{
+    DeleteTagRequest, GetTagHistoryRequest, ListTagsRequest, ResolveTagRequest, SetTagRequest,
+    WatchTagsRequest, tag_index_client::TagIndexClient,
+};
+use strata_server::ServeOptions;
+use strata_tag_index::Config;
+use strata_test_support::InProcess;
+use tonic::{Code, transport::Channel};
+
+use crate::fixture::digest;
+
+struct Server {
+    service: InProcess,
+    _root: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start() -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let config = Config {
+            root: root.path().to_path_buf(),
+        };
+        let service = InProcess::spawn(move |listener, shutdown| async move {
+            strata_tag_index::run(config, listener, &ServeOptions::default(), shutdown).await
+        })
+        .await;
+        Self {
+            service,
+            _root: root,
+        }
+    }
+
+    fn client(&self) -> TagIndexClient<Channel> {
+        TagIndexClient::new(self.service.channel())
+    }
+}
+
+fn set(name: &str, digest: &str, expected: Option<&str>) -> SetTagRequest {
+    SetTagRequest {
+        name: name.into(),
+        digest: digest.into(),
+        expected_digest: expected.map(str::to_string),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_references_are_invalid_arguments_naming_the_part() {
+    let server = Server::start().await;
+    let mut c = server.client();
+    let d = digest(1).to_string();
+    let long_tag = format!("app:{}", "a".repeat(129));
+    let short_digest = "app@sha256:abcd".to_string();
+    let cases: &[(&str, &str)] = &[
+        ("Busybox", "repository name must be lowercase"),
+        ("docker.io/Library/app", "repository name must be lowercase"),
+        (&long_tag, "invalid tag"),
+        ("app:bad!tag", "invalid tag"),
+        ("app:", "invalid tag \"\""),
+        ("", "empty name"),
+        (":v1", "empty name"),
+        ("a//b", "path component \"\""),
+        (&short_digest, "must be 64 characters"),
+    ];
+    for (name, needle) in cases {
+        let status = c.set_tag(set(name, &d, None)).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{name:?}: {status:?}");
+        assert!(
+            status.message().starts_with("invalid name:"),
+            "{name:?}: {}",
+            status.message()
+        );
+        assert!(
+            status.message().contains(needle),
+            "{name:?}: {}",
+            status.message()
+        );
+        let status = c
+            .resolve_tag(ResolveTagRequest {
+                name: name.to_string(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            status.code(),
+            Code::InvalidArgument,
+            "resolve {name:?}: {status:?}"
+        );
+    }
+    // a tag with a digest is not a tag
+    let with_digest = format!("app@{d}");
+    let status = c.set_tag(set(&with_digest, &d, None)).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("a tag cannot contain a digest"),
+        "{}",
+        status.message()
+    );
+    // digests name their field
+    for (digest, expected, field) in [
+        ("sha256:abc", None, "invalid digest"),
+        ("md5:abc", None, "invalid digest"),
+        (d.as_str(), Some("sha256:123"), "invalid expected_digest"),
+    ] {
+        let status = c.set_tag(set("app", digest, expected)).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(status.message().starts_with(field), "{}", status.message());
+    }
+    let status = c
+        .list_tags(ListTagsRequest {
+            repository: "App".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        status.message().starts_with("invalid repository:"),
+        "{}",
+        status.message()
+    );
+    let status = c
+        .list_tags(ListTagsRequest {
+            page_token: "not-a-token".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    server.service.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_tags_are_not_found_and_conflicts_are_failed_precondition() {
+    let server = Server::start().await;
+    let mut c = server.client();
+    let status = c
+        .resolve_tag(ResolveTagRequest {
+            name: "ghost".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    assert!(
+        status.message().contains("docker.io/library/ghost:latest"),
+        "{}",
+        status.message()
+    );
+    let status = c
+        .delete_tag(DeleteTagRequest {
+            name: "ghost".into(),
+            expected_digest: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+
+    let (d1, d2, d3) = (
+        digest(1).to_string(),
+        digest(2).to_string(),
+        digest(3).to_string(),
+    );
+    let created = c
+        .set_tag(set("busybox", &d1, Some("")))
+        .await
+        .unwrap()
+        .into_inner();
+    let tag = created.tag.unwrap();
+    assert_eq!(tag.name, "docker.io/library/busybox:latest");
+    assert_eq!(tag.short_name, "busybox:latest");
+    assert_eq!(created.previous_digest, "");
+    assert!(tag.updated_at.is_some() && tag.sequence == 1);
+
+    let status = c
+        .set_tag(set("busybox:latest", &d3, Some(&d2)))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(
+        status.message().contains(&d1) && status.message().contains(&d2),
+        "{}",
+        status.message()
+    );
+
+    let resolved = c
+        .resolve_tag(ResolveTagRequest {
+            name: "docker.io/library/busybox".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(resolved.get_ref().digest, d1);
+
+    let deleted = c
+        .delete_tag(DeleteTagRequest {
+            name: "busybox".into(),
+            expected_digest: Some(d1.clone()),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(deleted.previous_digest, d1);
+    assert!(deleted.last_tag_for_digest);
+    server.service.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_cas_writers_over_grpc_one_wins_each_round_and_history_agrees() {
+    let server = Server::start().await;
+    let c = server.client();
+    for writers in [2u64, 5, 16] {
+        let name = format!("race:w{writers}");
+        let mut current = digest(0).to_string();
+        c.clone()
+            .set_tag(set(&name, &current, Some("")))
+            .await
+            .unwrap();
+        let mut acknowledged = Vec::new();
+        for round in 1..=15u64 {
+            let barrier = Arc::new(tokio::sync::Barrier::new(writers as usize));
+            let tasks: Vec<_> = (0..writers)
+                .map(|w| {
+                    let (mut c, barrier, name, expected) =
+                        (c.clone(), barrier.clone(), name.clone(), current.clone());
+                    let target = digest(writers * 100_000 + round * 100 + w).to_string();
+                    tokio::spawn(async move {
+                        barrier.wait().await;
+                        c.set_tag(set(&name, &target, Some(&expected)))
+                            .await
+                            .map(|_| target)
+                    })
+                })
+                .collect();
+            let mut winners = Vec::new();
+            for t in tasks {
+                match t.await.unwrap() {
+                    Ok(target) => winners.push(target),
+                    Err(s) => assert_eq!(s.code(), Code::FailedPrecondition, "{s:?}"),
+                }
+            }
+            assert_eq!(
+                winners.len(),
+                1,
+                "{writers} writers, round {round}: {winners:?}"
+            );
+            let winner = winners.pop().unwrap();
+            acknowledged.push((current.clone(), winner.clone()));
+            current = winner;
+        }
+        let history = c
+            .clone()
+            .get_tag_history(GetTagHistoryRequest {
+                name: name.clone(),
+                page_size: 1000,
+                page_token: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .events;
+        let moves: Vec<_> = history
+            .iter()
+            .skip(1)
+            .map(|e| (e.old_digest.clone(), e.new_digest.clone()))
+            .collect();
+        assert_eq!(
+            moves, acknowledged,
+            "{writers} writers: history shows every acknowledged move in order"
+        );
+        assert!(history.windows(2).all(|w| w[0].sequence < w[1].sequence));
+    }
+    server.service.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_over_grpc_pages_by_repository_and_digest() {
+    let server = Server::start().await;
+    let mut c = server.client();
+    for i in 0..12u64 {
+        c.set_tag(set(
+            &format!("localhost:5000/app:v{i:02}"),
+            &digest(i % 2).to_string(),
+            None,
+        ))
+        .await
+        .unwrap();
+    }
+    c.set_tag(set("other", &digest(0).to_string(), None))
+        .await
+        .unwrap();
+    let mut names = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = c
+            .list_tags(ListTagsRequest {
+                repository: "localhost:5000/app".into(),
+                digest: digest(0).to_string(),
+                page_size: 4,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        names.extend(page.tags.into_iter().map(|t| t.short_name));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let expected: Vec<_> = (0..12)
+        .step_by(2)
+        .map(|i| format!("localhost:5000/app:v{i:02}"))
+        .collect();
+    assert_eq!(names, expected);
+    server.service.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_that_reconnects_with_its_last_sequence_misses_nothing() {
+    let server = Server::start().await;
+    let c = server.client();
+    // one change so the first watch has a position to start from
+    c.clone()
+        .set_tag(set("seed", &digest(0).to_string(), None))
+        .await
+        .unwrap();
+    let mut stream = c
+        .clone()
+        .watch_tags(WatchTagsRequest {
+            prefix: "docker.io/library/storm".into(),
+            since_sequence: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut writer = c.clone();
+    let storm = tokio::spawn(async move {
+        let mut expected = Vec::new();
+        for i in 0..200u64 {
+            let name = if i % 4 == 0 {
+                format!("elsewhere:{i}")
+            } else {
+                format!("storm:{}", i % 5)
+            };
+            let r = writer
+                .set_tag(set(&name, &digest(i + 1).to_string(), None))
+                .await
+                .unwrap()
+                .into_inner();
+            let tag = r.tag.unwrap();
+            if name.starts_with("storm") {
+                expected.push(tag.sequence);
+            }
+        }
+        expected
+    });
+    let mut seen = Vec::new();
+    let mut last = 1;
+    let mut reconnects = 0;
+    while seen.len() < 150 {
+        let event = tokio::time::timeout(Duration::from_secs(20), stream.message())
+            .await
+            .expect("an event within the bound")
+            .unwrap()
+            .expect("stream open");
+        assert!(!event.lagged);
+        assert!(
+            event.name.starts_with("docker.io/library/storm:"),
+            "{}",
+            event.name
+        );
+        seen.push(event.sequence);
+        last = event.sequence;
+        if seen.len() % 20 == 0 {
+            // disconnect and come back with the last sequence seen
+            drop(stream);
+            reconnects += 1;
+            stream = c
+                .clone()
+                .watch_tags(WatchTagsRequest {
+                    prefix: "docker.io/library/storm".into(),
+                    since_sequence: last,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+        }
+    }
+    let expected = storm.await.unwrap();
+    assert_eq!(
+        seen, expected,
+        "every matching change exactly once, in order"
+    );
+    assert!(reconnects >= 7);
+    let _ = last;
+    server.service.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_open_watch_streams_at_once() {
+    let server = Server::start().await;
+    let mut stream = server
+        .client()
+        .watch_tags(WatchTagsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let started = std::time::Instant::now();
+    server.service.shutdown().await.unwrap();
+    // default drain limit is 10 s: an open watch must not hold the drain that long
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let end = stream.message().await;
+    assert!(
+        matches!(&end, Err(s) if s.code() == Code::Unavailable) || matches!(end, Ok(None)),
+        "{end:?}"
+    );
+}
