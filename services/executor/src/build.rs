@@ -142,6 +142,8 @@ struct StageState {
     config: ImageConfig,
     layers: Vec<Layer>,
     key: String,
+    /// The key the stage started from (its base).
+    base_key: String,
     workdir: String,
     shell: Vec<String>,
     cmd_set: bool,
@@ -400,13 +402,13 @@ impl Engine {
                 rootfs: RootFs { kind: "layers".into(), diff_ids: vec![] },
                 ..Default::default()
             };
-            (config, vec![], "scratch".to_owned())
+            (config, vec![], Digest::of(b"strata:scratch").to_string())
         } else if let Some(b) = stage.base_stage {
             let r = results.get(&b).ok_or_else(|| ExecutorError::Internal(format!("stage {b} was not built before stage {}", stage.index)))?;
             (r.config.clone(), r.layers.clone(), r.key.clone())
         } else {
             let base = ctx.bases.get(&stage.base).ok_or_else(|| ExecutorError::Internal(format!("base {} not resolved", stage.base)))?;
-            (base.config.clone(), base.layers.clone(), format!("image:{}", base.manifest_digest))
+            (base.config.clone(), base.layers.clone(), base.manifest_digest.clone())
         };
         if config.config.env_var("PATH").is_none() {
             config.config.set_env_var("PATH", strata_dockerfile::DEFAULT_PATH);
@@ -420,7 +422,7 @@ impl Engine {
         self.explain_meta(ctx, from_step, &stage.original).await;
         let workdir = config.config.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into());
         let shell = config.config.shell.clone().unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
-        let mut state = StageState { config, layers, key, workdir, shell, cmd_set: false, new_history: Vec::new() };
+        let mut state = StageState { config, layers, base_key: key.clone(), key, workdir, shell, cmd_set: false, new_history: Vec::new() };
         for (i, inst) in stage.instructions.iter().enumerate() {
             let step = from_step + 1 + i as u32;
             self.run_instruction(ctx, stage, step, inst, &mut state, results)
@@ -888,7 +890,7 @@ impl Engine {
         let miss_reason = match (&hit, ctx.req.no_cache) {
             (Some(_), _) => String::new(),
             (None, true) if ctx.mode == Mode::Build => "--no-cache".into(),
-            (None, _) => self.explain_miss(&pre).await.join("; "),
+            (None, _) => self.explain_miss(&pre, pre.parent == state.base_key).await.join("; "),
         };
         if ctx.mode == Mode::Explain {
             ctx.explanations.lock().await.push(pb::StepExplanation {
@@ -970,7 +972,7 @@ impl Engine {
     }
 
     /// Why `pre` has no entry: the differences to the closest entry with the same parent.
-    async fn explain_miss(&self, pre: &Preimage) -> Vec<String> {
+    async fn explain_miss(&self, pre: &Preimage, parent_is_base: bool) -> Vec<String> {
         let listed = self
             .peers
             .store
@@ -982,10 +984,10 @@ impl Engine {
         };
         let candidates: Vec<Preimage> = listed.into_inner().entries.iter().filter_map(|e| serde_json::from_str(&e.preimage).ok()).collect();
         if candidates.is_empty() {
-            return vec![if pre.parent.starts_with("sha256:") { "the previous step was rebuilt".into() } else { "no cache entry".into() }];
+            return vec![if parent_is_base { "no cache entry".into() } else { "the previous step was rebuilt".into() }];
         }
         match cache_key::closest(pre, &candidates) {
-            Some(changes) if !changes.is_empty() => changes.into_iter().map(|c| format!("{} {c}", pre.kind)).collect(),
+            Some(changes) if !changes.is_empty() => changes,
             _ => vec!["no cache entry".into()],
         }
     }

@@ -56,7 +56,13 @@ impl Preimage {
 }
 
 fn q(s: &str) -> String {
-    format!("{s:?}")
+    const MAX: usize = 80;
+    if s.chars().count() > MAX {
+        let cut: String = s.chars().take(MAX).collect();
+        format!("{:?}…", cut)
+    } else {
+        format!("{s:?}")
+    }
 }
 
 fn diff_map(what: &str, new: &BTreeMap<String, String>, old: &BTreeMap<String, String>, out: &mut Vec<String>) {

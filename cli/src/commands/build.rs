@@ -1,0 +1,372 @@
+//! `strata build`: pack the context, store it, run the build, show what happens.
+//!
+//! The context directory is walked in name order, honouring `.dockerignore` (or
+//! `<Dockerfile>.dockerignore`), never following a symlink (links are stored as links), and
+//! packed as a deterministic tar (sorted entries, real mode/owner/mtime, ustar + PAX only when
+//! needed). Packing runs twice when needed: once only hashing, so that an unchanged context is
+//! found with StatBlob and never uploaded again, then streaming into WriteBlob. The
+//! Dockerfile travels in the request, so it is always available even when ignored.
+
+use std::{
+    collections::HashMap,
+    io::Write,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use anyhow::{bail, Context as _};
+use bytes::Bytes;
+use clap::{Args, ValueEnum};
+use strata_dockerfile::DockerIgnore;
+use strata_executor::layer_tar::{write_layer, Change, HashingWriter, LayerOptions};
+use strata_executor::peers::{write_blob, ChannelWriter};
+use strata_proto::{
+    executor::{build_event::Event, executor_client::ExecutorClient, BuildRequest, CancelBuildRequest},
+    layer_store::{layer_store_client::LayerStoreClient, StatBlobRequest},
+};
+use strata_types::media_type;
+use tokio::sync::mpsc;
+
+use crate::GlobalArgs;
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Progress {
+    /// Plain lines, fit for logs.
+    Plain,
+    /// Plain lines with colours when stderr is a terminal.
+    Tty,
+    /// One JSON object per event.
+    Json,
+}
+
+/// Flags of `strata build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The build context directory.
+    pub context: PathBuf,
+    /// Name (and tag) of the image, e.g. app:1 (repeatable).
+    #[arg(short = 't', long = "tag")]
+    pub tags: Vec<String>,
+    /// The Dockerfile (default: CONTEXT/Dockerfile).
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    /// A build argument NAME=VALUE (repeatable).
+    #[arg(long = "build-arg")]
+    pub build_args: Vec<String>,
+    /// The stage to build (default: the last).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Run every step, ignoring the build cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// A label KEY=VALUE to add to the image (repeatable).
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
+    /// How to show progress.
+    #[arg(long, value_enum, default_value_t = Progress::Tty)]
+    pub progress: Progress,
+    /// Print only the image ID.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Clamp timestamps and fix `created` to these Unix seconds (reproducible builds).
+    #[arg(long, env = "SOURCE_DATE_EPOCH")]
+    pub source_date_epoch: Option<i64>,
+    /// Per-RUN timeout in seconds (0: the server's default).
+    #[arg(long, default_value_t = 0)]
+    pub step_timeout: u32,
+    /// Allow an entitlement; only `network.host` (RUN --network=host) exists.
+    #[arg(long = "allow")]
+    pub allow: Vec<String>,
+    /// Do not build: say for each step whether the cache has it, and what changed if not.
+    #[arg(long)]
+    pub explain: bool,
+}
+
+fn key_values(items: &[String], what: &str) -> anyhow::Result<HashMap<String, String>> {
+    items
+        .iter()
+        .map(|i| match i.split_once('=') {
+            Some((k, v)) => Ok((k.to_owned(), v.to_owned())),
+            None => match std::env::var(i) {
+                Ok(v) if what == "build-arg" => Ok((i.clone(), v)),
+                _ => bail!("invalid --{what} {i:?}: expected NAME=VALUE"),
+            },
+        })
+        .collect()
+}
+
+/// Runs `strata build`.
+pub async fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCode> {
+    let context_dir = args.context.canonicalize().with_context(|| format!("build context {} not found", args.context.display()))?;
+    if !context_dir.is_dir() {
+        bail!("build context {} is not a directory", context_dir.display());
+    }
+    let dockerfile_path = args.file.clone().unwrap_or_else(|| context_dir.join("Dockerfile"));
+    let dockerfile = std::fs::read(&dockerfile_path).with_context(|| format!("failed to read {}", dockerfile_path.display()))?;
+    let ignore = read_dockerignore(&context_dir, &dockerfile_path)?;
+    let mut request = BuildRequest {
+        context_digest: String::new(),
+        dockerfile_path: dockerfile_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        dockerfile_content: dockerfile,
+        build_args: key_values(&args.build_args, "build-arg")?,
+        target: args.target.clone().unwrap_or_default(),
+        tags: args.tags.clone(),
+        no_cache: args.no_cache,
+        source_date_epoch: args.source_date_epoch,
+        labels: key_values(&args.labels, "label")?,
+        step_timeout_seconds: args.step_timeout,
+        build_id: String::new(),
+        allow_host_network: args.allow.iter().any(|a| a == "network.host"),
+    };
+    for a in &args.allow {
+        if a != "network.host" {
+            bail!("unknown entitlement {a:?} (only network.host exists)");
+        }
+    }
+
+    let conn = crate::connect::connect(global).await?;
+    let store = LayerStoreClient::new(conn.channel()).max_encoding_message_size(64 << 20);
+    let entries = {
+        let dir = context_dir.clone();
+        tokio::task::spawn_blocking(move || context_entries(&dir, &ignore)).await??
+    };
+    request.context_digest = upload_context(store, &context_dir, entries).await?;
+
+    let mut client = ExecutorClient::new(conn.channel()).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20);
+    if args.explain {
+        let response = client.explain_build(request).await.map_err(|s| anyhow::anyhow!("{}", s.message()))?.into_inner();
+        for s in response.steps {
+            if s.cached {
+                println!("step {:>2} {}: CACHED", s.step, s.instruction);
+            } else {
+                println!("step {:>2} {}: MISS: {}", s.step, s.instruction, s.changes.join("; "));
+            }
+        }
+        conn.close().await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let mut stream = client.build(request).await.map_err(|s| anyhow::anyhow!("{}", s.message()))?.into_inner();
+    let mut view = View::new(args.progress, args.quiet);
+    let mut build_id = String::new();
+    let mut outcome = ExitCode::FAILURE;
+    loop {
+        let message = tokio::select! {
+            m = stream.message() => m,
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("\ncancelling build {build_id} ...");
+                let _ = client.cancel_build(CancelBuildRequest { build_id: build_id.clone() }).await;
+                continue;
+            }
+        };
+        let Some(event) = message.map_err(|s| anyhow::anyhow!("the build stream broke: {}", s.message()))? else {
+            break;
+        };
+        let Some(event) = event.event else { continue };
+        if let Event::Started(s) = &event {
+            build_id = s.build_id.clone();
+        }
+        match &event {
+            Event::Image(_) => outcome = ExitCode::SUCCESS,
+            Event::Error(_) => outcome = ExitCode::FAILURE,
+            _ => {}
+        }
+        view.show(&event);
+    }
+    conn.close().await?;
+    Ok(outcome)
+}
+
+fn read_dockerignore(context: &Path, dockerfile: &Path) -> anyhow::Result<DockerIgnore> {
+    let specific = PathBuf::from(format!("{}.dockerignore", dockerfile.display()));
+    let path = if specific.is_file() { specific } else { context.join(".dockerignore") };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => DockerIgnore::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
+        Err(_) => Ok(DockerIgnore::default()),
+    }
+}
+
+/// The context's entries (paths relative to it) that .dockerignore keeps, never following
+/// symlinks.
+fn context_entries(dir: &Path, ignore: &DockerIgnore) -> anyhow::Result<Vec<Change>> {
+    let mut out = Vec::new();
+    walk(dir, "", ignore, &mut out)?;
+    Ok(out)
+}
+
+fn walk(dir: &Path, rel: &str, ignore: &DockerIgnore, out: &mut Vec<Change>) -> anyhow::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("failed to read {}", dir.display()))?
+        .collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+        let ft = entry.file_type()?;
+        let excluded = ignore.matches(&path);
+        if ft.is_dir() {
+            if excluded && ignore.can_skip_dir(&path) {
+                continue;
+            }
+            if !excluded {
+                out.push(Change::Add(path.clone()));
+            }
+            walk(&entry.path(), &path, ignore, out)?;
+        } else if !excluded {
+            out.push(Change::Add(path));
+        }
+    }
+    Ok(())
+}
+
+/// Stores the context tar unless the store already holds it; returns its digest.
+async fn upload_context(
+    store: LayerStoreClient<tonic::transport::Channel>,
+    dir: &Path,
+    entries: Vec<Change>,
+) -> anyhow::Result<String> {
+    let options = LayerOptions { clamp_mtime: None };
+    let digest = {
+        let dir = dir.to_path_buf();
+        let entries = entries.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
+            let out = write_layer(&dir, &entries, options, HashingWriter::new(std::io::sink()))?;
+            Ok(out.finish().0.digest.to_string())
+        })
+        .await??
+    };
+    let exists = store.clone().stat_blob(StatBlobRequest { digest: digest.clone() }).await.is_ok();
+    if exists {
+        return Ok(digest);
+    }
+    let (tx, rx) = mpsc::channel::<Bytes>(4);
+    let dir = dir.to_path_buf();
+    let writing = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let mut sink = write_layer(&dir, &entries, options, ChannelWriter::new(tx))?;
+        sink.flush()?;
+        Ok(())
+    });
+    let uploading = write_blob(store, rx, media_type::BUILD_CONTEXT, None);
+    let (written, uploaded) = tokio::join!(writing, uploading);
+    written??;
+    let (stored, _) = uploaded.map_err(|e| anyhow::anyhow!("failed to upload the build context: {e}"))?;
+    if stored != digest {
+        bail!("the build context changed while it was being uploaded; try again");
+    }
+    Ok(digest)
+}
+
+/// Renders build events.
+struct View {
+    progress: Progress,
+    quiet: bool,
+    total: u32,
+    color: bool,
+    instructions: HashMap<u32, String>,
+}
+
+impl View {
+    fn new(progress: Progress, quiet: bool) -> Self {
+        use std::io::IsTerminal;
+        let color = progress == Progress::Tty && std::io::stderr().is_terminal();
+        Self { progress, quiet, total: 0, color, instructions: HashMap::new() }
+    }
+
+    fn dim(&self, s: &str) -> String {
+        if self.color { format!("\x1b[2m{s}\x1b[0m") } else { s.to_owned() }
+    }
+
+    fn show(&mut self, event: &Event) {
+        if self.progress == Progress::Json {
+            let line = json_event(event);
+            if !self.quiet || matches!(event, Event::Image(_) | Event::Error(_)) {
+                println!("{line}");
+            }
+            return;
+        }
+        if self.quiet {
+            match event {
+                Event::Image(done) => println!("{}", done.config_digest),
+                Event::Error(e) => self.show_error(e),
+                _ => {}
+            }
+            return;
+        }
+        match event {
+            Event::Started(s) => {
+                self.total = s.total_steps;
+                eprintln!("{}", self.dim(&format!("build {} ({} steps, {})", s.build_id, s.total_steps, s.runtime)));
+            }
+            Event::StepStarted(s) => {
+                self.instructions.insert(s.step, s.instruction.clone());
+                eprintln!("[{}/{}] {}", s.step, self.total, s.instruction);
+                if !s.cache_miss_reason.is_empty() && s.cache_miss_reason != "no cache entry" {
+                    eprintln!("{}", self.dim(&format!("      cache miss: {}", s.cache_miss_reason)));
+                }
+            }
+            Event::StepCached(_) => eprintln!("      CACHED"),
+            Event::Log(l) => {
+                let text = String::from_utf8_lossy(&l.data);
+                eprintln!("{}", self.dim(&format!("      | {}", text.trim_end_matches('\n'))));
+            }
+            Event::Layer(l) => eprintln!("{}", self.dim(&format!("      layer {} ({} bytes)", short(&l.digest), l.size))),
+            Event::StepFinished(f) => {
+                if !f.cached && f.duration_ms >= 1 {
+                    eprintln!("      done in {:.1}s", f.duration_ms as f64 / 1000.0);
+                }
+            }
+            Event::Warning(w) => {
+                let at = if w.line > 0 { format!(" (line {})", w.line) } else { String::new() };
+                eprintln!("WARNING{at}: {}{}", if w.rule.is_empty() { String::new() } else { format!("{}: ", w.rule) }, w.message);
+            }
+            Event::Image(done) => {
+                eprintln!("image {}", done.config_digest);
+                eprintln!("manifest {}", done.manifest_digest);
+                for t in &done.tags {
+                    eprintln!("tagged {t}");
+                }
+            }
+            Event::Error(e) => self.show_error(e),
+        }
+    }
+
+    fn show_error(&self, e: &strata_proto::executor::BuildError) {
+        let step = if e.step > 0 {
+            format!(" at step {} ({})", e.step, self.instructions.get(&e.step).cloned().unwrap_or_default())
+        } else {
+            String::new()
+        };
+        eprintln!("ERROR{step}: {}", e.message);
+        if let Some(code) = e.exit_code {
+            eprintln!("exit code: {code}");
+        }
+        if !e.last_output.is_empty() {
+            eprintln!("last output:");
+            for l in &e.last_output {
+                eprintln!("  {l}");
+            }
+        }
+    }
+}
+
+fn short(digest: &str) -> &str {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    &hex[..hex.len().min(12)]
+}
+
+fn json_event(event: &Event) -> serde_json::Value {
+    use serde_json::json;
+    match event {
+        Event::Started(s) => json!({"type": "started", "build_id": s.build_id, "total_steps": s.total_steps, "runtime": s.runtime}),
+        Event::StepStarted(s) => json!({"type": "step_started", "step": s.step, "stage": s.stage, "stage_name": s.stage_name,
+            "instruction": s.instruction, "cache_key": s.cache_key, "cache_miss_reason": s.cache_miss_reason}),
+        Event::StepCached(s) => json!({"type": "step_cached", "step": s.step, "cache_key": s.cache_key}),
+        Event::Log(l) => json!({"type": "log", "step": l.step, "fd": l.fd, "data": String::from_utf8_lossy(&l.data)}),
+        Event::Layer(l) => json!({"type": "layer", "step": l.step, "digest": l.digest, "size": l.size}),
+        Event::StepFinished(f) => json!({"type": "step_finished", "step": f.step, "duration_ms": f.duration_ms, "cached": f.cached}),
+        Event::Image(d) => json!({"type": "image", "manifest_digest": d.manifest_digest, "config_digest": d.config_digest, "tags": d.tags, "size": d.size}),
+        Event::Error(e) => json!({"type": "error", "step": e.step, "message": e.message, "exit_code": e.exit_code, "last_output": e.last_output, "code": e.code}),
+        Event::Warning(w) => json!({"type": "warning", "rule": w.rule, "message": w.message, "line": w.line}),
+    }
+}

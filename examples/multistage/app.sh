@@ -1,0 +1,1 @@
+echo "hello from a multi-stage build"
