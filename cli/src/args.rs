@@ -49,6 +49,8 @@ impl GlobalArgs {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Build an image from a Dockerfile and a context directory.
+    Build(crate::commands::build::BuildArgs),
     /// Run all four services in one process over the data root (the CLI then uses it).
     Serve(crate::commands::serve::ServeArgs),
     /// Print each service's health.

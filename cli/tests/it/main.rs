@@ -1,4 +1,6 @@
 //! Integration tests of the `strata` command: the real binary, embedded services over a
 //! data root in a temp dir.
 
+mod build;
+mod build_rpc;
 mod embedded;
