@@ -58,7 +58,8 @@ enum Entry {
     Link(String),
 }
 
-/// Normalises an archive path; refuses absolute paths and `..`.
+/// Normalises an archive path (`.`, `//` and `..` resolved lexically); refuses absolute
+/// paths and any path that climbs above the archive's root.
 fn clean_path(raw: &str) -> Result<String> {
     let mut parts: Vec<&str> = Vec::new();
     if raw.starts_with('/') {
@@ -71,10 +72,12 @@ fn clean_path(raw: &str) -> Result<String> {
         match c {
             "" | "." => {}
             ".." => {
-                return Err(TransferError::invalid(
-                    "archive",
-                    format!("entry {raw:?} climbs out of the archive with \"..\""),
-                ));
+                if parts.pop().is_none() {
+                    return Err(TransferError::invalid(
+                        "archive",
+                        format!("entry {raw:?} climbs out of the archive with \"..\""),
+                    ));
+                }
             }
             c => parts.push(c),
         }
@@ -679,6 +682,10 @@ mod tests {
                 .contains("climbs out")
         );
         assert!(clean_path("a/../../x").is_err());
+        assert_eq!(
+            clean_path("bbbb/../aaaa/layer.tar").unwrap(),
+            "aaaa/layer.tar"
+        );
         assert!(
             clean_path("/etc/passwd")
                 .unwrap_err()

@@ -1,0 +1,206 @@
+//! Push and pull against Debian's real `docker-registry` on loopback, with skopeo on the
+//! other side.
+//!
+//! The registry gets its own config (filesystem storage in a temp dir, no auth) and binds
+//! `127.0.0.1:0` itself: the test reads the port from its "listening on" log line, so no
+//! port is ever guessed or raced for. It is stopped by PID when the test ends.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+};
+
+use super::images_io::{fails, ok, root_with_busybox, skopeo, strata};
+
+pub struct LoopbackRegistry {
+    child: Child,
+    pub addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl LoopbackRegistry {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n  secret: strata-test\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new("/usr/bin/docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("docker-registry is installed by scripts/setup.sh");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("registry exited before listening")
+                .unwrap();
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                break rest.split('"').next().unwrap().to_string();
+            }
+        };
+        // keep draining its log so it never blocks on a full pipe
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for LoopbackRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn digest_of_push(out: &str) -> String {
+    out.split("digest: ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no digest in {out}"))
+        .to_string()
+}
+
+#[test]
+fn push_pull_round_trips_with_skopeo_and_a_second_push_uploads_nothing() {
+    let registry = LoopbackRegistry::start();
+    let (root, tar, id) = root_with_busybox();
+    let target = format!("{}/strata/busybox:1", registry.addr);
+
+    let first = ok(strata(root.path(), &["push", "busybox", &target]));
+    assert!(first.contains("2 blobs uploaded"), "{first}");
+    let digest = digest_of_push(&first);
+    let second = ok(strata(root.path(), &["push", "busybox", &target]));
+    assert!(second.contains("0 blobs uploaded"), "{second}");
+    assert_eq!(digest_of_push(&second), digest, "deterministic compression");
+
+    // skopeo sees our manifest, config and layers, with the same digest
+    let raw = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{target}"),
+    ])
+    .unwrap();
+    assert_eq!(
+        format!("sha256:{}", super::images_io::sha256_hex(raw.as_bytes())),
+        digest
+    );
+    let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(m["config"]["digest"], id.as_str());
+    assert_eq!(
+        m["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+    let cfg: serde_json::Value = serde_json::from_str(
+        &skopeo(&[
+            "inspect",
+            "--tls-verify=false",
+            "--config",
+            &format!("docker://{target}"),
+        ])
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        cfg["rootfs"]["diff_ids"][0],
+        format!("sha256:{}", super::images_io::sha256_hex(&tar)).as_str()
+    );
+    // skopeo copies it elsewhere keeping the digest
+    let copy = root.path().join("copy");
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{target}"),
+        &format!("oci:{}:x", copy.display()),
+    ]);
+    let copied = skopeo(&["inspect", "--raw", &format!("oci:{}:x", copy.display())]).unwrap();
+    assert_eq!(
+        format!("sha256:{}", super::images_io::sha256_hex(copied.as_bytes())),
+        digest
+    );
+
+    // strata pulls it into a fresh root: same image, RepoDigests set
+    let other = tempfile::tempdir().unwrap();
+    let pulled = ok(strata(other.path(), &["pull", &target]));
+    assert!(pulled.contains(&digest), "{pulled}");
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(strata(other.path(), &["inspect", &target]))).unwrap();
+    assert_eq!(v[0]["Id"], id.as_str());
+    assert_eq!(
+        v[0]["RepoDigests"][0],
+        format!("{}/strata/busybox@{digest}", registry.addr).as_str()
+    );
+    // and pushing the pulled image back uploads nothing (its compressed form is remembered)
+    let back = ok(strata(other.path(), &["push", &target]));
+    assert!(back.contains("0 blobs uploaded"), "{back}");
+    // to another repository of the same registry: mounted, not uploaded
+    let elsewhere = format!("{}/strata/other:1", registry.addr);
+    let mounted = ok(strata(other.path(), &["push", &target, &elsewhere]));
+    assert!(mounted.contains("1 mounted"), "{mounted}");
+}
+
+#[test]
+fn images_pushed_by_skopeo_are_pulled_by_strata() {
+    let registry = LoopbackRegistry::start();
+    let (root, _tar, id) = root_with_busybox();
+    let archive = root.path().join("bb.tar");
+    ok(strata(
+        root.path(),
+        &["save", "-o", archive.to_str().unwrap(), "busybox"],
+    ));
+    // Docker schema 2 with gzip layers (skopeo's default for docker-archive sources)
+    let target = format!("{}/skopeo/busybox:gz", registry.addr);
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("docker-archive:{}", archive.display()),
+        &format!("docker://{target}"),
+    ]);
+    // OCI with zstd layers
+    let target_zstd = format!("{}/skopeo/busybox:zstd", registry.addr);
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--format=oci",
+        "--dest-compress-format=zstd",
+        &format!("docker-archive:{}", archive.display()),
+        &format!("docker://{target_zstd}"),
+    ]);
+    let original: serde_json::Value =
+        serde_json::from_str(&ok(strata(root.path(), &["inspect", "busybox"]))).unwrap();
+    for t in [&target, &target_zstd] {
+        let fresh = tempfile::tempdir().unwrap();
+        ok(strata(fresh.path(), &["pull", t]));
+        let v: serde_json::Value =
+            serde_json::from_str(&ok(strata(fresh.path(), &["inspect", t]))).unwrap();
+        if t == &target {
+            assert_eq!(v[0]["Id"], id.as_str(), "{t}");
+        }
+        // converting to OCI, skopeo re-encodes the config (new ID); the layers stay the same
+        assert_eq!(v[0]["RootFS"], original[0]["RootFS"], "{t}");
+        let h = ok(strata(fresh.path(), &["history", t]));
+        assert!(h.contains("Imported from -"), "{h}");
+    }
+    let err = fails(strata(
+        root.path(),
+        &["pull", &format!("{}/skopeo/nosuch:1", registry.addr)],
+    ));
+    assert!(
+        err.contains("MANIFEST_UNKNOWN") || err.contains("NAME_UNKNOWN") || err.contains("404"),
+        "{err}"
+    );
+    let _ = Path::new("");
+}

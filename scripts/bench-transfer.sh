@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Benchmark: push/pull of a ~500 MB image to a loopback docker-registry beside `skopeo copy`
+# of the same image in the same run, and `strata save` beside `tar | openssl dgst -sha256`
+# over the same bytes. Prints the figures as a Markdown table.
+#
+#   scripts/bench-transfer.sh [SIZE_MB]        (default 500; needs a built strata binary)
+#
+# The image is one layer: a tar of real files from /usr/lib (compressible like a rootfs),
+# cut at SIZE_MB. Both stores and the registry live in one temp dir on the same disk.
+set -euo pipefail
+
+size_mb="${1:-500}"
+target="${CARGO_TARGET_DIR:-/var/cache/strata/target}"
+strata="${STRATA_BIN:-$target/debug/strata}"
+[ -x "$strata" ] || { echo "bench: build strata first (cargo build -p strata-cli)" >&2; exit 1; }
+
+work="$(mktemp -d /var/tmp/strata-bench.XXXXXX)"
+reg_pid=""
+cleanup() { [ -n "$reg_pid" ] && kill "$reg_pid" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+now() { date +%s.%N; }
+elapsed() { echo "$(now) - $1" | bc; }
+
+# 1. the image: real files, sorted, cut at SIZE_MB
+find /usr/lib -type f -size -64M -printf '%P\n' 2>/dev/null | LC_ALL=C sort >"$work/all"
+: >"$work/list"
+total=0
+limit=$((size_mb * 1024 * 1024))
+while IFS= read -r f; do
+  s=$(stat -c %s "/usr/lib/$f" 2>/dev/null || echo 0)
+  total=$((total + s))
+  echo "$f" >>"$work/list"
+  [ "$total" -ge "$limit" ] && break
+done <"$work/all"
+tar -cf "$work/rootfs.tar" -C /usr/lib --no-recursion --files-from="$work/list" --mtime=@0 --owner=0 --group=0 --numeric-owner
+bytes=$(stat -c %s "$work/rootfs.tar")
+
+export STRATA_ROOT="$work/root-a"
+"$strata" import "$work/rootfs.tar" bench:1 >/dev/null
+
+# 2. save vs tar | openssl over the same bytes
+"$strata" export --format oci -o "$work/layout" bench:1
+sync
+t=$(now); tar -cf - -C "$work/layout" . | openssl dgst -sha256 >/dev/null; t_tar=$(elapsed "$t")
+t=$(now); "$strata" save -o "$work/saved.tar" bench:1; t_save=$(elapsed "$t")
+
+# 3. the registry: binds 127.0.0.1:0 itself, the port read from its log
+cat >"$work/registry.yml" <<EOF
+version: 0.1
+log:
+  level: info
+storage:
+  filesystem:
+    rootdirectory: $work/registry
+http:
+  addr: 127.0.0.1:0
+  secret: bench
+EOF
+/usr/bin/docker-registry serve "$work/registry.yml" 2>"$work/registry.log" &
+reg_pid=$!
+for _ in $(seq 100); do
+  addr=$(grep -o 'listening on [0-9.:]*' "$work/registry.log" | head -1 | cut -d' ' -f3 || true)
+  [ -n "$addr" ] && break
+  sleep 0.1
+done
+[ -n "$addr" ] || { echo "bench: registry did not start" >&2; cat "$work/registry.log" >&2; exit 1; }
+
+t=$(now); skopeo copy -q --dest-tls-verify=false "oci:$work/layout:latest" "docker://$addr/bench/skopeo:1"; t_skopeo_push=$(elapsed "$t")
+t=$(now); "$strata" push -q bench:1 "$addr/bench/strata:1" >/dev/null; t_push=$(elapsed "$t")
+t=$(now); "$strata" push -q bench:1 "$addr/bench/strata:1" >/dev/null; t_push2=$(elapsed "$t")
+t=$(now); skopeo copy -q --src-tls-verify=false "docker://$addr/bench/strata:1" "oci:$work/pulled:1"; t_skopeo_pull=$(elapsed "$t")
+export STRATA_ROOT="$work/root-b"
+t=$(now); "$strata" pull -q "$addr/bench/strata:1" >/dev/null; t_pull=$(elapsed "$t")
+
+ratio() { echo "scale=2; $1 / $2" | bc; }
+echo "| step | strata (s) | peer (s) | ratio |"
+echo "|---|---|---|---|"
+printf '| push %d MB (first, compresses) vs skopeo copy oci: -> docker:// | %.2f | %.2f | %s |\n' "$((bytes / 1000000))" "$t_push" "$t_skopeo_push" "$(ratio "$t_push" "$t_skopeo_push")"
+printf '| push again (nothing to upload) | %.2f | | |\n' "$t_push2"
+printf '| pull (decompress into the store) vs skopeo copy docker:// -> oci: | %.2f | %.2f | %s |\n' "$t_pull" "$t_skopeo_pull" "$(ratio "$t_pull" "$t_skopeo_pull")"
+printf '| save vs tar -c layout \\| openssl dgst -sha256 | %.2f | %.2f | %s |\n' "$t_save" "$t_tar" "$(ratio "$t_save" "$t_tar")"
