@@ -55,6 +55,26 @@ pub enum Command {
     Serve(crate::commands::serve::ServeArgs),
     /// Print each service's health.
     Health(crate::commands::health::HealthArgs),
+    /// Show the history of an image (its build steps, newest first).
+    History(crate::commands::history::HistoryArgs),
+    /// Show images as Docker-compatible JSON (or, with --format oci, their raw documents).
+    Inspect(crate::commands::inspect::InspectArgs),
+    /// Create a one-layer base image from a root filesystem tarball.
+    Import(crate::commands::import::ImportArgs),
+    /// Write images to a docker-archive tarball (docker load / skopeo docker-archive: read it).
+    Save(crate::commands::save::SaveArgs),
+    /// Load images from a docker-archive tarball or an OCI layout tar.
+    Load(crate::commands::load::LoadArgs),
+    /// Write an image as an OCI image layout (a directory or a .tar).
+    Export(crate::commands::export::ExportArgs),
+    /// Download an image from a registry.
+    Pull(crate::commands::pull::PullArgs),
+    /// Upload an image to a registry.
+    Push(crate::commands::push::PushArgs),
+    /// Save credentials for a registry (checked against it first).
+    Login(crate::commands::login::LoginArgs),
+    /// Forget a registry's credentials.
+    Logout(crate::commands::login::LogoutArgs),
     /// Parse a Dockerfile and print its typed tree or BuildKit's AST dump.
     Parse(crate::commands::parse::ParseArgs),
     /// Print a Dockerfile's lint warnings (exit 1 when there are any).

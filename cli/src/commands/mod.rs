@@ -1,8 +1,17 @@
 //! One module per command.
 
 pub mod build;
+pub mod export;
 pub mod health;
+pub mod history;
+pub mod import;
+pub mod inspect;
+pub mod load;
+pub mod login;
 pub mod parse;
+pub mod pull;
+pub mod push;
+pub mod save;
 pub mod serve;
 
 use std::process::ExitCode;
@@ -15,6 +24,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Build(args) => build::run(&cli.global, args).await,
         Command::Serve(args) => serve::run(&cli.global, args).await,
         Command::Health(args) => health::run(&cli.global, args).await,
+        Command::History(args) => history::run(&cli.global, args).await,
+        Command::Inspect(args) => inspect::run(&cli.global, args).await,
+        Command::Import(args) => import::run(&cli.global, args).await,
+        Command::Save(args) => save::run(&cli.global, args).await,
+        Command::Load(args) => load::run(&cli.global, args).await,
+        Command::Export(args) => export::run(&cli.global, args).await,
+        Command::Pull(args) => pull::run(&cli.global, args).await,
+        Command::Push(args) => push::run(&cli.global, args).await,
+        Command::Login(args) => login::run(&cli.global, args).await,
+        Command::Logout(args) => login::logout(&cli.global, args).await,
         Command::Parse(args) => parse::run_parse(&cli.global, args).await,
         Command::Check(args) => parse::run_check(&cli.global, args).await,
     }

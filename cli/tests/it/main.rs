@@ -4,3 +4,5 @@
 mod build;
 mod build_rpc;
 mod embedded;
+mod images_io;
+mod registry;
