@@ -55,6 +55,12 @@ pub enum Command {
     Serve(crate::commands::serve::ServeArgs),
     /// Print each service's health.
     Health(crate::commands::health::HealthArgs),
+    /// Show the layer store's space: by kind, unique vs shared, reclaimable.
+    Du(crate::commands::du::DuArgs),
+    /// Remove blobs no tag, lease or build-cache entry refers to.
+    Gc(crate::commands::gc::GcArgs),
+    /// Re-hash every stored blob and report corrupt ones (exit 1 when any).
+    Fsck(crate::commands::fsck::FsckArgs),
     /// Show the history of an image (its build steps, newest first).
     History(crate::commands::history::HistoryArgs),
     /// Show images as Docker-compatible JSON (or, with --format oci, their raw documents).

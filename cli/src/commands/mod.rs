@@ -1,7 +1,10 @@
 //! One module per command.
 
 pub mod build;
+pub mod du;
 pub mod export;
+pub mod fsck;
+pub mod gc;
 pub mod health;
 pub mod history;
 pub mod import;
@@ -24,6 +27,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Build(args) => build::run(&cli.global, args).await,
         Command::Serve(args) => serve::run(&cli.global, args).await,
         Command::Health(args) => health::run(&cli.global, args).await,
+        Command::Du(args) => du::run(&cli.global, args).await,
+        Command::Gc(args) => gc::run(&cli.global, args).await,
+        Command::Fsck(args) => fsck::run(&cli.global, args).await,
         Command::History(args) => history::run(&cli.global, args).await,
         Command::Inspect(args) => inspect::run(&cli.global, args).await,
         Command::Import(args) => import::run(&cli.global, args).await,

@@ -1,0 +1,191 @@
+//! `strata du`: the layer store's space, like `docker system df`: by kind, what is unique to
+//! one image, shared between images, held only by the build cache, and what `strata gc`
+//! would free.
+
+use clap::Args;
+use strata_proto::{
+    layer_store::{GetUsageRequest, Usage, layer_store_client::LayerStoreClient},
+    tag_index::{ListTagsRequest, tag_index_client::TagIndexClient},
+};
+use tonic::transport::Channel;
+
+use crate::GlobalArgs;
+
+/// Flags of `strata du`.
+#[derive(Debug, Args)]
+pub struct DuArgs {
+    /// Print the usage as one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `strata du`.
+pub async fn run(global: &GlobalArgs, args: DuArgs) -> anyhow::Result<std::process::ExitCode> {
+    let conn = crate::connect::connect(global).await?;
+    let result = usage(conn.channel()).await;
+    conn.close().await?;
+    let (usage, images) = result?;
+    if args.json {
+        println!("{}", json(&usage, images));
+    } else {
+        print!("{}", table(&usage, images));
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+async fn usage(channel: Channel) -> anyhow::Result<(Usage, usize)> {
+    let roots = tagged_digests(channel.clone()).await?;
+    let images = roots.len();
+    let usage = LayerStoreClient::new(channel)
+        .get_usage(GetUsageRequest { roots })
+        .await
+        .map_err(|s| anyhow::anyhow!("layer store: {}", s.message()))?
+        .into_inner();
+    Ok((usage, images))
+}
+
+/// The distinct digests every tag points at (the images space is attributed to).
+pub(crate) async fn tagged_digests(channel: Channel) -> anyhow::Result<Vec<String>> {
+    let mut client = TagIndexClient::new(channel);
+    let mut digests = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_tags(ListTagsRequest {
+                page_size: 1000,
+                page_token: page_token.clone(),
+                ..ListTagsRequest::default()
+            })
+            .await
+            .map_err(|s| anyhow::anyhow!("failed to list tags: {}", s.message()))?
+            .into_inner();
+        digests.extend(page.tags.into_iter().map(|t| t.digest));
+        if page.next_page_token.is_empty() || page.next_page_token == page_token {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    digests.sort();
+    digests.dedup();
+    Ok(digests)
+}
+
+fn table(u: &Usage, images: usize) -> String {
+    let mut out = format!("{:<12}{:>8}{:>12}\n", "TYPE", "COUNT", "SIZE");
+    let (mut count, mut bytes) = (0, 0);
+    for k in &u.kinds {
+        out += &format!(
+            "{:<12}{:>8}{:>12}\n",
+            title(&k.kind),
+            k.count,
+            size(k.bytes)
+        );
+        count += k.count;
+        bytes += k.bytes;
+    }
+    out += &format!("{:<12}{:>8}{:>12}\n\n", "Total", count, size(bytes));
+    let pct = |part: i64| if bytes > 0 { part * 100 / bytes } else { 0 };
+    out += &format!("Tagged images:            {images}\n");
+    out += &format!("Unique to one image:      {}\n", size(u.unique_bytes));
+    out += &format!("Shared between images:    {}\n", size(u.shared_bytes));
+    out += &format!(
+        "Build cache:              {} entries, {} held only by the cache\n",
+        u.cache_entries,
+        size(u.cache_bytes)
+    );
+    out += &format!(
+        "Reclaimable (strata gc):  {} ({}%)\n",
+        size(u.reclaimable_bytes),
+        pct(u.reclaimable_bytes)
+    );
+    out
+}
+
+fn json(u: &Usage, images: usize) -> serde_json::Value {
+    serde_json::json!({
+        "kinds": u.kinds.iter().map(|k| serde_json::json!({"kind": k.kind, "count": k.count, "bytes": k.bytes})).collect::<Vec<_>>(),
+        "tagged_images": images,
+        "unique_bytes": u.unique_bytes,
+        "shared_bytes": u.shared_bytes,
+        "reclaimable_bytes": u.reclaimable_bytes,
+        "cache_entries": u.cache_entries,
+        "cache_bytes": u.cache_bytes,
+    })
+}
+
+fn title(kind: &str) -> String {
+    let mut c = kind.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}
+
+/// A size as Docker prints it: base 1000, three significant digits (`4.26MB`, `999B`).
+pub(crate) fn size(bytes: i64) -> String {
+    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+    let mut value = bytes.max(0) as f64;
+    let mut unit = 0;
+    while value >= 999.5 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    let decimals = if unit == 0 || value >= 100.0 {
+        0
+    } else if value >= 10.0 {
+        1
+    } else {
+        2
+    };
+    let s = format!("{value:.decimals$}");
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    };
+    format!("{s}{}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use strata_proto::layer_store::UsageByKind;
+
+    use super::*;
+
+    #[test]
+    fn sizes_read_like_docker() {
+        assert_eq!(size(0), "0B");
+        assert_eq!(size(999), "999B");
+        assert_eq!(size(1000), "1kB");
+        assert_eq!(size(4_260_000), "4.26MB");
+        assert_eq!(size(12_345_678_901), "12.3GB");
+    }
+
+    #[test]
+    fn the_table_has_every_kind_a_total_and_the_split() {
+        let u = Usage {
+            kinds: ["layers", "configs", "manifests", "contexts", "other"]
+                .iter()
+                .map(|k| UsageByKind {
+                    kind: k.to_string(),
+                    count: 1,
+                    bytes: 1000,
+                })
+                .collect(),
+            unique_bytes: 2000,
+            shared_bytes: 1000,
+            reclaimable_bytes: 2500,
+            cache_entries: 3,
+            cache_bytes: 500,
+        };
+        let t = table(&u, 2);
+        assert!(t.contains("Layers"), "{t}");
+        assert!(
+            t.lines()
+                .any(|l| l.starts_with("Total") && l.contains("5kB")),
+            "{t}"
+        );
+        assert!(t.contains("Reclaimable (strata gc):  2.5kB (50%)"), "{t}");
+        assert!(t.contains("3 entries, 500B held only by the cache"), "{t}");
+        assert_eq!(json(&u, 2)["shared_bytes"], 1000);
+    }
+}
