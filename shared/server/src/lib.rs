@@ -22,7 +22,7 @@ pub use serve::{serve, shutdown_signal, ServeOptions, Services};
 /// Declares a clap `Args` struct holding the flags every service takes, with environment
 /// variables named after the service (`STRATA_TAG_INDEX_LISTEN`, ...).
 ///
-/// ```ignore
+/// ```text
 /// strata_server::serve_args!(TagIndexServeArgs, "STRATA_TAG_INDEX", "127.0.0.1:50052");
 /// ```
 #[macro_export]
