@@ -57,7 +57,7 @@ http:
   addr: 127.0.0.1:0
   secret: bench
 EOF
-/usr/bin/docker-registry serve "$work/registry.yml" 2>"$work/registry.log" &
+/usr/bin/docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
 reg_pid=$!
 for _ in $(seq 100); do
   addr=$(grep -o 'listening on [0-9.:]*' "$work/registry.log" | head -1 | cut -d' ' -f3 || true)
@@ -66,7 +66,7 @@ for _ in $(seq 100); do
 done
 [ -n "$addr" ] || { echo "bench: registry did not start" >&2; cat "$work/registry.log" >&2; exit 1; }
 
-t=$(now); skopeo copy -q --dest-tls-verify=false "oci:$work/layout:latest" "docker://$addr/bench/skopeo:1"; t_skopeo_push=$(elapsed "$t")
+t=$(now); skopeo copy -q --dest-tls-verify=false "oci:$work/layout:1" "docker://$addr/bench/skopeo:1"; t_skopeo_push=$(elapsed "$t")
 t=$(now); "$strata" push -q bench:1 "$addr/bench/strata:1" >/dev/null; t_push=$(elapsed "$t")
 t=$(now); "$strata" push -q bench:1 "$addr/bench/strata:1" >/dev/null; t_push2=$(elapsed "$t")
 t=$(now); skopeo copy -q --src-tls-verify=false "docker://$addr/bench/strata:1" "oci:$work/pulled:1"; t_skopeo_pull=$(elapsed "$t")
