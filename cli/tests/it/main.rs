@@ -4,5 +4,6 @@
 mod build;
 mod build_rpc;
 mod embedded;
+mod parse;
 mod images_io;
 mod registry;
