@@ -4,6 +4,6 @@
 mod build;
 mod build_rpc;
 mod embedded;
-mod parse;
 mod images_io;
+mod parse;
 mod registry;
