@@ -85,4 +85,10 @@ pub enum Command {
     Parse(crate::commands::parse::ParseArgs),
     /// Print a Dockerfile's lint warnings (exit 1 when there are any).
     Check(crate::commands::parse::CheckArgs),
+    /// List tagged images (REPOSITORY, TAG, IMAGE ID, CREATED, SIZE).
+    Images(crate::commands::images::ImagesArgs),
+    /// Point a tag at an image, or show a tag's moves with --history.
+    Tag(crate::commands::tag::TagArgs),
+    /// Remove tags (the image's space is freed by `strata gc` once nothing refers to it).
+    Rmi(crate::commands::rmi::RmiArgs),
 }

@@ -7,6 +7,7 @@ pub mod fsck;
 pub mod gc;
 pub mod health;
 pub mod history;
+pub mod images;
 pub mod import;
 pub mod inspect;
 pub mod load;
@@ -14,8 +15,10 @@ pub mod login;
 pub mod parse;
 pub mod pull;
 pub mod push;
+pub mod rmi;
 pub mod save;
 pub mod serve;
+pub mod tag;
 
 use std::process::ExitCode;
 
@@ -42,5 +45,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logout(args) => login::logout(&cli.global, args).await,
         Command::Parse(args) => parse::run_parse(&cli.global, args).await,
         Command::Check(args) => parse::run_check(&cli.global, args).await,
+        Command::Images(args) => images::run(&cli.global, args).await,
+        Command::Tag(args) => tag::run(&cli.global, args).await,
+        Command::Rmi(args) => rmi::run(&cli.global, args).await,
     }
 }

@@ -7,3 +7,4 @@ mod embedded;
 mod images_io;
 mod parse;
 mod registry;
+mod tags;

@@ -1,0 +1,505 @@
+//! `strata images`: tagged images in Docker's columns, and the image lookups `tag` and `rmi`
+//! share (a tag, or an image id / manifest digest / unique id prefix).
+//!
+//! Tags come from the tag index; IMAGE ID, CREATED and SIZE come from the manifest and config
+//! blobs in the layer store. When the layer store cannot answer for an image, its columns say
+//! `<unknown>` and the listing goes on.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use strata_image::{
+    ImageConfig, Index, Manifest,
+    time::Timestamp,
+    view::{human_duration, human_size, tabwriter},
+};
+use strata_proto::{
+    layer_store::{ReadBlobRequest, layer_store_client::LayerStoreClient},
+    tag_index::{ListTagsRequest, ResolveTagRequest, Tag, tag_index_client::TagIndexClient},
+};
+use strata_types::{Digest, Reference};
+use tonic::{Code, transport::Channel};
+
+use crate::GlobalArgs;
+
+/// Largest manifest or config read for a listing.
+const MAX_DOCUMENT_BYTES: usize = 4 << 20;
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Docker's table.
+    Table,
+    /// One JSON object per line, with Docker's keys.
+    Json,
+}
+
+/// Flags of `strata images`.
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Only this repository's tags (e.g. `busybox`, `localhost:5000/app`).
+    pub repository: Option<String>,
+    /// Show each image's manifest digest.
+    #[arg(long)]
+    pub digests: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Show full image ids.
+    #[arg(long)]
+    pub no_trunc: bool,
+}
+
+/// Lists tagged images.
+pub async fn run(global: &GlobalArgs, args: ImagesArgs) -> anyhow::Result<std::process::ExitCode> {
+    let conn = crate::connect::connect(global).await?;
+    let result = list(conn.channel(), &args).await;
+    conn.close().await?;
+    print!("{}", result?);
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+async fn list(channel: Channel, args: &ImagesArgs) -> anyhow::Result<String> {
+    let repository = match &args.repository {
+        Some(r) => Reference::parse_repository(r)
+            .with_context(|| format!("invalid repository {r:?}"))?
+            .name(),
+        None => String::new(),
+    };
+    let tags = all_tags(&mut TagIndexClient::new(channel.clone()), &repository, "").await?;
+    let mut details = BTreeMap::new();
+    let mut store = LayerStoreClient::new(channel);
+    for digest in tags
+        .iter()
+        .map(|t| t.digest.clone())
+        .collect::<BTreeSet<_>>()
+    {
+        let d = read_details(&mut store, &digest).await;
+        details.insert(digest, d);
+    }
+    let rows = rows(&tags, &details);
+    let now = now_seconds();
+    Ok(match args.format {
+        Format::Table => table(&rows, args.digests, args.no_trunc, now),
+        Format::Json => json_lines(&rows, now),
+    })
+}
+
+/// Every tag, optionally of one repository (full name) or pointing at one digest.
+pub(crate) async fn all_tags(
+    client: &mut TagIndexClient<Channel>,
+    repository: &str,
+    digest: &str,
+) -> anyhow::Result<Vec<Tag>> {
+    let mut tags = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_tags(ListTagsRequest {
+                repository: repository.to_string(),
+                digest: digest.to_string(),
+                page_size: 1000,
+                page_token,
+                ..ListTagsRequest::default()
+            })
+            .await
+            .map_err(|s| anyhow::anyhow!("{}", s.message()))
+            .context("failed to list tags")?
+            .into_inner();
+        tags.extend(page.tags);
+        if page.next_page_token.is_empty() {
+            return Ok(tags);
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// What the layer store says about one image.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ImageDetails {
+    /// The config digest (Docker's image id).
+    pub id: Option<Digest>,
+    /// Sum of layer sizes.
+    pub size: Option<u64>,
+    /// `created` of the config.
+    pub created: Option<Timestamp>,
+}
+
+async fn read_blob(
+    store: &mut LayerStoreClient<Channel>,
+    digest: &str,
+) -> Result<Vec<u8>, tonic::Status> {
+    let mut stream = store
+        .read_blob(ReadBlobRequest {
+            digest: digest.to_string(),
+            offset: 0,
+            length: 0,
+        })
+        .await?
+        .into_inner();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.message().await? {
+        bytes.extend_from_slice(&chunk.data);
+        if bytes.len() > MAX_DOCUMENT_BYTES {
+            return Err(tonic::Status::resource_exhausted(format!(
+                "{digest} is larger than a manifest can be"
+            )));
+        }
+    }
+    Ok(bytes)
+}
+
+/// Reads the manifest (following an index to this machine's platform) and its config; any
+/// part the layer store cannot give stays `None`.
+pub(crate) async fn read_details(
+    store: &mut LayerStoreClient<Channel>,
+    manifest_digest: &str,
+) -> ImageDetails {
+    let mut details = ImageDetails::default();
+    let Ok(mut bytes) = read_blob(store, manifest_digest).await else {
+        return details;
+    };
+    if let Ok(index) = Index::parse(&bytes)
+        && !index.manifests.is_empty()
+        && Manifest::parse(&bytes).is_err()
+    {
+        let Some(child) = index.select("linux", go_arch()).or(index.manifests.first()) else {
+            return details;
+        };
+        let Ok(child_bytes) = read_blob(store, &child.digest).await else {
+            return details;
+        };
+        bytes = child_bytes;
+    }
+    let Ok(manifest) = Manifest::parse(&bytes) else {
+        return details;
+    };
+    details.id = Digest::parse(&manifest.config.digest).ok();
+    details.size = Some(manifest.layers.iter().map(|l| l.size.max(0) as u64).sum());
+    if let Ok(config) = read_blob(store, &manifest.config.digest).await
+        && let Ok(config) = ImageConfig::parse(&config)
+    {
+        details.created = config.created.as_deref().and_then(Timestamp::parse);
+    }
+    details
+}
+
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "arm" => "arm",
+        other => other,
+    }
+}
+
+/// One line of the listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Row {
+    pub repository: String,
+    pub tag: String,
+    pub digest: String,
+    pub details: ImageDetails,
+}
+
+fn rows(tags: &[Tag], details: &BTreeMap<String, ImageDetails>) -> Vec<Row> {
+    let mut rows: Vec<Row> = tags
+        .iter()
+        .map(|t| {
+            let (repository, tag) = match Reference::parse_tag(&t.name) {
+                Ok(r) => (r.familiar_name(), r.tag().unwrap_or_default().to_string()),
+                Err(_) => (t.name.clone(), String::new()),
+            };
+            Row {
+                repository,
+                tag,
+                digest: t.digest.clone(),
+                details: details.get(&t.digest).cloned().unwrap_or_default(),
+            }
+        })
+        .collect();
+    // newest first, as Docker lists them; then by name
+    rows.sort_by(|a, b| {
+        b.details
+            .created
+            .cmp(&a.details.created)
+            .then_with(|| a.repository.cmp(&b.repository))
+            .then_with(|| a.tag.cmp(&b.tag))
+    });
+    rows
+}
+
+const UNKNOWN: &str = "<unknown>";
+
+fn image_id(d: &ImageDetails, no_trunc: bool) -> String {
+    match &d.id {
+        Some(id) if no_trunc => id.to_string(),
+        Some(id) => id.short(),
+        None => UNKNOWN.to_string(),
+    }
+}
+
+fn created_since(d: &ImageDetails, now: i64) -> String {
+    match d.created {
+        Some(t) => format!("{} ago", human_duration(now - t.seconds)),
+        None => UNKNOWN.to_string(),
+    }
+}
+
+fn size(d: &ImageDetails) -> String {
+    d.size.map_or_else(
+        || UNKNOWN.to_string(),
+        |s| human_size(i64::try_from(s).unwrap_or(i64::MAX)),
+    )
+}
+
+/// Docker's table: `REPOSITORY TAG [DIGEST] IMAGE ID CREATED SIZE`.
+pub(crate) fn table(rows: &[Row], digests: bool, no_trunc: bool, now: i64) -> String {
+    let mut header = vec!["REPOSITORY", "TAG"];
+    if digests {
+        header.push("DIGEST");
+    }
+    header.extend(["IMAGE ID", "CREATED", "SIZE"]);
+    let mut cells: Vec<Vec<String>> = vec![header.into_iter().map(String::from).collect()];
+    for r in rows {
+        let mut line = vec![r.repository.clone(), r.tag.clone()];
+        if digests {
+            line.push(r.digest.clone());
+        }
+        line.extend([
+            image_id(&r.details, no_trunc),
+            created_since(&r.details, now),
+            size(&r.details),
+        ]);
+        cells.push(line);
+    }
+    tabwriter(&cells)
+}
+
+fn json_lines(rows: &[Row], now: i64) -> String {
+    let mut out = String::new();
+    for r in rows {
+        let value = serde_json::json!({
+            "Repository": r.repository,
+            "Tag": r.tag,
+            "Digest": r.digest,
+            "ID": image_id(&r.details, false),
+            "CreatedAt": r.details.created.map_or_else(|| UNKNOWN.to_string(), |t| t.to_rfc3339_seconds()),
+            "CreatedSince": created_since(&r.details, now),
+            "Size": size(&r.details),
+        });
+        out.push_str(&value.to_string());
+        out.push('\n');
+    }
+    out
+}
+
+/// Seconds since the epoch, now.
+pub(crate) fn now_seconds() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// An image named the ways Docker accepts: a tag, or an image id / manifest digest, full
+/// (`sha256:…`) or a unique hex prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ImageRef {
+    /// A tag that exists: its full name and manifest digest.
+    Tag {
+        /// The tag's full name.
+        name: String,
+        /// Where it points.
+        digest: String,
+    },
+    /// An image found by id or digest: its manifest digest.
+    Image {
+        /// The manifest digest.
+        digest: String,
+    },
+}
+
+impl ImageRef {
+    /// The manifest digest.
+    pub fn digest(&self) -> &str {
+        match self {
+            Self::Tag { digest, .. } | Self::Image { digest } => digest,
+        }
+    }
+}
+
+/// Finds the image `name` refers to. Tags win over id prefixes, as in Docker.
+pub(crate) async fn resolve_image(channel: &Channel, name: &str) -> anyhow::Result<ImageRef> {
+    let mut tags = TagIndexClient::new(channel.clone());
+    if Reference::parse_tag(name).is_ok() {
+        match tags
+            .resolve_tag(ResolveTagRequest {
+                name: name.to_string(),
+            })
+            .await
+        {
+            Ok(t) => {
+                let t = t.into_inner();
+                return Ok(ImageRef::Tag {
+                    name: t.name,
+                    digest: t.digest,
+                });
+            }
+            Err(s) if s.code() == Code::NotFound => {}
+            Err(s) => anyhow::bail!("failed to resolve {name}: {}", s.message()),
+        }
+    }
+    let hex = name.strip_prefix("sha256:").unwrap_or(name);
+    if hex.is_empty()
+        || hex.len() > 64
+        || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        anyhow::bail!("no such image: {name}");
+    }
+    // Every tagged image's manifest digest and, where the layer store knows it, image id.
+    let all = all_tags(&mut tags, "", "").await?;
+    let mut store = LayerStoreClient::new(channel.clone());
+    let mut matches = BTreeSet::new();
+    for digest in all
+        .iter()
+        .map(|t| t.digest.clone())
+        .collect::<BTreeSet<_>>()
+    {
+        if digest_matches(&digest, hex) {
+            matches.insert(digest);
+            continue;
+        }
+        if let Some(id) = read_details(&mut store, &digest).await.id
+            && digest_matches(&id.to_string(), hex)
+        {
+            matches.insert(digest);
+        }
+    }
+    match matches.len() {
+        0 => anyhow::bail!("no such image: {name}"),
+        1 => Ok(ImageRef::Image {
+            digest: matches.into_iter().next().unwrap_or_default(),
+        }),
+        n => anyhow::bail!("{name} is ambiguous: it matches {n} images; give more of the id"),
+    }
+}
+
+fn digest_matches(digest: &str, hex_prefix: &str) -> bool {
+    digest
+        .strip_prefix("sha256:")
+        .is_some_and(|h| h.starts_with(hex_prefix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(repo: &str, tag: &str, n: u8, created: Option<i64>, size: Option<u64>) -> Row {
+        Row {
+            repository: repo.into(),
+            tag: tag.into(),
+            digest: Digest::of(&[n]).to_string(),
+            details: ImageDetails {
+                id: Some(Digest::of(&[n, n])),
+                size,
+                created: created.map(Timestamp::from_unix),
+            },
+        }
+    }
+
+    #[test]
+    fn table_has_dockers_columns_and_spacing() {
+        let now = 1_000_000;
+        let rows = vec![
+            row("busybox", "latest", 1, Some(now - 120), Some(4_261_000)),
+            row("localhost:5000/app", "v1", 2, None, None),
+        ];
+        let out = table(&rows, false, false, now);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[0],
+            "REPOSITORY           TAG       IMAGE ID       CREATED         SIZE"
+        );
+        let id = Digest::of(&[1, 1]).short();
+        assert_eq!(
+            lines[1],
+            format!("busybox              latest    {id}   2 minutes ago   4.26MB")
+        );
+        assert!(
+            lines[2].starts_with("localhost:5000/app   v1        "),
+            "{}",
+            lines[2]
+        );
+        assert!(
+            lines[2].ends_with("<unknown>       <unknown>"),
+            "{:?}",
+            lines[2]
+        );
+
+        let with_digests = table(&rows[..1], true, false, now);
+        let header = with_digests.lines().next().unwrap();
+        assert!(
+            header.starts_with("REPOSITORY   TAG       DIGEST"),
+            "{header}"
+        );
+        assert!(with_digests.contains(&rows[0].digest));
+    }
+
+    #[test]
+    fn json_lines_carry_dockers_keys() {
+        let now = 1_000_000;
+        let out = json_lines(&[row("busybox", "1.36", 3, Some(0), Some(1234))], now);
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(v["Repository"], "busybox");
+        assert_eq!(v["Tag"], "1.36");
+        assert_eq!(v["Size"], "1.23kB");
+        assert_eq!(v["ID"], Digest::of(&[3, 3]).short());
+        assert_eq!(v["CreatedAt"], "1970-01-01T00:00:00Z");
+        assert_eq!(out.lines().count(), 1);
+    }
+
+    #[test]
+    fn rows_sort_newest_first_then_by_name() {
+        let tags = |name: &str, n: u8| Tag {
+            name: name.into(),
+            digest: Digest::of(&[n]).to_string(),
+            ..Tag::default()
+        };
+        let t = vec![
+            tags("docker.io/library/b:1", 1),
+            tags("docker.io/library/a:1", 2),
+            tags("docker.io/library/a:0", 1),
+        ];
+        let mut details = BTreeMap::new();
+        details.insert(
+            Digest::of(&[1]).to_string(),
+            ImageDetails {
+                created: Some(Timestamp::from_unix(5)),
+                ..Default::default()
+            },
+        );
+        details.insert(
+            Digest::of(&[2]).to_string(),
+            ImageDetails {
+                created: Some(Timestamp::from_unix(9)),
+                ..Default::default()
+            },
+        );
+        let names: Vec<_> = rows(&t, &details)
+            .into_iter()
+            .map(|r| format!("{}:{}", r.repository, r.tag))
+            .collect();
+        assert_eq!(names, ["a:1", "a:0", "b:1"]);
+    }
+
+    #[test]
+    fn id_prefixes_match_hex_only() {
+        let d = Digest::of(b"x").to_string();
+        assert!(digest_matches(&d, &d[7..19]));
+        assert!(!digest_matches(&d, "zz"));
+    }
+}

@@ -1,0 +1,127 @@
+//! `strata rmi NAME...`: removes tags.
+//!
+//! Design decision: `rmi` only untags. When the last tag of an image goes it says so
+//! (`Unreferenced: sha256:…`), and the image's blobs are freed by the layer store's garbage
+//! collection (`strata gc`), whose mark-and-sweep treats every tag, build-cache result and
+//! lease as a root. Deleting the manifest blob here instead would race a concurrent
+//! `strata tag` of the same image (leaving a tag that points at nothing, which the tag index
+//! must never do) and would ignore the other things that may still refer to the image.
+
+use clap::Args;
+use strata_proto::tag_index::{DeleteTagRequest, tag_index_client::TagIndexClient};
+use tonic::transport::Channel;
+
+use super::images::{ImageRef, all_tags, resolve_image};
+use crate::GlobalArgs;
+
+/// Flags of `strata rmi`.
+#[derive(Debug, Args)]
+pub struct RmiArgs {
+    /// Tags to remove; an image id or digest removes the image's only tag (all of its tags
+    /// with --force).
+    #[arg(required = true)]
+    pub names: Vec<String>,
+    /// With an image id: remove every tag of the image.
+    #[arg(long, short)]
+    pub force: bool,
+}
+
+/// Runs `strata rmi`: each name in turn; failures are reported and the rest still run.
+pub async fn run(global: &GlobalArgs, args: RmiArgs) -> anyhow::Result<std::process::ExitCode> {
+    let conn = crate::connect::connect(global).await?;
+    let mut failed = false;
+    for name in &args.names {
+        match remove(conn.channel(), name, args.force).await {
+            Ok(lines) => print!("{lines}"),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    conn.close().await?;
+    Ok(if failed {
+        std::process::ExitCode::FAILURE
+    } else {
+        std::process::ExitCode::SUCCESS
+    })
+}
+
+async fn remove(channel: Channel, name: &str, force: bool) -> anyhow::Result<String> {
+    let image = resolve_image(&channel, name).await?;
+    let mut client = TagIndexClient::new(channel);
+    let tags = match &image {
+        ImageRef::Tag { name, .. } => vec![name.clone()],
+        ImageRef::Image { digest } => {
+            let tags: Vec<String> = all_tags(&mut client, "", digest)
+                .await?
+                .into_iter()
+                .map(|t| t.name)
+                .collect();
+            if tags.len() > 1 && !force {
+                let short: Vec<String> = tags.iter().map(|t| familiar(t)).collect();
+                anyhow::bail!(
+                    "image {name} is referenced by {} tags ({}): name the tag to remove, or use --force to remove them all",
+                    tags.len(),
+                    short.join(", ")
+                );
+            }
+            tags
+        }
+    };
+    let mut out = String::new();
+    for tag in tags {
+        let removed = client
+            .delete_tag(DeleteTagRequest {
+                name: tag.clone(),
+                // only if it still points at the image we looked up
+                expected_digest: Some(image.digest().to_string()),
+            })
+            .await
+            .map_err(|s| anyhow::anyhow!("failed to untag {}: {}", familiar(&tag), s.message()))?
+            .into_inner();
+        out.push_str(&untagged_lines(
+            &familiar(&tag),
+            &removed.previous_digest,
+            removed.last_tag_for_digest,
+        ));
+    }
+    Ok(out)
+}
+
+fn familiar(full: &str) -> String {
+    strata_types::Reference::parse_tag(full).map_or_else(|_| full.to_string(), |r| r.familiar())
+}
+
+/// What `rmi` prints for one removed tag.
+pub(crate) fn untagged_lines(tag: &str, digest: &str, last: bool) -> String {
+    let mut out = format!("Untagged: {tag}\n");
+    if last {
+        out.push_str(&format!(
+            "Unreferenced: {digest} (no tag points at it; `strata gc` frees its space)\n"
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_tag_says_the_image_is_unreferenced() {
+        assert_eq!(
+            untagged_lines("app:v1", "sha256:ab", false),
+            "Untagged: app:v1\n"
+        );
+        let last = untagged_lines("app:v1", "sha256:ab", true);
+        assert!(
+            last.starts_with("Untagged: app:v1\nUnreferenced: sha256:ab"),
+            "{last}"
+        );
+        assert_eq!(
+            familiar("docker.io/library/busybox:latest"),
+            "busybox:latest"
+        );
+    }
+}
