@@ -6,7 +6,7 @@ use anyhow::Context;
 use strata_server::ListenAddr;
 use tonic::transport::Channel;
 
-use crate::{embedded::Embedded, GlobalArgs};
+use crate::{GlobalArgs, embedded::Embedded};
 
 /// A way to the services for one command.
 #[derive(Debug)]
@@ -47,7 +47,9 @@ pub async fn serving(addr: &ListenAddr) -> bool {
         return false;
     };
     let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
-    let check = client.check(tonic_health::pb::HealthCheckRequest { service: String::new() });
+    let check = client.check(tonic_health::pb::HealthCheckRequest {
+        service: String::new(),
+    });
     matches!(
         tokio::time::timeout(Duration::from_secs(2), check).await,
         Ok(Ok(r)) if r.get_ref().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32

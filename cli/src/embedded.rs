@@ -39,17 +39,23 @@ pub fn try_lock_root(root: &Path) -> anyhow::Result<Option<Flock<File>>> {
 
 /// Opens every service over `root` and registers them, the executor reaching its peers at
 /// `self_addr` (the address these services will be served on).
-pub fn services(root: &Path, self_addr: &ListenAddr, options: &ServeOptions) -> anyhow::Result<Services> {
+pub fn services(
+    root: &Path,
+    self_addr: &ListenAddr,
+    options: &ServeOptions,
+) -> anyhow::Result<Services> {
     let mut services = Services::default();
     strata_parser::register(&mut services, options);
     let layer_store = strata_layer_store::open(&strata_layer_store::Config {
         root: root.to_path_buf(),
         tag_index_addr: Some(self_addr.clone()),
     })
-        .context("failed to open the layer store")?;
+    .context("failed to open the layer store")?;
     strata_layer_store::register(&mut services, layer_store, options);
-    let tag_index = strata_tag_index::open(&strata_tag_index::Config { root: root.to_path_buf() })
-        .context("failed to open the tag index")?;
+    let tag_index = strata_tag_index::open(&strata_tag_index::Config {
+        root: root.to_path_buf(),
+    })
+    .context("failed to open the tag index")?;
     strata_tag_index::register(&mut services, tag_index, options);
     let executor = strata_executor::open(&strata_executor::Config {
         root: root.to_path_buf(),
@@ -73,7 +79,9 @@ pub struct Embedded {
 
 impl std::fmt::Debug for Embedded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Embedded").field("addr", &self.addr).finish()
+        f.debug_struct("Embedded")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
@@ -110,7 +118,9 @@ impl Embedded {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
-        (&mut self.handle).await.context("embedded services panicked")?
+        (&mut self.handle)
+            .await
+            .context("embedded services panicked")?
     }
 }
 
@@ -126,7 +136,9 @@ pub struct StatelessParser {
 
 impl std::fmt::Debug for StatelessParser {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StatelessParser").field("addr", &self.addr).finish()
+        f.debug_struct("StatelessParser")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
@@ -160,6 +172,8 @@ impl StatelessParser {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
-        (&mut self.handle).await.context("embedded parser panicked")?
+        (&mut self.handle)
+            .await
+            .context("embedded parser panicked")?
     }
 }

@@ -21,7 +21,10 @@ pub use args::{Cli, Command, GlobalArgs};
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     strata_server::init_tracing(cli.global.log_format, &cli.global.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: failed to start the async runtime: {e}");

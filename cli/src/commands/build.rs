@@ -14,15 +14,17 @@ use std::{
     process::ExitCode,
 };
 
-use anyhow::{bail, Context as _};
+use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use strata_dockerfile::DockerIgnore;
-use strata_executor::layer_tar::{write_layer, Change, HashingWriter, LayerOptions};
-use strata_executor::peers::{write_blob, ChannelWriter};
+use strata_executor::layer_tar::{Change, HashingWriter, LayerOptions, write_layer};
+use strata_executor::peers::{ChannelWriter, write_blob};
 use strata_proto::{
-    executor::{build_event::Event, executor_client::ExecutorClient, BuildRequest, CancelBuildRequest},
-    layer_store::{layer_store_client::LayerStoreClient, StatBlobRequest},
+    executor::{
+        BuildRequest, CancelBuildRequest, build_event::Event, executor_client::ExecutorClient,
+    },
+    layer_store::{StatBlobRequest, layer_store_client::LayerStoreClient},
 };
 use strata_types::media_type;
 use tokio::sync::mpsc;
@@ -98,16 +100,26 @@ fn key_values(items: &[String], what: &str) -> anyhow::Result<HashMap<String, St
 
 /// Runs `strata build`.
 pub async fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCode> {
-    let context_dir = args.context.canonicalize().with_context(|| format!("build context {} not found", args.context.display()))?;
+    let context_dir = args
+        .context
+        .canonicalize()
+        .with_context(|| format!("build context {} not found", args.context.display()))?;
     if !context_dir.is_dir() {
         bail!("build context {} is not a directory", context_dir.display());
     }
-    let dockerfile_path = args.file.clone().unwrap_or_else(|| context_dir.join("Dockerfile"));
-    let dockerfile = std::fs::read(&dockerfile_path).with_context(|| format!("failed to read {}", dockerfile_path.display()))?;
+    let dockerfile_path = args
+        .file
+        .clone()
+        .unwrap_or_else(|| context_dir.join("Dockerfile"));
+    let dockerfile = std::fs::read(&dockerfile_path)
+        .with_context(|| format!("failed to read {}", dockerfile_path.display()))?;
     let ignore = read_dockerignore(&context_dir, &dockerfile_path)?;
     let mut request = BuildRequest {
         context_digest: String::new(),
-        dockerfile_path: dockerfile_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        dockerfile_path: dockerfile_path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         dockerfile_content: dockerfile,
         build_args: key_values(&args.build_args, "build-arg")?,
         target: args.target.clone().unwrap_or_default(),
@@ -133,21 +145,36 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCod
     };
     request.context_digest = upload_context(store, &context_dir, entries).await?;
 
-    let mut client = ExecutorClient::new(conn.channel()).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20);
+    let mut client = ExecutorClient::new(conn.channel())
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20);
     if args.explain {
-        let response = client.explain_build(request).await.map_err(|s| anyhow::anyhow!("{}", s.message()))?.into_inner();
+        let response = client
+            .explain_build(request)
+            .await
+            .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+            .into_inner();
         for s in response.steps {
             if s.cached {
                 println!("step {:>2} {}: CACHED", s.step, s.instruction);
             } else {
-                println!("step {:>2} {}: MISS: {}", s.step, s.instruction, s.changes.join("; "));
+                println!(
+                    "step {:>2} {}: MISS: {}",
+                    s.step,
+                    s.instruction,
+                    s.changes.join("; ")
+                );
             }
         }
         conn.close().await?;
         return Ok(ExitCode::SUCCESS);
     }
 
-    let mut stream = client.build(request).await.map_err(|s| anyhow::anyhow!("{}", s.message()))?.into_inner();
+    let mut stream = client
+        .build(request)
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .into_inner();
     let mut view = View::new(args.progress, args.quiet);
     let mut build_id = String::new();
     let mut outcome = ExitCode::FAILURE;
@@ -160,7 +187,9 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCod
                 continue;
             }
         };
-        let Some(event) = message.map_err(|s| anyhow::anyhow!("the build stream broke: {}", s.message()))? else {
+        let Some(event) =
+            message.map_err(|s| anyhow::anyhow!("the build stream broke: {}", s.message()))?
+        else {
             break;
         };
         let Some(event) = event.event else { continue };
@@ -180,9 +209,15 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCod
 
 fn read_dockerignore(context: &Path, dockerfile: &Path) -> anyhow::Result<DockerIgnore> {
     let specific = PathBuf::from(format!("{}.dockerignore", dockerfile.display()));
-    let path = if specific.is_file() { specific } else { context.join(".dockerignore") };
+    let path = if specific.is_file() {
+        specific
+    } else {
+        context.join(".dockerignore")
+    };
     match std::fs::read_to_string(&path) {
-        Ok(text) => DockerIgnore::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
+        Ok(text) => {
+            DockerIgnore::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        }
         Err(_) => Ok(DockerIgnore::default()),
     }
 }
@@ -202,7 +237,11 @@ fn walk(dir: &Path, rel: &str, ignore: &DockerIgnore, out: &mut Vec<Change>) -> 
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let path = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+        let path = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
         let ft = entry.file_type()?;
         let excluded = ignore.matches(&path);
         if ft.is_dir() {
@@ -236,7 +275,13 @@ async fn upload_context(
         })
         .await??
     };
-    let exists = store.clone().stat_blob(StatBlobRequest { digest: digest.clone() }).await.is_ok();
+    let exists = store
+        .clone()
+        .stat_blob(StatBlobRequest {
+            digest: digest.clone(),
+        })
+        .await
+        .is_ok();
     if exists {
         return Ok(digest);
     }
@@ -250,7 +295,8 @@ async fn upload_context(
     let uploading = write_blob(store, rx, media_type::BUILD_CONTEXT, None);
     let (written, uploaded) = tokio::join!(writing, uploading);
     written??;
-    let (stored, _) = uploaded.map_err(|e| anyhow::anyhow!("failed to upload the build context: {e}"))?;
+    let (stored, _) =
+        uploaded.map_err(|e| anyhow::anyhow!("failed to upload the build context: {e}"))?;
     if stored != digest {
         bail!("the build context changed while it was being uploaded; try again");
     }
@@ -270,11 +316,21 @@ impl View {
     fn new(progress: Progress, quiet: bool) -> Self {
         use std::io::IsTerminal;
         let color = progress == Progress::Tty && std::io::stderr().is_terminal();
-        Self { progress, quiet, total: 0, color, instructions: HashMap::new() }
+        Self {
+            progress,
+            quiet,
+            total: 0,
+            color,
+            instructions: HashMap::new(),
+        }
     }
 
     fn dim(&self, s: &str) -> String {
-        if self.color { format!("\x1b[2m{s}\x1b[0m") } else { s.to_owned() }
+        if self.color {
+            format!("\x1b[2m{s}\x1b[0m")
+        } else {
+            s.to_owned()
+        }
     }
 
     fn show(&mut self, event: &Event) {
@@ -296,29 +352,60 @@ impl View {
         match event {
             Event::Started(s) => {
                 self.total = s.total_steps;
-                eprintln!("{}", self.dim(&format!("build {} ({} steps, {})", s.build_id, s.total_steps, s.runtime)));
+                eprintln!(
+                    "{}",
+                    self.dim(&format!(
+                        "build {} ({} steps, {})",
+                        s.build_id, s.total_steps, s.runtime
+                    ))
+                );
             }
             Event::StepStarted(s) => {
                 self.instructions.insert(s.step, s.instruction.clone());
                 eprintln!("[{}/{}] {}", s.step, self.total, s.instruction);
                 if !s.cache_miss_reason.is_empty() && s.cache_miss_reason != "no cache entry" {
-                    eprintln!("{}", self.dim(&format!("      cache miss: {}", s.cache_miss_reason)));
+                    eprintln!(
+                        "{}",
+                        self.dim(&format!("      cache miss: {}", s.cache_miss_reason))
+                    );
                 }
             }
             Event::StepCached(_) => eprintln!("      CACHED"),
             Event::Log(l) => {
                 let text = String::from_utf8_lossy(&l.data);
-                eprintln!("{}", self.dim(&format!("      | {}", text.trim_end_matches('\n'))));
+                eprintln!(
+                    "{}",
+                    self.dim(&format!("      | {}", text.trim_end_matches('\n')))
+                );
             }
-            Event::Layer(l) => eprintln!("{}", self.dim(&format!("      layer {} ({} bytes)", short(&l.digest), l.size))),
+            Event::Layer(l) => eprintln!(
+                "{}",
+                self.dim(&format!(
+                    "      layer {} ({} bytes)",
+                    short(&l.digest),
+                    l.size
+                ))
+            ),
             Event::StepFinished(f) => {
                 if !f.cached && f.duration_ms >= 1 {
                     eprintln!("      done in {:.1}s", f.duration_ms as f64 / 1000.0);
                 }
             }
             Event::Warning(w) => {
-                let at = if w.line > 0 { format!(" (line {})", w.line) } else { String::new() };
-                eprintln!("WARNING{at}: {}{}", if w.rule.is_empty() { String::new() } else { format!("{}: ", w.rule) }, w.message);
+                let at = if w.line > 0 {
+                    format!(" (line {})", w.line)
+                } else {
+                    String::new()
+                };
+                eprintln!(
+                    "WARNING{at}: {}{}",
+                    if w.rule.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{}: ", w.rule)
+                    },
+                    w.message
+                );
             }
             Event::Image(done) => {
                 eprintln!("image {}", done.config_digest);
@@ -333,7 +420,11 @@ impl View {
 
     fn show_error(&self, e: &strata_proto::executor::BuildError) {
         let step = if e.step > 0 {
-            format!(" at step {} ({})", e.step, self.instructions.get(&e.step).cloned().unwrap_or_default())
+            format!(
+                " at step {} ({})",
+                e.step,
+                self.instructions.get(&e.step).cloned().unwrap_or_default()
+            )
         } else {
             String::new()
         };
@@ -358,15 +449,33 @@ fn short(digest: &str) -> &str {
 fn json_event(event: &Event) -> serde_json::Value {
     use serde_json::json;
     match event {
-        Event::Started(s) => json!({"type": "started", "build_id": s.build_id, "total_steps": s.total_steps, "runtime": s.runtime}),
-        Event::StepStarted(s) => json!({"type": "step_started", "step": s.step, "stage": s.stage, "stage_name": s.stage_name,
-            "instruction": s.instruction, "cache_key": s.cache_key, "cache_miss_reason": s.cache_miss_reason}),
-        Event::StepCached(s) => json!({"type": "step_cached", "step": s.step, "cache_key": s.cache_key}),
-        Event::Log(l) => json!({"type": "log", "step": l.step, "fd": l.fd, "data": String::from_utf8_lossy(&l.data)}),
-        Event::Layer(l) => json!({"type": "layer", "step": l.step, "digest": l.digest, "size": l.size}),
-        Event::StepFinished(f) => json!({"type": "step_finished", "step": f.step, "duration_ms": f.duration_ms, "cached": f.cached}),
-        Event::Image(d) => json!({"type": "image", "manifest_digest": d.manifest_digest, "config_digest": d.config_digest, "tags": d.tags, "size": d.size}),
-        Event::Error(e) => json!({"type": "error", "step": e.step, "message": e.message, "exit_code": e.exit_code, "last_output": e.last_output, "code": e.code}),
-        Event::Warning(w) => json!({"type": "warning", "rule": w.rule, "message": w.message, "line": w.line}),
+        Event::Started(s) => {
+            json!({"type": "started", "build_id": s.build_id, "total_steps": s.total_steps, "runtime": s.runtime})
+        }
+        Event::StepStarted(s) => {
+            json!({"type": "step_started", "step": s.step, "stage": s.stage, "stage_name": s.stage_name,
+            "instruction": s.instruction, "cache_key": s.cache_key, "cache_miss_reason": s.cache_miss_reason})
+        }
+        Event::StepCached(s) => {
+            json!({"type": "step_cached", "step": s.step, "cache_key": s.cache_key})
+        }
+        Event::Log(l) => {
+            json!({"type": "log", "step": l.step, "fd": l.fd, "data": String::from_utf8_lossy(&l.data)})
+        }
+        Event::Layer(l) => {
+            json!({"type": "layer", "step": l.step, "digest": l.digest, "size": l.size})
+        }
+        Event::StepFinished(f) => {
+            json!({"type": "step_finished", "step": f.step, "duration_ms": f.duration_ms, "cached": f.cached})
+        }
+        Event::Image(d) => {
+            json!({"type": "image", "manifest_digest": d.manifest_digest, "config_digest": d.config_digest, "tags": d.tags, "size": d.size})
+        }
+        Event::Error(e) => {
+            json!({"type": "error", "step": e.step, "message": e.message, "exit_code": e.exit_code, "last_output": e.last_output, "code": e.code})
+        }
+        Event::Warning(w) => {
+            json!({"type": "warning", "rule": w.rule, "message": w.message, "line": w.line})
+        }
     }
 }

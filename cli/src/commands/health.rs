@@ -2,7 +2,9 @@
 
 use clap::Args;
 use strata_proto::service_names;
-use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 
 use crate::GlobalArgs;
 
@@ -23,7 +25,9 @@ pub async fn run(global: &GlobalArgs, _args: HealthArgs) -> anyhow::Result<std::
         service_names::EXECUTOR,
     ] {
         let status = match client
-            .check(HealthCheckRequest { service: name.to_string() })
+            .check(HealthCheckRequest {
+                service: name.to_string(),
+            })
             .await
         {
             Ok(r) => ServingStatus::try_from(r.get_ref().status)
@@ -34,7 +38,11 @@ pub async fn run(global: &GlobalArgs, _args: HealthArgs) -> anyhow::Result<std::
         all_ok &= status == "SERVING";
         println!("{name:<36} {status}");
     }
-    let mode = if conn.is_embedded() { "embedded" } else { "server" };
+    let mode = if conn.is_embedded() {
+        "embedded"
+    } else {
+        "server"
+    };
     println!("({mode} at {})", conn.addr);
     conn.close().await?;
     Ok(if all_ok {

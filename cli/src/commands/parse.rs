@@ -4,7 +4,9 @@ use std::{collections::HashMap, path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use strata_proto::parser::{parser_client::ParserClient, ParseDockerfileRequest, ParseDockerfileResponse};
+use strata_proto::parser::{
+    ParseDockerfileRequest, ParseDockerfileResponse, parser_client::ParserClient,
+};
 
 use crate::GlobalArgs;
 
@@ -53,7 +55,7 @@ pub struct CheckArgs {
 pub fn build_args(raw: &[String]) -> anyhow::Result<HashMap<String, String>> {
     raw.iter()
         .map(|a| match a.split_once('=') {
-            Some((k, _)) if k.is_empty() => anyhow::bail!("invalid --build-arg {a:?}: empty name"),
+            Some(("", _)) => anyhow::bail!("invalid --build-arg {a:?}: empty name"),
             Some((k, v)) => Ok((k.to_string(), v.to_string())),
             None => Ok((a.clone(), std::env::var(a).unwrap_or_default())),
         })
@@ -63,10 +65,12 @@ pub fn build_args(raw: &[String]) -> anyhow::Result<HashMap<String, String>> {
 fn read_dockerfile(path: &PathBuf) -> anyhow::Result<(Vec<u8>, String)> {
     if path.as_os_str() == "-" {
         let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).context("failed to read standard input")?;
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+            .context("failed to read standard input")?;
         return Ok((buf, "Dockerfile".into()));
     }
-    let bytes = std::fs::read(path).with_context(|| format!("failed to read {}", path.display()))?;
+    let bytes =
+        std::fs::read(path).with_context(|| format!("failed to read {}", path.display()))?;
     Ok((bytes, path.display().to_string()))
 }
 
@@ -94,7 +98,9 @@ async fn parse(
     conn.close().await?;
     match result {
         Ok(r) => Ok(r.into_inner()),
-        Err(status) if status.code() == tonic::Code::InvalidArgument => anyhow::bail!("{}", status.message()),
+        Err(status) if status.code() == tonic::Code::InvalidArgument => {
+            anyhow::bail!("{}", status.message())
+        }
         Err(status) => Err(status).context("the parser service failed"),
     }
 }
@@ -122,10 +128,22 @@ pub async fn run_check(global: &GlobalArgs, args: CheckArgs) -> anyhow::Result<E
         println!("Check complete, no warnings found.");
         return Ok(ExitCode::SUCCESS);
     }
-    println!("Check complete, {} warning{} found:", response.warnings.len(), if response.warnings.len() == 1 { "" } else { "s" });
+    println!(
+        "Check complete, {} warning{} found:",
+        response.warnings.len(),
+        if response.warnings.len() == 1 {
+            ""
+        } else {
+            "s"
+        }
+    );
     for w in &response.warnings {
         println!();
-        let rule = if w.rule.is_empty() { "Warning" } else { &w.rule };
+        let rule = if w.rule.is_empty() {
+            "Warning"
+        } else {
+            &w.rule
+        };
         match &w.span {
             Some(s) if s.start_line > 0 => println!("WARNING: {rule} - {file}:{}", s.start_line),
             _ => println!("WARNING: {rule} - {file}"),

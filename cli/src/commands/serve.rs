@@ -5,7 +5,7 @@ use clap::Args;
 use strata_server::{ListenAddr, Listener, ServeOptions};
 use tracing::info;
 
-use crate::{embedded, GlobalArgs};
+use crate::{GlobalArgs, embedded};
 
 /// Flags of `strata serve`.
 #[derive(Debug, Args)]
@@ -15,7 +15,11 @@ pub struct ServeArgs {
     #[arg(long, env = "STRATA_SERVE_LISTEN")]
     pub listen: Option<ListenAddr>,
     /// On SIGTERM/SIGINT: how long in-flight calls may take to finish, in seconds.
-    #[arg(long = "drain-timeout", env = "STRATA_SERVE_DRAIN_TIMEOUT", default_value_t = 10)]
+    #[arg(
+        long = "drain-timeout",
+        env = "STRATA_SERVE_DRAIN_TIMEOUT",
+        default_value_t = 10
+    )]
     pub drain_timeout_secs: u64,
     /// Largest gRPC message, in bytes.
     #[arg(long, env = "STRATA_SERVE_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024 * 1024)]
@@ -48,7 +52,13 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<std::pr
     let services = embedded::services(&root, &listener.local_addr(), &options)
         .with_context(|| format!("failed to open the data root {}", root.display()))?;
     info!(root = %root.display(), %addr, "strata serve");
-    strata_server::serve(services, listener, &options, strata_server::shutdown_signal()).await?;
+    strata_server::serve(
+        services,
+        listener,
+        &options,
+        strata_server::shutdown_signal(),
+    )
+    .await?;
     drop(lock);
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -6,13 +6,19 @@ use std::{path::Path, time::Duration};
 
 use strata_image::{Descriptor, History, ImageConfig, Manifest, RootFs};
 use strata_proto::{
-    executor::{build_event::Event, executor_client::ExecutorClient, BuildEvent, BuildRequest, CancelBuildRequest},
-    layer_store::{layer_store_client::LayerStoreClient, write_blob_request::Part, WriteBlobRequest, WriteStart},
-    tag_index::{tag_index_client::TagIndexClient, ResolveTagRequest, SetTagRequest},
+    executor::{
+        BuildEvent, BuildRequest, CancelBuildRequest, build_event::Event,
+        executor_client::ExecutorClient,
+    },
+    layer_store::{
+        WriteBlobRequest, WriteStart, layer_store_client::LayerStoreClient,
+        write_blob_request::Part,
+    },
+    tag_index::{ResolveTagRequest, SetTagRequest, tag_index_client::TagIndexClient},
 };
 use strata_server::ServeOptions;
 use strata_test_support::InProcess;
-use strata_types::{media_type, Digest};
+use strata_types::{Digest, media_type};
 use tonic::transport::Channel;
 
 struct Farm {
@@ -31,14 +37,27 @@ impl Farm {
         let r = root.clone();
         let o = opts.clone();
         let store = InProcess::spawn(move |l, s| async move {
-            strata_layer_store::run(strata_layer_store::Config { root: r, tag_index_addr: None }, l, &o, s).await
+            strata_layer_store::run(
+                strata_layer_store::Config {
+                    root: r,
+                    tag_index_addr: None,
+                },
+                l,
+                &o,
+                s,
+            )
+            .await
         })
         .await;
         let r = root.clone();
         let o = opts.clone();
-        let tags = InProcess::spawn(move |l, s| async move { strata_tag_index::run(strata_tag_index::Config { root: r }, l, &o, s).await }).await;
+        let tags = InProcess::spawn(move |l, s| async move {
+            strata_tag_index::run(strata_tag_index::Config { root: r }, l, &o, s).await
+        })
+        .await;
         let o = opts.clone();
-        let parser = InProcess::spawn(move |l, s| async move { strata_parser::run(l, &o, s).await }).await;
+        let parser =
+            InProcess::spawn(move |l, s| async move { strata_parser::run(l, &o, s).await }).await;
         let mut list = Vec::new();
         for i in 0..executors {
             let config = strata_executor::Config {
@@ -48,15 +67,32 @@ impl Farm {
                 tag_index_addr: tags.addr.clone(),
             };
             let o = opts.clone();
-            list.push(InProcess::spawn(move |l, s| async move { strata_executor::run(config, l, &o, s).await }).await);
+            list.push(
+                InProcess::spawn(move |l, s| async move {
+                    strata_executor::run(config, l, &o, s).await
+                })
+                .await,
+            );
         }
-        strata_test_support::wait_until_serving(&store.addr, Duration::from_secs(30)).await.unwrap();
-        strata_test_support::wait_until_serving(&tags.addr, Duration::from_secs(30)).await.unwrap();
-        Self { _dir: dir, store, tags, _parser: parser, executors: list }
+        strata_test_support::wait_until_serving(&store.addr, Duration::from_secs(30))
+            .await
+            .unwrap();
+        strata_test_support::wait_until_serving(&tags.addr, Duration::from_secs(30))
+            .await
+            .unwrap();
+        Self {
+            _dir: dir,
+            store,
+            tags,
+            _parser: parser,
+            executors: list,
+        }
     }
 
     fn store(&self) -> LayerStoreClient<Channel> {
-        LayerStoreClient::new(self.store.channel()).max_encoding_message_size(64 << 20).max_decoding_message_size(64 << 20)
+        LayerStoreClient::new(self.store.channel())
+            .max_encoding_message_size(64 << 20)
+            .max_decoding_message_size(64 << 20)
     }
 
     fn executor(&self, i: usize) -> ExecutorClient<Channel> {
@@ -66,12 +102,22 @@ impl Farm {
     async fn put(&self, bytes: Vec<u8>, media: &str) -> String {
         let digest = Digest::of(&bytes).to_string();
         let mut msgs = vec![WriteBlobRequest {
-            part: Some(Part::Start(WriteStart { expected_digest: digest.clone(), expected_size: bytes.len() as i64, media_type: media.into(), ..Default::default() })),
+            part: Some(Part::Start(WriteStart {
+                expected_digest: digest.clone(),
+                expected_size: bytes.len() as i64,
+                media_type: media.into(),
+                ..Default::default()
+            })),
         }];
         for c in bytes.chunks(1 << 20) {
-            msgs.push(WriteBlobRequest { part: Some(Part::Data(c.to_vec())) });
+            msgs.push(WriteBlobRequest {
+                part: Some(Part::Data(c.to_vec())),
+            });
         }
-        self.store().write_blob(futures::stream::iter(msgs)).await.unwrap();
+        self.store()
+            .write_blob(futures::stream::iter(msgs))
+            .await
+            .unwrap();
         digest
     }
 
@@ -81,8 +127,14 @@ impl Farm {
         let config = ImageConfig {
             architecture: "amd64".into(),
             os: "linux".into(),
-            rootfs: RootFs { kind: "layers".into(), diff_ids: vec![diff_id.clone()] },
-            history: vec![History { created_by: Some("test".into()), ..Default::default() }],
+            rootfs: RootFs {
+                kind: "layers".into(),
+                diff_ids: vec![diff_id.clone()],
+            },
+            history: vec![History {
+                created_by: Some("test".into()),
+                ..Default::default()
+            }],
             ..Default::default()
         };
         let cbytes = config.to_json();
@@ -90,17 +142,29 @@ impl Farm {
         let cdigest = self.put(cbytes, media_type::OCI_CONFIG).await;
         let manifest = Manifest::oci(
             Descriptor::new(media_type::OCI_CONFIG, cdigest, csize),
-            vec![Descriptor::new(media_type::OCI_LAYER_TAR, diff_id, layer.len() as i64)],
+            vec![Descriptor::new(
+                media_type::OCI_LAYER_TAR,
+                diff_id,
+                layer.len() as i64,
+            )],
         );
         let mdigest = self.put(manifest.to_json(), media_type::OCI_MANIFEST).await;
         TagIndexClient::new(self.tags.channel())
-            .set_tag(SetTagRequest { name: name.into(), digest: mdigest, expected_digest: None })
+            .set_tag(SetTagRequest {
+                name: name.into(),
+                digest: mdigest,
+                expected_digest: None,
+            })
             .await
             .unwrap();
     }
 
     async fn busybox(&self) {
-        self.image("busybox:latest", std::fs::read(crate::build::busybox_tar()).unwrap()).await;
+        self.image(
+            "busybox:latest",
+            std::fs::read(crate::build::busybox_tar()).unwrap(),
+        )
+        .await;
     }
 
     /// Stores a context holding `files` and returns its digest.
@@ -114,7 +178,8 @@ impl Farm {
             h.set_cksum();
             b.append(&h, content.as_bytes()).unwrap();
         }
-        self.put(b.into_inner().unwrap(), media_type::BUILD_CONTEXT).await
+        self.put(b.into_inner().unwrap(), media_type::BUILD_CONTEXT)
+            .await
     }
 }
 
@@ -139,14 +204,26 @@ fn request(dockerfile: &str, context: &str, tags: &[&str]) -> BuildRequest {
 fn done(events: &[Event]) -> &strata_proto::executor::ImageDone {
     events
         .iter()
-        .find_map(|e| if let Event::Image(d) = e { Some(d) } else { None })
+        .find_map(|e| {
+            if let Event::Image(d) = e {
+                Some(d)
+            } else {
+                None
+            }
+        })
         .unwrap_or_else(|| panic!("no image: {events:?}"))
 }
 
 fn error(events: &[Event]) -> &strata_proto::executor::BuildError {
     events
         .iter()
-        .find_map(|e| if let Event::Error(d) = e { Some(d) } else { None })
+        .find_map(|e| {
+            if let Event::Error(d) = e {
+                Some(d)
+            } else {
+                None
+            }
+        })
         .unwrap_or_else(|| panic!("no error: {events:?}"))
 }
 
@@ -157,11 +234,29 @@ async fn a_step_built_by_one_executor_is_a_cache_hit_for_another() {
     let ctx = farm.context(&[("a.txt", "shared cache\n")]).await;
     let df = "FROM busybox:latest\nCOPY a.txt /a.txt\nRUN cat /a.txt > /b.txt\n";
     let first = build(&mut farm.executor(0), request(df, &ctx, &["one"])).await;
-    let started = first.iter().find_map(|e| if let Event::Started(s) = e { Some(s.runtime.clone()) } else { None }).unwrap();
-    assert!(started.contains("runc") || started.contains("crun"), "{started}");
+    let started = first
+        .iter()
+        .find_map(|e| {
+            if let Event::Started(s) = e {
+                Some(s.runtime.clone())
+            } else {
+                None
+            }
+        })
+        .unwrap();
+    assert!(
+        started.contains("runc") || started.contains("crun"),
+        "{started}"
+    );
     let second = build(&mut farm.executor(1), request(df, &ctx, &["two"])).await;
-    let cached = second.iter().filter(|e| matches!(e, Event::StepCached(_))).count();
-    assert_eq!(cached, 2, "COPY and RUN hit on the other executor: {second:?}");
+    let cached = second
+        .iter()
+        .filter(|e| matches!(e, Event::StepCached(_)))
+        .count();
+    assert_eq!(
+        cached, 2,
+        "COPY and RUN hit on the other executor: {second:?}"
+    );
     assert_eq!(done(&first).manifest_digest, done(&second).manifest_digest);
 }
 
@@ -170,7 +265,11 @@ async fn a_build_cancelled_mid_run_kills_the_container_unmounts_and_tags_nothing
     let farm = Farm::start(1).await;
     farm.busybox().await;
     let mut client = farm.executor(0);
-    let mut req = request("FROM busybox:latest\nRUN echo started && sleep 300\n", "", &["cancelled:latest"]);
+    let mut req = request(
+        "FROM busybox:latest\nRUN echo started && sleep 300\n",
+        "",
+        &["cancelled:latest"],
+    );
     req.build_id = "cancel-me".into();
     let mut stream = client.build(req).await.unwrap().into_inner();
     // wait until the RUN printed its first line: the container is running
@@ -182,18 +281,42 @@ async fn a_build_cancelled_mid_run_kills_the_container_unmounts_and_tags_nothing
             break;
         }
     }
-    let cancelled = client.cancel_build(CancelBuildRequest { build_id: "cancel-me".into() }).await.unwrap().into_inner();
+    let cancelled = client
+        .cancel_build(CancelBuildRequest {
+            build_id: "cancel-me".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert!(cancelled.cancelled);
     let mut rest = Vec::new();
-    while let Some(BuildEvent { event: Some(e), .. }) = tokio::time::timeout(Duration::from_secs(30), stream.message()).await.unwrap().unwrap() {
+    while let Some(BuildEvent { event: Some(e), .. }) =
+        tokio::time::timeout(Duration::from_secs(30), stream.message())
+            .await
+            .unwrap()
+            .unwrap()
+    {
         rest.push(e);
     }
     assert_eq!(error(&rest).code, "Cancelled");
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
-    assert!(!mounts.contains(farm._dir.path().to_str().unwrap()), "a mount was left behind:\n{mounts}");
-    let ps = std::process::Command::new("ps").args(["-eo", "args"]).output().unwrap();
-    assert!(!String::from_utf8_lossy(&ps.stdout).contains("sleep 300"), "the container still runs");
-    let tag = TagIndexClient::new(farm.tags.channel()).resolve_tag(ResolveTagRequest { name: "cancelled:latest".into() }).await;
+    assert!(
+        !mounts.contains(farm._dir.path().to_str().unwrap()),
+        "a mount was left behind:\n{mounts}"
+    );
+    let ps = std::process::Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&ps.stdout).contains("sleep 300"),
+        "the container still runs"
+    );
+    let tag = TagIndexClient::new(farm.tags.channel())
+        .resolve_tag(ResolveTagRequest {
+            name: "cancelled:latest".into(),
+        })
+        .await;
     assert_eq!(tag.unwrap_err().code(), tonic::Code::NotFound);
 }
 
@@ -205,12 +328,20 @@ fn hostile_layer(entries: &[(&str, tar::EntryType, Option<&str>)]) -> Vec<u8> {
         field[..name.len()].copy_from_slice(name.as_bytes());
         h.set_entry_type(*kind);
         h.set_mode(0o644);
-        h.set_size(if *kind == tar::EntryType::Regular { 4 } else { 0 });
+        h.set_size(if *kind == tar::EntryType::Regular {
+            4
+        } else {
+            0
+        });
         if let Some(l) = link {
             h.set_link_name_literal(l).unwrap();
         }
         h.set_cksum();
-        let data: &[u8] = if *kind == tar::EntryType::Regular { b"evil" } else { b"" };
+        let data: &[u8] = if *kind == tar::EntryType::Regular {
+            b"evil"
+        } else {
+            b""
+        };
         b.append(&h, data).unwrap();
     }
     b.into_inner().unwrap()
@@ -221,10 +352,25 @@ async fn hostile_base_layers_are_refused_and_write_nothing_outside() {
     use tar::EntryType::*;
     let farm = Farm::start(1).await;
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("dotdot", hostile_layer(&[("../../../../tmp/strata-evil-dotdot", Regular, None)])),
-        ("absolute", hostile_layer(&[("/tmp/strata-evil-abs", Regular, None)])),
-        ("symlink-parent", hostile_layer(&[("up", Symlink, Some("/tmp")), ("up/strata-evil-link", Regular, None)])),
-        ("hardlink-outside", hostile_layer(&[("pw", Link, Some("../../../../etc/passwd"))])),
+        (
+            "dotdot",
+            hostile_layer(&[("../../../../tmp/strata-evil-dotdot", Regular, None)]),
+        ),
+        (
+            "absolute",
+            hostile_layer(&[("/tmp/strata-evil-abs", Regular, None)]),
+        ),
+        (
+            "symlink-parent",
+            hostile_layer(&[
+                ("up", Symlink, Some("/tmp")),
+                ("up/strata-evil-link", Regular, None),
+            ]),
+        ),
+        (
+            "hardlink-outside",
+            hostile_layer(&[("pw", Link, Some("../../../../etc/passwd"))]),
+        ),
     ];
     for (name, layer) in cases {
         farm.image(&format!("hostile-{name}:latest"), layer).await;
@@ -232,9 +378,17 @@ async fn hostile_base_layers_are_refused_and_write_nothing_outside() {
         let events = build(&mut farm.executor(0), request(&df, "", &[])).await;
         let e = error(&events);
         assert_eq!(e.code, "InvalidArgument", "{name}: {e:?}");
-        assert!(e.message.contains("unsafe layer entry"), "{name}: {}", e.message);
+        assert!(
+            e.message.contains("unsafe layer entry"),
+            "{name}: {}",
+            e.message
+        );
     }
-    for leaked in ["/tmp/strata-evil-dotdot", "/tmp/strata-evil-abs", "/tmp/strata-evil-link"] {
+    for leaked in [
+        "/tmp/strata-evil-dotdot",
+        "/tmp/strata-evil-abs",
+        "/tmp/strata-evil-link",
+    ] {
         assert!(!Path::new(leaked).exists(), "{leaked} was written");
     }
 }
@@ -249,20 +403,34 @@ async fn add_downloads_a_url_and_checks_its_checksum() {
     let body = "downloaded content\n";
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = listener.accept().await else { break };
+            let Ok((mut s, _)) = listener.accept().await else {
+                break;
+            };
             let mut buf = [0u8; 1024];
             let _ = s.read(&mut buf).await;
-            let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
             let _ = s.write_all(resp.as_bytes()).await;
         }
     });
     let sum = Digest::of(body.as_bytes());
-    let df = format!("FROM busybox:latest\nADD --checksum={sum} http://127.0.0.1:{port}/files/data.txt /srv/\nRUN test \"$(cat /srv/data.txt)\" = \"downloaded content\"\n");
+    let df = format!(
+        "FROM busybox:latest\nADD --checksum={sum} http://127.0.0.1:{port}/files/data.txt /srv/\nRUN test \"$(cat /srv/data.txt)\" = \"downloaded content\"\n"
+    );
     let events = build(&mut farm.executor(0), request(&df, "", &["added"])).await;
     done(&events);
-    let bad = format!("FROM busybox:latest\nADD --checksum=sha256:{} http://127.0.0.1:{port}/x /x\n", "0".repeat(64));
+    let bad = format!(
+        "FROM busybox:latest\nADD --checksum=sha256:{} http://127.0.0.1:{port}/x /x\n",
+        "0".repeat(64)
+    );
     let events = build(&mut farm.executor(0), request(&bad, "", &[])).await;
-    assert!(error(&events).message.contains("digest mismatch"), "{:?}", error(&events));
+    assert!(
+        error(&events).message.contains("digest mismatch"),
+        "{:?}",
+        error(&events)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -286,7 +454,11 @@ ONBUILD RUN echo child
     let d = done(&events);
     let mut store = farm.store();
     let mut stream = store
-        .read_blob(strata_proto::layer_store::ReadBlobRequest { digest: d.config_digest.clone(), offset: 0, length: 0 })
+        .read_blob(strata_proto::layer_store::ReadBlobRequest {
+            digest: d.config_digest.clone(),
+            offset: 0,
+            length: 0,
+        })
         .await
         .unwrap()
         .into_inner();
@@ -298,13 +470,31 @@ ONBUILD RUN echo child
     let c = &config.config;
     assert_eq!(c.user.as_deref(), Some("nobody"));
     assert_eq!(c.entrypoint, Some(vec!["/bin/sh".into(), "-c".into()]));
-    assert_eq!(c.cmd, Some(vec!["/bin/sh".into(), "-c".into(), "echo hi".into()]));
-    assert_eq!(c.env_var("PATH"), Some("/app/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"));
-    assert_eq!(c.healthcheck.as_ref().unwrap().interval, Some(300_000_000_000));
+    assert_eq!(
+        c.cmd,
+        Some(vec!["/bin/sh".into(), "-c".into(), "echo hi".into()])
+    );
+    assert_eq!(
+        c.env_var("PATH"),
+        Some("/app/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    );
+    assert_eq!(
+        c.healthcheck.as_ref().unwrap().interval,
+        Some(300_000_000_000)
+    );
     assert_eq!(c.on_build, Some(vec!["RUN echo child".into()]));
     assert_eq!(c.shell, Some(vec!["/bin/sh".into(), "-ec".into()]));
-    let by: Vec<&str> = config.history.iter().filter_map(|h| h.created_by.as_deref()).collect();
-    assert!(by.contains(&"RUN |1 VERSION=1.2 /bin/sh -ec echo \"$VERSION $APP $(id -u)\" > /tmp/out # buildkit"), "{by:?}");
+    let by: Vec<&str> = config
+        .history
+        .iter()
+        .filter_map(|h| h.created_by.as_deref())
+        .collect();
+    assert!(
+        by.contains(
+            &"RUN |1 VERSION=1.2 /bin/sh -ec echo \"$VERSION $APP $(id -u)\" > /tmp/out # buildkit"
+        ),
+        "{by:?}"
+    );
     assert!(by.contains(&"HEALTHCHECK {Test:[CMD-SHELL wget -q localhost] Interval:5m0s Timeout:3s StartPeriod:0s StartInterval:0s Retries:0}"), "{by:?}");
     assert!(by.contains(&"VOLUME [/data]"), "{by:?}");
 }

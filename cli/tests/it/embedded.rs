@@ -22,10 +22,16 @@ fn health_runs_the_four_services_embedded() {
     let root = tempfile::tempdir().unwrap();
     let out = strata(root.path(), &["health"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for svc in ["Parser", "LayerStore", "TagIndex", "Executor"] {
         assert!(
-            stdout.lines().any(|l| l.contains(svc) && l.contains("SERVING")),
+            stdout
+                .lines()
+                .any(|l| l.contains(svc) && l.contains("SERVING")),
             "{svc} not SERVING:\n{stdout}"
         );
     }
@@ -54,7 +60,10 @@ fn concurrent_commands_over_one_root_all_succeed() {
         let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{stderr}");
-        assert!(!stderr.to_lowercase().contains("lock"), "raw lock error leaked: {stderr}");
+        assert!(
+            !stderr.to_lowercase().contains("lock"),
+            "raw lock error leaked: {stderr}"
+        );
     }
 }
 
@@ -76,14 +85,28 @@ async fn commands_use_a_running_serve_over_the_same_root() {
         .expect("strata serve did not come up");
     let out = strata(root.path(), &["health"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("(server at unix://"), "did not use the serve socket:\n{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("(server at unix://"),
+        "did not use the serve socket:\n{stdout}"
+    );
     // a second serve over the same root is refused with a clear message
     let out = strata(root.path(), &["serve"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("another strata process is using"));
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(serve.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(serve.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     let status = serve.wait().unwrap();
     assert!(status.success(), "serve exit {status:?}");
-    assert!(!root.path().join("strata.sock").exists(), "socket left behind");
+    assert!(
+        !root.path().join("strata.sock").exists(),
+        "socket left behind"
+    );
 }

@@ -26,20 +26,20 @@ use strata_proto::{
     parser::{self as pp, instruction::Detail},
     tag_index as ti,
 };
-use strata_types::{media_type, Digest, Reference};
+use strata_types::{Digest, Reference, media_type};
 use tokio::sync::mpsc;
 use tonic::Status;
 use tracing::{info, warn};
 
-use crate::cache_key::{self, Preimage, PREIMAGE_VERSION};
+use crate::cache_key::{self, PREIMAGE_VERSION, Preimage};
 use crate::copy::{self as cp, CopyAttrs};
 use crate::error::ExecutorError;
 use crate::history::{self, COMMENT};
-use crate::layer_tar::{write_layer, Change, HashingWriter, LayerOptions};
+use crate::layer_tar::{Change, HashingWriter, LayerOptions, write_layer};
 use crate::local_cache::{Context, LocalCache};
-use crate::peers::{write_blob, ChannelWriter, Peers};
+use crate::peers::{ChannelWriter, Peers, write_blob};
 use crate::rootpath::{clean, resolve_in_root};
-use crate::runtime::{RunSpec, Runtime, MOUNT_POINTS};
+use crate::runtime::{MOUNT_POINTS, RunSpec, Runtime};
 use crate::snapshot::{Snapshot, SnapshotterKind};
 
 /// The default per-RUN timeout.
@@ -114,9 +114,14 @@ impl Events {
     /// Sends one event.
     pub async fn send(&self, event: Event) -> Result<(), ExecutorError> {
         let Some(tx) = &self.tx else { return Ok(()) };
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         let ev = pb::BuildEvent {
-            time: Some(prost_types::Timestamp { seconds: now.as_secs() as i64, nanos: now.subsec_nanos() as i32 }),
+            time: Some(prost_types::Timestamp {
+                seconds: now.as_secs() as i64,
+                nanos: now.subsec_nanos() as i32,
+            }),
             event: Some(event),
         };
         tx.send(Ok(ev)).await.map_err(|_| ExecutorError::Cancelled)
@@ -155,7 +160,12 @@ impl Engine {
     /// Opens the executor's directory.
     pub fn open(dir: &Path, peers: Peers) -> Result<Self, ExecutorError> {
         let local = LocalCache::open(dir)?;
-        Ok(Self { dir: dir.to_path_buf(), peers, local, runtime: tokio::sync::OnceCell::new() })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            peers,
+            local,
+            runtime: tokio::sync::OnceCell::new(),
+        })
     }
 
     /// The runtime and snapshotter, probed on first use.
@@ -175,15 +185,29 @@ impl Engine {
     }
 
     /// Runs a build; the result is also sent as the last event.
-    pub async fn build(&self, req: pb::BuildRequest, build_id: String, events: Events) -> Result<pb::ImageDone, ExecutorError> {
+    pub async fn build(
+        &self,
+        req: pb::BuildRequest,
+        build_id: String,
+        events: Events,
+    ) -> Result<pb::ImageDone, ExecutorError> {
         let mut ctx = self.prepare(&req, build_id, events, Mode::Build).await?;
-        let total: u32 = ctx.parsed.build_order.iter().map(|i| 1 + ctx.parsed.stages[*i as usize].instructions.len() as u32).sum();
+        let total: u32 = ctx
+            .parsed
+            .build_order
+            .iter()
+            .map(|i| 1 + ctx.parsed.stages[*i as usize].instructions.len() as u32)
+            .sum();
         let runtime = match self.runtime().await {
             Ok((r, k)) => format!("{}, {k}", r.describe()),
             Err(e) => format!("unavailable: {e}"),
         };
         ctx.events
-            .send(Event::Started(pb::BuildStarted { build_id: ctx.build_id.clone(), total_steps: total, runtime }))
+            .send(Event::Started(pb::BuildStarted {
+                build_id: ctx.build_id.clone(),
+                total_steps: total,
+                runtime,
+            }))
             .await?;
         ctx.lease = self.create_lease(&ctx.build_id).await;
         let result = self.run_stages(&ctx).await;
@@ -192,40 +216,75 @@ impl Engine {
             Err(e) => Err(e),
         };
         if let Some(lease) = &ctx.lease {
-            let _ = self.peers.store.clone().delete_lease(ls::DeleteLeaseRequest { id: lease.clone() }).await;
+            let _ = self
+                .peers
+                .store
+                .clone()
+                .delete_lease(ls::DeleteLeaseRequest { id: lease.clone() })
+                .await;
         }
         done
     }
 
     /// Computes every step's key and explains the misses.
-    pub async fn explain(&self, req: pb::BuildRequest) -> Result<pb::ExplainBuildResponse, ExecutorError> {
-        let ctx = self.prepare(&req, "explain".into(), Events::none(), Mode::Explain).await?;
+    pub async fn explain(
+        &self,
+        req: pb::BuildRequest,
+    ) -> Result<pb::ExplainBuildResponse, ExecutorError> {
+        let ctx = self
+            .prepare(&req, "explain".into(), Events::none(), Mode::Explain)
+            .await?;
         self.run_stages(&ctx).await?;
-        Ok(pb::ExplainBuildResponse { steps: ctx.explanations.into_inner() })
+        Ok(pb::ExplainBuildResponse {
+            steps: ctx.explanations.into_inner(),
+        })
     }
 
-    async fn prepare<'a>(&self, req: &'a pb::BuildRequest, build_id: String, events: Events, mode: Mode) -> Result<BuildCtx<'a>, ExecutorError> {
+    async fn prepare<'a>(
+        &self,
+        req: &'a pb::BuildRequest,
+        build_id: String,
+        events: Events,
+        mode: Mode,
+    ) -> Result<BuildCtx<'a>, ExecutorError> {
         for tag in &req.tags {
-            Reference::parse_tag(tag).map_err(|e| ExecutorError::InvalidArgument(format!("invalid tag {tag:?}: {e}")))?;
+            Reference::parse_tag(tag)
+                .map_err(|e| ExecutorError::InvalidArgument(format!("invalid tag {tag:?}: {e}")))?;
         }
         let context = if req.context_digest.is_empty() {
             None
         } else {
-            Some(self.local.ensure_context(&self.peers, &req.context_digest).await?)
+            Some(
+                self.local
+                    .ensure_context(&self.peers, &req.context_digest)
+                    .await?,
+            )
         };
         let dockerfile = if !req.dockerfile_content.is_empty() {
             req.dockerfile_content.clone()
         } else {
-            let name = if req.dockerfile_path.is_empty() { "Dockerfile" } else { &req.dockerfile_path };
-            let ctx = context
-                .as_ref()
-                .ok_or_else(|| ExecutorError::InvalidArgument("no Dockerfile: send dockerfile_content or a context holding it".into()))?;
+            let name = if req.dockerfile_path.is_empty() {
+                "Dockerfile"
+            } else {
+                &req.dockerfile_path
+            };
+            let ctx = context.as_ref().ok_or_else(|| {
+                ExecutorError::InvalidArgument(
+                    "no Dockerfile: send dockerfile_content or a context holding it".into(),
+                )
+            })?;
             let path = resolve_in_root(&ctx.dir, name, true)?;
-            std::fs::read(&path).map_err(|_| ExecutorError::NotFound(format!("the build context has no {name}")))?
+            std::fs::read(&path)
+                .map_err(|_| ExecutorError::NotFound(format!("the build context has no {name}")))?
         };
         let mut parsed = self.parse(&dockerfile, req, HashMap::new()).await?;
         let mut bases = HashMap::new();
-        for &i in &parsed.dockerfile.as_ref().map(|d| d.build_order.clone()).unwrap_or_default() {
+        for &i in &parsed
+            .dockerfile
+            .as_ref()
+            .map(|d| d.build_order.clone())
+            .unwrap_or_default()
+        {
             let stage = &parsed.dockerfile.as_ref().expect("parsed").stages[i as usize];
             if stage.scratch || stage.base_stage.is_some() || bases.contains_key(&stage.base) {
                 continue;
@@ -247,12 +306,19 @@ impl Engine {
                     .flatten()
                     .map(|e| {
                         let (k, v) = e.split_once('=').unwrap_or((e, ""));
-                        pp::KeyValue { key: k.to_owned(), value: v.to_owned() }
+                        pp::KeyValue {
+                            key: k.to_owned(),
+                            value: v.to_owned(),
+                        }
                     })
                     .collect();
                 (
                     name.clone(),
-                    pp::BaseImageDefaults { env, working_dir: c.working_dir.clone().unwrap_or_default(), shell: c.shell.clone().unwrap_or_default() },
+                    pp::BaseImageDefaults {
+                        env,
+                        working_dir: c.working_dir.clone().unwrap_or_default(),
+                        shell: c.shell.clone().unwrap_or_default(),
+                    },
                 )
             })
             .collect();
@@ -261,10 +327,16 @@ impl Engine {
         }
         for w in &parsed.warnings {
             events
-                .send(Event::Warning(pb::BuildWarning { rule: w.rule.clone(), message: w.message.clone(), line: w.span.map_or(0, |s| s.start_line) }))
+                .send(Event::Warning(pb::BuildWarning {
+                    rule: w.rule.clone(),
+                    message: w.message.clone(),
+                    line: w.span.map_or(0, |s| s.start_line),
+                }))
                 .await?;
         }
-        let parsed = parsed.dockerfile.ok_or_else(|| ExecutorError::Internal("the parser returned no Dockerfile".into()))?;
+        let parsed = parsed
+            .dockerfile
+            .ok_or_else(|| ExecutorError::Internal("the parser returned no Dockerfile".into()))?;
         Ok(BuildCtx {
             req,
             build_id,
@@ -279,28 +351,55 @@ impl Engine {
         })
     }
 
-    async fn parse(&self, content: &[u8], req: &pb::BuildRequest, base_images: HashMap<String, pp::BaseImageDefaults>) -> Result<pp::ParseDockerfileResponse, ExecutorError> {
+    async fn parse(
+        &self,
+        content: &[u8],
+        req: &pb::BuildRequest,
+        base_images: HashMap<String, pp::BaseImageDefaults>,
+    ) -> Result<pp::ParseDockerfileResponse, ExecutorError> {
         let request = pp::ParseDockerfileRequest {
             content: content.to_vec(),
-            filename: if req.dockerfile_path.is_empty() { "Dockerfile".into() } else { req.dockerfile_path.clone() },
+            filename: if req.dockerfile_path.is_empty() {
+                "Dockerfile".into()
+            } else {
+                req.dockerfile_path.clone()
+            },
             build_args: req.build_args.clone(),
             target: req.target.clone(),
             platform: None,
             include_ast_dump: false,
             base_images,
         };
-        let response = self.peers.parser.clone().parse_dockerfile(request).await.map_err(|s| match s.code() {
-            tonic::Code::InvalidArgument | tonic::Code::NotFound => ExecutorError::InvalidArgument(s.message().to_owned()),
-            _ => ExecutorError::peer("parser")(s),
-        })?;
+        let response = self
+            .peers
+            .parser
+            .clone()
+            .parse_dockerfile(request)
+            .await
+            .map_err(|s| match s.code() {
+                tonic::Code::InvalidArgument | tonic::Code::NotFound => {
+                    ExecutorError::InvalidArgument(s.message().to_owned())
+                }
+                _ => ExecutorError::peer("parser")(s),
+            })?;
         Ok(response.into_inner())
     }
 
     async fn resolve_image(&self, name: &str) -> Result<BaseImage, ExecutorError> {
-        let reference = Reference::parse(name).map_err(|e| ExecutorError::InvalidArgument(format!("invalid image reference {name:?}: {e}")))?;
+        let reference = Reference::parse(name).map_err(|e| {
+            ExecutorError::InvalidArgument(format!("invalid image reference {name:?}: {e}"))
+        })?;
         let manifest_digest = match reference.digest() {
             Some(d) => d.to_string(),
-            None => match self.peers.tags.clone().resolve_tag(ti::ResolveTagRequest { name: name.to_owned() }).await {
+            None => match self
+                .peers
+                .tags
+                .clone()
+                .resolve_tag(ti::ResolveTagRequest {
+                    name: name.to_owned(),
+                })
+                .await
+            {
                 Ok(t) => t.into_inner().digest,
                 Err(s) if s.code() == tonic::Code::NotFound => {
                     return Err(ExecutorError::NotFound(format!(
@@ -310,28 +409,53 @@ impl Engine {
                 Err(s) => return Err(ExecutorError::peer("tag index")(s)),
             },
         };
-        let missing = |what: &str| ExecutorError::NotFound(format!("image {name:?}: {what} is not in the layer store"));
-        let bytes = self.peers.get_blob(&manifest_digest).await.map_err(|e| match e {
-            ExecutorError::Peer { status, .. } if status.code() == tonic::Code::NotFound => missing(&format!("manifest {manifest_digest}")),
-            e => e,
-        })?;
+        let missing = |what: &str| {
+            ExecutorError::NotFound(format!("image {name:?}: {what} is not in the layer store"))
+        };
+        let bytes = self
+            .peers
+            .get_blob(&manifest_digest)
+            .await
+            .map_err(|e| match e {
+                ExecutorError::Peer { status, .. } if status.code() == tonic::Code::NotFound => {
+                    missing(&format!("manifest {manifest_digest}"))
+                }
+                e => e,
+            })?;
         let bytes = match serde_json::from_slice::<serde_json::Value>(&bytes) {
             Ok(v) if v.get("manifests").is_some() => {
-                let index: strata_image::Index = serde_json::from_value(v)
-                    .map_err(|e| ExecutorError::InvalidArgument(format!("image {name:?}: invalid index: {e}")))?;
+                let index: strata_image::Index = serde_json::from_value(v).map_err(|e| {
+                    ExecutorError::InvalidArgument(format!("image {name:?}: invalid index: {e}"))
+                })?;
                 let pick = index
                     .manifests
                     .iter()
-                    .find(|d| d.platform.as_ref().is_none_or(|p| p.os == "linux" && p.architecture == "amd64"))
-                    .ok_or_else(|| ExecutorError::NotFound(format!("image {name:?} has no linux/amd64 manifest")))?;
+                    .find(|d| {
+                        d.platform
+                            .as_ref()
+                            .is_none_or(|p| p.os == "linux" && p.architecture == "amd64")
+                    })
+                    .ok_or_else(|| {
+                        ExecutorError::NotFound(format!(
+                            "image {name:?} has no linux/amd64 manifest"
+                        ))
+                    })?;
                 self.peers.get_blob(&pick.digest).await?
             }
             _ => bytes,
         };
-        let manifest = Manifest::parse(&bytes).map_err(|e| ExecutorError::InvalidArgument(format!("image {name:?}: {e}")))?;
-        let config_bytes = self.peers.get_blob(&manifest.config.digest).await.map_err(|_| missing(&format!("config {}", manifest.config.digest)))?;
-        let config = ImageConfig::parse(&config_bytes).map_err(|e| ExecutorError::InvalidArgument(format!("image {name:?}: {e}")))?;
-        manifest.validate_against(&config).map_err(|e| ExecutorError::InvalidArgument(format!("image {name:?}: {e}")))?;
+        let manifest = Manifest::parse(&bytes)
+            .map_err(|e| ExecutorError::InvalidArgument(format!("image {name:?}: {e}")))?;
+        let config_bytes = self
+            .peers
+            .get_blob(&manifest.config.digest)
+            .await
+            .map_err(|_| missing(&format!("config {}", manifest.config.digest)))?;
+        let config = ImageConfig::parse(&config_bytes)
+            .map_err(|e| ExecutorError::InvalidArgument(format!("image {name:?}: {e}")))?;
+        manifest
+            .validate_against(&config)
+            .map_err(|e| ExecutorError::InvalidArgument(format!("image {name:?}: {e}")))?;
         let layers = config
             .rootfs
             .diff_ids
@@ -339,13 +463,19 @@ impl Engine {
             .zip(&manifest.layers)
             .map(|(diff_id, d)| {
                 Ok(Layer {
-                    diff_id: Digest::parse(diff_id).map_err(|e| ExecutorError::InvalidArgument(format!("image {name:?}: bad diff_id: {e}")))?,
+                    diff_id: Digest::parse(diff_id).map_err(|e| {
+                        ExecutorError::InvalidArgument(format!("image {name:?}: bad diff_id: {e}"))
+                    })?,
                     blob: d.digest.clone(),
                     size: d.size,
                 })
             })
             .collect::<Result<Vec<_>, ExecutorError>>()?;
-        Ok(BaseImage { manifest_digest, config, layers })
+        Ok(BaseImage {
+            manifest_digest,
+            config,
+            layers,
+        })
     }
 
     async fn create_lease(&self, build_id: &str) -> Option<String> {
@@ -365,7 +495,15 @@ impl Engine {
 
     async fn lease_add(&self, ctx: &BuildCtx<'_>, digests: Vec<String>) {
         if let Some(id) = &ctx.lease {
-            let _ = self.peers.store.clone().add_lease_resources(ls::AddLeaseResourcesRequest { id: id.clone(), digests }).await;
+            let _ = self
+                .peers
+                .store
+                .clone()
+                .add_lease_resources(ls::AddLeaseResourcesRequest {
+                    id: id.clone(),
+                    digests,
+                })
+                .await;
         }
     }
 
@@ -383,7 +521,13 @@ impl Engine {
             .ok_or_else(|| ExecutorError::Internal("the target stage was not built".into()))
     }
 
-    async fn run_stage(&self, ctx: &BuildCtx<'_>, stage: &pp::Stage, first_step: u32, results: &HashMap<u32, StageResult>) -> Result<StageResult, ExecutorError> {
+    async fn run_stage(
+        &self,
+        ctx: &BuildCtx<'_>,
+        stage: &pp::Stage,
+        first_step: u32,
+        results: &HashMap<u32, StageResult>,
+    ) -> Result<StageResult, ExecutorError> {
         let from_step = first_step + 1;
         let started = Instant::now();
         ctx.events
@@ -399,30 +543,68 @@ impl Engine {
             let config = ImageConfig {
                 architecture: "amd64".into(),
                 os: "linux".into(),
-                rootfs: RootFs { kind: "layers".into(), diff_ids: vec![] },
+                rootfs: RootFs {
+                    kind: "layers".into(),
+                    diff_ids: vec![],
+                },
                 ..Default::default()
             };
             (config, vec![], Digest::of(b"strata:scratch").to_string())
         } else if let Some(b) = stage.base_stage {
-            let r = results.get(&b).ok_or_else(|| ExecutorError::Internal(format!("stage {b} was not built before stage {}", stage.index)))?;
+            let r = results.get(&b).ok_or_else(|| {
+                ExecutorError::Internal(format!(
+                    "stage {b} was not built before stage {}",
+                    stage.index
+                ))
+            })?;
             (r.config.clone(), r.layers.clone(), r.key.clone())
         } else {
-            let base = ctx.bases.get(&stage.base).ok_or_else(|| ExecutorError::Internal(format!("base {} not resolved", stage.base)))?;
-            (base.config.clone(), base.layers.clone(), base.manifest_digest.clone())
+            let base = ctx.bases.get(&stage.base).ok_or_else(|| {
+                ExecutorError::Internal(format!("base {} not resolved", stage.base))
+            })?;
+            (
+                base.config.clone(),
+                base.layers.clone(),
+                base.manifest_digest.clone(),
+            )
         };
         if config.config.env_var("PATH").is_none() {
-            config.config.set_env_var("PATH", strata_dockerfile::DEFAULT_PATH);
+            config
+                .config
+                .set_env_var("PATH", strata_dockerfile::DEFAULT_PATH);
         }
         config.config.on_build = None;
         config.architecture = "amd64".into();
         config.os = "linux".into();
         ctx.events
-            .send(Event::StepFinished(pb::StepFinished { step: from_step, duration_ms: started.elapsed().as_millis() as u64, cached: false }))
+            .send(Event::StepFinished(pb::StepFinished {
+                step: from_step,
+                duration_ms: started.elapsed().as_millis() as u64,
+                cached: false,
+            }))
             .await?;
         self.explain_meta(ctx, from_step, &stage.original).await;
-        let workdir = config.config.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into());
-        let shell = config.config.shell.clone().unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
-        let mut state = StageState { config, layers, base_key: key.clone(), key, workdir, shell, cmd_set: false, new_history: Vec::new() };
+        let workdir = config
+            .config
+            .working_dir
+            .clone()
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "/".into());
+        let shell = config
+            .config
+            .shell
+            .clone()
+            .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
+        let mut state = StageState {
+            config,
+            layers,
+            base_key: key.clone(),
+            key,
+            workdir,
+            shell,
+            cmd_set: false,
+            new_history: Vec::new(),
+        };
         for (i, inst) in stage.instructions.iter().enumerate() {
             let step = from_step + 1 + i as u32;
             self.run_instruction(ctx, stage, step, inst, &mut state, results)
@@ -433,7 +615,12 @@ impl Engine {
         // entries before any take the first layer step's, and with none at all: now.
         let fixed = ctx.req.source_date_epoch;
         let known: Vec<Option<i64>> = state.new_history.iter().map(|(_, t)| *t).collect();
-        let first = known.iter().flatten().next().copied().unwrap_or_else(history::now_unix);
+        let first = known
+            .iter()
+            .flatten()
+            .next()
+            .copied()
+            .unwrap_or_else(history::now_unix);
         let mut last = first;
         let mut latest = None;
         for (h, t) in &mut state.new_history {
@@ -445,12 +632,18 @@ impl Engine {
             latest = Some(latest.map_or(when, |l: i64| l.max(when)));
         }
         let mut config = state.config;
-        config.history.extend(state.new_history.into_iter().map(|(h, _)| h));
+        config
+            .history
+            .extend(state.new_history.into_iter().map(|(h, _)| h));
         if let Some(t) = fixed.or(latest) {
             config.created = Some(history::rfc3339(t));
         }
         config.rootfs.diff_ids = state.layers.iter().map(|l| l.diff_id.to_string()).collect();
-        Ok(StageResult { config, layers: state.layers, key: state.key })
+        Ok(StageResult {
+            config,
+            layers: state.layers,
+            key: state.key,
+        })
     }
 
     async fn explain_meta(&self, ctx: &BuildCtx<'_>, step: u32, instruction: &str) {
@@ -465,7 +658,15 @@ impl Engine {
         }
     }
 
-    async fn meta_step(&self, ctx: &BuildCtx<'_>, stage: &pp::Stage, step: u32, inst: &pp::Instruction, state: &mut StageState, created_by: Option<String>) -> Result<(), ExecutorError> {
+    async fn meta_step(
+        &self,
+        ctx: &BuildCtx<'_>,
+        stage: &pp::Stage,
+        step: u32,
+        inst: &pp::Instruction,
+        state: &mut StageState,
+        created_by: Option<String>,
+    ) -> Result<(), ExecutorError> {
         ctx.events
             .send(Event::StepStarted(pb::StepStarted {
                 step,
@@ -477,11 +678,23 @@ impl Engine {
             .await?;
         if let Some(created_by) = created_by {
             state.new_history.push((
-                History { created: None, created_by: Some(created_by), author: None, comment: Some(COMMENT.into()), empty_layer: true },
+                History {
+                    created: None,
+                    created_by: Some(created_by),
+                    author: None,
+                    comment: Some(COMMENT.into()),
+                    empty_layer: true,
+                },
                 None,
             ));
         }
-        ctx.events.send(Event::StepFinished(pb::StepFinished { step, duration_ms: 0, cached: false })).await?;
+        ctx.events
+            .send(Event::StepFinished(pb::StepFinished {
+                step,
+                duration_ms: 0,
+                cached: false,
+            }))
+            .await?;
         self.explain_meta(ctx, step, &inst.original).await;
         Ok(())
     }
@@ -496,7 +709,10 @@ impl Engine {
         results: &HashMap<u32, StageResult>,
     ) -> Result<(), ExecutorError> {
         let Some(detail) = &inst.detail else {
-            return Err(ExecutorError::InvalidArgument(format!("unsupported instruction {}", inst.keyword)));
+            return Err(ExecutorError::InvalidArgument(format!(
+                "unsupported instruction {}",
+                inst.keyword
+            )));
         };
         let c = &mut state.config.config;
         let shell_wrap = |shell: &[String], cmd: &pp::Command| -> Vec<String> {
@@ -513,14 +729,28 @@ impl Engine {
                 for p in &kv.pairs {
                     c.set_env_var(&p.key, &p.value);
                 }
-                Some(format!("ENV {}", kv.pairs.iter().map(|p| format!("{}={}", p.key, p.value)).collect::<Vec<_>>().join(" ")))
+                Some(format!(
+                    "ENV {}",
+                    kv.pairs
+                        .iter()
+                        .map(|p| format!("{}={}", p.key, p.value))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ))
             }
             Detail::Label(kv) => {
                 let labels = c.labels.get_or_insert_with(BTreeMap::new);
                 for p in &kv.pairs {
                     labels.insert(p.key.clone(), p.value.clone());
                 }
-                Some(format!("LABEL {}", kv.pairs.iter().map(|p| format!("{}={}", p.key, p.value)).collect::<Vec<_>>().join(" ")))
+                Some(format!(
+                    "LABEL {}",
+                    kv.pairs
+                        .iter()
+                        .map(|p| format!("{}={}", p.key, p.value))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ))
             }
             Detail::Arg(a) => Some(format!(
                 "ARG {}",
@@ -568,8 +798,16 @@ impl Engine {
                     match num.split_once('-') {
                         Some((a, b)) => {
                             let (a, b): (u32, u32) = (
-                                a.parse().map_err(|_| ExecutorError::InvalidArgument(format!("invalid containerPort: {num}")))?,
-                                b.parse().map_err(|_| ExecutorError::InvalidArgument(format!("invalid containerPort: {num}")))?,
+                                a.parse().map_err(|_| {
+                                    ExecutorError::InvalidArgument(format!(
+                                        "invalid containerPort: {num}"
+                                    ))
+                                })?,
+                                b.parse().map_err(|_| {
+                                    ExecutorError::InvalidArgument(format!(
+                                        "invalid containerPort: {num}"
+                                    ))
+                                })?,
                             );
                             for n in a..=b {
                                 ports.push(format!("{n}/{proto}"));
@@ -592,7 +830,9 @@ impl Engine {
                 let set = c.volumes.get_or_insert_with(BTreeMap::new);
                 for p in &v.paths {
                     if p.trim().is_empty() {
-                        return Err(ExecutorError::InvalidArgument("VOLUME specified can not be an empty string".into()));
+                        return Err(ExecutorError::InvalidArgument(
+                            "VOLUME specified can not be an empty string".into(),
+                        ));
                     }
                     set.insert(p.clone(), Default::default());
                 }
@@ -604,7 +844,10 @@ impl Engine {
             }
             Detail::Healthcheck(h) => {
                 let hc = if h.none {
-                    Healthcheck { test: Some(vec!["NONE".into()]), ..Default::default() }
+                    Healthcheck {
+                        test: Some(vec!["NONE".into()]),
+                        ..Default::default()
+                    }
                 } else {
                     let cmd = h.command.clone().unwrap_or_default();
                     let nz = |v: i64| (v != 0).then_some(v);
@@ -622,12 +865,22 @@ impl Engine {
                 Some(text)
             }
             Detail::Onbuild(o) => {
-                c.on_build.get_or_insert_with(Vec::new).push(o.trigger.clone());
+                c.on_build
+                    .get_or_insert_with(Vec::new)
+                    .push(o.trigger.clone());
                 None
             }
             Detail::Workdir(w) => {
-                let path = if w.value.starts_with('/') { clean(&w.value) } else { clean(&format!("{}/{}", state.workdir, w.value)) };
-                if path == "/proc" || path.starts_with("/proc/") || path == "/sys" || path.starts_with("/sys/") {
+                let path = if w.value.starts_with('/') {
+                    clean(&w.value)
+                } else {
+                    clean(&format!("{}/{}", state.workdir, w.value))
+                };
+                if path == "/proc"
+                    || path.starts_with("/proc/")
+                    || path == "/sys"
+                    || path.starts_with("/sys/")
+                {
                     return Err(ExecutorError::InvalidArgument(format!(
                         "WORKDIR {path}: /proc and /sys are the container's kernel filesystems, not part of the image"
                     )));
@@ -640,15 +893,33 @@ impl Engine {
                     let pre = self.preimage(state, "WORKDIR", vec![path.clone()]);
                     let user = state.config.config.user.clone().unwrap_or_default();
                     return self
-                        .layer_step(ctx, stage, step, inst, state, pre, format!("WORKDIR {path}"), Action::Mkdir { path, user })
+                        .layer_step(
+                            ctx,
+                            stage,
+                            step,
+                            inst,
+                            state,
+                            pre,
+                            format!("WORKDIR {path}"),
+                            Action::Mkdir { path, user },
+                        )
                         .await;
                 }
             }
             Detail::Run(run) => return self.run_step(ctx, stage, step, inst, run, state).await,
-            Detail::Copy(copy) => return self.copy_step(ctx, stage, step, inst, copy, false, state, results).await,
-            Detail::Add(copy) => return self.copy_step(ctx, stage, step, inst, copy, true, state, results).await,
+            Detail::Copy(copy) => {
+                return self
+                    .copy_step(ctx, stage, step, inst, copy, false, state, results)
+                    .await;
+            }
+            Detail::Add(copy) => {
+                return self
+                    .copy_step(ctx, stage, step, inst, copy, true, state, results)
+                    .await;
+            }
         };
-        self.meta_step(ctx, stage, step, inst, state, created_by).await
+        self.meta_step(ctx, stage, step, inst, state, created_by)
+            .await
     }
 
     fn preimage(&self, state: &StageState, kind: &str, args: Vec<String>) -> Preimage {
@@ -665,9 +936,20 @@ impl Engine {
         }
     }
 
-    async fn run_step(&self, ctx: &BuildCtx<'_>, stage: &pp::Stage, step: u32, inst: &pp::Instruction, run: &pp::RunInstruction, state: &mut StageState) -> Result<(), ExecutorError> {
+    async fn run_step(
+        &self,
+        ctx: &BuildCtx<'_>,
+        stage: &pp::Stage,
+        step: u32,
+        inst: &pp::Instruction,
+        run: &pp::RunInstruction,
+        state: &mut StageState,
+    ) -> Result<(), ExecutorError> {
         if !run.mounts.is_empty() {
-            return Err(ExecutorError::InvalidArgument(format!("line {}: RUN --mount is not supported by this executor yet", inst.span.map_or(0, |s| s.start_line))));
+            return Err(ExecutorError::InvalidArgument(format!(
+                "line {}: RUN --mount is not supported by this executor yet",
+                inst.span.map_or(0, |s| s.start_line)
+            )));
         }
         let host_network = match run.network.as_str() {
             "" | "default" | "none" => false,
@@ -676,13 +958,16 @@ impl Engine {
             other => return Err(ExecutorError::InvalidArgument(format!("invalid network mode {other:?}"))),
         };
         if run.security == "insecure" {
-            return Err(ExecutorError::InvalidArgument("RUN --security=insecure is not allowed".into()));
+            return Err(ExecutorError::InvalidArgument(
+                "RUN --security=insecure is not allowed".into(),
+            ));
         }
         let cmd = run.command.clone().unwrap_or_default();
         let argv = if cmd.shell_form {
             let mut script = cmd.args.first().cloned().unwrap_or_default();
             if let Some(h) = cmd.heredocs.first()
-                && (script.trim() == format!("<<{}", h.name) || script.trim() == format!("<<-{}", h.name))
+                && (script.trim() == format!("<<{}", h.name)
+                    || script.trim() == format!("<<-{}", h.name))
             {
                 script = h.content.clone();
             }
@@ -692,14 +977,29 @@ impl Engine {
         } else {
             cmd.args.clone()
         };
-        let mut env: Vec<(String, String)> = inst.build_env.iter().map(|kv| (kv.key.clone(), kv.value.clone())).collect();
+        let mut env: Vec<(String, String)> = inst
+            .build_env
+            .iter()
+            .map(|kv| (kv.key.clone(), kv.value.clone()))
+            .collect();
         if !env.iter().any(|(k, _)| k == "PATH") {
             env.insert(0, ("PATH".into(), strata_dockerfile::DEFAULT_PATH.into()));
         }
-        let args_in_scope: Vec<(String, String)> = inst.args_in_scope.iter().map(|a| (a.name.clone(), a.value.clone().unwrap_or_default())).collect();
+        let args_in_scope: Vec<(String, String)> = inst
+            .args_in_scope
+            .iter()
+            .map(|a| (a.name.clone(), a.value.clone().unwrap_or_default()))
+            .collect();
         let mut pre = self.preimage(state, "RUN", argv.clone());
         pre.env = env.iter().cloned().collect();
-        pre.flags.insert("network".into(), if host_network { "host".into() } else { "none".into() });
+        pre.flags.insert(
+            "network".into(),
+            if host_network {
+                "host".into()
+            } else {
+                "none".into()
+            },
+        );
         let created_by = history::run(&args_in_scope, &argv);
         let user = state.config.config.user.clone().unwrap_or_default();
         let action = Action::Run {
@@ -709,7 +1009,8 @@ impl Engine {
             user,
             host_network,
         };
-        self.layer_step(ctx, stage, step, inst, state, pre, created_by, action).await
+        self.layer_step(ctx, stage, step, inst, state, pre, created_by, action)
+            .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -726,33 +1027,58 @@ impl Engine {
     ) -> Result<(), ExecutorError> {
         let keyword = if is_add { "ADD" } else { "COPY" };
         if !copy.heredocs.is_empty() {
-            return Err(ExecutorError::InvalidArgument(format!("{keyword} with a heredoc source is not supported by this executor yet")));
+            return Err(ExecutorError::InvalidArgument(format!(
+                "{keyword} with a heredoc source is not supported by this executor yet"
+            )));
         }
         if copy.parents {
-            return Err(ExecutorError::InvalidArgument(format!("{keyword} --parents is not supported by this executor yet")));
+            return Err(ExecutorError::InvalidArgument(format!(
+                "{keyword} --parents is not supported by this executor yet"
+            )));
         }
-        let dest_is_dir = copy.destination.ends_with('/') || copy.destination.ends_with("/.") || copy.destination == ".";
+        let dest_is_dir = copy.destination.ends_with('/')
+            || copy.destination.ends_with("/.")
+            || copy.destination == ".";
         let dest = if copy.destination.starts_with('/') {
             clean(&copy.destination)
         } else {
             clean(&format!("{}/{}", state.workdir, copy.destination))
         };
-        let mode = if copy.chmod.is_empty() { None } else { Some(cp::parse_chmod(&copy.chmod)?) };
-        let mut pre = self.preimage(state, keyword, copy.sources.iter().cloned().chain([dest.clone(), dest_is_dir.to_string()]).collect());
+        let mode = if copy.chmod.is_empty() {
+            None
+        } else {
+            Some(cp::parse_chmod(&copy.chmod)?)
+        };
+        let mut pre = self.preimage(
+            state,
+            keyword,
+            copy.sources
+                .iter()
+                .cloned()
+                .chain([dest.clone(), dest_is_dir.to_string()])
+                .collect(),
+        );
         pre.flags.insert("chown".into(), copy.chown.clone());
         pre.flags.insert("chmod".into(), copy.chmod.clone());
         pre.flags.insert("link".into(), copy.link.to_string());
         pre.flags.insert("exclude".into(), copy.excludes.join("\n"));
         // Sources: a stage, an image, a URL (ADD), or the context.
-        let (urls, locals): (Vec<&String>, Vec<&String>) = copy.sources.iter().partition(|s| s.starts_with("http://") || s.starts_with("https://"));
+        let (urls, locals): (Vec<&String>, Vec<&String>) = copy
+            .sources
+            .iter()
+            .partition(|s| s.starts_with("http://") || s.starts_with("https://"));
         let mut source = SourceRoot::None;
         let mut downloads: Vec<Download> = Vec::new();
         if !urls.is_empty() {
             if !is_add {
-                return Err(ExecutorError::InvalidArgument("source can't be a URL for COPY".into()));
+                return Err(ExecutorError::InvalidArgument(
+                    "source can't be a URL for COPY".into(),
+                ));
             }
             if !copy.checksum.is_empty() && copy.sources.len() != 1 {
-                return Err(ExecutorError::InvalidArgument("checksum can't be specified for multiple sources".into()));
+                return Err(ExecutorError::InvalidArgument(
+                    "checksum can't be specified for multiple sources".into(),
+                ));
             }
             for url in &urls {
                 let d = self.download(ctx, url, &copy.checksum, step).await?;
@@ -760,14 +1086,17 @@ impl Engine {
                 downloads.push(d);
             }
         } else if !copy.checksum.is_empty() {
-            return Err(ExecutorError::InvalidArgument(if is_add { "checksum requires HTTP(S) or Git sources".into() } else { "checksum can't be specified for COPY".into() }));
+            return Err(ExecutorError::InvalidArgument(if is_add {
+                "checksum requires HTTP(S) or Git sources".into()
+            } else {
+                "checksum can't be specified for COPY".into()
+            }));
         }
         if !copy.from.is_empty() {
-            let from_stage = ctx
-                .parsed
-                .stages
-                .iter()
-                .find(|s| s.name.eq_ignore_ascii_case(&copy.from) || (copy.from.parse::<u32>().ok() == Some(s.index)));
+            let from_stage = ctx.parsed.stages.iter().find(|s| {
+                s.name.eq_ignore_ascii_case(&copy.from)
+                    || (copy.from.parse::<u32>().ok() == Some(s.index))
+            });
             match from_stage {
                 Some(s) => {
                     let r = results.get(&s.index).ok_or_else(|| {
@@ -781,7 +1110,8 @@ impl Engine {
                 }
                 None => {
                     let image = self.resolve_image(&copy.from).await?;
-                    pre.flags.insert("from".into(), format!("image:{}", image.manifest_digest));
+                    pre.flags
+                        .insert("from".into(), format!("image:{}", image.manifest_digest));
                     source = SourceRoot::Layers(image.layers.clone());
                 }
             }
@@ -789,33 +1119,48 @@ impl Engine {
                 pre.sources.insert((*s).clone(), String::new());
             }
         } else if !locals.is_empty() {
-            let context = ctx
-                .context
-                .clone()
-                .ok_or_else(|| ExecutorError::InvalidArgument(format!("{keyword} needs a build context, and this build has none")))?;
+            let context = ctx.context.clone().ok_or_else(|| {
+                ExecutorError::InvalidArgument(format!(
+                    "{keyword} needs a build context, and this build has none"
+                ))
+            })?;
             let sources: Vec<String> = locals.iter().map(|s| s.to_string()).collect();
             let dir = context.dir.clone();
             let excludes = copy.excludes.clone();
-            let hashes = tokio::task::spawn_blocking(move || -> Result<Vec<(String, String)>, ExecutorError> {
-                let mut out = Vec::new();
-                for s in &sources {
-                    let (matches, _) = cp::select_sources(&dir, std::slice::from_ref(s))?;
-                    let mut h = strata_types::Hasher::new();
-                    for m in &matches {
-                        h.update(m.rel.as_bytes());
-                        h.update(cp::content_hash(m, &excludes, Some(&context.file_digests))?.to_string().as_bytes());
+            let hashes = tokio::task::spawn_blocking(
+                move || -> Result<Vec<(String, String)>, ExecutorError> {
+                    let mut out = Vec::new();
+                    for s in &sources {
+                        let (matches, _) = cp::select_sources(&dir, std::slice::from_ref(s))?;
+                        let mut h = strata_types::Hasher::new();
+                        for m in &matches {
+                            h.update(m.rel.as_bytes());
+                            h.update(
+                                cp::content_hash(m, &excludes, Some(&context.file_digests))?
+                                    .to_string()
+                                    .as_bytes(),
+                            );
+                        }
+                        out.push((s.clone(), h.finish().to_string()));
                     }
-                    out.push((s.clone(), h.finish().to_string()));
-                }
-                Ok(out)
-            })
+                    Ok(out)
+                },
+            )
             .await
             .map_err(|e| ExecutorError::Internal(e.to_string()))??;
             pre.sources.extend(hashes);
             source = SourceRoot::Context(ctx.context.clone().expect("checked"));
         }
         let owner = copy.chown.clone();
-        let created_by = history::copy(keyword, copy.parents, &copy.chown, &copy.chmod, &copy.sources, &[], &copy.destination);
+        let created_by = history::copy(
+            keyword,
+            copy.parents,
+            &copy.chown,
+            &copy.chmod,
+            &copy.sources,
+            &[],
+            &copy.destination,
+        );
         let action = Action::Copy {
             source,
             sources: locals.into_iter().cloned().collect(),
@@ -828,13 +1173,23 @@ impl Engine {
             unpack: is_add && copy.unpack.unwrap_or(true),
             link: copy.link && copy.chmod.is_empty(),
         };
-        self.layer_step(ctx, stage, step, inst, state, pre, created_by, action).await
+        self.layer_step(ctx, stage, step, inst, state, pre, created_by, action)
+            .await
     }
 
-    async fn download(&self, ctx: &BuildCtx<'_>, url: &str, checksum: &str, step: u32) -> Result<Download, ExecutorError> {
-        let dir = self.local.scratch(&format!("{}-{step}-download", ctx.build_id));
+    async fn download(
+        &self,
+        ctx: &BuildCtx<'_>,
+        url: &str,
+        checksum: &str,
+        step: u32,
+    ) -> Result<Download, ExecutorError> {
+        let dir = self
+            .local
+            .scratch(&format!("{}-{step}-download", ctx.build_id));
         std::fs::create_dir_all(&dir).map_err(|e| ExecutorError::io_op("creating", &dir, e))?;
-        let failed = |e: String| ExecutorError::InvalidArgument(format!("failed to download {url}: {e}"));
+        let failed =
+            |e: String| ExecutorError::InvalidArgument(format!("failed to download {url}: {e}"));
         let mut response = reqwest::get(url).await.map_err(|e| failed(e.to_string()))?;
         if !response.status().is_success() {
             return Err(failed(format!("HTTP {}", response.status())));
@@ -855,13 +1210,22 @@ impl Engine {
         }
         let digest = hasher.finish();
         if !checksum.is_empty() {
-            let want = Digest::parse(checksum).map_err(|e| ExecutorError::InvalidArgument(format!("invalid checksum {checksum:?}: {e}")))?;
+            let want = Digest::parse(checksum).map_err(|e| {
+                ExecutorError::InvalidArgument(format!("invalid checksum {checksum:?}: {e}"))
+            })?;
             if want != digest {
-                return Err(ExecutorError::InvalidArgument(format!("digest mismatch for {url}: expected {want}, got {digest}")));
+                return Err(ExecutorError::InvalidArgument(format!(
+                    "digest mismatch for {url}: expected {want}, got {digest}"
+                )));
             }
         }
         std::fs::write(&path, &bytes).map_err(|e| ExecutorError::io_op("writing", &path, e))?;
-        Ok(Download { path, dir, name, digest })
+        Ok(Download {
+            path,
+            dir,
+            name,
+            digest,
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -881,7 +1245,13 @@ impl Engine {
         let hit = if ctx.req.no_cache && ctx.mode == Mode::Build {
             None
         } else {
-            match self.peers.store.clone().get_cache_entry(ls::GetCacheEntryRequest { key: key.clone() }).await {
+            match self
+                .peers
+                .store
+                .clone()
+                .get_cache_entry(ls::GetCacheEntryRequest { key: key.clone() })
+                .await
+            {
                 Ok(e) => Some(e.into_inner()),
                 Err(s) if s.code() == tonic::Code::NotFound => None,
                 Err(s) => return Err(ExecutorError::peer("layer store")(s)),
@@ -890,7 +1260,10 @@ impl Engine {
         let miss_reason = match (&hit, ctx.req.no_cache) {
             (Some(_), _) => String::new(),
             (None, true) if ctx.mode == Mode::Build => "--no-cache".into(),
-            (None, _) => self.explain_miss(&pre, pre.parent == state.base_key).await.join("; "),
+            (None, _) => self
+                .explain_miss(&pre, pre.parent == state.base_key)
+                .await
+                .join("; "),
         };
         if ctx.mode == Mode::Explain {
             ctx.explanations.lock().await.push(pb::StepExplanation {
@@ -898,7 +1271,11 @@ impl Engine {
                 instruction: inst.original.clone(),
                 cache_key: key.clone(),
                 cached: hit.is_some(),
-                changes: if hit.is_some() { vec![] } else { vec![miss_reason] },
+                changes: if hit.is_some() {
+                    vec![]
+                } else {
+                    vec![miss_reason]
+                },
             });
             state.key = key;
             return Ok(());
@@ -913,21 +1290,46 @@ impl Engine {
                 cache_miss_reason: miss_reason,
             }))
             .await?;
-        let mut history_entry = History { created: None, created_by: Some(created_by), author: None, comment: Some(COMMENT.into()), empty_layer: true };
+        let mut history_entry = History {
+            created: None,
+            created_by: Some(created_by),
+            author: None,
+            comment: Some(COMMENT.into()),
+            empty_layer: true,
+        };
         if let Some(entry) = hit {
-            let time = ImageConfig::parse(&entry.config).ok().and_then(|c| c.created).and_then(|c| parse_rfc3339(&c));
+            let time = ImageConfig::parse(&entry.config)
+                .ok()
+                .and_then(|c| c.created)
+                .and_then(|c| parse_rfc3339(&c));
             if !entry.layer_digest.is_empty() {
                 let size = self.blob_size(&entry.layer_digest).await?;
-                let diff_id = Digest::parse(&entry.layer_digest).map_err(|e| ExecutorError::Internal(format!("bad cache entry: {e}")))?;
-                state.layers.push(Layer { diff_id, blob: entry.layer_digest.clone(), size });
+                let diff_id = Digest::parse(&entry.layer_digest)
+                    .map_err(|e| ExecutorError::Internal(format!("bad cache entry: {e}")))?;
+                state.layers.push(Layer {
+                    diff_id,
+                    blob: entry.layer_digest.clone(),
+                    size,
+                });
                 history_entry.empty_layer = false;
                 self.lease_add(ctx, vec![entry.layer_digest.clone()]).await;
             }
-            state.new_history.push((history_entry, time.or(Some(history::now_unix()))));
+            state
+                .new_history
+                .push((history_entry, time.or(Some(history::now_unix()))));
             state.key = key.clone();
-            ctx.events.send(Event::StepCached(pb::StepCached { step, cache_key: key })).await?;
             ctx.events
-                .send(Event::StepFinished(pb::StepFinished { step, duration_ms: started.elapsed().as_millis() as u64, cached: true }))
+                .send(Event::StepCached(pb::StepCached {
+                    step,
+                    cache_key: key,
+                }))
+                .await?;
+            ctx.events
+                .send(Event::StepFinished(pb::StepFinished {
+                    step,
+                    duration_ms: started.elapsed().as_millis() as u64,
+                    cached: true,
+                }))
                 .await?;
             return Ok(());
         }
@@ -936,7 +1338,11 @@ impl Engine {
         let now = history::now_unix();
         if let Some(layer) = &layer {
             ctx.events
-                .send(Event::Layer(pb::LayerWritten { step, digest: layer.diff_id.to_string(), size: layer.size }))
+                .send(Event::Layer(pb::LayerWritten {
+                    step,
+                    digest: layer.diff_id.to_string(),
+                    size: layer.size,
+                }))
                 .await?;
             state.layers.push(layer.clone());
             history_entry.empty_layer = false;
@@ -949,23 +1355,44 @@ impl Engine {
         let entry = ls::CacheEntry {
             key: key.clone(),
             preimage: pre.canonical_json(),
-            layer_digest: layer.as_ref().map(|l| l.diff_id.to_string()).unwrap_or_default(),
+            layer_digest: layer
+                .as_ref()
+                .map(|l| l.diff_id.to_string())
+                .unwrap_or_default(),
             config: entry_config.to_json(),
             created_at: None,
             parent_key: pre.parent.clone(),
         };
-        if let Err(e) = self.peers.store.clone().put_cache_entry(ls::PutCacheEntryRequest { entry: Some(entry) }).await {
+        if let Err(e) = self
+            .peers
+            .store
+            .clone()
+            .put_cache_entry(ls::PutCacheEntryRequest { entry: Some(entry) })
+            .await
+        {
             warn!(error = %e.message(), key = %key, "could not store a cache entry");
         }
         state.key = key;
         ctx.events
-            .send(Event::StepFinished(pb::StepFinished { step, duration_ms: started.elapsed().as_millis() as u64, cached: false }))
+            .send(Event::StepFinished(pb::StepFinished {
+                step,
+                duration_ms: started.elapsed().as_millis() as u64,
+                cached: false,
+            }))
             .await?;
         Ok(())
     }
 
     async fn blob_size(&self, digest: &str) -> Result<i64, ExecutorError> {
-        match self.peers.store.clone().stat_blob(ls::StatBlobRequest { digest: digest.to_owned() }).await {
+        match self
+            .peers
+            .store
+            .clone()
+            .stat_blob(ls::StatBlobRequest {
+                digest: digest.to_owned(),
+            })
+            .await
+        {
             Ok(info) => Ok(info.into_inner().size),
             Err(s) => Err(ExecutorError::peer("layer store")(s)),
         }
@@ -977,14 +1404,27 @@ impl Engine {
             .peers
             .store
             .clone()
-            .list_cache_entries(ls::ListCacheEntriesRequest { parent_key: pre.parent.clone(), page_size: 1000, page_token: String::new() })
+            .list_cache_entries(ls::ListCacheEntriesRequest {
+                parent_key: pre.parent.clone(),
+                page_size: 1000,
+                page_token: String::new(),
+            })
             .await;
         let Ok(listed) = listed else {
             return vec!["no cache entry".into()];
         };
-        let candidates: Vec<Preimage> = listed.into_inner().entries.iter().filter_map(|e| serde_json::from_str(&e.preimage).ok()).collect();
+        let candidates: Vec<Preimage> = listed
+            .into_inner()
+            .entries
+            .iter()
+            .filter_map(|e| serde_json::from_str(&e.preimage).ok())
+            .collect();
         if candidates.is_empty() {
-            return vec![if parent_is_base { "no cache entry".into() } else { "the previous step was rebuilt".into() }];
+            return vec![if parent_is_base {
+                "no cache entry".into()
+            } else {
+                "the previous step was rebuilt".into()
+            }];
         }
         match cache_key::closest(pre, &candidates) {
             Some(changes) if !changes.is_empty() => changes,
@@ -993,38 +1433,82 @@ impl Engine {
     }
 
     /// Runs a layer step's action on a snapshot and stores the layer (None: no change).
-    async fn execute(&self, ctx: &BuildCtx<'_>, step: u32, state: &StageState, action: Action) -> Result<Option<Layer>, ExecutorError> {
+    async fn execute(
+        &self,
+        ctx: &BuildCtx<'_>,
+        step: u32,
+        state: &StageState,
+        action: Action,
+    ) -> Result<Option<Layer>, ExecutorError> {
         let (runtime, kind) = match &action {
             Action::Run { .. } => {
                 let (r, k) = self.runtime().await?;
                 (Some(r), k)
             }
-            _ => (None, self.runtime().await.map(|(_, k)| k).unwrap_or(SnapshotterKind::Copy)),
+            _ => (
+                None,
+                self.runtime()
+                    .await
+                    .map(|(_, k)| k)
+                    .unwrap_or(SnapshotterKind::Copy),
+            ),
         };
-        let lowers = if matches!(&action, Action::Copy { link: true, .. }) { vec![] } else { self.lowers(&state.layers).await? };
+        let lowers = if matches!(&action, Action::Copy { link: true, .. }) {
+            vec![]
+        } else {
+            self.lowers(&state.layers).await?
+        };
         let scratch = self.local.scratch(&format!("{}-{step}", ctx.build_id));
         let mut snap = Snapshot::prepare(kind, &scratch, &lowers, false)?;
         let root = snap.root().to_path_buf();
         match action {
-            Action::Run { argv, env, cwd, user, host_network } => {
+            Action::Run {
+                argv,
+                env,
+                cwd,
+                user,
+                host_network,
+            } => {
                 let runtime = runtime.expect("probed above");
                 let cwd_clean = clean(&cwd);
                 if cwd_clean == "/proc" || cwd_clean.starts_with("/proc/") {
-                    return Err(ExecutorError::InvalidArgument(format!("working directory {cwd_clean} is inside /proc")));
+                    return Err(ExecutorError::InvalidArgument(format!(
+                        "working directory {cwd_clean} is inside /proc"
+                    )));
                 }
                 let resolved = crate::users::resolve_user(&root, &user)?;
-                let missing_mount_points: Vec<PathBuf> = MOUNT_POINTS.iter().map(|m| root.join(&m[1..])).filter(|p| p.symlink_metadata().is_err()).collect();
-                let spec = RunSpec { args: argv.clone(), env, cwd: cwd_clean, user: resolved, rootfs: root.clone(), host_network };
+                let missing_mount_points: Vec<PathBuf> = MOUNT_POINTS
+                    .iter()
+                    .map(|m| root.join(&m[1..]))
+                    .filter(|p| p.symlink_metadata().is_err())
+                    .collect();
+                let spec = RunSpec {
+                    args: argv.clone(),
+                    env,
+                    cwd: cwd_clean,
+                    user: resolved,
+                    rootfs: root.clone(),
+                    host_network,
+                };
                 let (tx, mut rx) = mpsc::channel::<(u32, Vec<u8>)>(256);
                 let events = ctx.events.clone();
                 let forward = async move {
-                    let mut last: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+                    let mut last: std::collections::VecDeque<String> =
+                        std::collections::VecDeque::new();
                     while let Some((fd, line)) = rx.recv().await {
                         last.push_back(String::from_utf8_lossy(&line).trim_end().to_owned());
                         if last.len() > LAST_LINES {
                             last.pop_front();
                         }
-                        if events.send(Event::Log(pb::LogLine { step, fd, data: line })).await.is_err() {
+                        if events
+                            .send(Event::Log(pb::LogLine {
+                                step,
+                                fd,
+                                data: line,
+                            }))
+                            .await
+                            .is_err()
+                        {
                             break;
                         }
                     }
@@ -1035,12 +1519,19 @@ impl Engine {
                     s => Duration::from_secs(s.into()),
                 };
                 let id = format!("strata-{}-{step}", ctx.build_id);
-                let bundle = self.local.scratch(&format!("{}-{step}-bundle", ctx.build_id));
-                let (code, last) = tokio::join!(runtime.run(&id, &bundle, &spec, tx, timeout), forward);
+                let bundle = self
+                    .local
+                    .scratch(&format!("{}-{step}-bundle", ctx.build_id));
+                let (code, last) =
+                    tokio::join!(runtime.run(&id, &bundle, &spec, tx, timeout), forward);
                 let _ = std::fs::remove_dir_all(&bundle);
                 let code = code?;
                 if code != 0 {
-                    return Err(ExecutorError::RunFailed { command: argv.join(" "), exit_code: code, last_output: last.into() });
+                    return Err(ExecutorError::RunFailed {
+                        command: argv.join(" "),
+                        exit_code: code,
+                        last_output: last.into(),
+                    });
                 }
                 for p in missing_mount_points {
                     let _ = std::fs::remove_dir(p); // only when empty
@@ -1058,14 +1549,34 @@ impl Engine {
                     .await
                     .map_err(|e| ExecutorError::Internal(e.to_string()))??;
             }
-            Action::Copy { source, sources, downloads, dest, dest_is_dir, excludes, chown, mode, unpack, link: _ } => {
-                let owner = if chown.is_empty() { None } else { Some(crate::users::resolve_chown(&root, &chown)?) };
+            Action::Copy {
+                source,
+                sources,
+                downloads,
+                dest,
+                dest_is_dir,
+                excludes,
+                chown,
+                mode,
+                unpack,
+                link: _,
+            } => {
+                let owner = if chown.is_empty() {
+                    None
+                } else {
+                    Some(crate::users::resolve_chown(&root, &chown)?)
+                };
                 let attrs = CopyAttrs { owner, mode };
                 let (src_root, _src_snap) = match source {
                     SourceRoot::Context(c) => (Some(c.dir.clone()), None),
                     SourceRoot::Layers(layers) => {
                         let lowers = self.lowers(&layers).await?;
-                        let s = Snapshot::prepare(kind, &self.local.scratch(&format!("{}-{step}-from", ctx.build_id)), &lowers, true)?;
+                        let s = Snapshot::prepare(
+                            kind,
+                            &self.local.scratch(&format!("{}-{step}-from", ctx.build_id)),
+                            &lowers,
+                            true,
+                        )?;
                         (Some(s.root().to_path_buf()), Some(s))
                     }
                     SourceRoot::None => (None, None),
@@ -1077,25 +1588,55 @@ impl Engine {
                         let mut plain = Vec::new();
                         for m in matches {
                             if unpack && !m.is_dir && cp::archive_kind(&m.path).is_some() {
-                                let dir = cp::mkdir_all_in_root(&r, &dest, attrs.owner.unwrap_or((0, 0)))?;
-                                let file = std::fs::File::open(&m.path).map_err(|e| ExecutorError::io(&m.path, e))?;
+                                let dir = cp::mkdir_all_in_root(
+                                    &r,
+                                    &dest,
+                                    attrs.owner.unwrap_or((0, 0)),
+                                )?;
+                                let file = std::fs::File::open(&m.path)
+                                    .map_err(|e| ExecutorError::io(&m.path, e))?;
                                 let reader = crate::compression::decompressed(file)?;
-                                crate::extract::extract(reader, &dir, crate::extract::ExtractOptions { whiteouts: crate::extract::Whiteouts::Apply, hash_files: false })?;
+                                crate::extract::extract(
+                                    reader,
+                                    &dir,
+                                    crate::extract::ExtractOptions {
+                                        whiteouts: crate::extract::Whiteouts::Apply,
+                                        hash_files: false,
+                                    },
+                                )?;
                             } else {
                                 plain.push(m);
                             }
                         }
                         if !plain.is_empty() || (wildcard && sources.len() > 1) {
-                            cp::copy_sources(&plain, wildcard || sources.len() > 1, &r, &dest, dest_is_dir, &excludes, attrs)?;
+                            cp::copy_sources(
+                                &plain,
+                                wildcard || sources.len() > 1,
+                                &r,
+                                &dest,
+                                dest_is_dir,
+                                &excludes,
+                                attrs,
+                            )?;
                         }
                     }
                     for d in &downloads {
-                        let target = if dest_is_dir { format!("{}/{}", dest.trim_end_matches('/'), d.name) } else { dest.clone() };
+                        let target = if dest_is_dir {
+                            format!("{}/{}", dest.trim_end_matches('/'), d.name)
+                        } else {
+                            dest.clone()
+                        };
                         let named = d.dir.join(&d.name);
-                        std::fs::rename(&d.path, &named).map_err(|e| ExecutorError::io(&d.path, e))?;
+                        std::fs::rename(&d.path, &named)
+                            .map_err(|e| ExecutorError::io(&d.path, e))?;
                         use std::os::unix::fs::PermissionsExt;
-                        std::fs::set_permissions(&named, std::fs::Permissions::from_mode(0o600)).map_err(|e| ExecutorError::io(&named, e))?;
-                        let m = cp::SourceMatch { rel: d.name.clone(), path: named, is_dir: false };
+                        std::fs::set_permissions(&named, std::fs::Permissions::from_mode(0o600))
+                            .map_err(|e| ExecutorError::io(&named, e))?;
+                        let m = cp::SourceMatch {
+                            rel: d.name.clone(),
+                            path: named,
+                            is_dir: false,
+                        };
                         cp::copy_sources(&[m], false, &r, &target, false, &[], attrs)?;
                         let _ = std::fs::remove_dir_all(&d.dir);
                     }
@@ -1113,7 +1654,8 @@ impl Engine {
             return Ok(None);
         }
         let layer = self.store_layer(ctx, from.clone(), changes).await?;
-        if !self.local.layer_dir(&layer.diff_id).exists() && snap.kind() == SnapshotterKind::Overlay {
+        if !self.local.layer_dir(&layer.diff_id).exists() && snap.kind() == SnapshotterKind::Overlay
+        {
             self.local.adopt_layer(&layer.diff_id, &from);
         }
         drop(snap);
@@ -1123,38 +1665,73 @@ impl Engine {
     async fn lowers(&self, layers: &[Layer]) -> Result<Vec<PathBuf>, ExecutorError> {
         let mut out = Vec::with_capacity(layers.len());
         for l in layers {
-            out.push(self.local.ensure_layer(&self.peers, &l.diff_id, &l.blob).await?);
+            out.push(
+                self.local
+                    .ensure_layer(&self.peers, &l.diff_id, &l.blob)
+                    .await?,
+            );
         }
         Ok(out)
     }
 
-    async fn store_layer(&self, ctx: &BuildCtx<'_>, root: PathBuf, changes: Vec<Change>) -> Result<Layer, ExecutorError> {
+    async fn store_layer(
+        &self,
+        ctx: &BuildCtx<'_>,
+        root: PathBuf,
+        changes: Vec<Change>,
+    ) -> Result<Layer, ExecutorError> {
         let (tx, rx) = mpsc::channel(4);
-        let options = LayerOptions { clamp_mtime: Some(ctx.clamp) };
-        let writing = tokio::task::spawn_blocking(move || -> Result<crate::layer_tar::LayerDigest, ExecutorError> {
-            let out = write_layer(&root, &changes, options, HashingWriter::new(ChannelWriter::new(tx)))
+        let options = LayerOptions {
+            clamp_mtime: Some(ctx.clamp),
+        };
+        let writing = tokio::task::spawn_blocking(
+            move || -> Result<crate::layer_tar::LayerDigest, ExecutorError> {
+                let out = write_layer(
+                    &root,
+                    &changes,
+                    options,
+                    HashingWriter::new(ChannelWriter::new(tx)),
+                )
                 .map_err(|e| ExecutorError::io_op("archiving", &root, e))?;
-            let (digest, mut sink) = out.finish();
-            std::io::Write::flush(&mut sink).map_err(|e| ExecutorError::io_op("uploading", &root, e))?;
-            Ok(digest)
-        });
-        let uploading = write_blob(self.peers.store.clone(), rx, media_type::OCI_LAYER_TAR, None);
+                let (digest, mut sink) = out.finish();
+                std::io::Write::flush(&mut sink)
+                    .map_err(|e| ExecutorError::io_op("uploading", &root, e))?;
+                Ok(digest)
+            },
+        );
+        let uploading = write_blob(
+            self.peers.store.clone(),
+            rx,
+            media_type::OCI_LAYER_TAR,
+            None,
+        );
         let (written, uploaded) = tokio::join!(writing, uploading);
         let written = written.map_err(|e| ExecutorError::Internal(e.to_string()))?;
         let (digest, size) = match (written, uploaded) {
             (Ok(w), Ok(u)) => {
                 if u.0 != w.digest.to_string() {
-                    return Err(ExecutorError::Internal(format!("the layer store computed {} for a layer hashed as {}", u.0, w.digest)));
+                    return Err(ExecutorError::Internal(format!(
+                        "the layer store computed {} for a layer hashed as {}",
+                        u.0, w.digest
+                    )));
                 }
                 (w.digest, w.size as i64)
             }
             (Err(e), _) | (_, Err(e)) => return Err(e),
         };
         self.lease_add(ctx, vec![digest.to_string()]).await;
-        Ok(Layer { blob: digest.to_string(), diff_id: digest, size })
+        Ok(Layer {
+            blob: digest.to_string(),
+            diff_id: digest,
+            size,
+        })
     }
 
-    async fn finish(&self, ctx: &BuildCtx<'_>, target: StageResult) -> Result<pb::ImageDone, ExecutorError> {
+    async fn finish(
+        &self,
+        ctx: &BuildCtx<'_>,
+        target: StageResult,
+    ) -> Result<pb::ImageDone, ExecutorError> {
         let mut config = target.config;
         if !ctx.req.labels.is_empty() {
             let labels = config.config.labels.get_or_insert_with(BTreeMap::new);
@@ -1162,21 +1739,48 @@ impl Engine {
                 labels.insert(k.clone(), v.clone());
             }
         }
-        config.validate().map_err(|e| ExecutorError::Internal(format!("built an invalid config: {e}")))?;
+        config
+            .validate()
+            .map_err(|e| ExecutorError::Internal(format!("built an invalid config: {e}")))?;
         let config_bytes = config.to_json();
         let config_size = config_bytes.len() as i64;
-        let config_digest = self.peers.put_blob(config_bytes, media_type::OCI_CONFIG).await?;
-        let layers: Vec<Descriptor> = target.layers.iter().map(|l| Descriptor::new(media_type::OCI_LAYER_TAR, l.blob.clone(), l.size)).collect();
-        let manifest = Manifest::oci(Descriptor::new(media_type::OCI_CONFIG, config_digest.to_string(), config_size), layers);
-        let manifest_digest = self.peers.put_blob(manifest.to_json(), media_type::OCI_MANIFEST).await?;
-        self.lease_add(ctx, vec![config_digest.to_string(), manifest_digest.to_string()]).await;
+        let config_digest = self
+            .peers
+            .put_blob(config_bytes, media_type::OCI_CONFIG)
+            .await?;
+        let layers: Vec<Descriptor> = target
+            .layers
+            .iter()
+            .map(|l| Descriptor::new(media_type::OCI_LAYER_TAR, l.blob.clone(), l.size))
+            .collect();
+        let manifest = Manifest::oci(
+            Descriptor::new(
+                media_type::OCI_CONFIG,
+                config_digest.to_string(),
+                config_size,
+            ),
+            layers,
+        );
+        let manifest_digest = self
+            .peers
+            .put_blob(manifest.to_json(), media_type::OCI_MANIFEST)
+            .await?;
+        self.lease_add(
+            ctx,
+            vec![config_digest.to_string(), manifest_digest.to_string()],
+        )
+        .await;
         let mut tags = Vec::new();
         for tag in &ctx.req.tags {
             let response = self
                 .peers
                 .tags
                 .clone()
-                .set_tag(ti::SetTagRequest { name: tag.clone(), digest: manifest_digest.to_string(), expected_digest: None })
+                .set_tag(ti::SetTagRequest {
+                    name: tag.clone(),
+                    digest: manifest_digest.to_string(),
+                    expected_digest: None,
+                })
                 .await
                 .map_err(ExecutorError::peer("tag index"))?
                 .into_inner();
@@ -1210,8 +1814,17 @@ struct Download {
 
 /// What a layer step does on its snapshot.
 enum Action {
-    Run { argv: Vec<String>, env: Vec<String>, cwd: String, user: String, host_network: bool },
-    Mkdir { path: String, user: String },
+    Run {
+        argv: Vec<String>,
+        env: Vec<String>,
+        cwd: String,
+        user: String,
+        host_network: bool,
+    },
+    Mkdir {
+        path: String,
+        user: String,
+    },
     Copy {
         source: SourceRoot,
         sources: Vec<String>,
@@ -1255,7 +1868,8 @@ fn probe_overlay(dir: &Path) -> SnapshotterKind {
     if std::fs::create_dir_all(&lower).is_err() {
         return SnapshotterKind::Copy;
     }
-    let kind = match Snapshot::prepare(SnapshotterKind::Overlay, &dir.join("snap"), &[lower], false) {
+    let kind = match Snapshot::prepare(SnapshotterKind::Overlay, &dir.join("snap"), &[lower], false)
+    {
         Ok(s) if s.kind() == SnapshotterKind::Overlay => SnapshotterKind::Overlay,
         Ok(_) => SnapshotterKind::Copy,
         Err(e) => {
@@ -1276,6 +1890,9 @@ mod tests {
         for t in [0, 1_704_067_200, 951_825_600, 1_800_000_123] {
             assert_eq!(parse_rfc3339(&history::rfc3339(t)), Some(t));
         }
-        assert_eq!(parse_rfc3339("2024-01-01T00:00:00.123456789Z"), Some(1_704_067_200));
+        assert_eq!(
+            parse_rfc3339("2024-01-01T00:00:00.123456789Z"),
+            Some(1_704_067_200)
+        );
     }
 }

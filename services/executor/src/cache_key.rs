@@ -65,7 +65,12 @@ fn q(s: &str) -> String {
     }
 }
 
-fn diff_map(what: &str, new: &BTreeMap<String, String>, old: &BTreeMap<String, String>, out: &mut Vec<String>) {
+fn diff_map(
+    what: &str,
+    new: &BTreeMap<String, String>,
+    old: &BTreeMap<String, String>,
+    out: &mut Vec<String>,
+) {
     for (k, v) in new {
         match old.get(k) {
             Some(o) if o == v => {}
@@ -85,7 +90,10 @@ fn diff_map(what: &str, new: &BTreeMap<String, String>, old: &BTreeMap<String, S
 pub fn explain(new: &Preimage, old: &Preimage) -> Vec<String> {
     let mut out = Vec::new();
     if new.version != old.version {
-        out.push(format!("cache format changed {} -> {}", old.version, new.version));
+        out.push(format!(
+            "cache format changed {} -> {}",
+            old.version, new.version
+        ));
     }
     if new.parent != old.parent {
         out.push(format!("parent changed {} -> {}", old.parent, new.parent));
@@ -94,12 +102,21 @@ pub fn explain(new: &Preimage, old: &Preimage) -> Vec<String> {
         out.push(format!("instruction changed {} -> {}", old.kind, new.kind));
     }
     if new.args != old.args {
-        out.push(format!("{} arguments changed {} -> {}", new.kind, q(&old.args.join(" ")), q(&new.args.join(" "))));
+        out.push(format!(
+            "{} arguments changed {} -> {}",
+            new.kind,
+            q(&old.args.join(" ")),
+            q(&new.args.join(" "))
+        ));
     }
     diff_map("flag", &new.flags, &old.flags, &mut out);
     diff_map("ENV", &new.env, &old.env, &mut out);
     if new.workdir != old.workdir {
-        out.push(format!("WORKDIR changed {} -> {}", q(&old.workdir), q(&new.workdir)));
+        out.push(format!(
+            "WORKDIR changed {} -> {}",
+            q(&old.workdir),
+            q(&new.workdir)
+        ));
     }
     if new.user != old.user {
         out.push(format!("USER changed {} -> {}", q(&old.user), q(&new.user)));
@@ -120,15 +137,25 @@ pub fn explain(new: &Preimage, old: &Preimage) -> Vec<String> {
         }
     }
     if new.platform != old.platform {
-        out.push(format!("platform changed {} -> {}", q(&old.platform), q(&new.platform)));
+        out.push(format!(
+            "platform changed {} -> {}",
+            q(&old.platform),
+            q(&new.platform)
+        ));
     }
     out
 }
 
 /// Of `candidates` (preimages of existing entries with the same parent), the one closest to
 /// `new` (fewest differences), with its differences.
-pub fn closest<'a>(new: &Preimage, candidates: impl IntoIterator<Item = &'a Preimage>) -> Option<Vec<String>> {
-    candidates.into_iter().map(|c| explain(new, c)).min_by_key(Vec::len)
+pub fn closest<'a>(
+    new: &Preimage,
+    candidates: impl IntoIterator<Item = &'a Preimage>,
+) -> Option<Vec<String>> {
+    candidates
+        .into_iter()
+        .map(|c| explain(new, c))
+        .min_by_key(Vec::len)
 }
 
 #[cfg(test)]
@@ -141,7 +168,10 @@ mod tests {
             parent: "image:sha256:abc".into(),
             kind: "RUN".into(),
             args: vec!["/bin/sh".into(), "-c".into(), "make".into()],
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             workdir: "/".into(),
             shell: vec!["/bin/sh".into(), "-c".into()],
             platform: "linux/amd64".into(),
@@ -166,13 +196,19 @@ mod tests {
     fn explain_names_the_changed_input() {
         let new = run(&[("FOO", "b")]);
         let old = run(&[("FOO", "a")]);
-        assert_eq!(explain(&new, &old), vec![r#"ENV FOO changed "a" -> "b""#.to_owned()]);
+        assert_eq!(
+            explain(&new, &old),
+            vec![r#"ENV FOO changed "a" -> "b""#.to_owned()]
+        );
         let mut c = run(&[]);
         c.kind = "COPY".into();
         c.sources.insert("app/".into(), "sha256:1".into());
         let mut d = c.clone();
         d.sources.insert("app/".into(), "sha256:2".into());
-        assert_eq!(explain(&d, &c), vec![r#"source "app/" content changed"#.to_owned()]);
+        assert_eq!(
+            explain(&d, &c),
+            vec![r#"source "app/" content changed"#.to_owned()]
+        );
         let closest = closest(&new, [&old, &run(&[("FOO", "a"), ("X", "1")])]).unwrap();
         assert_eq!(closest.len(), 1);
     }

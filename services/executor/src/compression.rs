@@ -6,9 +6,14 @@ use crate::error::ExecutorError;
 
 /// `reader` decompressed when it starts with a gzip header, as is otherwise. zstd, bzip2
 /// and xz are refused with a message naming them.
-pub fn decompressed<R: Read + Send + 'static>(reader: R) -> Result<Box<dyn Read + Send>, ExecutorError> {
+pub fn decompressed<R: Read + Send + 'static>(
+    reader: R,
+) -> Result<Box<dyn Read + Send>, ExecutorError> {
     let mut buffered = BufReader::with_capacity(256 * 1024, reader);
-    let head = buffered.fill_buf().map_err(|e| ExecutorError::Internal(format!("reading a layer: {e}")))?.to_vec();
+    let head = buffered
+        .fill_buf()
+        .map_err(|e| ExecutorError::Internal(format!("reading a layer: {e}")))?
+        .to_vec();
     if head.starts_with(&[0x1f, 0x8b, 0x08]) {
         return Ok(Box::new(flate2::read::MultiGzDecoder::new(buffered)));
     }
@@ -22,7 +27,9 @@ pub fn decompressed<R: Read + Send + 'static>(reader: R) -> Result<Box<dyn Read 
         None
     };
     if let Some(kind) = unsupported {
-        return Err(ExecutorError::InvalidArgument(format!("{kind}-compressed archives are not supported here")));
+        return Err(ExecutorError::InvalidArgument(format!(
+            "{kind}-compressed archives are not supported here"
+        )));
     }
     Ok(Box::new(buffered))
 }
@@ -39,10 +46,16 @@ mod tests {
         enc.write_all(b"hello").unwrap();
         let gz = enc.finish().unwrap();
         let mut out = String::new();
-        decompressed(std::io::Cursor::new(gz)).unwrap().read_to_string(&mut out).unwrap();
+        decompressed(std::io::Cursor::new(gz))
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
         assert_eq!(out, "hello");
         let mut out = String::new();
-        decompressed(std::io::Cursor::new(b"plain".to_vec())).unwrap().read_to_string(&mut out).unwrap();
+        decompressed(std::io::Cursor::new(b"plain".to_vec()))
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
         assert_eq!(out, "plain");
         assert!(decompressed(std::io::Cursor::new(b"BZh91AY".to_vec())).is_err());
     }

@@ -34,7 +34,10 @@ fn has_glob(s: &str) -> bool {
 
 /// Selects the files `sources` name inside `root`. A missing non-wildcard source is a
 /// NOT_FOUND naming it; a wildcard matching nothing selects nothing (BuildKit).
-pub fn select_sources(root: &Path, sources: &[String]) -> Result<(Vec<SourceMatch>, bool), ExecutorError> {
+pub fn select_sources(
+    root: &Path,
+    sources: &[String],
+) -> Result<(Vec<SourceMatch>, bool), ExecutorError> {
     let mut out = Vec::new();
     let mut wildcard = false;
     for source in sources {
@@ -42,8 +45,9 @@ pub fn select_sources(root: &Path, sources: &[String]) -> Result<(Vec<SourceMatc
         let rel = cleaned.trim_start_matches('/').to_owned();
         if has_glob(&rel) {
             wildcard = true;
-            let pattern = DockerIgnore::from_patterns(&[rel.as_str()])
-                .map_err(|e| ExecutorError::InvalidArgument(format!("invalid source pattern {source:?}: {e}")))?;
+            let pattern = DockerIgnore::from_patterns(&[rel.as_str()]).map_err(|e| {
+                ExecutorError::InvalidArgument(format!("invalid source pattern {source:?}: {e}"))
+            })?;
             let pattern = &pattern.patterns[0];
             // walk from the longest literal directory prefix
             let literal: Vec<&str> = rel.split('/').take_while(|p| !has_glob(p)).collect();
@@ -65,12 +69,20 @@ pub fn select_sources(root: &Path, sources: &[String]) -> Result<(Vec<SourceMatc
             for r in found {
                 let path = resolve_in_root(root, &r, true)?;
                 let is_dir = path.is_dir();
-                out.push(SourceMatch { rel: r, path, is_dir });
+                out.push(SourceMatch {
+                    rel: r,
+                    path,
+                    is_dir,
+                });
             }
         } else {
             let path = resolve_in_root(root, &rel, true)?;
             match path.symlink_metadata() {
-                Ok(m) => out.push(SourceMatch { rel, path, is_dir: m.is_dir() }),
+                Ok(m) => out.push(SourceMatch {
+                    rel,
+                    path,
+                    is_dir: m.is_dir(),
+                }),
                 Err(_) => {
                     return Err(ExecutorError::NotFound(format!(
                         "failed to compute cache key: \"/{rel}\": not found"
@@ -84,7 +96,11 @@ pub fn select_sources(root: &Path, sources: &[String]) -> Result<(Vec<SourceMatc
 
 /// Walks `dir` (never following symlinks), calling `f(rel, meta)` for each entry in name
 /// order; `f` returns whether to descend into a directory.
-pub fn walk_rel(dir: &Path, rel: &str, f: &mut dyn FnMut(&str, &std::fs::Metadata) -> bool) -> Result<(), ExecutorError> {
+pub fn walk_rel(
+    dir: &Path,
+    rel: &str,
+    f: &mut dyn FnMut(&str, &std::fs::Metadata) -> bool,
+) -> Result<(), ExecutorError> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| ExecutorError::io(dir, e))?
         .collect::<Result<_, _>>()
@@ -92,8 +108,15 @@ pub fn walk_rel(dir: &Path, rel: &str, f: &mut dyn FnMut(&str, &std::fs::Metadat
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let r = if rel.is_empty() { name } else { format!("{rel}/{name}") };
-        let meta = entry.path().symlink_metadata().map_err(|e| ExecutorError::io(&entry.path(), e))?;
+        let r = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
+        let meta = entry
+            .path()
+            .symlink_metadata()
+            .map_err(|e| ExecutorError::io(&entry.path(), e))?;
         if f(&r, &meta) && meta.is_dir() {
             walk_rel(&entry.path(), &r, f)?;
         }
@@ -114,15 +137,29 @@ fn exclude_matcher(excludes: &[String]) -> Result<Option<DockerIgnore>, Executor
 /// path order), its path relative to the source, type, mode, uid, gid, link target and the
 /// sha256 of its bytes — never its size or mtime. `known` holds digests already computed
 /// (the context's, by path relative to the source root).
-pub fn content_hash(m: &SourceMatch, excludes: &[String], known: Option<&BTreeMap<String, Digest>>) -> Result<Digest, ExecutorError> {
+pub fn content_hash(
+    m: &SourceMatch,
+    excludes: &[String],
+    known: Option<&BTreeMap<String, Digest>>,
+) -> Result<Digest, ExecutorError> {
     let excl = exclude_matcher(excludes)?;
     let mut hasher = Hasher::new();
-    let mut add = |rel: &str, full_rel: &str, path: &Path, meta: &std::fs::Metadata| -> Result<(), ExecutorError> {
+    let mut add = |rel: &str,
+                   full_rel: &str,
+                   path: &Path,
+                   meta: &std::fs::Metadata|
+     -> Result<(), ExecutorError> {
         let ft = meta.file_type();
         let (kind, extra) = if ft.is_dir() {
             ("dir", String::new())
         } else if ft.is_symlink() {
-            ("symlink", std::fs::read_link(path).map_err(|e| ExecutorError::io(path, e))?.to_string_lossy().into_owned())
+            (
+                "symlink",
+                std::fs::read_link(path)
+                    .map_err(|e| ExecutorError::io(path, e))?
+                    .to_string_lossy()
+                    .into_owned(),
+            )
         } else if ft.is_file() {
             let d = match known.and_then(|k| k.get(full_rel)) {
                 Some(d) => *d,
@@ -132,17 +169,32 @@ pub fn content_hash(m: &SourceMatch, excludes: &[String], known: Option<&BTreeMa
         } else {
             ("other", meta.rdev().to_string())
         };
-        hasher.update(format!("{rel}\0{kind}\0{:o}\0{}\0{}\0{extra}\n", meta.mode() & 0o7777, meta.uid(), meta.gid()).as_bytes());
+        hasher.update(
+            format!(
+                "{rel}\0{kind}\0{:o}\0{}\0{}\0{extra}\n",
+                meta.mode() & 0o7777,
+                meta.uid(),
+                meta.gid()
+            )
+            .as_bytes(),
+        );
         Ok(())
     };
-    let meta = m.path.metadata().map_err(|e| ExecutorError::io(&m.path, e))?;
+    let meta = m
+        .path
+        .metadata()
+        .map_err(|e| ExecutorError::io(&m.path, e))?;
     if m.is_dir {
         let mut err = None;
         walk_rel(&m.path, "", &mut |rel, meta| {
             if err.is_some() || excl.as_ref().is_some_and(|x| x.matches(rel)) {
                 return false;
             }
-            let full = if m.rel.is_empty() { rel.to_owned() } else { format!("{}/{rel}", m.rel) };
+            let full = if m.rel.is_empty() {
+                rel.to_owned()
+            } else {
+                format!("{}/{rel}", m.rel)
+            };
             if let Err(e) = add(rel, &full, &m.path.join(rel), meta) {
                 err = Some(e);
             }
@@ -187,12 +239,20 @@ pub fn parse_chmod(v: &str) -> Result<u32, ExecutorError> {
     u32::from_str_radix(v, 8)
         .ok()
         .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| ExecutorError::InvalidArgument(format!("invalid chmod parameter: '{v}'. it should be octal string and between 0 and 07777")))
+        .ok_or_else(|| {
+            ExecutorError::InvalidArgument(format!(
+                "invalid chmod parameter: '{v}'. it should be octal string and between 0 and 07777"
+            ))
+        })
 }
 
 /// Creates `path` (absolute inside `root`) and missing parents (0755, owned by `owner`),
 /// following symlinks only inside the root; returns the directory on disk.
-pub fn mkdir_all_in_root(root: &Path, path: &str, owner: (u32, u32)) -> Result<PathBuf, ExecutorError> {
+pub fn mkdir_all_in_root(
+    root: &Path,
+    path: &str,
+    owner: (u32, u32),
+) -> Result<PathBuf, ExecutorError> {
     let mut prefix = String::new();
     let mut resolved = root.to_path_buf();
     for part in crate::rootpath::components(path) {
@@ -202,12 +262,17 @@ pub fn mkdir_all_in_root(root: &Path, path: &str, owner: (u32, u32)) -> Result<P
         match resolved.symlink_metadata() {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
-                return Err(ExecutorError::InvalidArgument(format!("cannot create directory {prefix}: a file is in the way")));
+                return Err(ExecutorError::InvalidArgument(format!(
+                    "cannot create directory {prefix}: a file is in the way"
+                )));
             }
             Err(_) => {
-                std::fs::create_dir(&resolved).map_err(|e| ExecutorError::io_op("creating", &resolved, e))?;
-                std::fs::set_permissions(&resolved, std::fs::Permissions::from_mode(0o755)).map_err(|e| ExecutorError::io(&resolved, e))?;
-                std::os::unix::fs::lchown(&resolved, Some(owner.0), Some(owner.1)).map_err(|e| ExecutorError::io(&resolved, e))?;
+                std::fs::create_dir(&resolved)
+                    .map_err(|e| ExecutorError::io_op("creating", &resolved, e))?;
+                std::fs::set_permissions(&resolved, std::fs::Permissions::from_mode(0o755))
+                    .map_err(|e| ExecutorError::io(&resolved, e))?;
+                std::os::unix::fs::lchown(&resolved, Some(owner.0), Some(owner.1))
+                    .map_err(|e| ExecutorError::io(&resolved, e))?;
             }
         }
     }
@@ -228,7 +293,11 @@ pub fn copy_sources(
     let excl = exclude_matcher(excludes)?;
     let owner = attrs.owner.unwrap_or((0, 0));
     let dest_path = resolve_in_root(target_root, dest, true)?;
-    let into_dir = dest_is_dir || matches.len() > 1 || wildcard || dest_path.is_dir() || matches.iter().all(|m| m.is_dir);
+    let into_dir = dest_is_dir
+        || matches.len() > 1
+        || wildcard
+        || dest_path.is_dir()
+        || matches.iter().all(|m| m.is_dir);
     if (matches.len() > 1 || wildcard) && !dest_is_dir && !dest_path.is_dir() {
         return Err(ExecutorError::InvalidArgument(
             "When using COPY with more than one source file, the destination must be a directory and end with a /".into(),
@@ -237,14 +306,25 @@ pub fn copy_sources(
     for m in matches {
         if m.is_dir {
             let dir = mkdir_all_in_root(target_root, dest, owner)?;
-            let dir_rel = dir.strip_prefix(target_root).unwrap_or(Path::new("")).to_string_lossy().into_owned();
+            let dir_rel = dir
+                .strip_prefix(target_root)
+                .unwrap_or(Path::new(""))
+                .to_string_lossy()
+                .into_owned();
             let mut err = None;
             walk_rel(&m.path, "", &mut |rel, meta| {
                 if err.is_some() || excl.as_ref().is_some_and(|x| x.matches(rel)) {
                     return false;
                 }
                 let target = format!("/{dir_rel}/{rel}");
-                if let Err(e) = copy_one(&m.path.join(rel), meta, target_root, &target, owner, attrs.mode) {
+                if let Err(e) = copy_one(
+                    &m.path.join(rel),
+                    meta,
+                    target_root,
+                    &target,
+                    owner,
+                    attrs.mode,
+                ) {
                     err = Some(e);
                     return false;
                 }
@@ -254,11 +334,19 @@ pub fn copy_sources(
                 return Err(e);
             }
         } else {
-            let meta = m.path.metadata().map_err(|e| ExecutorError::io(&m.path, e))?;
+            let meta = m
+                .path
+                .metadata()
+                .map_err(|e| ExecutorError::io(&m.path, e))?;
             let target = if into_dir {
                 let dir = mkdir_all_in_root(target_root, dest, owner)?;
                 let base = m.rel.rsplit('/').next().unwrap_or("");
-                format!("/{}/{base}", dir.strip_prefix(target_root).unwrap_or(Path::new("")).display())
+                format!(
+                    "/{}/{base}",
+                    dir.strip_prefix(target_root)
+                        .unwrap_or(Path::new(""))
+                        .display()
+                )
             } else {
                 if let Some((parent, _)) = clean(dest).rsplit_once('/') {
                     mkdir_all_in_root(target_root, parent, owner)?;
@@ -273,7 +361,14 @@ pub fn copy_sources(
 }
 
 /// Copies one node (file, symlink, dir header, device) to `target` (absolute in the root).
-fn copy_one(src: &Path, meta: &std::fs::Metadata, root: &Path, target: &str, owner: (u32, u32), mode: Option<u32>) -> Result<(), ExecutorError> {
+fn copy_one(
+    src: &Path,
+    meta: &std::fs::Metadata,
+    root: &Path,
+    target: &str,
+    owner: (u32, u32),
+    mode: Option<u32>,
+) -> Result<(), ExecutorError> {
     let target_clean = clean(target);
     let (parent, name) = target_clean.rsplit_once('/').unwrap_or(("", &target_clean));
     let parent_path = resolve_in_root(root, if parent.is_empty() { "/" } else { parent }, true)?;
@@ -283,27 +378,40 @@ fn copy_one(src: &Path, meta: &std::fs::Metadata, root: &Path, target: &str, own
         match existing {
             Some(e) if e.is_dir() => {}
             Some(_) => {
-                return Err(ExecutorError::InvalidArgument(format!("cannot copy directory onto file {target_clean}")));
+                return Err(ExecutorError::InvalidArgument(format!(
+                    "cannot copy directory onto file {target_clean}"
+                )));
             }
-            None => std::fs::create_dir(&dest).map_err(|e| ExecutorError::io_op("creating", &dest, e))?,
+            None => std::fs::create_dir(&dest)
+                .map_err(|e| ExecutorError::io_op("creating", &dest, e))?,
         }
     } else {
         if let Some(e) = existing {
             if e.is_dir() {
-                return Err(ExecutorError::InvalidArgument(format!("cannot copy file onto directory {target_clean}")));
+                return Err(ExecutorError::InvalidArgument(format!(
+                    "cannot copy file onto directory {target_clean}"
+                )));
             }
             std::fs::remove_file(&dest).map_err(|e| ExecutorError::io_op("removing", &dest, e))?;
         }
         copy_node(src, &dest, meta)?;
     }
-    std::os::unix::fs::lchown(&dest, Some(owner.0), Some(owner.1)).map_err(|e| ExecutorError::io_op("chown", &dest, e))?;
+    std::os::unix::fs::lchown(&dest, Some(owner.0), Some(owner.1))
+        .map_err(|e| ExecutorError::io_op("chown", &dest, e))?;
     if !meta.file_type().is_symlink() {
         let m = mode.unwrap_or(meta.mode() & 0o7777);
-        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(m)).map_err(|e| ExecutorError::io_op("chmod", &dest, e))?;
+        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(m))
+            .map_err(|e| ExecutorError::io_op("chmod", &dest, e))?;
     }
     let t = nix::sys::time::TimeSpec::new(meta.mtime(), meta.mtime_nsec());
-    nix::sys::stat::utimensat(nix::fcntl::AT_FDCWD, &dest, &t, &t, nix::sys::stat::UtimensatFlags::NoFollowSymlink)
-        .map_err(|e| ExecutorError::io_op("setting times", &dest, e.into()))?;
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        &dest,
+        &t,
+        &t,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(|e| ExecutorError::io_op("setting times", &dest, e.into()))?;
     Ok(())
 }
 
@@ -313,7 +421,8 @@ pub fn copy_node(src: &Path, dest: &Path, meta: &std::fs::Metadata) -> Result<()
     let ft = meta.file_type();
     if ft.is_symlink() {
         let target = std::fs::read_link(src).map_err(|e| ExecutorError::io(src, e))?;
-        std::os::unix::fs::symlink(target, dest).map_err(|e| ExecutorError::io_op("creating", dest, e))
+        std::os::unix::fs::symlink(target, dest)
+            .map_err(|e| ExecutorError::io_op("creating", dest, e))
     } else if ft.is_file() {
         let mut from = std::fs::File::open(src).map_err(|e| ExecutorError::io(src, e))?;
         let mut to = OpenOptions::new()
@@ -333,8 +442,13 @@ pub fn copy_node(src: &Path, dest: &Path, meta: &std::fs::Metadata) -> Result<()
         } else {
             nix::sys::stat::SFlag::S_IFIFO
         };
-        nix::sys::stat::mknod(dest, kind, nix::sys::stat::Mode::from_bits_truncate(meta.mode() & 0o7777), meta.rdev())
-            .map_err(|e| ExecutorError::io_op("creating", dest, e.into()))
+        nix::sys::stat::mknod(
+            dest,
+            kind,
+            nix::sys::stat::Mode::from_bits_truncate(meta.mode() & 0o7777),
+            meta.rdev(),
+        )
+        .map_err(|e| ExecutorError::io_op("creating", dest, e.into()))
     } else {
         Ok(()) // sockets are never copied
     }
@@ -387,10 +501,18 @@ mod tests {
         let c = ctx();
         let (m, wild) = select_sources(c.path(), &["src/*.txt".into()]).unwrap();
         assert!(wild);
-        assert_eq!(m.iter().map(|m| m.rel.as_str()).collect::<Vec<_>>(), ["src/a.txt"]);
+        assert_eq!(
+            m.iter().map(|m| m.rel.as_str()).collect::<Vec<_>>(),
+            ["src/a.txt"]
+        );
         let (m, _) = select_sources(c.path(), &["src/**/*.txt".into()]).unwrap();
-        assert_eq!(m.iter().map(|m| m.rel.as_str()).collect::<Vec<_>>(), ["src/a.txt", "src/sub/c.txt"]);
-        let e = select_sources(c.path(), &["nope/x".into()]).unwrap_err().to_string();
+        assert_eq!(
+            m.iter().map(|m| m.rel.as_str()).collect::<Vec<_>>(),
+            ["src/a.txt", "src/sub/c.txt"]
+        );
+        let e = select_sources(c.path(), &["nope/x".into()])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("/nope/x") && e.contains("not found"), "{e}");
     }
 
@@ -415,7 +537,12 @@ mod tests {
         let path = c.path().join("src/a.txt");
         let mtime = path.metadata().unwrap().modified().unwrap();
         std::fs::write(&path, b"z").unwrap(); // same size
-        std::fs::File::options().write(true).open(&path).unwrap().set_modified(mtime).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
         let h2 = content_hash(&m[0], &[], None).unwrap();
         assert_ne!(h1, h2);
         let h3 = content_hash(&m[0], &["*.txt".into()], None).unwrap();
@@ -427,18 +554,66 @@ mod tests {
         let c = ctx();
         let target = tempfile::tempdir().unwrap();
         let (m, w) = select_sources(c.path(), &["src".into()]).unwrap();
-        copy_sources(&m, w, target.path(), "/app", false, &["*.md".into()], CopyAttrs { owner: Some((5, 6)), mode: None }).unwrap();
-        assert_eq!(std::fs::read(target.path().join("app/sub/c.txt")).unwrap(), b"c");
+        copy_sources(
+            &m,
+            w,
+            target.path(),
+            "/app",
+            false,
+            &["*.md".into()],
+            CopyAttrs {
+                owner: Some((5, 6)),
+                mode: None,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            std::fs::read(target.path().join("app/sub/c.txt")).unwrap(),
+            b"c"
+        );
         assert!(!target.path().join("app/b.md").exists());
         assert_eq!(target.path().join("app/a.txt").metadata().unwrap().uid(), 5);
         let (m, w) = select_sources(c.path(), &["top.txt".into()]).unwrap();
-        copy_sources(&m, w, target.path(), "/file", false, &[], CopyAttrs::default()).unwrap();
+        copy_sources(
+            &m,
+            w,
+            target.path(),
+            "/file",
+            false,
+            &[],
+            CopyAttrs::default(),
+        )
+        .unwrap();
         assert!(target.path().join("file").is_file());
-        copy_sources(&m, w, target.path(), "/dir/", true, &[], CopyAttrs { owner: None, mode: Some(0o600) }).unwrap();
-        assert_eq!(target.path().join("dir/top.txt").metadata().unwrap().mode() & 0o777, 0o600);
+        copy_sources(
+            &m,
+            w,
+            target.path(),
+            "/dir/",
+            true,
+            &[],
+            CopyAttrs {
+                owner: None,
+                mode: Some(0o600),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            target.path().join("dir/top.txt").metadata().unwrap().mode() & 0o777,
+            0o600
+        );
         // a destination symlink pointing outside stays inside the target root
         std::os::unix::fs::symlink("/tmp", target.path().join("out")).unwrap();
-        copy_sources(&m, w, target.path(), "/out/", true, &[], CopyAttrs::default()).unwrap();
+        copy_sources(
+            &m,
+            w,
+            target.path(),
+            "/out/",
+            true,
+            &[],
+            CopyAttrs::default(),
+        )
+        .unwrap();
         assert!(target.path().join("tmp/top.txt").is_file());
     }
 }

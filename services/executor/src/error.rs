@@ -112,7 +112,11 @@ impl ExecutorError {
     pub fn at_step(self, step: u32, instruction: &str) -> Self {
         match self {
             e @ (Self::AtStep { .. } | Self::Cancelled) => e,
-            e => Self::AtStep { step, instruction: instruction.to_owned(), source: Box::new(e) },
+            e => Self::AtStep {
+                step,
+                instruction: instruction.to_owned(),
+                source: Box::new(e),
+            },
         }
     }
 
@@ -145,9 +149,16 @@ impl From<ExecutorError> for tonic::Status {
             ExecutorError::Peer { service, status } => {
                 tonic::Status::new(code, format!("{service}: {}", status.message()))
             }
-            ExecutorError::AtStep { step, instruction, source } => {
+            ExecutorError::AtStep {
+                step,
+                instruction,
+                source,
+            } => {
                 let inner = tonic::Status::from(*source);
-                tonic::Status::new(inner.code(), format!("step {step} ({instruction}): {}", inner.message()))
+                tonic::Status::new(
+                    inner.code(),
+                    format!("step {step} ({instruction}): {}", inner.message()),
+                )
             }
             e @ (ExecutorError::Io { .. } | ExecutorError::Internal(_)) => {
                 error!(error = %e, "executor failure");

@@ -82,12 +82,27 @@ fn ensure_parent(root: &Path, parts: &[String], name: &str) -> Result<PathBuf, E
         current.push(part);
         match current.symlink_metadata() {
             Ok(m) if m.file_type().is_symlink() => {
-                return Err(unsafe_entry(name, format!("parent {} is a symbolic link", current.strip_prefix(root).unwrap_or(&current).display())));
+                return Err(unsafe_entry(
+                    name,
+                    format!(
+                        "parent {} is a symbolic link",
+                        current.strip_prefix(root).unwrap_or(&current).display()
+                    ),
+                ));
             }
             Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(unsafe_entry(name, format!("parent {} is not a directory", current.strip_prefix(root).unwrap_or(&current).display()))),
+            Ok(_) => {
+                return Err(unsafe_entry(
+                    name,
+                    format!(
+                        "parent {} is not a directory",
+                        current.strip_prefix(root).unwrap_or(&current).display()
+                    ),
+                ));
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                std::fs::create_dir(&current).map_err(|e| ExecutorError::io_op("creating", &current, e))?;
+                std::fs::create_dir(&current)
+                    .map_err(|e| ExecutorError::io_op("creating", &current, e))?;
                 std::fs::set_permissions(&current, std::fs::Permissions::from_mode(0o755))
                     .map_err(|e| ExecutorError::io(&current, e))?;
             }
@@ -99,7 +114,9 @@ fn ensure_parent(root: &Path, parts: &[String], name: &str) -> Result<PathBuf, E
 
 fn remove_any(path: &Path) -> Result<(), ExecutorError> {
     match path.symlink_metadata() {
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path).map_err(|e| ExecutorError::io_op("removing", path, e)),
+        Ok(m) if m.is_dir() => {
+            std::fs::remove_dir_all(path).map_err(|e| ExecutorError::io_op("removing", path, e))
+        }
         Ok(_) => std::fs::remove_file(path).map_err(|e| ExecutorError::io_op("removing", path, e)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(ExecutorError::io(path, e)),
@@ -107,7 +124,11 @@ fn remove_any(path: &Path) -> Result<(), ExecutorError> {
 }
 
 /// Extracts the tar read from `reader` into `root` (which must exist).
-pub fn extract<R: Read>(reader: R, root: &Path, options: ExtractOptions) -> Result<ExtractReport, ExecutorError> {
+pub fn extract<R: Read>(
+    reader: R,
+    root: &Path,
+    options: ExtractOptions,
+) -> Result<ExtractReport, ExecutorError> {
     let mut archive = tar::Archive::new(reader);
     let mut report = ExtractReport::default();
     let mut unpacked: HashSet<String> = HashSet::new();
@@ -116,7 +137,13 @@ pub fn extract<R: Read>(reader: R, root: &Path, options: ExtractOptions) -> Resu
     for entry in archive.entries().map_err(bad_tar)? {
         let mut entry = entry.map_err(bad_tar)?;
         let kind = entry.header().entry_type();
-        if matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink) {
+        if matches!(
+            kind,
+            EntryType::XGlobalHeader
+                | EntryType::XHeader
+                | EntryType::GNULongName
+                | EntryType::GNULongLink
+        ) {
             continue;
         }
         let name = String::from_utf8(entry.path_bytes().into_owned())
@@ -136,14 +163,19 @@ pub fn extract<R: Read>(reader: R, root: &Path, options: ExtractOptions) -> Resu
                     Whiteouts::Overlay => xattr::set(&parent, OVERLAY_OPAQUE_XATTR, b"y")
                         .map_err(|e| ExecutorError::io_op("marking opaque", &parent, e))?,
                     Whiteouts::Apply => {
-                        for child in std::fs::read_dir(&parent).map_err(|e| ExecutorError::io(&parent, e))? {
+                        for child in
+                            std::fs::read_dir(&parent).map_err(|e| ExecutorError::io(&parent, e))?
+                        {
                             let child = child.map_err(|e| ExecutorError::io(&parent, e))?;
                             let child_rel = if dir_rel.is_empty() {
                                 child.file_name().to_string_lossy().into_owned()
                             } else {
                                 format!("{dir_rel}/{}", child.file_name().to_string_lossy())
                             };
-                            if !unpacked.iter().any(|u| u == &child_rel || u.starts_with(&format!("{child_rel}/"))) {
+                            if !unpacked
+                                .iter()
+                                .any(|u| u == &child_rel || u.starts_with(&format!("{child_rel}/")))
+                            {
                                 remove_any(&child.path())?;
                             }
                         }
@@ -158,16 +190,24 @@ pub fn extract<R: Read>(reader: R, root: &Path, options: ExtractOptions) -> Resu
                 return Err(unsafe_entry(&name, "invalid whiteout"));
             }
             let victim = parent.join(target);
-            let victim_rel = if parts.len() > 1 { format!("{}/{target}", parts[..parts.len() - 1].join("/")) } else { target.to_owned() };
+            let victim_rel = if parts.len() > 1 {
+                format!("{}/{target}", parts[..parts.len() - 1].join("/"))
+            } else {
+                target.to_owned()
+            };
             if unpacked.contains(&victim_rel) {
                 continue; // a whiteout hides only lower layers
             }
             match options.whiteouts {
                 Whiteouts::Overlay => {
                     remove_any(&victim)?;
-                    nix::sys::stat::mknod(&victim, SFlag::S_IFCHR, Mode::empty(), 0)
-                        .map_err(|e| ExecutorError::io_op("creating whiteout", &victim, e.into()))?;
-                    let (uid, gid) = (entry.header().uid().unwrap_or(0), entry.header().gid().unwrap_or(0));
+                    nix::sys::stat::mknod(&victim, SFlag::S_IFCHR, Mode::empty(), 0).map_err(
+                        |e| ExecutorError::io_op("creating whiteout", &victim, e.into()),
+                    )?;
+                    let (uid, gid) = (
+                        entry.header().uid().unwrap_or(0),
+                        entry.header().gid().unwrap_or(0),
+                    );
                     if (uid, gid) != (0, 0) {
                         std::os::unix::fs::lchown(&victim, Some(uid as u32), Some(gid as u32))
                             .map_err(|e| ExecutorError::io(&victim, e))?;
@@ -205,42 +245,68 @@ pub fn extract<R: Read>(reader: R, root: &Path, options: ExtractOptions) -> Resu
                             break;
                         }
                         hasher.update(&buf[..n]);
-                        file.write_all(&buf[..n]).map_err(|e| ExecutorError::io_op("writing", &path, e))?;
+                        file.write_all(&buf[..n])
+                            .map_err(|e| ExecutorError::io_op("writing", &path, e))?;
                     }
                     report.file_digests.insert(rel.clone(), hasher.finish());
                 } else {
-                    io::copy(&mut entry, &mut file).map_err(|e| ExecutorError::io_op("writing", &path, e))?;
+                    io::copy(&mut entry, &mut file)
+                        .map_err(|e| ExecutorError::io_op("writing", &path, e))?;
                 }
             }
             EntryType::Directory => {
                 if !path.exists() {
-                    std::fs::create_dir(&path).map_err(|e| ExecutorError::io_op("creating", &path, e))?;
+                    std::fs::create_dir(&path)
+                        .map_err(|e| ExecutorError::io_op("creating", &path, e))?;
                 }
             }
             EntryType::Symlink => {
                 let target = entry
                     .link_name_bytes()
                     .ok_or_else(|| unsafe_entry(&name, "symlink without a target"))?;
-                let target = std::ffi::OsStr::new(std::str::from_utf8(&target).map_err(|_| unsafe_entry(&name, "non-UTF-8 link target"))?);
-                std::os::unix::fs::symlink(target, &path).map_err(|e| ExecutorError::io_op("creating", &path, e))?;
+                let target = std::ffi::OsStr::new(
+                    std::str::from_utf8(&target)
+                        .map_err(|_| unsafe_entry(&name, "non-UTF-8 link target"))?,
+                );
+                std::os::unix::fs::symlink(target, &path)
+                    .map_err(|e| ExecutorError::io_op("creating", &path, e))?;
             }
             EntryType::Link => {
                 let target = entry
                     .link_name_bytes()
                     .ok_or_else(|| unsafe_entry(&name, "hardlink without a target"))?;
-                let target = String::from_utf8(target.into_owned()).map_err(|_| unsafe_entry(&name, "non-UTF-8 link target"))?;
-                let target_parts = entry_components(&target).map_err(|_| unsafe_entry(&name, format!("hardlink target {target:?} is outside the root")))?;
+                let target = String::from_utf8(target.into_owned())
+                    .map_err(|_| unsafe_entry(&name, "non-UTF-8 link target"))?;
+                let target_parts = entry_components(&target).map_err(|_| {
+                    unsafe_entry(
+                        &name,
+                        format!("hardlink target {target:?} is outside the root"),
+                    )
+                })?;
                 if target_parts.is_empty() {
                     return Err(unsafe_entry(&name, "hardlink to the root"));
                 }
                 let target_path = crate::rootpath::join_no_symlinks(root, &target_parts.join("/"))
-                    .map_err(|_| unsafe_entry(&name, format!("hardlink target {target:?} crosses a symbolic link")))?;
+                    .map_err(|_| {
+                        unsafe_entry(
+                            &name,
+                            format!("hardlink target {target:?} crosses a symbolic link"),
+                        )
+                    })?;
                 match target_path.symlink_metadata() {
-                    Ok(m) if m.is_dir() => return Err(unsafe_entry(&name, "hardlink to a directory")),
+                    Ok(m) if m.is_dir() => {
+                        return Err(unsafe_entry(&name, "hardlink to a directory"));
+                    }
                     Ok(_) => {}
-                    Err(_) => return Err(unsafe_entry(&name, format!("hardlink target {target:?} does not exist in the layer"))),
+                    Err(_) => {
+                        return Err(unsafe_entry(
+                            &name,
+                            format!("hardlink target {target:?} does not exist in the layer"),
+                        ));
+                    }
                 }
-                std::fs::hard_link(&target_path, &path).map_err(|e| ExecutorError::io_op("linking", &path, e))?;
+                std::fs::hard_link(&target_path, &path)
+                    .map_err(|e| ExecutorError::io_op("linking", &path, e))?;
                 unpacked.insert(rel);
                 report.entries += 1;
                 continue; // a hardlink shares its target's metadata
@@ -262,11 +328,14 @@ pub fn extract<R: Read>(reader: R, root: &Path, options: ExtractOptions) -> Resu
         }
 
         let (uid, gid) = (header.uid().unwrap_or(0), header.gid().unwrap_or(0));
-        std::os::unix::fs::lchown(&path, Some(uid as u32), Some(gid as u32)).map_err(|e| ExecutorError::io_op("chown", &path, e))?;
+        std::os::unix::fs::lchown(&path, Some(uid as u32), Some(gid as u32))
+            .map_err(|e| ExecutorError::io_op("chown", &path, e))?;
         if let Ok(Some(exts)) = entry.pax_extensions() {
             for ext in exts.flatten() {
                 let Ok(key) = ext.key() else { continue };
-                let Some(xname) = key.strip_prefix("SCHILY.xattr.") else { continue };
+                let Some(xname) = key.strip_prefix("SCHILY.xattr.") else {
+                    continue;
+                };
                 if xname.starts_with("trusted.overlay.") || xname.starts_with("user.overlay.") {
                     continue; // never let a layer steer overlayfs
                 }
@@ -294,8 +363,14 @@ pub fn extract<R: Read>(reader: R, root: &Path, options: ExtractOptions) -> Resu
 
 fn set_mtime(path: &Path, mtime: i64) -> Result<(), ExecutorError> {
     let t = TimeSpec::new(mtime, 0);
-    nix::sys::stat::utimensat(nix::fcntl::AT_FDCWD, path, &t, &t, UtimensatFlags::NoFollowSymlink)
-        .map_err(|e| ExecutorError::io_op("setting times", path, e.into()))
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        &t,
+        &t,
+        UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(|e| ExecutorError::io_op("setting times", path, e.into()))
 }
 
 #[cfg(test)]
@@ -303,9 +378,15 @@ mod tests {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
     use super::*;
-    use crate::layer_tar::{write_layer, Change, LayerOptions};
+    use crate::layer_tar::{Change, LayerOptions, write_layer};
 
-    fn raw_entry(builder: &mut tar::Builder<Vec<u8>>, name: &str, kind: EntryType, link: Option<&str>, data: &[u8]) {
+    fn raw_entry(
+        builder: &mut tar::Builder<Vec<u8>>,
+        name: &str,
+        kind: EntryType,
+        link: Option<&str>,
+        data: &[u8],
+    ) {
         let mut h = tar::Header::new_gnu();
         // write the name bytes directly so that hostile names are kept verbatim
         let field = &mut h.as_old_mut().name;
@@ -321,7 +402,10 @@ mod tests {
     }
 
     fn opts(whiteouts: Whiteouts) -> ExtractOptions {
-        ExtractOptions { whiteouts, hash_files: false }
+        ExtractOptions {
+            whiteouts,
+            hash_files: false,
+        }
     }
 
     /// Runs a hostile tar against a root inside a sandbox dir, checking nothing appears
@@ -334,8 +418,15 @@ mod tests {
         build(&mut b);
         let bytes = b.into_inner().unwrap();
         let err = extract(bytes.as_slice(), &root, opts(Whiteouts::Apply)).unwrap_err();
-        let outside: Vec<_> = std::fs::read_dir(sandbox.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(outside, vec![std::ffi::OsString::from("root")], "nothing written beside the root");
+        let outside: Vec<_> = std::fs::read_dir(sandbox.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            outside,
+            vec![std::ffi::OsString::from("root")],
+            "nothing written beside the root"
+        );
         err.to_string()
     }
 
@@ -380,9 +471,20 @@ mod tests {
         let victim = sandbox.path().join("victim");
         std::fs::write(&victim, b"safe").unwrap();
         let mut b = tar::Builder::new(Vec::new());
-        raw_entry(&mut b, "f", EntryType::Symlink, Some(victim.to_str().unwrap()), b"");
+        raw_entry(
+            &mut b,
+            "f",
+            EntryType::Symlink,
+            Some(victim.to_str().unwrap()),
+            b"",
+        );
         raw_entry(&mut b, "f", EntryType::Regular, None, b"overwritten?");
-        extract(b.into_inner().unwrap().as_slice(), &root, opts(Whiteouts::Apply)).unwrap();
+        extract(
+            b.into_inner().unwrap().as_slice(),
+            &root,
+            opts(Whiteouts::Apply),
+        )
+        .unwrap();
         assert_eq!(std::fs::read(&victim).unwrap(), b"safe");
         assert_eq!(std::fs::read(root.join("f")).unwrap(), b"overwritten?");
     }
@@ -425,16 +527,30 @@ mod tests {
         std::fs::write(src.path().join("a/b/f"), b"hello").unwrap();
         std::fs::hard_link(src.path().join("a/b/f"), src.path().join("a/h")).unwrap();
         std::os::unix::fs::symlink("b/f", src.path().join("a/s")).unwrap();
-        let changes: Vec<Change> = ["a", "a/b", "a/b/f", "a/h", "a/s"].iter().map(|p| Change::Add(p.to_string())).collect();
+        let changes: Vec<Change> = ["a", "a/b", "a/b/f", "a/h", "a/s"]
+            .iter()
+            .map(|p| Change::Add(p.to_string()))
+            .collect();
         let bytes = write_layer(src.path(), &changes, LayerOptions::default(), Vec::new()).unwrap();
         let dst = tempfile::tempdir().unwrap();
-        let report = extract(bytes.as_slice(), dst.path(), ExtractOptions { whiteouts: Whiteouts::Apply, hash_files: true }).unwrap();
+        let report = extract(
+            bytes.as_slice(),
+            dst.path(),
+            ExtractOptions {
+                whiteouts: Whiteouts::Apply,
+                hash_files: true,
+            },
+        )
+        .unwrap();
         assert_eq!(std::fs::read(dst.path().join("a/h")).unwrap(), b"hello");
         assert_eq!(
             dst.path().join("a/h").metadata().unwrap().ino(),
             dst.path().join("a/b/f").metadata().unwrap().ino()
         );
-        assert_eq!(std::fs::read_link(dst.path().join("a/s")).unwrap(), Path::new("b/f"));
+        assert_eq!(
+            std::fs::read_link(dst.path().join("a/s")).unwrap(),
+            Path::new("b/f")
+        );
         assert_eq!(report.file_digests["a/b/f"], Digest::of(b"hello"));
     }
 }

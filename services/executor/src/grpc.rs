@@ -6,8 +6,8 @@ use std::{
 };
 
 use strata_proto::executor::{
-    self as pb, build_event::Event, executor_server::Executor, BuildRequest, CancelBuildRequest,
-    CancelBuildResponse, ExplainBuildResponse,
+    self as pb, BuildRequest, CancelBuildRequest, CancelBuildResponse, ExplainBuildResponse,
+    build_event::Event, executor_server::Executor,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -27,23 +27,41 @@ pub struct ExecutorService {
 impl ExecutorService {
     /// Serves `engine`.
     pub fn new(engine: Engine) -> Self {
-        Self { engine: Arc::new(engine), running: Arc::default() }
+        Self {
+            engine: Arc::new(engine),
+            running: Arc::default(),
+        }
     }
 }
 
 fn new_build_id() -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let seed = format!("{}-{}-{:?}", now.as_nanos(), std::process::id(), std::thread::current().id());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let seed = format!(
+        "{}-{}-{:?}",
+        now.as_nanos(),
+        std::process::id(),
+        std::thread::current().id()
+    );
     strata_types::Digest::of(seed.as_bytes()).hex()[..16].to_owned()
 }
 
 fn error_event(e: &ExecutorError) -> Event {
     let (step, instruction, e) = match e {
-        ExecutorError::AtStep { step, instruction, source } => (*step, instruction.clone(), source.as_ref()),
+        ExecutorError::AtStep {
+            step,
+            instruction,
+            source,
+        } => (*step, instruction.clone(), source.as_ref()),
         e => (0, String::new(), e),
     };
     let (exit_code, last_output) = match e {
-        ExecutorError::RunFailed { exit_code, last_output, .. } => (Some(*exit_code), last_output.clone()),
+        ExecutorError::RunFailed {
+            exit_code,
+            last_output,
+            ..
+        } => (Some(*exit_code), last_output.clone()),
         _ => (None, vec![]),
     };
     if matches!(e, ExecutorError::Io { .. } | ExecutorError::Internal(_)) {
@@ -63,11 +81,24 @@ fn error_event(e: &ExecutorError) -> Event {
 impl Executor for ExecutorService {
     type BuildStream = ReceiverStream<Result<pb::BuildEvent, Status>>;
 
-    async fn build(&self, request: Request<BuildRequest>) -> Result<Response<Self::BuildStream>, Status> {
+    async fn build(
+        &self,
+        request: Request<BuildRequest>,
+    ) -> Result<Response<Self::BuildStream>, Status> {
         let req = request.into_inner();
-        let build_id = if req.build_id.is_empty() { new_build_id() } else { req.build_id.clone() };
-        if !build_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') || build_id.len() > 64 {
-            return Err(Status::invalid_argument("build_id may hold only letters, digits, '-' and '_' (at most 64)"));
+        let build_id = if req.build_id.is_empty() {
+            new_build_id()
+        } else {
+            req.build_id.clone()
+        };
+        if !build_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            || build_id.len() > 64
+        {
+            return Err(Status::invalid_argument(
+                "build_id may hold only letters, digits, '-' and '_' (at most 64)",
+            ));
         }
         let (tx, rx) = mpsc::channel(256);
         let events = Events::new(tx.clone());
@@ -78,7 +109,9 @@ impl Executor for ExecutorService {
             let mut running = self.running.lock().expect("running map");
             if running.contains_key(&build_id) {
                 inner.abort();
-                return Err(Status::already_exists(format!("a build with id {build_id} is running")));
+                return Err(Status::already_exists(format!(
+                    "a build with id {build_id} is running"
+                )));
             }
             running.insert(build_id.clone(), inner.abort_handle());
         }
@@ -96,18 +129,28 @@ impl Executor for ExecutorService {
                     info!(build = %build_id, "build cancelled");
                     error_event(&ExecutorError::Cancelled)
                 }
-                Err(join) => error_event(&ExecutorError::Internal(format!("the build task failed: {join}"))),
+                Err(join) => error_event(&ExecutorError::Internal(format!(
+                    "the build task failed: {join}"
+                ))),
             };
             let _ = Events::new(tx).send(event).await;
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
-    async fn explain_build(&self, request: Request<BuildRequest>) -> Result<Response<ExplainBuildResponse>, Status> {
-        Ok(Response::new(self.engine.explain(request.into_inner()).await?))
+    async fn explain_build(
+        &self,
+        request: Request<BuildRequest>,
+    ) -> Result<Response<ExplainBuildResponse>, Status> {
+        Ok(Response::new(
+            self.engine.explain(request.into_inner()).await?,
+        ))
     }
 
-    async fn cancel_build(&self, request: Request<CancelBuildRequest>) -> Result<Response<CancelBuildResponse>, Status> {
+    async fn cancel_build(
+        &self,
+        request: Request<CancelBuildRequest>,
+    ) -> Result<Response<CancelBuildResponse>, Status> {
         let id = request.into_inner().build_id;
         let handle = self.running.lock().expect("running map").remove(&id);
         let cancelled = match handle {

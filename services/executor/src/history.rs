@@ -17,7 +17,9 @@ fn go_quote(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
             c => out.push(c),
         }
     }
@@ -27,7 +29,14 @@ fn go_quote(s: &str) -> String {
 
 /// Go's `%q` of a `[]string`: `["a" "b"]`.
 pub fn go_quoted_list(items: &[String]) -> String {
-    format!("[{}]", items.iter().map(|s| go_quote(s)).collect::<Vec<_>>().join(" "))
+    format!(
+        "[{}]",
+        items
+            .iter()
+            .map(|s| go_quote(s))
+            .collect::<Vec<_>>()
+            .join(" ")
+    )
 }
 
 /// Go's `%v` of a `[]string`: `[a b]`.
@@ -111,7 +120,15 @@ pub fn run(args: &[(String, String)], argv: &[String]) -> String {
 }
 
 /// `COPY [--parents] [--chown=v] [--chmod=v] src… [<<NAME…] dest # buildkit`.
-pub fn copy(keyword: &str, parents: bool, chown: &str, chmod: &str, sources: &[String], heredocs: &[String], dest: &str) -> String {
+pub fn copy(
+    keyword: &str,
+    parents: bool,
+    chown: &str,
+    chmod: &str,
+    sources: &[String],
+    heredocs: &[String],
+    dest: &str,
+) -> String {
     let mut s = keyword.to_owned();
     if parents {
         s.push_str(" --parents");
@@ -150,12 +167,20 @@ pub fn rfc3339(unix_seconds: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, (secs % 3600) / 60, secs % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        (secs % 3600) / 60,
+        secs % 60
+    )
 }
 
 /// Seconds since the epoch, now.
 pub fn now_unix() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -164,12 +189,43 @@ mod tests {
 
     #[test]
     fn strings_match_buildkit() {
-        assert_eq!(go_quoted_list(&["/bin/sh".into(), "-c".into(), "echo \"hi\"".into()]), r#"["/bin/sh" "-c" "echo \"hi\""]"#);
-        assert_eq!(run(&[("A".into(), "1".into()), ("B".into(), String::new())], &["/bin/sh".into(), "-c".into(), "make".into()]), "RUN |2 A=1 B= /bin/sh -c make # buildkit");
-        assert_eq!(run(&[], &["echo".into(), "hi".into()]), "RUN echo hi # buildkit");
-        assert_eq!(copy("COPY", false, "1:2", "", &["a".into(), "b".into()], &[], "/d/"), "COPY --chown=1:2 a b /d/ # buildkit");
-        let h = Healthcheck { test: Some(vec!["CMD-SHELL".into(), "curl -f x".into()]), interval: Some(300_000_000_000), timeout: Some(3_000_000_000), ..Default::default() };
-        assert_eq!(healthcheck(&h), "HEALTHCHECK {Test:[CMD-SHELL curl -f x] Interval:5m0s Timeout:3s StartPeriod:0s StartInterval:0s Retries:0}");
+        assert_eq!(
+            go_quoted_list(&["/bin/sh".into(), "-c".into(), "echo \"hi\"".into()]),
+            r#"["/bin/sh" "-c" "echo \"hi\""]"#
+        );
+        assert_eq!(
+            run(
+                &[("A".into(), "1".into()), ("B".into(), String::new())],
+                &["/bin/sh".into(), "-c".into(), "make".into()]
+            ),
+            "RUN |2 A=1 B= /bin/sh -c make # buildkit"
+        );
+        assert_eq!(
+            run(&[], &["echo".into(), "hi".into()]),
+            "RUN echo hi # buildkit"
+        );
+        assert_eq!(
+            copy(
+                "COPY",
+                false,
+                "1:2",
+                "",
+                &["a".into(), "b".into()],
+                &[],
+                "/d/"
+            ),
+            "COPY --chown=1:2 a b /d/ # buildkit"
+        );
+        let h = Healthcheck {
+            test: Some(vec!["CMD-SHELL".into(), "curl -f x".into()]),
+            interval: Some(300_000_000_000),
+            timeout: Some(3_000_000_000),
+            ..Default::default()
+        };
+        assert_eq!(
+            healthcheck(&h),
+            "HEALTHCHECK {Test:[CMD-SHELL curl -f x] Interval:5m0s Timeout:3s StartPeriod:0s StartInterval:0s Retries:0}"
+        );
         assert_eq!(go_duration(1_500_000_000), "1.5s");
         assert_eq!(go_duration(3_600_000_000_000), "1h0m0s");
         assert_eq!(go_duration(300_000_000), "300ms");

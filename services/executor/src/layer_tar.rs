@@ -90,7 +90,9 @@ pub struct HashingWriter<W> {
 
 impl<W> std::fmt::Debug for HashingWriter<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HashingWriter").field("bytes", &self.hasher.len()).finish()
+        f.debug_struct("HashingWriter")
+            .field("bytes", &self.hasher.len())
+            .finish()
     }
 }
 
@@ -140,7 +142,11 @@ fn walk_upper(dir: &Path, rel: &str, out: &mut Vec<Change>) -> io::Result<()> {
         let entry = entry?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        let path = if rel.is_empty() { name.to_string() } else { format!("{rel}/{name}") };
+        let path = if rel.is_empty() {
+            name.to_string()
+        } else {
+            format!("{rel}/{name}")
+        };
         let meta = entry.path().symlink_metadata()?;
         let ft = meta.file_type();
         if ft.is_char_device() && meta.rdev() == 0 {
@@ -165,12 +171,20 @@ pub fn is_opaque(dir: &Path) -> bool {
 
 /// True for xattrs that describe overlayfs or the host rather than the file.
 fn is_private_xattr(name: &str) -> bool {
-    name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.") || name == "security.selinux"
+    name.starts_with("trusted.overlay.")
+        || name.starts_with("user.overlay.")
+        || name == "security.selinux"
 }
 
 /// Writes `changes` (paths under `root`) as a layer tar into `out`; returns `out`.
-pub fn write_layer<W: Write>(root: &Path, changes: &[Change], options: LayerOptions, out: W) -> io::Result<W> {
-    let mut keyed: Vec<(Vec<u8>, &Change, Option<std::fs::Metadata>)> = Vec::with_capacity(changes.len());
+pub fn write_layer<W: Write>(
+    root: &Path,
+    changes: &[Change],
+    options: LayerOptions,
+    out: W,
+) -> io::Result<W> {
+    let mut keyed: Vec<(Vec<u8>, &Change, Option<std::fs::Metadata>)> =
+        Vec::with_capacity(changes.len());
     for change in changes {
         match change {
             Change::Add(p) => {
@@ -189,13 +203,21 @@ pub fn write_layer<W: Write>(root: &Path, changes: &[Change], options: LayerOpti
     let mut builder = tar::Builder::new(out);
     let mut first_name_of_inode: HashMap<(u64, u64), String> = HashMap::new();
     for (key, change, meta) in &keyed {
-        let name = String::from_utf8_lossy(key).trim_end_matches('\0').to_owned();
+        let name = String::from_utf8_lossy(key)
+            .trim_end_matches('\0')
+            .to_owned();
         match change {
             Change::Whiteout(_) => append_empty_file(&mut builder, &name, 0o600, 0, 0)?,
             Change::Opaque(dir) => {
                 let meta = root.join(dir).symlink_metadata()?;
                 let name = format!("{dir}/{OPAQUE_MARKER}");
-                append_empty_file(&mut builder, &name, meta.mode() & 0o7777, meta.uid() as u64, meta.gid() as u64)?;
+                append_empty_file(
+                    &mut builder,
+                    &name,
+                    meta.mode() & 0o7777,
+                    meta.uid() as u64,
+                    meta.gid() as u64,
+                )?;
             }
             Change::Add(rel) => {
                 let meta = meta.as_ref().expect("add changes carry metadata");
@@ -227,7 +249,11 @@ pub fn write_layer<W: Write>(root: &Path, changes: &[Change], options: LayerOpti
                     let target = std::fs::read_link(&path)?;
                     set_link(&mut header, target.as_os_str().as_bytes(), &mut pax);
                 } else if ft.is_char_device() || ft.is_block_device() {
-                    header.set_entry_type(if ft.is_char_device() { EntryType::Char } else { EntryType::Block });
+                    header.set_entry_type(if ft.is_char_device() {
+                        EntryType::Char
+                    } else {
+                        EntryType::Block
+                    });
                     let rdev = meta.rdev();
                     header.set_device_major(nix::sys::stat::major(rdev) as u32)?;
                     header.set_device_minor(nix::sys::stat::minor(rdev) as u32)?;
@@ -268,7 +294,14 @@ pub fn write_layer<W: Write>(root: &Path, changes: &[Change], options: LayerOpti
                         .read(true)
                         .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
                         .open(&path)?;
-                    builder.append(&header, ExactReader { inner: file.take(size), left: size, path: rel })?;
+                    builder.append(
+                        &header,
+                        ExactReader {
+                            inner: file.take(size),
+                            left: size,
+                            path: rel,
+                        },
+                    )?;
                 } else {
                     builder.append(&header, io::empty())?;
                 }
@@ -286,7 +319,13 @@ fn clamp(mtime: i64, limit: Option<i64>) -> u64 {
     t.max(0) as u64
 }
 
-fn append_empty_file<W: Write>(builder: &mut tar::Builder<W>, name: &str, mode: u32, uid: u64, gid: u64) -> io::Result<()> {
+fn append_empty_file<W: Write>(
+    builder: &mut tar::Builder<W>,
+    name: &str,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+) -> io::Result<()> {
     let mut pax = Vec::new();
     let mut header = Header::new_ustar();
     header.set_entry_type(EntryType::Regular);
@@ -328,7 +367,11 @@ fn set_link(header: &mut Header, target: &[u8], pax: &mut Vec<(String, Vec<u8>)>
 fn set_id(header: &mut Header, id: u64, key: &str, pax: &mut Vec<(String, Vec<u8>)>) {
     if id > 0o7777777 {
         pax.push((key.into(), id.to_string().into_bytes()));
-        if key == "uid" { header.set_uid(0) } else { header.set_gid(0) }
+        if key == "uid" {
+            header.set_uid(0)
+        } else {
+            header.set_gid(0)
+        }
     } else if key == "uid" {
         header.set_uid(id)
     } else {
@@ -338,7 +381,11 @@ fn set_id(header: &mut Header, id: u64, key: &str, pax: &mut Vec<(String, Vec<u8
 
 /// Appends a PAX extended header (`x`) with `records` sorted by key, named like Go's
 /// `archive/tar` does (`<dir>/PaxHeaders.0/<base>`).
-fn append_pax<W: Write>(builder: &mut tar::Builder<W>, name: &str, records: &mut [(String, Vec<u8>)]) -> io::Result<()> {
+fn append_pax<W: Write>(
+    builder: &mut tar::Builder<W>,
+    name: &str,
+    records: &mut [(String, Vec<u8>)],
+) -> io::Result<()> {
     records.sort_by(|a, b| a.0.cmp(&b.0));
     let mut data = Vec::new();
     for (k, v) in records.iter() {
@@ -352,9 +399,21 @@ fn append_pax<W: Write>(builder: &mut tar::Builder<W>, name: &str, records: &mut
         data.push(b'\n');
     }
     let trimmed = name.trim_end_matches('/');
-    let (dir, base) = trimmed.rsplit_once('/').map_or(("", trimmed), |(d, b)| (d, b));
-    let mut pax_name = if dir.is_empty() { format!("PaxHeaders.0/{base}") } else { format!("{dir}/PaxHeaders.0/{base}") };
-    pax_name.truncate(pax_name.char_indices().take_while(|(i, _)| *i < 100).last().map_or(0, |(i, c)| i + c.len_utf8()));
+    let (dir, base) = trimmed
+        .rsplit_once('/')
+        .map_or(("", trimmed), |(d, b)| (d, b));
+    let mut pax_name = if dir.is_empty() {
+        format!("PaxHeaders.0/{base}")
+    } else {
+        format!("{dir}/PaxHeaders.0/{base}")
+    };
+    pax_name.truncate(
+        pax_name
+            .char_indices()
+            .take_while(|(i, _)| *i < 100)
+            .last()
+            .map_or(0, |(i, c)| i + c.len_utf8()),
+    );
     let mut header = Header::new_ustar();
     header.set_entry_type(EntryType::XHeader);
     let mut ignored = Vec::new();
@@ -393,7 +452,7 @@ impl<R: Read> Read for ExactReader<'_, R> {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::{symlink, PermissionsExt};
+    use std::os::unix::fs::{PermissionsExt, symlink};
 
     use super::*;
 
@@ -404,7 +463,11 @@ mod tests {
             .unwrap()
             .map(|e| {
                 let e = e.unwrap();
-                let link = e.link_name().unwrap().map(|l| l.to_string_lossy().into_owned()).unwrap_or_default();
+                let link = e
+                    .link_name()
+                    .unwrap()
+                    .map(|l| l.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 (
                     e.path().unwrap().to_string_lossy().into_owned(),
                     e.header().entry_type(),
@@ -440,12 +503,29 @@ mod tests {
             Change::Add("etc/app.d".into()),
             Change::Opaque("etc/app.d".into()),
         ];
-        let bytes = write_layer(dir.path(), &changes, LayerOptions { clamp_mtime: Some(10) }, Vec::new()).unwrap();
+        let bytes = write_layer(
+            dir.path(),
+            &changes,
+            LayerOptions {
+                clamp_mtime: Some(10),
+            },
+            Vec::new(),
+        )
+        .unwrap();
         let got = entries(&bytes);
         let names: Vec<_> = got.iter().map(|e| e.0.as_str()).collect();
         assert_eq!(
             names,
-            ["bin", "bin2", "etc/", "etc/.wh.old", "etc/app.d/", "etc/app.d/.wh..wh..opq", "etc/app.d/default.cfg", "link"]
+            [
+                "bin",
+                "bin2",
+                "etc/",
+                "etc/.wh.old",
+                "etc/app.d/",
+                "etc/app.d/.wh..wh..opq",
+                "etc/app.d/default.cfg",
+                "link"
+            ]
         );
         assert_eq!(got[1].1, EntryType::Link);
         assert_eq!(got[1].3, "bin");
@@ -463,9 +543,23 @@ mod tests {
             walk_upper(d, "", &mut c).unwrap();
             c
         };
-        let opts = LayerOptions { clamp_mtime: Some(0) };
-        let ta = write_layer(a.path(), &changes(a.path()), opts, HashingWriter::new(Vec::new())).unwrap();
-        let tb = write_layer(b.path(), &changes(b.path()), opts, HashingWriter::new(Vec::new())).unwrap();
+        let opts = LayerOptions {
+            clamp_mtime: Some(0),
+        };
+        let ta = write_layer(
+            a.path(),
+            &changes(a.path()),
+            opts,
+            HashingWriter::new(Vec::new()),
+        )
+        .unwrap();
+        let tb = write_layer(
+            b.path(),
+            &changes(b.path()),
+            opts,
+            HashingWriter::new(Vec::new()),
+        )
+        .unwrap();
         let (da, ba) = ta.finish();
         let (db, bb) = tb.finish();
         assert_eq!(ba, bb);
@@ -479,7 +573,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let r = dir.path();
         std::fs::create_dir(r.join("d")).unwrap();
-        nix::sys::stat::mknod(&r.join("gone"), nix::sys::stat::SFlag::S_IFCHR, nix::sys::stat::Mode::empty(), 0).unwrap();
+        nix::sys::stat::mknod(
+            &r.join("gone"),
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::empty(),
+            0,
+        )
+        .unwrap();
         xattr::set(r.join("d"), OVERLAY_OPAQUE_XATTR, b"y").unwrap();
         std::fs::write(r.join("d/new"), b"n").unwrap();
         let changes = upper_changes(r).unwrap();
@@ -505,7 +605,13 @@ mod tests {
         let long = "a".repeat(120);
         std::fs::write(dir.path().join(&long), b"z").unwrap();
         xattr::set(dir.path().join(&long), "user.note", b"hello").unwrap_or(());
-        let bytes = write_layer(dir.path(), &[Change::Add(long.clone())], LayerOptions::default(), Vec::new()).unwrap();
+        let bytes = write_layer(
+            dir.path(),
+            &[Change::Add(long.clone())],
+            LayerOptions::default(),
+            Vec::new(),
+        )
+        .unwrap();
         let got = entries(&bytes);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].0, long);

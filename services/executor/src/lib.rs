@@ -39,7 +39,11 @@ pub struct Config {
 
 /// Opens the service's state.
 pub fn open(config: &Config) -> Result<ExecutorService, ExecutorError> {
-    let peers = peers::Peers::connect(&config.parser_addr, &config.layer_store_addr, &config.tag_index_addr)?;
+    let peers = peers::Peers::connect(
+        &config.parser_addr,
+        &config.layer_store_addr,
+        &config.tag_index_addr,
+    )?;
     let engine = build::Engine::open(&config.root.join("executor"), peers)?;
     Ok(ExecutorService::new(engine))
 }

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info};
 
 use crate::error::ExecutorError;
-use crate::extract::{extract, ExtractOptions, Whiteouts};
+use crate::extract::{ExtractOptions, Whiteouts, extract};
 use crate::peers::{ChannelReader, Peers};
 
 /// An extracted build context.
@@ -68,11 +68,21 @@ impl LocalCache {
     }
 
     fn lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.locks.lock().expect("lock map").entry(key.to_owned()).or_default().clone()
+        self.locks
+            .lock()
+            .expect("lock map")
+            .entry(key.to_owned())
+            .or_default()
+            .clone()
     }
 
     /// The lowerdir of a layer, extracted from the store (blob `blob_digest`) the first time.
-    pub async fn ensure_layer(&self, peers: &Peers, diff_id: &Digest, blob_digest: &str) -> Result<PathBuf, ExecutorError> {
+    pub async fn ensure_layer(
+        &self,
+        peers: &Peers,
+        diff_id: &Digest,
+        blob_digest: &str,
+    ) -> Result<PathBuf, ExecutorError> {
         let dest = self.layer_dir(diff_id);
         if dest.exists() {
             return Ok(dest);
@@ -82,22 +92,35 @@ impl LocalCache {
         if dest.exists() {
             return Ok(dest);
         }
-        let staging = self.tmp.join(format!("layer-{}-{}", diff_id.hex(), std::process::id()));
+        let staging = self
+            .tmp
+            .join(format!("layer-{}-{}", diff_id.hex(), std::process::id()));
         let _ = std::fs::remove_dir_all(&staging);
-        std::fs::create_dir_all(&staging).map_err(|e| ExecutorError::io_op("creating", &staging, e))?;
+        std::fs::create_dir_all(&staging)
+            .map_err(|e| ExecutorError::io_op("creating", &staging, e))?;
         let (tx, rx) = mpsc::channel::<Bytes>(8);
         let target = staging.clone();
         let extracting = tokio::task::spawn_blocking(move || {
             let reader = crate::compression::decompressed(ChannelReader::new(rx))?;
-            extract(reader, &target, ExtractOptions { whiteouts: Whiteouts::Overlay, hash_files: false })
+            extract(
+                reader,
+                &target,
+                ExtractOptions {
+                    whiteouts: Whiteouts::Overlay,
+                    hash_files: false,
+                },
+            )
         });
         let streamed = peers.stream_blob(blob_digest, tx).await;
-        let extracted = extracting.await.map_err(|e| ExecutorError::Internal(e.to_string()))?;
+        let extracted = extracting
+            .await
+            .map_err(|e| ExecutorError::Internal(e.to_string()))?;
         if let Err(e) = streamed.and(extracted.map(|_| ())) {
             let _ = std::fs::remove_dir_all(&staging);
             return Err(e);
         }
-        std::fs::rename(&staging, &dest).map_err(|e| ExecutorError::io_op("renaming", &staging, e))?;
+        std::fs::rename(&staging, &dest)
+            .map_err(|e| ExecutorError::io_op("renaming", &staging, e))?;
         info!(diff_id = %diff_id, "layer extracted");
         Ok(dest)
     }
@@ -115,31 +138,59 @@ impl LocalCache {
     }
 
     /// The build context `digest`, extracted once per executor.
-    pub async fn ensure_context(&self, peers: &Peers, digest: &str) -> Result<Arc<Context>, ExecutorError> {
-        if let Some(c) = self.loaded_contexts.lock().expect("context map").get(digest) {
+    pub async fn ensure_context(
+        &self,
+        peers: &Peers,
+        digest: &str,
+    ) -> Result<Arc<Context>, ExecutorError> {
+        if let Some(c) = self
+            .loaded_contexts
+            .lock()
+            .expect("context map")
+            .get(digest)
+        {
             return Ok(c.clone());
         }
-        let parsed = Digest::parse(digest).map_err(|e| ExecutorError::InvalidArgument(format!("invalid context digest {digest:?}: {e}")))?;
+        let parsed = Digest::parse(digest).map_err(|e| {
+            ExecutorError::InvalidArgument(format!("invalid context digest {digest:?}: {e}"))
+        })?;
         let lock = self.lock(digest);
         let _held = lock.lock().await;
-        if let Some(c) = self.loaded_contexts.lock().expect("context map").get(digest) {
+        if let Some(c) = self
+            .loaded_contexts
+            .lock()
+            .expect("context map")
+            .get(digest)
+        {
             return Ok(c.clone());
         }
         if !peers.has_blob(digest).await? {
-            return Err(ExecutorError::NotFound(format!("build context {digest} is not in the layer store")));
+            return Err(ExecutorError::NotFound(format!(
+                "build context {digest} is not in the layer store"
+            )));
         }
         let dest = self.contexts.join(parsed.hex());
         let _ = std::fs::remove_dir_all(&dest);
         let staging = self.tmp.join(format!("context-{}", parsed.hex()));
         let _ = std::fs::remove_dir_all(&staging);
-        std::fs::create_dir_all(&staging).map_err(|e| ExecutorError::io_op("creating", &staging, e))?;
+        std::fs::create_dir_all(&staging)
+            .map_err(|e| ExecutorError::io_op("creating", &staging, e))?;
         let (tx, rx) = mpsc::channel::<Bytes>(8);
         let target = staging.clone();
         let extracting = tokio::task::spawn_blocking(move || {
-            extract(ChannelReader::new(rx), &target, ExtractOptions { whiteouts: Whiteouts::Apply, hash_files: true })
+            extract(
+                ChannelReader::new(rx),
+                &target,
+                ExtractOptions {
+                    whiteouts: Whiteouts::Apply,
+                    hash_files: true,
+                },
+            )
         });
         let streamed = peers.stream_blob(digest, tx).await;
-        let report = extracting.await.map_err(|e| ExecutorError::Internal(e.to_string()))?;
+        let report = extracting
+            .await
+            .map_err(|e| ExecutorError::Internal(e.to_string()))?;
         let report = match streamed.and(report) {
             Ok(r) => r,
             Err(e) => {
@@ -147,9 +198,16 @@ impl LocalCache {
                 return Err(e);
             }
         };
-        std::fs::rename(&staging, &dest).map_err(|e| ExecutorError::io_op("renaming", &staging, e))?;
-        let context = Arc::new(Context { dir: dest, file_digests: report.file_digests });
-        self.loaded_contexts.lock().expect("context map").insert(digest.to_owned(), context.clone());
+        std::fs::rename(&staging, &dest)
+            .map_err(|e| ExecutorError::io_op("renaming", &staging, e))?;
+        let context = Arc::new(Context {
+            dir: dest,
+            file_digests: report.file_digests,
+        });
+        self.loaded_contexts
+            .lock()
+            .expect("context map")
+            .insert(digest.to_owned(), context.clone());
         Ok(context)
     }
 }

@@ -16,13 +16,25 @@ struct Args {
     #[arg(long, env = "STRATA_ROOT")]
     root: PathBuf,
     /// Address of the parser service (connected lazily, on first use).
-    #[arg(long, env = "STRATA_EXECUTOR_PARSER_ADDR", default_value = "127.0.0.1:50051")]
+    #[arg(
+        long,
+        env = "STRATA_EXECUTOR_PARSER_ADDR",
+        default_value = "127.0.0.1:50051"
+    )]
     parser_addr: strata_server::ListenAddr,
     /// Address of the layer store (connected lazily).
-    #[arg(long, env = "STRATA_EXECUTOR_LAYER_STORE_ADDR", default_value = "127.0.0.1:50052")]
+    #[arg(
+        long,
+        env = "STRATA_EXECUTOR_LAYER_STORE_ADDR",
+        default_value = "127.0.0.1:50052"
+    )]
     layer_store_addr: strata_server::ListenAddr,
     /// Address of the tag index (connected lazily).
-    #[arg(long, env = "STRATA_EXECUTOR_TAG_INDEX_ADDR", default_value = "127.0.0.1:50053")]
+    #[arg(
+        long,
+        env = "STRATA_EXECUTOR_TAG_INDEX_ADDR",
+        default_value = "127.0.0.1:50053"
+    )]
     tag_index_addr: strata_server::ListenAddr,
 }
 
@@ -37,5 +49,11 @@ async fn main() -> anyhow::Result<()> {
         tag_index_addr: args.tag_index_addr,
     };
     let listener = strata_server::Listener::bind(&args.serve.listen).await?;
-    strata_executor::run(config, listener, &args.serve.options(), strata_server::shutdown_signal()).await
+    strata_executor::run(
+        config,
+        listener,
+        &args.serve.options(),
+        strata_server::shutdown_signal(),
+    )
+    .await
 }

@@ -6,7 +6,8 @@ use std::io::{self, Read, Write};
 use bytes::Bytes;
 use strata_proto::{
     layer_store::{
-        self, layer_store_client::LayerStoreClient, write_blob_request::Part, WriteBlobRequest, WriteStart,
+        self, WriteBlobRequest, WriteStart, layer_store_client::LayerStoreClient,
+        write_blob_request::Part,
     },
     parser::parser_client::ParserClient,
     tag_index::tag_index_client::TagIndexClient,
@@ -33,20 +34,33 @@ pub struct Peers {
 
 impl Peers {
     /// Lazily connected clients.
-    pub fn connect(parser: &ListenAddr, store: &ListenAddr, tags: &ListenAddr) -> Result<Self, ExecutorError> {
+    pub fn connect(
+        parser: &ListenAddr,
+        store: &ListenAddr,
+        tags: &ListenAddr,
+    ) -> Result<Self, ExecutorError> {
         let ch = |a: &ListenAddr| {
-            strata_server::client::lazy_channel(a).map_err(|e| ExecutorError::InvalidArgument(format!("invalid address {a}: {e}")))
+            strata_server::client::lazy_channel(a)
+                .map_err(|e| ExecutorError::InvalidArgument(format!("invalid address {a}: {e}")))
         };
         let limit = 64 << 20;
         Ok(Self {
-            parser: ParserClient::new(ch(parser)?).max_decoding_message_size(limit).max_encoding_message_size(limit),
-            store: LayerStoreClient::new(ch(store)?).max_decoding_message_size(limit).max_encoding_message_size(limit),
+            parser: ParserClient::new(ch(parser)?)
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+            store: LayerStoreClient::new(ch(store)?)
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
             tags: TagIndexClient::new(ch(tags)?),
         })
     }
 
     /// Writes a small blob held in memory; returns its digest.
-    pub async fn put_blob(&self, bytes: Vec<u8>, media_type: &str) -> Result<strata_types::Digest, ExecutorError> {
+    pub async fn put_blob(
+        &self,
+        bytes: Vec<u8>,
+        media_type: &str,
+    ) -> Result<strata_types::Digest, ExecutorError> {
         let digest = strata_types::Digest::of(&bytes);
         let (tx, rx) = mpsc::channel(4);
         let store = self.store.clone();
@@ -69,27 +83,47 @@ impl Peers {
         let mut stream = self
             .store
             .clone()
-            .read_blob(layer_store::ReadBlobRequest { digest: digest.to_owned(), offset: 0, length: 0 })
+            .read_blob(layer_store::ReadBlobRequest {
+                digest: digest.to_owned(),
+                offset: 0,
+                length: 0,
+            })
             .await
             .map_err(ExecutorError::peer("layer store"))?
             .into_inner();
         let mut out = Vec::new();
-        while let Some(chunk) = stream.message().await.map_err(ExecutorError::peer("layer store"))? {
+        while let Some(chunk) = stream
+            .message()
+            .await
+            .map_err(ExecutorError::peer("layer store"))?
+        {
             out.extend_from_slice(&chunk.data);
         }
         Ok(out)
     }
 
     /// Streams a blob into `tx` chunk by chunk.
-    pub async fn stream_blob(&self, digest: &str, tx: mpsc::Sender<Bytes>) -> Result<(), ExecutorError> {
+    pub async fn stream_blob(
+        &self,
+        digest: &str,
+        tx: mpsc::Sender<Bytes>,
+    ) -> Result<(), ExecutorError> {
         let mut stream = self
             .store
             .clone()
-            .read_blob(layer_store::ReadBlobRequest { digest: digest.to_owned(), offset: 0, length: 0 })
+            .read_blob(layer_store::ReadBlobRequest {
+                digest: digest.to_owned(),
+                offset: 0,
+                length: 0,
+            })
             .await
             .map_err(ExecutorError::peer("layer store"))?
             .into_inner();
-        while let Some(chunk) = stream.message().await.map_err(ExecutorError::peer("layer store"))? {
+        while let Some(chunk) = stream
+            .message()
+            .await
+            .map_err(ExecutorError::peer("layer store"))?
+        {
             if tx.send(chunk.data.into()).await.is_err() {
                 break;
             }
@@ -99,7 +133,14 @@ impl Peers {
 
     /// True when the store holds `digest`.
     pub async fn has_blob(&self, digest: &str) -> Result<bool, ExecutorError> {
-        match self.store.clone().stat_blob(layer_store::StatBlobRequest { digest: digest.to_owned() }).await {
+        match self
+            .store
+            .clone()
+            .stat_blob(layer_store::StatBlobRequest {
+                digest: digest.to_owned(),
+            })
+            .await
+        {
             Ok(_) => Ok(true),
             Err(s) if s.code() == tonic::Code::NotFound => Ok(false),
             Err(s) => Err(ExecutorError::peer("layer store")(s)),
@@ -124,9 +165,15 @@ pub async fn write_blob(
             ..Default::default()
         })),
     };
-    let data = tokio_stream::wrappers::ReceiverStream::new(rx).map(|b| WriteBlobRequest { part: Some(Part::Data(b.to_vec())) });
+    let data = tokio_stream::wrappers::ReceiverStream::new(rx).map(|b| WriteBlobRequest {
+        part: Some(Part::Data(b.to_vec())),
+    });
     let stream = futures::stream::once(async move { start }).chain(data);
-    let response = store.write_blob(stream).await.map_err(ExecutorError::peer("layer store"))?.into_inner();
+    let response = store
+        .write_blob(stream)
+        .await
+        .map_err(ExecutorError::peer("layer store"))?
+        .into_inner();
     Ok((response.digest, response.size))
 }
 
@@ -140,7 +187,10 @@ pub struct ChannelWriter {
 impl ChannelWriter {
     /// Writes into `tx`.
     pub fn new(tx: mpsc::Sender<Bytes>) -> Self {
-        Self { tx, buf: Vec::with_capacity(CHUNK) }
+        Self {
+            tx,
+            buf: Vec::with_capacity(CHUNK),
+        }
     }
 
     fn send(&mut self) -> io::Result<()> {
@@ -186,7 +236,10 @@ pub struct ChannelReader {
 impl ChannelReader {
     /// Reads from `rx`.
     pub fn new(rx: mpsc::Receiver<Bytes>) -> Self {
-        Self { rx, current: Bytes::new() }
+        Self {
+            rx,
+            current: Bytes::new(),
+        }
     }
 }
 

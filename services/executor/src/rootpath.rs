@@ -40,7 +40,11 @@ pub fn components(path: &str) -> Vec<String> {
 /// Resolves `path` (absolute or relative to `/`) inside `root`, following symlinks inside the
 /// root. The last component is followed too when `follow_last` is set. Missing components
 /// are fine: the rest of the path is appended as is.
-pub fn resolve_in_root(root: &Path, path: &str, follow_last: bool) -> Result<PathBuf, ExecutorError> {
+pub fn resolve_in_root(
+    root: &Path,
+    path: &str,
+    follow_last: bool,
+) -> Result<PathBuf, ExecutorError> {
     let mut pending: Vec<String> = components(path).into_iter().rev().collect();
     let mut resolved: Vec<String> = Vec::new();
     let mut followed = 0usize;
@@ -63,7 +67,8 @@ pub fn resolve_in_root(root: &Path, path: &str, follow_last: bool) -> Result<Pat
                         reason: "too many levels of symbolic links".into(),
                     });
                 }
-                let target = std::fs::read_link(&candidate).map_err(|e| ExecutorError::io(&candidate, e))?;
+                let target =
+                    std::fs::read_link(&candidate).map_err(|e| ExecutorError::io(&candidate, e))?;
                 let target = target.to_string_lossy().into_owned();
                 if target.starts_with('/') {
                     resolved.clear();
@@ -129,11 +134,26 @@ mod tests {
         symlink("usr/lib", root.join("lib")).unwrap();
         symlink("/etc/passwd", root.join("passwd")).unwrap();
         symlink("../../../../../etc", root.join("up")).unwrap();
-        assert_eq!(resolve_in_root(root, "/lib/x", true).unwrap(), root.join("usr/lib/x"));
-        assert_eq!(resolve_in_root(root, "/passwd", true).unwrap(), root.join("etc/passwd"));
-        assert_eq!(resolve_in_root(root, "/passwd", false).unwrap(), root.join("passwd"));
-        assert_eq!(resolve_in_root(root, "/up/shadow", true).unwrap(), root.join("etc/shadow"));
-        assert_eq!(resolve_in_root(root, "../../x", true).unwrap(), root.join("x"));
+        assert_eq!(
+            resolve_in_root(root, "/lib/x", true).unwrap(),
+            root.join("usr/lib/x")
+        );
+        assert_eq!(
+            resolve_in_root(root, "/passwd", true).unwrap(),
+            root.join("etc/passwd")
+        );
+        assert_eq!(
+            resolve_in_root(root, "/passwd", false).unwrap(),
+            root.join("passwd")
+        );
+        assert_eq!(
+            resolve_in_root(root, "/up/shadow", true).unwrap(),
+            root.join("etc/shadow")
+        );
+        assert_eq!(
+            resolve_in_root(root, "../../x", true).unwrap(),
+            root.join("x")
+        );
     }
 
     #[test]

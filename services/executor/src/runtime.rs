@@ -94,7 +94,12 @@ pub struct RunSpec {
 /// The runtime spec (`config.json`) of one step.
 pub fn spec(run: &RunSpec, extra_mounts: &[serde_json::Value]) -> serde_json::Value {
     let caps: Vec<&str> = DEFAULT_CAPS.to_vec();
-    let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "ipc"}), json!({"type": "uts"}), json!({"type": "mount"})];
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+    ];
     if !run.host_network {
         namespaces.push(json!({"type": "network"}));
     }
@@ -163,7 +168,11 @@ impl Runtime {
     pub async fn probe(state_root: &Path, scratch: &Path) -> Result<Self, ExecutorError> {
         let only = std::env::var("STRATA_EXECUTOR_RUNTIME").ok();
         let mut attempts = Vec::new();
-        for kind in [RuntimeKind::Crun, RuntimeKind::CrunUnshared, RuntimeKind::Runc] {
+        for kind in [
+            RuntimeKind::Crun,
+            RuntimeKind::CrunUnshared,
+            RuntimeKind::Runc,
+        ] {
             let binary = match kind {
                 RuntimeKind::Runc => "runc",
                 _ => "crun",
@@ -178,7 +187,10 @@ impl Runtime {
                     first.replace(" version ", " ")
                 }
                 Ok(o) => {
-                    attempts.push(format!("{binary}: --version failed: {}", String::from_utf8_lossy(&o.stderr).trim()));
+                    attempts.push(format!(
+                        "{binary}: --version failed: {}",
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    ));
                     continue;
                 }
                 Err(e) => {
@@ -209,7 +221,10 @@ impl Runtime {
     /// E.g. "crun 1.8.1 (private mount namespace)".
     pub fn describe(&self) -> String {
         match self.kind {
-            RuntimeKind::CrunUnshared => format!("{} (private mount namespace, cgroup2 hybrid mount hidden)", self.version),
+            RuntimeKind::CrunUnshared => format!(
+                "{} (private mount namespace, cgroup2 hybrid mount hidden)",
+                self.version
+            ),
             _ => self.version.clone(),
         }
     }
@@ -219,7 +234,9 @@ impl Runtime {
         let _ = std::fs::remove_dir_all(&dir);
         let rootfs = dir.join("rootfs");
         std::fs::create_dir_all(rootfs.join("usr")).map_err(|e| ExecutorError::io(&rootfs, e))?;
-        let mut mounts = vec![json!({"destination": "/usr", "type": "bind", "source": "/usr", "options": ["rbind", "ro"]})];
+        let mut mounts = vec![
+            json!({"destination": "/usr", "type": "bind", "source": "/usr", "options": ["rbind", "ro"]}),
+        ];
         for top in ["bin", "lib", "lib64", "sbin"] {
             let host = Path::new("/").join(top);
             match std::fs::read_link(&host) {
@@ -234,7 +251,11 @@ impl Runtime {
             args: vec!["/usr/bin/true".into()],
             env: vec!["PATH=/usr/bin:/bin".into()],
             cwd: "/".into(),
-            user: ResolvedUser { uid: 0, gid: 0, additional_gids: vec![] },
+            user: ResolvedUser {
+                uid: 0,
+                gid: 0,
+                additional_gids: vec![],
+            },
             rootfs: rootfs.clone(),
             host_network: false,
         };
@@ -247,7 +268,16 @@ impl Runtime {
             out
         });
         let id = format!("strata-probe-{}", std::process::id());
-        let result = self.run_with_mounts(&id, &dir.join("bundle"), &run, &mounts, tx, Duration::from_secs(20)).await;
+        let result = self
+            .run_with_mounts(
+                &id,
+                &dir.join("bundle"),
+                &run,
+                &mounts,
+                tx,
+                Duration::from_secs(20),
+            )
+            .await;
         let output = drain.await.unwrap_or_default();
         let _ = std::fs::remove_dir_all(&dir);
         match result {
@@ -299,7 +329,8 @@ impl Runtime {
         output: mpsc::Sender<(u32, Vec<u8>)>,
         timeout: Duration,
     ) -> Result<i32, ExecutorError> {
-        self.run_with_mounts(id, bundle, run, &[], output, timeout).await
+        self.run_with_mounts(id, bundle, run, &[], output, timeout)
+            .await
     }
 
     async fn run_with_mounts(
@@ -312,8 +343,10 @@ impl Runtime {
         timeout: Duration,
     ) -> Result<i32, ExecutorError> {
         std::fs::create_dir_all(bundle).map_err(|e| ExecutorError::io(bundle, e))?;
-        std::fs::create_dir_all(&self.state_root).map_err(|e| ExecutorError::io(&self.state_root, e))?;
-        let config = serde_json::to_vec_pretty(&spec(run, extra_mounts)).map_err(|e| ExecutorError::Internal(e.to_string()))?;
+        std::fs::create_dir_all(&self.state_root)
+            .map_err(|e| ExecutorError::io(&self.state_root, e))?;
+        let config = serde_json::to_vec_pretty(&spec(run, extra_mounts))
+            .map_err(|e| ExecutorError::Internal(e.to_string()))?;
         let config_path = bundle.join("config.json");
         std::fs::write(&config_path, config).map_err(|e| ExecutorError::io(&config_path, e))?;
 
@@ -327,10 +360,16 @@ impl Runtime {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| ExecutorError::Runtime(format!("failed to start {}: {e}", self.binary)))?;
-        let mut guard = ContainerGuard { runtime: self, id: id.to_owned(), armed: true };
+        let mut guard = ContainerGuard {
+            runtime: self,
+            id: id.to_owned(),
+            armed: true,
+        };
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
-        let pump = |fd: u32, stream: Box<dyn tokio::io::AsyncRead + Unpin + Send>, tx: mpsc::Sender<(u32, Vec<u8>)>| async move {
+        let pump = |fd: u32,
+                    stream: Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+                    tx: mpsc::Sender<(u32, Vec<u8>)>| async move {
             let mut reader = BufReader::new(stream);
             loop {
                 let mut line = Vec::new();
@@ -359,13 +398,22 @@ impl Runtime {
                     128 + status.signal().unwrap_or(0)
                 });
                 // runc removes a container that exited; make sure of it
-                let _ = self.std_command(&["delete", "--force", id]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+                let _ = self
+                    .std_command(&["delete", "--force", id])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
                 Ok(code)
             }
-            Ok(Err(e)) => Err(ExecutorError::Runtime(format!("waiting for {}: {e}", self.binary))),
+            Ok(Err(e)) => Err(ExecutorError::Runtime(format!(
+                "waiting for {}: {e}",
+                self.binary
+            ))),
             Err(_) => {
                 drop(guard); // kill + delete now
-                Err(ExecutorError::Timeout { seconds: timeout.as_secs() })
+                Err(ExecutorError::Timeout {
+                    seconds: timeout.as_secs(),
+                })
             }
         }
     }
@@ -381,7 +429,11 @@ mod tests {
             args: vec!["/bin/sh".into(), "-c".into(), "true".into()],
             env: vec!["PATH=/bin".into()],
             cwd: "/work".into(),
-            user: ResolvedUser { uid: 1000, gid: 1000, additional_gids: vec![10] },
+            user: ResolvedUser {
+                uid: 1000,
+                gid: 1000,
+                additional_gids: vec![10],
+            },
             rootfs: "/r".into(),
             host_network: false,
         };
@@ -389,12 +441,34 @@ mod tests {
         assert_eq!(s["process"]["noNewPrivileges"], true);
         assert_eq!(s["process"]["user"]["additionalGids"], json!([10]));
         assert_eq!(s["process"]["cwd"], "/work");
-        let ns: Vec<_> = s["linux"]["namespaces"].as_array().unwrap().iter().map(|n| n["type"].as_str().unwrap().to_owned()).collect();
+        let ns: Vec<_> = s["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["type"].as_str().unwrap().to_owned())
+            .collect();
         assert!(ns.contains(&"network".to_owned()));
-        let host = spec(&RunSpec { host_network: true, ..run }, &[]);
-        let ns: Vec<_> = host["linux"]["namespaces"].as_array().unwrap().iter().map(|n| n["type"].as_str().unwrap().to_owned()).collect();
+        let host = spec(
+            &RunSpec {
+                host_network: true,
+                ..run
+            },
+            &[],
+        );
+        let ns: Vec<_> = host["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["type"].as_str().unwrap().to_owned())
+            .collect();
         assert!(!ns.contains(&"network".to_owned()));
-        assert!(!s["process"]["capabilities"]["bounding"].as_array().unwrap().iter().any(|c| c == "CAP_SYS_ADMIN"));
+        assert!(
+            !s["process"]["capabilities"]["bounding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c == "CAP_SYS_ADMIN")
+        );
     }
 
     #[tokio::test]
@@ -403,7 +477,9 @@ mod tests {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
-        let rt = Runtime::probe(&dir.path().join("state"), dir.path()).await.unwrap();
+        let rt = Runtime::probe(&dir.path().join("state"), dir.path())
+            .await
+            .unwrap();
         assert!(!rt.describe().is_empty());
     }
 }

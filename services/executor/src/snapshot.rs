@@ -22,7 +22,7 @@ use nix::mount::{MntFlags, MsFlags};
 use tracing::{debug, warn};
 
 use crate::error::ExecutorError;
-use crate::layer_tar::{is_opaque, upper_changes, Change};
+use crate::layer_tar::{Change, is_opaque, upper_changes};
 
 /// The most bytes the kernel accepts in mount(2) options (one page).
 const MAX_MOUNT_OPTIONS: usize = 4000;
@@ -85,7 +85,12 @@ pub struct Snapshot {
 impl Snapshot {
     /// Makes a writable root over `lowers` (bottom layer first) in the new scratch
     /// directory `dir`. `read_only` mounts no upper dir (to read a stage's files).
-    pub fn prepare(kind: SnapshotterKind, dir: &Path, lowers: &[PathBuf], read_only: bool) -> Result<Self, ExecutorError> {
+    pub fn prepare(
+        kind: SnapshotterKind,
+        dir: &Path,
+        lowers: &[PathBuf],
+        read_only: bool,
+    ) -> Result<Self, ExecutorError> {
         let merged = dir.join("merged");
         let upper = dir.join("upper");
         let work = dir.join("work");
@@ -101,7 +106,11 @@ impl Snapshot {
             mounted: false,
             index: HashMap::new(),
         };
-        let mut lowerdir: Vec<String> = lowers.iter().rev().map(|p| p.display().to_string()).collect();
+        let mut lowerdir: Vec<String> = lowers
+            .iter()
+            .rev()
+            .map(|p| p.display().to_string())
+            .collect();
         lowerdir.push(empty.display().to_string());
         let options = if read_only {
             format!("lowerdir={}", lowerdir.join(":"))
@@ -114,15 +123,33 @@ impl Snapshot {
             )
         };
         if kind == SnapshotterKind::Overlay && options.len() <= MAX_MOUNT_OPTIONS {
-            let flags = if read_only { MsFlags::MS_RDONLY } else { MsFlags::empty() };
-            nix::mount::mount(Some("overlay"), &merged, Some("overlay"), flags, Some(options.as_str()))
-                .map_err(|e| ExecutorError::Runtime(format!("overlayfs mount on {} failed: {e}", merged.display())))?;
+            let flags = if read_only {
+                MsFlags::MS_RDONLY
+            } else {
+                MsFlags::empty()
+            };
+            nix::mount::mount(
+                Some("overlay"),
+                &merged,
+                Some("overlay"),
+                flags,
+                Some(options.as_str()),
+            )
+            .map_err(|e| {
+                ExecutorError::Runtime(format!(
+                    "overlayfs mount on {} failed: {e}",
+                    merged.display()
+                ))
+            })?;
             snap.mounted = true;
             debug!(dir = %dir.display(), layers = lowers.len(), "overlay mounted");
             return Ok(snap);
         }
         if kind == SnapshotterKind::Overlay {
-            warn!(layers = lowers.len(), "too many layers for one overlay mount; copying instead");
+            warn!(
+                layers = lowers.len(),
+                "too many layers for one overlay mount; copying instead"
+            );
         }
         snap.kind = SnapshotterKind::Copy;
         for lower in lowers {
@@ -149,8 +176,9 @@ impl Snapshot {
         if self.mounted {
             if let Err(e) = nix::mount::umount2(&self.merged, MntFlags::empty()) {
                 warn!(path = %self.merged.display(), error = %e, "unmount failed; detaching");
-                nix::mount::umount2(&self.merged, MntFlags::MNT_DETACH)
-                    .map_err(|e| ExecutorError::Runtime(format!("unmounting {}: {e}", self.merged.display())))?;
+                nix::mount::umount2(&self.merged, MntFlags::MNT_DETACH).map_err(|e| {
+                    ExecutorError::Runtime(format!("unmounting {}: {e}", self.merged.display()))
+                })?;
             }
             self.mounted = false;
         }
@@ -162,7 +190,8 @@ impl Snapshot {
         match self.kind {
             SnapshotterKind::Overlay => {
                 self.unmount()?;
-                let changes = upper_changes(&self.upper).map_err(|e| ExecutorError::io(&self.upper, e))?;
+                let changes =
+                    upper_changes(&self.upper).map_err(|e| ExecutorError::io(&self.upper, e))?;
                 Ok((changes, self.upper.clone()))
             }
             SnapshotterKind::Copy => {
@@ -212,7 +241,9 @@ fn copy_tree(src: &Path, dest: &Path, apply_markers: bool) -> Result<(), Executo
     for entry in entries {
         let from = entry.path();
         let to = dest.join(entry.file_name());
-        let meta = from.symlink_metadata().map_err(|e| ExecutorError::io(&from, e))?;
+        let meta = from
+            .symlink_metadata()
+            .map_err(|e| ExecutorError::io(&from, e))?;
         let ft = meta.file_type();
         if apply_markers && ft.is_char_device() && meta.rdev() == 0 {
             remove_path(&to)?;
@@ -223,14 +254,17 @@ fn copy_tree(src: &Path, dest: &Path, apply_markers: bool) -> Result<(), Executo
                 Ok(m) if m.is_dir() => {
                     if apply_markers && is_opaque(&from) {
                         remove_path(&to)?;
-                        std::fs::create_dir(&to).map_err(|e| ExecutorError::io_op("creating", &to, e))?;
+                        std::fs::create_dir(&to)
+                            .map_err(|e| ExecutorError::io_op("creating", &to, e))?;
                     }
                 }
                 Ok(_) => {
                     remove_path(&to)?;
-                    std::fs::create_dir(&to).map_err(|e| ExecutorError::io_op("creating", &to, e))?;
+                    std::fs::create_dir(&to)
+                        .map_err(|e| ExecutorError::io_op("creating", &to, e))?;
                 }
-                Err(_) => std::fs::create_dir(&to).map_err(|e| ExecutorError::io_op("creating", &to, e))?,
+                Err(_) => std::fs::create_dir(&to)
+                    .map_err(|e| ExecutorError::io_op("creating", &to, e))?,
             }
             copy_tree(&from, &to, apply_markers)?;
             copy_metadata(&from, &to, &meta)?;
@@ -244,7 +278,8 @@ fn copy_tree(src: &Path, dest: &Path, apply_markers: bool) -> Result<(), Executo
 }
 
 fn copy_metadata(from: &Path, to: &Path, meta: &std::fs::Metadata) -> Result<(), ExecutorError> {
-    std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid())).map_err(|e| ExecutorError::io_op("chown", to, e))?;
+    std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid()))
+        .map_err(|e| ExecutorError::io_op("chown", to, e))?;
     if !meta.file_type().is_symlink() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(to, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
@@ -261,13 +296,21 @@ fn copy_metadata(from: &Path, to: &Path, meta: &std::fs::Metadata) -> Result<(),
         }
     }
     let t = nix::sys::time::TimeSpec::new(meta.mtime(), meta.mtime_nsec());
-    nix::sys::stat::utimensat(nix::fcntl::AT_FDCWD, to, &t, &t, nix::sys::stat::UtimensatFlags::NoFollowSymlink)
-        .map_err(|e| ExecutorError::io_op("setting times", to, e.into()))
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        to,
+        &t,
+        &t,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(|e| ExecutorError::io_op("setting times", to, e.into()))
 }
 
 fn remove_path(p: &Path) -> Result<(), ExecutorError> {
     match p.symlink_metadata() {
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(p).map_err(|e| ExecutorError::io_op("removing", p, e)),
+        Ok(m) if m.is_dir() => {
+            std::fs::remove_dir_all(p).map_err(|e| ExecutorError::io_op("removing", p, e))
+        }
         Ok(_) => std::fs::remove_file(p).map_err(|e| ExecutorError::io_op("removing", p, e)),
         Err(_) => Ok(()),
     }
@@ -281,12 +324,23 @@ fn index_tree(root: &Path) -> Result<HashMap<String, Identity>, ExecutorError> {
     Ok(index)
 }
 
-fn walk(dir: &Path, rel: &str, f: &mut dyn FnMut(&str, &std::fs::Metadata)) -> Result<(), ExecutorError> {
+fn walk(
+    dir: &Path,
+    rel: &str,
+    f: &mut dyn FnMut(&str, &std::fs::Metadata),
+) -> Result<(), ExecutorError> {
     for entry in std::fs::read_dir(dir).map_err(|e| ExecutorError::io(dir, e))? {
         let entry = entry.map_err(|e| ExecutorError::io(dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let path_rel = if rel.is_empty() { name } else { format!("{rel}/{name}") };
-        let meta = entry.path().symlink_metadata().map_err(|e| ExecutorError::io(&entry.path(), e))?;
+        let path_rel = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
+        let meta = entry
+            .path()
+            .symlink_metadata()
+            .map_err(|e| ExecutorError::io(&entry.path(), e))?;
         f(&path_rel, &meta);
         if meta.is_dir() {
             walk(&entry.path(), &path_rel, f)?;
@@ -311,7 +365,10 @@ fn tree_diff(index: &HashMap<String, Identity>, root: &Path) -> Result<Vec<Chang
             let now = Identity::of(m);
             if m.is_dir() {
                 // a directory's own metadata, not its ctime/size (which children change)
-                old.mode == now.mode && old.uid == now.uid && old.gid == now.gid && old.mtime == now.mtime
+                old.mode == now.mode
+                    && old.uid == now.uid
+                    && old.gid == now.gid
+                    && old.mtime == now.mtime
             } else {
                 *old == now
             }
@@ -337,7 +394,9 @@ fn tree_diff(index: &HashMap<String, Identity>, root: &Path) -> Result<Vec<Chang
             continue;
         }
         // only the topmost deleted path gets a whiteout
-        let parent_gone = old.rsplit_once('/').is_some_and(|(p, _)| !present.contains(p));
+        let parent_gone = old
+            .rsplit_once('/')
+            .is_some_and(|(p, _)| !present.contains(p));
         if !parent_gone {
             changes.push(Change::Whiteout(old.clone()));
             if let Some((p, _)) = old.rsplit_once('/') {
@@ -373,7 +432,13 @@ mod tests {
         std::fs::write(base.path().join("etc/edit"), b"1234").unwrap();
         std::fs::write(base.path().join("etc/d/x"), b"x").unwrap();
         let scratch = tempfile::tempdir().unwrap();
-        let mut snap = Snapshot::prepare(SnapshotterKind::Copy, &scratch.path().join("s"), &[base.path().to_path_buf()], false).unwrap();
+        let mut snap = Snapshot::prepare(
+            SnapshotterKind::Copy,
+            &scratch.path().join("s"),
+            &[base.path().to_path_buf()],
+            false,
+        )
+        .unwrap();
         let r = snap.root().to_path_buf();
         std::fs::write(r.join("etc/edit"), b"abcd").unwrap(); // same size
         std::fs::remove_dir_all(r.join("etc/d")).unwrap();
@@ -400,13 +465,22 @@ mod tests {
         std::fs::write(base.path().join("gone"), b"g").unwrap();
         let scratch = tempfile::tempdir().unwrap();
         let dir = scratch.path().join("s");
-        let mut snap = Snapshot::prepare(SnapshotterKind::Overlay, &dir, &[base.path().to_path_buf()], false).unwrap();
+        let mut snap = Snapshot::prepare(
+            SnapshotterKind::Overlay,
+            &dir,
+            &[base.path().to_path_buf()],
+            false,
+        )
+        .unwrap();
         assert_eq!(snap.kind(), SnapshotterKind::Overlay);
         std::fs::remove_file(snap.root().join("gone")).unwrap();
         std::fs::write(snap.root().join("new"), b"n").unwrap();
         let (mut changes, from) = snap.changes().unwrap();
         changes.sort_by_key(|c| format!("{c:?}"));
-        assert_eq!(changes, vec![Change::Add("new".into()), Change::Whiteout("gone".into())]);
+        assert_eq!(
+            changes,
+            vec![Change::Add("new".into()), Change::Whiteout("gone".into())]
+        );
         assert!(from.ends_with("upper"));
         let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
         assert!(!mounts.contains(dir.to_str().unwrap()));

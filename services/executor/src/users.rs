@@ -57,7 +57,15 @@ fn groups(root: &Path) -> Vec<Group> {
             Some(Group {
                 name: f.first()?.to_string(),
                 gid: f.get(2)?.parse().ok()?,
-                members: f.get(3).map(|m| m.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect()).unwrap_or_default(),
+                members: f
+                    .get(3)
+                    .map(|m| {
+                        m.split(',')
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             })
         })
         .collect()
@@ -71,7 +79,11 @@ fn lookup_group(root: &Path, group: &str) -> Result<u32, ExecutorError> {
         .into_iter()
         .find(|g| g.name == group)
         .map(|g| g.gid)
-        .ok_or_else(|| ExecutorError::InvalidArgument(format!("unable to find group {group}: no matching entries in group file")))
+        .ok_or_else(|| {
+            ExecutorError::InvalidArgument(format!(
+                "unable to find group {group}: no matching entries in group file"
+            ))
+        })
 }
 
 /// Resolves `USER user[:group]` for a RUN (dockerfile.md §8.12): a name must exist in the
@@ -85,8 +97,15 @@ pub fn resolve_user(root: &Path, spec: &str) -> Result<ResolvedUser, ExecutorErr
     };
     let users = passwd(root);
     let entry = match user.parse::<u32>() {
-        Ok(uid) => users.into_iter().find(|p| p.uid == uid).map(|p| (p.name, p.uid, p.gid)).or(Some((String::new(), uid, 0))),
-        Err(_) => users.into_iter().find(|p| p.name == user).map(|p| (p.name, p.uid, p.gid)),
+        Ok(uid) => users
+            .into_iter()
+            .find(|p| p.uid == uid)
+            .map(|p| (p.name, p.uid, p.gid))
+            .or(Some((String::new(), uid, 0))),
+        Err(_) => users
+            .into_iter()
+            .find(|p| p.name == user)
+            .map(|p| (p.name, p.uid, p.gid)),
     };
     let Some((name, uid, primary)) = entry else {
         return Err(ExecutorError::InvalidArgument(format!(
@@ -94,16 +113,26 @@ pub fn resolve_user(root: &Path, spec: &str) -> Result<ResolvedUser, ExecutorErr
         )));
     };
     match group {
-        Some(g) => Ok(ResolvedUser { uid, gid: lookup_group(root, g)?, additional_gids: Vec::new() }),
+        Some(g) => Ok(ResolvedUser {
+            uid,
+            gid: lookup_group(root, g)?,
+            additional_gids: Vec::new(),
+        }),
         None => {
             let mut additional: Vec<u32> = groups(root)
                 .into_iter()
-                .filter(|g| !name.is_empty() && g.members.iter().any(|m| m == &name) && g.gid != primary)
+                .filter(|g| {
+                    !name.is_empty() && g.members.iter().any(|m| m == &name) && g.gid != primary
+                })
                 .map(|g| g.gid)
                 .collect();
             additional.sort_unstable();
             additional.dedup();
-            Ok(ResolvedUser { uid, gid: primary, additional_gids: additional })
+            Ok(ResolvedUser {
+                uid,
+                gid: primary,
+                additional_gids: additional,
+            })
         }
     }
 }
@@ -121,7 +150,11 @@ pub fn resolve_chown(root: &Path, spec: &str) -> Result<(u32, u32), ExecutorErro
             .into_iter()
             .find(|p| p.name == user)
             .map(|p| p.uid)
-            .ok_or_else(|| ExecutorError::InvalidArgument(format!("unable to find user {user}: no matching entries in passwd file")))?,
+            .ok_or_else(|| {
+                ExecutorError::InvalidArgument(format!(
+                    "unable to find user {user}: no matching entries in passwd file"
+                ))
+            })?,
     };
     let gid = match group {
         Some(g) => lookup_group(root, g)?,
@@ -137,18 +170,52 @@ mod tests {
     fn root() -> tempfile::TempDir {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir(d.path().join("etc")).unwrap();
-        std::fs::write(d.path().join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n").unwrap();
-        std::fs::write(d.path().join("etc/group"), "root:x:0:\nappg:x:1001:\nwheel:x:10:app\n").unwrap();
+        std::fs::write(
+            d.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join("etc/group"),
+            "root:x:0:\nappg:x:1001:\nwheel:x:10:app\n",
+        )
+        .unwrap();
         d
     }
 
     #[test]
     fn users_resolve_with_groups() {
         let r = root();
-        assert_eq!(resolve_user(r.path(), "app").unwrap(), ResolvedUser { uid: 1000, gid: 1001, additional_gids: vec![10] });
-        assert_eq!(resolve_user(r.path(), "app:wheel").unwrap(), ResolvedUser { uid: 1000, gid: 10, additional_gids: vec![] });
-        assert_eq!(resolve_user(r.path(), "4242").unwrap(), ResolvedUser { uid: 4242, gid: 0, additional_gids: vec![] });
-        assert!(resolve_user(r.path(), "nobody").unwrap_err().to_string().contains("unable to find user nobody"));
+        assert_eq!(
+            resolve_user(r.path(), "app").unwrap(),
+            ResolvedUser {
+                uid: 1000,
+                gid: 1001,
+                additional_gids: vec![10]
+            }
+        );
+        assert_eq!(
+            resolve_user(r.path(), "app:wheel").unwrap(),
+            ResolvedUser {
+                uid: 1000,
+                gid: 10,
+                additional_gids: vec![]
+            }
+        );
+        assert_eq!(
+            resolve_user(r.path(), "4242").unwrap(),
+            ResolvedUser {
+                uid: 4242,
+                gid: 0,
+                additional_gids: vec![]
+            }
+        );
+        assert!(
+            resolve_user(r.path(), "nobody")
+                .unwrap_err()
+                .to_string()
+                .contains("unable to find user nobody")
+        );
         assert_eq!(resolve_chown(r.path(), "app").unwrap(), (1000, 1000));
         assert_eq!(resolve_chown(r.path(), "app:appg").unwrap(), (1000, 1001));
         assert_eq!(resolve_chown(r.path(), "1:2").unwrap(), (1, 2));

@@ -5,14 +5,16 @@
 
 use std::time::{Duration, Instant};
 
-use strata_proto::parser::{parser_client::ParserClient, ParseDockerfileRequest};
+use strata_proto::parser::{ParseDockerfileRequest, parser_client::ParserClient};
 use strata_server::ServeOptions;
 use strata_test_support::InProcess;
 
 const ROUNDS: usize = 3000;
 
 fn typical_dockerfile() -> String {
-    let mut s = String::from("# syntax=docker/dockerfile:1\nARG GO_VERSION=1.22\nFROM golang:${GO_VERSION} AS build\nWORKDIR /src\n");
+    let mut s = String::from(
+        "# syntax=docker/dockerfile:1\nARG GO_VERSION=1.22\nFROM golang:${GO_VERSION} AS build\nWORKDIR /src\n",
+    );
     s.push_str("ENV CGO_ENABLED=0 \\\n    GOFLAGS=-trimpath\n");
     s.push_str("COPY go.mod go.sum ./\nRUN --mount=type=cache,target=/root/.cache/go-build \\\n    go mod download\n");
     s.push_str("COPY . .\nRUN go build -o /out/app ./cmd/app\n");
@@ -22,8 +24,12 @@ fn typical_dockerfile() -> String {
     }
     s.push_str("RUN <<EOF\nset -e\nuseradd -r app\nmkdir -p /data\nchown app /data\nEOF\n");
     s.push_str("COPY --from=build --chown=app:app /out/app /usr/local/bin/app\nUSER app\nWORKDIR /data\nEXPOSE 8080/tcp 9090\nVOLUME [\"/data\"]\n");
-    s.push_str("HEALTHCHECK --interval=30s --timeout=3s CMD curl -f http://localhost:8080/ || exit 1\n");
-    s.push_str("STOPSIGNAL SIGTERM\nENTRYPOINT [\"/usr/local/bin/app\"]\nCMD [\"--listen\", \":8080\"]\n");
+    s.push_str(
+        "HEALTHCHECK --interval=30s --timeout=3s CMD curl -f http://localhost:8080/ || exit 1\n",
+    );
+    s.push_str(
+        "STOPSIGNAL SIGTERM\nENTRYPOINT [\"/usr/local/bin/app\"]\nCMD [\"--listen\", \":8080\"]\n",
+    );
     s
 }
 
@@ -46,25 +52,34 @@ async fn main() {
     };
     // warm up
     for _ in 0..100 {
-        client.parse_dockerfile(request.clone()).await.expect("parse");
+        client
+            .parse_dockerfile(request.clone())
+            .await
+            .expect("parse");
     }
     let mut rpc = Vec::with_capacity(ROUNDS);
     for _ in 0..ROUNDS {
         let t = Instant::now();
-        client.parse_dockerfile(request.clone()).await.expect("parse");
+        client
+            .parse_dockerfile(request.clone())
+            .await
+            .expect("parse");
         rpc.push(t.elapsed());
     }
     let mut local = Vec::with_capacity(ROUNDS);
     for _ in 0..ROUNDS {
         let t = Instant::now();
-        let d = strata_dockerfile::parse_dockerfile(dockerfile.as_bytes(), &Default::default()).expect("parse");
+        let d = strata_dockerfile::parse_dockerfile(dockerfile.as_bytes(), &Default::default())
+            .expect("parse");
         std::hint::black_box(d);
         local.push(t.elapsed());
     }
     rpc.sort();
     local.sort();
     let us = |d: Duration| d.as_secs_f64() * 1e6;
-    println!("parse round trip, {lines}-line Dockerfile, {ROUNDS} sequential calls over loopback gRPC");
+    println!(
+        "parse round trip, {lines}-line Dockerfile, {ROUNDS} sequential calls over loopback gRPC"
+    );
     println!(
         "  gRPC ParseDockerfile: p50 {:.0} us, p99 {:.0} us",
         us(percentile(&rpc, 0.5)),

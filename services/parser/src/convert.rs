@@ -128,7 +128,9 @@ fn key_value_instruction(kvs: &[df::KeyValue]) -> pb::KeyValueInstruction {
 /// One instruction; `stage` and `index` give the build environment a RUN sees.
 pub fn instruction(stage: &df::Stage, index: usize, inst: &df::Instruction) -> pb::Instruction {
     use pb::instruction::Detail;
-    let value = |v: &str| pb::ValueInstruction { value: v.to_string() };
+    let value = |v: &str| pb::ValueInstruction {
+        value: v.to_string(),
+    };
     let detail = match &inst.command {
         df::Command::Run(run) => Some(Detail::Run(pb::RunInstruction {
             command: Some(command(&run.command, &run.heredocs)),
@@ -280,7 +282,12 @@ pub fn dockerfile(d: &df::Dockerfile) -> pb::Dockerfile {
             })
             .collect(),
         target_stage: d.target as u32,
-        build_order: d.graph.build_order().into_iter().map(|i| i as u32).collect(),
+        build_order: d
+            .graph
+            .build_order()
+            .into_iter()
+            .map(|i| i as u32)
+            .collect(),
         escape: d.escape.to_string(),
         unused_build_args: d.unused_build_args.clone(),
     }

@@ -4,12 +4,12 @@ use std::collections::BTreeMap;
 
 use strata_dockerfile as df;
 use strata_proto::parser::{
-    parser_server::Parser, MatchIgnoreRequest, MatchIgnoreResponse, ParseDockerfileRequest,
-    ParseDockerfileResponse,
+    MatchIgnoreRequest, MatchIgnoreResponse, ParseDockerfileRequest, ParseDockerfileResponse,
+    parser_server::Parser,
 };
 use tonic::{Request, Response, Status};
 
-use crate::{convert, ParserError};
+use crate::{ParserError, convert};
 
 /// The parser service. Stateless: any replica answers any request.
 #[derive(Debug, Default, Clone)]
@@ -24,7 +24,11 @@ pub fn parse_request(req: ParseDockerfileRequest) -> Result<ParseDockerfileRespo
     };
     let target_platform = match req.platform {
         Some(p) if !p.os.is_empty() || !p.architecture.is_empty() => Some(df::Platform {
-            os: if p.os.is_empty() { "linux".into() } else { p.os },
+            os: if p.os.is_empty() {
+                "linux".into()
+            } else {
+                p.os
+            },
             architecture: if p.architecture.is_empty() {
                 "amd64".into()
             } else {

@@ -13,11 +13,11 @@ use strata_proto::{parser::parser_server::ParserServer, service_names};
 use strata_server::{Listener, ServeOptions, Services};
 
 pub use error::ParserError;
-pub use grpc::{parse_request, ParserService};
+pub use grpc::{ParserService, parse_request};
 
 /// Adds the parser service to `services`.
 pub fn register(services: &mut Services, options: &ServeOptions) {
-    let svc = ParserServer::new(ParserService::default())
+    let svc = ParserServer::new(ParserService)
         .max_decoding_message_size(options.max_message_bytes)
         .max_encoding_message_size(options.max_message_bytes);
     services.routes.add_service(svc);

@@ -17,5 +17,10 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     strata_server::init_tracing(args.serve.log_format, &args.serve.log);
     let listener = strata_server::Listener::bind(&args.serve.listen).await?;
-    strata_parser::run(listener, &args.serve.options(), strata_server::shutdown_signal()).await
+    strata_parser::run(
+        listener,
+        &args.serve.options(),
+        strata_server::shutdown_signal(),
+    )
+    .await
 }

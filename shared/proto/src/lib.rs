@@ -54,7 +54,10 @@ mod tests {
             service_names::TAG_INDEX,
             service_names::EXECUTOR,
         ] {
-            assert!(services.iter().any(|s| s == name), "{name} missing from {services:?}");
+            assert!(
+                services.iter().any(|s| s == name),
+                "{name} missing from {services:?}"
+            );
         }
     }
 
@@ -64,13 +67,22 @@ mod tests {
         // in the descriptor set: check source info holds a leading comment for each.
         let fds = prost_types::FileDescriptorSet::decode(FILE_DESCRIPTOR_SET).unwrap();
         let mut undocumented = Vec::new();
-        for file in fds.file.iter().filter(|f| f.package().starts_with("strata.")) {
+        for file in fds
+            .file
+            .iter()
+            .filter(|f| f.package().starts_with("strata."))
+        {
             let info = file.source_code_info.as_ref().expect("source info kept");
             let documented = |path: &[i32]| {
                 info.location.iter().any(|l| {
                     l.path == path
-                        && (l.leading_comments.as_deref().is_some_and(|c| !c.trim().is_empty())
-                            || l.trailing_comments.as_deref().is_some_and(|c| !c.trim().is_empty()))
+                        && (l
+                            .leading_comments
+                            .as_deref()
+                            .is_some_and(|c| !c.trim().is_empty())
+                            || l.trailing_comments
+                                .as_deref()
+                                .is_some_and(|c| !c.trim().is_empty()))
                 })
             };
             for (m, msg) in file.message_type.iter().enumerate() {
@@ -81,13 +93,25 @@ mod tests {
                 for (f, field) in msg.field.iter().enumerate() {
                     // fields inside a oneof of typed variants are named by the oneof's doc
                     if field.oneof_index.is_some() && !documented(&[4, m, 2, f as i32]) {
-                        if !documented(&[4, m, 8, field.oneof_index.unwrap_or(0)]) && msg.name() != "Instruction" {
-                            undocumented.push(format!("{}: {}.{}", file.name(), msg.name(), field.name()));
+                        if !documented(&[4, m, 8, field.oneof_index.unwrap_or(0)])
+                            && msg.name() != "Instruction"
+                        {
+                            undocumented.push(format!(
+                                "{}: {}.{}",
+                                file.name(),
+                                msg.name(),
+                                field.name()
+                            ));
                         }
                         continue;
                     }
                     if !documented(&[4, m, 2, f as i32]) {
-                        undocumented.push(format!("{}: {}.{}", file.name(), msg.name(), field.name()));
+                        undocumented.push(format!(
+                            "{}: {}.{}",
+                            file.name(),
+                            msg.name(),
+                            field.name()
+                        ));
                     }
                 }
             }

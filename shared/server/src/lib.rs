@@ -10,14 +10,14 @@
 //! - [`client`]: channels to a [`ListenAddr`], lazily connected.
 
 pub mod client;
-mod listen;
 mod limits;
+mod listen;
 mod logging;
 mod serve;
 
-pub use listen::{ListenAddr, Listener, ListenError};
-pub use logging::{init_tracing, LogFormat};
-pub use serve::{serve, shutdown_signal, ServeOptions, Services};
+pub use listen::{ListenAddr, ListenError, Listener};
+pub use logging::{LogFormat, init_tracing};
+pub use serve::{ServeOptions, Services, serve, shutdown_signal};
 
 /// Declares a clap `Args` struct holding the flags every service takes, with environment
 /// variables named after the service (`STRATA_TAG_INDEX_LISTEN`, ...).

@@ -50,11 +50,16 @@ where
             .map(|result| {
                 result.map(|mut response| {
                     let headers = response.headers_mut();
-                    let is_too_large = headers.get("grpc-status").is_some_and(|v| v == OUT_OF_RANGE)
+                    let is_too_large = headers
+                        .get("grpc-status")
+                        .is_some_and(|v| v == OUT_OF_RANGE)
                         && headers
                             .get("grpc-message")
                             .and_then(|m| m.to_str().ok())
-                            .is_some_and(|m| m.contains(TOO_LARGE) || m.contains("message%20length%20too%20large"));
+                            .is_some_and(|m| {
+                                m.contains(TOO_LARGE)
+                                    || m.contains("message%20length%20too%20large")
+                            });
                     if is_too_large {
                         headers.insert("grpc-status", RESOURCE_EXHAUSTED);
                     }

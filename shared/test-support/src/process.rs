@@ -8,7 +8,9 @@ use std::{
 
 use nix::{sys::signal::Signal, unistd::Pid};
 use strata_server::ListenAddr;
-use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 
 /// A service binary running as a child process on a unix socket in its own temp dir.
 #[derive(Debug)]
@@ -60,7 +62,10 @@ impl ServiceProcess {
             if let Ok(Some(status)) = me.child.try_wait() {
                 panic!("{} exited before serving: {status}", bin.display());
             }
-            if wait_until_serving(&me.addr, Duration::from_millis(500)).await.is_ok() {
+            if wait_until_serving(&me.addr, Duration::from_millis(500))
+                .await
+                .is_ok()
+            {
                 return me;
             }
             if Instant::now() > deadline {
@@ -132,7 +137,12 @@ pub async fn wait_until_serving(addr: &ListenAddr, limit: Duration) -> anyhow::R
     let mut client = HealthClient::new(channel);
     let mut last_error = String::new();
     while Instant::now() < deadline {
-        match client.check(HealthCheckRequest { service: String::new() }).await {
+        match client
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+        {
             Ok(r) if r.get_ref().status == ServingStatus::Serving as i32 => return Ok(()),
             Ok(r) => last_error = format!("status {:?}", r.get_ref().status),
             Err(e) => last_error = e.to_string(),

@@ -10,7 +10,12 @@ use crate::{Grpcurl, ServiceProcess};
 /// Runs the checks against the binary `bin` serving `service` (e.g.
 /// `strata.parser.v1.Parser`); `documented_message` is a message of that service whose
 /// `describe` output must carry its comments.
-pub async fn check_service_basics(bin: &Path, service: &str, documented_message: &str, extra_args: &[&str]) {
+pub async fn check_service_basics(
+    bin: &Path,
+    service: &str,
+    documented_message: &str,
+    extra_args: &[&str],
+) {
     let grpcurl = Grpcurl::find();
     let mut args = vec!["--drain-timeout", "5"];
     args.extend_from_slice(extra_args);
@@ -18,26 +23,62 @@ pub async fn check_service_basics(bin: &Path, service: &str, documented_message:
 
     let out = grpcurl.run(&proc.addr, &["list"]);
     let listed = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "grpcurl list failed: {}", String::from_utf8_lossy(&out.stderr));
-    for expected in [service, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"] {
-        assert!(listed.lines().any(|l| l.trim() == expected), "{expected} not in `grpcurl list`:\n{listed}");
+    assert!(
+        out.status.success(),
+        "grpcurl list failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        service,
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ] {
+        assert!(
+            listed.lines().any(|l| l.trim() == expected),
+            "{expected} not in `grpcurl list`:\n{listed}"
+        );
     }
 
     let out = grpcurl.run(&proc.addr, &["describe", service]);
     let described = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "describe failed: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(described.contains("rpc "), "no rpcs described:\n{described}");
-    assert!(described.contains("//"), "rpcs carry no comments:\n{described}");
+    assert!(
+        out.status.success(),
+        "describe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        described.contains("rpc "),
+        "no rpcs described:\n{described}"
+    );
+    assert!(
+        described.contains("//"),
+        "rpcs carry no comments:\n{described}"
+    );
 
     let out = grpcurl.run(&proc.addr, &["describe", documented_message]);
     let described = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "describe {documented_message} failed: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(described.contains("//"), "{documented_message} fields carry no comments:\n{described}");
+    assert!(
+        out.status.success(),
+        "describe {documented_message} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        described.contains("//"),
+        "{documented_message} fields carry no comments:\n{described}"
+    );
 
     for svc in ["", service] {
-        let out = grpcurl.call(&proc.addr, "grpc.health.v1.Health/Check", &format!("{{\"service\":\"{svc}\"}}"));
+        let out = grpcurl.call(
+            &proc.addr,
+            "grpc.health.v1.Health/Check",
+            &format!("{{\"service\":\"{svc}\"}}"),
+        );
         let body = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(body.contains("SERVING"), "health of {svc:?}: {body} {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            body.contains("SERVING"),
+            "health of {svc:?}: {body} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     // An unknown method: UNIMPLEMENTED, through a raw gRPC call (grpcurl refuses to send
@@ -58,7 +99,10 @@ pub async fn check_service_basics(bin: &Path, service: &str, documented_message:
 
     let (status, took) = proc.terminate().await;
     assert!(status.success(), "SIGTERM exit status {status:?}");
-    assert!(took < Duration::from_secs(5), "shutdown took {took:?}, over the drain limit");
+    assert!(
+        took < Duration::from_secs(5),
+        "shutdown took {took:?}, over the drain limit"
+    );
 }
 
 /// A codec for `()` requests and responses: an empty protobuf message.
@@ -81,7 +125,11 @@ impl tonic::codec::Codec for EmptyCodec {
 impl tonic::codec::Encoder for EmptyCodec {
     type Item = ();
     type Error = tonic::Status;
-    fn encode(&mut self, _item: (), _dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+    fn encode(
+        &mut self,
+        _item: (),
+        _dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
         Ok(())
     }
 }
@@ -89,7 +137,10 @@ impl tonic::codec::Encoder for EmptyCodec {
 impl tonic::codec::Decoder for EmptyCodec {
     type Item = ();
     type Error = tonic::Status;
-    fn decode(&mut self, _src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<()>, tonic::Status> {
+    fn decode(
+        &mut self,
+        _src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<()>, tonic::Status> {
         Ok(Some(()))
     }
 }

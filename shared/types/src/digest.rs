@@ -20,7 +20,9 @@ pub enum DigestError {
     #[error("invalid digest {0:?}: expected \"sha256:<64 lowercase hex characters>\"")]
     Malformed(String),
     /// An algorithm other than sha256.
-    #[error("invalid digest {value:?}: unsupported algorithm {algorithm:?} (only sha256 is supported)")]
+    #[error(
+        "invalid digest {value:?}: unsupported algorithm {algorithm:?} (only sha256 is supported)"
+    )]
     UnsupportedAlgorithm {
         /// The digest as given.
         value: String,
@@ -90,11 +92,15 @@ impl Digest {
                 len: hex_part.len(),
             });
         }
-        if !hex_part.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        if !hex_part
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
             return Err(DigestError::BadHex(value.to_string()));
         }
         let mut out = [0u8; 32];
-        hex::decode_to_slice(hex_part, &mut out).map_err(|_| DigestError::BadHex(value.to_string()))?;
+        hex::decode_to_slice(hex_part, &mut out)
+            .map_err(|_| DigestError::BadHex(value.to_string()))?;
         Ok(Self(out))
     }
 }
@@ -202,9 +208,18 @@ mod tests {
         let cases = [
             ("sha256:../x", "64 characters"),
             ("sha256:abc", "64 characters"),
-            (&EMPTY.to_uppercase().replace("SHA256", "sha256"), "lowercase"),
-            ("md5:d41d8cd98f00b204e9800998ecf8427e", "unsupported algorithm"),
-            ("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", "expected"),
+            (
+                &EMPTY.to_uppercase().replace("SHA256", "sha256"),
+                "lowercase",
+            ),
+            (
+                "md5:d41d8cd98f00b204e9800998ecf8427e",
+                "unsupported algorithm",
+            ),
+            (
+                "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+                "expected",
+            ),
             ("", "expected"),
             ("../../etc:passwd", "expected"),
         ];

@@ -64,7 +64,7 @@ impl Store {
         let mut kinds: Vec<KindUsage> = KINDS
             .iter()
             .map(|k| KindUsage {
-                kind: *k,
+                kind: k,
                 count: 0,
                 bytes: 0,
             })

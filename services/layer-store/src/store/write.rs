@@ -83,8 +83,11 @@ pub(super) struct LiveSession {
 
 const MAX_UPLOAD_ID: usize = 128;
 
-/// Chunks between checkpoints of a session (a crash loses at most this many).
-const CHECKPOINT_CHUNKS: u64 = 16;
+/// Chunks between checkpoints of a session: a crash loses at most this much progress of an
+/// upload (a broken stream loses none: it checkpoints when it stops). A checkpoint waits for
+/// a flush of the chunk space, so it must stay rare: at 16 chunks the waits cut the 1 GiB
+/// ingest to a fifth.
+const CHECKPOINT_CHUNKS: u64 = 256;
 
 impl Store {
     /// Writes one blob from `feed`: hashes while it stores full chunks, commits only after
@@ -403,6 +406,7 @@ impl Store {
     }
 }
 
+#[allow(clippy::large_enum_variant)] // built once per write; boxing buys nothing
 enum Begin {
     Exists(WriteOutcome),
     Upload(Upload),
@@ -526,7 +530,7 @@ impl Upload {
         if let Some(l) = lock(&self.store.live).get_mut(&self.id) {
             l.record = self.record.clone();
         }
-        if (index + 1) % CHECKPOINT_CHUNKS == 0 {
+        if (index + 1).is_multiple_of(CHECKPOINT_CHUNKS) {
             self.checkpoint()?;
         }
         Ok(())

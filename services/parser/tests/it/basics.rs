@@ -2,13 +2,19 @@
 
 use std::path::Path;
 
-use strata_test_support::{check_service_basics, Grpcurl, ServiceProcess};
+use strata_test_support::{Grpcurl, ServiceProcess, check_service_basics};
 
 const BIN: &str = env!("CARGO_BIN_EXE_strata-parser");
 
 #[tokio::test]
 async fn serves_health_reflection_and_stops_on_sigterm() {
-    check_service_basics(Path::new(BIN), "strata.parser.v1.Parser", "strata.parser.v1.ParseDockerfileRequest", &[]).await;
+    check_service_basics(
+        Path::new(BIN),
+        "strata.parser.v1.Parser",
+        "strata.parser.v1.ParseDockerfileRequest",
+        &[],
+    )
+    .await;
 }
 
 #[tokio::test]

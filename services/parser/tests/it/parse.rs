@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use strata_proto::parser::{
-    instruction::Detail, parser_client::ParserClient, MatchIgnoreRequest, ParseDockerfileRequest,
+    MatchIgnoreRequest, ParseDockerfileRequest, instruction::Detail, parser_client::ParserClient,
 };
 use strata_server::ServeOptions;
 use strata_test_support::{Grpcurl, InProcess, ServiceProcess};
@@ -43,10 +43,16 @@ async fn parses_stages_instructions_and_the_stage_graph() {
         .unwrap()
         .into_inner();
     let df = resp.dockerfile.unwrap();
-    assert_eq!(df.directives.get("syntax").map(String::as_str), Some("docker/dockerfile:1"));
+    assert_eq!(
+        df.directives.get("syntax").map(String::as_str),
+        Some("docker/dockerfile:1")
+    );
     assert_eq!(df.meta_args[0].name, "BASE");
     assert_eq!(df.stages.len(), 3);
-    assert_eq!(df.stages[0].base, "busybox:latest", "meta ARG expanded in FROM");
+    assert_eq!(
+        df.stages[0].base, "busybox:latest",
+        "meta ARG expanded in FROM"
+    );
     assert_eq!(df.stages[0].name, "build");
     assert!(df.stages[1].scratch);
     assert_eq!(df.target_stage, 2);
@@ -55,21 +61,31 @@ async fn parses_stages_instructions_and_the_stage_graph() {
     assert_eq!(df.stages[2].depends_on, vec![0]);
     let run = &df.stages[0].instructions[2];
     assert_eq!(run.keyword, "RUN");
-    let Some(Detail::Run(r)) = &run.detail else { panic!("not a RUN: {run:?}") };
+    let Some(Detail::Run(r)) = &run.detail else {
+        panic!("not a RUN: {run:?}")
+    };
     assert!(r.command.as_ref().unwrap().shell_form);
     assert!(
-        run.build_env.iter().any(|kv| kv.key == "GREETING" && kv.value == "hello"),
+        run.build_env
+            .iter()
+            .any(|kv| kv.key == "GREETING" && kv.value == "hello"),
         "RUN sees ENV: {:?}",
         run.build_env
     );
     let copy = &df.stages[2].instructions[0];
-    let Some(Detail::Copy(c)) = &copy.detail else { panic!("not a COPY") };
+    let Some(Detail::Copy(c)) = &copy.detail else {
+        panic!("not a COPY")
+    };
     assert_eq!(c.from, "build");
     assert_eq!(c.chmod, "0644");
     assert_eq!(c.destination, "/greeting");
     let span = copy.span.unwrap();
     assert_eq!((span.start_line, span.end_line), (10, 10));
-    assert!(resp.ast_dump.contains("(copy [\"--from=build\""), "{}", resp.ast_dump);
+    assert!(
+        resp.ast_dump.contains("(copy [\"--from=build\""),
+        "{}",
+        resp.ast_dump
+    );
     server.shutdown().await.unwrap();
 }
 
@@ -85,7 +101,11 @@ async fn syntax_errors_are_invalid_argument_with_file_line_and_column() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
-    assert!(err.message().starts_with("ci/Dockerfile:2:1:"), "{}", err.message());
+    assert!(
+        err.message().starts_with("ci/Dockerfile:2:1:"),
+        "{}",
+        err.message()
+    );
     assert!(err.message().contains("RUNN"), "{}", err.message());
     // an unknown --target names the target
     let err = client
@@ -124,7 +144,10 @@ async fn lint_warnings_carry_rule_names() {
         .into_inner();
     let rules: Vec<&str> = resp.warnings.iter().map(|w| w.rule.as_str()).collect();
     assert!(rules.contains(&"MaintainerDeprecated"), "{rules:?}");
-    assert!(rules.contains(&"MultipleInstructionsDisallowed"), "{rules:?}");
+    assert!(
+        rules.contains(&"MultipleInstructionsDisallowed"),
+        "{rules:?}"
+    );
     server.shutdown().await.unwrap();
 }
 
@@ -160,7 +183,11 @@ async fn grpcurl_parses_a_dockerfile() {
         &format!("{{\"content\":\"{content}\"}}"),
     );
     let body = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(body.contains("\"keyword\": \"RUN\""), "{body}");
     assert!(body.contains("echo hi"), "{body}");
     let (status, _) = proc.terminate().await;
