@@ -85,8 +85,8 @@ const MAX_UPLOAD_ID: usize = 128;
 
 /// Chunks between checkpoints of a session: a crash loses at most this much progress of an
 /// upload (a broken stream loses none: it checkpoints when it stops). A checkpoint waits for
-/// a flush of the chunk space, so it must stay rare: at 16 chunks the waits cut the 1 GiB
-/// ingest to a fifth.
+/// a flush of the chunk space, so it must stay rare: at every 16 chunks the waits took 0.67 s
+/// of a 6.3 s 1 GiB ingest.
 const CHECKPOINT_CHUNKS: u64 = 256;
 
 impl Store {
