@@ -60,31 +60,29 @@ pub fn parse_request(req: ParseDockerfileRequest) -> Result<ParseDockerfileRespo
         dockerignore: None,
     };
     let ast = df::parse(&req.content).map_err(|e| ParserError::Syntax(e.render(&filename)))?;
-    let dockerfile =
-        df::from_ast(&ast, &options).map_err(|e| ParserError::Syntax(e.render(&filename)))?;
-    let mut warnings = convert::warnings(&dockerfile);
-    warnings.extend(ast.warnings.iter().map(|w| strata_proto::parser::Warning {
-        rule: w.rule.to_string(),
-        message: if w.detail.is_empty() {
-            w.short.clone()
-        } else {
-            format!("{}: {}", w.short, w.detail)
-        },
-        span: Some(strata_proto::common::Span {
-            start_line: w.line as u32,
-            end_line: w.line as u32,
-            start_column: 0,
-        }),
-        url: w.url.to_string(),
-    }));
+    let ast_dump = if req.include_ast_dump {
+        df::dump(&ast.root)
+    } else {
+        String::new()
+    };
+    let dockerfile = match df::from_ast(&ast, &options) {
+        Ok(d) => d,
+        // BuildKit dumps files whose instructions are invalid (a CMD before FROM, an unknown
+        // flag): when only the dump was asked for, give it without the typed tree.
+        Err(_) if req.include_ast_dump => {
+            return Ok(ParseDockerfileResponse {
+                dockerfile: None,
+                warnings: vec![],
+                ast_dump,
+            });
+        }
+        Err(e) => return Err(ParserError::Syntax(e.render(&filename))),
+    };
+    // the typed layer's warnings already include the parser's own (empty continuations)
     Ok(ParseDockerfileResponse {
         dockerfile: Some(convert::dockerfile(&dockerfile)),
-        warnings,
-        ast_dump: if req.include_ast_dump {
-            df::dump(&ast.root)
-        } else {
-            String::new()
-        },
+        warnings: convert::warnings(&dockerfile),
+        ast_dump,
     })
 }
 
