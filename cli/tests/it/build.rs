@@ -49,7 +49,15 @@ impl Root {
         let root = Self {
             dir: tempfile::tempdir().unwrap(),
         };
-        let out = root.strata(&["import", busybox_tar().to_str().unwrap(), "busybox:latest"]);
+        // a fixed import time: the same base image in every data root
+        let out = Command::new(STRATA)
+            .args(["import", busybox_tar().to_str().unwrap(), "busybox:latest"])
+            .env("STRATA_ROOT", root.dir.path())
+            .env_remove("STRATA_ADDR")
+            .env("SOURCE_DATE_EPOCH", "0")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run strata import");
         assert!(
             out.status.success(),
             "import: {}",
