@@ -120,29 +120,10 @@ fn title(kind: &str) -> String {
         .unwrap_or_default()
 }
 
-/// A size as Docker prints it: base 1000, three significant digits (`4.26MB`, `999B`).
+/// A size as Docker prints it (go-units, base 1000, three significant digits), the same
+/// function `strata images` and `strata history` use.
 pub(crate) fn size(bytes: i64) -> String {
-    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
-    let mut value = bytes.max(0) as f64;
-    let mut unit = 0;
-    while value >= 999.5 && unit < UNITS.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    let decimals = if unit == 0 || value >= 100.0 {
-        0
-    } else if value >= 10.0 {
-        1
-    } else {
-        2
-    };
-    let s = format!("{value:.decimals$}");
-    let s = if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    };
-    format!("{s}{}", UNITS[unit])
+    strata_image::view::human_size(bytes.max(0))
 }
 
 #[cfg(test)]
