@@ -52,8 +52,10 @@ pub fn services(
     })
     .context("failed to open the layer store")?;
     strata_layer_store::register(&mut services, layer_store, options);
+    // the same setting as the standalone service's, so every host of a root prunes alike
     let tag_index = strata_tag_index::open(&strata_tag_index::Config {
         root: root.to_path_buf(),
+        event_retention: strata_tag_index::event_retention_from_env()?,
     })
     .context("failed to open the tag index")?;
     strata_tag_index::register(&mut services, tag_index, options);
@@ -175,5 +177,44 @@ impl StatelessParser {
         (&mut self.handle)
             .await
             .context("embedded parser panicked")?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use strata_proto::tag_index::{WatchTagsRequest, tag_index_client::TagIndexClient};
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stopping_embedded_services_ends_open_watch_streams_at_once() {
+        let root = tempfile::tempdir().unwrap();
+        let lock = try_lock_root(root.path()).unwrap().expect("root is free");
+        let embedded = Embedded::start(root.path(), lock).await.unwrap();
+        let channel = strata_server::client::lazy_channel(&embedded.addr).unwrap();
+        let mut stream = TagIndexClient::new(channel)
+            .watch_tags(WatchTagsRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        let started = Instant::now();
+        // the drain limit is 10 s; an open watch must not hold it
+        tokio::time::timeout(Duration::from_secs(30), embedded.stop())
+            .await
+            .expect("stop returned")
+            .unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "stop waited {:?} on an open watch",
+            started.elapsed()
+        );
+        let end = stream.message().await;
+        assert!(
+            matches!(&end, Err(s) if s.code() == tonic::Code::Unavailable)
+                || matches!(end, Ok(None)),
+            "{end:?}"
+        );
     }
 }

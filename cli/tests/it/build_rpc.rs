@@ -52,7 +52,7 @@ impl Farm {
         let r = root.clone();
         let o = opts.clone();
         let tags = InProcess::spawn(move |l, s| async move {
-            strata_tag_index::run(strata_tag_index::Config { root: r }, l, &o, s).await
+            strata_tag_index::run(strata_tag_index::Config::new(r), l, &o, s).await
         })
         .await;
         let o = opts.clone();

@@ -110,3 +110,52 @@ async fn commands_use_a_running_serve_over_the_same_root() {
         "socket left behind"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_ends_open_watch_streams_at_sigterm_and_exits_promptly() {
+    use strata_proto::tag_index::{WatchTagsRequest, tag_index_client::TagIndexClient};
+    let root = tempfile::tempdir().unwrap();
+    // a drain limit far above "promptly": an open watch must not be what ends the drain
+    let mut serve = Command::new(STRATA)
+        .args(["serve", "--drain-timeout", "60"])
+        .env("STRATA_ROOT", root.path())
+        .env_remove("STRATA_ADDR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let socket = strata_server::ListenAddr::Unix(root.path().join("strata.sock"));
+    strata_test_support::wait_until_serving(&socket, std::time::Duration::from_secs(60))
+        .await
+        .expect("strata serve did not come up");
+    let channel = strata_server::client::lazy_channel(&socket).unwrap();
+    let mut stream = TagIndexClient::new(channel)
+        .watch_tags(WatchTagsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let started = std::time::Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(serve.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    // the watcher is told the server is going away
+    let end = tokio::time::timeout(std::time::Duration::from_secs(30), stream.message())
+        .await
+        .expect("the watch stream ended");
+    assert!(
+        matches!(&end, Err(s) if s.code() == tonic::Code::Unavailable) || matches!(end, Ok(None)),
+        "{end:?}"
+    );
+    let status = tokio::task::spawn_blocking(move || serve.wait().unwrap())
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert!(status.success(), "serve exit {status:?}");
+    assert!(
+        took < std::time::Duration::from_secs(20),
+        "serve waited {took:?} on an open watch"
+    );
+}

@@ -46,6 +46,34 @@ pub enum TagIndexError {
         /// Where it points (`None`: absent).
         actual: Option<Digest>,
     },
+    /// A watch asked for both ways to start.
+    #[error(
+        "since_sequence ({since}) and from_start exclude each other: set since_sequence to resume after a change you saw, or from_start to replay the retained log"
+    )]
+    WatchStartConflict {
+        /// The since_sequence given.
+        since: u64,
+    },
+    /// A watch asked for changes the log no longer keeps (pruned by its retention).
+    #[error(
+        "changes after sequence {after} are no longer kept (the event log was pruned by its retention); the oldest available sequence is {oldest}: list the tags again and watch from the listing's sequence"
+    )]
+    EventsPruned {
+        /// The position asked for: changes after it were wanted.
+        after: u64,
+        /// The oldest sequence the log still has.
+        oldest: u64,
+    },
+    /// A watch asked for changes after a sequence this tag index never reached.
+    #[error(
+        "since_sequence {after} is beyond the last change ({last}) of this tag index: it was not handed out here (another tag index, or one whose data was reset); list the tags again and watch from the listing's sequence"
+    )]
+    SequenceAhead {
+        /// The position asked for.
+        after: u64,
+        /// The last committed sequence.
+        last: u64,
+    },
     /// The store's writer is gone (the service is shutting down).
     #[error("the tag store is shutting down")]
     Closed,
@@ -77,8 +105,12 @@ impl From<TagIndexError> for tonic::Status {
         match &e {
             TagIndexError::InvalidReference { .. }
             | TagIndexError::InvalidDigest { .. }
-            | TagIndexError::InvalidPageToken { .. } => {
+            | TagIndexError::InvalidPageToken { .. }
+            | TagIndexError::WatchStartConflict { .. } => {
                 tonic::Status::invalid_argument(e.to_string())
+            }
+            TagIndexError::EventsPruned { .. } | TagIndexError::SequenceAhead { .. } => {
+                tonic::Status::out_of_range(e.to_string())
             }
             TagIndexError::NotFound { .. } => tonic::Status::not_found(e.to_string()),
             TagIndexError::Conflict { .. } => tonic::Status::failed_precondition(e.to_string()),
@@ -123,6 +155,21 @@ mod tests {
     }
 
     #[test]
+    fn a_pruned_position_is_out_of_range_and_says_what_to_do() {
+        let s = tonic::Status::from(TagIndexError::EventsPruned {
+            after: 3,
+            oldest: 10,
+        });
+        assert_eq!(s.code(), tonic::Code::OutOfRange);
+        assert!(
+            s.message().contains("oldest available sequence is 10")
+                && s.message().contains("list the tags again"),
+            "{}",
+            s.message()
+        );
+    }
+
+    #[test]
     fn user_mistakes_are_never_internal() {
         let cases = [
             TagIndexError::InvalidPageToken { token: "zz".into() },
@@ -135,6 +182,12 @@ mod tests {
                 field: "name",
                 source: strata_types::Reference::parse("Busybox").unwrap_err(),
             },
+            TagIndexError::WatchStartConflict { since: 3 },
+            TagIndexError::EventsPruned {
+                after: 3,
+                oldest: 10,
+            },
+            TagIndexError::SequenceAhead { after: 30, last: 10 },
         ];
         for e in cases {
             let s = tonic::Status::from(e);

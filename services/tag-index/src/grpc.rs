@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status};
 use crate::{
     TagIndexError,
     name::{self, TagName},
-    store::{self, Expect, ListFilter, TagRecord, TagStore, WatchItem},
+    store::{self, Expect, ListFilter, TagRecord, TagStore, WatchFrom, WatchItem},
 };
 
 /// Events buffered per watch stream between the watcher and the connection.
@@ -145,6 +145,7 @@ impl TagIndex for TagIndexService {
         Ok(Response::new(ListTagsResponse {
             tags: page.items.into_iter().map(tag_message).collect(),
             next_page_token: page.next_page_token,
+            sequence: page.sequence,
         }))
     }
 
@@ -182,7 +183,13 @@ impl TagIndex for TagIndexService {
 
     async fn watch_tags(&self, request: Request<WatchTagsRequest>) -> Reply<Self::WatchTagsStream> {
         let r = request.into_inner();
-        let mut watcher = self.store.watch(r.prefix, r.since_sequence);
+        let from = match (r.since_sequence, r.from_start) {
+            (0, false) => WatchFrom::Now,
+            (0, true) => WatchFrom::Oldest,
+            (since, false) => WatchFrom::After(since),
+            (since, true) => return Err(TagIndexError::WatchStartConflict { since }.into()),
+        };
+        let mut watcher = self.store.watch(r.prefix, from)?;
         let mut closing = self.closing.subscribe();
         let (tx, rx) = mpsc::channel(WATCH_STREAM_BUFFER);
         tokio::spawn(async move {

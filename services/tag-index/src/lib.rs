@@ -50,17 +50,56 @@ pub const DATA_DIR: &str = "tag-index";
 pub struct Config {
     /// The data root (`STRATA_ROOT`); the service uses `ROOT/tag-index`.
     pub root: PathBuf,
+    /// Events the global change log keeps at least (older ones are pruned); see
+    /// [`StoreOptions::event_retention`].
+    pub event_retention: u64,
+}
+
+impl Config {
+    /// The configuration over `root` with default settings.
+    pub fn new(root: PathBuf) -> Self {
+        Self {
+            root,
+            event_retention: store::DEFAULT_EVENT_RETENTION,
+        }
+    }
+}
+
+/// The environment variable that sets the event log's retention wherever the tag index runs
+/// (`strata-tag-index --event-retention`, `strata serve`, the CLI's embedded services), so
+/// every host of one data root prunes its log alike.
+pub const EVENT_RETENTION_ENV: &str = "STRATA_TAG_INDEX_EVENT_RETENTION";
+
+/// The retention [`EVENT_RETENTION_ENV`] asks for, or the default when it is unset.
+pub fn event_retention_from_env() -> anyhow::Result<u64> {
+    match std::env::var(EVENT_RETENTION_ENV) {
+        Err(std::env::VarError::NotPresent) => Ok(store::DEFAULT_EVENT_RETENTION),
+        Err(e) => anyhow::bail!("invalid {EVENT_RETENTION_ENV}: {e}"),
+        Ok(v) => match v.trim().parse::<u64>() {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => anyhow::bail!(
+                "invalid {EVENT_RETENTION_ENV}={v:?}: expected a number of events, at least 1"
+            ),
+        },
+    }
 }
 
 /// Opens the service's state: the RocksDB database at `ROOT/tag-index`.
 pub fn open(config: &Config) -> Result<TagIndexService, TagIndexError> {
     let kv = strata_kv::RocksStore::open(&config.root.join(DATA_DIR), store::SPACES)?;
-    let store = TagStore::open(Arc::new(kv), StoreOptions::default())?;
+    let options = StoreOptions {
+        event_retention: config.event_retention,
+        ..StoreOptions::default()
+    };
+    let store = TagStore::open(Arc::new(kv), options)?;
     Ok(TagIndexService::new(store))
 }
 
-/// Adds the service to `services`.
+/// Adds the service to `services`. Its watch streams end as soon as the host begins to shut
+/// down (a shutdown hook), so an open watcher never holds the drain.
 pub fn register(services: &mut Services, service: TagIndexService, options: &ServeOptions) {
+    let closer = service.clone();
+    services.on_shutdown(move || closer.close_watchers());
     let svc = TagIndexServer::new(service)
         .max_decoding_message_size(options.max_message_bytes)
         .max_encoding_message_size(options.max_message_bytes);
@@ -87,12 +126,7 @@ pub async fn serve(
     options: &ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let closer = service.clone();
     let mut services = Services::default();
     register(&mut services, service, options);
-    strata_server::serve(services, listener, options, async move {
-        shutdown.await;
-        closer.close_watchers();
-    })
-    .await
+    strata_server::serve(services, listener, options, shutdown).await
 }

@@ -15,13 +15,25 @@ struct Args {
     /// Data directory (the service keeps its data in a subdirectory named after it).
     #[arg(long, env = "STRATA_ROOT")]
     root: PathBuf,
+    /// Events the global change log keeps at least; older ones are pruned, and a watcher
+    /// asking for them is told to list again. Per-tag history is never pruned.
+    #[arg(
+        long,
+        env = strata_tag_index::EVENT_RETENTION_ENV,
+        default_value_t = strata_tag_index::store::DEFAULT_EVENT_RETENTION,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    event_retention: u64,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     strata_server::init_tracing(args.serve.log_format, &args.serve.log);
-    let config = strata_tag_index::Config { root: args.root };
+    let config = strata_tag_index::Config {
+        root: args.root,
+        event_retention: args.event_retention,
+    };
     let listener = strata_server::Listener::bind(&args.serve.listen).await?;
     strata_tag_index::run(
         config,

@@ -36,20 +36,32 @@ impl Default for ServeOptions {
     }
 }
 
-/// The services one server hosts: their routes and their fully qualified names (for health
-/// and reflection).
+/// The services one server hosts: their routes, their fully qualified names (for health
+/// and reflection), and what each needs done when shutdown begins.
 #[derive(Default)]
 pub struct Services {
     /// The routes.
     pub routes: tonic::service::RoutesBuilder,
     /// The names, e.g. `strata.tagindex.v1.TagIndex`.
     pub names: Vec<&'static str>,
+    shutdown_hooks: Vec<Box<dyn FnOnce() + Send>>,
+}
+
+impl Services {
+    /// Runs `hook` as soon as shutdown begins, before the drain: a service ends its
+    /// long-lived calls (watch streams) here, so they never hold the drain limit. Whoever
+    /// hosts the service — its own binary, `strata serve`, the CLI's embedded mode — gets
+    /// this by registering it.
+    pub fn on_shutdown(&mut self, hook: impl FnOnce() + Send + 'static) {
+        self.shutdown_hooks.push(Box::new(hook));
+    }
 }
 
 impl std::fmt::Debug for Services {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Services")
             .field("names", &self.names)
+            .field("shutdown_hooks", &self.shutdown_hooks.len())
             .finish()
     }
 }
@@ -67,8 +79,9 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Serves `services` on `listener` until `shutdown` resolves; then reports NOT_SERVING,
-/// stops accepting, and waits up to `drain_timeout` for in-flight calls.
+/// Serves `services` on `listener` until `shutdown` resolves; then reports NOT_SERVING, runs
+/// the services' shutdown hooks, stops accepting, and waits up to `drain_timeout` for
+/// in-flight calls.
 pub async fn serve(
     services: Services,
     listener: Listener,
@@ -100,6 +113,7 @@ pub async fn serve(
     let reflection_v1alpha = reflection(&services.names).build_v1alpha()?;
 
     let mut routes = services.routes;
+    let shutdown_hooks = services.shutdown_hooks;
     routes
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -155,6 +169,9 @@ pub async fn serve(
     health
         .set_service_status("", ServingStatus::NotServing)
         .await;
+    for hook in shutdown_hooks {
+        hook();
+    }
     info!(%addr, drain_timeout_ms = options.drain_timeout.as_millis() as u64, "draining");
     let _ = stop_tx.send(());
     match tokio::time::timeout(options.drain_timeout, &mut server).await {

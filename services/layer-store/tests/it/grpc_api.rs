@@ -785,6 +785,7 @@ impl TagIndex for FixedTags {
         Ok(Response::new(ti::ListTagsResponse {
             tags,
             next_page_token: next,
+            sequence: 0,
         }))
     }
     async fn delete_tag(

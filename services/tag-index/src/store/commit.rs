@@ -8,12 +8,17 @@
 //! own group, and writes them all in one atomic `WriteBatch` with `Durability::Sync`. Only
 //! after that write returns are the callers answered and the events published, so an
 //! acknowledged move is durable and every published event is in the log.
+//!
+//! The writer also keeps the log to its retention: when a group takes the log a step past
+//! it, the same batch range-deletes the oldest events and records how far it pruned. The
+//! write and the publication of the new sequence happen under the exclusive side of the view
+//! lock, so a listing sees either all of a group with its sequence or none of it.
 
 use std::{
     collections::HashMap,
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::Ordering,
         mpsc,
     },
     time::{SystemTime, UNIX_EPOCH},
@@ -24,7 +29,7 @@ use strata_types::Digest;
 use tokio::sync::{broadcast, oneshot};
 
 use super::{
-    DeleteOutcome, Expect, SetOutcome,
+    DeleteOutcome, Expect, Published, SetOutcome,
     record::{self, BY_DIGEST, EVENTS, HISTORY, META, TAGS, TagEvent, TagRecord},
 };
 use crate::TagIndexError;
@@ -59,12 +64,25 @@ pub(super) struct Job {
     pub reply: oneshot::Sender<Result<Outcome>>,
 }
 
+/// Where the log stands.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Position {
+    /// The last committed sequence.
+    pub last: u64,
+    /// The highest pruned sequence (0: none).
+    pub pruned_through: u64,
+}
+
 pub(super) struct Writer {
     kv: Arc<dyn KvStore>,
     last: u64,
-    committed: Arc<AtomicU64>,
+    pruned_through: u64,
+    published: Arc<Published>,
     events: broadcast::Sender<Arc<TagEvent>>,
     max_group: usize,
+    retention: u64,
+    /// Prune only when this many events beyond the retention have gathered.
+    prune_step: u64,
 }
 
 /// The state of the tags a group has touched so far: name -> record (`None`: deleted).
@@ -73,18 +91,29 @@ type Overlay = HashMap<String, Option<TagRecord>>;
 impl Writer {
     pub fn new(
         kv: Arc<dyn KvStore>,
-        last: u64,
-        committed: Arc<AtomicU64>,
+        at: Position,
+        published: Arc<Published>,
         events: broadcast::Sender<Arc<TagEvent>>,
         max_group: usize,
+        retention: u64,
     ) -> Self {
+        let retention = retention.max(1);
         Self {
             kv,
-            last,
-            committed,
+            last: at.last,
+            pruned_through: at.pruned_through,
+            published,
             events,
             max_group,
+            retention,
+            prune_step: (retention / 16).max(1),
         }
+    }
+
+    /// How far to prune after a group that ends the log at `last`, if it is time to.
+    fn prune_target(&self, last: u64) -> Option<u64> {
+        let target = last.saturating_sub(self.retention);
+        (target >= self.pruned_through.saturating_add(self.prune_step)).then_some(target)
     }
 
     /// Commits groups until every sender is gone.
@@ -143,7 +172,18 @@ impl Writer {
         }
         if !events.is_empty() {
             batch.put(META, record::LAST_SEQUENCE, seq.to_be_bytes());
+            let prune = self.prune_target(seq);
+            if let Some(through) = prune {
+                record::prune(&mut batch, through);
+            }
+            // readers that need rows and sequence as one state wait while this group lands
+            let view = self
+                .published
+                .view
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Err(e) = self.kv.write(batch, Durability::Sync) {
+                drop(view);
                 tracing::error!(error = %e, moves = events.len(), "committing tag moves failed");
                 // Every answer of this group was decided against state that is not stored.
                 for (reply, _) in answers {
@@ -158,7 +198,17 @@ impl Writer {
                 return;
             }
             self.last = seq;
-            self.committed.store(seq, Ordering::Release);
+            self.published.committed.store(seq, Ordering::Release);
+            if let Some(through) = prune {
+                self.pruned_through = through;
+                self.published
+                    .pruned_through
+                    .store(through, Ordering::Release);
+            }
+            drop(view);
+            if let Some(through) = prune {
+                tracing::debug!(pruned_through = through, "tag event log pruned");
+            }
             tracing::debug!(
                 moves = events.len(),
                 last_sequence = seq,

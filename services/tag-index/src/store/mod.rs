@@ -6,6 +6,24 @@
 //! compare-and-swap in arrival order and commits a whole group of moves with one synced
 //! batch (group commit), so CAS is atomic and the fsync cost is shared by every concurrent
 //! writer.
+//!
+//! # The change log and its retention
+//!
+//! Every move is an event in the global log (`events`), numbered without gaps. The writer
+//! keeps the newest [`StoreOptions::event_retention`] events at least and prunes older ones
+//! with one range delete in the batch of the group that pushed the log past the limit (in
+//! steps of a sixteenth of the retention, so there is one range tombstone per step, not per
+//! group), recording the highest pruned sequence in `meta` in the same batch. A watcher whose
+//! position is below that gets [`TagIndexError::EventsPruned`], never a silent gap; a replay
+//! that finds the log starting above where it asked (pruned while it read) fails the same
+//! way. Per-tag history is a separate space and is not pruned: it is each tag's audit trail
+//! (`strata tag --history`), and pruning it would need a per-tag policy, not a global count.
+//!
+//! # Consistent listings
+//!
+//! A listing is read under the shared side of a lock the writer holds exclusively while a
+//! group becomes visible (its write and the publication of its sequence), so a page and its
+//! `sequence` are one state: the page shows exactly the changes up to `sequence`.
 
 mod commit;
 pub mod record;
@@ -13,14 +31,14 @@ mod watch;
 
 use std::{
     sync::{
-        Arc,
+        Arc, RwLock,
         atomic::{AtomicU64, Ordering},
         mpsc,
     },
     thread::JoinHandle,
 };
 
-use strata_kv::KvStore;
+use strata_kv::{Durability, KvStore, WriteBatch};
 use strata_types::Digest;
 use tokio::sync::{broadcast, oneshot};
 
@@ -81,6 +99,20 @@ pub struct Page<T> {
     pub items: Vec<T>,
     /// Token for the next page; empty when this was the last.
     pub next_page_token: String,
+    /// The sequence of the last change the page reflects: it was read in one view with the
+    /// items, so they are exactly the state after this change (0: none yet).
+    pub sequence: u64,
+}
+
+/// Where a watcher starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchFrom {
+    /// With the next change committed.
+    Now,
+    /// With the change after this sequence (replaying the log from there).
+    After(u64),
+    /// With the oldest change the log still keeps.
+    Oldest,
 }
 
 /// Tuning of a store.
@@ -90,13 +122,21 @@ pub struct StoreOptions {
     pub watch_buffer: usize,
     /// Most moves committed in one synced batch.
     pub max_group: usize,
+    /// Events the global log keeps at least (at least 1; 0 counts as 1). Older ones are
+    /// pruned in steps of `event_retention / 16`, so the log holds up to that many more.
+    pub event_retention: u64,
 }
+
+/// The default [`StoreOptions::event_retention`]: at ~100 bytes an event, ~10 MB of log, and
+/// at a busy farm's hundred moves a second, a quarter of an hour for a watcher to come back.
+pub const DEFAULT_EVENT_RETENTION: u64 = 100_000;
 
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             watch_buffer: 4096,
             max_group: 512,
+            event_retention: DEFAULT_EVENT_RETENTION,
         }
     }
 }
@@ -133,7 +173,19 @@ struct Inner {
     jobs: Option<mpsc::Sender<commit::Job>>,
     writer: Option<JoinHandle<()>>,
     events: broadcast::Sender<Arc<TagEvent>>,
-    committed: Arc<AtomicU64>,
+    published: Arc<Published>,
+}
+
+/// What the writer publishes to readers.
+pub(super) struct Published {
+    /// The sequence of the last committed (durable and visible) change.
+    committed: AtomicU64,
+    /// The highest sequence pruned from the log (0: none); the log keeps every event above.
+    pruned_through: AtomicU64,
+    /// Readers that must see the stored rows and `committed` as one state (listings) hold
+    /// it shared; the writer holds it exclusively from its write until it has published the
+    /// new sequence.
+    view: RwLock<()>,
 }
 
 impl Drop for Inner {
@@ -147,7 +199,8 @@ impl Drop for Inner {
 }
 
 impl TagStore {
-    /// Opens the store over `kv` (opened with [`SPACES`]) and starts its writer thread.
+    /// Opens the store over `kv` (opened with [`SPACES`]) and starts its writer thread. A log
+    /// longer than the retention (after the retention was lowered) is pruned first.
     pub fn open(kv: Arc<dyn KvStore>, options: StoreOptions) -> Result<Self> {
         let from_meta = match kv.get(META, record::LAST_SEQUENCE)? {
             Some(v) => record::decode_sequence(&v)?,
@@ -159,15 +212,36 @@ impl TagStore {
             None => 0,
         };
         let last = from_meta.max(from_log);
-        let committed = Arc::new(AtomicU64::new(last));
+        let retention = options.event_retention.max(1);
+        let mut pruned_through = match kv.get(META, record::PRUNED_THROUGH)? {
+            Some(v) => record::decode_meta(record::PRUNED_THROUGH, &v)?,
+            None => 0,
+        };
+        let target = last.saturating_sub(retention);
+        if target > pruned_through {
+            let mut batch = WriteBatch::new();
+            record::prune(&mut batch, target);
+            kv.write(batch, Durability::Sync)?;
+            tracing::info!(pruned_through = target, retention, "tag event log pruned");
+            pruned_through = target;
+        }
+        let published = Arc::new(Published {
+            committed: AtomicU64::new(last),
+            pruned_through: AtomicU64::new(pruned_through),
+            view: RwLock::new(()),
+        });
         let (events, _) = broadcast::channel(options.watch_buffer.max(1));
         let (jobs, queue) = mpsc::channel();
         let writer = commit::Writer::new(
             kv.clone(),
-            last,
-            committed.clone(),
+            commit::Position {
+                last,
+                pruned_through,
+            },
+            published.clone(),
             events.clone(),
             options.max_group.max(1),
+            retention,
         );
         let writer = std::thread::Builder::new()
             .name("tag-index-writer".into())
@@ -175,14 +249,19 @@ impl TagStore {
             .map_err(|e| {
                 strata_kv::KvError::Backend(format!("cannot start the writer thread: {e}"))
             })?;
-        tracing::info!(last_sequence = last, "tag store opened");
+        tracing::info!(
+            last_sequence = last,
+            pruned_through,
+            retention,
+            "tag store opened"
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 kv,
                 jobs: Some(jobs),
                 writer: Some(writer),
                 events,
-                committed,
+                published,
             }),
         })
     }
@@ -239,7 +318,8 @@ impl TagStore {
         }
     }
 
-    /// Tags matching `filter`, in name order, one page at a time. Blocking.
+    /// Tags matching `filter`, in name order, one page at a time, with the sequence of the
+    /// state the page shows (see the module docs). Blocking.
     pub fn list(
         &self,
         filter: &ListFilter,
@@ -247,6 +327,9 @@ impl TagStore {
         page_token: &str,
     ) -> Result<Page<TagRecord>> {
         let after = decode_token(page_token)?;
+        // no group becomes visible while this page is read
+        let _view = self.view();
+        let sequence = self.last_sequence();
         // the name prefix every result must have: the repository's plus the caller's
         let repo_prefix = filter.repository.as_ref().map(|r| format!("{r}:"));
         let prefix = match repo_prefix {
@@ -257,6 +340,7 @@ impl TagStore {
                 return Ok(Page {
                     items: Vec::new(),
                     next_page_token: String::new(),
+                    sequence,
                 });
             }
         };
@@ -309,6 +393,7 @@ impl TagStore {
         Ok(Page {
             items,
             next_page_token,
+            sequence,
         })
     }
 
@@ -335,6 +420,8 @@ impl TagStore {
             Some(seq) => record::history_key(name.as_str(), seq.saturating_add(1)),
             None => Vec::new(),
         };
+        let _view = self.view();
+        let sequence = self.last_sequence();
         let rows = self
             .inner
             .kv
@@ -357,10 +444,12 @@ impl TagStore {
         Ok(Page {
             items,
             next_page_token,
+            sequence,
         })
     }
 
-    /// Up to `limit` committed events with a sequence above `after`, in order. Blocking.
+    /// Up to `limit` events of the log with a sequence above `after`, in order. The first is
+    /// `after + 1` unless that one was pruned (see [`TagStore::pruned_through`]). Blocking.
     pub fn events_after(&self, after: u64, limit: usize) -> Result<Vec<TagEvent>> {
         let start = record::event_key(after.saturating_add(1));
         if after == u64::MAX {
@@ -376,17 +465,53 @@ impl TagStore {
 
     /// The sequence of the last committed change (0 when there was none).
     pub fn last_sequence(&self) -> u64 {
-        self.inner.committed.load(Ordering::Acquire)
+        self.inner.published.committed.load(Ordering::Acquire)
     }
 
-    /// A watcher of changes under `prefix` with a sequence above `since` (0: from now on).
-    pub fn watch(&self, prefix: String, since: u64) -> Watcher {
-        let position = if since == 0 {
-            self.last_sequence()
-        } else {
-            since
-        };
-        Watcher::new(self.clone(), prefix, position)
+    /// The highest sequence pruned from the log (0: none): the log keeps every event above.
+    pub fn pruned_through(&self) -> u64 {
+        self.inner.published.pruned_through.load(Ordering::Acquire)
+    }
+
+    /// A watcher of changes under `prefix`, starting `from` there.
+    /// [`TagIndexError::EventsPruned`] when `from` is a position the log no longer covers;
+    /// [`TagIndexError::SequenceAhead`] when it is beyond the last change (it would silently
+    /// pass over every change up to it).
+    pub fn watch(&self, prefix: String, from: WatchFrom) -> Result<Watcher> {
+        match from {
+            WatchFrom::Now => Ok(Watcher::new(self.clone(), prefix, self.last_sequence(), false)),
+            WatchFrom::After(after) => {
+                let pruned = self.pruned_through();
+                if after < pruned {
+                    return Err(TagIndexError::EventsPruned {
+                        after,
+                        oldest: pruned + 1,
+                    });
+                }
+                // every sequence handed out was published before it was answered
+                let last = self.last_sequence();
+                if after > last {
+                    return Err(TagIndexError::SequenceAhead { after, last });
+                }
+                Ok(Watcher::new(self.clone(), prefix, after, false))
+            }
+            WatchFrom::Oldest => Ok(Watcher::new(
+                self.clone(),
+                prefix,
+                self.pruned_through(),
+                true,
+            )),
+        }
+    }
+
+    /// The shared side of the view lock (see [`Published::view`]).
+    fn view(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        // the lock guards no data: a panic while it was held leaves nothing half-done
+        self.inner
+            .published
+            .view
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn subscribe(&self) -> broadcast::Receiver<Arc<TagEvent>> {

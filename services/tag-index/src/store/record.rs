@@ -7,12 +7,14 @@
 //! | `history`   | name `\0` sequence (u64 big-endian)  | [`TagEvent`] (JSON) |
 //! | `events`    | sequence (u64 big-endian)            | [`TagEvent`] (JSON) |
 //! | `meta`      | `last_sequence`                      | u64 big-endian |
+//! | `meta`      | `pruned_through`                     | u64 big-endian |
 //!
 //! Names never contain `\0`, and big-endian sequences sort numerically, so every scan is a
-//! plain prefix scan. Every move writes all of its rows in one batch.
+//! plain prefix scan. Every move writes all of its rows in one batch; pruning the log is one
+//! range delete of `events` plus the `pruned_through` row, in one batch.
 
 use serde::{Deserialize, Serialize};
-use strata_kv::Space;
+use strata_kv::{Space, WriteBatch};
 use strata_types::Digest;
 
 use crate::TagIndexError;
@@ -33,6 +35,8 @@ pub const SPACES: &[Space] = &[TAGS, BY_DIGEST, HISTORY, EVENTS, META];
 
 /// The `meta` key holding the last committed sequence.
 pub const LAST_SEQUENCE: &[u8] = b"last_sequence";
+/// The `meta` key holding the highest sequence pruned from `events` (absent: none).
+pub const PRUNED_THROUGH: &[u8] = b"pruned_through";
 
 /// A tag and where it points.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,10 +126,25 @@ pub fn decode<T: for<'de> Deserialize<'de>>(
 
 /// Decodes the `meta` sequence value.
 pub fn decode_sequence(value: &[u8]) -> Result<u64, TagIndexError> {
+    decode_meta(LAST_SEQUENCE, value)
+}
+
+/// Decodes the sequence held in the `meta` row `key`.
+pub fn decode_meta(key: &[u8], value: &[u8]) -> Result<u64, TagIndexError> {
     value
         .try_into()
         .map(u64::from_be_bytes)
-        .map_err(|_| corrupt(META, LAST_SEQUENCE, "not an 8-byte sequence"))
+        .map_err(|_| corrupt(META, key, "not an 8-byte sequence"))
+}
+
+/// Adds to `batch` the removal of every event up to and including `through`, and records it.
+pub fn prune(batch: &mut WriteBatch, through: u64) {
+    batch.delete_range(
+        EVENTS,
+        event_key(0).to_vec(),
+        event_key(through.saturating_add(1)).to_vec(),
+    );
+    batch.put(META, PRUNED_THROUGH, through.to_be_bytes());
 }
 
 fn corrupt(space: Space, key: &[u8], reason: &str) -> TagIndexError {

@@ -7,6 +7,11 @@
 //! below the position is a duplicate and dropped, and a jump in the sequence sends it back to
 //! the log. When the broadcast overflows because the consumer is slow, the watcher yields
 //! [`WatchItem::Lagged`] with the position to resume from and ends.
+//!
+//! The log is gap-free, so a page that does not start right after the position means the
+//! events in between were pruned: the watcher fails with [`TagIndexError::EventsPruned`]
+//! rather than skip them. Only a watcher started at the oldest retained event takes the
+//! log's first event as its start, wherever pruning has moved it meanwhile.
 
 use std::{collections::VecDeque, sync::Arc};
 
@@ -42,10 +47,13 @@ pub struct Watcher {
     live: Option<broadcast::Receiver<Arc<TagEvent>>>,
     replaying: bool,
     ended: bool,
+    /// Until the first event is read from the log: start at the log's first event, wherever
+    /// it is (a watch from the oldest retained event).
+    from_oldest: bool,
 }
 
 impl Watcher {
-    pub(super) fn new(store: TagStore, prefix: String, position: u64) -> Self {
+    pub(super) fn new(store: TagStore, prefix: String, position: u64, from_oldest: bool) -> Self {
         Self {
             store,
             prefix,
@@ -54,6 +62,7 @@ impl Watcher {
             live: None,
             replaying: true,
             ended: false,
+            from_oldest,
         }
     }
 
@@ -82,7 +91,18 @@ impl Watcher {
             .unwrap_or_else(|e| {
                 Err(strata_kv::KvError::Backend(format!("log reader failed: {e}")).into())
             })?;
-        if !page.is_empty() {
+        if let Some(first) = page.first() {
+            if first.sequence != after + 1 {
+                if !self.from_oldest {
+                    return Err(TagIndexError::EventsPruned {
+                        after,
+                        oldest: first.sequence,
+                    });
+                }
+                // nothing was read yet: begin where the log begins now
+                self.position = first.sequence - 1;
+            }
+            self.from_oldest = false;
             self.backlog.extend(page.into_iter().map(Arc::new));
         } else if self.live.is_none() {
             // subscribe, then read once more: nothing committed in between is lost

@@ -54,11 +54,13 @@ impl Fixture {
 
     /// Closes the store (its writer thread and database) and opens it again on the same data.
     pub fn reopen(self) -> Self {
-        let Self {
-            store,
-            backend,
-            options,
-        } = self;
+        let options = self.options.clone();
+        self.reopen_with(options)
+    }
+
+    /// [`Self::reopen`] with other options.
+    pub fn reopen_with(self, options: StoreOptions) -> Self {
+        let Self { store, backend, .. } = self;
         drop(store);
         Self::open(backend, options)
     }

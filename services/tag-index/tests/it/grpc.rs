@@ -20,9 +20,14 @@ struct Server {
 
 impl Server {
     async fn start() -> Self {
+        Self::start_with(strata_tag_index::store::DEFAULT_EVENT_RETENTION).await
+    }
+
+    async fn start_with(event_retention: u64) -> Self {
         let root = tempfile::tempdir().unwrap();
         let config = Config {
             root: root.path().to_path_buf(),
+            event_retention,
         };
         let service = InProcess::spawn(move |listener, shutdown| async move {
             strata_tag_index::run(config, listener, &ServeOptions::default(), shutdown).await
@@ -331,6 +336,7 @@ async fn a_watcher_that_reconnects_with_its_last_sequence_misses_nothing() {
         .watch_tags(WatchTagsRequest {
             prefix: "docker.io/library/storm".into(),
             since_sequence: 1,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -382,6 +388,7 @@ async fn a_watcher_that_reconnects_with_its_last_sequence_misses_nothing() {
                 .watch_tags(WatchTagsRequest {
                     prefix: "docker.io/library/storm".into(),
                     since_sequence: last,
+                    ..Default::default()
                 })
                 .await
                 .unwrap()
@@ -420,4 +427,193 @@ async fn shutdown_ends_open_watch_streams_at_once() {
         matches!(&end, Err(s) if s.code() == Code::Unavailable) || matches!(end, Ok(None)),
         "{end:?}"
     );
+}
+
+/// The next event of a watch stream, failing after a generous bound instead of hanging.
+async fn next_message(
+    stream: &mut tonic::Streaming<strata_proto::tag_index::TagEvent>,
+) -> strata_proto::tag_index::TagEvent {
+    tokio::time::timeout(Duration::from_secs(20), stream.message())
+        .await
+        .expect("an event within the bound")
+        .unwrap()
+        .expect("stream open")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_then_watch_from_the_listing_sequence_misses_nothing() {
+    let server = Server::start().await;
+    let c = server.client();
+    for i in 0..5u64 {
+        c.clone()
+            .set_tag(set(&format!("app:v{i}"), &digest(i).to_string(), None))
+            .await
+            .unwrap();
+    }
+    // changes keep coming while the client lists and then starts to watch
+    let mut writer = c.clone();
+    let storm = tokio::spawn(async move {
+        let mut sequences = Vec::new();
+        for i in 0..100u64 {
+            let r = writer
+                .set_tag(set(&format!("app:v{}", i % 7), &digest(100 + i).to_string(), None))
+                .await
+                .unwrap()
+                .into_inner();
+            sequences.push(r.tag.unwrap().sequence);
+        }
+        sequences
+    });
+    let listing = c
+        .clone()
+        .list_tags(ListTagsRequest {
+            prefix: "docker.io/library/app:".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listing.sequence >= 5, "{}", listing.sequence);
+    // no listed tag is newer than the listing's sequence
+    assert!(listing.tags.iter().all(|t| t.sequence <= listing.sequence));
+    let mut state: std::collections::BTreeMap<String, String> = listing
+        .tags
+        .into_iter()
+        .map(|t| (t.name, t.digest))
+        .collect();
+    let mut stream = c
+        .clone()
+        .watch_tags(WatchTagsRequest {
+            prefix: "docker.io/library/app:".into(),
+            since_sequence: listing.sequence,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let sequences = storm.await.unwrap();
+    let last = *sequences.last().unwrap();
+    let mut expected = listing.sequence + 1;
+    while expected <= last {
+        let e = next_message(&mut stream).await;
+        assert_eq!(e.sequence, expected, "every change after the listing, in order");
+        state.insert(e.name, e.new_digest);
+        expected += 1;
+    }
+    // the listing plus the watched changes is the final state
+    let now: std::collections::BTreeMap<String, String> = c
+        .clone()
+        .list_tags(ListTagsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .tags
+        .into_iter()
+        .map(|t| (t.name, t.digest))
+        .collect();
+    assert_eq!(state, now);
+    server.service.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_from_start_replays_the_log_and_excludes_since() {
+    let server = Server::start().await;
+    let c = server.client();
+    for i in 0..3u64 {
+        c.clone()
+            .set_tag(set(&format!("app:v{i}"), &digest(i).to_string(), None))
+            .await
+            .unwrap();
+    }
+    let mut stream = c
+        .clone()
+        .watch_tags(WatchTagsRequest {
+            from_start: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    for seq in 1..=3 {
+        assert_eq!(next_message(&mut stream).await.sequence, seq);
+    }
+    c.clone()
+        .set_tag(set("app:live", &digest(9).to_string(), None))
+        .await
+        .unwrap();
+    let live = next_message(&mut stream).await;
+    assert_eq!((live.sequence, live.name.as_str()), (4, "docker.io/library/app:live"));
+
+    let status = c
+        .clone()
+        .watch_tags(WatchTagsRequest {
+            from_start: true,
+            since_sequence: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("from_start"), "{}", status.message());
+    // since_sequence = 0 alone still means "from now on"
+    let mut now = c
+        .clone()
+        .watch_tags(WatchTagsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    c.clone()
+        .set_tag(set("app:later", &digest(10).to_string(), None))
+        .await
+        .unwrap();
+    assert_eq!(next_message(&mut now).await.sequence, 5);
+    server.service.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pruned_or_unknown_since_is_out_of_range_and_says_to_list_again() {
+    let server = Server::start_with(10).await;
+    let c = server.client();
+    for i in 0..30u64 {
+        c.clone()
+            .set_tag(set(&format!("app:v{}", i % 4), &digest(i).to_string(), None))
+            .await
+            .unwrap();
+    }
+    let status = c
+        .clone()
+        .watch_tags(WatchTagsRequest {
+            since_sequence: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    assert!(
+        status.message().contains("oldest available sequence is 21")
+            && status.message().contains("list the tags again"),
+        "{}",
+        status.message()
+    );
+    let status = c
+        .clone()
+        .watch_tags(WatchTagsRequest {
+            since_sequence: 31,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    // from the start now means from the oldest kept change
+    let mut stream = c
+        .clone()
+        .watch_tags(WatchTagsRequest {
+            from_start: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next_message(&mut stream).await.sequence, 21);
+    server.service.shutdown().await.unwrap();
 }

@@ -4,5 +4,6 @@
 mod fixture;
 mod grpc;
 mod process;
+mod retention;
 mod store;
 mod watch;

@@ -194,3 +194,55 @@ async fn grpcurl_round_trips_a_tag_and_sees_invalid_arguments() {
         "exits within the drain limit: {took:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_retention_flag_prunes_and_grpcurl_sees_out_of_range() {
+    let service = ServiceProcess::spawn(Path::new(BIN), &["--event-retention", "5"]).await;
+    let mut client =
+        TagIndexClient::new(strata_server::client::lazy_channel(&service.addr).unwrap());
+    for i in 0..20u64 {
+        client
+            .set_tag(SetTagRequest {
+                name: format!("localhost:5000/app:v{}", i % 3),
+                digest: digest(i).to_string(),
+                expected_digest: None,
+            })
+            .await
+            .unwrap();
+    }
+    let grpcurl = Grpcurl::find();
+    let out = grpcurl.call(
+        &service.addr,
+        "strata.tagindex.v1.TagIndex/WatchTags",
+        r#"{"since_sequence":"2"}"#,
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("OutOfRange") && text.contains("oldest available sequence is 16"),
+        "{text}"
+    );
+    let (status, _) = service.terminate().await;
+    assert!(status.success());
+}
+
+#[test]
+fn event_retention_zero_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["--event-retention", "0", "--listen"])
+        .arg(format!("unix://{}", dir.path().join("s.sock").display()))
+        .env("STRATA_ROOT", dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("event-retention"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

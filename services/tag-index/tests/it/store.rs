@@ -22,6 +22,7 @@ crate::on_both_stores!(
     sequences_are_global_gap_free_and_survive_reopen,
     concurrent_cas_writers_exactly_one_wins_each_round,
     a_group_decides_cas_against_its_own_earlier_moves,
+    a_listing_is_exactly_the_state_after_its_sequence,
 );
 
 async fn set_creates_then_moves_and_resolve_follows(f: Fixture) {
@@ -436,4 +437,67 @@ async fn a_group_decides_cas_against_its_own_earlier_moves(f: Fixture) {
     };
     assert!(by_digest(winner).is_empty());
     assert_eq!(by_digest(digest(500)).len(), usize::from(a.is_ok()));
+}
+
+async fn a_listing_is_exactly_the_state_after_its_sequence(f: Fixture) {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // writers move and delete tags until the lister has listed often enough while they ran;
+    // every listing must equal the state the log gives after exactly the listing's sequence
+    let done = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..4u64 {
+        let (s, done) = (f.store.clone(), done.clone());
+        writers.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while !done.load(Ordering::Relaxed) {
+                let name = tag(&format!("c:{}", (w * 7 + i) % 10));
+                if i % 5 == 4 {
+                    let _ = s.delete(&name, None).await;
+                } else {
+                    s.set(&name, digest(w * 1_000_000 + i), Expect::Any)
+                        .await
+                        .unwrap();
+                }
+                i += 1;
+            }
+        }));
+    }
+    let lister = {
+        let (s, done) = (f.store.clone(), done.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut listings = Vec::new();
+            while listings.len() < 50 || s.last_sequence() < 300 {
+                let page = s.list(&ListFilter::default(), 1000, "").unwrap();
+                assert!(page.next_page_token.is_empty());
+                listings.push(page);
+            }
+            done.store(true, Ordering::Relaxed);
+            listings
+        })
+    };
+    let listings = lister.await.unwrap();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let log = f.store.events_after(0, 1_000_000).unwrap();
+    let mut seen = BTreeSet::new();
+    for page in &listings {
+        let mut state = BTreeMap::new();
+        for e in log.iter().take_while(|e| e.sequence <= page.sequence) {
+            match e.new {
+                Some(d) => state.insert(e.name.clone(), d),
+                None => state.remove(&e.name),
+            };
+        }
+        let listed: BTreeMap<_, _> = page
+            .items
+            .iter()
+            .map(|t| (t.name.clone(), t.digest))
+            .collect();
+        assert_eq!(listed, state, "listing at sequence {}", page.sequence);
+        seen.insert(page.sequence);
+    }
+    // the listings saw the store at different points of the storm
+    assert!(seen.len() > 1, "{seen:?}");
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use strata_tag_index::{
     StoreOptions,
-    store::{Expect, WatchItem, Watcher},
+    store::{Expect, WatchFrom, WatchItem, Watcher},
 };
 
 use crate::fixture::{Fixture, digest, tag};
@@ -32,7 +32,7 @@ async fn replay_then_live_in_sequence_order(f: Fixture) {
             .await
             .unwrap();
     }
-    let mut w = s.watch(String::new(), 2);
+    let mut w = s.watch(String::new(), WatchFrom::After(2)).unwrap();
     for seq in 3..=5 {
         assert_eq!(next_event(&mut w).await.0, seq);
     }
@@ -51,7 +51,7 @@ async fn replay_then_live_in_sequence_order(f: Fixture) {
 async fn since_zero_means_from_now_on(f: Fixture) {
     let s = &f.store;
     s.set(&tag("old"), digest(1), Expect::Any).await.unwrap();
-    let mut w = s.watch(String::new(), 0);
+    let mut w = s.watch(String::new(), WatchFrom::Now).unwrap();
     s.set(&tag("new"), digest(2), Expect::Any).await.unwrap();
     assert_eq!(
         next_event(&mut w).await,
@@ -61,7 +61,7 @@ async fn since_zero_means_from_now_on(f: Fixture) {
 
 async fn prefix_filters_but_position_advances(f: Fixture) {
     let s = &f.store;
-    let mut w = s.watch("localhost:5000/".into(), 0);
+    let mut w = s.watch("localhost:5000/".into(), WatchFrom::Now).unwrap();
     s.set(&tag("hub"), digest(1), Expect::Any).await.unwrap();
     s.set(&tag("localhost:5000/app"), digest(2), Expect::Any)
         .await
@@ -80,7 +80,7 @@ async fn prefix_filters_but_position_advances(f: Fixture) {
 
 async fn resuming_from_the_last_position_misses_nothing(f: Fixture) {
     // the first connection starts before any change ("from now on")
-    let mut w = f.store.watch(String::new(), 0);
+    let mut w = f.store.watch(String::new(), WatchFrom::Now).unwrap();
     let s = f.store.clone();
     let writer = tokio::spawn(async move {
         for i in 0..300u64 {
@@ -97,7 +97,7 @@ async fn resuming_from_the_last_position_misses_nothing(f: Fixture) {
         }
         let last = *seen.last().unwrap();
         drop(w);
-        w = f.store.watch(String::new(), last);
+        w = f.store.watch(String::new(), WatchFrom::After(last)).unwrap();
     }
     writer.await.unwrap();
     assert_eq!(
@@ -121,7 +121,7 @@ async fn a_slow_watcher_is_told_it_lagged_with_the_position_to_resume_from() {
     ] {
         let s = &f.store;
         s.set(&tag("x"), digest(0), Expect::Any).await.unwrap();
-        let mut w = s.watch(String::new(), 0);
+        let mut w = s.watch(String::new(), WatchFrom::Now).unwrap();
         w.catch_up().await.unwrap();
         for i in 1..40 {
             s.set(&tag("x"), digest(i), Expect::Any).await.unwrap();
@@ -135,7 +135,7 @@ async fn a_slow_watcher_is_told_it_lagged_with_the_position_to_resume_from() {
         );
         assert!(w.next().await.is_none(), "a lagged watcher ends");
         // resuming from the reported position delivers everything after it
-        let mut again = s.watch(String::new(), 1);
+        let mut again = s.watch(String::new(), WatchFrom::After(1)).unwrap();
         for seq in 2..=40 {
             assert_eq!(next_event(&mut again).await.0, seq);
         }
