@@ -22,7 +22,8 @@ use strata_executor::layer_tar::{Change, HashingWriter, LayerOptions, write_laye
 use strata_executor::peers::{ChannelWriter, write_blob};
 use strata_proto::{
     executor::{
-        BuildRequest, CancelBuildRequest, build_event::Event, executor_client::ExecutorClient,
+        BuildRequest, CancelBuildRequest, PullPhase, build_event::Event,
+        executor_client::ExecutorClient,
     },
     layer_store::{StatBlobRequest, layer_store_client::LayerStoreClient},
 };
@@ -83,6 +84,10 @@ pub struct BuildArgs {
     /// Do not build: say for each step whether the cache has it, and what changed if not.
     #[arg(long)]
     pub explain: bool,
+    /// Pull base images from this registry (HOST[:PORT]) over plain HTTP (repeatable;
+    /// loopback registries use plain HTTP anyway, as `strata pull` does).
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
 }
 
 fn key_values(items: &[String], what: &str) -> anyhow::Result<HashMap<String, String>> {
@@ -130,6 +135,7 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCod
         step_timeout_seconds: args.step_timeout,
         build_id: String::new(),
         allow_host_network: args.allow.iter().any(|a| a == "network.host"),
+        insecure_registries: args.insecure_registries.clone(),
     };
     for a in &args.allow {
         if a != "network.host" {
@@ -370,12 +376,17 @@ impl View {
                     );
                 }
             }
-            Event::StepCached(_) => eprintln!("      CACHED"),
+            // independent stages run at the same time: what follows a step's start names it
+            Event::StepCached(c) => eprintln!("      #{} CACHED", c.step),
             Event::Log(l) => {
                 let text = String::from_utf8_lossy(&l.data);
                 eprintln!(
                     "{}",
-                    self.dim(&format!("      | {}", text.trim_end_matches('\n')))
+                    self.dim(&format!(
+                        "      #{} | {}",
+                        l.step,
+                        text.trim_end_matches('\n')
+                    ))
                 );
             }
             Event::Layer(l) => eprintln!(
@@ -388,7 +399,11 @@ impl View {
             ),
             Event::StepFinished(f) => {
                 if !f.cached && f.duration_ms >= 1 {
-                    eprintln!("      done in {:.1}s", f.duration_ms as f64 / 1000.0);
+                    eprintln!(
+                        "      #{} done in {:.1}s",
+                        f.step,
+                        f.duration_ms as f64 / 1000.0
+                    );
                 }
             }
             Event::Warning(w) => {
@@ -415,6 +430,37 @@ impl View {
                 }
             }
             Event::Error(e) => self.show_error(e),
+            Event::Pull(p) => self.show_pull(p),
+        }
+    }
+
+    fn show_pull(&self, p: &strata_proto::executor::ImagePull) {
+        match p.phase() {
+            PullPhase::Started => eprintln!("pulling {}", p.reference),
+            PullPhase::Resolved => eprintln!(
+                "{}",
+                self.dim(&format!(
+                    "      digest {} ({} layer{})",
+                    p.digest,
+                    p.size,
+                    if p.size == 1 { "" } else { "s" }
+                ))
+            ),
+            PullPhase::Layer => eprintln!(
+                "{}",
+                self.dim(&format!(
+                    "      layer {} ({} bytes) {}",
+                    short(&p.digest),
+                    p.size,
+                    if p.downloaded {
+                        "downloaded"
+                    } else {
+                        "already present"
+                    }
+                ))
+            ),
+            PullPhase::Done => eprintln!("pulled {} as image {}", p.reference, p.digest),
+            PullPhase::Unspecified => {}
         }
     }
 
@@ -476,6 +522,17 @@ fn json_event(event: &Event) -> serde_json::Value {
         }
         Event::Warning(w) => {
             json!({"type": "warning", "rule": w.rule, "message": w.message, "line": w.line})
+        }
+        Event::Pull(p) => {
+            let phase = match p.phase() {
+                PullPhase::Started => "started",
+                PullPhase::Resolved => "resolved",
+                PullPhase::Layer => "layer",
+                PullPhase::Done => "done",
+                PullPhase::Unspecified => "unspecified",
+            };
+            json!({"type": "pull", "reference": p.reference, "phase": phase, "digest": p.digest,
+            "size": p.size, "downloaded": p.downloaded})
         }
     }
 }

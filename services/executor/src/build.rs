@@ -70,7 +70,7 @@ pub struct StageResult {
 
 /// A base image resolved from the store.
 #[derive(Debug, Clone)]
-struct BaseImage {
+pub(crate) struct BaseImage {
     manifest_digest: String,
     config: ImageConfig,
     layers: Vec<Layer>,
@@ -286,10 +286,11 @@ impl Engine {
             .unwrap_or_default()
         {
             let stage = &parsed.dockerfile.as_ref().expect("parsed").stages[i as usize];
+            crate::pull::check_platform(&stage.base, &stage.platform)?;
             if stage.scratch || stage.base_stage.is_some() || bases.contains_key(&stage.base) {
                 continue;
             }
-            let base = self.resolve_image(&stage.base).await?;
+            let base = self.resolve_base(&stage.base, req, &events).await?;
             bases.insert(stage.base.clone(), base);
         }
         let defaults: HashMap<String, pp::BaseImageDefaults> = bases
@@ -385,7 +386,9 @@ impl Engine {
         Ok(response.into_inner())
     }
 
-    async fn resolve_image(&self, name: &str) -> Result<BaseImage, ExecutorError> {
+    /// The image `name` (a tag or `name@digest`) from the store; NOT_FOUND when the store
+    /// does not hold it (see [`Self::resolve_base`], which pulls it then).
+    pub(crate) async fn resolve_image(&self, name: &str) -> Result<BaseImage, ExecutorError> {
         let reference = Reference::parse(name).map_err(|e| {
             ExecutorError::InvalidArgument(format!("invalid image reference {name:?}: {e}"))
         })?;
@@ -409,6 +412,16 @@ impl Engine {
                 Err(s) => return Err(ExecutorError::peer("tag index")(s)),
             },
         };
+        self.load_image(name, &manifest_digest).await
+    }
+
+    /// The image whose manifest (or index) is `manifest_digest`, called `name` in messages.
+    pub(crate) async fn load_image(
+        &self,
+        name: &str,
+        manifest_digest: &str,
+    ) -> Result<BaseImage, ExecutorError> {
+        let manifest_digest = manifest_digest.to_owned();
         let missing = |what: &str| {
             ExecutorError::NotFound(format!("image {name:?}: {what} is not in the layer store"))
         };
@@ -1109,7 +1122,7 @@ impl Engine {
                     source = SourceRoot::Layers(r.layers.clone());
                 }
                 None => {
-                    let image = self.resolve_image(&copy.from).await?;
+                    let image = self.resolve_base(&copy.from, ctx.req, &ctx.events).await?;
                     pre.flags
                         .insert("from".into(), format!("image:{}", image.manifest_digest));
                     source = SourceRoot::Layers(image.layers.clone());

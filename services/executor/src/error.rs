@@ -56,6 +56,18 @@ pub enum ExecutorError {
     /// No OCI runtime works on this machine, or the runtime failed to start a container.
     #[error("{0}")]
     Runtime(String),
+    /// A base image is not in the store, and pulling it from its registry failed.
+    #[error("image {reference:?} not found locally, and pulling it failed: {reason}")]
+    Pull {
+        /// The reference as the Dockerfile names it.
+        reference: String,
+        /// Why the pull failed (the whole error chain).
+        reason: String,
+        /// The kind of failure: NOT_FOUND (no such repository or tag), UNAVAILABLE (registry
+        /// unreachable), PERMISSION_DENIED (credentials), FAILED_PRECONDITION (the registry
+        /// sent something invalid), INVALID_ARGUMENT (a bad reference).
+        code: tonic::Code,
+    },
     /// The build was cancelled.
     #[error("build cancelled")]
     Cancelled,
@@ -138,6 +150,7 @@ impl ExecutorError {
             Self::Cancelled => tonic::Code::Cancelled,
             Self::Io { .. } | Self::Internal(_) => tonic::Code::Internal,
             Self::AtStep { source, .. } => source.code(),
+            Self::Pull { code, .. } => *code,
         }
     }
 }
@@ -171,6 +184,7 @@ impl From<ExecutorError> for tonic::Status {
             | ExecutorError::RunFailed { .. }
             | ExecutorError::Timeout { .. }
             | ExecutorError::Runtime(_)
+            | ExecutorError::Pull { .. }
             | ExecutorError::Cancelled) => tonic::Status::new(code, e.to_string()),
         }
     }

@@ -99,11 +99,42 @@ fn is_zstd(mt: &str) -> bool {
     mt.ends_with("+zstd") || mt.ends_with(".zstd")
 }
 
+/// What a pull reports while it runs (see [`pull_with_progress`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PullProgress {
+    /// The manifest was fetched: the image has `layers` layers.
+    Resolved {
+        /// The registry's manifest digest.
+        remote_digest: Digest,
+        /// How many layers the image has.
+        layers: usize,
+    },
+    /// One layer is in the store.
+    Layer {
+        /// The layer's digest in the registry (its compressed form).
+        digest: Digest,
+        /// Its size in the registry, in bytes.
+        size: u64,
+        /// True when it was downloaded, false when the store held it already.
+        downloaded: bool,
+    },
+}
+
 /// Pulls `reference` (tag or digest) for linux/amd64 and tags it locally (by its name).
 pub async fn pull(
     store: &ImageStore,
     reference: &Reference,
     options: &ClientOptions,
+) -> Result<Pulled> {
+    pull_with_progress(store, reference, options, &|_| {}).await
+}
+
+/// [`pull`], telling `progress` when the manifest is known and as each layer is stored.
+pub async fn pull_with_progress(
+    store: &ImageStore,
+    reference: &Reference,
+    options: &ClientOptions,
+    progress: &(dyn Fn(PullProgress) + Send + Sync),
 ) -> Result<Pulled> {
     let registry = registry_for(reference, false, options)?;
     let wanted = reference
@@ -150,6 +181,10 @@ pub async fn pull(
         .await?;
     let config = ImageConfig::parse(&config_bytes)?;
     manifest.validate_against(&config)?;
+    progress(PullProgress::Resolved {
+        remote_digest: fetched.digest,
+        layers: manifest.layers.len(),
+    });
 
     let jobs: Vec<(Descriptor, Digest)> = manifest
         .layers
@@ -162,7 +197,15 @@ pub async fn pull(
         futures::stream::iter(jobs.into_iter().map(|(desc, diff_id)| {
             let registry = registry.clone();
             let store = store.clone();
-            async move { pull_layer(&store, &registry, &desc, &diff_id).await }
+            async move {
+                let pulled = pull_layer(&store, &registry, &desc, &diff_id).await?;
+                progress(PullProgress::Layer {
+                    digest: Digest::parse(&desc.digest)?,
+                    size: desc.size.max(0) as u64,
+                    downloaded: pulled.2,
+                });
+                Ok(pulled)
+            }
         }))
         .buffered(PARALLEL_LAYERS)
         .collect()

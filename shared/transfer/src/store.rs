@@ -209,6 +209,17 @@ impl ImageStore {
         }
     }
 
+    /// Over clients a caller already holds (the executor's peers), which may reach the two
+    /// services at different addresses.
+    pub fn from_clients(blobs: LayerStoreClient<Channel>, tags: TagIndexClient<Channel>) -> Self {
+        Self {
+            blobs: blobs
+                .max_decoding_message_size(64 << 20)
+                .max_encoding_message_size(64 << 20),
+            tags,
+        }
+    }
+
     /// Starts a streaming write; call from async code, write from a blocking thread.
     pub fn start_write(&self, start: WriteStart) -> BlobWriter {
         let (tx, rx) = mpsc::channel::<WriteBlobRequest>(4);

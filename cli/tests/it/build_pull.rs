@@ -1,0 +1,208 @@
+//! `FROM` of a registry reference the store does not hold: the executor pulls it (as
+//! `strata pull` would, tag included) from Debian's real `docker-registry` on loopback,
+//! then builds on it. Failures name the reference and tag nothing.
+
+use std::{io::Read, path::Path};
+
+use serde_json::Value;
+
+use super::build::{Root, image_event, of_type};
+use super::images_io::{ok, root_with_busybox, strata};
+use super::registry::LoopbackRegistry;
+
+/// A data root with nothing in it.
+fn empty_root() -> Root {
+    Root {
+        dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+fn context(dockerfile: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
+    std::fs::write(dir.path().join("note.txt"), "from the context\n").unwrap();
+    dir
+}
+
+/// Pushes the busybox image of a throwaway root to `target`; returns (image ID, the
+/// registry's manifest digest).
+fn push_busybox(target: &str) -> (String, String) {
+    let (root, _tar, id) = root_with_busybox();
+    let out = ok(strata(root.path(), &["push", "busybox", target]));
+    let digest = out
+        .split("digest: ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no digest in {out}"))
+        .to_string();
+    (id, digest)
+}
+
+/// The content of `path` in the last layer of `tar` that has it.
+fn file_in_layers(layers: &[std::path::PathBuf], path: &str) -> Option<String> {
+    let mut found = None;
+    for l in layers {
+        let mut archive = tar::Archive::new(std::fs::File::open(l).unwrap());
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            if entry.path().unwrap() == Path::new(path) {
+                let mut s = String::new();
+                entry.read_to_string(&mut s).unwrap();
+                found = Some(s);
+            }
+        }
+    }
+    found
+}
+
+fn error_of(events: &[Value], out: &std::process::Output) -> (String, String) {
+    of_type(events, "error")
+        .first()
+        .map(|e| {
+            (
+                e["message"].as_str().unwrap().to_owned(),
+                e["code"].as_str().unwrap().to_owned(),
+            )
+        })
+        .unwrap_or_else(|| {
+            (
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+                String::new(),
+            )
+        })
+}
+
+fn tags(root: &Root) -> String {
+    let out = root.strata(&["images", "--format", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn from_a_registry_reference_pulls_the_base_and_builds_on_it() {
+    let registry = LoopbackRegistry::start();
+    let base = format!("{}/strata/busybox:1", registry.addr);
+    let (base_id, remote_digest) = push_busybox(&base);
+
+    let root = empty_root();
+    let ctx = context(&format!(
+        "FROM {base}\nRUN echo built > /built.txt\nCOPY note.txt /note.txt\n"
+    ));
+    let events = root.build_ok(ctx.path(), &["-t", "app:1"]);
+
+    // the pull was reported: started, resolved, each layer downloaded, done
+    let pulls = of_type(&events, "pull");
+    let phases: Vec<&str> = pulls.iter().map(|e| e["phase"].as_str().unwrap()).collect();
+    assert_eq!(
+        phases,
+        ["started", "resolved", "layer", "done"],
+        "{pulls:?}"
+    );
+    assert!(
+        pulls.iter().all(|e| e["reference"] == base.as_str()),
+        "{pulls:?}"
+    );
+    assert_eq!(pulls[1]["digest"], remote_digest.as_str());
+    assert_eq!(pulls[2]["downloaded"], true);
+    assert_eq!(pulls[3]["digest"], base_id.as_str());
+
+    // the base is tagged as `strata pull` tags it, with its repo digest
+    let inspected: Value =
+        serde_json::from_str(&ok(strata(root.dir.path(), &["inspect", &base]))).unwrap();
+    assert_eq!(inspected[0]["Id"], base_id.as_str());
+    assert_eq!(
+        inspected[0]["RepoDigests"][0],
+        format!("{}/strata/busybox@{remote_digest}", registry.addr).as_str()
+    );
+
+    // the image is the base's layer plus the RUN and COPY layers
+    let done = image_event(&events);
+    assert_eq!(done["tags"][0], "docker.io/library/app:1");
+    let (config, layers, _dir) = root.image("app:1");
+    let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap();
+    assert_eq!(diff_ids.len(), 3, "{config}");
+    assert_eq!(diff_ids[0], inspected[0]["RootFS"]["Layers"][0]);
+    assert_eq!(
+        file_in_layers(&layers, "built.txt").as_deref(),
+        Some("built\n")
+    );
+    assert_eq!(
+        file_in_layers(&layers, "note.txt").as_deref(),
+        Some("from the context\n")
+    );
+    assert!(file_in_layers(&layers, "bin/busybox").is_some());
+
+    // a rebuild uses the local tag: no pull, every step cached
+    let again = root.build_ok(ctx.path(), &["-t", "app:1"]);
+    assert!(of_type(&again, "pull").is_empty(), "{again:?}");
+    assert_eq!(of_type(&again, "step_cached").len(), 2, "{again:?}");
+    assert_eq!(
+        image_event(&again)["manifest_digest"],
+        done["manifest_digest"]
+    );
+
+    // by digest, into another fresh root: pulled, built, and no tag made for the base
+    let other = empty_root();
+    let pinned = format!("{}/strata/busybox@{remote_digest}", registry.addr);
+    let ctx = context(&format!("FROM {pinned}\nRUN echo built > /built.txt\n"));
+    let events = other.build_ok(ctx.path(), &[]);
+    assert_eq!(of_type(&events, "pull").len(), 4, "{events:?}");
+    let listed = tags(&other);
+    assert!(!listed.contains("strata/busybox"), "{listed}");
+}
+
+#[test]
+fn from_a_missing_tag_or_an_unreachable_registry_fails_naming_it() {
+    let registry = LoopbackRegistry::start();
+    push_busybox(&format!("{}/strata/busybox:1", registry.addr));
+    let root = empty_root();
+
+    let missing = format!("{}/strata/busybox:nosuch", registry.addr);
+    let ctx = context(&format!("FROM {missing}\nRUN true\n"));
+    let (out, events) = root.build(ctx.path(), &["-t", "app:1"]);
+    assert!(!out.status.success());
+    let (message, code) = error_of(&events, &out);
+    assert!(message.contains(&missing), "{message}");
+    assert!(message.contains("MANIFEST_UNKNOWN"), "{message}");
+    assert_eq!(code, "NotFound", "{message}");
+
+    let unknown_repo = format!("{}/strata/nosuch:1", registry.addr);
+    let ctx = context(&format!("FROM {unknown_repo}\nRUN true\n"));
+    let (out, events) = root.build(ctx.path(), &["-t", "app:1"]);
+    assert!(!out.status.success());
+    let (message, code) = error_of(&events, &out);
+    assert!(message.contains(&unknown_repo), "{message}");
+    assert_eq!(code, "NotFound", "{message}");
+
+    // nothing listens on port 1 of loopback
+    let unreachable = "127.0.0.1:1/strata/busybox:1";
+    let ctx = context(&format!("FROM {unreachable}\nRUN true\n"));
+    let (out, events) = root.build(ctx.path(), &["-t", "app:1"]);
+    assert!(!out.status.success());
+    let (message, code) = error_of(&events, &out);
+    assert!(message.contains(unreachable), "{message}");
+    assert!(message.to_lowercase().contains("connect"), "{message}");
+    assert_eq!(code, "Unavailable", "{message}");
+
+    // nothing was tagged by any of them
+    let listed = tags(&root);
+    assert!(listed.trim().is_empty(), "{listed}");
+}
+
+#[test]
+fn from_another_platform_is_refused() {
+    let root = Root::new();
+    let ctx = context("FROM --platform=linux/arm64 busybox\nRUN true\n");
+    let (out, events) = root.build(ctx.path(), &[]);
+    assert!(!out.status.success());
+    let (message, code) = error_of(&events, &out);
+    assert!(message.contains("linux/arm64"), "{message}");
+    assert_eq!(code, "InvalidArgument", "{message}");
+    // and the platform strata builds is accepted as written
+    let ctx = context("FROM --platform=linux/amd64 busybox\nRUN true\n");
+    root.build_ok(ctx.path(), &[]);
+}
