@@ -38,17 +38,22 @@ fn push_busybox(target: &str) -> (String, String) {
     (id, digest)
 }
 
-/// The content of `path` in the last layer of `tar` that has it.
+/// The text of `path` in the last layer of `layers` that has it.
 fn file_in_layers(layers: &[std::path::PathBuf], path: &str) -> Option<String> {
+    file_bytes_in_layers(layers, path).map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+/// The bytes of `path` in the last layer of `layers` that has it.
+fn file_bytes_in_layers(layers: &[std::path::PathBuf], path: &str) -> Option<Vec<u8>> {
     let mut found = None;
     for l in layers {
         let mut archive = tar::Archive::new(std::fs::File::open(l).unwrap());
         for entry in archive.entries().unwrap() {
             let mut entry = entry.unwrap();
             if entry.path().unwrap() == Path::new(path) {
-                let mut s = String::new();
-                entry.read_to_string(&mut s).unwrap();
-                found = Some(s);
+                let mut bytes = Vec::new();
+                entry.read_to_end(&mut bytes).unwrap();
+                found = Some(bytes);
             }
         }
     }
@@ -134,7 +139,7 @@ fn from_a_registry_reference_pulls_the_base_and_builds_on_it() {
         file_in_layers(&layers, "note.txt").as_deref(),
         Some("from the context\n")
     );
-    assert!(file_in_layers(&layers, "bin/busybox").is_some());
+    assert!(file_bytes_in_layers(&layers, "bin/busybox").is_some_and(|b| !b.is_empty()));
 
     // a rebuild uses the local tag: no pull, every step cached
     let again = root.build_ok(ctx.path(), &["-t", "app:1"]);
