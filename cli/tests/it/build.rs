@@ -573,3 +573,384 @@ fn explain_names_the_changed_env() {
     );
     assert!(stdout.contains(r#"ENV FOO changed "a" -> "b""#), "{stdout}");
 }
+
+/// Every entry of the image's layers as an unpacked root would hold it (later layers win,
+/// whiteouts ignored): name -> (mode, bytes).
+fn entries(layers: &[PathBuf]) -> std::collections::BTreeMap<String, (u32, Vec<u8>)> {
+    let mut out = std::collections::BTreeMap::new();
+    for l in layers {
+        let mut a = tar::Archive::new(std::fs::File::open(l).unwrap());
+        for e in a.entries().unwrap() {
+            let mut e = e.unwrap();
+            let name = e
+                .path()
+                .unwrap()
+                .to_string_lossy()
+                .trim_end_matches('/')
+                .to_owned();
+            let mode = e.header().mode().unwrap();
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut bytes).unwrap();
+            out.insert(name, (mode, bytes));
+        }
+    }
+    out
+}
+
+/// The created_by strings of an image's history.
+fn created_by(config: &Value) -> Vec<String> {
+    config["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["created_by"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, content) in files {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+    dir
+}
+
+fn error_message(out: &Output, events: &[Value]) -> String {
+    assert!(!out.status.success(), "the build should fail");
+    of_type(events, "error")
+        .first()
+        .map(|e| e["message"].as_str().unwrap().to_owned())
+        .unwrap_or_else(|| String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn onbuild_triggers_run_in_the_child_right_after_its_from() {
+    let root = Root::new();
+    let parent = context(&[(
+        "Dockerfile",
+        "FROM busybox:latest\n\
+         ONBUILD COPY greeting.txt /from-trigger.txt\n\
+         ONBUILD RUN echo \"trigger saw $(cat /from-trigger.txt)\" > /trigger-ran.txt\n\
+         ONBUILD ENV TRIGGERED=yes\n\
+         CMD [\"sh\"]\n",
+    )]);
+    root.build_ok(parent.path(), &["-t", "parent"]);
+    let (config, _, _keep) = root.image("parent");
+    assert_eq!(
+        config["config"]["OnBuild"],
+        serde_json::json!([
+            "COPY greeting.txt /from-trigger.txt",
+            "RUN echo \"trigger saw $(cat /from-trigger.txt)\" > /trigger-ran.txt",
+            "ENV TRIGGERED=yes"
+        ])
+    );
+    let history = created_by(&config);
+    assert!(
+        !history
+            .iter()
+            .any(|h| h.contains("ONBUILD") || h.contains("greeting")),
+        "ONBUILD adds no history: {history:?}"
+    );
+
+    let child = context(&[
+        ("greeting.txt", "hello child"),
+        (
+            "Dockerfile",
+            "FROM parent\nRUN test \"$TRIGGERED\" = yes && cp /trigger-ran.txt /child-saw.txt\n",
+        ),
+    ]);
+    root.build_ok(child.path(), &["-t", "child"]);
+    let (config, layers, _keep) = root.image("child");
+    assert!(
+        config["config"]["OnBuild"].is_null(),
+        "triggers are not inherited: {}",
+        config["config"]
+    );
+    assert!(
+        config["config"]["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "TRIGGERED=yes")
+    );
+    let history = created_by(&config);
+    assert_eq!(
+        &history[history.len() - 4..],
+        [
+            "COPY greeting.txt /from-trigger.txt # buildkit",
+            "RUN /bin/sh -c echo \"trigger saw $(cat /from-trigger.txt)\" > /trigger-ran.txt # buildkit",
+            "ENV TRIGGERED=yes",
+            "RUN /bin/sh -c test \"$TRIGGERED\" = yes && cp /trigger-ran.txt /child-saw.txt # buildkit",
+        ]
+    );
+    let files = entries(&layers);
+    assert_eq!(files["child-saw.txt"].1, b"trigger saw hello child\n");
+
+    // a grandchild runs no trigger again
+    let grandchild = context(&[("Dockerfile", "FROM child\nENV GRAND=1\n")]);
+    root.build_ok(grandchild.path(), &["-t", "grandchild"]);
+    let (config, _, _keep) = root.image("grandchild");
+    assert_eq!(created_by(&config).len(), history.len() + 1);
+
+    for (trigger, message) in [
+        (
+            "ONBUILD RUN true",
+            "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed",
+        ),
+        ("FROM busybox", "FROM isn't allowed as an ONBUILD trigger"),
+        (
+            "MAINTAINER me",
+            "MAINTAINER isn't allowed as an ONBUILD trigger",
+        ),
+    ] {
+        let bad = context(&[(
+            "Dockerfile",
+            &format!("FROM busybox:latest\nONBUILD {trigger}\n"),
+        )]);
+        let (out, events) = root.build(bad.path(), &[]);
+        let msg = error_message(&out, &events);
+        assert!(msg.contains(message) && msg.contains(":2:"), "{msg}");
+    }
+}
+
+#[test]
+fn copy_heredocs_become_files_with_mode_0644_unless_chmod() {
+    let root = Root::new();
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox:latest\n\
+         ARG NAME=world\n\
+         COPY <<EOF /etc/greeting\n\
+         hello $NAME\n\
+         EOF\n\
+         COPY <<one <<two /multi/\n\
+         first\n\
+         one\n\
+         second\n\
+         two\n\
+         COPY --chmod=755 <<'SCRIPT' /usr/local/bin/hi\n\
+         #!/bin/sh\n\
+         echo \"hi $NAME\"\n\
+         SCRIPT\n\
+         RUN hi > /hi.out\n",
+    )]);
+    root.build_ok(ctx.path(), &["-t", "heredocs"]);
+    let (config, layers, _keep) = root.image("heredocs");
+    let files = entries(&layers);
+    assert_eq!(files["etc/greeting"], (0o644, b"hello world\n".to_vec()));
+    assert_eq!(files["multi/one"], (0o644, b"first\n".to_vec()));
+    assert_eq!(files["multi/two"], (0o644, b"second\n".to_vec()));
+    assert_eq!(
+        files["usr/local/bin/hi"],
+        (0o755, b"#!/bin/sh\necho \"hi $NAME\"\n".to_vec()),
+        "a quoted delimiter keeps the body as written"
+    );
+    assert_eq!(files["hi.out"].1, b"hi world\n");
+    let history = created_by(&config);
+    assert_eq!(
+        &history[history.len() - 4..history.len() - 1],
+        [
+            "COPY <<EOF /etc/greeting # buildkit",
+            "COPY <<one <<two /multi/ # buildkit",
+            "COPY --chmod=755 <<SCRIPT /usr/local/bin/hi # buildkit",
+        ]
+    );
+    // a changed body is a changed source
+    let df = std::fs::read_to_string(ctx.path().join("Dockerfile")).unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        df.replace("second\n", "other\n"),
+    )
+    .unwrap();
+    let events = root.build_ok(ctx.path(), &["-t", "heredocs"]);
+    let (cached, ran) = cached_and_run(&events);
+    assert_eq!((cached.len(), ran.len()), (1, 3), "{events:?}");
+}
+
+#[test]
+fn copy_chmod_takes_symbolic_modes_and_names_bad_ones() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = Root::new();
+    let ctx = context(&[
+        ("a.sh", "echo a\n"),
+        ("d/x", "x\n"),
+        ("d/sub/e", "e\n"),
+        (
+            "Dockerfile",
+            "FROM busybox:latest\n\
+             COPY --chmod=u+x,g-w a.sh /a.sh\n\
+             COPY --chmod=a=rX d /d/\n\
+             COPY --chmod=0640 a.sh /octal.sh\n",
+        ),
+    ]);
+    let mode = |p: &str, m: u32| {
+        std::fs::set_permissions(ctx.path().join(p), std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    mode("a.sh", 0o664);
+    mode("d/x", 0o600);
+    mode("d/sub", 0o700);
+    mode("d/sub/e", 0o700);
+    root.build_ok(ctx.path(), &["-t", "modes"]);
+    let (config, layers, _keep) = root.image("modes");
+    let files = entries(&layers);
+    let m = |p: &str| files[p].0 & 0o7777;
+    assert_eq!(m("a.sh"), 0o744);
+    assert_eq!(m("d/x"), 0o444);
+    assert_eq!(m("d/sub"), 0o555);
+    assert_eq!(m("d/sub/e"), 0o555);
+    assert_eq!(m("octal.sh"), 0o640);
+    assert!(
+        created_by(&config)
+            .iter()
+            .any(|h| h == "COPY --chmod=u+x,g-w a.sh /a.sh # buildkit")
+    );
+
+    for bad in ["u+q", "9", "g+z", "17777"] {
+        std::fs::write(
+            ctx.path().join("Dockerfile"),
+            format!("FROM busybox:latest\nCOPY --chmod={bad} a.sh /b\n"),
+        )
+        .unwrap();
+        let (out, events) = root.build(ctx.path(), &[]);
+        let msg = error_message(&out, &events);
+        assert!(
+            msg.contains("chmod") && msg.contains(&format!("'{bad}'")) && msg.contains(":2:"),
+            "{msg}"
+        );
+    }
+}
+
+#[test]
+fn copy_parents_keeps_the_source_directories() {
+    let root = Root::new();
+    let ctx = context(&[
+        ("x/a.txt", "a"),
+        ("x/y/b.txt", "b"),
+        ("x/y/c.md", "c"),
+        ("z/d.txt", "d"),
+        (
+            "Dockerfile",
+            "FROM busybox:latest\n\
+             COPY --parents x/a.txt z/d.txt /p/\n\
+             COPY --parents ./x/./y/*.txt /q/\n\
+             COPY --parents x/**/*.md /r\n\
+             COPY --parents x/y /s/\n",
+        ),
+    ]);
+    root.build_ok(ctx.path(), &["-t", "parents"]);
+    let (config, layers, _keep) = root.image("parents");
+    let files = entries(&layers);
+    for (path, content) in [
+        ("p/x/a.txt", "a"),
+        ("p/z/d.txt", "d"),
+        ("q/y/b.txt", "b"),
+        ("r/x/y/c.md", "c"),
+        ("s/x/y/b.txt", "b"),
+        ("s/x/y/c.md", "c"),
+    ] {
+        assert_eq!(files[path].1, content.as_bytes(), "{path}");
+    }
+    assert!(!files.contains_key("q/y/c.md") && !files.contains_key("p/a.txt"));
+    assert!(
+        created_by(&config)
+            .iter()
+            .any(|h| h == "COPY --parents x/a.txt z/d.txt /p/ # buildkit")
+    );
+}
+
+/// Two independent stages whose RUNs each wait until the other has started: a build that
+/// ran them one after the other would never finish (the step timeout fails it instead).
+/// They meet through a shared cache mount, the only place two sandboxes without network
+/// can both see.
+#[test]
+fn independent_stages_build_at_the_same_time() {
+    let root = Root::new();
+    let run = |me: &str, other: &str| {
+        format!(
+            "RUN --mount=type=cache,id=rendezvous,target=/r touch /r/{me} && \
+             until [ -e /r/{other} ]; do sleep 0.1; done && echo {me} > /{me}\n"
+        )
+    };
+    let ctx = context(&[(
+        "Dockerfile",
+        &format!(
+            "FROM busybox:latest AS left\n{}FROM busybox:latest AS right\n{}\
+             FROM busybox:latest\nCOPY --from=left /left /left\nCOPY --from=right /right /right\n",
+            run("left", "right"),
+            run("right", "left")
+        ),
+    )]);
+    let events = root.build_ok(ctx.path(), &["-t", "both", "--step-timeout", "300"]);
+    // the progress stream shows it too: both RUNs started before either finished, and
+    // each event names its stage
+    let runs: Vec<&Value> = of_type(&events, "step_started")
+        .into_iter()
+        .filter(|e| e["instruction"].as_str().unwrap().starts_with("RUN"))
+        .collect();
+    assert_eq!(runs.len(), 2);
+    let mut stages: Vec<&str> = runs
+        .iter()
+        .map(|e| e["stage_name"].as_str().unwrap())
+        .collect();
+    stages.sort();
+    assert_eq!(stages, ["left", "right"]);
+    let position = |pred: &dyn Fn(&Value) -> bool| events.iter().position(pred).unwrap();
+    let last_start = runs.iter().map(|r| position(&|e| e == *r)).max().unwrap();
+    let first_finish =
+        position(&|e| e["type"] == "step_finished" && runs.iter().any(|r| r["step"] == e["step"]));
+    assert!(last_start < first_finish, "{events:?}");
+    let (_, layers, _keep) = root.image("both");
+    let files = entries(&layers);
+    assert_eq!(files["left"].1, b"left\n");
+    assert_eq!(files["right"].1, b"right\n");
+}
+
+#[test]
+fn run_mounts_cache_tmpfs_and_bind() {
+    let root = Root::new();
+    let ctx = context(&[
+        ("data/input.txt", "from the context\n"),
+        (
+            "Dockerfile",
+            "FROM busybox:latest AS builder\n\
+             RUN mkdir /out && echo built > /out/artifact\n\
+             FROM busybox:latest\n\
+             WORKDIR /work\n\
+             RUN --mount=type=cache,target=/var/cache/app echo run >> /var/cache/app/log && cp /var/cache/app/log /seen-log\n\
+             RUN --mount=type=tmpfs,target=scratch echo t > scratch/t && test -f /work/scratch/t\n\
+             RUN --mount=type=bind,source=data,target=/ctx cat /ctx/input.txt > /from-ctx.txt && if touch /ctx/new 2>/dev/null; then exit 1; fi\n\
+             RUN --mount=type=bind,from=builder,source=/out,target=/b,rw cp /b/artifact /artifact && touch /b/scribble\n",
+        ),
+    ]);
+    root.build_ok(ctx.path(), &["-t", "mounts"]);
+    let (_, layers, _keep) = root.image("mounts");
+    let files = entries(&layers);
+    assert_eq!(files["seen-log"].1, b"run\n");
+    assert_eq!(files["from-ctx.txt"].1, b"from the context\n");
+    assert_eq!(files["artifact"].1, b"built\n");
+    for mounted in ["var/cache", "work/scratch", "ctx", "b"] {
+        assert!(
+            !files
+                .keys()
+                .any(|k| k == mounted || k.starts_with(&format!("{mounted}/"))),
+            "{mounted} is in a layer: {:?}",
+            files.keys().collect::<Vec<_>>()
+        );
+    }
+
+    // the cache survives between builds; the RUN is a cache hit unless asked to run again
+    root.build_ok(ctx.path(), &["-t", "mounts", "--no-cache"]);
+    let (_, layers, _keep) = root.image("mounts");
+    assert_eq!(entries(&layers)["seen-log"].1, b"run\nrun\n");
+
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox:latest\nRUN --mount=type=secret,id=token cat /run/secrets/token\n",
+    )
+    .unwrap();
+    let (out, events) = root.build(ctx.path(), &[]);
+    let msg = error_message(&out, &events);
+    assert!(msg.contains("type=secret is not supported"), "{msg}");
+}

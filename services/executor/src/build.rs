@@ -37,6 +37,7 @@ use crate::error::ExecutorError;
 use crate::history::{self, COMMENT};
 use crate::layer_tar::{Change, HashingWriter, LayerOptions, write_layer};
 use crate::local_cache::{Context, LocalCache};
+use crate::mounts::{CacheMount, CacheMounts};
 use crate::peers::{ChannelWriter, Peers, write_blob};
 use crate::rootpath::{clean, resolve_in_root};
 use crate::runtime::{MOUNT_POINTS, RunSpec, Runtime};
@@ -85,6 +86,8 @@ pub struct Engine {
     pub peers: Peers,
     /// Extracted layers and contexts.
     pub local: LocalCache,
+    /// `RUN --mount=type=cache` directories.
+    pub cache_mounts: CacheMounts,
     runtime: tokio::sync::OnceCell<Result<(Runtime, SnapshotterKind), String>>,
 }
 
@@ -126,6 +129,42 @@ impl Events {
         };
         tx.send(Ok(ev)).await.map_err(|_| ExecutorError::Cancelled)
     }
+
+    /// `StepStarted` for `instruction` of `stage`; a layer step also gives its cache key and
+    /// why it missed.
+    async fn step_started(
+        &self,
+        step: u32,
+        stage: &pp::Stage,
+        instruction: &str,
+        cache_key: String,
+        cache_miss_reason: String,
+    ) -> Result<(), ExecutorError> {
+        self.send(Event::StepStarted(pb::StepStarted {
+            step,
+            stage: stage.index,
+            stage_name: stage.name.clone(),
+            instruction: instruction.to_owned(),
+            cache_key,
+            cache_miss_reason,
+        }))
+        .await
+    }
+
+    /// `StepFinished` for a step that started at `started`.
+    async fn step_finished(
+        &self,
+        step: u32,
+        started: Instant,
+        cached: bool,
+    ) -> Result<(), ExecutorError> {
+        self.send(Event::StepFinished(pb::StepFinished {
+            step,
+            duration_ms: started.elapsed().as_millis() as u64,
+            cached,
+        }))
+        .await
+    }
 }
 
 /// Per-build values every step reads.
@@ -164,6 +203,7 @@ impl Engine {
             dir: dir.to_path_buf(),
             peers,
             local,
+            cache_mounts: CacheMounts::new(dir.join("cache-mounts")),
             runtime: tokio::sync::OnceCell::new(),
         })
     }
@@ -235,9 +275,10 @@ impl Engine {
             .prepare(&req, "explain".into(), Events::none(), Mode::Explain)
             .await?;
         self.run_stages(&ctx).await?;
-        Ok(pb::ExplainBuildResponse {
-            steps: ctx.explanations.into_inner(),
-        })
+        // stages run concurrently: put their steps back in build order
+        let mut steps = ctx.explanations.into_inner();
+        steps.sort_by_key(|s| s.step);
+        Ok(pb::ExplainBuildResponse { steps })
     }
 
     async fn prepare<'a>(
@@ -297,7 +338,10 @@ impl Engine {
             .iter()
             .filter(|(_, b)| {
                 let c = &b.config.config;
-                c.env.is_some() || c.working_dir.is_some() || c.shell.is_some()
+                c.env.is_some()
+                    || c.working_dir.is_some()
+                    || c.shell.is_some()
+                    || c.on_build.as_ref().is_some_and(|o| !o.is_empty())
             })
             .map(|(name, b)| {
                 let c = &b.config.config;
@@ -319,6 +363,7 @@ impl Engine {
                         env,
                         working_dir: c.working_dir.clone().unwrap_or_default(),
                         shell: c.shell.clone().unwrap_or_default(),
+                        on_build: c.on_build.clone().unwrap_or_default(),
                     },
                 )
             })
@@ -520,15 +565,32 @@ impl Engine {
         }
     }
 
+    /// Runs the stages the target needs, each as soon as the stages it depends on are built
+    /// (see [`crate::schedule`]). Step numbers follow the parser's build order, whatever
+    /// order the steps run in; every event names its stage.
     async fn run_stages(&self, ctx: &BuildCtx<'_>) -> Result<StageResult, ExecutorError> {
-        let mut results: HashMap<u32, StageResult> = HashMap::new();
+        let mut first_step: HashMap<u32, u32> = HashMap::new();
         let mut step = 0u32;
         for &index in &ctx.parsed.build_order {
-            let stage = &ctx.parsed.stages[index as usize];
-            let result = self.run_stage(ctx, stage, step, &results).await?;
-            step += 1 + stage.instructions.len() as u32;
-            results.insert(index, result);
+            first_step.insert(index, step);
+            step += 1 + ctx.parsed.stages[index as usize].instructions.len() as u32;
         }
+        let graph: Vec<(u32, Vec<u32>)> = ctx
+            .parsed
+            .build_order
+            .iter()
+            .map(|&i| (i, ctx.parsed.stages[i as usize].depends_on.clone()))
+            .collect();
+        let mut results = crate::schedule::run(
+            &graph,
+            |index, inputs| {
+                let stage = &ctx.parsed.stages[index as usize];
+                let first = first_step[&index];
+                async move { self.run_stage(ctx, stage, first, &inputs).await }
+            },
+            |stuck| ExecutorError::Internal(format!("stages {stuck:?} wait for each other")),
+        )
+        .await?;
         results
             .remove(&ctx.parsed.target_stage)
             .ok_or_else(|| ExecutorError::Internal("the target stage was not built".into()))
@@ -544,13 +606,13 @@ impl Engine {
         let from_step = first_step + 1;
         let started = Instant::now();
         ctx.events
-            .send(Event::StepStarted(pb::StepStarted {
-                step: from_step,
-                stage: stage.index,
-                stage_name: stage.name.clone(),
-                instruction: stage.original.clone(),
-                ..Default::default()
-            }))
+            .step_started(
+                from_step,
+                stage,
+                &stage.original,
+                String::new(),
+                String::new(),
+            )
             .await?;
         let (mut config, layers, key) = if stage.scratch {
             let config = ImageConfig {
@@ -572,9 +634,11 @@ impl Engine {
             })?;
             (r.config.clone(), r.layers.clone(), r.key.clone())
         } else {
-            let base = ctx.bases.get(&stage.base).ok_or_else(|| {
-                ExecutorError::Internal(format!("base {} not resolved", stage.base))
-            })?;
+            let base = match ctx.bases.get(&stage.base) {
+                Some(b) => b.clone(),
+                // a stage that only an ONBUILD trigger's `COPY --from` needs
+                None => self.resolve_image(&stage.base).await?,
+            };
             (
                 base.config.clone(),
                 base.layers.clone(),
@@ -589,13 +653,7 @@ impl Engine {
         config.config.on_build = None;
         config.architecture = "amd64".into();
         config.os = "linux".into();
-        ctx.events
-            .send(Event::StepFinished(pb::StepFinished {
-                step: from_step,
-                duration_ms: started.elapsed().as_millis() as u64,
-                cached: false,
-            }))
-            .await?;
+        ctx.events.step_finished(from_step, started, false).await?;
         self.explain_meta(ctx, from_step, &stage.original).await;
         let workdir = config
             .config
@@ -680,14 +738,9 @@ impl Engine {
         state: &mut StageState,
         created_by: Option<String>,
     ) -> Result<(), ExecutorError> {
+        let started = Instant::now();
         ctx.events
-            .send(Event::StepStarted(pb::StepStarted {
-                step,
-                stage: stage.index,
-                stage_name: stage.name.clone(),
-                instruction: inst.original.clone(),
-                ..Default::default()
-            }))
+            .step_started(step, stage, &inst.original, String::new(), String::new())
             .await?;
         if let Some(created_by) = created_by {
             state.new_history.push((
@@ -701,13 +754,7 @@ impl Engine {
                 None,
             ));
         }
-        ctx.events
-            .send(Event::StepFinished(pb::StepFinished {
-                step,
-                duration_ms: 0,
-                cached: false,
-            }))
-            .await?;
+        ctx.events.step_finished(step, started, false).await?;
         self.explain_meta(ctx, step, &inst.original).await;
         Ok(())
     }
@@ -919,7 +966,11 @@ impl Engine {
                         .await;
                 }
             }
-            Detail::Run(run) => return self.run_step(ctx, stage, step, inst, run, state).await,
+            Detail::Run(run) => {
+                return self
+                    .run_step(ctx, stage, step, inst, run, state, results)
+                    .await;
+            }
             Detail::Copy(copy) => {
                 return self
                     .copy_step(ctx, stage, step, inst, copy, false, state, results)
@@ -949,6 +1000,7 @@ impl Engine {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn run_step(
         &self,
         ctx: &BuildCtx<'_>,
@@ -957,13 +1009,8 @@ impl Engine {
         inst: &pp::Instruction,
         run: &pp::RunInstruction,
         state: &mut StageState,
+        results: &HashMap<u32, StageResult>,
     ) -> Result<(), ExecutorError> {
-        if !run.mounts.is_empty() {
-            return Err(ExecutorError::InvalidArgument(format!(
-                "line {}: RUN --mount is not supported by this executor yet",
-                inst.span.map_or(0, |s| s.start_line)
-            )));
-        }
         let host_network = match run.network.as_str() {
             "" | "default" | "none" => false,
             "host" if ctx.req.allow_host_network => true,
@@ -1005,6 +1052,9 @@ impl Engine {
             .collect();
         let mut pre = self.preimage(state, "RUN", argv.clone());
         pre.env = env.iter().cloned().collect();
+        let mounts = self
+            .plan_mounts(ctx, stage, &run.mounts, state, results, &mut pre)
+            .await?;
         pre.flags.insert(
             "network".into(),
             if host_network {
@@ -1021,9 +1071,136 @@ impl Engine {
             cwd: state.workdir.clone(),
             user,
             host_network,
+            mounts,
         };
         self.layer_step(ctx, stage, step, inst, state, pre, created_by, action)
             .await
+    }
+
+    /// What `RUN --mount`s mount (see [`crate::mounts`]), with their part of the step's
+    /// cache key: every mount's spec, a bind's source by its content hash (context) or its
+    /// stage's key or image's digest; never a cache mount's contents.
+    async fn plan_mounts(
+        &self,
+        ctx: &BuildCtx<'_>,
+        stage: &pp::Stage,
+        mounts: &[pp::Mount],
+        state: &StageState,
+        results: &HashMap<u32, StageResult>,
+        pre: &mut Preimage,
+    ) -> Result<Vec<MountPlan>, ExecutorError> {
+        let mut plans = Vec::with_capacity(mounts.len());
+        let mut specs = Vec::with_capacity(mounts.len());
+        for m in mounts {
+            let kind = m.r#type.as_str();
+            if matches!(kind, "secret" | "ssh") {
+                return Err(ExecutorError::InvalidArgument(format!(
+                    "RUN --mount=type={kind} is not supported: strata builds have no client session to take {} from",
+                    if kind == "ssh" {
+                        "an SSH agent"
+                    } else {
+                        "secrets"
+                    }
+                )));
+            }
+            let target = crate::mounts::absolute_target(&m.target, &state.workdir)?;
+            match kind {
+                "cache" => {
+                    if !m.from.is_empty() || !m.source.is_empty() {
+                        return Err(ExecutorError::InvalidArgument(format!(
+                            "RUN --mount=type=cache,target={target}: seeding a cache from `from`/`source` is not supported"
+                        )));
+                    }
+                    let cache =
+                        CacheMount::from_spec(&m.id, &target, &m.sharing, &m.options, m.readonly)?;
+                    specs.push(format!(
+                        "type=cache,target={target},id={},sharing={:?},mode={:o},uid={},gid={},ro={}",
+                        cache.id, cache.sharing, cache.mode, cache.uid, cache.gid, cache.readonly
+                    ));
+                    plans.push(MountPlan::Cache { target, cache });
+                }
+                "tmpfs" => {
+                    let size = match m.options.get("size") {
+                        Some(v) => Some(v.parse::<u64>().map_err(|_| {
+                            ExecutorError::InvalidArgument(format!(
+                                "RUN --mount=type=tmpfs: invalid size {v:?}"
+                            ))
+                        })?),
+                        None => None,
+                    };
+                    specs.push(format!("type=tmpfs,target={target},size={size:?}"));
+                    plans.push(MountPlan::Tmpfs { target, size });
+                }
+                "bind" => {
+                    let source = clean(if m.source.is_empty() { "/" } else { &m.source });
+                    let (from, from_key) = if m.from.is_empty() {
+                        let context = ctx.context.clone().ok_or_else(|| {
+                            ExecutorError::InvalidArgument(
+                                "RUN --mount=type=bind needs a build context, and this build has none".into(),
+                            )
+                        })?;
+                        let root = context.dir.clone();
+                        let rel = source.clone();
+                        let digests = context.clone();
+                        let hash = tokio::task::spawn_blocking(move || {
+                            let (matches, _) = cp::select_sources(&root, &[rel])?;
+                            let m = matches.first().ok_or_else(|| {
+                                ExecutorError::Internal("a selected source vanished".into())
+                            })?;
+                            cp::content_hash(m, &[], Some(&digests.file_digests))
+                        })
+                        .await
+                        .map_err(|e| ExecutorError::Internal(e.to_string()))?
+                        .map_err(|e| match e {
+                            ExecutorError::NotFound(_) => ExecutorError::NotFound(format!(
+                                "RUN --mount=type=bind: {source} is not in the build context"
+                            )),
+                            e => e,
+                        })?;
+                        (SourceRoot::Context(context), format!("context:{hash}"))
+                    } else if let Some(s) = ctx.parsed.stages.iter().find(|s| {
+                        s.name.eq_ignore_ascii_case(&m.from)
+                            || m.from.parse::<u32>().ok() == Some(s.index)
+                    }) {
+                        let r = results.get(&s.index).ok_or_else(|| {
+                            ExecutorError::InvalidArgument(format!(
+                                "cannot mount from stage {:?}, it needs to be defined before current stage {:?}",
+                                m.from, stage.name
+                            ))
+                        })?;
+                        (
+                            SourceRoot::Layers(r.layers.clone()),
+                            format!("stage:{}", r.key),
+                        )
+                    } else {
+                        let image = self.resolve_image(&m.from).await?;
+                        (
+                            SourceRoot::Layers(image.layers.clone()),
+                            format!("image:{}", image.manifest_digest),
+                        )
+                    };
+                    specs.push(format!(
+                        "type=bind,target={target},from={from_key},source={source},ro={}",
+                        m.readonly
+                    ));
+                    plans.push(MountPlan::Bind {
+                        target,
+                        from,
+                        source,
+                        readonly: m.readonly,
+                    });
+                }
+                other => {
+                    return Err(ExecutorError::InvalidArgument(format!(
+                        "unsupported mount type {other:?}"
+                    )));
+                }
+            }
+        }
+        if !specs.is_empty() {
+            pre.flags.insert("mounts".into(), specs.join("\n"));
+        }
+        Ok(plans)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1039,17 +1216,15 @@ impl Engine {
         results: &HashMap<u32, StageResult>,
     ) -> Result<(), ExecutorError> {
         let keyword = if is_add { "ADD" } else { "COPY" };
-        if !copy.heredocs.is_empty() {
-            return Err(ExecutorError::InvalidArgument(format!(
-                "{keyword} with a heredoc source is not supported by this executor yet"
-            )));
-        }
-        if copy.parents {
-            return Err(ExecutorError::InvalidArgument(format!(
-                "{keyword} --parents is not supported by this executor yet"
-            )));
-        }
-        let dest_is_dir = copy.destination.ends_with('/')
+        // heredoc sources: files named after their delimiters (dockerfile.md §5.3)
+        let inline: Vec<(String, String)> = copy
+            .heredocs
+            .iter()
+            .map(|h| (h.name.clone(), h.content.clone()))
+            .collect();
+        let heredoc_names: Vec<String> = inline.iter().map(|(n, _)| n.clone()).collect();
+        let dest_is_dir = copy.parents
+            || copy.destination.ends_with('/')
             || copy.destination.ends_with("/.")
             || copy.destination == ".";
         let dest = if copy.destination.starts_with('/') {
@@ -1060,7 +1235,7 @@ impl Engine {
         let mode = if copy.chmod.is_empty() {
             None
         } else {
-            Some(cp::parse_chmod(&copy.chmod)?)
+            Some(cp::Chmod::parse(&copy.chmod)?)
         };
         let mut pre = self.preimage(
             state,
@@ -1068,9 +1243,19 @@ impl Engine {
             copy.sources
                 .iter()
                 .cloned()
+                .chain(heredoc_names.iter().map(|n| format!("<<{n}")))
                 .chain([dest.clone(), dest_is_dir.to_string()])
                 .collect(),
         );
+        for (name, content) in &inline {
+            pre.sources.insert(
+                format!("<<{name}"),
+                Digest::of(content.as_bytes()).to_string(),
+            );
+        }
+        if copy.parents {
+            pre.flags.insert("parents".into(), "true".into());
+        }
         pre.flags.insert("chown".into(), copy.chown.clone());
         pre.flags.insert("chmod".into(), copy.chmod.clone());
         pre.flags.insert("link".into(), copy.link.to_string());
@@ -1171,7 +1356,7 @@ impl Engine {
             &copy.chown,
             &copy.chmod,
             &copy.sources,
-            &[],
+            &heredoc_names,
             &copy.destination,
         );
         let action = Action::Copy {
@@ -1181,6 +1366,8 @@ impl Engine {
             dest,
             dest_is_dir,
             excludes: copy.excludes.clone(),
+            inline,
+            parents: copy.parents,
             chown: owner,
             mode,
             unpack: is_add && copy.unpack.unwrap_or(true),
@@ -1294,14 +1481,7 @@ impl Engine {
             return Ok(());
         }
         ctx.events
-            .send(Event::StepStarted(pb::StepStarted {
-                step,
-                stage: stage.index,
-                stage_name: stage.name.clone(),
-                instruction: inst.original.clone(),
-                cache_key: key.clone(),
-                cache_miss_reason: miss_reason,
-            }))
+            .step_started(step, stage, &inst.original, key.clone(), miss_reason)
             .await?;
         let mut history_entry = History {
             created: None,
@@ -1337,13 +1517,7 @@ impl Engine {
                     cache_key: key,
                 }))
                 .await?;
-            ctx.events
-                .send(Event::StepFinished(pb::StepFinished {
-                    step,
-                    duration_ms: started.elapsed().as_millis() as u64,
-                    cached: true,
-                }))
-                .await?;
+            ctx.events.step_finished(step, started, true).await?;
             return Ok(());
         }
 
@@ -1386,13 +1560,7 @@ impl Engine {
             warn!(error = %e.message(), key = %key, "could not store a cache entry");
         }
         state.key = key;
-        ctx.events
-            .send(Event::StepFinished(pb::StepFinished {
-                step,
-                duration_ms: started.elapsed().as_millis() as u64,
-                cached: false,
-            }))
-            .await?;
+        ctx.events.step_finished(step, started, false).await?;
         Ok(())
     }
 
@@ -1481,6 +1649,7 @@ impl Engine {
                 cwd,
                 user,
                 host_network,
+                mounts,
             } => {
                 let runtime = runtime.expect("probed above");
                 let cwd_clean = clean(&cwd);
@@ -1495,6 +1664,19 @@ impl Engine {
                     .map(|m| root.join(&m[1..]))
                     .filter(|p| p.symlink_metadata().is_err())
                     .collect();
+                let mut stubs = Vec::new();
+                for plan in &mounts {
+                    let target = match plan {
+                        MountPlan::Cache { target, .. }
+                        | MountPlan::Tmpfs { target, .. }
+                        | MountPlan::Bind { target, .. } => target,
+                    };
+                    if let Some(stub) = crate::mounts::missing_stub(&root, target) {
+                        stubs.push((stub, target.clone()));
+                    }
+                }
+                // held until the step is over: cache holds, snapshots of bind sources
+                let (run_mounts, _held) = self.mount(ctx, step, kind, mounts).await?;
                 let spec = RunSpec {
                     args: argv.clone(),
                     env,
@@ -1502,6 +1684,7 @@ impl Engine {
                     user: resolved,
                     rootfs: root.clone(),
                     host_network,
+                    mounts: run_mounts,
                 };
                 let (tx, mut rx) = mpsc::channel::<(u32, Vec<u8>)>(256);
                 let events = ctx.events.clone();
@@ -1549,6 +1732,9 @@ impl Engine {
                 for p in missing_mount_points {
                     let _ = std::fs::remove_dir(p); // only when empty
                 }
+                for (stub, target) in stubs.iter().rev() {
+                    crate::mounts::remove_stub(&root, stub, target);
+                }
             }
             Action::Mkdir { path, user } => {
                 let owner = if user.is_empty() {
@@ -1569,6 +1755,8 @@ impl Engine {
                 dest,
                 dest_is_dir,
                 excludes,
+                inline,
+                parents,
                 chown,
                 mode,
                 unpack,
@@ -1595,8 +1783,25 @@ impl Engine {
                     SourceRoot::None => (None, None),
                 };
                 let r = root.clone();
+                let heredoc_dir = self
+                    .local
+                    .scratch(&format!("{}-{step}-heredocs", ctx.build_id));
+                let total = sources.len() + inline.len() + downloads.len();
                 tokio::task::spawn_blocking(move || -> Result<(), ExecutorError> {
-                    if let Some(src_root) = &src_root {
+                    if let Some(src_root) = &src_root
+                        && parents
+                    {
+                        let mut picked = Vec::new();
+                        for s in &sources {
+                            let (matches, _) =
+                                cp::select_sources(src_root, std::slice::from_ref(s))?;
+                            for m in matches {
+                                let kept = cp::parents_kept(s, &m.rel);
+                                picked.push((m, kept));
+                            }
+                        }
+                        cp::copy_with_parents(&picked, &r, &dest, &excludes, &attrs)?;
+                    } else if let Some(src_root) = &src_root {
                         let (matches, wildcard) = cp::select_sources(src_root, &sources)?;
                         let mut plain = Vec::new();
                         for m in matches {
@@ -1624,14 +1829,28 @@ impl Engine {
                         if !plain.is_empty() || (wildcard && sources.len() > 1) {
                             cp::copy_sources(
                                 &plain,
-                                wildcard || sources.len() > 1,
+                                wildcard || total > 1,
                                 &r,
                                 &dest,
                                 dest_is_dir,
                                 &excludes,
-                                attrs,
+                                &attrs,
                             )?;
                         }
+                    }
+                    if !inline.is_empty() {
+                        let files = cp::write_inline_files(&heredoc_dir, &inline)?;
+                        let copied = cp::copy_sources(
+                            &files,
+                            total > 1,
+                            &r,
+                            &dest,
+                            dest_is_dir,
+                            &[],
+                            &attrs,
+                        );
+                        let _ = std::fs::remove_dir_all(&heredoc_dir);
+                        copied?;
                     }
                     for d in &downloads {
                         let target = if dest_is_dir {
@@ -1650,7 +1869,7 @@ impl Engine {
                             path: named,
                             is_dir: false,
                         };
-                        cp::copy_sources(&[m], false, &r, &target, false, &[], attrs)?;
+                        cp::copy_sources(&[m], false, &r, &target, false, &[], &attrs)?;
                         let _ = std::fs::remove_dir_all(&d.dir);
                     }
                     Ok(())
@@ -1673,6 +1892,71 @@ impl Engine {
         }
         drop(snap);
         Ok(Some(layer))
+    }
+
+    /// The runtime-spec mounts of a step's `RUN --mount`s, and what must be held until the
+    /// step is over (cache holds, snapshots of bind sources).
+    async fn mount(
+        &self,
+        ctx: &BuildCtx<'_>,
+        step: u32,
+        kind: SnapshotterKind,
+        mounts: Vec<MountPlan>,
+    ) -> Result<(Vec<serde_json::Value>, MountHolds), ExecutorError> {
+        let mut specs = Vec::with_capacity(mounts.len());
+        let mut held = MountHolds::default();
+        for (n, plan) in mounts.into_iter().enumerate() {
+            let scratch = self
+                .local
+                .scratch(&format!("{}-{step}-mount{n}", ctx.build_id));
+            match plan {
+                MountPlan::Cache { target, cache } => {
+                    let hold = self.cache_mounts.hold(&cache, &scratch).await?;
+                    specs.push(crate::mounts::bind_spec(&target, &hold.dir, cache.readonly));
+                    held.caches.push(hold);
+                }
+                MountPlan::Tmpfs { target, size } => {
+                    specs.push(crate::mounts::tmpfs_spec(&target, size));
+                }
+                MountPlan::Bind {
+                    target,
+                    from,
+                    source,
+                    readonly,
+                } => {
+                    let (root, what) = match from {
+                        SourceRoot::Context(c) if readonly => (c.dir.clone(), "the build context"),
+                        // a writable bind: writes land in a snapshot's upper, then vanish
+                        SourceRoot::Context(c) => {
+                            let s = Snapshot::prepare(kind, &scratch, &[c.dir.clone()], false)?;
+                            let root = s.root().to_path_buf();
+                            held.snapshots.push(s);
+                            (root, "the build context")
+                        }
+                        SourceRoot::Layers(layers) => {
+                            let lowers = self.lowers(&layers).await?;
+                            let s = Snapshot::prepare(kind, &scratch, &lowers, readonly)?;
+                            let root = s.root().to_path_buf();
+                            held.snapshots.push(s);
+                            (root, "the mounted stage or image")
+                        }
+                        SourceRoot::None => {
+                            return Err(ExecutorError::Internal(
+                                "a bind mount without a source".into(),
+                            ));
+                        }
+                    };
+                    let path = resolve_in_root(&root, &source, true)?;
+                    if path.symlink_metadata().is_err() {
+                        return Err(ExecutorError::NotFound(format!(
+                            "RUN --mount=type=bind,source={source}: not found in {what}"
+                        )));
+                    }
+                    specs.push(crate::mounts::bind_spec(&target, &path, readonly));
+                }
+            }
+        }
+        Ok((specs, held))
     }
 
     async fn lowers(&self, layers: &[Layer]) -> Result<Vec<PathBuf>, ExecutorError> {
@@ -1833,6 +2117,7 @@ enum Action {
         cwd: String,
         user: String,
         host_network: bool,
+        mounts: Vec<MountPlan>,
     },
     Mkdir {
         path: String,
@@ -1845,10 +2130,41 @@ enum Action {
         dest: String,
         dest_is_dir: bool,
         excludes: Vec<String>,
+        /// Heredoc sources: (name, content).
+        inline: Vec<(String, String)>,
+        /// `--parents`.
+        parents: bool,
         chown: String,
-        mode: Option<u32>,
+        mode: Option<cp::Chmod>,
         unpack: bool,
         link: bool,
+    },
+}
+
+/// What a step's mounts hold while it runs; dropping it releases them (cache holds) and
+/// unmounts and removes them (snapshots of bind sources).
+#[derive(Default)]
+#[allow(dead_code)] // held only to be dropped after the step
+struct MountHolds {
+    caches: Vec<crate::mounts::HeldCache>,
+    snapshots: Vec<Snapshot>,
+}
+
+/// One `RUN --mount` of a step, resolved as far as the cache key needs.
+enum MountPlan {
+    Cache {
+        target: String,
+        cache: CacheMount,
+    },
+    Tmpfs {
+        target: String,
+        size: Option<u64>,
+    },
+    Bind {
+        target: String,
+        from: SourceRoot,
+        source: String,
+        readonly: bool,
     },
 }
 

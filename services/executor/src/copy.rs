@@ -226,24 +226,241 @@ pub fn hash_file(path: &Path) -> Result<Digest, ExecutorError> {
 }
 
 /// How copied files are owned and moded.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct CopyAttrs {
     /// `--chown`; default 0:0.
     pub owner: Option<(u32, u32)>,
-    /// `--chmod` (octal).
-    pub mode: Option<u32>,
+    /// `--chmod`; default: the source's mode.
+    pub mode: Option<Chmod>,
 }
 
-/// Parses `--chmod` (octal up to 07777).
-pub fn parse_chmod(v: &str) -> Result<u32, ExecutorError> {
-    u32::from_str_radix(v, 8)
-        .ok()
-        .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| {
+/// A parsed `--chmod`: an octal mode, or chmod(1) symbolic clauses as BuildKit accepts them
+/// since Dockerfile 1.14 (`u+x,g-w`, `a=rX`, `go=u`), applied to each copied file and
+/// directory's own mode with no umask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Chmod {
+    /// `0755`, `644`: the mode, whatever the source's.
+    Octal(u32),
+    /// Clauses applied in order.
+    Symbolic(Vec<ChmodClause>),
+}
+
+/// One `who op perms [op perms]...` clause of a symbolic `--chmod`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChmodClause {
+    /// The bits the clause may touch (`u` 04700, `g` 02070, `o` 01007; none given = all).
+    who: u32,
+    /// The operations, in order.
+    ops: Vec<(char, ChmodPerms)>,
+}
+
+/// What an operation adds, removes or sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ChmodPerms {
+    /// Letters among `rwxXst`.
+    Letters(String),
+    /// The current permissions of `u`, `g` or `o`.
+    CopyOf(char),
+}
+
+impl Chmod {
+    /// Parses an octal or symbolic `--chmod` value; the error names the flag and the value.
+    pub fn parse(v: &str) -> Result<Chmod, ExecutorError> {
+        let invalid = |why: &str| {
             ExecutorError::InvalidArgument(format!(
-                "invalid chmod parameter: '{v}'. it should be octal string and between 0 and 07777"
+                "invalid --chmod value '{v}': {why}; use an octal mode up to 07777 or chmod(1) symbolic clauses such as u+x,g-w or a=rX"
             ))
-        })
+        };
+        if v.is_empty() {
+            return Err(invalid("it is empty"));
+        }
+        if v.bytes().all(|b| b.is_ascii_digit()) {
+            return u32::from_str_radix(v, 8)
+                .ok()
+                .filter(|m| *m <= 0o7777)
+                .map(Chmod::Octal)
+                .ok_or_else(|| invalid("not an octal number up to 07777"));
+        }
+        let mut clauses = Vec::new();
+        for clause in v.split(',') {
+            let mut chars = clause.chars().peekable();
+            let mut who = 0;
+            while let Some(&c) = chars.peek() {
+                who |= match c {
+                    'u' => 0o4700,
+                    'g' => 0o2070,
+                    'o' => 0o1007,
+                    'a' => 0o7777,
+                    _ => break,
+                };
+                chars.next();
+            }
+            let mut ops = Vec::new();
+            while let Some(op) = chars.next() {
+                if !matches!(op, '+' | '-' | '=') {
+                    return Err(invalid(&format!(
+                        "{op:?} in {clause:?} is not an operator (+, - or =)"
+                    )));
+                }
+                let perms = match chars.peek() {
+                    Some(&c @ ('u' | 'g' | 'o')) => {
+                        chars.next();
+                        ChmodPerms::CopyOf(c)
+                    }
+                    _ => {
+                        let mut letters = String::new();
+                        while let Some(&c) = chars.peek() {
+                            match c {
+                                'r' | 'w' | 'x' | 'X' | 's' | 't' => letters.push(c),
+                                '+' | '-' | '=' => break,
+                                other => {
+                                    return Err(invalid(&format!(
+                                        "{other:?} in {clause:?} is not a permission (r, w, x, X, s, t)"
+                                    )));
+                                }
+                            }
+                            chars.next();
+                        }
+                        ChmodPerms::Letters(letters)
+                    }
+                };
+                ops.push((op, perms));
+            }
+            if ops.is_empty() {
+                return Err(invalid(&format!("{clause:?} has no operator")));
+            }
+            clauses.push(ChmodClause {
+                who: if who == 0 { 0o7777 } else { who },
+                ops,
+            });
+        }
+        Ok(Chmod::Symbolic(clauses))
+    }
+
+    /// The mode a node with permission bits `mode` gets (`is_dir` for `X`).
+    pub fn apply(&self, mode: u32, is_dir: bool) -> u32 {
+        let clauses = match self {
+            Chmod::Octal(m) => return *m,
+            Chmod::Symbolic(c) => c,
+        };
+        let mut m = mode & 0o7777;
+        for clause in clauses {
+            for (op, perms) in &clause.ops {
+                let bits = match perms {
+                    ChmodPerms::Letters(letters) => {
+                        let mut b = 0;
+                        for c in letters.chars() {
+                            b |= match c {
+                                'r' => 0o444,
+                                'w' => 0o222,
+                                'x' => 0o111,
+                                'X' if is_dir || m & 0o111 != 0 => 0o111,
+                                's' => 0o6000,
+                                't' => 0o1000,
+                                _ => 0,
+                            };
+                        }
+                        b
+                    }
+                    ChmodPerms::CopyOf(c) => {
+                        let v = match c {
+                            'u' => (m >> 6) & 7,
+                            'g' => (m >> 3) & 7,
+                            _ => m & 7,
+                        };
+                        (v << 6) | (v << 3) | v
+                    }
+                } & clause.who;
+                match op {
+                    '+' => m |= bits,
+                    '-' => m &= !bits,
+                    _ => m = (m & !clause.who) | bits,
+                }
+            }
+        }
+        m
+    }
+}
+
+/// Parses `--chmod` (see [`Chmod::parse`]).
+pub fn parse_chmod(v: &str) -> Result<Chmod, ExecutorError> {
+    Chmod::parse(v)
+}
+
+/// `COPY --parents`: the part of `rel` (a match of `source`, relative to the source root)
+/// kept under the destination — after a `/./` pivot in `source` as written, else all of it.
+pub fn parents_kept(source: &str, rel: &str) -> String {
+    let written = source.trim_start_matches('/');
+    let written = written.strip_prefix("./").unwrap_or(written);
+    let Some(at) = written.find("/./") else {
+        return rel.to_owned();
+    };
+    let pivot = clean(&written[..at]).trim_start_matches('/').to_owned();
+    if pivot.is_empty() {
+        return rel.to_owned();
+    }
+    match rel.strip_prefix(&pivot) {
+        Some("") => String::new(),
+        Some(rest) if rest.starts_with('/') => rest[1..].to_owned(),
+        _ => rel.to_owned(),
+    }
+}
+
+/// Copies `matches` as `COPY --parents` does: each keeps the path [`parents_kept`] gives
+/// under `dest` (a directory); a directory's contents go below its kept path.
+pub fn copy_with_parents(
+    matches: &[(SourceMatch, String)],
+    target_root: &Path,
+    dest: &str,
+    excludes: &[String],
+    attrs: &CopyAttrs,
+) -> Result<(), ExecutorError> {
+    let owner = attrs.owner.unwrap_or((0, 0));
+    mkdir_all_in_root(target_root, dest, owner)?;
+    for (m, kept) in matches {
+        let target = if kept.is_empty() {
+            dest.to_owned()
+        } else {
+            format!("{}/{kept}", dest.trim_end_matches('/'))
+        };
+        copy_sources(
+            std::slice::from_ref(m),
+            false,
+            target_root,
+            &target,
+            m.is_dir,
+            excludes,
+            attrs,
+        )?;
+    }
+    Ok(())
+}
+
+/// Writes the heredoc sources of a COPY/ADD (`COPY <<EOF /dest`) as files named after
+/// their delimiters in the empty directory `dir`, mode 0644, and selects them.
+pub fn write_inline_files(
+    dir: &Path,
+    files: &[(String, String)],
+) -> Result<Vec<SourceMatch>, ExecutorError> {
+    std::fs::create_dir_all(dir).map_err(|e| ExecutorError::io_op("creating", dir, e))?;
+    let mut out = Vec::with_capacity(files.len());
+    for (name, content) in files {
+        if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+            return Err(ExecutorError::InvalidArgument(format!(
+                "heredoc name {name:?} cannot be a file name"
+            )));
+        }
+        let path = dir.join(name);
+        std::fs::write(&path, content).map_err(|e| ExecutorError::io_op("writing", &path, e))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| ExecutorError::io(&path, e))?;
+        out.push(SourceMatch {
+            rel: name.clone(),
+            path,
+            is_dir: false,
+        });
+    }
+    Ok(out)
 }
 
 /// Creates `path` (absolute inside `root`) and missing parents (0755, owned by `owner`),
@@ -288,7 +505,7 @@ pub fn copy_sources(
     dest: &str,
     dest_is_dir: bool,
     excludes: &[String],
-    attrs: CopyAttrs,
+    attrs: &CopyAttrs,
 ) -> Result<(), ExecutorError> {
     let excl = exclude_matcher(excludes)?;
     let owner = attrs.owner.unwrap_or((0, 0));
@@ -323,7 +540,7 @@ pub fn copy_sources(
                     target_root,
                     &target,
                     owner,
-                    attrs.mode,
+                    attrs.mode.as_ref(),
                 ) {
                     err = Some(e);
                     return false;
@@ -354,7 +571,14 @@ pub fn copy_sources(
                 dest.to_owned()
             };
             // a top-level symlink source is followed: copy what it points at
-            copy_one(&m.path, &meta, target_root, &target, owner, attrs.mode)?;
+            copy_one(
+                &m.path,
+                &meta,
+                target_root,
+                &target,
+                owner,
+                attrs.mode.as_ref(),
+            )?;
         }
     }
     Ok(())
@@ -367,7 +591,7 @@ fn copy_one(
     root: &Path,
     target: &str,
     owner: (u32, u32),
-    mode: Option<u32>,
+    mode: Option<&Chmod>,
 ) -> Result<(), ExecutorError> {
     let target_clean = clean(target);
     let (parent, name) = target_clean.rsplit_once('/').unwrap_or(("", &target_clean));
@@ -399,7 +623,10 @@ fn copy_one(
     std::os::unix::fs::lchown(&dest, Some(owner.0), Some(owner.1))
         .map_err(|e| ExecutorError::io_op("chown", &dest, e))?;
     if !meta.file_type().is_symlink() {
-        let m = mode.unwrap_or(meta.mode() & 0o7777);
+        let m = match mode {
+            Some(c) => c.apply(meta.mode(), meta.is_dir()),
+            None => meta.mode() & 0o7777,
+        };
         std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(m))
             .map_err(|e| ExecutorError::io_op("chmod", &dest, e))?;
     }
@@ -561,7 +788,7 @@ mod tests {
             "/app",
             false,
             &["*.md".into()],
-            CopyAttrs {
+            &CopyAttrs {
                 owner: Some((5, 6)),
                 mode: None,
             },
@@ -581,7 +808,7 @@ mod tests {
             "/file",
             false,
             &[],
-            CopyAttrs::default(),
+            &CopyAttrs::default(),
         )
         .unwrap();
         assert!(target.path().join("file").is_file());
@@ -592,9 +819,9 @@ mod tests {
             "/dir/",
             true,
             &[],
-            CopyAttrs {
+            &CopyAttrs {
                 owner: None,
-                mode: Some(0o600),
+                mode: Some(Chmod::Octal(0o600)),
             },
         )
         .unwrap();
@@ -611,9 +838,76 @@ mod tests {
             "/out/",
             true,
             &[],
-            CopyAttrs::default(),
+            &CopyAttrs::default(),
         )
         .unwrap();
         assert!(target.path().join("tmp/top.txt").is_file());
+    }
+
+    #[test]
+    fn chmod_accepts_octal_and_symbolic_modes_as_chmod_does() {
+        let m = |v: &str, mode: u32, dir: bool| Chmod::parse(v).unwrap().apply(mode, dir);
+        assert_eq!(m("755", 0o600, false), 0o755);
+        assert_eq!(m("0644", 0o777, true), 0o644);
+        assert_eq!(m("u+x,g-w", 0o664, false), 0o744);
+        assert_eq!(m("a=rX", 0o640, false), 0o444);
+        assert_eq!(m("a=rX", 0o740, false), 0o555);
+        assert_eq!(m("a=rX", 0o700, true), 0o555);
+        assert_eq!(m("+x", 0o644, false), 0o755);
+        assert_eq!(m("go=u", 0o750, false), 0o777);
+        assert_eq!(m("u=rwx,go=", 0o666, false), 0o700);
+        assert_eq!(m("o-rwx+t", 0o777, true), 0o1770);
+        assert_eq!(m("u+s,g+s", 0o755, false), 0o6755);
+        assert_eq!(m("g+w-r", 0o644, false), 0o624);
+        for bad in ["", "8", "17777", "u", "u+q", "z+x", "u+x,", "a=r w"] {
+            let e = Chmod::parse(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("--chmod") && e.contains(&format!("'{bad}'")),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn parents_keep_the_path_after_the_pivot() {
+        assert_eq!(parents_kept("./x/a.txt", "x/a.txt"), "x/a.txt");
+        assert_eq!(parents_kept("x/a.txt", "x/a.txt"), "x/a.txt");
+        assert_eq!(parents_kept("./x/./y/*.txt", "x/y/b.txt"), "y/b.txt");
+        assert_eq!(parents_kept("/x/./y", "x/y"), "y");
+        assert_eq!(parents_kept("x/./", "x"), "");
+        assert_eq!(parents_kept("a/b/./c/**/*.go", "a/b/c/d/e.go"), "c/d/e.go");
+
+        let c = ctx();
+        let target = tempfile::tempdir().unwrap();
+        let mut picked = Vec::new();
+        for source in ["src/**/*.txt", "./src/./sub"] {
+            let (m, _) = select_sources(c.path(), &[source.to_owned()]).unwrap();
+            picked.extend(m.into_iter().map(|m| {
+                let kept = parents_kept(source, &m.rel);
+                (m, kept)
+            }));
+        }
+        copy_with_parents(&picked, target.path(), "/p/", &[], &CopyAttrs::default()).unwrap();
+        let t = target.path();
+        assert_eq!(std::fs::read(t.join("p/src/a.txt")).unwrap(), b"a");
+        assert_eq!(std::fs::read(t.join("p/src/sub/c.txt")).unwrap(), b"c");
+        assert_eq!(std::fs::read(t.join("p/sub/c.txt")).unwrap(), b"c");
+        assert!(!t.join("p/src/b.md").exists() && !t.join("p/a.txt").exists());
+    }
+
+    #[test]
+    fn inline_files_are_0644_and_named_by_their_delimiter() {
+        let d = tempfile::tempdir().unwrap();
+        let m = write_inline_files(
+            &d.path().join("h"),
+            &[("EOF".into(), "hi\n".into()), ("two".into(), String::new())],
+        )
+        .unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].path.metadata().unwrap().mode() & 0o7777, 0o644);
+        assert_eq!(std::fs::read(&m[0].path).unwrap(), b"hi\n");
+        for bad in ["", "..", "a/b"] {
+            assert!(write_inline_files(&d.path().join("x"), &[(bad.into(), "x".into())]).is_err());
+        }
     }
 }

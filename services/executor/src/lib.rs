@@ -10,10 +10,12 @@ mod grpc;
 pub mod history;
 pub mod layer_tar;
 pub mod local_cache;
+pub mod mounts;
 pub mod peers;
 pub mod pull;
 pub mod rootpath;
 pub mod runtime;
+pub mod schedule;
 pub mod snapshot;
 pub mod users;
 

@@ -89,6 +89,8 @@ pub struct RunSpec {
     pub rootfs: PathBuf,
     /// Share the host's network namespace.
     pub host_network: bool,
+    /// Further mounts (`RUN --mount`), runtime-spec entries mounted after the defaults.
+    pub mounts: Vec<serde_json::Value>,
 }
 
 /// The runtime spec (`config.json`) of one step.
@@ -117,6 +119,7 @@ pub fn spec(run: &RunSpec, extra_mounts: &[serde_json::Value]) -> serde_json::Va
         sys,
     ];
     mounts.extend_from_slice(extra_mounts);
+    mounts.extend_from_slice(&run.mounts);
     let mut user = json!({"uid": run.user.uid, "gid": run.user.gid});
     if !run.user.additional_gids.is_empty() {
         user["additionalGids"] = json!(run.user.additional_gids);
@@ -258,6 +261,7 @@ impl Runtime {
             },
             rootfs: rootfs.clone(),
             host_network: false,
+            mounts: vec![],
         };
         let (tx, mut rx) = mpsc::channel::<(u32, Vec<u8>)>(64);
         let drain = tokio::spawn(async move {
@@ -436,6 +440,7 @@ mod tests {
             },
             rootfs: "/r".into(),
             host_network: false,
+            mounts: vec![],
         };
         let s = spec(&run, &[]);
         assert_eq!(s["process"]["noNewPrivileges"], true);

@@ -73,6 +73,9 @@ fn mount(m: &df::Mount) -> pb::Mount {
     if let Some(gid) = m.gid {
         options.insert("gid".to_string(), gid.to_string());
     }
+    if let Some(size) = m.size_bytes {
+        options.insert("size".to_string(), size.to_string());
+    }
     pb::Mount {
         r#type: kind.to_string(),
         target: m.target.clone().unwrap_or_default(),

@@ -53,6 +53,7 @@ pub fn parse_request(req: ParseDockerfileRequest) -> Result<ParseDockerfileRespo
                         env: d.env.into_iter().map(|kv| (kv.key, kv.value)).collect(),
                         working_dir: (!d.working_dir.is_empty()).then_some(d.working_dir),
                         shell: (!d.shell.is_empty()).then_some(d.shell),
+                        on_build: d.on_build,
                     },
                 )
             })

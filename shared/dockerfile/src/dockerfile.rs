@@ -60,6 +60,9 @@ pub struct ImageDefaults {
     pub working_dir: Option<String>,
     /// `Config.Shell`.
     pub shell: Option<Vec<String>>,
+    /// `Config.OnBuild`: triggers that run in a stage built on the image, right after its
+    /// FROM (spec §8.15).
+    pub on_build: Vec<String>,
 }
 
 /// Inputs of [`parse_dockerfile`] besides the text.
@@ -773,7 +776,7 @@ pub fn from_ast(ast: &ParseOutput, opts: &ParseOptions) -> Result<Dockerfile, Er
     // `--from` references to later stages, with the stage that makes them.
     let mut deferred: Vec<(usize, Error)> = Vec::new();
     let mut seen_names: BTreeMap<String, usize> = BTreeMap::new();
-    for (index, (from_owned, body)) in raw_stages.into_iter().enumerate() {
+    for (index, (from_owned, mut body)) in raw_stages.into_iter().enumerate() {
         let from_inst = &from_owned;
         let Command::From(from) = &from_inst.command else {
             continue;
@@ -876,6 +879,14 @@ pub fn from_ast(ast: &ParseOutput, opts: &ParseOptions) -> Result<Dockerfile, Er
             })?;
             BaseImage::Image(expanded.clone())
         };
+        if let BaseImage::Image(r) = &base
+            && let Some(img) = opts.base_images.get(r)
+            && !img.on_build.is_empty()
+        {
+            let mut triggers = onbuild_triggers(&img.on_build, from_inst)?;
+            triggers.append(&mut body);
+            body = triggers;
+        }
         let mut deps = vec![Dependency {
             kind: DependencyKind::Base,
             target: match &base {
@@ -1111,6 +1122,62 @@ pub fn from_ast(ast: &ParseOutput, opts: &ParseOptions) -> Result<Dockerfile, Er
         warnings,
         unused_build_args,
     })
+}
+
+/// A base image's `OnBuild` triggers as instructions of the stage built on it (spec §8.15,
+/// BuildKit's `dispatchOnBuildTriggers`): each is parsed on its own and must be exactly one
+/// instruction that may be a trigger. They take the FROM line's position, so errors and
+/// lints point at the FROM that ran them; `original` stays the trigger text.
+fn onbuild_triggers(triggers: &[String], from: &Instruction) -> Result<Vec<Instruction>, Error> {
+    let at = |e: Error| {
+        e.or_at(Location {
+            line: from.span.start_line,
+            column: from.column,
+        })
+        .with_end_line(from.span.end_line)
+    };
+    let mut out = Vec::with_capacity(triggers.len());
+    for trigger in triggers {
+        let ast = parse(trigger.as_bytes()).map_err(|e| {
+            at(Error::invalid(format!(
+                "invalid ONBUILD trigger {}: {}",
+                crate::quote::go_quote(trigger),
+                e.kind
+            )))
+        })?;
+        let [node] = ast.root.children.as_slice() else {
+            return Err(at(Error::invalid(format!(
+                "onbuild trigger should be a single expression: {}",
+                crate::quote::go_quote(trigger)
+            ))));
+        };
+        let mut inst = parse_instruction(node).map_err(|e| {
+            at(Error::invalid(format!(
+                "ONBUILD trigger {}: {}",
+                crate::quote::go_quote(trigger),
+                e.kind
+            )))
+        })?;
+        match &inst.command {
+            Command::Onbuild(_) => {
+                return Err(at(Error::invalid(
+                    "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed",
+                )));
+            }
+            Command::From(_) | Command::Maintainer(_) => {
+                return Err(at(Error::invalid(format!(
+                    "{} isn't allowed as an ONBUILD trigger",
+                    inst.command.name()
+                ))));
+            }
+            _ => {}
+        }
+        inst.span = from.span;
+        inst.column = from.column;
+        inst.comments.clear();
+        out.push(inst);
+    }
+    Ok(out)
 }
 
 fn initial_state(b: &Builder<'_>, stage: &Stage, finals: &[Option<StageState>]) -> StageState {

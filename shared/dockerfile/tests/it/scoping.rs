@@ -126,6 +126,7 @@ fn default_path_and_image_env() {
             ],
             working_dir: Some("/go".into()),
             shell: None,
+            on_build: vec![],
         },
     );
     let opts = ParseOptions {
@@ -213,4 +214,70 @@ fn quoted_global_defaults_flow_into_stage_args() {
     let r = runs(&d, 0);
     assert_eq!(env_of(&r[0], "y").as_deref(), Some("ab-c"));
     assert_eq!(env_of(&r[0], "z").as_deref(), Some("d-ab-c"));
+}
+
+/// A base image's ONBUILD triggers run first in the stage built on it, in the stage's scope:
+/// their ENV is seen by later instructions and their `COPY --from` is a stage dependency.
+#[test]
+fn onbuild_triggers_of_a_base_run_right_after_its_from() {
+    let mut base_images = BTreeMap::new();
+    base_images.insert(
+        "parent".to_string(),
+        ImageDefaults {
+            env: vec![("WHO".into(), "base".into())],
+            on_build: vec![
+                "ENV FROM_TRIGGER=$WHO".into(),
+                "COPY --from=tools /t /t".into(),
+            ],
+            ..ImageDefaults::default()
+        },
+    );
+    let opts = ParseOptions {
+        base_images,
+        ..ParseOptions::default()
+    };
+    let d = parse_dockerfile(
+        b"FROM busybox AS tools\nFROM parent\nRUN echo $FROM_TRIGGER\n",
+        &opts,
+    )
+    .unwrap();
+    let child = &d.stages[1];
+    let kinds: Vec<&str> = child
+        .instructions
+        .iter()
+        .map(|i| i.command.name())
+        .collect();
+    assert_eq!(kinds, ["ENV", "COPY", "RUN"]);
+    assert_eq!(child.instructions[0].original, "ENV FROM_TRIGGER=$WHO");
+    assert_eq!(child.instructions[0].span, child.from_span);
+    let r = runs(&d, 1);
+    assert_eq!(env_of(&r[0], "FROM_TRIGGER").as_deref(), Some("base"));
+    assert_eq!(d.graph.stage_dependencies(1), vec![0]);
+    assert_eq!(d.graph.build_order(), vec![0, 1]);
+
+    for (trigger, message) in [
+        (
+            "ONBUILD RUN x",
+            "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed",
+        ),
+        ("FROM x", "FROM isn't allowed as an ONBUILD trigger"),
+        (
+            "MAINTAINER me",
+            "MAINTAINER isn't allowed as an ONBUILD trigger",
+        ),
+        (
+            "RUN a\nRUN b",
+            "onbuild trigger should be a single expression",
+        ),
+    ] {
+        let mut opts = opts.clone();
+        opts.base_images.get_mut("parent").unwrap().on_build = vec![trigger.into()];
+        let e = parse_dockerfile(b"FROM parent\nRUN true\n", &opts)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("1:") && e.contains(message),
+            "{trigger:?}: {e}"
+        );
+    }
 }

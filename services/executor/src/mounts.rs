@@ -1,0 +1,335 @@
+//! `RUN --mount` (dockerfile.md §8.2): cache, tmpfs and bind mounts of one RUN step.
+//!
+//! - `type=cache`: a directory per cache id (the target when no id is given) under
+//!   `ROOT/executor/cache-mounts`, kept between builds and shared by the steps that name the
+//!   id (`sharing=shared`), held by one step at a time (`locked`), or replaced by an empty
+//!   throwaway directory while another step holds it (`private`). Its contents are never
+//!   part of a layer nor of a cache key (its spec is).
+//! - `type=tmpfs`: a fresh tmpfs (`size` honoured).
+//! - `type=bind`: a path of the build context, or of a stage's or image's root filesystem,
+//!   read-only unless `rw`, in which case writes go to a throwaway copy.
+//! - `type=secret` and `type=ssh` are refused: strata has no client session to carry them.
+//!
+//! Mount points the runtime creates in the root filesystem are removed after the step, as
+//! BuildKit does, so the layer does not record them.
+
+use std::{
+    collections::HashMap,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use serde_json::json;
+use strata_types::Digest;
+
+use crate::error::ExecutorError;
+use crate::rootpath::{clean, components};
+
+/// Cache sharing mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sharing {
+    /// Every step using the id sees the same directory at the same time.
+    Shared,
+    /// A step using the id while another holds it gets an empty throwaway directory.
+    Private,
+    /// Steps using the id take turns.
+    Locked,
+}
+
+/// A cache mount as the step asks for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheMount {
+    /// The cache id.
+    pub id: String,
+    /// Sharing mode.
+    pub sharing: Sharing,
+    /// Mode of the directory when it is created.
+    pub mode: u32,
+    /// Owner of the directory when it is created.
+    pub uid: u32,
+    /// Group of the directory when it is created.
+    pub gid: u32,
+    /// Mounted read-only.
+    pub readonly: bool,
+}
+
+impl CacheMount {
+    /// From the parser's mount (`id` defaults to the target).
+    pub fn from_spec(
+        id: &str,
+        target: &str,
+        sharing: &str,
+        options: &HashMap<String, String>,
+        readonly: bool,
+    ) -> Result<Self, ExecutorError> {
+        let number = |key: &str, radix: u32, default: u32| -> Result<u32, ExecutorError> {
+            match options.get(key) {
+                None => Ok(default),
+                Some(v) => u32::from_str_radix(v, radix).map_err(|_| {
+                    ExecutorError::InvalidArgument(format!(
+                        "RUN --mount=type=cache: invalid {key} {v:?}"
+                    ))
+                }),
+            }
+        };
+        Ok(Self {
+            id: if id.is_empty() {
+                target.to_owned()
+            } else {
+                id.to_owned()
+            },
+            sharing: match sharing {
+                "private" => Sharing::Private,
+                "locked" => Sharing::Locked,
+                _ => Sharing::Shared,
+            },
+            mode: number("mode", 8, 0o755)?,
+            uid: number("uid", 10, 0)?,
+            gid: number("gid", 10, 0)?,
+            readonly,
+        })
+    }
+}
+
+/// The executor's cache mount directories.
+#[derive(Debug)]
+pub struct CacheMounts {
+    dir: PathBuf,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// A cache directory held for one step; dropping it releases a `locked`/`private` hold.
+#[derive(Debug)]
+pub struct HeldCache {
+    /// The directory to bind.
+    pub dir: PathBuf,
+    _guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    _throwaway: Option<tempfile::TempDir>,
+}
+
+impl CacheMounts {
+    /// Cache mounts under `dir` (`ROOT/executor/cache-mounts`).
+    pub fn new(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Where the cache `id` lives: named by the id's digest, so any id is a safe name.
+    pub fn path(&self, id: &str) -> PathBuf {
+        self.dir.join(Digest::of(id.as_bytes()).hex())
+    }
+
+    fn lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks
+            .lock()
+            .expect("cache mount locks")
+            .entry(id.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Creates the cache directory on first use and holds it as `m.sharing` says.
+    /// `scratch` is where a `private` step's throwaway directory goes.
+    pub async fn hold(&self, m: &CacheMount, scratch: &Path) -> Result<HeldCache, ExecutorError> {
+        let dir = self.path(&m.id);
+        if !dir.exists() {
+            std::fs::create_dir_all(&self.dir)
+                .map_err(|e| ExecutorError::io_op("creating", &self.dir, e))?;
+            // build it aside and rename, so a concurrent step never sees it half made
+            let fresh = tempfile::Builder::new()
+                .prefix(".new-")
+                .tempdir_in(&self.dir)
+                .map_err(|e| ExecutorError::io_op("creating", &self.dir, e))?;
+            init_dir(fresh.path(), m.mode, m.uid, m.gid)?;
+            let fresh = fresh.keep();
+            if std::fs::rename(&fresh, &dir).is_err() {
+                let _ = std::fs::remove_dir(&fresh); // another step made it first
+            }
+        }
+        let (guard, throwaway) = match m.sharing {
+            Sharing::Shared => (None, None),
+            Sharing::Locked => (Some(self.lock(&m.id).lock_owned().await), None),
+            Sharing::Private => match self.lock(&m.id).try_lock_owned() {
+                Ok(g) => (Some(g), None),
+                Err(_) => {
+                    std::fs::create_dir_all(scratch)
+                        .map_err(|e| ExecutorError::io_op("creating", scratch, e))?;
+                    let t = tempfile::tempdir_in(scratch)
+                        .map_err(|e| ExecutorError::io_op("creating", scratch, e))?;
+                    init_dir(t.path(), m.mode, m.uid, m.gid)?;
+                    (None, Some(t))
+                }
+            },
+        };
+        Ok(HeldCache {
+            dir: throwaway
+                .as_ref()
+                .map_or(dir, |t: &tempfile::TempDir| t.path().to_path_buf()),
+            _guard: guard,
+            _throwaway: throwaway,
+        })
+    }
+}
+
+fn init_dir(dir: &Path, mode: u32, uid: u32, gid: u32) -> Result<(), ExecutorError> {
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| ExecutorError::io(dir, e))?;
+    std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(|e| ExecutorError::io(dir, e))
+}
+
+/// The runtime-spec mount of a bind.
+pub fn bind_spec(target: &str, source: &Path, readonly: bool) -> serde_json::Value {
+    let mut options = vec!["rbind", "nosuid", "nodev"];
+    if readonly {
+        options.push("ro");
+    }
+    json!({"destination": target, "type": "bind", "source": source, "options": options})
+}
+
+/// The runtime-spec mount of a tmpfs.
+pub fn tmpfs_spec(target: &str, size: Option<u64>) -> serde_json::Value {
+    let mut options = vec![
+        "nosuid".to_owned(),
+        "nodev".to_owned(),
+        "mode=1777".to_owned(),
+    ];
+    if let Some(size) = size {
+        options.push(format!("size={size}"));
+    }
+    json!({"destination": target, "type": "tmpfs", "source": "tmpfs", "options": options})
+}
+
+/// A mount target as the container sees it: absolute, relative ones against `workdir`.
+pub fn absolute_target(target: &str, workdir: &str) -> Result<String, ExecutorError> {
+    if target.is_empty() {
+        return Err(ExecutorError::InvalidArgument(
+            "RUN --mount needs a target".into(),
+        ));
+    }
+    let t = if target.starts_with('/') {
+        clean(target)
+    } else {
+        clean(&format!("{workdir}/{target}"))
+    };
+    if t == "/" {
+        return Err(ExecutorError::InvalidArgument(
+            "RUN --mount cannot mount over the root directory".into(),
+        ));
+    }
+    Ok(t)
+}
+
+/// The first component of `target` missing in `root` (the runtime creates it and what is
+/// below it), if any: see [`remove_stub`].
+pub fn missing_stub(root: &Path, target: &str) -> Option<String> {
+    let mut prefix = String::new();
+    for part in components(target) {
+        prefix.push('/');
+        prefix.push_str(&part);
+        match root.join(&prefix[1..]).symlink_metadata() {
+            Ok(m) if m.file_type().is_symlink() => return None, // the runtime resolves it
+            Ok(_) => {}
+            Err(_) => return Some(prefix),
+        }
+    }
+    None
+}
+
+/// Removes what the runtime created for `target` from `stub` (the first missing component)
+/// down, while it holds nothing: an empty file or directory, then its empty parents up to
+/// `stub`. Whatever a step wrote there stays.
+pub fn remove_stub(root: &Path, stub: &str, target: &str) {
+    let mut path = clean(target);
+    loop {
+        let on_disk = root.join(path.trim_start_matches('/'));
+        match on_disk.symlink_metadata() {
+            Ok(m) if m.is_dir() => {
+                if std::fs::remove_dir(&on_disk).is_err() {
+                    return;
+                }
+            }
+            Ok(m) if m.is_file() && m.len() == 0 => {
+                if std::fs::remove_file(&on_disk).is_err() {
+                    return;
+                }
+            }
+            Ok(_) => return,
+            Err(_) => {}
+        }
+        if path == stub || !path.starts_with(stub) {
+            return;
+        }
+        match path.rsplit_once('/') {
+            Some((parent, _)) if !parent.is_empty() => path = parent.to_owned(),
+            _ => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stubs_made_for_mount_points_are_removed_when_empty() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir_all(r.join("usr")).unwrap();
+        assert_eq!(missing_stub(r, "/usr"), None);
+        assert_eq!(
+            missing_stub(r, "/usr/cache/x").as_deref(),
+            Some("/usr/cache")
+        );
+        // what the runtime would create
+        std::fs::create_dir_all(r.join("usr/cache/x")).unwrap();
+        remove_stub(r, "/usr/cache", "/usr/cache/x");
+        assert!(!r.join("usr/cache").exists() && r.join("usr").is_dir());
+        // a step wrote beside the mount point: that stays
+        std::fs::create_dir_all(r.join("a/b")).unwrap();
+        std::fs::write(r.join("a/kept"), "k").unwrap();
+        remove_stub(r, "/a", "/a/b");
+        assert!(!r.join("a/b").exists() && r.join("a/kept").is_file());
+        // a file bind's empty stub
+        std::fs::write(r.join("f"), "").unwrap();
+        remove_stub(r, "/f", "/f");
+        assert!(!r.join("f").exists());
+    }
+
+    #[test]
+    fn targets_are_absolute_against_the_workdir() {
+        assert_eq!(absolute_target("cache", "/app").unwrap(), "/app/cache");
+        assert_eq!(absolute_target("/x/../y/", "/app").unwrap(), "/y");
+        assert!(absolute_target("", "/").is_err());
+        assert!(absolute_target("/..", "/").is_err());
+    }
+
+    #[tokio::test]
+    async fn cache_dirs_persist_and_private_holds_are_exclusive() {
+        let d = tempfile::tempdir().unwrap();
+        let caches = CacheMounts::new(d.path().join("cache-mounts"));
+        let m =
+            CacheMount::from_spec("", "/root/.cache", "private", &HashMap::new(), false).unwrap();
+        assert_eq!(m.id, "/root/.cache");
+        let first = caches.hold(&m, &d.path().join("tmp")).await.unwrap();
+        std::fs::write(first.dir.join("kept"), "1").unwrap();
+        let second = caches.hold(&m, &d.path().join("tmp")).await.unwrap();
+        assert_ne!(
+            first.dir, second.dir,
+            "a private cache in use gives a fresh dir"
+        );
+        assert!(!second.dir.join("kept").exists());
+        drop((first, second));
+        let again = caches.hold(&m, &d.path().join("tmp")).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(again.dir.join("kept")).unwrap(),
+            "1"
+        );
+        assert_eq!(
+            again.dir.metadata().unwrap().permissions().mode() & 0o7777,
+            0o755
+        );
+    }
+}
