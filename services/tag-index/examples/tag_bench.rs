@@ -233,9 +233,8 @@ async fn bench(settings: Settings) -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     let root = tempfile::tempdir()?;
-    let service = strata_tag_index::open(&strata_tag_index::Config::new(
-        root.path().to_path_buf(),
-    ))?;
+    let service =
+        strata_tag_index::open(&strata_tag_index::Config::new(root.path().to_path_buf()))?;
     let listener = Listener::bind(&"127.0.0.1:0".parse()?).await?;
     let addr = listener.local_addr();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -187,7 +187,10 @@ mod tests {
                 after: 3,
                 oldest: 10,
             },
-            TagIndexError::SequenceAhead { after: 30, last: 10 },
+            TagIndexError::SequenceAhead {
+                after: 30,
+                last: 10,
+            },
         ];
         for e in cases {
             let s = tonic::Status::from(e);

@@ -16,11 +16,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{
-        Arc,
-        atomic::Ordering,
-        mpsc,
-    },
+    sync::{Arc, atomic::Ordering, mpsc},
     time::{SystemTime, UNIX_EPOCH},
 };
 

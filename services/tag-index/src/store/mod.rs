@@ -479,7 +479,12 @@ impl TagStore {
     /// pass over every change up to it).
     pub fn watch(&self, prefix: String, from: WatchFrom) -> Result<Watcher> {
         match from {
-            WatchFrom::Now => Ok(Watcher::new(self.clone(), prefix, self.last_sequence(), false)),
+            WatchFrom::Now => Ok(Watcher::new(
+                self.clone(),
+                prefix,
+                self.last_sequence(),
+                false,
+            )),
             WatchFrom::After(after) => {
                 let pruned = self.pruned_through();
                 if after < pruned {

@@ -456,7 +456,11 @@ async fn list_then_watch_from_the_listing_sequence_misses_nothing() {
         let mut sequences = Vec::new();
         for i in 0..100u64 {
             let r = writer
-                .set_tag(set(&format!("app:v{}", i % 7), &digest(100 + i).to_string(), None))
+                .set_tag(set(
+                    &format!("app:v{}", i % 7),
+                    &digest(100 + i).to_string(),
+                    None,
+                ))
                 .await
                 .unwrap()
                 .into_inner();
@@ -496,7 +500,10 @@ async fn list_then_watch_from_the_listing_sequence_misses_nothing() {
     let mut expected = listing.sequence + 1;
     while expected <= last {
         let e = next_message(&mut stream).await;
-        assert_eq!(e.sequence, expected, "every change after the listing, in order");
+        assert_eq!(
+            e.sequence, expected,
+            "every change after the listing, in order"
+        );
         state.insert(e.name, e.new_digest);
         expected += 1;
     }
@@ -542,7 +549,10 @@ async fn watch_from_start_replays_the_log_and_excludes_since() {
         .await
         .unwrap();
     let live = next_message(&mut stream).await;
-    assert_eq!((live.sequence, live.name.as_str()), (4, "docker.io/library/app:live"));
+    assert_eq!(
+        (live.sequence, live.name.as_str()),
+        (4, "docker.io/library/app:live")
+    );
 
     let status = c
         .clone()
@@ -554,7 +564,11 @@ async fn watch_from_start_replays_the_log_and_excludes_since() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    assert!(status.message().contains("from_start"), "{}", status.message());
+    assert!(
+        status.message().contains("from_start"),
+        "{}",
+        status.message()
+    );
     // since_sequence = 0 alone still means "from now on"
     let mut now = c
         .clone()
@@ -576,7 +590,11 @@ async fn a_pruned_or_unknown_since_is_out_of_range_and_says_to_list_again() {
     let c = server.client();
     for i in 0..30u64 {
         c.clone()
-            .set_tag(set(&format!("app:v{}", i % 4), &digest(i).to_string(), None))
+            .set_tag(set(
+                &format!("app:v{}", i % 4),
+                &digest(i).to_string(),
+                None,
+            ))
             .await
             .unwrap();
     }

@@ -78,7 +78,11 @@ async fn history_is_not_pruned_with_the_log() {
         moves(&f, 0, 30).await;
         assert_eq!(f.store.pruned_through(), 26);
         let history = f.store.history(&tag("x:0"), 1000, "").unwrap().items;
-        assert_eq!(history.len(), 10, "every move of x:0 is still in its history");
+        assert_eq!(
+            history.len(),
+            10,
+            "every move of x:0 is still in its history"
+        );
         assert_eq!(history[0].sequence, 1);
     }
 }

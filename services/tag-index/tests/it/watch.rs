@@ -97,7 +97,10 @@ async fn resuming_from_the_last_position_misses_nothing(f: Fixture) {
         }
         let last = *seen.last().unwrap();
         drop(w);
-        w = f.store.watch(String::new(), WatchFrom::After(last)).unwrap();
+        w = f
+            .store
+            .watch(String::new(), WatchFrom::After(last))
+            .unwrap();
     }
     writer.await.unwrap();
     assert_eq!(
