@@ -141,14 +141,12 @@ async fn serve_ends_open_watch_streams_at_sigterm_and_exits_promptly() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    // the watcher is told the server is going away
+    // the watch stream ends (with UNAVAILABLE, or with the connection when the process has
+    // already exited by the time the client reads), instead of holding the drain
     let end = tokio::time::timeout(std::time::Duration::from_secs(30), stream.message())
         .await
         .expect("the watch stream ended");
-    assert!(
-        matches!(&end, Err(s) if s.code() == tonic::Code::Unavailable) || matches!(end, Ok(None)),
-        "{end:?}"
-    );
+    assert!(!matches!(end, Ok(Some(_))), "{end:?}");
     let status = tokio::task::spawn_blocking(move || serve.wait().unwrap())
         .await
         .unwrap();
