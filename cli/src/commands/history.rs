@@ -1,10 +1,32 @@
 //! `strata history NAME`: the image's build steps, newest first, as `docker history` shows them.
 
 use clap::Args;
-use strata_image::{Timestamp, view::HistoryView};
+use strata_image::{
+    Timestamp,
+    template::{Data, render_rows},
+    view::HistoryView,
+};
 use strata_transfer::ImageStore;
 
+use super::images::ListFormat;
 use crate::GlobalArgs;
+
+/// Column titles of `docker history` by template field.
+fn headers() -> Data {
+    Data::Map(
+        [
+            ("ID", "IMAGE"),
+            ("CreatedSince", "CREATED"),
+            ("CreatedAt", "CREATED AT"),
+            ("CreatedBy", "CREATED BY"),
+            ("Size", "SIZE"),
+            ("Comment", "COMMENT"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), Data::string(v)))
+        .collect(),
+    )
+}
 
 /// Flags of `strata history`.
 #[derive(Debug, Args)]
@@ -20,13 +42,15 @@ pub struct HistoryArgs {
     /// Only show image IDs.
     #[arg(short, long)]
     pub quiet: bool,
-    /// Output format: `table` (default) or `json` (one object per line).
+    /// Output format: `table` (default), `json` (one object per line), or a Go template
+    /// such as `{{.CreatedBy}}` (`table {{…}}` adds a header and aligns the columns).
     #[arg(long, default_value = "table")]
     pub format: String,
 }
 
 /// Prints the history.
 pub async fn run(global: &GlobalArgs, args: HistoryArgs) -> anyhow::Result<std::process::ExitCode> {
+    let format = ListFormat::parse(&args.format)?;
     let conn = crate::connect::connect(global).await?;
     let store = ImageStore::new(conn.channel());
     let image = store.resolve(&args.name).await;
@@ -41,10 +65,17 @@ pub async fn run(global: &GlobalArgs, args: HistoryArgs) -> anyhow::Result<std::
     let out = if args.quiet {
         view.quiet(&rows)
     } else {
-        match args.format.as_str() {
-            "" | "table" => view.table(&rows),
-            "json" | "{{json .}}" => view.json_lines(&rows),
-            other => anyhow::bail!("unsupported --format {other:?} (use table or json)"),
+        match format {
+            ListFormat::Table => view.table(&rows),
+            ListFormat::Json => view.json_lines(&rows),
+            ListFormat::Template { template, table } => {
+                let rows = view
+                    .json_lines(&rows)
+                    .lines()
+                    .map(Data::from_json)
+                    .collect::<Result<Vec<_>, _>>()?;
+                render_rows(&template, table, &headers(), &rows)?
+            }
         }
     };
     print!("{out}");

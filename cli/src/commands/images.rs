@@ -11,9 +11,10 @@ use std::{
 };
 
 use anyhow::Context;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use strata_image::{
     ImageConfig, Index, Manifest,
+    template::{Data, Template, docker_list_format, render_rows},
     time::Timestamp,
     view::{human_duration, human_size, tabwriter},
 };
@@ -29,15 +30,6 @@ use crate::GlobalArgs;
 /// Largest manifest or config read for a listing.
 const MAX_DOCUMENT_BYTES: usize = 4 << 20;
 
-/// Output formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// Docker's table.
-    Table,
-    /// One JSON object per line, with Docker's keys.
-    Json,
-}
-
 /// Flags of `strata images`.
 #[derive(Debug, Args)]
 pub struct ImagesArgs {
@@ -46,9 +38,11 @@ pub struct ImagesArgs {
     /// Show each image's manifest digest.
     #[arg(long)]
     pub digests: bool,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    pub format: Format,
+    /// Output format: `table` (Docker's columns), `json` (one object per line, Docker's
+    /// keys), or a Go template such as `{{.Repository}}:{{.Tag}}` (`table {{…}}` adds a
+    /// header and aligns the columns; `\t` and `\n` are a tab and a newline).
+    #[arg(long, default_value = "table")]
+    pub format: String,
     /// Show full image ids.
     #[arg(long)]
     pub no_trunc: bool,
@@ -56,6 +50,8 @@ pub struct ImagesArgs {
 
 /// Lists tagged images.
 pub async fn run(global: &GlobalArgs, args: ImagesArgs) -> anyhow::Result<std::process::ExitCode> {
+    // a bad template fails before anything is started
+    let _ = ListFormat::parse(&args.format)?;
     let conn = crate::connect::connect(global).await?;
     let result = list(conn.channel(), &args).await;
     conn.close().await?;
@@ -83,10 +79,69 @@ async fn list(channel: Channel, args: &ImagesArgs) -> anyhow::Result<String> {
     }
     let rows = rows(&tags, &details);
     let now = now_seconds();
-    Ok(match args.format {
-        Format::Table => table(&rows, args.digests, args.no_trunc, now),
-        Format::Json => json_lines(&rows, now),
+    Ok(match ListFormat::parse(&args.format)? {
+        ListFormat::Table => table(&rows, args.digests, args.no_trunc, now),
+        ListFormat::Json => json_lines(&rows, args.no_trunc, now),
+        ListFormat::Template { template, table } => {
+            let rows = json_lines(&rows, args.no_trunc, now)
+                .lines()
+                .map(Data::from_json)
+                .collect::<Result<Vec<_>, _>>()?;
+            render_rows(&template, table, &headers(), &rows)?
+        }
     })
+}
+
+/// Column titles of `docker images` by template field.
+fn headers() -> Data {
+    Data::Map(
+        [
+            ("Repository", "REPOSITORY"),
+            ("Tag", "TAG"),
+            ("Digest", "DIGEST"),
+            ("ID", "IMAGE ID"),
+            ("CreatedAt", "CREATED AT"),
+            ("CreatedSince", "CREATED"),
+            ("Size", "SIZE"),
+            ("Containers", "CONTAINERS"),
+            ("SharedSize", "SHARED SIZE"),
+            ("UniqueSize", "UNIQUE SIZE"),
+            ("VirtualSize", "VIRTUAL SIZE"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), Data::string(v)))
+        .collect(),
+    )
+}
+
+/// A `--format` of a listing command: Docker's table, JSON lines, or a Go template.
+pub(crate) enum ListFormat {
+    /// The default table.
+    Table,
+    /// One JSON object per line.
+    Json,
+    /// A template, with a header row and aligned columns when `table`.
+    Template {
+        /// The parsed template.
+        template: Template,
+        /// `table …`.
+        table: bool,
+    },
+}
+
+impl ListFormat {
+    /// Parses `--format` as Docker's list commands do.
+    pub(crate) fn parse(format: &str) -> anyhow::Result<Self> {
+        match format.trim() {
+            "" | "table" => return Ok(Self::Table),
+            "json" | "{{json .}}" => return Ok(Self::Json),
+            _ => {}
+        }
+        let (table, text) = docker_list_format(format);
+        let template =
+            Template::parse(&text).map_err(|e| anyhow::anyhow!("invalid --format: {e}"))?;
+        Ok(Self::Template { template, table })
+    }
 }
 
 /// Every tag, optionally of one repository (full name) or pointing at one digest.
@@ -280,14 +335,14 @@ pub(crate) fn table(rows: &[Row], digests: bool, no_trunc: bool, now: i64) -> St
     tabwriter(&cells)
 }
 
-fn json_lines(rows: &[Row], now: i64) -> String {
+fn json_lines(rows: &[Row], no_trunc: bool, now: i64) -> String {
     let mut out = String::new();
     for r in rows {
         let value = serde_json::json!({
             "Repository": r.repository,
             "Tag": r.tag,
             "Digest": r.digest,
-            "ID": image_id(&r.details, false),
+            "ID": image_id(&r.details, no_trunc),
             "CreatedAt": r.details.created.map_or_else(|| UNKNOWN.to_string(), |t| t.to_rfc3339_seconds()),
             "CreatedSince": created_since(&r.details, now),
             "Size": size(&r.details),
@@ -452,7 +507,11 @@ mod tests {
     #[test]
     fn json_lines_carry_dockers_keys() {
         let now = 1_000_000;
-        let out = json_lines(&[row("busybox", "1.36", 3, Some(0), Some(1234))], now);
+        let out = json_lines(
+            &[row("busybox", "1.36", 3, Some(0), Some(1234))],
+            false,
+            now,
+        );
         let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
         assert_eq!(v["Repository"], "busybox");
         assert_eq!(v["Tag"], "1.36");

@@ -2,7 +2,10 @@
 //! and config.
 
 use clap::Args;
-use strata_image::view::{InspectView, go_json_pretty};
+use strata_image::{
+    template::{Template, inspect_data},
+    view::{InspectView, go_json_pretty},
+};
 use strata_transfer::ImageStore;
 
 use crate::GlobalArgs;
@@ -13,17 +16,21 @@ pub struct InspectArgs {
     /// Images: tags, digests, or image IDs (or unique prefixes).
     #[arg(required = true)]
     pub names: Vec<String>,
-    /// `docker` (default): Docker's inspect JSON; `oci`: each image's manifest then config,
-    /// exact bytes, one per line.
+    /// `docker` (default) or `json`: Docker's inspect JSON; `oci`: each image's manifest
+    /// then config, exact bytes, one per line; anything else is a Go template run on each
+    /// image's inspect object, e.g. `{{.Config.Cmd}}` or `{{json .RootFS}}`.
     #[arg(long, short, default_value = "docker")]
     pub format: String,
 }
 
 /// Prints the images; exits non-zero (after printing what was found) if one is missing.
 pub async fn run(global: &GlobalArgs, args: InspectArgs) -> anyhow::Result<std::process::ExitCode> {
-    if !matches!(args.format.as_str(), "docker" | "oci") {
-        anyhow::bail!("unsupported --format {:?} (use docker or oci)", args.format);
-    }
+    let template = match args.format.as_str() {
+        "docker" | "json" | "oci" => None,
+        other => {
+            Some(Template::parse(other).map_err(|e| anyhow::anyhow!("invalid --format: {e}"))?)
+        }
+    };
     let conn = crate::connect::connect(global).await?;
     let store = ImageStore::new(conn.channel());
     let mut views = Vec::new();
@@ -62,6 +69,13 @@ pub async fn run(global: &GlobalArgs, args: InspectArgs) -> anyhow::Result<std::
         for doc in raw {
             println!("{}", String::from_utf8_lossy(&doc));
         }
+    } else if let Some(template) = &template {
+        let mut out = String::new();
+        for view in &views {
+            out.push_str(&template.execute(&inspect_data(view)?)?);
+            out.push('\n');
+        }
+        print!("{out}");
     } else {
         print!("{}", go_json_pretty(&views));
     }

@@ -5,6 +5,7 @@ mod build;
 mod build_pull;
 mod build_rpc;
 mod embedded;
+mod format;
 mod images_io;
 mod parse;
 mod registry;
