@@ -106,9 +106,14 @@ impl Snapshot {
             mounted: false,
             index: HashMap::new(),
         };
+        // An image may hold one layer twice (two steps with the same changes); overlayfs
+        // refuses a directory that is twice in lowerdir (ELOOP). Only the upper occurrence
+        // matters: it holds every path the lower one does, so it decides all of them.
+        let mut seen = std::collections::HashSet::new();
         let mut lowerdir: Vec<String> = lowers
             .iter()
             .rev()
+            .filter(|p| seen.insert(p.as_path()))
             .map(|p| p.display().to_string())
             .collect();
         lowerdir.push(empty.display().to_string());
@@ -486,5 +491,31 @@ mod tests {
         assert!(!mounts.contains(dir.to_str().unwrap()));
         drop(snap);
         assert!(!dir.exists());
+    }
+
+    #[test]
+    fn a_layer_twice_in_the_stack_mounts() {
+        if !is_root() {
+            return;
+        }
+        let layer = tempfile::tempdir().unwrap();
+        std::fs::write(layer.path().join("f"), b"f").unwrap();
+        let middle = tempfile::tempdir().unwrap();
+        std::fs::write(middle.path().join("f"), b"middle").unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let lowers = [
+            layer.path().to_path_buf(),
+            middle.path().to_path_buf(),
+            layer.path().to_path_buf(),
+        ];
+        let snap = Snapshot::prepare(
+            SnapshotterKind::Overlay,
+            &scratch.path().join("s"),
+            &lowers,
+            false,
+        )
+        .unwrap();
+        assert_eq!(snap.kind(), SnapshotterKind::Overlay);
+        assert_eq!(std::fs::read(snap.root().join("f")).unwrap(), b"f");
     }
 }
