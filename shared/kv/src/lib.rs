@@ -5,6 +5,8 @@
 //! implementation; [`MemoryStore`] is its in-memory twin for fast tests. The [`conformance`]
 //! suite runs against both so they cannot drift apart.
 
+use bytes::Bytes;
+
 mod memory;
 mod rocks;
 
@@ -64,7 +66,7 @@ pub struct WriteBatch {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Put(Space, Vec<u8>, Vec<u8>),
+    Put(Space, Vec<u8>, Bytes),
     Delete(Space, Vec<u8>),
     DeleteRange(Space, Vec<u8>, Vec<u8>),
 }
@@ -77,7 +79,14 @@ impl WriteBatch {
 
     /// Adds a put.
     pub fn put(&mut self, space: Space, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
-        self.ops.push(Op::Put(space, key.into(), value.into()));
+        self.ops
+            .push(Op::Put(space, key.into(), Bytes::from(value.into())));
+    }
+
+    /// Adds a put of a value that is shared with other readers (no copy until the store
+    /// takes it).
+    pub fn put_shared(&mut self, space: Space, key: impl Into<Vec<u8>>, value: Bytes) {
+        self.ops.push(Op::Put(space, key.into(), value));
     }
 
     /// Adds a delete.

@@ -49,7 +49,7 @@ impl KvStore for MemoryStore {
         for op in batch.ops {
             match op {
                 Op::Put(s, k, v) => {
-                    spaces.get_mut(s.name).map(|t| t.insert(k, v));
+                    spaces.get_mut(s.name).map(|t| t.insert(k, v.to_vec()));
                 }
                 Op::Delete(s, k) => {
                     spaces.get_mut(s.name).map(|t| t.remove(&k));

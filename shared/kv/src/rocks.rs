@@ -39,7 +39,9 @@ impl RocksStore {
             .map_err(|e| classify(&path_s, e.into_string()))?;
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);
-        db_opts.set_max_background_jobs(2);
+        db_opts.set_max_background_jobs(4);
+        #[allow(deprecated)]
+        db_opts.set_max_background_flushes(2);
         db_opts.set_keep_log_file_num(4);
         db_opts.set_max_total_wal_size(256 << 20);
         // Bound the memory of all memtables together: with BlobDB a value sits in a memtable
@@ -68,7 +70,7 @@ impl RocksStore {
                 // stream of large values never stalls on a single flush and never holds more
                 // than ~48 MiB in memory.
                 o.set_write_buffer_size(16 << 20);
-                o.set_max_write_buffer_number(3);
+                o.set_max_write_buffer_number(4);
             }
             ColumnFamilyDescriptor::new(s.name, o)
         });

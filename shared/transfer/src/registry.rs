@@ -15,14 +15,17 @@
 //! one PATCH while it is hashed, and the result remembered. The same layer therefore always
 //! compresses to the same digest, and a second push of an image uploads nothing.
 
-use std::{collections::BTreeMap, io::Read};
+use std::{
+    collections::BTreeMap,
+    io::{Read, Write},
+};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use strata_distribution::{ClientOptions, Registry, RegistryError};
 use strata_image::{Descriptor, ImageConfig, Index, Manifest};
 use strata_proto::layer_store::WriteStart;
-use strata_types::{Digest, Hasher, Reference, media_type};
+use strata_types::{Digest, Hasher, Reference, RunningHash, media_type};
 use tokio::sync::mpsc;
 
 use crate::{
@@ -289,11 +292,8 @@ async fn pull_layer(
     let expected_size = desc.size as u64;
     let mt = desc.media_type.clone();
     let decode = tokio::task::spawn_blocking(move || -> Result<(Digest, u64, u64)> {
-        let mut raw = Counted {
-            inner: BlobReader::from_channel(rx),
-            hasher: Hasher::new(),
-        };
-        let copied = (|| -> std::io::Result<u64> {
+        let mut raw = Counted::new(BlobReader::from_channel(rx));
+        let copied = (|| -> std::io::Result<(Digest, u64, u64)> {
             let mut decoded: Box<dyn Read + '_> = if is_gzip(&mt) {
                 Box::new(flate2::read::MultiGzDecoder::new(&mut raw))
             } else if is_zstd(&mt) {
@@ -304,27 +304,22 @@ async fn pull_layer(
                 r
             };
             let mut writer = writer;
-            let n = std::io::copy(&mut decoded, &mut writer)?;
+            let n = copy_large(&mut decoded, &mut writer)?;
             drop(decoded);
             std::io::copy(&mut raw, &mut std::io::sink())?;
-            let raw_digest = raw.hasher.clone().finish();
-            if raw.hasher.len() != expected_size || raw_digest != digest {
+            let (raw_digest, raw_len) = raw.finish();
+            if raw_len != expected_size || raw_digest != digest {
                 writer.abort();
                 return Err(std::io::Error::other(TransferError::DigestMismatch {
-                    what: format!(
-                        "layer {digest} ({} of {expected_size} bytes)",
-                        raw.hasher.len()
-                    ),
+                    what: format!("layer {digest} ({raw_len} of {expected_size} bytes)"),
                     expected: digest,
                     actual: raw_digest,
                 }));
             }
             writer.finish().map_err(std::io::Error::other)?;
-            Ok(n)
+            Ok((raw_digest, raw_len, n))
         })();
-        let n = copied
-            .map_err(|e| TransferError::from_io(format!("failed to pull layer {digest}"), e))?;
-        Ok((raw.hasher.clone().finish(), raw.hasher.len(), n))
+        copied.map_err(|e| TransferError::from_io(format!("failed to pull layer {digest}"), e))
     });
     // pump the HTTP body into the decoder
     let pump = async {
@@ -362,16 +357,75 @@ async fn pull_layer(
     Ok((*diff_id, size, true))
 }
 
-/// Hashes what passes through.
-struct Counted<R> {
-    inner: R,
-    hasher: Hasher,
+/// `std::io::copy` with a large buffer: a decompressor asked for 8 KiB at a time (std's
+/// buffer) spends more on calls than on inflating.
+fn copy_large(r: &mut dyn Read, w: &mut dyn Write) -> std::io::Result<u64> {
+    let mut buf = vec![0u8; 256 << 10];
+    let mut total = 0;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        w.write_all(&buf[..n])?;
+        total += n as u64;
+    }
 }
 
-impl<R: Read> Read for Counted<R> {
+/// Hashes what passes through, on a thread of its own ([`RunningHash`]): the download's
+/// chunks are gathered into runs of [`HASH_RUN`] bytes and handed over without a copy beyond
+/// that, so checking the compressed digest overlaps with decompressing.
+struct Counted {
+    inner: BlobReader,
+    current: Bytes,
+    run: BytesMut,
+    hash: RunningHash,
+    len: u64,
+}
+
+const HASH_RUN: usize = 256 << 10;
+
+impl Counted {
+    fn new(inner: BlobReader) -> Self {
+        Self {
+            inner,
+            current: Bytes::new(),
+            run: BytesMut::new(),
+            hash: RunningHash::default(),
+            len: 0,
+        }
+    }
+
+    /// The digest and length of everything read.
+    fn finish(&mut self) -> (Digest, u64) {
+        let mut hasher = self.hash.take();
+        hasher.update(&self.run);
+        self.run.clear();
+        (hasher.finish(), self.len)
+    }
+}
+
+impl Read for Counted {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        while self.current.is_empty() {
+            match self.inner.next_chunk() {
+                None => return Ok(0),
+                Some(Ok(chunk)) => {
+                    self.len += chunk.len() as u64;
+                    self.run.extend_from_slice(&chunk);
+                    if self.run.len() >= HASH_RUN {
+                        self.hash.push(self.run.split().freeze());
+                    }
+                    self.current = chunk;
+                }
+                Some(Err(e)) => return Err(std::io::Error::other(e)),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        let _ = self.current.split_to(n);
         Ok(n)
     }
 }

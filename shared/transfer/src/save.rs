@@ -4,7 +4,8 @@
 //!
 //! Entries are written in lexical order with fixed metadata (mode 0644/0755, uid/gid 0,
 //! mtime = the first image's `created`, or 0), so saving the same images twice gives the same
-//! bytes. Layers stream from the store through a blocking tar writer, hashed on the way: a
+//! bytes. Layers stream from the store chunk by chunk into the output, hashed on the way (on a
+//! thread of their own): a
 //! layer whose bytes do not match its diff_id fails the save rather than producing a bad
 //! archive.
 
@@ -14,11 +15,15 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use bytes::Bytes;
 use serde::Serialize;
 use strata_image::{Descriptor, Index, Manifest, Timestamp};
-use strata_types::{Digest, Hasher, Reference, media_type};
+use strata_types::{Digest, Reference, RunningHash, media_type};
 
-use crate::{Result, StoredImage, TransferError, store::ImageStore};
+use crate::{
+    Result, StoredImage, TransferError,
+    store::{BlobReader, ImageStore},
+};
 
 /// An image to write and the tags to record for it.
 #[derive(Debug, Clone)]
@@ -280,13 +285,14 @@ pub async fn write(
             match blob {
                 Blob::Bytes(b) => sink.file(&path, b.len() as u64, &mut &b[..])?,
                 Blob::Layer { size } => {
-                    let mut reader = Verified {
+                    let mut chunks = Verified {
                         inner: store.reader(digest),
-                        hasher: Hasher::new(),
+                        hash: RunningHash::default(),
+                        len: 0,
                         expected: *digest,
                         size: *size,
                     };
-                    sink.file(&path, *size, &mut reader)?;
+                    sink.stream(&path, *size, &mut chunks)?;
                 }
             }
         }
@@ -299,50 +305,74 @@ pub async fn write(
     .map_err(|e| TransferError::invalid("save", format!("task failed: {e}")))?
 }
 
-/// A reader that checks a blob's size and digest as it streams, failing at the end if they
-/// do not match.
-struct Verified<R> {
-    inner: R,
-    hasher: Hasher,
+/// A blob's chunks as the store sends them, checked against its size and digest on the way:
+/// the sha256 runs on a thread of its own ([`RunningHash`]), so verifying costs no time beside
+/// reading and writing, and the last chunk is only handed out once the whole blob checks out.
+struct Verified {
+    inner: BlobReader,
+    hash: RunningHash,
+    len: u64,
     expected: Digest,
     size: u64,
 }
 
-impl<R: Read> Read for Verified<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        if self.hasher.len() > self.size {
-            return Err(std::io::Error::other(format!(
+impl Verified {
+    fn next_chunk(&mut self) -> Option<std::io::Result<Bytes>> {
+        let chunk = match self.inner.next_chunk() {
+            Some(Ok(c)) => c,
+            Some(Err(e)) => return Some(Err(std::io::Error::other(e))),
+            None if self.len != self.size => {
+                return Some(Err(std::io::Error::other(format!(
+                    "blob {} ended after {} of {} bytes",
+                    self.expected, self.len, self.size
+                ))));
+            }
+            // an empty blob has had no chunk to check it
+            None if self.size == 0 => return self.check_digest().err().map(Err),
+            None => return None,
+        };
+        self.len += chunk.len() as u64;
+        if self.len > self.size {
+            return Some(Err(std::io::Error::other(format!(
                 "blob {} is longer than {} bytes",
                 self.expected, self.size
-            )));
+            ))));
         }
-        if n == 0 {
-            if self.hasher.len() != self.size {
-                return Err(std::io::Error::other(format!(
-                    "blob {} ended after {} of {} bytes",
-                    self.expected,
-                    self.hasher.len(),
-                    self.size
-                )));
-            }
-            let actual = self.hasher.clone().finish();
-            if actual != self.expected {
-                return Err(std::io::Error::other(TransferError::DigestMismatch {
-                    what: "stored layer".into(),
-                    expected: self.expected,
-                    actual,
-                }));
-            }
+        self.hash.push(chunk.clone());
+        if self.len == self.size
+            && let Err(e) = self.check_digest()
+        {
+            return Some(Err(e));
         }
-        Ok(n)
+        Some(Ok(chunk))
+    }
+
+    fn check_digest(&mut self) -> std::io::Result<()> {
+        let actual = self.hash.take().finish();
+        if actual != self.expected {
+            return Err(std::io::Error::other(TransferError::DigestMismatch {
+                what: "stored layer".into(),
+                expected: self.expected,
+                actual,
+            }));
+        }
+        Ok(())
+    }
+
+    /// Every chunk, then a check that nothing follows the declared size.
+    fn for_each(&mut self, mut f: impl FnMut(&[u8]) -> std::io::Result<()>) -> std::io::Result<()> {
+        while let Some(chunk) = self.next_chunk() {
+            f(&chunk?)?;
+        }
+        Ok(())
     }
 }
 
 trait LayoutSink {
     fn dir(&mut self, path: &str) -> Result<()>;
     fn file(&mut self, path: &str, size: u64, data: &mut dyn Read) -> Result<()>;
+    /// Writes a blob from its verified chunks, without copying them through a reader.
+    fn stream(&mut self, path: &str, size: u64, chunks: &mut Verified) -> Result<()>;
     fn finish(self: Box<Self>) -> Result<()>;
 }
 
@@ -386,6 +416,22 @@ impl LayoutSink for TarSink {
             return Err(TransferError::invalid(path, "blob ended early"));
         }
         Ok(())
+    }
+
+    fn stream(&mut self, path: &str, size: u64, chunks: &mut Verified) -> Result<()> {
+        let mut h = self.header(tar::EntryType::Regular, 0o644, size);
+        h.set_path(path)
+            .map_err(|e| TransferError::io(format!("failed to write {path}"), e))?;
+        h.set_cksum();
+        let w = self.builder.get_mut();
+        // The header promises `size` bytes: `Verified` fails unless exactly that many follow,
+        // and a failed save removes its output.
+        let result = w.write_all(h.as_bytes()).and_then(|()| {
+            chunks.for_each(|c| w.write_all(c))?;
+            let pad = (512 - size % 512) % 512;
+            w.write_all(&[0u8; 512][..pad as usize])
+        });
+        result.map_err(|e| TransferError::from_io(format!("failed to write {path}"), e))
     }
 
     fn finish(self: Box<Self>) -> Result<()> {
@@ -458,6 +504,24 @@ impl LayoutSink for DirSink {
         Ok(())
     }
 
+    fn stream(&mut self, path: &str, _size: u64, chunks: &mut Verified) -> Result<()> {
+        let p = self.root.join(path);
+        let tmp = p.with_extension("partial");
+        let result = (|| {
+            let mut f = std::fs::File::create(&tmp)?;
+            chunks.for_each(|c| f.write_all(c))?;
+            std::fs::rename(&tmp, &p)
+        })();
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(TransferError::from_io(
+                format!("failed to write {}", p.display()),
+                e,
+            ));
+        }
+        Ok(())
+    }
+
     fn finish(self: Box<Self>) -> Result<()> {
         Ok(())
     }
@@ -466,4 +530,56 @@ impl LayoutSink for DirSink {
 /// True when `path` names a tar file rather than a layout directory.
 pub fn is_tar_path(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "tar") || (path.exists() && path.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    /// Streams `chunks` through [`Verified`] for a blob announced as (`digest`, `size`) and
+    /// returns what came out, or the error.
+    fn verify(chunks: &[&[u8]], digest: Digest, size: u64) -> std::io::Result<Vec<u8>> {
+        let (tx, rx) = mpsc::channel(chunks.len().max(1));
+        for c in chunks {
+            tx.try_send(Ok(Bytes::copy_from_slice(c))).expect("room");
+        }
+        drop(tx);
+        let mut v = Verified {
+            inner: BlobReader::from_channel(rx),
+            hash: RunningHash::default(),
+            len: 0,
+            expected: digest,
+            size,
+        };
+        let mut out = Vec::new();
+        v.for_each(|c| {
+            out.extend_from_slice(c);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    #[test]
+    fn verified_chunks_pass_only_the_announced_bytes() {
+        let data = b"hello layer bytes";
+        let digest = Digest::of(data);
+        let size = data.len() as u64;
+        let split: [&[u8]; 3] = [&data[..5], &data[5..9], &data[9..]];
+        assert_eq!(verify(&split, digest, size).unwrap(), data);
+        // one flipped byte
+        let mut bad = data.to_vec();
+        bad[3] ^= 1;
+        let e = verify(&[&bad], digest, size).unwrap_err().to_string();
+        assert!(e.contains("hashes to"), "{e}");
+        // short, long
+        let e = verify(&[&data[..4]], digest, size).unwrap_err().to_string();
+        assert!(e.contains("ended after 4 of 17 bytes"), "{e}");
+        let e = verify(&[data, b"x"], digest, size).unwrap_err().to_string();
+        assert!(e.contains("longer than 17 bytes"), "{e}");
+        // an empty blob is checked too
+        assert_eq!(verify(&[], Digest::of(b""), 0).unwrap(), b"");
+        assert!(verify(&[], digest, 0).is_err());
+    }
 }

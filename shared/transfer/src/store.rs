@@ -180,6 +180,14 @@ impl BlobReader {
             current: Bytes::new(),
         }
     }
+
+    /// The next chunk as the store sent it (blocking; call from blocking code): no copy.
+    pub fn next_chunk(&mut self) -> Option<Result<Bytes>> {
+        if !self.current.is_empty() {
+            return Some(Ok(std::mem::take(&mut self.current)));
+        }
+        self.rx.blocking_recv()
+    }
 }
 
 impl Read for BlobReader {

@@ -2,8 +2,10 @@
 //! [`Reference`] (image names as Docker writes them) and the OCI [`media_type`] constants.
 
 pub mod digest;
+pub mod hashing;
 pub mod media_type;
 pub mod reference;
 
 pub use digest::{Digest, DigestError, Hasher};
+pub use hashing::RunningHash;
 pub use reference::{Reference, ReferenceError};

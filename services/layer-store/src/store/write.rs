@@ -11,8 +11,9 @@ use std::{
     sync::Arc,
 };
 
+use bytes::Bytes;
 use strata_kv::{Durability, WriteBatch};
-use strata_types::{Digest, Hasher};
+use strata_types::{Digest, Hasher, RunningHash};
 use tracing::{debug, info};
 
 use super::{BLOBS, CHUNKS, GROUPS, Store, UPLOADS, chunk, lock, now_ns, random_id, record};
@@ -378,7 +379,7 @@ impl Store {
             });
         }
         if !upload.hasher_in_step {
-            upload.hasher = self.rehash_session(&id, &upload.record)?;
+            upload.hash = RunningHash::new(self.rehash_session(&id, &upload.record)?);
             upload.hasher_in_step = true;
         }
         info!(upload_id = %id, offset = upload.record.offset, "upload resumed");
@@ -418,7 +419,7 @@ struct Upload {
     id: String,
     record: record::SessionRecord,
     group: Vec<u8>,
-    hasher: Hasher,
+    hash: RunningHash,
     /// Bytes received beyond `record.offset`, less than one chunk.
     buf: Vec<u8>,
     /// The hasher covers exactly `record.offset` bytes.
@@ -443,7 +444,7 @@ impl Upload {
             id,
             group: Vec::new(),
             hasher_in_step: hasher.is_some(),
-            hasher: hasher.unwrap_or_default(),
+            hash: RunningHash::new(hasher.unwrap_or_default()),
             record,
             buf: Vec::with_capacity(cap),
             done: false,
@@ -502,8 +503,11 @@ impl Upload {
         let cap = self.chunk_size() + chunk::TRAILER;
         let data = std::mem::replace(&mut self.buf, Vec::with_capacity(cap));
         self.hasher_in_step = false;
-        self.hasher.update(&data);
         let index = self.record.offset / self.record.chunk_size;
+        let key = chunk::key(&self.group, index);
+        let len = data.len();
+        let sealed = Bytes::from(chunk::seal(&key, data));
+        self.hash.push(sealed.slice(..len));
         if !self.registered {
             let mut batch = WriteBatch::new();
             batch.put(
@@ -520,9 +524,8 @@ impl Upload {
             self.store.kv.write(batch, Durability::Sync)?;
             self.registered = true;
         }
-        let key = chunk::key(&self.group, index);
         let mut batch = WriteBatch::new();
-        batch.put(CHUNKS, key.clone(), chunk::seal(&key, data));
+        batch.put_shared(CHUNKS, key, sealed);
         self.store.kv.write(batch, Durability::Unlogged)?;
         self.record.offset += self.record.chunk_size;
         self.record.updated_ns = now_ns();
@@ -564,7 +567,7 @@ impl Upload {
     fn try_finish(&mut self) -> Result<WriteOutcome> {
         let tail = std::mem::take(&mut self.buf);
         let size = self.record.offset + tail.len() as u64;
-        let mut hasher = std::mem::take(&mut self.hasher);
+        let mut hasher = self.hash.take();
         self.hasher_in_step = false;
         hasher.update(&tail);
         let digest = hasher.finish();
@@ -675,9 +678,7 @@ impl Drop for Upload {
         if let Some(l) = live.get_mut(&self.id) {
             l.busy = false;
             l.record = self.record.clone();
-            l.hasher = self
-                .hasher_in_step
-                .then(|| std::mem::take(&mut self.hasher));
+            l.hasher = self.hasher_in_step.then(|| self.hash.take());
         }
         debug!(upload_id = %self.id, offset = self.record.offset, "upload paused");
     }
