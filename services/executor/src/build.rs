@@ -1928,7 +1928,12 @@ impl Engine {
                         SourceRoot::Context(c) if readonly => (c.dir.clone(), "the build context"),
                         // a writable bind: writes land in a snapshot's upper, then vanish
                         SourceRoot::Context(c) => {
-                            let s = Snapshot::prepare(kind, &scratch, &[c.dir.clone()], false)?;
+                            let s = Snapshot::prepare(
+                                kind,
+                                &scratch,
+                                std::slice::from_ref(&c.dir),
+                                false,
+                            )?;
                             let root = s.root().to_path_buf();
                             held.snapshots.push(s);
                             (root, "the build context")
