@@ -49,6 +49,7 @@ pub fn services(
     let layer_store = strata_layer_store::open(&strata_layer_store::Config {
         root: root.to_path_buf(),
         tag_index_addr: Some(self_addr.clone()),
+        compression: strata_layer_store::compression_from_env()?,
     })
     .context("failed to open the layer store")?;
     strata_layer_store::register(&mut services, layer_store, options);

@@ -41,6 +41,7 @@ impl Farm {
                 strata_layer_store::Config {
                     root: r,
                     tag_index_addr: None,
+                    compression: Default::default(),
                 },
                 l,
                 &o,

@@ -60,6 +60,8 @@ fn serve(root: PathBuf) -> anyhow::Result<()> {
             let config = strata_layer_store::Config {
                 root,
                 tag_index_addr: None,
+                // STRATA_LAYER_STORE_COMPRESSION=lz4 measures compression at rest
+                compression: strata_layer_store::compression_from_env()?,
             };
             strata_layer_store::run(
                 config,

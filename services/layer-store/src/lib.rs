@@ -24,6 +24,20 @@ pub struct Config {
     pub root: PathBuf,
     /// The tag index, whose tags are GC roots. `None`: GC uses only its other roots.
     pub tag_index_addr: Option<ListenAddr>,
+    /// Compression of blob content at rest (new blob files; existing ones stay as written).
+    pub compression: strata_kv::Compression,
+}
+
+/// The compression setting from `STRATA_LAYER_STORE_COMPRESSION` (`none`, `lz4`, `zstd`;
+/// unset: `none`), for hosts without the service's flags (the CLI's embedded services).
+pub fn compression_from_env() -> Result<strata_kv::Compression, LayerStoreError> {
+    match std::env::var("STRATA_LAYER_STORE_COMPRESSION") {
+        Ok(v) => v.parse().map_err(|reason| LayerStoreError::InvalidField {
+            field: "STRATA_LAYER_STORE_COMPRESSION",
+            reason,
+        }),
+        Err(_) => Ok(strata_kv::Compression::default()),
+    }
 }
 
 impl Config {
@@ -43,11 +57,14 @@ const BALLAST_BYTES: usize = 8 << 20;
 /// configured, a lazily connected channel to the tag index.
 pub fn open(config: &Config) -> Result<LayerStoreService, LayerStoreError> {
     let ballast = config.root.join("layer-store.ballast");
-    let kv = match strata_kv::RocksStore::open(&config.db_path(), store::SPACES) {
+    let rocks = strata_kv::RocksOptions {
+        large_value_compression: config.compression,
+    };
+    let kv = match strata_kv::RocksStore::open_with(&config.db_path(), store::SPACES, &rocks) {
         Err(strata_kv::KvError::NoSpace { .. }) if ballast.exists() => {
             tracing::warn!(path = %ballast.display(), bytes = BALLAST_BYTES, "disk full: releasing the emergency reserve to start; free space (strata gc) soon");
             let _ = std::fs::remove_file(&ballast);
-            strata_kv::RocksStore::open(&config.db_path(), store::SPACES)?
+            strata_kv::RocksStore::open_with(&config.db_path(), store::SPACES, &rocks)?
         }
         other => other?,
     };

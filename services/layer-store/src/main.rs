@@ -20,6 +20,10 @@ struct Args {
     /// Unset: GC keeps only leases, cache results and the roots each request names.
     #[arg(long, env = "STRATA_LAYER_STORE_TAG_INDEX_ADDR")]
     tag_index_addr: Option<ListenAddr>,
+    /// Compression of blob content at rest: none (fastest ingest; the default), lz4 or zstd.
+    /// Applies to new blob files; existing ones stay as written.
+    #[arg(long, env = "STRATA_LAYER_STORE_COMPRESSION", default_value = "none")]
+    compression: strata_kv::Compression,
 }
 
 #[tokio::main]
@@ -29,6 +33,7 @@ async fn main() -> anyhow::Result<()> {
     let config = strata_layer_store::Config {
         root: args.root,
         tag_index_addr: args.tag_index_addr,
+        compression: args.compression,
     };
     let listener = strata_server::Listener::bind(&args.serve.listen).await?;
     strata_layer_store::run(

@@ -13,7 +13,7 @@ mod rocks;
 pub mod conformance;
 
 pub use memory::MemoryStore;
-pub use rocks::RocksStore;
+pub use rocks::{Compression, RocksOptions, RocksStore};
 
 /// A key space: a RocksDB column family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -16,6 +16,7 @@ pub async fn serve(root: &Path, tag_index_addr: Option<ListenAddr>) -> (InProces
     let config = strata_layer_store::Config {
         root: root.to_path_buf(),
         tag_index_addr,
+        compression: Default::default(),
     };
     let server = InProcess::spawn(move |listener, shutdown| async move {
         strata_layer_store::run(config, listener, &ServeOptions::default(), shutdown).await
