@@ -358,11 +358,16 @@ impl View {
         match event {
             Event::Started(s) => {
                 self.total = s.total_steps;
+                let runtime = if s.runtime.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {}", s.runtime)
+                };
                 eprintln!(
                     "{}",
                     self.dim(&format!(
-                        "build {} ({} steps, {})",
-                        s.build_id, s.total_steps, s.runtime
+                        "build {} ({} steps{runtime})",
+                        s.build_id, s.total_steps
                     ))
                 );
             }

@@ -238,9 +238,12 @@ impl Engine {
             .iter()
             .map(|i| 1 + ctx.parsed.stages[*i as usize].instructions.len() as u32)
             .sum();
-        let runtime = match self.runtime().await {
-            Ok((r, k)) => format!("{}, {k}", r.describe()),
-            Err(e) => format!("unavailable: {e}"),
+        // The runtime is probed when a step first needs it (a trivial container: ~50 ms), so a
+        // fully cached build never starts one; until then the event leaves it empty.
+        let runtime = match self.runtime.get() {
+            Some(Ok((r, k))) => format!("{}, {k}", r.describe()),
+            Some(Err(e)) => format!("unavailable: {e}"),
+            None => String::new(),
         };
         ctx.events
             .send(Event::Started(pb::BuildStarted {

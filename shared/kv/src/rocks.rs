@@ -129,7 +129,33 @@ impl RocksStore {
         });
         let db = DB::open_cf_descriptors(&db_opts, path, cfs)
             .map_err(|e| classify(&path_s, e.into_string()))?;
-        Ok(Self { db, path: path_s })
+        let store = Self { db, path: path_s };
+        store.retire_old_logs(path, spaces);
+        Ok(store)
+    }
+
+    /// Recovery leaves its memtables unflushed (so a full disk can still open), which keeps
+    /// every write-ahead log since the last flush alive: a database opened by many short
+    /// commands (the CLI's embedded services) would replay a growing pile of logs at each
+    /// open. Past a few, flush them into tables so RocksDB can delete them; a failure (a full
+    /// disk) only leaves them for next time.
+    fn retire_old_logs(&self, path: &Path, spaces: &[Space]) {
+        const MAX_LOGS: usize = 4;
+        let logs = std::fs::read_dir(path).map_or(0, |d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+                .count()
+        });
+        if logs <= MAX_LOGS {
+            return;
+        }
+        for s in spaces {
+            if let Err(e) = self.flush(*s) {
+                tracing::warn!(path = %self.path, error = %e, "cannot flush at open; old logs stay");
+                return;
+            }
+        }
+        tracing::debug!(path = %self.path, logs, "flushed at open to retire old logs");
     }
 
     fn cf(&self, space: Space) -> Result<&rocksdb::ColumnFamily> {
@@ -298,6 +324,33 @@ mod tests {
                 .unwrap_err()
                 .contains("none, lz4 or zstd")
         );
+    }
+
+    #[test]
+    fn reopening_many_times_does_not_pile_up_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Space::small("a");
+        for i in 0..20u32 {
+            let store = RocksStore::open(dir.path(), &[s]).unwrap();
+            store
+                .put(s, &i.to_be_bytes(), b"v", Durability::Sync)
+                .unwrap();
+        }
+        let logs = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".log")
+            })
+            .count();
+        assert!(logs <= 6, "{logs} write-ahead logs left");
+        let store = RocksStore::open(dir.path(), &[s]).unwrap();
+        for i in 0..20u32 {
+            assert!(store.get(s, &i.to_be_bytes()).unwrap().is_some(), "key {i}");
+        }
     }
 
     #[test]
