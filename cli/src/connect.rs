@@ -31,10 +31,18 @@ impl Connection {
 
     /// Ends the connection, stopping embedded services cleanly.
     pub async fn close(self) -> anyhow::Result<()> {
-        if let Some(p) = self.stateless {
+        let Self {
+            channel,
+            embedded,
+            stateless,
+            ..
+        } = self;
+        // our connection goes first: the drain would otherwise wait for it to close
+        drop(channel);
+        if let Some(p) = stateless {
             p.stop().await?;
         }
-        match self.embedded {
+        match embedded {
             Some(e) => e.stop().await,
             None => Ok(()),
         }

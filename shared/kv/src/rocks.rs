@@ -11,7 +11,7 @@ use rocksdb::{
 use crate::{Durability, Entry, KvError, KvStore, Op, Result, Space, WriteBatch};
 
 /// Memory all memtables together may hold before RocksDB flushes.
-const MEMTABLE_BUDGET: usize = 64 << 20;
+const MEMTABLE_BUDGET: usize = 32 << 20;
 
 /// A RocksDB database with one column family per declared [`Space`].
 pub struct RocksStore {
@@ -119,10 +119,10 @@ impl RocksStore {
                 o.set_blob_file_size(256 << 20);
                 o.set_blob_compression_type(options.large_value_compression.rocksdb());
                 o.set_enable_blob_gc(true);
-                // Small memtables, three of them: one fills while up to two flush, so a
-                // stream of large values never stalls on a single flush and never holds more
-                // than ~48 MiB in memory.
-                o.set_write_buffer_size(16 << 20);
+                // Small memtables, four of them: one fills while others flush (two flushes
+                // run at once), so a stream of large values rarely stalls on a flush, and the
+                // 32 MiB budget for all memtables bounds what an ingest holds in memory.
+                o.set_write_buffer_size(8 << 20);
                 o.set_max_write_buffer_number(4);
             }
             ColumnFamilyDescriptor::new(s.name, o)
