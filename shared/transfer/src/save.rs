@@ -478,6 +478,30 @@ struct DirSink {
     root: PathBuf,
 }
 
+impl DirSink {
+    /// Writes `path` through a `.partial` file renamed into place, removed on failure: a
+    /// layout never shows a blob that was not written whole.
+    fn write(
+        &self,
+        path: &str,
+        fill: impl FnOnce(&std::fs::File) -> std::io::Result<()>,
+    ) -> Result<()> {
+        let p = self.root.join(path);
+        let tmp = p.with_extension("partial");
+        let result = std::fs::File::create(&tmp)
+            .and_then(|f| fill(&f))
+            .and_then(|()| std::fs::rename(&tmp, &p));
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(TransferError::from_io(
+                format!("failed to write {}", p.display()),
+                e,
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl LayoutSink for DirSink {
     fn dir(&mut self, path: &str) -> Result<()> {
         let p = self.root.join(path);
@@ -486,40 +510,15 @@ impl LayoutSink for DirSink {
     }
 
     fn file(&mut self, path: &str, _size: u64, data: &mut dyn Read) -> Result<()> {
-        let p = self.root.join(path);
-        let tmp = p.with_extension("partial");
-        let result = (|| {
-            let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
-            std::io::copy(data, &mut f)?;
-            f.flush()?;
-            std::fs::rename(&tmp, &p)
-        })();
-        if let Err(e) = result {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(TransferError::from_io(
-                format!("failed to write {}", p.display()),
-                e,
-            ));
-        }
-        Ok(())
+        self.write(path, |f| {
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+            std::io::copy(data, &mut w)?;
+            w.flush()
+        })
     }
 
     fn stream(&mut self, path: &str, _size: u64, chunks: &mut Verified) -> Result<()> {
-        let p = self.root.join(path);
-        let tmp = p.with_extension("partial");
-        let result = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
-            chunks.for_each(|c| f.write_all(c))?;
-            std::fs::rename(&tmp, &p)
-        })();
-        if let Err(e) = result {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(TransferError::from_io(
-                format!("failed to write {}", p.display()),
-                e,
-            ));
-        }
-        Ok(())
+        self.write(path, |mut f| chunks.for_each(|c| f.write_all(c)))
     }
 
     fn finish(self: Box<Self>) -> Result<()> {
