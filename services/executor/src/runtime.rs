@@ -152,6 +152,8 @@ struct ContainerGuard<'a> {
     runtime: &'a Runtime,
     id: String,
     armed: bool,
+    /// The runtime's `run` process, which exits only after the container's init.
+    run_pid: Option<u32>,
 }
 
 impl Drop for ContainerGuard<'_> {
@@ -162,8 +164,36 @@ impl Drop for ContainerGuard<'_> {
                 Ok(_) => info!(container = %self.id, "container killed and deleted"),
                 Err(e) => warn!(container = %self.id, error = %e, "could not delete container"),
             }
+            if let Some(pid) = self.run_pid {
+                wait_exited(pid, Duration::from_secs(5));
+            }
         }
     }
+}
+
+/// Waits until process `pid` (our unreaped child) has exited — gone or a zombie — up to
+/// `limit`. The runtime's `run` exits only after the container's init, and the kernel kills
+/// and reaps every process of a pid namespace before its init finishes exiting, so once it
+/// has, nothing of the container runs: a cancelled build reports only after that.
+fn wait_exited(pid: u32, limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => return,
+            Ok(stat) => {
+                // the state follows the parenthesised command name
+                let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+                if state.is_some_and(|r| r.starts_with(['Z', 'X'])) {
+                    return;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    warn!(
+        pid,
+        "the runtime's run process outlived the container's deletion"
+    );
 }
 
 impl Runtime {
@@ -368,6 +398,7 @@ impl Runtime {
             runtime: self,
             id: id.to_owned(),
             armed: true,
+            run_pid: child.id(),
         };
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
