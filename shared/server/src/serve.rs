@@ -67,15 +67,23 @@ impl std::fmt::Debug for Services {
 }
 
 /// Resolves when SIGTERM or SIGINT arrives.
-pub async fn shutdown_signal() {
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => info!(signal = "SIGTERM", "shutting down"),
-        _ = tokio::signal::ctrl_c() => info!(signal = "SIGINT", "shutting down"),
+    // Installed now, not when the future is first polled: a SIGTERM that arrives while the
+    // service is still opening its store or starting to serve is remembered and drains it,
+    // instead of killing the process with the default action.
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => tokio::select! {
+                _ = term.recv() => info!(signal = "SIGTERM", "shutting down"),
+                _ = int.recv() => info!(signal = "SIGINT", "shutting down"),
+            },
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
     }
 }
 

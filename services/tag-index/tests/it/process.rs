@@ -111,7 +111,7 @@ async fn every_acknowledged_move_survives_sigkill_during_a_storm() {
         );
     }
     let (status, _) = restarted.terminate().await;
-    assert!(status.success());
+    assert!(status.success(), "restarted service exited with {status:?}");
     drop(dir);
 }
 
