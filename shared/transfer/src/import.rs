@@ -123,18 +123,31 @@ pub async fn store_image(
 ) -> Result<(String, Digest)> {
     let config_bytes = config.to_json();
     let config_digest = Digest::of(&config_bytes);
+    let manifest_digest = store_documents(store, config_bytes, &config_digest, layers).await?;
+    if let Some(name) = name {
+        store.set_tag(name, &manifest_digest).await?;
+    }
+    Ok((config_digest.to_string(), manifest_digest))
+}
+
+/// Stores a config (its exact bytes, which hash to `config_digest`) and the OCI manifest
+/// naming it and `layers` (diff_id, size; already in the store); returns the manifest's
+/// digest. Import, load and pull all end here, before they move any tag.
+pub async fn store_documents(
+    store: &ImageStore,
+    config_bytes: Vec<u8>,
+    config_digest: &Digest,
+    layers: &[(Digest, u64)],
+) -> Result<Digest> {
+    let config_len = config_bytes.len() as i64;
     store
-        .put_bytes(
-            config_bytes.clone(),
-            media_type::OCI_CONFIG,
-            Some(&config_digest),
-        )
+        .put_bytes(config_bytes, media_type::OCI_CONFIG, Some(config_digest))
         .await?;
     let manifest = Manifest::oci(
         Descriptor::new(
             media_type::OCI_CONFIG,
             config_digest.to_string(),
-            config_bytes.len() as i64,
+            config_len,
         ),
         layers
             .iter()
@@ -152,10 +165,7 @@ pub async fn store_image(
             Some(&manifest_digest),
         )
         .await?;
-    if let Some(name) = name {
-        store.set_tag(name, &manifest_digest).await?;
-    }
-    Ok((config_digest.to_string(), manifest_digest))
+    Ok(manifest_digest)
 }
 
 /// Copies everything it reads into a hasher and a blob writer.

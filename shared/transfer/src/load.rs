@@ -298,7 +298,6 @@ struct Interpreter<'a> {
 
 /// An image checked and ready to store.
 struct Checked {
-    config: ImageConfig,
     config_bytes: Vec<u8>,
     layers: Vec<(Digest, u64)>,
     tags: Vec<Reference>,
@@ -430,7 +429,6 @@ impl Interpreter<'_> {
                 tags.push(Reference::parse_tag(&t)?);
             }
             out.push(Checked {
-                config,
                 config_bytes,
                 layers,
                 tags,
@@ -545,7 +543,6 @@ impl Interpreter<'_> {
                 }
             }
             out.push(Checked {
-                config,
                 config_bytes,
                 layers,
                 tags,
@@ -608,16 +605,14 @@ async fn interpret(it: &mut Interpreter<'_>) -> Result<Vec<LoadedImage>> {
     let mut stored = Vec::new();
     for c in &checked {
         let config_digest = Digest::of(&c.config_bytes);
-        it.store
-            .put_bytes(
-                c.config_bytes.clone(),
-                media_type::OCI_CONFIG,
-                Some(&config_digest),
-            )
-            .await?;
-        let (image_id, manifest_digest) =
-            store_image_with_config(it.store, &c.config, &c.config_bytes, &c.layers).await?;
-        stored.push((image_id, manifest_digest));
+        let manifest_digest = crate::import::store_documents(
+            it.store,
+            c.config_bytes.clone(),
+            &config_digest,
+            &c.layers,
+        )
+        .await?;
+        stored.push((config_digest.to_string(), manifest_digest));
     }
     let mut out = Vec::new();
     for (c, (image_id, manifest_digest)) in checked.into_iter().zip(stored) {
@@ -637,35 +632,6 @@ async fn interpret(it: &mut Interpreter<'_>) -> Result<Vec<LoadedImage>> {
         });
     }
     Ok(out)
-}
-
-/// Stores the OCI manifest for a config whose exact bytes are kept (not re-serialised).
-async fn store_image_with_config(
-    store: &ImageStore,
-    _config: &ImageConfig,
-    config_bytes: &[u8],
-    layers: &[(Digest, u64)],
-) -> Result<(String, Digest)> {
-    let config_digest = Digest::of(config_bytes);
-    let manifest = Manifest::oci(
-        strata_image::Descriptor::new(
-            media_type::OCI_CONFIG,
-            config_digest.to_string(),
-            config_bytes.len() as i64,
-        ),
-        layers
-            .iter()
-            .map(|(d, s)| {
-                strata_image::Descriptor::new(media_type::OCI_LAYER_TAR, d.to_string(), *s as i64)
-            })
-            .collect(),
-    );
-    let bytes = manifest.to_json();
-    let digest = Digest::of(&bytes);
-    store
-        .put_bytes(bytes, media_type::OCI_MANIFEST, Some(&digest))
-        .await?;
-    Ok((config_digest.to_string(), digest))
 }
 
 #[cfg(test)]

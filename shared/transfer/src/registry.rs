@@ -220,33 +220,9 @@ pub async fn pull_with_progress(
         downloaded += usize::from(fetched);
         layers.push((d, size));
     }
-    store
-        .put_bytes(
-            config_bytes.clone(),
-            media_type::OCI_CONFIG,
-            Some(&config_digest),
-        )
-        .await?;
-    let local = Manifest::oci(
-        Descriptor::new(
-            media_type::OCI_CONFIG,
-            config_digest.to_string(),
-            config_bytes.len() as i64,
-        ),
-        layers
-            .iter()
-            .map(|(d, s)| Descriptor::new(media_type::OCI_LAYER_TAR, d.to_string(), *s as i64))
-            .collect(),
-    );
-    let local_bytes = local.to_json();
-    let manifest_digest = Digest::of(&local_bytes);
-    store
-        .put_bytes(
-            local_bytes,
-            media_type::OCI_MANIFEST,
-            Some(&manifest_digest),
-        )
-        .await?;
+    let manifest_digest =
+        crate::import::store_documents(store, config_bytes.to_vec(), &config_digest, &layers)
+            .await?;
     let repo = Reference::parse_repository(&reference.name())?;
     records::add_repo_digest(store, &manifest_digest, &repo, &remote_digest).await?;
     if reference.digest().is_none() {
