@@ -460,16 +460,22 @@ async fn a_listing_is_exactly_the_state_after_its_sequence(f: Fixture) {
                         .unwrap();
                 }
                 i += 1;
+                // the in-memory store never suspends; let the other writers interleave
+                tokio::task::yield_now().await;
             }
         }));
     }
     let lister = {
         let (s, done) = (f.store.clone(), done.clone());
         tokio::task::spawn_blocking(move || {
+            // keep listing until the listings themselves span several points of the storm:
+            // a condition on the writers' progress alone can be met between two listings
             let mut listings = Vec::new();
-            while listings.len() < 50 || s.last_sequence() < 300 {
+            let mut sequences = BTreeSet::new();
+            while listings.len() < 50 || sequences.len() < 3 || s.last_sequence() < 300 {
                 let page = s.list(&ListFilter::default(), 1000, "").unwrap();
                 assert!(page.next_page_token.is_empty());
+                sequences.insert(page.sequence);
                 listings.push(page);
             }
             done.store(true, Ordering::Relaxed);
