@@ -21,6 +21,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     fs::write(out.join("strata_descriptor.bin"), fds.encode_to_vec())?;
     tonic_prost_build::configure()
         .include_file("strata_include.rs")
+        // Blob bytes as `bytes::Bytes`: decoding slices tonic's receive buffer instead of
+        // copying every chunk out of it, and senders hand out slices of what they hold.
+        .bytes(".strata.layerstore.v1.WriteBlobRequest.data")
+        .bytes(".strata.layerstore.v1.ReadBlobResponse.data")
         // `strata parse --format json` prints the parser's answer as it came over the wire.
         .type_attribute(".strata.parser.v1", "#[derive(serde::Serialize)]")
         .type_attribute(".strata.common.v1", "#[derive(serde::Serialize)]")

@@ -112,7 +112,7 @@ impl Farm {
         }];
         for c in bytes.chunks(1 << 20) {
             msgs.push(WriteBlobRequest {
-                part: Some(Part::Data(c.to_vec())),
+                part: Some(Part::Data(c.to_vec().into())),
             });
         }
         self.store()

@@ -124,7 +124,7 @@ impl Peers {
             .await
             .map_err(ExecutorError::peer("layer store"))?
         {
-            if tx.send(chunk.data.into()).await.is_err() {
+            if tx.send(chunk.data).await.is_err() {
                 break;
             }
         }
@@ -166,7 +166,7 @@ pub async fn write_blob(
         })),
     };
     let data = tokio_stream::wrappers::ReceiverStream::new(rx).map(|b| WriteBlobRequest {
-        part: Some(Part::Data(b.to_vec())),
+        part: Some(Part::Data(b.to_vec().into())),
     });
     let stream = futures::stream::once(async move { start }).chain(data);
     let response = store

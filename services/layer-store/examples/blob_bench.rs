@@ -106,7 +106,7 @@ async fn bench(gib: usize, small: usize) -> anyhow::Result<()> {
         tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| "/var/tmp".into()))?;
     let size = gib << 30;
     println!("generating {gib} GiB of pseudo-random bytes ...");
-    let big = Arc::new(pseudo_random(size, 0x5eed));
+    let big = bytes::Bytes::from(pseudo_random(size, 0x5eed));
     let file = dir.path().join("big.bin");
     std::fs::write(&file, &*big)?;
     // warm the page cache, then time the floor
@@ -165,7 +165,7 @@ async fn bench(gib: usize, small: usize) -> anyhow::Result<()> {
         };
         futures::stream::iter(
             std::iter::once(start).chain((0..size.div_ceil(MIB)).map(move |i| WriteBlobRequest {
-                part: Some(Part::Data(big[i * MIB..((i + 1) * MIB).min(size)].to_vec())),
+                part: Some(Part::Data(big.slice(i * MIB..((i + 1) * MIB).min(size)))),
             })),
         )
     };
@@ -184,7 +184,7 @@ async fn bench(gib: usize, small: usize) -> anyhow::Result<()> {
         .await?
         .into_inner();
     let mut read_bytes = 0;
-    let mut sample = Vec::new();
+    let mut sample = bytes::Bytes::new();
     while let Some(m) = stream.message().await? {
         if read_bytes == size / 2 {
             sample = m.data.clone();
@@ -200,9 +200,9 @@ async fn bench(gib: usize, small: usize) -> anyhow::Result<()> {
     drop(big);
 
     // many small blobs, 64 clients
-    let blobs: Arc<Vec<Vec<u8>>> = Arc::new(
+    let blobs: Arc<Vec<bytes::Bytes>> = Arc::new(
         (0..small)
-            .map(|i| pseudo_random(4096, i as u64 + 1))
+            .map(|i| pseudo_random(4096, i as u64 + 1).into())
             .collect(),
     );
     const CLIENTS: usize = 64;

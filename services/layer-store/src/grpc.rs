@@ -315,7 +315,7 @@ impl LayerStore for LayerStoreService {
             for part in reader {
                 let stop = part.is_err();
                 let msg = part
-                    .map(|data| pb::ReadBlobResponse { data })
+                    .map(|data| pb::ReadBlobResponse { data: data.into() })
                     .map_err(Status::from);
                 if tx.blocking_send(msg).is_err() || stop {
                     break;

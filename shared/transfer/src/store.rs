@@ -107,7 +107,7 @@ impl BlobWriter {
             .ok_or_else(|| std::io::Error::other("blob writer closed"))?;
         if tx
             .blocking_send(WriteBlobRequest {
-                part: Some(Part::Data(chunk)),
+                part: Some(Part::Data(chunk.into())),
             })
             .is_err()
         {
@@ -291,7 +291,7 @@ impl ImageStore {
         }];
         for chunk in bytes.chunks(CHUNK) {
             messages.push(WriteBlobRequest {
-                part: Some(Part::Data(chunk.to_vec())),
+                part: Some(Part::Data(Bytes::copy_from_slice(chunk))),
             });
         }
         let what = if expected.is_empty() {
@@ -326,7 +326,7 @@ impl ImageStore {
             part: Some(Part::Start(start)),
         }];
         messages.push(WriteBlobRequest {
-            part: Some(Part::Data(bytes)),
+            part: Some(Part::Data(bytes.into())),
         });
         self.blobs
             .clone()
@@ -411,7 +411,7 @@ impl ImageStore {
             };
             while let Some(chunk) = stream.next().await {
                 let item = chunk
-                    .map(|c| Bytes::from(c.data))
+                    .map(|c| c.data)
                     .map_err(|s| TransferError::service(format!("failed to read {digest}"), s));
                 let failed = item.is_err();
                 if tx.send(item).await.is_err() || failed {

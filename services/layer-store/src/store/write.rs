@@ -43,7 +43,7 @@ pub struct WriteStart {
 #[derive(Debug)]
 pub enum Feed {
     /// The next bytes.
-    Data(Vec<u8>),
+    Data(Bytes),
     /// The stream ended normally.
     End,
 }

@@ -81,7 +81,7 @@ pub fn messages(start: pb::WriteStart, bytes: &[u8], piece: usize) -> Vec<pb::Wr
         part: Some(Part::Start(start)),
     }];
     m.extend(bytes.chunks(piece).map(|c| pb::WriteBlobRequest {
-        part: Some(Part::Data(c.to_vec())),
+        part: Some(Part::Data(c.to_vec().into())),
     }));
     m
 }

@@ -263,7 +263,7 @@ async fn wrong_digest_size_and_overlong_streams_store_nothing() {
     // a stream without start, and a second start
     let err = c
         .write_blob(tokio_stream::iter(vec![pb::WriteBlobRequest {
-            part: Some(Part::Data(b"x".to_vec())),
+            part: Some(Part::Data(b"x".to_vec().into())),
         }]))
         .await
         .unwrap_err();
@@ -379,7 +379,7 @@ async fn a_cancelled_write_is_never_visible_and_resumes_by_offset() {
     let (tx, call) = streaming_write(&flaky, start);
     for piece in bytes[..(5 << 19)].chunks(1 << 19) {
         tx.send(pb::WriteBlobRequest {
-            part: Some(Part::Data(piece.to_vec())),
+            part: Some(Part::Data(piece.to_vec().into())),
         })
         .await
         .unwrap();
@@ -435,7 +435,7 @@ async fn a_cancelled_write_is_never_visible_and_resumes_by_offset() {
     let (flaky, link) = proxy(&server.addr).await;
     let (tx, call) = streaming_write(&flaky, start);
     tx.send(pb::WriteBlobRequest {
-        part: Some(Part::Data(bytes[..(3 << 20)].to_vec())),
+        part: Some(Part::Data(bytes[..(3 << 20)].to_vec().into())),
     })
     .await
     .unwrap();
@@ -532,7 +532,7 @@ async fn gc_running_during_a_write_leaves_the_write_intact() {
         };
         let (tx, call) = streaming_write(&c, start);
         tx.send(pb::WriteBlobRequest {
-            part: Some(Part::Data(bytes[..(2 << 20) + 1].to_vec())),
+            part: Some(Part::Data(bytes[..(2 << 20) + 1].to_vec().into())),
         })
         .await
         .unwrap();
@@ -549,7 +549,7 @@ async fn gc_running_during_a_write_leaves_the_write_intact() {
             "the in-flight upload is intact"
         );
         tx.send(pb::WriteBlobRequest {
-            part: Some(Part::Data(bytes[(2 << 20) + 1..].to_vec())),
+            part: Some(Part::Data(bytes[(2 << 20) + 1..].to_vec().into())),
         })
         .await
         .unwrap();

@@ -1,6 +1,7 @@
 //! The store's logic, one suite run against MemoryStore and RocksStore, with small chunks so
 //! every multi-chunk path is exercised cheaply.
 
+use bytes::Bytes;
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use strata_kv::{Durability, KvStore, MemoryStore, RocksStore, Space};
@@ -32,7 +33,7 @@ fn bytes(n: usize, seed: u32) -> Vec<u8> {
 fn feed(data: &[u8], piece: usize) -> Vec<Feed> {
     let mut f: Vec<Feed> = data
         .chunks(piece.max(1))
-        .map(|c| Feed::Data(c.to_vec()))
+        .map(|c| Feed::Data(Bytes::from(c.to_vec())))
         .collect();
     f.push(Feed::End);
     f
@@ -204,7 +205,7 @@ fn existing_blob_is_idempotent(store: &Arc<Store>, kv: &dyn KvStore) {
     let again = store
         .ingest(
             start(Some(&data), "m"),
-            vec![Feed::Data(b"ignored".to_vec())],
+            vec![Feed::Data(Bytes::from(b"ignored".to_vec()))],
         )
         .unwrap();
     assert!(again.already_existed);
@@ -258,7 +259,7 @@ fn broken_stream_resumes_or_is_cleaned(store: &Arc<Store>, kv: &dyn KvStore) {
     let err = store
         .ingest(
             start(Some(&data), "m"),
-            vec![Feed::Data(data[..2 * CHUNK + 7].to_vec())],
+            vec![Feed::Data(Bytes::from(data[..2 * CHUNK + 7].to_vec()))],
         )
         .unwrap_err();
     assert!(matches!(err, LayerStoreError::StreamBroken(_)), "{err}");
@@ -270,7 +271,10 @@ fn broken_stream_resumes_or_is_cleaned(store: &Arc<Store>, kv: &dyn KvStore) {
         ..start(Some(&data), "m")
     };
     let err = store
-        .ingest(s.clone(), vec![Feed::Data(data[..2 * CHUNK + 7].to_vec())])
+        .ingest(
+            s.clone(),
+            vec![Feed::Data(Bytes::from(data[..2 * CHUNK + 7].to_vec()))],
+        )
         .unwrap_err();
     assert!(matches!(err, LayerStoreError::StreamBroken(_)));
     let status = store.upload_status("build-1.layer-0").unwrap();
@@ -312,7 +316,9 @@ fn broken_stream_resumes_or_is_cleaned(store: &Arc<Store>, kv: &dyn KvStore) {
         client_upload_id: Some("to-abort".into()),
         ..start(None, "m")
     };
-    let _ = store.ingest(s, vec![Feed::Data(data.clone())]).unwrap_err();
+    let _ = store
+        .ingest(s, vec![Feed::Data(Bytes::from(data.clone()))])
+        .unwrap_err();
     store.abort_upload("to-abort").unwrap();
     assert!(matches!(
         store.abort_upload("to-abort"),
@@ -625,13 +631,15 @@ fn gc_during_a_write_keeps_it(store: &Arc<Store>) {
             store.ingest(s, rx)
         })
     };
-    tx.send(Feed::Data(data[..3 * CHUNK + 1].to_vec())).unwrap();
-    tx.send(Feed::Data(Vec::new())).unwrap(); // the first piece is consumed once this one is taken
+    tx.send(Feed::Data(Bytes::from(data[..3 * CHUNK + 1].to_vec())))
+        .unwrap();
+    tx.send(Feed::Data(Bytes::from(Vec::new()))).unwrap(); // the first piece is consumed once this one is taken
     let guard = store.begin_gc_blocking();
     let report = guard.collect(&GcRequest::default()).unwrap();
     assert_eq!(report.uploads_swept, 0, "an upload in flight is not swept");
     // the write finishes while the GC is still "running"
-    tx.send(Feed::Data(data[3 * CHUNK + 1..].to_vec())).unwrap();
+    tx.send(Feed::Data(Bytes::from(data[3 * CHUNK + 1..].to_vec())))
+        .unwrap();
     tx.send(Feed::End).unwrap();
     let out = writer.join().unwrap().unwrap();
     let report = guard.collect(&GcRequest::default()).unwrap();
@@ -723,7 +731,10 @@ fn restart_rehashes_resumable_sessions_and_sweeps_the_rest(kv: Arc<dyn KvStore>)
             ..start(Some(&data), "m")
         };
         let _ = store
-            .ingest(s, vec![Feed::Data(data[..3 * CHUNK + 5].to_vec())])
+            .ingest(
+                s,
+                vec![Feed::Data(Bytes::from(data[..3 * CHUNK + 5].to_vec()))],
+            )
             .unwrap_err();
         // a crash mid-write of a store-chosen session leaves its chunks: forge that state
         let mut b = strata_kv::WriteBatch::new();
@@ -788,7 +799,9 @@ fn restart_rehashes_resumable_sessions_and_sweeps_the_rest(kv: Arc<dyn KvStore>)
         client_upload_id: Some("stale".into()),
         ..start(None, "m")
     };
-    let _ = stale.ingest(s, vec![Feed::Data(data.clone())]).unwrap_err();
+    let _ = stale
+        .ingest(s, vec![Feed::Data(Bytes::from(data.clone()))])
+        .unwrap_err();
     let report = stale
         .begin_gc_blocking()
         .collect(&GcRequest::default())
