@@ -166,7 +166,7 @@ pub async fn write_blob(
         })),
     };
     let data = tokio_stream::wrappers::ReceiverStream::new(rx).map(|b| WriteBlobRequest {
-        part: Some(Part::Data(b.to_vec().into())),
+        part: Some(Part::Data(b)),
     });
     let stream = futures::stream::once(async move { start }).chain(data);
     let response = store

@@ -289,9 +289,13 @@ impl ImageStore {
                 ..Default::default()
             })),
         }];
-        for chunk in bytes.chunks(CHUNK) {
+        // slices of one buffer: the messages share it instead of copying it
+        let bytes = Bytes::from(bytes);
+        for offset in (0..bytes.len()).step_by(CHUNK) {
             messages.push(WriteBlobRequest {
-                part: Some(Part::Data(Bytes::copy_from_slice(chunk))),
+                part: Some(Part::Data(
+                    bytes.slice(offset..(offset + CHUNK).min(bytes.len())),
+                )),
             });
         }
         let what = if expected.is_empty() {
