@@ -1,9 +1,9 @@
 //! The store's logic, one suite run against MemoryStore and RocksStore, with small chunks so
 //! every multi-chunk path is exercised cheaply.
 
-use bytes::Bytes;
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
+use bytes::Bytes;
 use strata_kv::{Durability, KvStore, MemoryStore, RocksStore, Space};
 use strata_layer_store::{
     LayerStoreError,
@@ -33,7 +33,7 @@ fn bytes(n: usize, seed: u32) -> Vec<u8> {
 fn feed(data: &[u8], piece: usize) -> Vec<Feed> {
     let mut f: Vec<Feed> = data
         .chunks(piece.max(1))
-        .map(|c| Feed::Data(Bytes::from(c.to_vec())))
+        .map(|c| Feed::Data(Bytes::copy_from_slice(c)))
         .collect();
     f.push(Feed::End);
     f
@@ -205,7 +205,7 @@ fn existing_blob_is_idempotent(store: &Arc<Store>, kv: &dyn KvStore) {
     let again = store
         .ingest(
             start(Some(&data), "m"),
-            vec![Feed::Data(Bytes::from(b"ignored".to_vec()))],
+            vec![Feed::Data(Bytes::from_static(b"ignored"))],
         )
         .unwrap();
     assert!(again.already_existed);
@@ -259,7 +259,7 @@ fn broken_stream_resumes_or_is_cleaned(store: &Arc<Store>, kv: &dyn KvStore) {
     let err = store
         .ingest(
             start(Some(&data), "m"),
-            vec![Feed::Data(Bytes::from(data[..2 * CHUNK + 7].to_vec()))],
+            vec![Feed::Data(Bytes::copy_from_slice(&data[..2 * CHUNK + 7]))],
         )
         .unwrap_err();
     assert!(matches!(err, LayerStoreError::StreamBroken(_)), "{err}");
@@ -273,7 +273,7 @@ fn broken_stream_resumes_or_is_cleaned(store: &Arc<Store>, kv: &dyn KvStore) {
     let err = store
         .ingest(
             s.clone(),
-            vec![Feed::Data(Bytes::from(data[..2 * CHUNK + 7].to_vec()))],
+            vec![Feed::Data(Bytes::copy_from_slice(&data[..2 * CHUNK + 7]))],
         )
         .unwrap_err();
     assert!(matches!(err, LayerStoreError::StreamBroken(_)));
@@ -631,14 +631,14 @@ fn gc_during_a_write_keeps_it(store: &Arc<Store>) {
             store.ingest(s, rx)
         })
     };
-    tx.send(Feed::Data(Bytes::from(data[..3 * CHUNK + 1].to_vec())))
+    tx.send(Feed::Data(Bytes::copy_from_slice(&data[..3 * CHUNK + 1])))
         .unwrap();
-    tx.send(Feed::Data(Bytes::from(Vec::new()))).unwrap(); // the first piece is consumed once this one is taken
+    tx.send(Feed::Data(Bytes::new())).unwrap(); // the first piece is consumed once this one is taken
     let guard = store.begin_gc_blocking();
     let report = guard.collect(&GcRequest::default()).unwrap();
     assert_eq!(report.uploads_swept, 0, "an upload in flight is not swept");
     // the write finishes while the GC is still "running"
-    tx.send(Feed::Data(Bytes::from(data[3 * CHUNK + 1..].to_vec())))
+    tx.send(Feed::Data(Bytes::copy_from_slice(&data[3 * CHUNK + 1..])))
         .unwrap();
     tx.send(Feed::End).unwrap();
     let out = writer.join().unwrap().unwrap();
@@ -733,7 +733,7 @@ fn restart_rehashes_resumable_sessions_and_sweeps_the_rest(kv: Arc<dyn KvStore>)
         let _ = store
             .ingest(
                 s,
-                vec![Feed::Data(Bytes::from(data[..3 * CHUNK + 5].to_vec()))],
+                vec![Feed::Data(Bytes::copy_from_slice(&data[..3 * CHUNK + 5]))],
             )
             .unwrap_err();
         // a crash mid-write of a store-chosen session leaves its chunks: forge that state
