@@ -333,6 +333,51 @@ fn a_changed_file_with_the_same_size_and_mtime_is_a_cache_miss() {
     );
 }
 
+/// The COPY step of a build's events: (its step number, cached).
+fn copy_step(events: &[Value]) -> (u64, bool) {
+    let step = of_type(events, "step_started")
+        .into_iter()
+        .find(|e| e["instruction"].as_str().unwrap().starts_with("COPY"))
+        .unwrap()["step"]
+        .as_u64()
+        .unwrap();
+    (step, cached_and_run(events).0.contains(&step))
+}
+
+#[test]
+fn an_extracted_context_is_reused_by_the_next_command_and_a_torn_index_rebuilt() {
+    let root = Root::new();
+    let ctx = example("hello");
+    root.build_ok(ctx.path(), &["-t", "hello"]);
+    let contexts = root.dir.path().join("executor/contexts");
+    let index = std::fs::read_dir(&contexts)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".digests.json"))
+        .expect("the first build saved its context's file digests");
+    let saved: std::collections::BTreeMap<String, String> =
+        serde_json::from_slice(&std::fs::read(&index).unwrap()).unwrap();
+    assert_eq!(
+        saved["hello.sh"],
+        strata_types::Digest::of(&std::fs::read(ctx.path().join("hello.sh")).unwrap()).to_string()
+    );
+
+    // the next command reads the index instead of hashing again: a doctored digest shows
+    let mut doctored = saved.clone();
+    doctored.insert("hello.sh".into(), format!("sha256:{}", "0".repeat(64)));
+    std::fs::write(&index, serde_json::to_vec(&doctored).unwrap()).unwrap();
+    let events = root.build_ok(ctx.path(), &["-t", "hello"]);
+    assert!(!copy_step(&events).1, "COPY keyed by the index: {events:?}");
+
+    // a torn index is not trusted: the context is extracted and hashed again
+    std::fs::write(&index, b"{\"hello.sh\": \"sha256:").unwrap();
+    let events = root.build_ok(ctx.path(), &["-t", "hello"]);
+    assert!(copy_step(&events).1, "COPY hits again: {events:?}");
+    let rebuilt: std::collections::BTreeMap<String, String> =
+        serde_json::from_slice(&std::fs::read(&index).unwrap()).unwrap();
+    assert_eq!(rebuilt, saved);
+}
+
 #[test]
 fn deleted_files_are_whiteouts_and_absent_when_unpacked() {
     let root = Root::new();

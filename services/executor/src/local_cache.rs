@@ -164,12 +164,26 @@ impl LocalCache {
         {
             return Ok(c.clone());
         }
+        let dest = self.contexts.join(parsed.hex());
+        let index = self.contexts.join(format!("{}.digests.json", parsed.hex()));
+        if let Some(file_digests) = read_index(&dest, &index) {
+            debug!(context = %digest, files = file_digests.len(), "context reused from disk");
+            let context = Arc::new(Context {
+                dir: dest,
+                file_digests,
+            });
+            self.loaded_contexts
+                .lock()
+                .expect("context map")
+                .insert(digest.to_owned(), context.clone());
+            return Ok(context);
+        }
         if !peers.has_blob(digest).await? {
             return Err(ExecutorError::NotFound(format!(
                 "build context {digest} is not in the layer store"
             )));
         }
-        let dest = self.contexts.join(parsed.hex());
+        let _ = std::fs::remove_file(&index);
         let _ = std::fs::remove_dir_all(&dest);
         let staging = self.tmp.join(format!("context-{}", parsed.hex()));
         let _ = std::fs::remove_dir_all(&staging);
@@ -200,6 +214,7 @@ impl LocalCache {
         };
         std::fs::rename(&staging, &dest)
             .map_err(|e| ExecutorError::io_op("renaming", &staging, e))?;
+        write_index(&self.tmp, &index, &parsed.hex(), &report.file_digests);
         let context = Arc::new(Context {
             dir: dest,
             file_digests: report.file_digests,
@@ -209,5 +224,32 @@ impl LocalCache {
             .expect("context map")
             .insert(digest.to_owned(), context.clone());
         Ok(context)
+    }
+}
+
+/// The file digests saved beside an extracted context, when both are there and the index
+/// reads back whole: the next process (each embedded CLI command starts a fresh executor)
+/// reuses the tree instead of extracting and hashing the context again. The directory is
+/// renamed into place before its index is written, so an index never describes a partial
+/// tree; a torn or missing index makes the context be extracted again.
+fn read_index(dir: &Path, index: &Path) -> Option<BTreeMap<String, Digest>> {
+    if !dir.is_dir() {
+        return None;
+    }
+    let bytes = std::fs::read(index).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Writes `index` through a scratch file and a rename (never half-written under its name).
+/// A failure only costs the next process an extraction, so it is logged, not returned.
+fn write_index(tmp: &Path, index: &Path, hex: &str, digests: &BTreeMap<String, Digest>) {
+    let scratch = tmp.join(format!("context-{hex}.digests.{}", std::process::id()));
+    let written = serde_json::to_vec(digests)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| std::fs::write(&scratch, bytes))
+        .and_then(|()| std::fs::rename(&scratch, index));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&scratch);
+        debug!(index = %index.display(), error = %e, "context index not saved");
     }
 }
