@@ -1452,7 +1452,14 @@ impl Engine {
                 .peers
                 .store
                 .clone()
-                .get_cache_entry(ls::GetCacheEntryRequest { key: key.clone() })
+                .get_cache_entry(ls::GetCacheEntryRequest {
+                    key: key.clone(),
+                    // a hit's layer joins the build's lease in the same round trip
+                    lease_id: match ctx.mode {
+                        Mode::Build => ctx.lease.clone().unwrap_or_default(),
+                        Mode::Explain => String::new(),
+                    },
+                })
                 .await
             {
                 Ok(e) => Some(e.into_inner()),
@@ -1499,16 +1506,14 @@ impl Engine {
                 .and_then(|c| c.created)
                 .and_then(|c| parse_rfc3339(&c));
             if !entry.layer_digest.is_empty() {
-                let size = self.blob_size(&entry.layer_digest).await?;
                 let diff_id = Digest::parse(&entry.layer_digest)
                     .map_err(|e| ExecutorError::Internal(format!("bad cache entry: {e}")))?;
                 state.layers.push(Layer {
                     diff_id,
                     blob: entry.layer_digest.clone(),
-                    size,
+                    size: entry.layer_size,
                 });
                 history_entry.empty_layer = false;
-                self.lease_add(ctx, vec![entry.layer_digest.clone()]).await;
             }
             state
                 .new_history
@@ -1552,6 +1557,7 @@ impl Engine {
             config: entry_config.to_json(),
             created_at: None,
             parent_key: pre.parent.clone(),
+            layer_size: 0, // the store knows it
         };
         if let Err(e) = self
             .peers
@@ -1565,21 +1571,6 @@ impl Engine {
         state.key = key;
         ctx.events.step_finished(step, started, false).await?;
         Ok(())
-    }
-
-    async fn blob_size(&self, digest: &str) -> Result<i64, ExecutorError> {
-        match self
-            .peers
-            .store
-            .clone()
-            .stat_blob(ls::StatBlobRequest {
-                digest: digest.to_owned(),
-            })
-            .await
-        {
-            Ok(info) => Ok(info.into_inner().size),
-            Err(s) => Err(ExecutorError::peer("layer store")(s)),
-        }
     }
 
     /// Why `pre` has no entry: the differences to the closest entry with the same parent.

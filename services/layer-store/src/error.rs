@@ -118,6 +118,10 @@ pub enum LayerStoreError {
     /// No live lease with this id.
     #[error("no lease {0:?} (deleted, expired, or never created)")]
     LeaseNotFound(String),
+    /// A cache lookup named a lease that is not live: the build can no longer protect the
+    /// layers it takes from the cache.
+    #[error("lease {0:?} is not live (deleted or expired); the build cannot protect its layers")]
+    LeaseGone(String),
     /// A lease with this id exists.
     #[error("lease {0:?} already exists")]
     LeaseExists(String),
@@ -156,7 +160,8 @@ impl From<LayerStoreError> for tonic::Status {
             E::DigestMismatch { .. }
             | E::OffsetMismatch { .. }
             | E::UploadBusy(_)
-            | E::CacheLayerMissing { .. } => tonic::Status::failed_precondition(msg),
+            | E::CacheLayerMissing { .. }
+            | E::LeaseGone(_) => tonic::Status::failed_precondition(msg),
             E::UploadExists(_) | E::LeaseExists(_) => tonic::Status::already_exists(msg),
             E::UploadNotFound(_)
             | E::BlobNotFound(_)

@@ -193,6 +193,7 @@ fn cache_entry(e: store::CacheEntry) -> pb::CacheEntry {
         config: e.config.into_bytes(),
         created_at: Some(timestamp(e.created_ns)),
         parent_key: e.parent_key.map(|d| d.to_string()).unwrap_or_default(),
+        layer_size: 0,
     }
 }
 
@@ -370,10 +371,14 @@ impl LayerStore for LayerStoreService {
         &self,
         request: Request<pb::GetCacheEntryRequest>,
     ) -> Result<Response<pb::CacheEntry>, Status> {
-        let key = parse_digest("key", &request.into_inner().key)?;
+        let request = request.into_inner();
+        let key = parse_digest("key", &request.key)?;
         let store = self.store.clone();
-        let e = blocking(move || store.get_cache_entry(&key)).await?;
-        Ok(Response::new(cache_entry(e)))
+        let lease = (!request.lease_id.is_empty()).then_some(request.lease_id);
+        let (e, size) = blocking(move || store.take_cache_entry(&key, lease.as_deref())).await?;
+        let mut entry = cache_entry(e);
+        entry.layer_size = size as i64;
+        Ok(Response::new(entry))
     }
 
     async fn put_cache_entry(

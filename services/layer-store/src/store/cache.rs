@@ -61,6 +61,30 @@ impl Store {
         ))
     }
 
+    /// Looks up an entry for a build that takes the hit: also returns its layer's size and,
+    /// with `lease`, adds the layer to that live lease in the same step, so GC cannot take
+    /// the layer between the lookup and the tag. An entry whose layer is no longer in the
+    /// store (collected with `--prune-cache`) is not a hit.
+    pub fn take_cache_entry(&self, key: &Digest, lease: Option<&str>) -> Result<(CacheEntry, u64)> {
+        let e = self.get_cache_entry(key)?;
+        let Some(layer) = e.layer_digest else {
+            return Ok((e, 0));
+        };
+        let size = match lease {
+            Some(id) => self
+                .lease_existing(id, &layer)
+                .map_err(|err| lease_gone(err, id))?,
+            None => {
+                let _stripe = self.stripe(&layer);
+                self.load_blob(&layer)?.map(|r| r.size)
+            }
+        };
+        match size {
+            Some(size) => Ok((e, size)),
+            None => Err(LayerStoreError::CacheEntryNotFound(*key)),
+        }
+    }
+
     /// Stores an entry (idempotent: storing it again keeps the first `created`). Its layer
     /// must be in the store, so a hit never leads to a missing layer.
     pub fn put_cache_entry(&self, e: CacheEntry) -> Result<()> {
@@ -188,4 +212,11 @@ fn parent_index_key(parent: &Digest, key: &Digest) -> Vec<u8> {
     k.extend_from_slice(parent.as_bytes());
     k.extend_from_slice(key.as_bytes());
     k
+}
+
+fn lease_gone(e: LayerStoreError, id: &str) -> LayerStoreError {
+    match e {
+        LayerStoreError::LeaseNotFound(_) => LayerStoreError::LeaseGone(id.to_string()),
+        other => other,
+    }
 }

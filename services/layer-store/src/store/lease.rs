@@ -80,9 +80,40 @@ impl Store {
             self.protect(*d);
             r.digests.insert(*d);
         }
-        self.kv
-            .put(LEASES, id.as_bytes(), &record::encode(&r), Durability::Sync)?;
+        // a lease lives as long as its build's process: a crash of the machine ends both,
+        // so its record need not wait for the disk (it survives a crash of this process)
+        self.kv.put(
+            LEASES,
+            id.as_bytes(),
+            &record::encode(&r),
+            Durability::Buffered,
+        )?;
         Ok(lease(id.to_string(), r))
+    }
+
+    /// Adds `digest` to a live lease if the store holds it; returns its size, or `None`
+    /// (lease unchanged) when it is not there. Checked under the digest's stripe, so a GC
+    /// cannot delete it between the check and the lease.
+    pub(super) fn lease_existing(&self, id: &str, digest: &Digest) -> Result<Option<u64>> {
+        let _guard = lock(&self.records);
+        let mut r = self
+            .live_lease(id)?
+            .ok_or_else(|| LayerStoreError::LeaseNotFound(id.to_string()))?;
+        let _stripe = self.stripe(digest);
+        let Some(blob) = self.load_blob(digest)? else {
+            return Ok(None);
+        };
+        self.protect(*digest);
+        if r.digests.insert(*digest) {
+            // not synced, as in add_lease_resources
+            self.kv.put(
+                LEASES,
+                id.as_bytes(),
+                &record::encode(&r),
+                Durability::Buffered,
+            )?;
+        }
+        Ok(Some(blob.size))
     }
 
     /// Deletes a live lease.

@@ -193,8 +193,11 @@ async fn malformed_digests_are_invalid_argument_naming_the_field() {
             bad,
         );
         assert_invalid(
-            c.get_cache_entry(pb::GetCacheEntryRequest { key: s.clone() })
-                .await,
+            c.get_cache_entry(pb::GetCacheEntryRequest {
+                key: s.clone(),
+                ..Default::default()
+            })
+            .await,
             "key",
             bad,
         );
@@ -590,6 +593,7 @@ async fn cache_entries_leases_usage_and_verify() {
         config: br#"{"config":{}}"#.to_vec(),
         parent_key: parent.clone(),
         created_at: None,
+        layer_size: 0,
     };
     c.put_cache_entry(pb::PutCacheEntryRequest {
         entry: Some(entry.clone()),
@@ -602,7 +606,10 @@ async fn cache_entries_leases_usage_and_verify() {
     .await
     .unwrap();
     let got = c
-        .get_cache_entry(pb::GetCacheEntryRequest { key: key.clone() })
+        .get_cache_entry(pb::GetCacheEntryRequest {
+            key: key.clone(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -619,6 +626,7 @@ async fn cache_entries_leases_usage_and_verify() {
         )
     );
     assert!(got.created_at.is_some());
+    assert_eq!(got.layer_size, 10_000, "the lookup gives the layer's size");
     let listed = c
         .list_cache_entries(pb::ListCacheEntriesRequest {
             parent_key: parent.clone(),
@@ -629,7 +637,10 @@ async fn cache_entries_leases_usage_and_verify() {
         .into_inner();
     assert_eq!(listed.entries.len(), 1);
     let err = c
-        .get_cache_entry(pb::GetCacheEntryRequest { key: digest(b"no") })
+        .get_cache_entry(pb::GetCacheEntryRequest {
+            key: digest(b"no"),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
@@ -894,4 +905,103 @@ async fn gc_roots_include_every_tag_of_the_tag_index() {
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
     assert!(err.message().contains("tag index"), "{err:?}");
     assert!(stat(&mut c, &m1).await.is_ok());
+}
+
+#[tokio::test]
+async fn a_cache_hit_taken_under_a_lease_keeps_its_layer_through_a_cache_prune() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, mut c) = serve(dir.path(), None).await;
+    let layer = put(&mut c, media_type::OCI_LAYER_TAR, &data(5_000, 3)).await;
+    let key = digest(b"cached step");
+    let entry = pb::CacheEntry {
+        key: key.clone(),
+        preimage: "{}".into(),
+        layer_digest: layer.clone(),
+        config: b"{}".to_vec(),
+        ..Default::default()
+    };
+    let store_entry = |c: &mut Client| {
+        let mut c = c.clone();
+        let entry = entry.clone();
+        async move {
+            c.put_cache_entry(pb::PutCacheEntryRequest { entry: Some(entry) })
+                .await
+                .unwrap();
+        }
+    };
+    store_entry(&mut c).await;
+    let lease = c
+        .create_lease(pb::CreateLeaseRequest {
+            ttl_seconds: 60,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let hit = c
+        .get_cache_entry(pb::GetCacheEntryRequest {
+            key: key.clone(),
+            lease_id: lease.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (hit.layer_digest.as_str(), hit.layer_size),
+        (layer.as_str(), 5_000)
+    );
+    let leases = c
+        .list_leases(pb::ListLeasesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .leases;
+    assert_eq!(
+        leases[0].digests,
+        vec![layer.clone()],
+        "the hit joined the lease"
+    );
+
+    // pruning the cache removes the entry, not the leased layer
+    let gc = c
+        .collect_garbage(pb::CollectGarbageRequest {
+            prune_cache: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(gc.cache_entries_removed, 1);
+    assert!(!gc.removed.contains(&layer), "{gc:?}");
+    assert!(stat(&mut c, &layer).await.is_ok());
+
+    // a lease that is gone is not "no entry": the build must not go on unprotected
+    store_entry(&mut c).await;
+    let err = c
+        .get_cache_entry(pb::GetCacheEntryRequest {
+            key: key.clone(),
+            lease_id: "gone".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("\"gone\""), "{err:?}");
+
+    // an entry whose layer was collected is a miss, not a hit that leads nowhere
+    c.delete_lease(pb::DeleteLeaseRequest { id: lease.id })
+        .await
+        .unwrap();
+    c.delete_blob(pb::DeleteBlobRequest {
+        digest: layer.clone(),
+    })
+    .await
+    .unwrap();
+    let err = c
+        .get_cache_entry(pb::GetCacheEntryRequest {
+            key,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
 }
