@@ -8,13 +8,16 @@
 //!   `STRATA_<SVC>_<KEY>` environment twin) in a service's clap config.
 //! - [`init_tracing`]: text or JSON logs.
 //! - [`client`]: channels to a [`ListenAddr`], lazily connected.
+//! - [`tune_allocator`]: called first by every binary (see its reasons).
 
+mod alloc;
 pub mod client;
 mod limits;
 mod listen;
 mod logging;
 mod serve;
 
+pub use alloc::tune_allocator;
 pub use listen::{ListenAddr, ListenError, Listener};
 pub use logging::{LogFormat, init_tracing};
 pub use serve::{ServeOptions, Services, serve, shutdown_signal};
