@@ -66,6 +66,7 @@ impl Farm {
                 parser_addr: parser.addr.clone(),
                 layer_store_addr: store.addr.clone(),
                 tag_index_addr: tags.addr.clone(),
+                local_cache_budget: Some(strata_executor::local_cache::DEFAULT_MAX_BYTES),
             };
             let o = opts.clone();
             list.push(

@@ -32,6 +32,12 @@ impl ExecutorService {
             running: Arc::default(),
         }
     }
+
+    /// Resolves once no background prune of the local cache is running (a host stopping
+    /// waits for it, so a prune is not cut short).
+    pub async fn settled(&self) {
+        self.engine.local.settled().await;
+    }
 }
 
 fn new_build_id() -> String {
