@@ -168,4 +168,32 @@ impl Executor for ExecutorService {
         };
         Ok(Response::new(CancelBuildResponse { cancelled }))
     }
+
+    async fn prune_local_cache(
+        &self,
+        request: Request<pb::PruneLocalCacheRequest>,
+    ) -> Result<Response<pb::PruneLocalCacheResponse>, Status> {
+        let req = request.into_inner();
+        let local = self.engine.local.clone();
+        let Some(keep) = req.keep_bytes.or(local.budget()) else {
+            // no budget and none asked for: report what is kept, remove nothing
+            let r = tokio::task::spawn_blocking(move || local.prune(u64::MAX, true))
+                .await
+                .map_err(|e| ExecutorError::Internal(e.to_string()))??;
+            return Ok(Response::new(response(r)));
+        };
+        let r = tokio::task::spawn_blocking(move || local.prune(keep, req.dry_run))
+            .await
+            .map_err(|e| ExecutorError::Internal(e.to_string()))??;
+        Ok(Response::new(response(r)))
+    }
+}
+
+fn response(r: crate::local_cache::PruneReport) -> pb::PruneLocalCacheResponse {
+    pb::PruneLocalCacheResponse {
+        entries_removed: r.removed,
+        bytes_freed: r.bytes_freed,
+        entries_kept: r.kept,
+        bytes_kept: r.bytes_kept,
+    }
 }
