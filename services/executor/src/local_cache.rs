@@ -413,7 +413,11 @@ impl LocalCache {
             )));
         }
         let _ = std::fs::remove_file(&index);
-        let _ = std::fs::remove_dir_all(&dest);
+        // a tree without its index: away under another name first, never half-deleted here
+        let stale = self.unique(&format!("stale-{hex}"));
+        if std::fs::rename(&dest, &stale).is_ok() {
+            let _ = std::fs::remove_dir_all(&stale);
+        }
         let staging = self.tmp.join(format!("context-{hex}"));
         let _ = std::fs::remove_dir_all(&staging);
         std::fs::create_dir_all(&staging)
