@@ -38,12 +38,14 @@ pub fn try_lock_root(root: &Path) -> anyhow::Result<Option<Flock<File>>> {
 }
 
 /// Opens every service over `root` and registers them, the executor reaching its peers at
-/// `self_addr` (the address these services will be served on).
+/// `self_addr` (the address these services will be served on). The executor is also
+/// returned: once serving ends, its host awaits [`strata_executor::ExecutorService::settled`]
+/// so a prune of its local cache is not cut short.
 pub fn services(
     root: &Path,
     self_addr: &ListenAddr,
     options: &ServeOptions,
-) -> anyhow::Result<Services> {
+) -> anyhow::Result<(Services, strata_executor::ExecutorService)> {
     let mut services = Services::default();
     strata_parser::register(&mut services, options);
     let layer_store = strata_layer_store::open(&strata_layer_store::Config {
@@ -65,10 +67,12 @@ pub fn services(
         parser_addr: self_addr.clone(),
         layer_store_addr: self_addr.clone(),
         tag_index_addr: self_addr.clone(),
+        // the same setting as the standalone executor's
+        local_cache_budget: strata_executor::local_cache::max_bytes_from_env()?,
     })
     .context("failed to start the executor")?;
-    strata_executor::register(&mut services, executor, options);
-    Ok(services)
+    strata_executor::register(&mut services, executor.clone(), options);
+    Ok((services, executor))
 }
 
 /// Services running inside this process for the duration of one command.
@@ -100,13 +104,15 @@ impl Embedded {
             max_message_bytes: 64 * 1024 * 1024,
             ..ServeOptions::default()
         };
-        let services = services(root, &addr, &options)?;
+        let (services, executor) = services(root, &addr, &options)?;
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
-            strata_server::serve(services, listener, &options, async {
+            let served = strata_server::serve(services, listener, &options, async {
                 let _ = rx.await;
             })
-            .await
+            .await;
+            executor.settled().await;
+            served
         });
         Ok(Self {
             addr,

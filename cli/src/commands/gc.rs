@@ -1,10 +1,15 @@
 //! `strata gc`: the layer store's mark and sweep. Roots: every tag (the CLI passes them too,
 //! so a layer store run without a tag-index address still keeps tagged images), leases and
-//! build-cache results; `--prune-cache` drops the build cache first.
+//! build-cache results; `--prune-cache` drops the build cache first. Then the executor's
+//! local cache (layers and contexts extracted from the store) is pruned to its budget, or
+//! with `--prune-cache` emptied of everything no running build uses.
 
 use clap::Args;
-use strata_proto::layer_store::{
-    CollectGarbageRequest, CollectGarbageResponse, layer_store_client::LayerStoreClient,
+use strata_proto::{
+    executor::{PruneLocalCacheRequest, PruneLocalCacheResponse, executor_client::ExecutorClient},
+    layer_store::{
+        CollectGarbageRequest, CollectGarbageResponse, layer_store_client::LayerStoreClient,
+    },
 };
 
 use super::du::{size, tagged_digests};
@@ -16,7 +21,8 @@ pub struct GcArgs {
     /// Show what would be removed, remove nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Also remove every build-cache entry (later builds start cold).
+    /// Also remove every build-cache entry and every layer and context the executor has
+    /// extracted (later builds start cold).
     #[arg(long)]
     pub prune_cache: bool,
 }
@@ -26,7 +32,7 @@ pub async fn run(global: &GlobalArgs, args: GcArgs) -> anyhow::Result<std::proce
     let conn = crate::connect::connect(global).await?;
     let result = async {
         let roots = tagged_digests(conn.channel()).await?;
-        LayerStoreClient::new(conn.channel())
+        let collected = LayerStoreClient::new(conn.channel())
             .collect_garbage(CollectGarbageRequest {
                 dry_run: args.dry_run,
                 roots,
@@ -34,15 +40,33 @@ pub async fn run(global: &GlobalArgs, args: GcArgs) -> anyhow::Result<std::proce
             })
             .await
             .map(|r| r.into_inner())
-            .map_err(|s| anyhow::anyhow!("garbage collection failed: {}", s.message()))
+            .map_err(|s| anyhow::anyhow!("garbage collection failed: {}", s.message()))?;
+        let pruned = ExecutorClient::new(conn.channel())
+            .prune_local_cache(PruneLocalCacheRequest {
+                keep_bytes: args.prune_cache.then_some(0),
+                dry_run: args.dry_run,
+            })
+            .await;
+        let pruned = match pruned {
+            Ok(r) => Some(r.into_inner()),
+            // a server from before the RPC: its executor prunes itself after builds
+            Err(s) if s.code() == tonic::Code::Unimplemented => None,
+            Err(s) => anyhow::bail!("pruning the executor's local cache failed: {}", s.message()),
+        };
+        anyhow::Ok((collected, pruned))
     }
     .await;
     conn.close().await?;
-    print!("{}", report(&result?, args.dry_run));
+    let (collected, pruned) = result?;
+    print!("{}", report(&collected, pruned.as_ref(), args.dry_run));
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-fn report(r: &CollectGarbageResponse, dry_run: bool) -> String {
+fn report(
+    r: &CollectGarbageResponse,
+    local: Option<&PruneLocalCacheResponse>,
+    dry_run: bool,
+) -> String {
     let verb = if dry_run { "Would remove" } else { "Removed" };
     let mut out = String::new();
     for d in &r.removed {
@@ -55,12 +79,21 @@ fn report(r: &CollectGarbageResponse, dry_run: bool) -> String {
         out += &format!("{verb} {} abandoned uploads\n", r.uploads_swept);
     }
     out += &format!("Kept {} blobs\n", r.kept);
+    let mut freed = r.bytes_freed;
+    if let Some(l) = local.filter(|l| l.entries_removed > 0) {
+        out += &format!(
+            "{verb} {} extracted layers and contexts from the executor's local cache ({})\n",
+            l.entries_removed,
+            size(l.bytes_freed as i64)
+        );
+        freed = freed.saturating_add(l.bytes_freed as i64);
+    }
     let what = if dry_run {
         "Reclaimable space"
     } else {
         "Total reclaimed space"
     };
-    out += &format!("{what}: {}\n", size(r.bytes_freed));
+    out += &format!("{what}: {}\n", size(freed));
     out
 }
 
@@ -77,12 +110,12 @@ mod tests {
             uploads_swept: 1,
             cache_entries_removed: 0,
         };
-        let dry = report(&r, true);
+        let dry = report(&r, None, true);
         assert!(
             dry.contains("Would remove: sha256:aa") && dry.contains("Reclaimable space: 2MB"),
             "{dry}"
         );
-        let real = report(&r, false);
+        let real = report(&r, None, false);
         assert!(
             real.contains("Removed: sha256:aa") && real.contains("Total reclaimed space: 2MB"),
             "{real}"
@@ -91,5 +124,34 @@ mod tests {
             real.contains("1 abandoned uploads") && real.contains("Kept 3 blobs"),
             "{real}"
         );
+    }
+
+    #[test]
+    fn reports_count_the_executors_local_cache_in_the_total() {
+        let r = CollectGarbageResponse {
+            bytes_freed: 1_000_000,
+            kept: 2,
+            ..Default::default()
+        };
+        let local = PruneLocalCacheResponse {
+            entries_removed: 3,
+            bytes_freed: 2_000_000,
+            entries_kept: 1,
+            bytes_kept: 5,
+        };
+        let real = report(&r, Some(&local), false);
+        assert!(
+            real.contains(
+                "Removed 3 extracted layers and contexts from the executor's local cache (2MB)"
+            ) && real.contains("Total reclaimed space: 3MB"),
+            "{real}"
+        );
+        let nothing = PruneLocalCacheResponse {
+            entries_kept: 4,
+            ..Default::default()
+        };
+        let quiet = report(&r, Some(&nothing), true);
+        assert!(!quiet.contains("local cache"), "{quiet}");
+        assert!(quiet.contains("Reclaimable space: 1MB"), "{quiet}");
     }
 }

@@ -49,16 +49,18 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<std::pr
         drain_timeout: std::time::Duration::from_secs(args.drain_timeout_secs),
         ..ServeOptions::default()
     };
-    let services = embedded::services(&root, &listener.local_addr(), &options)
+    let (services, executor) = embedded::services(&root, &listener.local_addr(), &options)
         .with_context(|| format!("failed to open the data root {}", root.display()))?;
     info!(root = %root.display(), %addr, "strata serve");
-    strata_server::serve(
+    let served = strata_server::serve(
         services,
         listener,
         &options,
         strata_server::shutdown_signal(),
     )
-    .await?;
+    .await;
+    executor.settled().await;
+    served?;
     drop(lock);
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -67,11 +67,17 @@ impl Root {
     }
 
     pub fn strata(&self, args: &[&str]) -> Output {
+        self.strata_env(args, &[])
+    }
+
+    /// `strata` with `env` set on top.
+    pub fn strata_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(STRATA)
             .args(args)
             .env("STRATA_ROOT", self.dir.path())
             .env_remove("STRATA_ADDR")
             .env_remove("SOURCE_DATE_EPOCH")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .output()
             .expect("run strata")
@@ -184,7 +190,7 @@ pub fn example(name: &str) -> tempfile::TempDir {
 }
 
 /// Applies layer tars in order into a directory (as a container runtime would).
-fn unpack(layers: &[PathBuf]) -> tempfile::TempDir {
+pub fn unpack(layers: &[PathBuf]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for l in layers {
         let f = std::fs::File::open(l).unwrap();
@@ -652,7 +658,7 @@ fn created_by(config: &Value) -> Vec<String> {
         .collect()
 }
 
-fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
+pub fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for (name, content) in files {
         let path = dir.path().join(name);

@@ -7,7 +7,7 @@ use std::{path::Path, time::Duration};
 use strata_image::{Descriptor, History, ImageConfig, Manifest, RootFs};
 use strata_proto::{
     executor::{
-        BuildEvent, BuildRequest, CancelBuildRequest, build_event::Event,
+        BuildEvent, BuildRequest, CancelBuildRequest, PruneLocalCacheRequest, build_event::Event,
         executor_client::ExecutorClient,
     },
     layer_store::{
@@ -66,6 +66,7 @@ impl Farm {
                 parser_addr: parser.addr.clone(),
                 layer_store_addr: store.addr.clone(),
                 tag_index_addr: tags.addr.clone(),
+                local_cache_budget: Some(strata_executor::local_cache::DEFAULT_MAX_BYTES),
             };
             let o = opts.clone();
             list.push(
@@ -321,6 +322,133 @@ async fn a_build_cancelled_mid_run_kills_the_container_unmounts_and_tags_nothing
         })
         .await;
     assert_eq!(tag.unwrap_err().code(), tonic::Code::NotFound);
+}
+
+/// The entries (directories) of an executor's local cache, as `layers/HEX` / `contexts/HEX`.
+fn local_entries(farm: &Farm, executor: usize) -> Vec<String> {
+    let root = farm
+        ._dir
+        .path()
+        .join(format!("executor-{executor}/executor"));
+    let mut out = Vec::new();
+    for kind in ["layers", "contexts"] {
+        for e in std::fs::read_dir(root.join(kind)).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                out.push(format!("{kind}/{}", e.file_name().to_string_lossy()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn prune_local_cache_spares_the_layers_a_running_build_has_mounted() {
+    let farm = Farm::start(1).await;
+    farm.busybox().await;
+    let base = format!(
+        "layers/{}",
+        Digest::of(&std::fs::read(crate::build::busybox_tar()).unwrap()).hex()
+    );
+    let mut client = farm.executor(0);
+    let ctx = farm.context(&[("a.txt", "kept apart\n")]).await;
+    let df = "FROM busybox:latest\nCOPY a.txt /a.txt\nRUN cat /a.txt > /b.txt\n";
+    let first = build(&mut client, request(df, &ctx, &["app"])).await;
+    let before = local_entries(&farm, 0);
+    assert!(before.contains(&base), "{before:?}");
+    assert!(
+        before.len() >= 3,
+        "base, a layer and the context: {before:?}"
+    );
+
+    // another build runs a container over the base layer
+    let mut req = request(
+        "FROM busybox:latest\nRUN echo started && sleep 300\n",
+        "",
+        &[],
+    );
+    req.build_id = "holds-the-base".into();
+    let mut stream = client.build(req).await.unwrap().into_inner();
+    loop {
+        let e = stream.message().await.unwrap().expect("stream ended early");
+        if let Some(Event::Log(l)) = e.event
+            && String::from_utf8_lossy(&l.data).contains("started")
+        {
+            break;
+        }
+    }
+    let prune = |keep_bytes: Option<u64>, dry_run: bool| {
+        let mut client = farm.executor(0);
+        async move {
+            client
+                .prune_local_cache(PruneLocalCacheRequest {
+                    keep_bytes,
+                    dry_run,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let dry = prune(Some(0), true).await;
+    assert_eq!(
+        (dry.entries_removed, dry.entries_kept),
+        (before.len() as u64 - 1, 1),
+        "{dry:?}"
+    );
+    assert_eq!(local_entries(&farm, 0), before, "a dry run removes nothing");
+    let pruned = prune(Some(0), false).await;
+    assert_eq!(
+        pruned.entries_removed,
+        before.len() as u64 - 1,
+        "{pruned:?}"
+    );
+    assert!(
+        pruned.bytes_freed > 0 && pruned.bytes_kept > 0,
+        "{pruned:?}"
+    );
+    assert_eq!(
+        local_entries(&farm, 0),
+        vec![base.clone()],
+        "only the mounted base stays"
+    );
+
+    // once that build is over, nothing holds the base
+    client
+        .cancel_build(CancelBuildRequest {
+            build_id: "holds-the-base".into(),
+        })
+        .await
+        .unwrap();
+    while let Some(BuildEvent { event: Some(_), .. }) =
+        tokio::time::timeout(Duration::from_secs(30), stream.message())
+            .await
+            .unwrap()
+            .unwrap()
+    {}
+    let to_budget = prune(None, false).await;
+    assert_eq!(
+        to_budget.entries_removed, 0,
+        "within the default budget: {to_budget:?}"
+    );
+    assert_eq!(prune(Some(0), false).await.entries_removed, 1);
+    assert!(local_entries(&farm, 0).is_empty());
+
+    // a rebuild hits the shared build cache without extracting a layer (only the context,
+    // for COPY's key)...
+    let again = build(&mut client, request(df, &ctx, &["app"])).await;
+    assert_eq!(done(&first).manifest_digest, done(&again).manifest_digest);
+    let cached = local_entries(&farm, 0);
+    assert!(
+        cached.iter().all(|e| e.starts_with("contexts/")),
+        "{cached:?}"
+    );
+    // ...and a step that runs extracts its lowers again (cat fails without /a.txt)
+    let changed = df.replace("/b.txt", "/c.txt");
+    done(&build(&mut client, request(&changed, &ctx, &["app"])).await);
+    let after = local_entries(&farm, 0);
+    assert!(after.contains(&base), "{after:?}");
 }
 
 fn hostile_layer(entries: &[(&str, tar::EntryType, Option<&str>)]) -> Vec<u8> {

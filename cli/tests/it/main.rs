@@ -7,6 +7,7 @@ mod build_rpc;
 mod embedded;
 mod format;
 mod images_io;
+mod local_cache;
 mod parse;
 mod registry;
 mod tags;

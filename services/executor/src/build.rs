@@ -36,7 +36,7 @@ use crate::copy::{self as cp, CopyAttrs};
 use crate::error::ExecutorError;
 use crate::history::{self, COMMENT};
 use crate::layer_tar::{Change, HashingWriter, LayerOptions, write_layer};
-use crate::local_cache::{Context, LocalCache};
+use crate::local_cache::{Context, LocalCache, Pins};
 use crate::mounts::{CacheMount, CacheMounts};
 use crate::peers::{ChannelWriter, Peers, write_blob};
 use crate::rootpath::{clean, resolve_in_root};
@@ -85,7 +85,7 @@ pub struct Engine {
     /// Peer clients.
     pub peers: Peers,
     /// Extracted layers and contexts.
-    pub local: LocalCache,
+    pub local: Arc<LocalCache>,
     /// `RUN --mount=type=cache` directories.
     pub cache_mounts: CacheMounts,
     runtime: tokio::sync::OnceCell<Result<(Runtime, SnapshotterKind), String>>,
@@ -179,6 +179,8 @@ struct BuildCtx<'a> {
     clamp: i64,
     explanations: tokio::sync::Mutex<Vec<pb::StepExplanation>>,
     lease: Option<String>,
+    /// The local cache entries this build uses, kept from pruning until it ends.
+    pins: Pins,
 }
 
 /// The mutable state of a stage walk.
@@ -196,9 +198,14 @@ struct StageState {
 }
 
 impl Engine {
-    /// Opens the executor's directory.
-    pub fn open(dir: &Path, peers: Peers) -> Result<Self, ExecutorError> {
-        let local = LocalCache::open(dir)?;
+    /// Opens the executor's directory; its local cache keeps to `cache_budget` bytes (None:
+    /// unbounded).
+    pub fn open(
+        dir: &Path,
+        peers: Peers,
+        cache_budget: Option<u64>,
+    ) -> Result<Self, ExecutorError> {
+        let local = Arc::new(LocalCache::open(dir, cache_budget)?);
         Ok(Self {
             dir: dir.to_path_buf(),
             peers,
@@ -266,6 +273,10 @@ impl Engine {
                 .delete_lease(ls::DeleteLeaseRequest { id: lease.clone() })
                 .await;
         }
+        // unpinned first, so what this build used is prunable too; the prune runs after the
+        // result is returned, never on the build's path
+        drop(ctx);
+        self.local.prune_in_background();
         done
     }
 
@@ -277,9 +288,15 @@ impl Engine {
         let ctx = self
             .prepare(&req, "explain".into(), Events::none(), Mode::Explain)
             .await?;
-        self.run_stages(&ctx).await?;
+        let walked = self.run_stages(&ctx).await;
+        let BuildCtx {
+            explanations, pins, ..
+        } = ctx;
+        drop(pins);
+        self.local.prune_in_background();
+        walked?;
         // stages run concurrently: put their steps back in build order
-        let mut steps = ctx.explanations.into_inner();
+        let mut steps = explanations.into_inner();
         steps.sort_by_key(|s| s.step);
         Ok(pb::ExplainBuildResponse { steps })
     }
@@ -295,12 +312,13 @@ impl Engine {
             Reference::parse_tag(tag)
                 .map_err(|e| ExecutorError::InvalidArgument(format!("invalid tag {tag:?}: {e}")))?;
         }
+        let pins = self.local.pins();
         let context = if req.context_digest.is_empty() {
             None
         } else {
             Some(
                 self.local
-                    .ensure_context(&self.peers, &req.context_digest)
+                    .ensure_context(&self.peers, &req.context_digest, &pins)
                     .await?,
             )
         };
@@ -397,6 +415,7 @@ impl Engine {
             clamp: req.source_date_epoch.unwrap_or(0),
             explanations: tokio::sync::Mutex::new(Vec::new()),
             lease: None,
+            pins,
         })
     }
 
@@ -1631,7 +1650,7 @@ impl Engine {
         let lowers = if matches!(&action, Action::Copy { link: true, .. }) {
             vec![]
         } else {
-            self.lowers(&state.layers).await?
+            self.lowers(ctx, &state.layers).await?
         };
         let scratch = self.local.scratch(&format!("{}-{step}", ctx.build_id));
         let mut snap = Snapshot::prepare(kind, &scratch, &lowers, false)?;
@@ -1765,7 +1784,7 @@ impl Engine {
                 let (src_root, _src_snap) = match source {
                     SourceRoot::Context(c) => (Some(c.dir.clone()), None),
                     SourceRoot::Layers(layers) => {
-                        let lowers = self.lowers(&layers).await?;
+                        let lowers = self.lowers(ctx, &layers).await?;
                         let s = Snapshot::prepare(
                             kind,
                             &self.local.scratch(&format!("{}-{step}-from", ctx.build_id)),
@@ -1882,7 +1901,7 @@ impl Engine {
         let layer = self.store_layer(ctx, from.clone(), changes).await?;
         if !self.local.layer_dir(&layer.diff_id).exists() && snap.kind() == SnapshotterKind::Overlay
         {
-            self.local.adopt_layer(&layer.diff_id, &from);
+            self.local.adopt_layer(&layer.diff_id, &from, &ctx.pins);
         }
         drop(snap);
         Ok(Some(layer))
@@ -1933,7 +1952,7 @@ impl Engine {
                             (root, "the build context")
                         }
                         SourceRoot::Layers(layers) => {
-                            let lowers = self.lowers(&layers).await?;
+                            let lowers = self.lowers(ctx, &layers).await?;
                             let s = Snapshot::prepare(kind, &scratch, &lowers, readonly)?;
                             let root = s.root().to_path_buf();
                             held.snapshots.push(s);
@@ -1958,12 +1977,17 @@ impl Engine {
         Ok((specs, held))
     }
 
-    async fn lowers(&self, layers: &[Layer]) -> Result<Vec<PathBuf>, ExecutorError> {
+    /// The lowerdirs of `layers`, pinned for the build.
+    async fn lowers(
+        &self,
+        ctx: &BuildCtx<'_>,
+        layers: &[Layer],
+    ) -> Result<Vec<PathBuf>, ExecutorError> {
         let mut out = Vec::with_capacity(layers.len());
         for l in layers {
             out.push(
                 self.local
-                    .ensure_layer(&self.peers, &l.diff_id, &l.blob)
+                    .ensure_layer(&self.peers, &l.diff_id, &l.blob, &ctx.pins)
                     .await?,
             );
         }

@@ -32,6 +32,12 @@ impl ExecutorService {
             running: Arc::default(),
         }
     }
+
+    /// Resolves once no background prune of the local cache is running (a host stopping
+    /// waits for it, so a prune is not cut short).
+    pub async fn settled(&self) {
+        self.engine.local.settled().await;
+    }
 }
 
 fn new_build_id() -> String {
@@ -161,5 +167,33 @@ impl Executor for ExecutorService {
             None => false,
         };
         Ok(Response::new(CancelBuildResponse { cancelled }))
+    }
+
+    async fn prune_local_cache(
+        &self,
+        request: Request<pb::PruneLocalCacheRequest>,
+    ) -> Result<Response<pb::PruneLocalCacheResponse>, Status> {
+        let req = request.into_inner();
+        let local = self.engine.local.clone();
+        let Some(keep) = req.keep_bytes.or(local.budget()) else {
+            // no budget and none asked for: report what is kept, remove nothing
+            let r = tokio::task::spawn_blocking(move || local.prune(u64::MAX, true))
+                .await
+                .map_err(|e| ExecutorError::Internal(e.to_string()))??;
+            return Ok(Response::new(response(r)));
+        };
+        let r = tokio::task::spawn_blocking(move || local.prune(keep, req.dry_run))
+            .await
+            .map_err(|e| ExecutorError::Internal(e.to_string()))??;
+        Ok(Response::new(response(r)))
+    }
+}
+
+fn response(r: crate::local_cache::PruneReport) -> pb::PruneLocalCacheResponse {
+    pb::PruneLocalCacheResponse {
+        entries_removed: r.removed,
+        bytes_freed: r.bytes_freed,
+        entries_kept: r.kept,
+        bytes_kept: r.bytes_kept,
     }
 }

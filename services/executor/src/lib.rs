@@ -38,16 +38,25 @@ pub struct Config {
     pub layer_store_addr: ListenAddr,
     /// Where the tag index listens.
     pub tag_index_addr: ListenAddr,
+    /// The bytes the local cache of extracted layers and contexts may take (`None`:
+    /// unbounded); see [`local_cache`].
+    pub local_cache_budget: Option<u64>,
 }
 
-/// Opens the service's state.
+/// Opens the service's state. Inside a tokio runtime, the local cache is pruned to its
+/// budget in the background from the start.
 pub fn open(config: &Config) -> Result<ExecutorService, ExecutorError> {
     let peers = peers::Peers::connect(
         &config.parser_addr,
         &config.layer_store_addr,
         &config.tag_index_addr,
     )?;
-    let engine = build::Engine::open(&config.root.join("executor"), peers)?;
+    let engine = build::Engine::open(
+        &config.root.join("executor"),
+        peers,
+        config.local_cache_budget,
+    )?;
+    engine.local.prune_in_background();
     Ok(ExecutorService::new(engine))
 }
 
@@ -69,6 +78,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let service = open(&config)?;
     let mut services = Services::default();
-    register(&mut services, service, options);
-    strata_server::serve(services, listener, options, shutdown).await
+    register(&mut services, service.clone(), options);
+    let served = strata_server::serve(services, listener, options, shutdown).await;
+    service.settled().await;
+    served
 }

@@ -36,6 +36,16 @@ struct Args {
         default_value = "127.0.0.1:50053"
     )]
     tag_index_addr: strata_server::ListenAddr,
+    /// Bytes the local cache of extracted layers and build contexts may take, e.g.
+    /// 10737418240, 500MB or 10GiB (binary units); least recently used entries no running
+    /// build uses are pruned at start and after each build. 0: unbounded.
+    #[arg(
+        long,
+        env = strata_executor::local_cache::MAX_BYTES_ENV,
+        default_value = "10GiB",
+        value_parser = strata_executor::local_cache::parse_max_bytes
+    )]
+    local_cache_max_bytes: u64,
 }
 
 #[tokio::main]
@@ -48,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
         parser_addr: args.parser_addr,
         layer_store_addr: args.layer_store_addr,
         tag_index_addr: args.tag_index_addr,
+        local_cache_budget: strata_executor::local_cache::budget(args.local_cache_max_bytes),
     };
     let listener = strata_server::Listener::bind(&args.serve.listen).await?;
     strata_executor::run(

@@ -149,8 +149,9 @@ fn parse_bool(key: &str, v: &str) -> Result<bool, Error> {
     }
 }
 
-/// Parses a size like `64m`, `1g`, `1024` (docker `units.RAMInBytes`, binary units).
-fn parse_size(v: &str) -> Result<u64, Error> {
+/// Parses a size like `64m`, `1g`, `10GiB`, `1024` (docker `units.RAMInBytes`, binary
+/// units). Also reads the executor's `--local-cache-max-bytes`.
+pub fn parse_size(v: &str) -> Result<u64, Error> {
     let bad = || Error::invalid(format!("invalid size: '{v}'"));
     let t = v.trim();
     let num_len = t
