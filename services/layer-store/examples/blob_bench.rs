@@ -51,7 +51,7 @@ fn main() -> anyhow::Result<()> {
 /// Server mode: serve a layer store on 127.0.0.1:0 and print the address.
 fn serve(root: PathBuf) -> anyhow::Result<()> {
     // as the strata-layer-store binary does
-    strata_server::tune_allocator();
+    strata_server::tune_allocator(None);
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?

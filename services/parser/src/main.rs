@@ -14,7 +14,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    strata_server::tune_allocator();
+    strata_server::tune_allocator(None);
     let args = Args::parse();
     strata_server::init_tracing(args.serve.log_format, &args.serve.log);
     let listener = strata_server::Listener::bind(&args.serve.listen).await?;
