@@ -959,6 +959,47 @@ fn independent_stages_build_at_the_same_time() {
 }
 
 #[test]
+fn a_cache_mount_from_a_stage_starts_with_its_source_and_keeps_what_steps_add() {
+    let root = Root::new();
+    let dockerfile = |n: u32| {
+        format!(
+            "FROM busybox:latest AS seed\n\
+             RUN mkdir -p /deps/pkg && echo seeded > /deps/pkg/index\n\
+             FROM busybox:latest\n\
+             RUN --mount=type=cache,target=/cache,id=deps,from=seed,source=/deps cat /cache/pkg/index > /seen && echo run{n} >> /cache/pkg/index\n"
+        )
+    };
+    let ctx = context(&[("Dockerfile", &dockerfile(1))]);
+    root.build_ok(ctx.path(), &["-t", "seeded"]);
+    let (_, layers, _keep) = root.image("seeded");
+    let files = entries(&layers);
+    assert_eq!(
+        files["seen"].1, b"seeded\n",
+        "the new cache held the stage's /deps"
+    );
+    assert!(
+        !files.keys().any(|k| k.starts_with("cache")),
+        "the cache is not in a layer"
+    );
+
+    // the cache exists now: it keeps what the first build added and is not seeded again
+    std::fs::write(ctx.path().join("Dockerfile"), dockerfile(2)).unwrap();
+    root.build_ok(ctx.path(), &["-t", "seeded"]);
+    let (_, layers, _keep) = root.image("seeded");
+    assert_eq!(entries(&layers)["seen"].1, b"seeded\nrun1\n");
+
+    // a source that is not there is named
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox:latest AS seed\nFROM busybox:latest\nRUN --mount=type=cache,target=/c,id=other,from=seed,source=/nope true\n",
+    )
+    .unwrap();
+    let (out, events) = root.build(ctx.path(), &[]);
+    let msg = error_message(&out, &events);
+    assert!(msg.contains("/nope"), "{msg}");
+}
+
+#[test]
 fn run_mounts_cache_tmpfs_and_bind() {
     let root = Root::new();
     let ctx = context(&[

@@ -1099,6 +1099,66 @@ impl Engine {
             .await
     }
 
+    /// Where a `RUN --mount` of `kind` takes `source` from: the build context (no `from`,
+    /// the source keyed by its content hash), a previous stage (by its key) or an image (by
+    /// its digest); with the part of the step's cache key that names it.
+    async fn mount_source(
+        &self,
+        ctx: &BuildCtx<'_>,
+        stage: &pp::Stage,
+        m: &pp::Mount,
+        kind: &str,
+        source: &str,
+        results: &HashMap<u32, StageResult>,
+    ) -> Result<(SourceRoot, String), ExecutorError> {
+        let source = source.to_owned();
+        Ok(if m.from.is_empty() {
+            let context = ctx.context.clone().ok_or_else(|| {
+                ExecutorError::InvalidArgument(format!(
+                    "RUN --mount=type={kind} needs a build context, and this build has none"
+                ))
+            })?;
+            let root = context.dir.clone();
+            let rel = source.clone();
+            let digests = context.clone();
+            let hash = tokio::task::spawn_blocking(move || {
+                let (matches, _) = cp::select_sources(&root, &[rel])?;
+                let m = matches
+                    .first()
+                    .ok_or_else(|| ExecutorError::Internal("a selected source vanished".into()))?;
+                cp::content_hash(m, &[], Some(&digests.file_digests))
+            })
+            .await
+            .map_err(|e| ExecutorError::Internal(e.to_string()))?
+            .map_err(|e| match e {
+                ExecutorError::NotFound(_) => ExecutorError::NotFound(format!(
+                    "RUN --mount=type={kind}: {source} is not in the build context"
+                )),
+                e => e,
+            })?;
+            (SourceRoot::Context(context), format!("context:{hash}"))
+        } else if let Some(s) = ctx.parsed.stages.iter().find(|s| {
+            s.name.eq_ignore_ascii_case(&m.from) || m.from.parse::<u32>().ok() == Some(s.index)
+        }) {
+            let r = results.get(&s.index).ok_or_else(|| {
+                ExecutorError::InvalidArgument(format!(
+                    "cannot mount from stage {:?}, it needs to be defined before current stage {:?}",
+                    m.from, stage.name
+                ))
+            })?;
+            (
+                SourceRoot::Layers(r.layers.clone()),
+                format!("stage:{}", r.key),
+            )
+        } else {
+            let image = self.resolve_image(&m.from).await?;
+            (
+                SourceRoot::Layers(image.layers.clone()),
+                format!("image:{}", image.manifest_digest),
+            )
+        })
+    }
+
     /// What `RUN --mount`s mount (see [`crate::mounts`]), with their part of the step's
     /// cache key: every mount's spec, a bind's source by its content hash (context) or its
     /// stage's key or image's digest; never a cache mount's contents.
@@ -1128,18 +1188,30 @@ impl Engine {
             let target = crate::mounts::absolute_target(&m.target, &state.workdir)?;
             match kind {
                 "cache" => {
-                    if !m.from.is_empty() || !m.source.is_empty() {
-                        return Err(ExecutorError::InvalidArgument(format!(
-                            "RUN --mount=type=cache,target={target}: seeding a cache from `from`/`source` is not supported"
-                        )));
-                    }
                     let cache =
                         CacheMount::from_spec(&m.id, &target, &m.sharing, &m.options, m.readonly)?;
+                    // `from`/`source` seed a cache the first time it is made (BuildKit's
+                    // "base of the cache mount"); the seed names the step, its later
+                    // contents never do
+                    let (seed, seed_key) = if m.from.is_empty() && m.source.is_empty() {
+                        (None, String::new())
+                    } else {
+                        let source = clean(if m.source.is_empty() { "/" } else { &m.source });
+                        let (from, key) = self
+                            .mount_source(ctx, stage, m, "cache", &source, results)
+                            .await?;
+                        let spec = format!(",from={key},source={source}");
+                        (Some((from, source)), spec)
+                    };
                     specs.push(format!(
-                        "type=cache,target={target},id={},sharing={:?},mode={:o},uid={},gid={},ro={}",
+                        "type=cache,target={target},id={},sharing={:?},mode={:o},uid={},gid={},ro={}{seed_key}",
                         cache.id, cache.sharing, cache.mode, cache.uid, cache.gid, cache.readonly
                     ));
-                    plans.push(MountPlan::Cache { target, cache });
+                    plans.push(MountPlan::Cache {
+                        target,
+                        cache,
+                        seed,
+                    });
                 }
                 "tmpfs" => {
                     let size = match m.options.get("size") {
@@ -1155,52 +1227,9 @@ impl Engine {
                 }
                 "bind" => {
                     let source = clean(if m.source.is_empty() { "/" } else { &m.source });
-                    let (from, from_key) = if m.from.is_empty() {
-                        let context = ctx.context.clone().ok_or_else(|| {
-                            ExecutorError::InvalidArgument(
-                                "RUN --mount=type=bind needs a build context, and this build has none".into(),
-                            )
-                        })?;
-                        let root = context.dir.clone();
-                        let rel = source.clone();
-                        let digests = context.clone();
-                        let hash = tokio::task::spawn_blocking(move || {
-                            let (matches, _) = cp::select_sources(&root, &[rel])?;
-                            let m = matches.first().ok_or_else(|| {
-                                ExecutorError::Internal("a selected source vanished".into())
-                            })?;
-                            cp::content_hash(m, &[], Some(&digests.file_digests))
-                        })
-                        .await
-                        .map_err(|e| ExecutorError::Internal(e.to_string()))?
-                        .map_err(|e| match e {
-                            ExecutorError::NotFound(_) => ExecutorError::NotFound(format!(
-                                "RUN --mount=type=bind: {source} is not in the build context"
-                            )),
-                            e => e,
-                        })?;
-                        (SourceRoot::Context(context), format!("context:{hash}"))
-                    } else if let Some(s) = ctx.parsed.stages.iter().find(|s| {
-                        s.name.eq_ignore_ascii_case(&m.from)
-                            || m.from.parse::<u32>().ok() == Some(s.index)
-                    }) {
-                        let r = results.get(&s.index).ok_or_else(|| {
-                            ExecutorError::InvalidArgument(format!(
-                                "cannot mount from stage {:?}, it needs to be defined before current stage {:?}",
-                                m.from, stage.name
-                            ))
-                        })?;
-                        (
-                            SourceRoot::Layers(r.layers.clone()),
-                            format!("stage:{}", r.key),
-                        )
-                    } else {
-                        let image = self.resolve_image(&m.from).await?;
-                        (
-                            SourceRoot::Layers(image.layers.clone()),
-                            format!("image:{}", image.manifest_digest),
-                        )
-                    };
+                    let (from, from_key) = self
+                        .mount_source(ctx, stage, m, "bind", &source, results)
+                        .await?;
                     specs.push(format!(
                         "type=bind,target={target},from={from_key},source={source},ro={}",
                         m.readonly
@@ -1923,8 +1952,49 @@ impl Engine {
                 .local
                 .scratch(&format!("{}-{step}-mount{n}", ctx.build_id));
             match plan {
-                MountPlan::Cache { target, cache } => {
-                    let hold = self.cache_mounts.hold(&cache, &scratch).await?;
+                MountPlan::Cache {
+                    target,
+                    cache,
+                    seed,
+                } => {
+                    // the seed is looked at only when the cache (or a private step's
+                    // throwaway copy) is new
+                    let seed_dir = match seed {
+                        Some((from, source)) if self.cache_mounts.needs_seed(&cache) => {
+                            let root = match from {
+                                SourceRoot::Context(c) => c.dir.clone(),
+                                SourceRoot::Layers(layers) => {
+                                    let lowers = self.lowers(ctx, &layers).await?;
+                                    let s = Snapshot::prepare(
+                                        kind,
+                                        &PathBuf::from(format!("{}-seed", scratch.display())),
+                                        &lowers,
+                                        true,
+                                    )?;
+                                    let root = s.root().to_path_buf();
+                                    held.snapshots.push(s);
+                                    root
+                                }
+                                SourceRoot::None => {
+                                    return Err(ExecutorError::Internal(
+                                        "a cache seed without a source".into(),
+                                    ));
+                                }
+                            };
+                            let dir = resolve_in_root(&root, &source, true)?;
+                            if !dir.is_dir() {
+                                return Err(ExecutorError::NotFound(format!(
+                                    "RUN --mount=type=cache,target={target}: source {source} is not a directory in its `from`"
+                                )));
+                            }
+                            Some(dir)
+                        }
+                        _ => None,
+                    };
+                    let hold = self
+                        .cache_mounts
+                        .hold(&cache, &scratch, seed_dir.as_deref())
+                        .await?;
                     specs.push(crate::mounts::bind_spec(&target, &hold.dir, cache.readonly));
                     held.caches.push(hold);
                 }
@@ -2178,6 +2248,8 @@ enum MountPlan {
     Cache {
         target: String,
         cache: CacheMount,
+        /// What a new cache directory starts with: `source` in `from`.
+        seed: Option<(SourceRoot, String)>,
     },
     Tmpfs {
         target: String,

@@ -131,9 +131,24 @@ impl CacheMounts {
             .clone()
     }
 
-    /// Creates the cache directory on first use and holds it as `m.sharing` says.
-    /// `scratch` is where a `private` step's throwaway directory goes.
-    pub async fn hold(&self, m: &CacheMount, scratch: &Path) -> Result<HeldCache, ExecutorError> {
+    /// Whether holding `m` now would make a new directory (the cache's first use, or a
+    /// `private` step's throwaway copy beside a step that holds it): the moment a seed is
+    /// copied in. A step that takes the lock between this answer and [`Self::hold`] leaves
+    /// a private step's throwaway copy unseeded: a cache is a speed-up, not an input.
+    pub fn needs_seed(&self, m: &CacheMount) -> bool {
+        !self.path(&m.id).exists()
+            || (m.sharing == Sharing::Private && self.lock(&m.id).try_lock().is_err())
+    }
+
+    /// Creates the cache directory on first use (with the contents of `seed`, when given)
+    /// and holds it as `m.sharing` says. `scratch` is where a `private` step's throwaway
+    /// directory goes (seeded too).
+    pub async fn hold(
+        &self,
+        m: &CacheMount,
+        scratch: &Path,
+        seed: Option<&Path>,
+    ) -> Result<HeldCache, ExecutorError> {
         let dir = self.path(&m.id);
         if !dir.exists() {
             std::fs::create_dir_all(&self.dir)
@@ -144,6 +159,9 @@ impl CacheMounts {
                 .tempdir_in(&self.dir)
                 .map_err(|e| ExecutorError::io_op("creating", &self.dir, e))?;
             init_dir(fresh.path(), m.mode, m.uid, m.gid)?;
+            if let Some(seed) = seed {
+                crate::snapshot::copy_dir_contents(seed, fresh.path())?;
+            }
             let fresh = fresh.keep();
             if std::fs::rename(&fresh, &dir).is_err() {
                 let _ = std::fs::remove_dir(&fresh); // another step made it first
@@ -160,6 +178,9 @@ impl CacheMounts {
                     let t = tempfile::tempdir_in(scratch)
                         .map_err(|e| ExecutorError::io_op("creating", scratch, e))?;
                     init_dir(t.path(), m.mode, m.uid, m.gid)?;
+                    if let Some(seed) = seed {
+                        crate::snapshot::copy_dir_contents(seed, t.path())?;
+                    }
                     (None, Some(t))
                 }
             },
@@ -313,16 +334,16 @@ mod tests {
         let m =
             CacheMount::from_spec("", "/root/.cache", "private", &HashMap::new(), false).unwrap();
         assert_eq!(m.id, "/root/.cache");
-        let first = caches.hold(&m, &d.path().join("tmp")).await.unwrap();
+        let first = caches.hold(&m, &d.path().join("tmp"), None).await.unwrap();
         std::fs::write(first.dir.join("kept"), "1").unwrap();
-        let second = caches.hold(&m, &d.path().join("tmp")).await.unwrap();
+        let second = caches.hold(&m, &d.path().join("tmp"), None).await.unwrap();
         assert_ne!(
             first.dir, second.dir,
             "a private cache in use gives a fresh dir"
         );
         assert!(!second.dir.join("kept").exists());
         drop((first, second));
-        let again = caches.hold(&m, &d.path().join("tmp")).await.unwrap();
+        let again = caches.hold(&m, &d.path().join("tmp"), None).await.unwrap();
         assert_eq!(
             std::fs::read_to_string(again.dir.join("kept")).unwrap(),
             "1"
@@ -330,6 +351,54 @@ mod tests {
         assert_eq!(
             again.dir.metadata().unwrap().permissions().mode() & 0o7777,
             0o755
+        );
+    }
+
+    #[tokio::test]
+    async fn a_seed_fills_a_new_cache_and_a_private_copy_but_never_an_existing_cache() {
+        let d = tempfile::tempdir().unwrap();
+        let seed = d.path().join("seed");
+        std::fs::create_dir_all(seed.join("sub")).unwrap();
+        std::fs::write(seed.join("sub/file"), "seeded").unwrap();
+        std::os::unix::fs::symlink("sub/file", seed.join("link")).unwrap();
+        let caches = CacheMounts::new(d.path().join("cache-mounts"));
+        let m = CacheMount::from_spec("deps", "/deps", "private", &HashMap::new(), false).unwrap();
+        assert!(caches.needs_seed(&m), "a cache never used needs its seed");
+        let first = caches
+            .hold(&m, &d.path().join("tmp"), Some(&seed))
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(first.dir.join("sub/file")).unwrap(),
+            "seeded"
+        );
+        assert_eq!(
+            std::fs::read_link(first.dir.join("link")).unwrap(),
+            Path::new("sub/file")
+        );
+        std::fs::write(first.dir.join("sub/file"), "changed by a step").unwrap();
+
+        // held: a private step gets a throwaway copy, seeded as well
+        assert!(caches.needs_seed(&m));
+        let second = caches
+            .hold(&m, &d.path().join("tmp"), Some(&seed))
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(second.dir.join("sub/file")).unwrap(),
+            "seeded"
+        );
+        drop((first, second));
+
+        // the cache exists and is free: its contents stay what steps made them
+        assert!(!caches.needs_seed(&m));
+        let again = caches
+            .hold(&m, &d.path().join("tmp"), Some(&seed))
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(again.dir.join("sub/file")).unwrap(),
+            "changed by a step"
         );
     }
 }

@@ -237,6 +237,12 @@ pub fn apply_lower_dir(lower: &Path, dest: &Path) -> Result<(), ExecutorError> {
     copy_tree(lower, dest, true)
 }
 
+/// Copies what is inside `src` into the directory `dest` (ownership, modes, times,
+/// xattrs, symlinks and special files as they are): how a cache mount gets its seed.
+pub fn copy_dir_contents(src: &Path, dest: &Path) -> Result<(), ExecutorError> {
+    copy_tree(src, dest, false)
+}
+
 fn copy_tree(src: &Path, dest: &Path, apply_markers: bool) -> Result<(), ExecutorError> {
     let mut entries: Vec<_> = std::fs::read_dir(src)
         .map_err(|e| ExecutorError::io(src, e))?
