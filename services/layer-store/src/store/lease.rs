@@ -71,23 +71,14 @@ impl Store {
     /// Adds digests to a live lease.
     pub fn add_lease_resources(&self, id: &str, digests: &[Digest]) -> Result<Lease> {
         let _guard = lock(&self.records);
-        let mut r = self
-            .live_lease(id)?
-            .ok_or_else(|| LayerStoreError::LeaseNotFound(id.to_string()))?;
+        let mut r = self.live_lease_or_err(id)?;
         for d in digests {
             // a GC running now keeps it (see gc.rs)
             let _stripe = self.stripe(d);
             self.protect(*d);
             r.digests.insert(*d);
         }
-        // a lease lives as long as its build's process: a crash of the machine ends both,
-        // so its record need not wait for the disk (it survives a crash of this process)
-        self.kv.put(
-            LEASES,
-            id.as_bytes(),
-            &record::encode(&r),
-            Durability::Buffered,
-        )?;
+        self.save_lease(id, &r)?;
         Ok(lease(id.to_string(), r))
     }
 
@@ -96,24 +87,34 @@ impl Store {
     /// cannot delete it between the check and the lease.
     pub(super) fn lease_existing(&self, id: &str, digest: &Digest) -> Result<Option<u64>> {
         let _guard = lock(&self.records);
-        let mut r = self
-            .live_lease(id)?
-            .ok_or_else(|| LayerStoreError::LeaseNotFound(id.to_string()))?;
+        let mut r = self.live_lease_or_err(id)?;
         let _stripe = self.stripe(digest);
         let Some(blob) = self.load_blob(digest)? else {
             return Ok(None);
         };
         self.protect(*digest);
         if r.digests.insert(*digest) {
-            // not synced, as in add_lease_resources
-            self.kv.put(
-                LEASES,
-                id.as_bytes(),
-                &record::encode(&r),
-                Durability::Buffered,
-            )?;
+            self.save_lease(id, &r)?;
         }
         Ok(Some(blob.size))
+    }
+
+    fn live_lease_or_err(&self, id: &str) -> Result<LeaseRecord> {
+        self.live_lease(id)?
+            .ok_or_else(|| LayerStoreError::LeaseNotFound(id.to_string()))
+    }
+
+    /// Writes a lease's record. A lease lives as long as its build's process: a crash of the
+    /// machine ends both, so the record need not wait for the disk (a crash of this process
+    /// alone keeps it).
+    fn save_lease(&self, id: &str, r: &LeaseRecord) -> Result<()> {
+        self.kv.put(
+            LEASES,
+            id.as_bytes(),
+            &record::encode(r),
+            Durability::Buffered,
+        )?;
+        Ok(())
     }
 
     /// Deletes a live lease.
