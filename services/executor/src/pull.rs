@@ -63,10 +63,7 @@ pub fn is_insecure(registry: &str, insecure_registries: &[String]) -> bool {
 
 /// The credentials the build sent for `registry` (as a reference names it; Docker Hub's
 /// names match each other), if any. None leaves the executor's own files to answer.
-pub fn request_credentials(
-    registry: &str,
-    sent: &[pb::RegistryCredential],
-) -> Option<Credentials> {
+pub fn request_credentials(registry: &str, sent: &[pb::RegistryCredential]) -> Option<Credentials> {
     let wanted = api_host(registry);
     sent.iter()
         .find(|c| {
