@@ -32,6 +32,8 @@ use tokio::sync::mpsc;
 
 use crate::GlobalArgs;
 
+mod credentials;
+
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Progress {
@@ -136,7 +138,10 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCod
         build_id: String::new(),
         allow_host_network: args.allow.iter().any(|a| a == "network.host"),
         insecure_registries: args.insecure_registries.clone(),
+        registry_credentials: Vec::new(),
     };
+    // only for the registries this build may pull from; the executor may be elsewhere
+    request.registry_credentials = credentials::for_request(&request);
     for a in &args.allow {
         if a != "network.host" {
             bail!("unknown entitlement {a:?} (only network.host exists)");

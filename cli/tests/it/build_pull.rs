@@ -60,7 +60,7 @@ fn file_bytes_in_layers(layers: &[std::path::PathBuf], path: &str) -> Option<Vec
     found
 }
 
-fn error_of(events: &[Value], out: &std::process::Output) -> (String, String) {
+pub fn error_of(events: &[Value], out: &std::process::Output) -> (String, String) {
     of_type(events, "error")
         .first()
         .map(|e| {

@@ -2,6 +2,7 @@
 //! data root in a temp dir.
 
 mod build;
+mod build_credentials;
 mod build_pull;
 mod build_rpc;
 mod embedded;

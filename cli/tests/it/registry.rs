@@ -1,7 +1,8 @@
 //! Push and pull against Debian's real `docker-registry` on loopback, with skopeo on the
 //! other side.
 //!
-//! The registry gets its own config (filesystem storage in a temp dir, no auth) and binds
+//! The registry gets its own config (filesystem storage in a temp dir, no auth unless a test
+//! asks for htpasswd auth) and binds
 //! `127.0.0.1:0` itself: the test reads the port from its "listening on" log line, so no
 //! port is ever guessed or raced for. It is stopped by PID when the test ends.
 
@@ -19,18 +20,40 @@ pub struct LoopbackRegistry {
     _dir: tempfile::TempDir,
 }
 
+/// The one user of [`LoopbackRegistry::start_with_auth`].
+pub const AUTH_USER: &str = "strata";
+/// Its password.
+pub const AUTH_PASSWORD: &str = "farm-s3cret";
+/// Its htpasswd line: the registry takes bcrypt only (made once with
+/// `crypt.crypt(AUTH_PASSWORD, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))`).
+const AUTH_HTPASSWD: &str = "strata:$2b$04$yTuo0fQX7V.uK4pV8uKGjePN64jzPc9QInm06D25ePlYoyHlVGSwK";
+
 impl LoopbackRegistry {
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// A registry that answers only [`AUTH_USER`] with [`AUTH_PASSWORD`] (Basic auth).
+    pub fn start_with_auth() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(htpasswd: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n  secret: strata-test\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
+        let mut yaml = format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n  secret: strata-test\n",
+            dir.path().join("data").display()
+        );
+        if htpasswd {
+            let path = dir.path().join("htpasswd");
+            std::fs::write(&path, format!("{AUTH_HTPASSWD}\n")).unwrap();
+            yaml.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: strata-test\n    path: {}\n",
+                path.display()
+            ));
+        }
+        std::fs::write(&config, yaml).unwrap();
         let mut child = Command::new("/usr/bin/docker-registry")
             .arg("serve")
             .arg(&config)

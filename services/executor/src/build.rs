@@ -308,6 +308,7 @@ impl Engine {
         events: Events,
         mode: Mode,
     ) -> Result<BuildCtx<'a>, ExecutorError> {
+        crate::pull::check_credentials(&req.registry_credentials)?;
         for tag in &req.tags {
             Reference::parse_tag(tag)
                 .map_err(|e| ExecutorError::InvalidArgument(format!("invalid tag {tag:?}: {e}")))?;

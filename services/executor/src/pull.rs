@@ -4,12 +4,18 @@
 //! sees them) and the same choice of plain HTTP (loopback registries, plus the registries
 //! the build names in `insecure_registries`).
 //!
+//! Credentials the build request carries (`registry_credentials`, sent by the client for the
+//! registries its Dockerfile names) take precedence for their registry, for that build only:
+//! they live in the request, are handed to the one registry client of the pull and dropped
+//! with it, never stored, cached or logged. A farm's executor runs as another user, so its
+//! own files cannot hold a user's credentials.
+//!
 //! The executor pulls, not the CLI, because a farm's executor serves builds that no local
 //! CLI stands beside. Progress goes to the client as `ImagePull` events. A pull stores
 //! every blob, verified, before it moves the tag, so a failed pull never leaves a tag
 //! pointing at half an image.
 
-use strata_distribution::{ClientOptions, RegistryError, api_host};
+use strata_distribution::{ClientOptions, Credentials, RegistryError, api_host};
 use strata_proto::executor::{self as pb, PullPhase, build_event::Event};
 use strata_transfer::{
     ImageStore, TransferError,
@@ -53,6 +59,45 @@ pub fn is_insecure(registry: &str, insecure_registries: &[String]) -> bool {
             .trim_end_matches('/');
         r == registry || api_host(r) == wanted
     })
+}
+
+/// The credentials the build sent for `registry` (as a reference names it; Docker Hub's
+/// names match each other), if any. None leaves the executor's own files to answer.
+pub fn request_credentials(registry: &str, sent: &[pb::RegistryCredential]) -> Option<Credentials> {
+    let wanted = api_host(registry);
+    sent.iter()
+        .find(|c| {
+            // a credentials-file key works too ("https://index.docker.io/v1/")
+            let host = c
+                .host
+                .trim()
+                .trim_start_matches("http://")
+                .trim_start_matches("https://");
+            let host = host.split('/').next().unwrap_or(host);
+            host == registry || api_host(host) == wanted
+        })
+        .map(|c| Credentials {
+            username: c.username.clone(),
+            password: c.password.clone(),
+        })
+}
+
+/// Refuses credentials that cannot be meant: an empty host or user name.
+pub fn check_credentials(sent: &[pb::RegistryCredential]) -> Result<(), ExecutorError> {
+    for c in sent {
+        if c.host.trim().is_empty() {
+            return Err(ExecutorError::InvalidArgument(
+                "registry_credentials: an entry has no host".into(),
+            ));
+        }
+        if c.username.is_empty() {
+            return Err(ExecutorError::InvalidArgument(format!(
+                "registry_credentials: the entry for {} has no username",
+                c.host
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The gRPC code of a failed pull: the registry's "no such repository or tag" is NOT_FOUND,
@@ -155,6 +200,8 @@ impl Engine {
         let store = ImageStore::from_clients(self.peers.store.clone(), self.peers.tags.clone());
         let options = ClientOptions {
             insecure: is_insecure(reference.registry(), &req.insecure_registries),
+            // None: the executor's own files (`Registry::new` looks them up)
+            credentials: request_credentials(reference.registry(), &req.registry_credentials),
             ..Default::default()
         };
         let (tx, mut rx) = mpsc::unbounded_channel::<PullProgress>();
@@ -256,6 +303,47 @@ mod tests {
         assert!(is_insecure("docker.io", &list));
         assert!(is_insecure("index.docker.io", &list));
         assert!(!is_insecure("reg.example:5000", &[]));
+    }
+
+    #[test]
+    fn sent_credentials_match_their_registry_only() {
+        let sent = |host: &str, user: &str| pb::RegistryCredential {
+            host: host.into(),
+            username: user.into(),
+            password: "pw".into(),
+        };
+        let list = vec![
+            sent("reg.example:5000", "a"),
+            sent("https://index.docker.io/v1/", "hub"),
+        ];
+        assert_eq!(
+            request_credentials("reg.example:5000", &list).map(|c| c.username),
+            Some("a".into())
+        );
+        assert_eq!(
+            request_credentials("docker.io", &list).map(|c| c.username),
+            Some("hub".into())
+        );
+        assert_eq!(request_credentials("reg.example", &list), None);
+        assert_eq!(request_credentials("other:5000", &list), None);
+        assert_eq!(request_credentials("other:5000", &[]), None);
+        for hub in ["docker.io", "index.docker.io", "registry-1.docker.io"] {
+            assert_eq!(
+                request_credentials(hub, &[sent("docker.io", "hub")]).map(|c| c.username),
+                Some("hub".into()),
+                "{hub}"
+            );
+        }
+        let c = request_credentials("reg.example:5000", &list).unwrap();
+        assert!(!format!("{c:?}").contains("pw"));
+
+        check_credentials(&list).unwrap();
+        check_credentials(&[]).unwrap();
+        let e = check_credentials(&[sent(" ", "a")]).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        let e = check_credentials(&[sent("reg.example:5000", "")]).unwrap_err();
+        assert!(e.to_string().contains("reg.example:5000"), "{e}");
+        assert!(!e.to_string().contains("pw"), "{e}");
     }
 
     #[test]

@@ -50,10 +50,20 @@ pub struct FetchedManifest {
     pub digest: Digest,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct AuthState {
     /// The `Authorization` value to send, once known.
     header: Option<String>,
+}
+
+impl std::fmt::Debug for AuthState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // the header is `Basic base64(user:password)` or a bearer token: never print it
+        // (tokio's Mutex shows its content in a derived Debug of `Registry`)
+        f.debug_struct("AuthState")
+            .field("header", &self.header.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// A client for one repository of one registry.
@@ -779,4 +789,34 @@ async fn expect(
         status,
         detail,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_prints_credentials_or_the_authorization_header() {
+        let credentials = Credentials {
+            username: "alice".into(),
+            password: "s3cret-pass".into(),
+        };
+        let header = credentials.basic_header();
+        let registry = Registry::new(
+            "127.0.0.1:5000",
+            "private/base",
+            false,
+            ClientOptions {
+                credentials: Some(credentials),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        registry.auth.try_lock().unwrap().header = Some(header.clone());
+        let shown = format!("{registry:?}");
+        assert!(!shown.contains("s3cret-pass"), "{shown}");
+        let encoded = header.trim_start_matches("Basic ");
+        assert!(!shown.contains(encoded), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
 }

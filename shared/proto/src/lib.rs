@@ -31,6 +31,24 @@ pub mod service_names {
     pub const EXECUTOR: &str = "strata.executor.v1.Executor";
 }
 
+impl std::fmt::Debug for executor::RegistryCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // never print the password; show whether there is one
+        f.debug_struct("RegistryCredential")
+            .field("host", &self.host)
+            .field("username", &self.username)
+            .field(
+                "password",
+                &if self.password.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use prost::Message;
@@ -124,5 +142,24 @@ mod tests {
             }
         }
         assert!(undocumented.is_empty(), "undocumented: {undocumented:#?}");
+    }
+
+    #[test]
+    fn registry_passwords_never_print() {
+        let credential = executor::RegistryCredential {
+            host: "127.0.0.1:5000".into(),
+            username: "alice".into(),
+            password: "s3cret-pass".into(),
+        };
+        let request = executor::BuildRequest {
+            registry_credentials: vec![credential.clone()],
+            ..Default::default()
+        };
+        for shown in [format!("{credential:?}"), format!("{request:#?}")] {
+            assert!(!shown.contains("s3cret-pass"), "{shown}");
+            assert!(shown.contains("127.0.0.1:5000"), "{shown}");
+            assert!(shown.contains("alice"), "{shown}");
+            assert!(shown.contains("<redacted>"), "{shown}");
+        }
     }
 }
