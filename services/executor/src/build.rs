@@ -1191,10 +1191,10 @@ impl Engine {
                 "cache" => {
                     let cache =
                         CacheMount::from_spec(&m.id, &target, &m.sharing, &m.options, m.readonly)?;
-                    // `from`/`source` seed a cache the first time it is made (BuildKit's
-                    // "base of the cache mount"); the seed names the step, its later
-                    // contents never do
-                    let (seed, seed_key) = if m.from.is_empty() && m.source.is_empty() {
+                    // `from` (with `source` in it) seeds a cache the first time it is made
+                    // (BuildKit's "base of the cache mount"; without `from` a new cache is
+                    // empty, as there); the seed names the step, its later contents never do
+                    let (seed, seed_key) = if m.from.is_empty() {
                         (None, String::new())
                     } else {
                         let source = clean(if m.source.is_empty() { "/" } else { &m.source });
