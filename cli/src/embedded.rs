@@ -40,11 +40,13 @@ pub fn try_lock_root(root: &Path) -> anyhow::Result<Option<Flock<File>>> {
 /// Opens every service over `root` and registers them, the executor reaching its peers at
 /// `self_addr` (the address these services will be served on). The executor is also
 /// returned: once serving ends, its host awaits [`strata_executor::ExecutorService::settled`]
-/// so a prune of its local cache is not cut short.
+/// so a prune of its local cache is not cut short. `long_lived` (`strata serve`): the
+/// executor prunes its local cache at start, as the standalone binary does.
 pub fn services(
     root: &Path,
     self_addr: &ListenAddr,
     options: &ServeOptions,
+    long_lived: bool,
 ) -> anyhow::Result<(Services, strata_executor::ExecutorService)> {
     let mut services = Services::default();
     strata_parser::register(&mut services, options);
@@ -69,6 +71,7 @@ pub fn services(
         tag_index_addr: self_addr.clone(),
         // the same setting as the standalone executor's
         local_cache_budget: strata_executor::local_cache::max_bytes_from_env()?,
+        prune_at_start: long_lived,
     })
     .context("failed to start the executor")?;
     strata_executor::register(&mut services, executor.clone(), options);
@@ -104,7 +107,7 @@ impl Embedded {
             max_message_bytes: 64 * 1024 * 1024,
             ..ServeOptions::default()
         };
-        let (services, executor) = services(root, &addr, &options)?;
+        let (services, executor) = services(root, &addr, &options, false)?;
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
             let served = strata_server::serve(services, listener, &options, async {

@@ -49,7 +49,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<std::pr
         drain_timeout: std::time::Duration::from_secs(args.drain_timeout_secs),
         ..ServeOptions::default()
     };
-    let (services, executor) = embedded::services(&root, &listener.local_addr(), &options)
+    let (services, executor) = embedded::services(&root, &listener.local_addr(), &options, true)
         .with_context(|| format!("failed to open the data root {}", root.display()))?;
     info!(root = %root.display(), %addr, "strata serve");
     let served = strata_server::serve(

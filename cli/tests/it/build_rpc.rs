@@ -67,6 +67,7 @@ impl Farm {
                 layer_store_addr: store.addr.clone(),
                 tag_index_addr: tags.addr.clone(),
                 local_cache_budget: Some(strata_executor::local_cache::DEFAULT_MAX_BYTES),
+                prune_at_start: true,
             };
             let o = opts.clone();
             list.push(

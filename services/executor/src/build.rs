@@ -276,7 +276,7 @@ impl Engine {
         // unpinned first, so what this build used is prunable too; the prune runs after the
         // result is returned, never on the build's path
         drop(ctx);
-        self.local.prune_in_background();
+        self.local.prune_if_grown_in_background();
         done
     }
 
@@ -293,7 +293,7 @@ impl Engine {
             explanations, pins, ..
         } = ctx;
         drop(pins);
-        self.local.prune_in_background();
+        self.local.prune_if_grown_in_background();
         walked?;
         // stages run concurrently: put their steps back in build order
         let mut steps = explanations.into_inner();

@@ -41,10 +41,15 @@ pub struct Config {
     /// The bytes the local cache of extracted layers and contexts may take (`None`:
     /// unbounded); see [`local_cache`].
     pub local_cache_budget: Option<u64>,
+    /// Prune the local cache to its budget when the service opens (long-lived hosts: the
+    /// binary, `strata serve`). A one-command host leaves it to the builds that add entries
+    /// and to `strata gc`: a prune reads every entry's marker, which a fully cached build
+    /// would otherwise pay at every command.
+    pub prune_at_start: bool,
 }
 
-/// Opens the service's state. Inside a tokio runtime, the local cache is pruned to its
-/// budget in the background from the start.
+/// Opens the service's state. Inside a tokio runtime and with `prune_at_start`, the local
+/// cache is pruned to its budget in the background from the start.
 pub fn open(config: &Config) -> Result<ExecutorService, ExecutorError> {
     let peers = peers::Peers::connect(
         &config.parser_addr,
@@ -56,7 +61,9 @@ pub fn open(config: &Config) -> Result<ExecutorService, ExecutorError> {
         peers,
         config.local_cache_budget,
     )?;
-    engine.local.prune_in_background();
+    if config.prune_at_start {
+        engine.local.prune_in_background();
+    }
     Ok(ExecutorService::new(engine))
 }
 

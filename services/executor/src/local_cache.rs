@@ -20,7 +20,7 @@ use std::{
     path::{Path, PathBuf},
     sync::{
         Arc, Mutex, MutexGuard, PoisonError,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::SystemTime,
 };
@@ -174,6 +174,9 @@ pub struct LocalCache {
     busy: watch::Sender<bool>,
     /// Numbers scratch names.
     seq: AtomicU64,
+    /// An entry was added since the last prune began: only then can a build have taken the
+    /// cache over its budget.
+    grown: AtomicBool,
 }
 
 impl LocalCache {
@@ -200,6 +203,7 @@ impl LocalCache {
             background: Mutex::default(),
             busy: watch::Sender::new(false),
             seq: AtomicU64::new(0),
+            grown: AtomicBool::new(false),
         })
     }
 
@@ -347,6 +351,7 @@ impl LocalCache {
         std::fs::rename(&staging, &dest)
             .map_err(|e| ExecutorError::io_op("renaming", &staging, e))?;
         self.write_marker(&id, Some(bytes), None);
+        self.grown.store(true, Ordering::Relaxed);
         info!(diff_id = %diff_id, bytes, "layer extracted");
         Ok(dest)
     }
@@ -367,6 +372,7 @@ impl LocalCache {
         let ok = std::fs::rename(dir, &dest).is_ok();
         if ok {
             self.write_marker(&id, None, None);
+            self.grown.store(true, Ordering::Relaxed);
         }
         debug!(diff_id = %diff_id, ok, "adopted a step's upper dir as a layer");
         ok
@@ -450,6 +456,7 @@ impl LocalCache {
             .map_err(|e| ExecutorError::io_op("renaming", &staging, e))?;
         let index_bytes = write_index(&self.tmp, &index, &hex, &report.file_digests);
         self.write_marker(&id, Some(bytes + index_bytes), None);
+        self.grown.store(true, Ordering::Relaxed);
         let context = Arc::new(Context {
             dir: dest,
             file_digests: report.file_digests,
@@ -650,6 +657,7 @@ impl LocalCache {
         let cache = self.clone();
         runtime.spawn_blocking(move || {
             loop {
+                cache.grown.store(false, Ordering::Relaxed);
                 if let Err(e) = cache.prune(max_bytes, false) {
                     warn!(error = %e, "local cache prune failed");
                 }
@@ -663,6 +671,15 @@ impl LocalCache {
                 break;
             }
         });
+    }
+
+    /// [`Self::prune_in_background`] if an entry was added since the last prune began
+    /// (what a build calls when it ends: a fully cached build adds nothing, and a prune
+    /// reads every entry's marker).
+    pub fn prune_if_grown_in_background(self: &Arc<Self>) {
+        if self.grown.swap(false, Ordering::Relaxed) {
+            self.prune_in_background();
+        }
     }
 
     /// Resolves once no background prune is running.
@@ -987,5 +1004,35 @@ mod tests {
         assert!(!bounded.layer_dir(&old).exists());
         assert!(bounded.layer_dir(&new).is_dir());
         assert!(!*bounded.busy.borrow());
+    }
+
+    #[tokio::test]
+    async fn a_build_prunes_only_when_an_entry_was_added_since_the_last_prune() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("executor");
+        let unbounded = LocalCache::open(&root, None).unwrap();
+        let old = adopted(&unbounded, 1, 64);
+        last_used(&unbounded, &old, 100);
+        let new = adopted(&unbounded, 2, 64);
+        unbounded.prune(u64::MAX, false).unwrap();
+        let budget = measured(&unbounded, &new);
+        drop(unbounded);
+
+        // over budget, but nothing was added by this process: a fully cached build's end
+        // does not read every marker
+        let bounded = Arc::new(LocalCache::open(&root, Some(budget)).unwrap());
+        bounded.prune_if_grown_in_background();
+        bounded.settled().await;
+        assert!(bounded.layer_dir(&old).is_dir(), "no prune ran");
+
+        // an entry added: the next build's end prunes, down to the one entry that fits
+        let third = adopted(&bounded, 3, 64);
+        bounded.prune_if_grown_in_background();
+        bounded.settled().await;
+        assert!(!bounded.layer_dir(&old).exists());
+        assert!(!bounded.layer_dir(&new).exists());
+        assert!(bounded.layer_dir(&third).is_dir());
+        // and that prune took the news: the next cached build's end starts none
+        assert!(!bounded.grown.load(Ordering::Relaxed));
     }
 }

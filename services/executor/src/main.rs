@@ -59,6 +59,7 @@ async fn main() -> anyhow::Result<()> {
         layer_store_addr: args.layer_store_addr,
         tag_index_addr: args.tag_index_addr,
         local_cache_budget: strata_executor::local_cache::budget(args.local_cache_max_bytes),
+        prune_at_start: true,
     };
     let listener = strata_server::Listener::bind(&args.serve.listen).await?;
     strata_executor::run(
