@@ -985,8 +985,9 @@ mod tests {
         assert!(matches!(e, ExecutorError::Peer { .. }), "{e:?}");
     }
 
-    #[tokio::test]
-    async fn the_background_prune_keeps_to_the_budget() {
+    /// A cache holding two measured 64 KiB layers (`old` used before `new`), reopened with
+    /// a budget that fits one: (its temp dir, the cache, old, new).
+    fn over_a_budget_of_one_entry() -> (tempfile::TempDir, Arc<LocalCache>, Digest, Digest) {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("executor");
         let unbounded = LocalCache::open(&root, None).unwrap();
@@ -996,8 +997,13 @@ mod tests {
         unbounded.prune(u64::MAX, false).unwrap();
         let budget = measured(&unbounded, &new);
         drop(unbounded);
-
         let bounded = Arc::new(LocalCache::open(&root, Some(budget)).unwrap());
+        (dir, bounded, old, new)
+    }
+
+    #[tokio::test]
+    async fn the_background_prune_keeps_to_the_budget() {
+        let (_dir, bounded, old, new) = over_a_budget_of_one_entry();
         bounded.prune_in_background();
         bounded.prune_in_background();
         bounded.settled().await;
@@ -1008,19 +1014,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_build_prunes_only_when_an_entry_was_added_since_the_last_prune() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("executor");
-        let unbounded = LocalCache::open(&root, None).unwrap();
-        let old = adopted(&unbounded, 1, 64);
-        last_used(&unbounded, &old, 100);
-        let new = adopted(&unbounded, 2, 64);
-        unbounded.prune(u64::MAX, false).unwrap();
-        let budget = measured(&unbounded, &new);
-        drop(unbounded);
-
         // over budget, but nothing was added by this process: a fully cached build's end
         // does not read every marker
-        let bounded = Arc::new(LocalCache::open(&root, Some(budget)).unwrap());
+        let (_dir, bounded, old, new) = over_a_budget_of_one_entry();
         bounded.prune_if_grown_in_background();
         bounded.settled().await;
         assert!(bounded.layer_dir(&old).is_dir(), "no prune ran");
