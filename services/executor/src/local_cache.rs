@@ -454,7 +454,7 @@ impl LocalCache {
         };
         std::fs::rename(&staging, &dest)
             .map_err(|e| ExecutorError::io_op("renaming", &staging, e))?;
-        let index_bytes = write_index(&self.tmp, &index, &hex, &report.file_digests);
+        let index_bytes = self.write_index(&index, &report.file_digests);
         self.write_marker(&id, Some(bytes + index_bytes), None);
         self.grown.store(true, Ordering::Relaxed);
         let context = Arc::new(Context {
@@ -468,18 +468,27 @@ impl LocalCache {
     /// Writes `id`'s marker through a scratch file and a rename: `bytes` (None: not measured
     /// yet), last used at `used` (None: now). A failure only costs a measurement.
     fn write_marker(&self, id: &EntryId, bytes: Option<u64>, used: Option<SystemTime>) {
-        let scratch = self.unique("marker");
         let marker = self.marker(id);
-        let written = std::fs::write(&scratch, bytes.map(|b| b.to_string()).unwrap_or_default())
-            .and_then(|()| match used {
-                Some(t) => File::open(&scratch)?.set_modified(t),
-                None => Ok(()),
-            })
-            .and_then(|()| std::fs::rename(&scratch, &marker));
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&scratch);
+        let content = bytes.map(|b| b.to_string()).unwrap_or_default();
+        if let Err(e) = write_through(&self.unique("marker"), &marker, content.as_bytes(), used) {
             debug!(marker = %marker.display(), error = %e, "cache marker not saved");
         }
+    }
+
+    /// Writes a context's file digests to `index` (never half-written under its name);
+    /// its size, 0 when it was not written. A failure only costs the next process an
+    /// extraction, so it is logged, not returned.
+    fn write_index(&self, index: &Path, digests: &BTreeMap<String, Digest>) -> u64 {
+        let written = serde_json::to_vec(digests)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| {
+                write_through(&self.unique("index"), index, &bytes, None)?;
+                Ok(bytes.len() as u64)
+            });
+        written.unwrap_or_else(|e| {
+            debug!(index = %index.display(), error = %e, "context index not saved");
+            0
+        })
     }
 
     /// Removes the least recently used entries no build has pinned until the rest take at
@@ -731,25 +740,24 @@ fn read_index(dir: &Path, index: &Path) -> Option<BTreeMap<String, Digest>> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// Writes `index` through a scratch file and a rename (never half-written under its name);
-/// its size, 0 when it was not written. A failure only costs the next process an extraction,
-/// so it is logged, not returned.
-fn write_index(tmp: &Path, index: &Path, hex: &str, digests: &BTreeMap<String, Digest>) -> u64 {
-    let scratch = tmp.join(format!("context-{hex}.digests.{}", std::process::id()));
-    let mut len = 0;
-    let written = serde_json::to_vec(digests)
-        .map_err(std::io::Error::other)
-        .and_then(|bytes| {
-            len = bytes.len() as u64;
-            std::fs::write(&scratch, bytes)
+/// Writes `bytes` to `dest` through `scratch` and a rename, so `dest` is never seen
+/// half-written; `modified`: the mtime to give it (None: now).
+fn write_through(
+    scratch: &Path,
+    dest: &Path,
+    bytes: &[u8],
+    modified: Option<SystemTime>,
+) -> std::io::Result<()> {
+    let written = std::fs::write(scratch, bytes)
+        .and_then(|()| match modified {
+            Some(t) => File::open(scratch)?.set_modified(t),
+            None => Ok(()),
         })
-        .and_then(|()| std::fs::rename(&scratch, index));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&scratch);
-        debug!(index = %index.display(), error = %e, "context index not saved");
-        return 0;
+        .and_then(|()| std::fs::rename(scratch, dest));
+    if written.is_err() {
+        let _ = std::fs::remove_file(scratch);
     }
-    len
+    written
 }
 
 #[cfg(test)]
