@@ -175,14 +175,12 @@ impl Executor for ExecutorService {
     ) -> Result<Response<pb::PruneLocalCacheResponse>, Status> {
         let req = request.into_inner();
         let local = self.engine.local.clone();
-        let Some(keep) = req.keep_bytes.or(local.budget()) else {
+        let (keep, dry_run) = match req.keep_bytes.or(local.budget()) {
+            Some(keep) => (keep, req.dry_run),
             // no budget and none asked for: report what is kept, remove nothing
-            let r = tokio::task::spawn_blocking(move || local.prune(u64::MAX, true))
-                .await
-                .map_err(|e| ExecutorError::Internal(e.to_string()))??;
-            return Ok(Response::new(response(r)));
+            None => (u64::MAX, true),
         };
-        let r = tokio::task::spawn_blocking(move || local.prune(keep, req.dry_run))
+        let r = tokio::task::spawn_blocking(move || local.prune(keep, dry_run))
             .await
             .map_err(|e| ExecutorError::Internal(e.to_string()))??;
         Ok(Response::new(response(r)))
