@@ -50,32 +50,28 @@ pub fn check_platform(base: &str, platform: &str) -> Result<(), ExecutorError> {
 
 /// Whether `registry` (as a reference names it) was named insecure by the build.
 pub fn is_insecure(registry: &str, insecure_registries: &[String]) -> bool {
-    let wanted = api_host(registry);
-    insecure_registries.iter().any(|r| {
-        let r = r
-            .trim()
-            .trim_start_matches("http://")
-            .trim_start_matches("https://")
-            .trim_end_matches('/');
-        r == registry || api_host(r) == wanted
-    })
+    insecure_registries
+        .iter()
+        .any(|r| names_registry(r, registry))
+}
+
+/// Whether `entry` (as users write registries in flags and credential files: with or
+/// without a scheme or a path, e.g. "https://index.docker.io/v1/") names `registry` (as a
+/// reference names it; Docker Hub's names name each other).
+fn names_registry(entry: &str, registry: &str) -> bool {
+    let entry = entry
+        .trim()
+        .trim_start_matches("http://")
+        .trim_start_matches("https://");
+    let host = entry.split('/').next().unwrap_or(entry);
+    host == registry || api_host(host) == api_host(registry)
 }
 
 /// The credentials the build sent for `registry` (as a reference names it; Docker Hub's
 /// names match each other), if any. None leaves the executor's own files to answer.
 pub fn request_credentials(registry: &str, sent: &[pb::RegistryCredential]) -> Option<Credentials> {
-    let wanted = api_host(registry);
     sent.iter()
-        .find(|c| {
-            // a credentials-file key works too ("https://index.docker.io/v1/")
-            let host = c
-                .host
-                .trim()
-                .trim_start_matches("http://")
-                .trim_start_matches("https://");
-            let host = host.split('/').next().unwrap_or(host);
-            host == registry || api_host(host) == wanted
-        })
+        .find(|c| names_registry(&c.host, registry))
         .map(|c| Credentials {
             username: c.username.clone(),
             password: c.password.clone(),
