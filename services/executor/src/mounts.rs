@@ -158,10 +158,7 @@ impl CacheMounts {
                 .prefix(".new-")
                 .tempdir_in(&self.dir)
                 .map_err(|e| ExecutorError::io_op("creating", &self.dir, e))?;
-            init_dir(fresh.path(), m.mode, m.uid, m.gid)?;
-            if let Some(seed) = seed {
-                crate::snapshot::copy_dir_contents(seed, fresh.path())?;
-            }
+            new_cache_dir(fresh.path(), m, seed)?;
             let fresh = fresh.keep();
             if std::fs::rename(&fresh, &dir).is_err() {
                 let _ = std::fs::remove_dir(&fresh); // another step made it first
@@ -177,10 +174,7 @@ impl CacheMounts {
                         .map_err(|e| ExecutorError::io_op("creating", scratch, e))?;
                     let t = tempfile::tempdir_in(scratch)
                         .map_err(|e| ExecutorError::io_op("creating", scratch, e))?;
-                    init_dir(t.path(), m.mode, m.uid, m.gid)?;
-                    if let Some(seed) = seed {
-                        crate::snapshot::copy_dir_contents(seed, t.path())?;
-                    }
+                    new_cache_dir(t.path(), m, seed)?;
                     (None, Some(t))
                 }
             },
@@ -192,6 +186,16 @@ impl CacheMounts {
             _guard: guard,
             _throwaway: throwaway,
         })
+    }
+}
+
+/// Makes the empty `dir` a new cache directory for `m`: its mode and owner, and the
+/// contents of `seed` when there is one.
+fn new_cache_dir(dir: &Path, m: &CacheMount, seed: Option<&Path>) -> Result<(), ExecutorError> {
+    init_dir(dir, m.mode, m.uid, m.gid)?;
+    match seed {
+        Some(seed) => crate::snapshot::copy_dir_contents(seed, dir),
+        None => Ok(()),
     }
 }
 
