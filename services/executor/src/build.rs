@@ -1814,13 +1814,10 @@ impl Engine {
                 let (src_root, _src_snap) = match source {
                     SourceRoot::Context(c) => (Some(c.dir.clone()), None),
                     SourceRoot::Layers(layers) => {
-                        let lowers = self.lowers(ctx, &layers).await?;
-                        let s = Snapshot::prepare(
-                            kind,
-                            &self.local.scratch(&format!("{}-{step}-from", ctx.build_id)),
-                            &lowers,
-                            true,
-                        )?;
+                        let scratch = self.local.scratch(&format!("{}-{step}-from", ctx.build_id));
+                        let s = self
+                            .layers_snapshot(ctx, kind, &scratch, &layers, true)
+                            .await?;
                         (Some(s.root().to_path_buf()), Some(s))
                     }
                     SourceRoot::None => (None, None),
@@ -1965,13 +1962,11 @@ impl Engine {
                             let root = match from {
                                 SourceRoot::Context(c) => c.dir.clone(),
                                 SourceRoot::Layers(layers) => {
-                                    let lowers = self.lowers(ctx, &layers).await?;
-                                    let s = Snapshot::prepare(
-                                        kind,
-                                        &PathBuf::from(format!("{}-seed", scratch.display())),
-                                        &lowers,
-                                        true,
-                                    )?;
+                                    let seed_scratch =
+                                        PathBuf::from(format!("{}-seed", scratch.display()));
+                                    let s = self
+                                        .layers_snapshot(ctx, kind, &seed_scratch, &layers, true)
+                                        .await?;
                                     let root = s.root().to_path_buf();
                                     held.snapshots.push(s);
                                     root
@@ -2023,8 +2018,9 @@ impl Engine {
                             (root, "the build context")
                         }
                         SourceRoot::Layers(layers) => {
-                            let lowers = self.lowers(ctx, &layers).await?;
-                            let s = Snapshot::prepare(kind, &scratch, &lowers, readonly)?;
+                            let s = self
+                                .layers_snapshot(ctx, kind, &scratch, &layers, readonly)
+                                .await?;
                             let root = s.root().to_path_buf();
                             held.snapshots.push(s);
                             (root, "the mounted stage or image")
@@ -2046,6 +2042,20 @@ impl Engine {
             }
         }
         Ok((specs, held))
+    }
+
+    /// `layers` (a stage's or an image's) as a snapshot at `scratch`, their lowerdirs pinned
+    /// for the build.
+    async fn layers_snapshot(
+        &self,
+        ctx: &BuildCtx<'_>,
+        kind: SnapshotterKind,
+        scratch: &Path,
+        layers: &[Layer],
+        readonly: bool,
+    ) -> Result<Snapshot, ExecutorError> {
+        let lowers = self.lowers(ctx, layers).await?;
+        Snapshot::prepare(kind, scratch, &lowers, readonly)
     }
 
     /// The lowerdirs of `layers`, pinned for the build.

@@ -38,7 +38,7 @@ struct Args {
     tag_index_addr: strata_server::ListenAddr,
     /// Bytes the local cache of extracted layers and build contexts may take, e.g.
     /// 10737418240, 500MB or 10GiB (binary units); least recently used entries no running
-    /// build uses are pruned at start and after each build. 0: unbounded.
+    /// build uses are pruned at start and after each build that added one. 0: unbounded.
     #[arg(
         long,
         env = strata_executor::local_cache::MAX_BYTES_ENV,
