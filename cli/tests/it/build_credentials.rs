@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::build::{image_event, of_type};
 use super::build_pull::error_of;
+use super::embedded::sigterm_and_wait;
 use super::images_io::{ok, root_with_busybox};
 use super::registry::{AUTH_PASSWORD, AUTH_USER, LoopbackRegistry};
 
@@ -113,7 +114,7 @@ async fn a_farm_executor_without_credentials_pulls_a_private_base_with_the_clien
     let executor_home = tempfile::tempdir().unwrap();
     let root = tempfile::tempdir().unwrap();
     let log = root.path().join("serve.log");
-    let mut serve = Command::new(STRATA)
+    let serve = Command::new(STRATA)
         .args(["serve", "--drain-timeout", "5"])
         .env("STRATA_ROOT", root.path())
         .env_remove("STRATA_ADDR")
@@ -183,12 +184,7 @@ async fn a_farm_executor_without_credentials_pulls_a_private_base_with_the_clien
     );
     assert_denied(&out, &events, &addr, "requires credentials");
 
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(serve.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let status = serve.wait().unwrap();
+    let status = sigterm_and_wait(serve);
     assert!(status.success(), "serve exit {status:?}");
 
     // and never logged them, not even at debug

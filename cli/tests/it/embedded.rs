@@ -70,7 +70,7 @@ fn concurrent_commands_over_one_root_all_succeed() {
 #[tokio::test]
 async fn commands_use_a_running_serve_over_the_same_root() {
     let root = tempfile::tempdir().unwrap();
-    let mut serve = Command::new(STRATA)
+    let serve = Command::new(STRATA)
         .args(["serve", "--drain-timeout", "5"])
         .env("STRATA_ROOT", root.path())
         .env_remove("STRATA_ADDR")
@@ -98,12 +98,7 @@ async fn commands_use_a_running_serve_over_the_same_root() {
     let out = strata(root.path(), &["serve"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("another strata process is using"));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(serve.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let status = serve.wait().unwrap();
+    let status = sigterm_and_wait(serve);
     assert!(status.success(), "serve exit {status:?}");
     assert!(
         !root.path().join("strata.sock").exists(),
@@ -156,4 +151,14 @@ async fn serve_ends_open_watch_streams_at_sigterm_and_exits_promptly() {
         took < std::time::Duration::from_secs(20),
         "serve waited {took:?} on an open watch"
     );
+}
+
+/// Stops `child` as an orchestrator would (SIGTERM) and waits for its exit.
+pub fn sigterm_and_wait(mut child: std::process::Child) -> std::process::ExitStatus {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    child.wait().unwrap()
 }
