@@ -50,19 +50,34 @@ pub fn services(
 ) -> anyhow::Result<(Services, strata_executor::ExecutorService)> {
     let mut services = Services::default();
     strata_parser::register(&mut services, options);
-    let layer_store = strata_layer_store::open(&strata_layer_store::Config {
-        root: root.to_path_buf(),
-        tag_index_addr: Some(self_addr.clone()),
-        compression: strata_layer_store::compression_from_env()?,
-    })
-    .context("failed to open the layer store")?;
+    // The two databases open at once (each open is a few ms of RocksDB reading its manifest
+    // and tables and writing an options file): on the path of every embedded command.
+    let event_retention = strata_tag_index::event_retention_from_env()?;
+    let (layer_store, tag_index) = std::thread::scope(|scope| {
+        let tags = std::thread::Builder::new()
+            .name("open-tag-index".into())
+            .spawn_scoped(scope, || {
+                strata_tag_index::open(&strata_tag_index::Config {
+                    root: root.to_path_buf(),
+                    // the same setting as the standalone service's, so every host of a root
+                    // prunes alike
+                    event_retention,
+                })
+            });
+        let layers = strata_layer_store::open(&strata_layer_store::Config {
+            root: root.to_path_buf(),
+            tag_index_addr: Some(self_addr.clone()),
+            compression: strata_layer_store::compression_from_env()?,
+        });
+        let tags = tags
+            .context("failed to start a thread")?
+            .join()
+            .map_err(|_| anyhow::anyhow!("opening the tag index panicked"))?;
+        anyhow::Ok((layers, tags))
+    })?;
+    let layer_store = layer_store.context("failed to open the layer store")?;
     strata_layer_store::register(&mut services, layer_store, options);
-    // the same setting as the standalone service's, so every host of a root prunes alike
-    let tag_index = strata_tag_index::open(&strata_tag_index::Config {
-        root: root.to_path_buf(),
-        event_retention: strata_tag_index::event_retention_from_env()?,
-    })
-    .context("failed to open the tag index")?;
+    let tag_index = tag_index.context("failed to open the tag index")?;
     strata_tag_index::register(&mut services, tag_index, options);
     let executor = strata_executor::open(&strata_executor::Config {
         root: root.to_path_buf(),
