@@ -4,8 +4,10 @@
 //! `<Dockerfile>.dockerignore`), never following a symlink (links are stored as links), and
 //! packed as a deterministic tar (sorted entries, real mode/owner/mtime, ustar + PAX only when
 //! needed). Packing runs twice when needed: once only hashing, so that an unchanged context is
-//! found with StatBlob and never uploaded again, then streaming into WriteBlob. The
-//! Dockerfile travels in the request, so it is always available even when ignored.
+//! found with StatBlob and never uploaded again, then streaming into WriteBlob. The hashing
+//! pass is skipped when every entry's stat is what it was when the digest was last computed
+//! ([`context_memo`]). The Dockerfile travels in the request, so it is always available even
+//! when ignored.
 
 use std::{
     collections::HashMap,
@@ -32,6 +34,7 @@ use tokio::sync::mpsc;
 
 use crate::GlobalArgs;
 
+mod context_memo;
 mod credentials;
 
 /// How progress is shown.
@@ -62,7 +65,8 @@ pub struct BuildArgs {
     /// The stage to build (default: the last).
     #[arg(long)]
     pub target: Option<String>,
-    /// Run every step, ignoring the build cache.
+    /// Run every step, ignoring the build cache (and hash the context again, not trusting the
+    /// digest remembered for its unchanged files).
     #[arg(long)]
     pub no_cache: bool,
     /// A label KEY=VALUE to add to the image (repeatable).
@@ -148,13 +152,20 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCod
         }
     }
 
+    // The context is walked and hashed while the services start (embedded: while their
+    // databases open).
+    let memo_dir = context_memo_dir(global);
+    let packing = {
+        let (dir, memo_dir, no_cache) = (context_dir.clone(), memo_dir.clone(), args.no_cache);
+        tokio::task::spawn_blocking(move || {
+            digest_context(&dir, &ignore, memo_dir.as_deref(), no_cache)
+        })
+    };
     let conn = crate::connect::connect(global).await?;
     let store = LayerStoreClient::new(conn.channel()).max_encoding_message_size(64 << 20);
-    let entries = {
-        let dir = context_dir.clone();
-        tokio::task::spawn_blocking(move || context_entries(&dir, &ignore)).await??
-    };
-    request.context_digest = upload_context(store, &context_dir, entries).await?;
+    let packed = packing.await??;
+    request.context_digest =
+        upload_context(store, &context_dir, packed, memo_dir.as_deref()).await?;
 
     let mut client = ExecutorClient::new(conn.channel())
         .max_decoding_message_size(64 << 20)
@@ -270,22 +281,70 @@ fn walk(dir: &Path, rel: &str, ignore: &DockerIgnore, out: &mut Vec<Change>) -> 
     Ok(())
 }
 
+/// Where the CLI remembers contexts' digests ([`context_memo`]): beside the data root it
+/// uses, or in the user's cache directory when the services are elsewhere (`--addr`).
+fn context_memo_dir(global: &GlobalArgs) -> Option<PathBuf> {
+    let base = match global.addr {
+        None => global.data_root().join("cli"),
+        Some(_) => dirs::cache_dir()?.join("strata"),
+    };
+    Some(base.join("contexts"))
+}
+
+/// A context walked and hashed, ready to upload.
+struct PackedContext {
+    entries: Vec<Change>,
+    digest: String,
+    /// Taken from the memo instead of hashed.
+    remembered: bool,
+}
+
+/// Walks the context and finds its tar's digest: from the memo when every entry's stat is
+/// as recorded (and `no_cache` is not asked), else by packing it through sha256 (and
+/// recording the result).
+fn digest_context(
+    dir: &Path,
+    ignore: &DockerIgnore,
+    memo_dir: Option<&Path>,
+    no_cache: bool,
+) -> anyhow::Result<PackedContext> {
+    let entries = context_entries(dir, ignore)?;
+    let snapshot = memo_dir.and_then(|_| context_memo::snapshot(dir, &entries));
+    if let (Some(memo_dir), Some(snapshot), false) = (memo_dir, &snapshot, no_cache)
+        && let Some(digest) = context_memo::lookup(memo_dir, dir, snapshot)
+    {
+        return Ok(PackedContext {
+            entries,
+            digest,
+            remembered: true,
+        });
+    }
+    let options = LayerOptions { clamp_mtime: None };
+    let digest = write_layer(dir, &entries, options, ThreadHashed::default())?
+        .finish()
+        .to_string();
+    if let (Some(memo_dir), Some(snapshot)) = (memo_dir, &snapshot) {
+        context_memo::remember(memo_dir, dir, snapshot, &digest);
+    }
+    Ok(PackedContext {
+        entries,
+        digest,
+        remembered: false,
+    })
+}
+
 /// Stores the context tar unless the store already holds it; returns its digest.
 async fn upload_context(
     store: LayerStoreClient<tonic::transport::Channel>,
     dir: &Path,
-    entries: Vec<Change>,
+    packed: PackedContext,
+    memo_dir: Option<&Path>,
 ) -> anyhow::Result<String> {
-    let options = LayerOptions { clamp_mtime: None };
-    let digest = {
-        let dir = dir.to_path_buf();
-        let entries = entries.clone();
-        tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
-            let mut out = write_layer(&dir, &entries, options, ThreadHashed::default())?;
-            Ok(out.finish().to_string())
-        })
-        .await??
-    };
+    let PackedContext {
+        entries,
+        digest,
+        remembered,
+    } = packed;
     let exists = store
         .clone()
         .stat_blob(StatBlobRequest {
@@ -296,19 +355,26 @@ async fn upload_context(
     if exists {
         return Ok(digest);
     }
+    let options = LayerOptions { clamp_mtime: None };
     let (tx, rx) = mpsc::channel::<Bytes>(4);
     let dir = dir.to_path_buf();
-    let writing = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        let mut sink = write_layer(&dir, &entries, options, ChannelWriter::new(tx))?;
-        sink.flush()?;
-        Ok(())
-    });
+    let writing = {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let mut sink = write_layer(&dir, &entries, options, ChannelWriter::new(tx))?;
+            sink.flush()?;
+            Ok(())
+        })
+    };
     let uploading = write_blob(store, rx, media_type::BUILD_CONTEXT, None);
     let (written, uploaded) = tokio::join!(writing, uploading);
     written??;
     let (stored, _) =
         uploaded.map_err(|e| anyhow::anyhow!("failed to upload the build context: {e}"))?;
     if stored != digest {
+        if remembered && let Some(memo_dir) = memo_dir {
+            context_memo::forget(memo_dir, &dir);
+        }
         bail!("the build context changed while it was being uploaded; try again");
     }
     Ok(digest)

@@ -339,6 +339,36 @@ fn a_changed_file_with_the_same_size_and_mtime_is_a_cache_miss() {
     );
 }
 
+#[test]
+fn an_unchanged_context_is_found_by_its_stat_and_uploaded_again_once_collected() {
+    // The repository's own example, not a fresh copy: its files are older than the margin
+    // the memo asks of an entry's ctime and mtime, so the first build leaves a record.
+    let root = Root::new();
+    let ctx = repo().join("examples").join("hello");
+    root.build_ok(&ctx, &["-t", "hello"]);
+    let records: Vec<PathBuf> = std::fs::read_dir(root.dir.path().join("cli/contexts"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let record: Value = serde_json::from_slice(&std::fs::read(&records[0]).unwrap()).unwrap();
+    let digest = record["digest"].as_str().unwrap().to_string();
+    // the remembered digest is the stored context's: gc removes exactly that blob
+    let gc = root.strata(&["gc"]);
+    assert!(gc.status.success());
+    let removed = String::from_utf8_lossy(&gc.stdout).into_owned();
+    assert!(removed.contains(&digest), "{removed}");
+    // found by its stat but gone from the store: packed and uploaded again, all cached
+    let events = root.build_ok(&ctx, &["-t", "hello"]);
+    let (cached, ran) = cached_and_run(&events);
+    assert!(ran.is_empty() && !cached.is_empty(), "{events:?}");
+    let again = root.strata(&["gc", "--dry-run"]);
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains(&digest),
+        "the context was stored again"
+    );
+}
+
 /// The COPY step of a build's events: (its step number, cached).
 fn copy_step(events: &[Value]) -> (u64, bool) {
     let step = of_type(events, "step_started")
