@@ -3,24 +3,23 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use strata_server::ListenAddr;
-use tonic::transport::Channel;
+use strata_server::{ListenAddr, client::Transport};
 
 use crate::{GlobalArgs, embedded::Embedded};
 
 /// A way to the services for one command.
 #[derive(Debug)]
 pub struct Connection {
-    /// Where the services listen.
-    pub addr: ListenAddr,
-    channel: Channel,
+    /// Where the services are, for messages.
+    pub addr: String,
+    channel: Transport,
     embedded: Option<Embedded>,
     stateless: Option<crate::embedded::StatelessParser>,
 }
 
 impl Connection {
-    /// A channel to the services.
-    pub fn channel(&self) -> Channel {
+    /// A transport to the services.
+    pub fn channel(&self) -> Transport {
         self.channel.clone()
     }
 
@@ -39,9 +38,7 @@ impl Connection {
         } = self;
         // our connection goes first: the drain would otherwise wait for it to close
         drop(channel);
-        if let Some(p) = stateless {
-            p.stop().await?;
-        }
+        drop(stateless);
         match embedded {
             Some(e) => e.stop().await,
             None => Ok(()),
@@ -68,10 +65,10 @@ pub async fn serving(addr: &ListenAddr) -> bool {
 /// databases: the second uses the root's `strata serve` if one runs, or waits for the first.
 pub async fn connect(global: &GlobalArgs) -> anyhow::Result<Connection> {
     if let Some(addr) = &global.addr {
-        let channel = strata_server::client::lazy_channel(addr)
+        let channel = strata_server::client::lazy_transport(addr)
             .with_context(|| format!("invalid server address {addr}"))?;
         return Ok(Connection {
-            addr: addr.clone(),
+            addr: addr.to_string(),
             channel,
             embedded: None,
             stateless: None,
@@ -83,9 +80,9 @@ pub async fn connect(global: &GlobalArgs) -> anyhow::Result<Connection> {
     let mut told = false;
     loop {
         if crate::embedded::root_socket(&root).exists() && serving(&socket).await {
-            let channel = strata_server::client::lazy_channel(&socket)?;
+            let channel = strata_server::client::lazy_transport(&socket)?;
             return Ok(Connection {
-                addr: socket,
+                addr: socket.to_string(),
                 channel,
                 embedded: None,
                 stateless: None,
@@ -93,9 +90,9 @@ pub async fn connect(global: &GlobalArgs) -> anyhow::Result<Connection> {
         }
         if let Some(lock) = crate::embedded::try_lock_root(&root)? {
             let embedded = Embedded::start(&root, lock).await?;
-            let channel = strata_server::client::lazy_channel(&embedded.addr)?;
+            let channel = embedded.transport();
             return Ok(Connection {
-                addr: embedded.addr.clone(),
+                addr: root.display().to_string(),
                 channel,
                 embedded: Some(embedded),
                 stateless: None,
@@ -116,9 +113,9 @@ pub async fn connect(global: &GlobalArgs) -> anyhow::Result<Connection> {
 /// `strata serve`, or a parser inside this process — without taking the data root's lock.
 pub async fn connect_stateless(global: &GlobalArgs) -> anyhow::Result<Connection> {
     if let Some(addr) = &global.addr {
-        let channel = strata_server::client::lazy_channel(addr)?;
+        let channel = strata_server::client::lazy_transport(addr)?;
         return Ok(Connection {
-            addr: addr.clone(),
+            addr: addr.to_string(),
             channel,
             embedded: None,
             stateless: None,
@@ -128,18 +125,18 @@ pub async fn connect_stateless(global: &GlobalArgs) -> anyhow::Result<Connection
     let socket_path = crate::embedded::root_socket(&root);
     let socket = ListenAddr::Unix(socket_path.clone());
     if socket_path.exists() && serving(&socket).await {
-        let channel = strata_server::client::lazy_channel(&socket)?;
+        let channel = strata_server::client::lazy_transport(&socket)?;
         return Ok(Connection {
-            addr: socket,
+            addr: socket.to_string(),
             channel,
             embedded: None,
             stateless: None,
         });
     }
-    let parser = crate::embedded::StatelessParser::start().await?;
-    let channel = strata_server::client::lazy_channel(&parser.addr)?;
+    let parser = crate::embedded::StatelessParser::start();
+    let channel = parser.transport();
     Ok(Connection {
-        addr: parser.addr.clone(),
+        addr: "this process".into(),
         channel,
         embedded: None,
         stateless: Some(parser),

@@ -2,17 +2,19 @@
 //!
 //! One process at a time owns a data root: it holds an exclusive lock on `ROOT/strata.lock`
 //! for as long as it has the root's RocksDB databases open. `strata serve` also listens on
-//! `ROOT/strata.sock`, which other CLI invocations use instead of opening the databases.
+//! `ROOT/strata.sock`, which other CLI invocations use instead of opening the databases. A
+//! one-command host calls the services in its own tasks through an in-process transport.
 
 use std::{
     fs::File,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
 use anyhow::Context;
 use nix::fcntl::{Flock, FlockArg};
-use strata_server::{ListenAddr, Listener, ServeOptions, Services};
-use tokio::{sync::oneshot, task::JoinHandle};
+use strata_server::{ServeOptions, Services, client::Transport};
+use tonic::service::Routes;
 
 /// The socket a `strata serve` listens on inside its data root.
 pub fn root_socket(root: &Path) -> PathBuf {
@@ -37,17 +39,23 @@ pub fn try_lock_root(root: &Path) -> anyhow::Result<Option<Flock<File>>> {
     }
 }
 
-/// Opens every service over `root` and registers them, the executor reaching its peers at
-/// `self_addr` (the address these services will be served on). The executor is also
-/// returned: once serving ends, its host awaits [`strata_executor::ExecutorService::settled`]
-/// so a prune of its local cache is not cut short. `long_lived` (`strata serve`): the
-/// executor prunes its local cache at start, as the standalone binary does.
-pub fn services(
-    root: &Path,
-    self_addr: &ListenAddr,
-    options: &ServeOptions,
-    long_lived: bool,
-) -> anyhow::Result<(Services, strata_executor::ExecutorService)> {
+/// The four services over one data root, as a host runs them.
+pub struct Hosted {
+    /// All four, to serve over a socket (`strata serve`) or in this process.
+    pub services: Services,
+    /// The executor, whose [`strata_executor::ExecutorService::settled`] its host awaits
+    /// once serving ends, so a prune of its local cache is not cut short.
+    pub executor: strata_executor::ExecutorService,
+    /// The parser, layer store and tag index as the executor (and the layer store, for GC
+    /// roots) reach them: in this process. Holding this keeps them open.
+    pub peers: Arc<Routes>,
+}
+
+/// Opens every service over `root` and registers them. The executor reaches its peers, and
+/// the layer store the tag index, inside this process (no socket, no HTTP/2: a cached build
+/// makes ~20 such calls). `long_lived` (`strata serve`): the executor prunes its local cache
+/// at start, as the standalone binary does.
+pub fn services(root: &Path, options: &ServeOptions, long_lived: bool) -> anyhow::Result<Hosted> {
     let mut services = Services::default();
     strata_parser::register(&mut services, options);
     // The two databases open at once (each open is a few ms of RocksDB reading its manifest
@@ -66,7 +74,7 @@ pub fn services(
             });
         let layers = strata_layer_store::open(&strata_layer_store::Config {
             root: root.to_path_buf(),
-            tag_index_addr: Some(self_addr.clone()),
+            tag_index: None,
             compression: strata_layer_store::compression_from_env()?,
         });
         let tags = tags
@@ -76,132 +84,135 @@ pub fn services(
         anyhow::Ok((layers, tags))
     })?;
     let layer_store = layer_store.context("failed to open the layer store")?;
-    strata_layer_store::register(&mut services, layer_store, options);
     let tag_index = tag_index.context("failed to open the tag index")?;
     strata_tag_index::register(&mut services, tag_index, options);
+    // The layer store learns GC roots from the tag index beside it in the same routes, which
+    // it holds weakly: no cycle keeps the databases open.
+    let peers = Arc::new_cyclic(|me| {
+        let layer_store = layer_store.with_tag_index(
+            "this process".into(),
+            strata_server::client::in_process_weak(me.clone()),
+        );
+        strata_layer_store::register(&mut services, layer_store, options);
+        services.routes.clone().routes()
+    });
+    let local = strata_server::client::Peer::Local(strata_server::client::in_process(&peers));
     let executor = strata_executor::open(&strata_executor::Config {
         root: root.to_path_buf(),
-        parser_addr: self_addr.clone(),
-        layer_store_addr: self_addr.clone(),
-        tag_index_addr: self_addr.clone(),
+        parser: local.clone(),
+        layer_store: local.clone(),
+        tag_index: local,
         // the same setting as the standalone executor's
         local_cache_budget: strata_executor::local_cache::max_bytes_from_env()?,
         prune_at_start: long_lived,
     })
     .context("failed to start the executor")?;
     strata_executor::register(&mut services, executor.clone(), options);
-    Ok((services, executor))
+    Ok(Hosted {
+        services,
+        executor,
+        peers,
+    })
 }
 
-/// Services running inside this process for the duration of one command.
+/// The services running inside this process for the duration of one command, called in
+/// the command's own tasks (no socket).
 pub struct Embedded {
-    /// Where they listen (a private socket in the data root).
-    pub addr: ListenAddr,
-    stop: Option<oneshot::Sender<()>>,
-    handle: JoinHandle<anyhow::Result<()>>,
+    routes: Arc<Routes>,
+    peers: Arc<Routes>,
+    executor: strata_executor::ExecutorService,
+    shutdown_hooks: Vec<Box<dyn FnOnce() + Send>>,
     _lock: Flock<File>,
 }
 
 impl std::fmt::Debug for Embedded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Embedded")
-            .field("addr", &self.addr)
-            .finish()
+        f.debug_struct("Embedded").finish_non_exhaustive()
     }
 }
 
 impl Embedded {
-    /// Starts the services over `root`, which the caller has locked.
+    /// Opens the services over `root`, which the caller has locked.
     pub async fn start(root: &Path, lock: Flock<File>) -> anyhow::Result<Self> {
-        let run_dir = root.join("run");
-        std::fs::create_dir_all(&run_dir)
-            .with_context(|| format!("failed to create {}", run_dir.display()))?;
-        let addr = ListenAddr::Unix(run_dir.join(format!("cli-{}.sock", std::process::id())));
-        let listener = Listener::bind(&addr).await?;
         let options = ServeOptions {
             max_message_bytes: 64 * 1024 * 1024,
             ..ServeOptions::default()
         };
-        let (services, executor) = services(root, &addr, &options, false)?;
-        let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(async move {
-            let served = strata_server::serve(services, listener, &options, async {
-                let _ = rx.await;
-            })
-            .await;
-            executor.settled().await;
-            served
-        });
+        let Hosted {
+            mut services,
+            executor,
+            peers,
+        } = services(root, &options, false)?;
+        let health = services.health_service().await;
+        let shutdown_hooks = services.take_shutdown_hooks();
+        services.routes.add_service(health);
         Ok(Self {
-            addr,
-            stop: Some(tx),
-            handle,
+            routes: Arc::new(services.routes.routes()),
+            peers,
+            executor,
+            shutdown_hooks,
             _lock: lock,
         })
     }
 
-    /// Stops the services, waiting for in-flight calls, and releases the root.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
+    /// A transport to the services.
+    pub fn transport(&self) -> Transport {
+        strata_server::client::in_process(&self.routes)
+    }
+
+    /// Stops the services: ends long-lived calls (watch streams), waits for the executor's
+    /// background work, closes the databases and releases the root.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let Self {
+            routes,
+            peers,
+            executor,
+            shutdown_hooks,
+            _lock,
+        } = self;
+        for hook in shutdown_hooks {
+            hook();
         }
-        (&mut self.handle)
-            .await
-            .context("embedded services panicked")?
+        executor.settled().await;
+        // the last strong references: the services (and their databases) close here, before
+        // the lock is released
+        drop(executor);
+        drop(routes);
+        drop(peers);
+        drop(_lock);
+        Ok(())
     }
 }
 
-/// The parser alone inside this process, on a private socket: it keeps no data, so it needs
-/// no data root and no lock.
+/// The parser alone inside this process: it keeps no data, so it needs no data root and no
+/// lock.
 pub struct StatelessParser {
-    /// Where it listens.
-    pub addr: ListenAddr,
-    _dir: tempfile::TempDir,
-    stop: Option<oneshot::Sender<()>>,
-    handle: JoinHandle<anyhow::Result<()>>,
+    routes: Arc<Routes>,
 }
 
 impl std::fmt::Debug for StatelessParser {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StatelessParser")
-            .field("addr", &self.addr)
-            .finish()
+        f.debug_struct("StatelessParser").finish_non_exhaustive()
     }
 }
 
 impl StatelessParser {
     /// Starts it.
-    pub async fn start() -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir().context("failed to create a temporary directory")?;
-        let addr = ListenAddr::Unix(dir.path().join("parser.sock"));
-        let listener = Listener::bind(&addr).await?;
+    pub fn start() -> Self {
         let options = ServeOptions {
             max_message_bytes: 256 * 1024 * 1024,
             ..ServeOptions::default()
         };
-        let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(async move {
-            strata_parser::run(listener, &options, async {
-                let _ = rx.await;
-            })
-            .await
-        });
-        Ok(Self {
-            addr,
-            _dir: dir,
-            stop: Some(tx),
-            handle,
-        })
+        let mut services = Services::default();
+        strata_parser::register(&mut services, &options);
+        Self {
+            routes: Arc::new(services.routes.routes()),
+        }
     }
 
-    /// Stops it.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        (&mut self.handle)
-            .await
-            .context("embedded parser panicked")?
+    /// A transport to it.
+    pub fn transport(&self) -> Transport {
+        strata_server::client::in_process(&self.routes)
     }
 }
 
@@ -218,8 +229,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let lock = try_lock_root(root.path()).unwrap().expect("root is free");
         let embedded = Embedded::start(root.path(), lock).await.unwrap();
-        let channel = strata_server::client::lazy_channel(&embedded.addr).unwrap();
-        let mut stream = TagIndexClient::new(channel)
+        let mut stream = TagIndexClient::new(embedded.transport())
             .watch_tags(WatchTagsRequest::default())
             .await
             .unwrap()

@@ -335,7 +335,7 @@ fn digest_context(
 
 /// Stores the context tar unless the store already holds it; returns its digest.
 async fn upload_context(
-    store: LayerStoreClient<tonic::transport::Channel>,
+    store: LayerStoreClient<strata_server::client::Transport>,
     dir: &Path,
     packed: PackedContext,
     memo_dir: Option<&Path>,

@@ -7,7 +7,7 @@ use strata_proto::{
     layer_store::{GetUsageRequest, Usage, layer_store_client::LayerStoreClient},
     tag_index::{ListTagsRequest, tag_index_client::TagIndexClient},
 };
-use tonic::transport::Channel;
+use strata_server::client::Transport;
 
 use crate::GlobalArgs;
 
@@ -33,7 +33,7 @@ pub async fn run(global: &GlobalArgs, args: DuArgs) -> anyhow::Result<std::proce
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-async fn usage(channel: Channel) -> anyhow::Result<(Usage, usize)> {
+async fn usage(channel: Transport) -> anyhow::Result<(Usage, usize)> {
     let roots = tagged_digests(channel.clone()).await?;
     let images = roots.len();
     let usage = LayerStoreClient::new(channel)
@@ -45,7 +45,7 @@ async fn usage(channel: Channel) -> anyhow::Result<(Usage, usize)> {
 }
 
 /// The distinct digests every tag points at (the images space is attributed to).
-pub(crate) async fn tagged_digests(channel: Channel) -> anyhow::Result<Vec<String>> {
+pub(crate) async fn tagged_digests(channel: Transport) -> anyhow::Result<Vec<String>> {
     let mut client = TagIndexClient::new(channel);
     let mut digests = Vec::new();
     let mut page_token = String::new();

@@ -22,8 +22,9 @@ use strata_proto::{
     layer_store::{ReadBlobRequest, layer_store_client::LayerStoreClient},
     tag_index::{ListTagsRequest, ResolveTagRequest, Tag, tag_index_client::TagIndexClient},
 };
+use strata_server::client::Transport;
 use strata_types::{Digest, Reference};
-use tonic::{Code, transport::Channel};
+use tonic::Code;
 
 use crate::GlobalArgs;
 
@@ -59,7 +60,7 @@ pub async fn run(global: &GlobalArgs, args: ImagesArgs) -> anyhow::Result<std::p
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-async fn list(channel: Channel, args: &ImagesArgs) -> anyhow::Result<String> {
+async fn list(channel: Transport, args: &ImagesArgs) -> anyhow::Result<String> {
     let repository = match &args.repository {
         Some(r) => Reference::parse_repository(r)
             .with_context(|| format!("invalid repository {r:?}"))?
@@ -146,7 +147,7 @@ impl ListFormat {
 
 /// Every tag, optionally of one repository (full name) or pointing at one digest.
 pub(crate) async fn all_tags(
-    client: &mut TagIndexClient<Channel>,
+    client: &mut TagIndexClient<Transport>,
     repository: &str,
     digest: &str,
 ) -> anyhow::Result<Vec<Tag>> {
@@ -185,7 +186,7 @@ pub(crate) struct ImageDetails {
 }
 
 async fn read_blob(
-    store: &mut LayerStoreClient<Channel>,
+    store: &mut LayerStoreClient<Transport>,
     digest: &str,
 ) -> Result<Vec<u8>, tonic::Status> {
     let mut stream = store
@@ -211,7 +212,7 @@ async fn read_blob(
 /// Reads the manifest (following an index to this machine's platform) and its config; any
 /// part the layer store cannot give stays `None`.
 pub(crate) async fn read_details(
-    store: &mut LayerStoreClient<Channel>,
+    store: &mut LayerStoreClient<Transport>,
     manifest_digest: &str,
 ) -> ImageDetails {
     let mut details = ImageDetails::default();
@@ -388,7 +389,7 @@ impl ImageRef {
 }
 
 /// Finds the image `name` refers to. Tags win over id prefixes, as in Docker.
-pub(crate) async fn resolve_image(channel: &Channel, name: &str) -> anyhow::Result<ImageRef> {
+pub(crate) async fn resolve_image(channel: &Transport, name: &str) -> anyhow::Result<ImageRef> {
     let mut tags = TagIndexClient::new(channel.clone());
     if Reference::parse_tag(name).is_ok() {
         match tags

@@ -9,7 +9,7 @@
 
 use clap::Args;
 use strata_proto::tag_index::{DeleteTagRequest, tag_index_client::TagIndexClient};
-use tonic::transport::Channel;
+use strata_server::client::Transport;
 
 use super::images::{ImageRef, all_tags, resolve_image};
 use crate::GlobalArgs;
@@ -47,7 +47,7 @@ pub async fn run(global: &GlobalArgs, args: RmiArgs) -> anyhow::Result<std::proc
     })
 }
 
-async fn remove(channel: Channel, name: &str, force: bool) -> anyhow::Result<String> {
+async fn remove(channel: Transport, name: &str, force: bool) -> anyhow::Result<String> {
     let image = resolve_image(&channel, name).await?;
     let mut client = TagIndexClient::new(channel);
     let tags = match &image {

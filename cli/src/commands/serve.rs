@@ -49,7 +49,11 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<std::pr
         drain_timeout: std::time::Duration::from_secs(args.drain_timeout_secs),
         ..ServeOptions::default()
     };
-    let (services, executor) = embedded::services(&root, &listener.local_addr(), &options, true)
+    let embedded::Hosted {
+        services,
+        executor,
+        peers,
+    } = embedded::services(&root, &options, true)
         .with_context(|| format!("failed to open the data root {}", root.display()))?;
     info!(root = %root.display(), %addr, "strata serve");
     let served = strata_server::serve(
@@ -60,6 +64,9 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<std::pr
     )
     .await;
     executor.settled().await;
+    // the services close (and their databases with them) before the root is released
+    drop(executor);
+    drop(peers);
     served?;
     drop(lock);
     Ok(std::process::ExitCode::SUCCESS)

@@ -6,8 +6,8 @@ use clap::Args;
 use strata_proto::tag_index::{
     GetTagHistoryRequest, SetTagRequest, TagEvent, tag_index_client::TagIndexClient,
 };
+use strata_server::client::Transport;
 use strata_types::Reference;
-use tonic::transport::Channel;
 
 use strata_image::view::{human_duration, tabwriter};
 
@@ -48,7 +48,7 @@ pub async fn run(global: &GlobalArgs, args: TagArgs) -> anyhow::Result<std::proc
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-async fn tag(channel: Channel, source: &str, target: &str) -> anyhow::Result<()> {
+async fn tag(channel: Transport, source: &str, target: &str) -> anyhow::Result<()> {
     // validate the target before looking anything up, so a typo fails fast and clearly
     Reference::parse_tag(target).with_context(|| format!("invalid target {target:?}"))?;
     let image = resolve_image(&channel, source).await?;
@@ -64,7 +64,7 @@ async fn tag(channel: Channel, source: &str, target: &str) -> anyhow::Result<()>
     Ok(())
 }
 
-async fn history(channel: Channel, name: &str, no_trunc: bool) -> anyhow::Result<String> {
+async fn history(channel: Transport, name: &str, no_trunc: bool) -> anyhow::Result<String> {
     let mut client = TagIndexClient::new(channel);
     let mut events = Vec::new();
     let mut page_token = String::new();

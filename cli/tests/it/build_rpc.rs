@@ -40,7 +40,7 @@ impl Farm {
             strata_layer_store::run(
                 strata_layer_store::Config {
                     root: r,
-                    tag_index_addr: None,
+                    tag_index: None,
                     compression: Default::default(),
                 },
                 l,
@@ -63,9 +63,9 @@ impl Farm {
         for i in 0..executors {
             let config = strata_executor::Config {
                 root: dir.path().join(format!("executor-{i}")),
-                parser_addr: parser.addr.clone(),
-                layer_store_addr: store.addr.clone(),
-                tag_index_addr: tags.addr.clone(),
+                parser: parser.addr.clone().into(),
+                layer_store: store.addr.clone().into(),
+                tag_index: tags.addr.clone().into(),
                 local_cache_budget: Some(strata_executor::local_cache::DEFAULT_MAX_BYTES),
                 prune_at_start: true,
             };

@@ -22,7 +22,7 @@ pub mod users;
 use std::{future::Future, path::PathBuf};
 
 use strata_proto::{executor::executor_server::ExecutorServer, service_names};
-use strata_server::{ListenAddr, Listener, ServeOptions, Services};
+use strata_server::{Listener, ServeOptions, Services, client::Peer};
 
 pub use error::ExecutorError;
 pub use grpc::ExecutorService;
@@ -32,12 +32,12 @@ pub use grpc::ExecutorService;
 pub struct Config {
     /// The data root (`STRATA_ROOT`); the service uses `ROOT/executor`.
     pub root: PathBuf,
-    /// Where the parser service listens.
-    pub parser_addr: ListenAddr,
-    /// Where the layer store listens.
-    pub layer_store_addr: ListenAddr,
-    /// Where the tag index listens.
-    pub tag_index_addr: ListenAddr,
+    /// The parser service.
+    pub parser: Peer,
+    /// The layer store.
+    pub layer_store: Peer,
+    /// The tag index.
+    pub tag_index: Peer,
     /// The bytes the local cache of extracted layers and contexts may take (`None`:
     /// unbounded); see [`local_cache`].
     pub local_cache_budget: Option<u64>,
@@ -51,11 +51,7 @@ pub struct Config {
 /// Opens the service's state. Inside a tokio runtime and with `prune_at_start`, the local
 /// cache is pruned to its budget in the background from the start.
 pub fn open(config: &Config) -> Result<ExecutorService, ExecutorError> {
-    let peers = peers::Peers::connect(
-        &config.parser_addr,
-        &config.layer_store_addr,
-        &config.tag_index_addr,
-    )?;
+    let peers = peers::Peers::connect(&config.parser, &config.layer_store, &config.tag_index)?;
     let engine = build::Engine::open(
         &config.root.join("executor"),
         peers,

@@ -813,8 +813,8 @@ mod tests {
 
     /// Peers that are never reached (lazy channels to sockets nobody serves).
     fn unreachable_peers(dir: &Path) -> Peers {
-        let addr = ListenAddr::Unix(dir.join("nobody.sock"));
-        Peers::connect(&addr, &addr, &addr).unwrap()
+        let peer = ListenAddr::Unix(dir.join("nobody.sock")).into();
+        Peers::connect(&peer, &peer, &peer).unwrap()
     }
 
     #[test]

@@ -55,9 +55,9 @@ async fn main() -> anyhow::Result<()> {
     strata_server::init_tracing(args.serve.log_format, &args.serve.log);
     let config = strata_executor::Config {
         root: args.root,
-        parser_addr: args.parser_addr,
-        layer_store_addr: args.layer_store_addr,
-        tag_index_addr: args.tag_index_addr,
+        parser: args.parser_addr.into(),
+        layer_store: args.layer_store_addr.into(),
+        tag_index: args.tag_index_addr.into(),
         local_cache_budget: strata_executor::local_cache::budget(args.local_cache_max_bytes),
         prune_at_start: true,
     };

@@ -12,9 +12,8 @@ use strata_proto::{
     parser::parser_client::ParserClient,
     tag_index::tag_index_client::TagIndexClient,
 };
-use strata_server::ListenAddr;
+use strata_server::client::{Peer, Transport};
 use tokio::sync::mpsc;
-use tonic::transport::Channel;
 
 use crate::error::ExecutorError;
 
@@ -25,23 +24,19 @@ pub const CHUNK: usize = 1 << 20;
 #[derive(Debug, Clone)]
 pub struct Peers {
     /// The parser.
-    pub parser: ParserClient<Channel>,
+    pub parser: ParserClient<Transport>,
     /// The layer store.
-    pub store: LayerStoreClient<Channel>,
+    pub store: LayerStoreClient<Transport>,
     /// The tag index.
-    pub tags: TagIndexClient<Channel>,
+    pub tags: TagIndexClient<Transport>,
 }
 
 impl Peers {
-    /// Lazily connected clients.
-    pub fn connect(
-        parser: &ListenAddr,
-        store: &ListenAddr,
-        tags: &ListenAddr,
-    ) -> Result<Self, ExecutorError> {
-        let ch = |a: &ListenAddr| {
-            strata_server::client::lazy_channel(a)
-                .map_err(|e| ExecutorError::InvalidArgument(format!("invalid address {a}: {e}")))
+    /// Clients of the three (remote ones connect on first use).
+    pub fn connect(parser: &Peer, store: &Peer, tags: &Peer) -> Result<Self, ExecutorError> {
+        let ch = |p: &Peer| {
+            p.transport()
+                .map_err(|e| ExecutorError::InvalidArgument(format!("invalid address {p}: {e}")))
         };
         let limit = 64 << 20;
         Ok(Self {
@@ -150,7 +145,7 @@ impl Peers {
 
 /// Streams the chunks of `rx` to the store as one blob; returns (digest, size).
 pub async fn write_blob(
-    mut store: LayerStoreClient<Channel>,
+    mut store: LayerStoreClient<Transport>,
     rx: mpsc::Receiver<Bytes>,
     media_type: &str,
     expected: Option<(String, i64)>,

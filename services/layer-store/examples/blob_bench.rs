@@ -61,7 +61,7 @@ fn serve(root: PathBuf) -> anyhow::Result<()> {
             std::io::stdout().flush()?;
             let config = strata_layer_store::Config {
                 root,
-                tag_index_addr: None,
+                tag_index: None,
                 // STRATA_LAYER_STORE_COMPRESSION=lz4 measures compression at rest
                 compression: strata_layer_store::compression_from_env()?,
             };

@@ -126,7 +126,7 @@ pub enum LayerStoreError {
     #[error("lease {0:?} already exists")]
     LeaseExists(String),
     /// The tag index (a GC root source) could not be asked; GC does not run without its roots.
-    #[error("cannot list the tags of the tag index at {addr} to learn GC roots: {reason}")]
+    #[error("cannot list the tags of the tag index ({addr}) to learn GC roots: {reason}")]
     TagIndexUnavailable {
         /// Its address.
         addr: String,

@@ -9,11 +9,12 @@ use strata_proto::{
     layer_store::{self as pb, layer_store_server::LayerStore, write_blob_request::Part},
     tag_index::{ListTagsRequest, tag_index_client::TagIndexClient},
 };
-use strata_server::ListenAddr;
+
+use strata_server::client::Transport;
 use strata_types::Digest;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Request, Response, Status, transport::Channel};
+use tonic::{Request, Response, Status};
 
 use crate::{
     error::LayerStoreError,
@@ -28,7 +29,7 @@ const STREAM_BUFFER: usize = 4;
 #[derive(Clone)]
 pub struct LayerStoreService {
     store: Arc<Store>,
-    tag_index: Option<(ListenAddr, Channel)>,
+    tag_index: Option<(String, Transport)>,
 }
 
 impl std::fmt::Debug for LayerStoreService {
@@ -42,8 +43,16 @@ impl std::fmt::Debug for LayerStoreService {
 
 impl LayerStoreService {
     /// A service over `store`; `tag_index`: where to learn tag roots for GC and usage.
-    pub fn new(store: Arc<Store>, tag_index: Option<(ListenAddr, Channel)>) -> Self {
+    pub fn new(store: Arc<Store>, tag_index: Option<(String, Transport)>) -> Self {
         Self { store, tag_index }
+    }
+
+    /// The same service, learning tag roots from `tag_index` (named `label` in messages).
+    pub fn with_tag_index(self, label: String, tag_index: Transport) -> Self {
+        Self {
+            tag_index: Some((label, tag_index)),
+            ..self
+        }
     }
 
     /// The store behind the service.

@@ -12,7 +12,7 @@ pub mod store;
 use std::{future::Future, path::PathBuf, sync::Arc};
 
 use strata_proto::{layer_store::layer_store_server::LayerStoreServer, service_names};
-use strata_server::{ListenAddr, Listener, ServeOptions, Services};
+use strata_server::{Listener, ServeOptions, Services, client::Peer};
 
 pub use error::LayerStoreError;
 pub use grpc::LayerStoreService;
@@ -23,7 +23,7 @@ pub struct Config {
     /// The data root (`STRATA_ROOT`); the service uses `ROOT/layer-store`.
     pub root: PathBuf,
     /// The tag index, whose tags are GC roots. `None`: GC uses only its other roots.
-    pub tag_index_addr: Option<ListenAddr>,
+    pub tag_index: Option<Peer>,
     /// Compression of blob content at rest (new blob files; existing ones stay as written).
     pub compression: strata_kv::Compression,
 }
@@ -76,15 +76,14 @@ pub fn open(config: &Config) -> Result<LayerStoreService, LayerStoreError> {
         }
     }
     let store = store::Store::open(Arc::new(kv), store::Settings::default())?;
-    let tag_index = match &config.tag_index_addr {
-        Some(addr) => Some((
-            addr.clone(),
-            strata_server::client::lazy_channel(addr).map_err(|e| {
-                LayerStoreError::InvalidField {
+    let tag_index = match &config.tag_index {
+        Some(peer) => Some((
+            peer.to_string(),
+            peer.transport()
+                .map_err(|e| LayerStoreError::InvalidField {
                     field: "tag_index_addr",
                     reason: e.to_string(),
-                }
-            })?,
+                })?,
         )),
         None => None,
     };

@@ -33,7 +33,7 @@ async fn main() -> anyhow::Result<()> {
     strata_server::init_tracing(args.serve.log_format, &args.serve.log);
     let config = strata_layer_store::Config {
         root: args.root,
-        tag_index_addr: args.tag_index_addr,
+        tag_index: args.tag_index_addr.map(Into::into),
         compression: args.compression,
     };
     let listener = strata_server::Listener::bind(&args.serve.listen).await?;

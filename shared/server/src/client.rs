@@ -1,8 +1,47 @@
-//! Client channels to strata services.
+//! How clients reach strata services: over a connection, or inside this process.
+//!
+//! Every client in strata is built on a [`Transport`]. Over the network it is a tonic
+//! [`Channel`]; when the services run in the caller's own process (the CLI's embedded
+//! mode) it is [`in_process`]: a call goes straight to the service's handler in the
+//! calling task — the same protobuf encoding, the same handlers and error mapping, but no
+//! socket, no HTTP/2 framing and no hand-offs between the connection's tasks. A fully cached
+//! build makes ~20 calls; over a Unix socket each cost a few hundred microseconds.
 
-use tonic::transport::{Channel, Endpoint};
+use std::{
+    sync::{Arc, Weak},
+    task::{Context, Poll},
+};
+
+use futures::future::BoxFuture;
+use tonic::{
+    body::Body,
+    service::Routes,
+    transport::{Channel, Endpoint},
+};
+use tower::{BoxError, Service, ServiceExt, util::BoxCloneSyncService};
 
 use crate::ListenAddr;
+
+/// What every strata client is built on (`XClient<Transport>`).
+pub type Transport = BoxCloneSyncService<http::Request<Body>, http::Response<Body>, TransportError>;
+
+/// A call that failed below gRPC (the connection). A concrete type rather than a boxed
+/// error: generated clients over a boxed error type trip the compiler's higher-ranked
+/// lifetime checks in async handlers.
+#[derive(Debug)]
+pub struct TransportError(BoxError);
+
+impl std::fmt::Display for TransportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for TransportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
 
 /// A channel to `addr` that connects on first use (and reconnects after failures), so a
 /// service can start and answer health before its peers are up.
@@ -15,4 +54,97 @@ pub fn lazy_channel(addr: &ListenAddr) -> Result<Channel, tonic::transport::Erro
         .connect_timeout(std::time::Duration::from_secs(5))
         .tcp_nodelay(true)
         .connect_lazy())
+}
+
+/// [`lazy_channel`] as a [`Transport`].
+pub fn lazy_transport(addr: &ListenAddr) -> Result<Transport, tonic::transport::Error> {
+    Ok(over_channel(lazy_channel(addr)?))
+}
+
+/// A [`Transport`] over a connection.
+pub fn over_channel(channel: Channel) -> Transport {
+    Transport::new(channel.map_err(|e| TransportError(e.into())))
+}
+
+/// A [`Transport`] to services in this process. It holds them weakly: whoever owns `routes`
+/// decides when the services (and their databases) close; a call after that fails with
+/// UNAVAILABLE, as a call to a stopped server would.
+pub fn in_process(routes: &Arc<Routes>) -> Transport {
+    in_process_weak(Arc::downgrade(routes))
+}
+
+/// [`in_process`] from a weak reference (for services that reach their own host's routes,
+/// built with `Arc::new_cyclic`).
+pub fn in_process_weak(routes: Weak<Routes>) -> Transport {
+    Transport::new(InProcess(routes))
+}
+
+#[derive(Clone)]
+struct InProcess(Weak<Routes>);
+
+impl Service<http::Request<Body>> for InProcess {
+    type Response = http::Response<Body>;
+    type Error = TransportError;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let routes = self.0.upgrade();
+        Box::pin(async move {
+            let Some(routes) = routes else {
+                return Ok(
+                    tonic::Status::unavailable("the services in this process have stopped")
+                        .into_http(),
+                );
+            };
+            let response = Routes::clone(&routes)
+                .oneshot(request)
+                .await
+                .map_err(|e| TransportError(e.into()))?;
+            Ok(response)
+        })
+    }
+}
+
+/// Where a client finds a peer service: at an address, or in this process.
+#[derive(Clone)]
+pub enum Peer {
+    /// Over a connection to this address (made on first use).
+    Remote(ListenAddr),
+    /// In this process ([`in_process`]).
+    Local(Transport),
+}
+
+impl Peer {
+    /// The transport to the peer.
+    pub fn transport(&self) -> Result<Transport, tonic::transport::Error> {
+        match self {
+            Self::Remote(addr) => lazy_transport(addr),
+            Self::Local(t) => Ok(t.clone()),
+        }
+    }
+}
+
+impl From<ListenAddr> for Peer {
+    fn from(addr: ListenAddr) -> Self {
+        Self::Remote(addr)
+    }
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Remote(addr) => addr.fmt(f),
+            Self::Local(_) => f.write_str("this process"),
+        }
+    }
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Peer({self})")
+    }
 }

@@ -55,6 +55,28 @@ impl Services {
     pub fn on_shutdown(&mut self, hook: impl FnOnce() + Send + 'static) {
         self.shutdown_hooks.push(Box::new(hook));
     }
+
+    /// The shutdown hooks, for a host that serves these services without [`serve`] (in its
+    /// own process): it runs them when it stops.
+    pub fn take_shutdown_hooks(&mut self) -> Vec<Box<dyn FnOnce() + Send>> {
+        std::mem::take(&mut self.shutdown_hooks)
+    }
+
+    /// A health service reporting every one of these services (and the server) SERVING, for
+    /// a host that serves them without [`serve`].
+    pub async fn health_service(
+        &self,
+    ) -> tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>
+    {
+        let (health, service) = tonic_health::server::health_reporter();
+        for name in &self.names {
+            health
+                .set_service_status(*name, ServingStatus::Serving)
+                .await;
+        }
+        health.set_service_status("", ServingStatus::Serving).await;
+        service
+    }
 }
 
 impl std::fmt::Debug for Services {

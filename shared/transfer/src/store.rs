@@ -24,9 +24,10 @@ use strata_proto::{
         ListTagsRequest, ResolveTagRequest, SetTagRequest, Tag, tag_index_client::TagIndexClient,
     },
 };
+use strata_server::client::Transport;
 use strata_types::{Digest, Reference, media_type};
 use tokio::{sync::mpsc, task::JoinHandle};
-use tonic::{Code, transport::Channel};
+use tonic::Code;
 
 use crate::{Result, TransferError};
 
@@ -65,8 +66,8 @@ impl StoredImage {
 /// Blobs and tags over one gRPC channel.
 #[derive(Debug, Clone)]
 pub struct ImageStore {
-    blobs: LayerStoreClient<Channel>,
-    tags: TagIndexClient<Channel>,
+    blobs: LayerStoreClient<Transport>,
+    tags: TagIndexClient<Transport>,
 }
 
 /// A blob being written from blocking code: bytes go through [`Write`]; [`BlobWriter::finish`]
@@ -208,7 +209,7 @@ impl Read for BlobReader {
 
 impl ImageStore {
     /// Clients over `channel` (the CLI's connection, or any server with both services).
-    pub fn new(channel: Channel) -> Self {
+    pub fn new(channel: Transport) -> Self {
         Self {
             blobs: LayerStoreClient::new(channel.clone())
                 .max_decoding_message_size(64 << 20)
@@ -219,7 +220,10 @@ impl ImageStore {
 
     /// Over clients a caller already holds (the executor's peers), which may reach the two
     /// services at different addresses.
-    pub fn from_clients(blobs: LayerStoreClient<Channel>, tags: TagIndexClient<Channel>) -> Self {
+    pub fn from_clients(
+        blobs: LayerStoreClient<Transport>,
+        tags: TagIndexClient<Transport>,
+    ) -> Self {
         Self {
             blobs: blobs
                 .max_decoding_message_size(64 << 20)

@@ -15,7 +15,7 @@ pub type Client = LayerStoreClient<Channel>;
 pub async fn serve(root: &Path, tag_index_addr: Option<ListenAddr>) -> (InProcess, Client) {
     let config = strata_layer_store::Config {
         root: root.to_path_buf(),
-        tag_index_addr,
+        tag_index: tag_index_addr.map(Into::into),
         compression: Default::default(),
     };
     let server = InProcess::spawn(move |listener, shutdown| async move {
