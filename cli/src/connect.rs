@@ -12,15 +12,15 @@ use crate::{GlobalArgs, embedded::Embedded};
 pub struct Connection {
     /// Where the services are, for messages.
     pub addr: String,
-    channel: Transport,
+    transport: Transport,
     embedded: Option<Embedded>,
     stateless: Option<crate::embedded::StatelessParser>,
 }
 
 impl Connection {
     /// A transport to the services.
-    pub fn channel(&self) -> Transport {
-        self.channel.clone()
+    pub fn transport(&self) -> Transport {
+        self.transport.clone()
     }
 
     /// True when the services run inside this process.
@@ -31,13 +31,13 @@ impl Connection {
     /// Ends the connection, stopping embedded services cleanly.
     pub async fn close(self) -> anyhow::Result<()> {
         let Self {
-            channel,
+            transport,
             embedded,
             stateless,
             ..
         } = self;
-        // our connection goes first: the drain would otherwise wait for it to close
-        drop(channel);
+        // ours goes first: a server's drain would wait for a socket connection to close
+        drop(transport);
         drop(stateless);
         match embedded {
             Some(e) => e.stop().await,
@@ -65,11 +65,11 @@ pub async fn serving(addr: &ListenAddr) -> bool {
 /// databases: the second uses the root's `strata serve` if one runs, or waits for the first.
 pub async fn connect(global: &GlobalArgs) -> anyhow::Result<Connection> {
     if let Some(addr) = &global.addr {
-        let channel = strata_server::client::lazy_transport(addr)
+        let transport = strata_server::client::lazy_transport(addr)
             .with_context(|| format!("invalid server address {addr}"))?;
         return Ok(Connection {
             addr: addr.to_string(),
-            channel,
+            transport,
             embedded: None,
             stateless: None,
         });
@@ -80,20 +80,20 @@ pub async fn connect(global: &GlobalArgs) -> anyhow::Result<Connection> {
     let mut told = false;
     loop {
         if crate::embedded::root_socket(&root).exists() && serving(&socket).await {
-            let channel = strata_server::client::lazy_transport(&socket)?;
+            let transport = strata_server::client::lazy_transport(&socket)?;
             return Ok(Connection {
                 addr: socket.to_string(),
-                channel,
+                transport,
                 embedded: None,
                 stateless: None,
             });
         }
         if let Some(lock) = crate::embedded::try_lock_root(&root)? {
             let embedded = Embedded::start(&root, lock).await?;
-            let channel = embedded.transport();
+            let transport = embedded.transport();
             return Ok(Connection {
                 addr: root.display().to_string(),
-                channel,
+                transport,
                 embedded: Some(embedded),
                 stateless: None,
             });
@@ -113,10 +113,10 @@ pub async fn connect(global: &GlobalArgs) -> anyhow::Result<Connection> {
 /// `strata serve`, or a parser inside this process — without taking the data root's lock.
 pub async fn connect_stateless(global: &GlobalArgs) -> anyhow::Result<Connection> {
     if let Some(addr) = &global.addr {
-        let channel = strata_server::client::lazy_transport(addr)?;
+        let transport = strata_server::client::lazy_transport(addr)?;
         return Ok(Connection {
             addr: addr.to_string(),
-            channel,
+            transport,
             embedded: None,
             stateless: None,
         });
@@ -125,19 +125,19 @@ pub async fn connect_stateless(global: &GlobalArgs) -> anyhow::Result<Connection
     let socket_path = crate::embedded::root_socket(&root);
     let socket = ListenAddr::Unix(socket_path.clone());
     if socket_path.exists() && serving(&socket).await {
-        let channel = strata_server::client::lazy_transport(&socket)?;
+        let transport = strata_server::client::lazy_transport(&socket)?;
         return Ok(Connection {
             addr: socket.to_string(),
-            channel,
+            transport,
             embedded: None,
             stateless: None,
         });
     }
     let parser = crate::embedded::StatelessParser::start();
-    let channel = parser.transport();
+    let transport = parser.transport();
     Ok(Connection {
         addr: "this process".into(),
-        channel,
+        transport,
         embedded: None,
         stateless: Some(parser),
     })

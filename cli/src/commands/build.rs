@@ -162,12 +162,12 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCod
         })
     };
     let conn = crate::connect::connect(global).await?;
-    let store = LayerStoreClient::new(conn.channel()).max_encoding_message_size(64 << 20);
+    let store = LayerStoreClient::new(conn.transport()).max_encoding_message_size(64 << 20);
     let packed = packing.await??;
     request.context_digest =
         upload_context(store, &context_dir, packed, memo_dir.as_deref()).await?;
 
-    let mut client = ExecutorClient::new(conn.channel())
+    let mut client = ExecutorClient::new(conn.transport())
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
     if args.explain {

@@ -22,7 +22,7 @@ pub struct DuArgs {
 /// Runs `strata du`.
 pub async fn run(global: &GlobalArgs, args: DuArgs) -> anyhow::Result<std::process::ExitCode> {
     let conn = crate::connect::connect(global).await?;
-    let result = usage(conn.channel()).await;
+    let result = usage(conn.transport()).await;
     conn.close().await?;
     let (usage, images) = result?;
     if args.json {

@@ -31,7 +31,7 @@ pub async fn run(global: &GlobalArgs, args: ExportArgs) -> anyhow::Result<std::p
         anyhow::bail!("unsupported --format {:?} (only oci)", args.format);
     }
     let conn = crate::connect::connect(global).await?;
-    let store = ImageStore::new(conn.channel());
+    let store = ImageStore::new(conn.transport());
     let result = export(&store, &args).await;
     conn.close().await?;
     result?;

@@ -18,7 +18,7 @@ pub struct FsckArgs {
 /// Runs `strata fsck`.
 pub async fn run(global: &GlobalArgs, args: FsckArgs) -> anyhow::Result<std::process::ExitCode> {
     let conn = crate::connect::connect(global).await?;
-    let result = LayerStoreClient::new(conn.channel())
+    let result = LayerStoreClient::new(conn.transport())
         .verify_blobs(VerifyBlobsRequest {
             digests: args.digests,
         })

@@ -31,8 +31,8 @@ pub struct GcArgs {
 pub async fn run(global: &GlobalArgs, args: GcArgs) -> anyhow::Result<std::process::ExitCode> {
     let conn = crate::connect::connect(global).await?;
     let result = async {
-        let roots = tagged_digests(conn.channel()).await?;
-        let collected = LayerStoreClient::new(conn.channel())
+        let roots = tagged_digests(conn.transport()).await?;
+        let collected = LayerStoreClient::new(conn.transport())
             .collect_garbage(CollectGarbageRequest {
                 dry_run: args.dry_run,
                 roots,
@@ -41,7 +41,7 @@ pub async fn run(global: &GlobalArgs, args: GcArgs) -> anyhow::Result<std::proce
             .await
             .map(|r| r.into_inner())
             .map_err(|s| anyhow::anyhow!("garbage collection failed: {}", s.message()))?;
-        let pruned = ExecutorClient::new(conn.channel())
+        let pruned = ExecutorClient::new(conn.transport())
             .prune_local_cache(PruneLocalCacheRequest {
                 keep_bytes: args.prune_cache.then_some(0),
                 dry_run: args.dry_run,

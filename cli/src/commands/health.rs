@@ -15,7 +15,7 @@ pub struct HealthArgs {}
 /// Prints `SERVICE STATUS` lines; exits non-zero unless all are SERVING.
 pub async fn run(global: &GlobalArgs, _args: HealthArgs) -> anyhow::Result<std::process::ExitCode> {
     let conn = crate::connect::connect(global).await?;
-    let mut client = HealthClient::new(conn.channel());
+    let mut client = HealthClient::new(conn.transport());
     let mut all_ok = true;
     println!("{:<36} STATUS", "SERVICE");
     for name in [

@@ -52,7 +52,7 @@ pub struct HistoryArgs {
 pub async fn run(global: &GlobalArgs, args: HistoryArgs) -> anyhow::Result<std::process::ExitCode> {
     let format = ListFormat::parse(&args.format)?;
     let conn = crate::connect::connect(global).await?;
-    let store = ImageStore::new(conn.channel());
+    let store = ImageStore::new(conn.transport());
     let image = store.resolve(&args.name).await;
     conn.close().await?;
     let image = image?;

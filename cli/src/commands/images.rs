@@ -54,7 +54,7 @@ pub async fn run(global: &GlobalArgs, args: ImagesArgs) -> anyhow::Result<std::p
     // a bad template fails before anything is started
     let _ = ListFormat::parse(&args.format)?;
     let conn = crate::connect::connect(global).await?;
-    let result = list(conn.channel(), &args).await;
+    let result = list(conn.transport(), &args).await;
     conn.close().await?;
     print!("{}", result?);
     Ok(std::process::ExitCode::SUCCESS)

@@ -33,7 +33,7 @@ pub async fn run(global: &GlobalArgs, args: ImportArgs) -> anyhow::Result<std::p
         .transpose()
         .context("invalid image name")?;
     let conn = crate::connect::connect(global).await?;
-    let store = ImageStore::new(conn.channel());
+    let store = ImageStore::new(conn.transport());
     let options = ImportOptions {
         message: args.message,
         changes: args.changes,

@@ -32,7 +32,7 @@ pub async fn run(global: &GlobalArgs, args: InspectArgs) -> anyhow::Result<std::
         }
     };
     let conn = crate::connect::connect(global).await?;
-    let store = ImageStore::new(conn.channel());
+    let store = ImageStore::new(conn.transport());
     let mut views = Vec::new();
     let mut raw = Vec::new();
     let mut missing = Vec::new();

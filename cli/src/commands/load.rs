@@ -28,7 +28,7 @@ pub async fn run(global: &GlobalArgs, args: LoadArgs) -> anyhow::Result<std::pro
         None => Box::new(std::io::stdin()),
     };
     let conn = crate::connect::connect(global).await?;
-    let store = ImageStore::new(conn.channel());
+    let store = ImageStore::new(conn.transport());
     let result = strata_transfer::load::load(&store, input).await;
     conn.close().await?;
     let what = args

@@ -83,7 +83,7 @@ async fn parse(
 ) -> anyhow::Result<ParseDockerfileResponse> {
     let (content, filename) = read_dockerfile(file)?;
     let conn = crate::connect::connect_stateless(global).await?;
-    let mut client = ParserClient::new(conn.channel()).max_decoding_message_size(256 << 20);
+    let mut client = ParserClient::new(conn.transport()).max_decoding_message_size(256 << 20);
     let result = client
         .parse_dockerfile(ParseDockerfileRequest {
             content,

@@ -25,7 +25,7 @@ pub struct PullArgs {
 pub async fn run(global: &GlobalArgs, args: PullArgs) -> anyhow::Result<std::process::ExitCode> {
     let reference = Reference::parse(&args.name).context("invalid image name")?;
     let conn = crate::connect::connect(global).await?;
-    let store = ImageStore::new(conn.channel());
+    let store = ImageStore::new(conn.transport());
     let options = ClientOptions {
         insecure: args.insecure,
         ..Default::default()

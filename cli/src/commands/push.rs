@@ -40,7 +40,7 @@ pub async fn run(global: &GlobalArgs, args: PushArgs) -> anyhow::Result<std::pro
     let target = Reference::parse(args.target.as_deref().unwrap_or(&args.name))
         .context("invalid image name")?;
     let conn = crate::connect::connect(global).await?;
-    let store = ImageStore::new(conn.channel());
+    let store = ImageStore::new(conn.transport());
     let compression = match args.compression {
         Compression::Gzip => PushCompression::Gzip,
         Compression::Zstd => PushCompression::Zstd,

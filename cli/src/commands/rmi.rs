@@ -31,7 +31,7 @@ pub async fn run(global: &GlobalArgs, args: RmiArgs) -> anyhow::Result<std::proc
     let conn = crate::connect::connect(global).await?;
     let mut failed = false;
     for name in &args.names {
-        match remove(conn.channel(), name, args.force).await {
+        match remove(conn.transport(), name, args.force).await {
             Ok(lines) => print!("{lines}"),
             Err(e) => {
                 eprintln!("error: {e:#}");

@@ -31,7 +31,7 @@ pub async fn run(global: &GlobalArgs, args: SaveArgs) -> anyhow::Result<std::pro
         );
     }
     let conn = crate::connect::connect(global).await?;
-    let store = ImageStore::new(conn.channel());
+    let store = ImageStore::new(conn.transport());
     let result = save(&store, &args).await;
     conn.close().await?;
     result?;

@@ -35,10 +35,10 @@ pub struct TagArgs {
 pub async fn run(global: &GlobalArgs, args: TagArgs) -> anyhow::Result<std::process::ExitCode> {
     let conn = crate::connect::connect(global).await?;
     let result = match (&args.history, &args.source, &args.target) {
-        (Some(name), _, _) => history(conn.channel(), name, args.no_trunc)
+        (Some(name), _, _) => history(conn.transport(), name, args.no_trunc)
             .await
             .map(|t| print!("{t}")),
-        (None, Some(source), Some(target)) => tag(conn.channel(), source, target).await,
+        (None, Some(source), Some(target)) => tag(conn.transport(), source, target).await,
         _ => Err(anyhow::anyhow!(
             "usage: strata tag SOURCE TARGET, or strata tag --history NAME"
         )),

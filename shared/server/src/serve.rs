@@ -68,15 +68,25 @@ impl Services {
         &self,
     ) -> tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>
     {
-        let (health, service) = tonic_health::server::health_reporter();
-        for name in &self.names {
-            health
-                .set_service_status(*name, ServingStatus::Serving)
-                .await;
-        }
-        health.set_service_status("", ServingStatus::Serving).await;
-        service
+        health_serving(&self.names).await.1
     }
+}
+
+/// A health reporter and its service, with each of `names` and the server SERVING.
+async fn health_serving(
+    names: &[&'static str],
+) -> (
+    tonic_health::server::HealthReporter,
+    tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+) {
+    let (health, service) = tonic_health::server::health_reporter();
+    for name in names {
+        health
+            .set_service_status(*name, ServingStatus::Serving)
+            .await;
+    }
+    health.set_service_status("", ServingStatus::Serving).await;
+    (health, service)
 }
 
 impl std::fmt::Debug for Services {
@@ -118,13 +128,7 @@ pub async fn serve(
     options: &ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let (health, health_service) = tonic_health::server::health_reporter();
-    for name in &services.names {
-        health
-            .set_service_status(*name, ServingStatus::Serving)
-            .await;
-    }
-    health.set_service_status("", ServingStatus::Serving).await;
+    let (health, health_service) = health_serving(&services.names).await;
 
     let reflection = |names: &[&'static str]| {
         let mut builder = tonic_reflection::server::Builder::configure()
