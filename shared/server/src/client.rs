@@ -148,3 +148,48 @@ impl std::fmt::Debug for Peer {
         write!(f, "Peer({self})")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tonic_health::{
+        ServingStatus,
+        pb::{HealthCheckRequest, health_client::HealthClient},
+    };
+
+    use super::*;
+
+    fn check(service: &str) -> HealthCheckRequest {
+        HealthCheckRequest {
+            service: service.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn in_process_calls_reach_the_handlers_and_are_unavailable_once_the_host_lets_go() {
+        let (reporter, health) = tonic_health::server::health_reporter();
+        reporter
+            .set_service_status("svc", ServingStatus::Serving)
+            .await;
+        let mut builder = tonic::service::RoutesBuilder::default();
+        builder.add_service(health);
+        let routes = Arc::new(builder.routes());
+        let mut client = HealthClient::new(in_process(&routes));
+        let served = client.check(check("svc")).await.unwrap().into_inner();
+        assert_eq!(served.status, ServingStatus::Serving as i32);
+        // the handler's own status comes back as it would over a connection
+        let unknown = client.check(check("nobody")).await.unwrap_err();
+        assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown:?}");
+        // the transport held the routes weakly: once their owner drops them, they are gone
+        drop(routes);
+        let gone = client.check(check("svc")).await.unwrap_err();
+        assert_eq!(gone.code(), tonic::Code::Unavailable, "{gone:?}");
+    }
+
+    #[test]
+    fn a_peer_names_where_it_is() {
+        let remote = Peer::from(ListenAddr::Unix("/run/x.sock".into()));
+        assert_eq!(remote.to_string(), "unix:///run/x.sock");
+        let routes = Arc::new(tonic::service::RoutesBuilder::default().routes());
+        assert_eq!(Peer::Local(in_process(&routes)).to_string(), "this process");
+    }
+}
