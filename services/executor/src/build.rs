@@ -2184,9 +2184,10 @@ impl Engine {
         )
         .await;
         let (config_put, manifest_put) = tokio::join!(
-            self.peers.put_blob(config_bytes, media_type::OCI_CONFIG),
             self.peers
-                .put_blob(manifest_bytes, media_type::OCI_MANIFEST)
+                .put_blob(config_bytes, &config_digest, media_type::OCI_CONFIG),
+            self.peers
+                .put_blob(manifest_bytes, &manifest_digest, media_type::OCI_MANIFEST)
         );
         config_put?;
         manifest_put?;

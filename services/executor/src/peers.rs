@@ -50,13 +50,14 @@ impl Peers {
         })
     }
 
-    /// Writes a small blob held in memory; returns its digest.
+    /// Writes a small blob held in memory whose digest the caller computed (the store
+    /// verifies it).
     pub async fn put_blob(
         &self,
         bytes: Vec<u8>,
+        digest: &strata_types::Digest,
         media_type: &str,
-    ) -> Result<strata_types::Digest, ExecutorError> {
-        let digest = strata_types::Digest::of(&bytes);
+    ) -> Result<(), ExecutorError> {
         let (tx, rx) = mpsc::channel(4);
         let store = self.store.clone();
         let media_type = media_type.to_owned();
@@ -70,7 +71,7 @@ impl Peers {
             }
         });
         write_blob(store, rx, &media_type, Some((expected, size))).await?;
-        Ok(digest)
+        Ok(())
     }
 
     /// Reads a whole small blob (configs, manifests).
