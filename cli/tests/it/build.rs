@@ -147,6 +147,19 @@ pub fn of_type<'a>(events: &'a [Value], t: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["type"] == t).collect()
 }
 
+/// The pull events of a build that pulled one single-layer base: started, resolved, the
+/// layer, done, in that order.
+pub fn one_layer_pull(events: &[Value]) -> Vec<&Value> {
+    let pulls = of_type(events, "pull");
+    let phases: Vec<&str> = pulls.iter().map(|e| e["phase"].as_str().unwrap()).collect();
+    assert_eq!(
+        phases,
+        ["started", "resolved", "layer", "done"],
+        "{pulls:?}"
+    );
+    pulls
+}
+
 pub fn image_event(events: &[Value]) -> &Value {
     of_type(events, "image")
         .into_iter()

@@ -12,7 +12,7 @@ use std::{
 
 use serde_json::Value;
 
-use super::build::{image_event, of_type};
+use super::build::{image_event, one_layer_pull};
 use super::build_pull::error_of;
 use super::embedded::sigterm_and_wait;
 use super::images_io::{ok, root_with_busybox};
@@ -164,13 +164,7 @@ async fn a_farm_executor_without_credentials_pulls_a_private_base_with_the_clien
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let pulls = of_type(&events, "pull");
-    let phases: Vec<&str> = pulls.iter().map(|e| e["phase"].as_str().unwrap()).collect();
-    assert_eq!(
-        phases,
-        ["started", "resolved", "layer", "done"],
-        "{pulls:?}"
-    );
+    let pulls = one_layer_pull(&events);
     assert_eq!(pulls[3]["digest"], base_id.as_str());
     assert_eq!(image_event(&events)["tags"][0], "docker.io/library/app:1");
 

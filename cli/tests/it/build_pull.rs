@@ -6,7 +6,7 @@ use std::{io::Read, path::Path};
 
 use serde_json::Value;
 
-use super::build::{Root, image_event, of_type};
+use super::build::{Root, image_event, of_type, one_layer_pull};
 use super::images_io::{ok, root_with_busybox, strata};
 use super::registry::LoopbackRegistry;
 
@@ -100,13 +100,7 @@ fn from_a_registry_reference_pulls_the_base_and_builds_on_it() {
     let events = root.build_ok(ctx.path(), &["-t", "app:1"]);
 
     // the pull was reported: started, resolved, each layer downloaded, done
-    let pulls = of_type(&events, "pull");
-    let phases: Vec<&str> = pulls.iter().map(|e| e["phase"].as_str().unwrap()).collect();
-    assert_eq!(
-        phases,
-        ["started", "resolved", "layer", "done"],
-        "{pulls:?}"
-    );
+    let pulls = one_layer_pull(&events);
     assert!(
         pulls.iter().all(|e| e["reference"] == base.as_str()),
         "{pulls:?}"

@@ -204,6 +204,30 @@ fn request(dockerfile: &str, context: &str, tags: &[&str]) -> BuildRequest {
     }
 }
 
+/// Starts a build (id `build_id`) whose RUN sleeps for minutes, and returns its event stream
+/// once the RUN has printed its first line: its container is running.
+async fn running_build(
+    client: &mut ExecutorClient<Channel>,
+    build_id: &str,
+    tags: &[&str],
+) -> tonic::Streaming<BuildEvent> {
+    let mut req = request(
+        "FROM busybox:latest\nRUN echo started && sleep 300\n",
+        "",
+        tags,
+    );
+    req.build_id = build_id.into();
+    let mut stream = client.build(req).await.unwrap().into_inner();
+    loop {
+        let e = stream.message().await.unwrap().expect("stream ended early");
+        if let Some(Event::Log(l)) = e.event
+            && String::from_utf8_lossy(&l.data).contains("started")
+        {
+            return stream;
+        }
+    }
+}
+
 fn done(events: &[Event]) -> &strata_proto::executor::ImageDone {
     events
         .iter()
@@ -270,22 +294,7 @@ async fn a_build_cancelled_mid_run_kills_the_container_unmounts_and_tags_nothing
     let farm = Farm::start(1).await;
     farm.busybox().await;
     let mut client = farm.executor(0);
-    let mut req = request(
-        "FROM busybox:latest\nRUN echo started && sleep 300\n",
-        "",
-        &["cancelled:latest"],
-    );
-    req.build_id = "cancel-me".into();
-    let mut stream = client.build(req).await.unwrap().into_inner();
-    // wait until the RUN printed its first line: the container is running
-    loop {
-        let e = stream.message().await.unwrap().expect("stream ended early");
-        if let Some(Event::Log(l)) = e.event
-            && String::from_utf8_lossy(&l.data).contains("started")
-        {
-            break;
-        }
-    }
+    let mut stream = running_build(&mut client, "cancel-me", &["cancelled:latest"]).await;
     let cancelled = client
         .cancel_build(CancelBuildRequest {
             build_id: "cancel-me".into(),
@@ -364,21 +373,7 @@ async fn prune_local_cache_spares_the_layers_a_running_build_has_mounted() {
     );
 
     // another build runs a container over the base layer
-    let mut req = request(
-        "FROM busybox:latest\nRUN echo started && sleep 300\n",
-        "",
-        &[],
-    );
-    req.build_id = "holds-the-base".into();
-    let mut stream = client.build(req).await.unwrap().into_inner();
-    loop {
-        let e = stream.message().await.unwrap().expect("stream ended early");
-        if let Some(Event::Log(l)) = e.event
-            && String::from_utf8_lossy(&l.data).contains("started")
-        {
-            break;
-        }
-    }
+    let mut stream = running_build(&mut client, "holds-the-base", &[]).await;
     let prune = |keep_bytes: Option<u64>, dry_run: bool| {
         let mut client = farm.executor(0);
         async move {
