@@ -155,6 +155,36 @@ fn push_pull_round_trips_with_skopeo_and_a_second_push_uploads_nothing() {
         digest
     );
 
+    // the layer is blocked gzip (one member per MiB, each stating its length), and Go's
+    // gzip reader, inflating it for skopeo's --dest-decompress, gives the tar back
+    let layer_digest = m["layers"][0]["digest"].as_str().unwrap();
+    let blob = std::fs::read(
+        copy.join("blobs/sha256")
+            .join(&layer_digest["sha256:".len()..]),
+    )
+    .unwrap();
+    assert_eq!(&blob[12..14], b"ST", "strata's extra field");
+    let first = u32::from_le_bytes(blob[16..20].try_into().unwrap()) as usize;
+    assert!(
+        tar.len() > 1 << 20 && first < blob.len(),
+        "more than one member"
+    );
+    assert_eq!(&blob[first..first + 3], [0x1f, 0x8b, 8], "a second member");
+    let plain = root.path().join("plain");
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-decompress",
+        &format!("docker://{target}"),
+        &format!("dir:{}", plain.display()),
+    ]);
+    // dir: names the inflated layer by its own digest: the diff_id, if every member was read
+    let inflated = std::fs::read(plain.join(super::images_io::sha256_hex(&tar)));
+    assert!(
+        inflated.is_ok_and(|b| b == tar),
+        "Go's gzip reads every member"
+    );
+
     // strata pulls it into a fresh root: same image, RepoDigests set
     let other = tempfile::tempdir().unwrap();
     let pulled = ok(strata(other.path(), &["pull", &target]));

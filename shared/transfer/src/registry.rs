@@ -10,10 +10,11 @@
 //!
 //! **Push**: for each layer, a remembered compressed form the registry already holds is used
 //! as is (HEAD); else one another repository of the same registry holds is mounted; else the
-//! layer is compressed once with the pinned encoder (gzip level [`GZIP_LEVEL`] through
-//! zlib-rs, no name, mtime 0; or zstd level [`ZSTD_LEVEL`]) and streamed to the registry in
-//! one PATCH while it is hashed, and the result remembered. The same layer therefore always
-//! compresses to the same digest, and a second push of an image uploads nothing.
+//! layer is compressed once with the pinned encoder (gzip level [`GZIP_LEVEL`] in
+//! independent 1 MiB members, [`crate::blocked_gzip`], on every core; or zstd level
+//! [`ZSTD_LEVEL`]) and streamed to the registry in one PATCH while it is hashed, and the
+//! result remembered. The same layer therefore always compresses to the same digest, and a
+//! second push of an image uploads nothing. A pull inflates such a layer on every core too.
 
 use std::{
     collections::BTreeMap,
@@ -270,18 +271,20 @@ async fn pull_layer(
     let decode = tokio::task::spawn_blocking(move || -> Result<(Digest, u64, u64)> {
         let mut raw = Counted::new(BlobReader::from_channel(rx));
         let copied = (|| -> std::io::Result<(Digest, u64, u64)> {
-            let mut decoded: Box<dyn Read + '_> = if is_gzip(&mt) {
-                Box::new(flate2::read::MultiGzDecoder::new(&mut raw))
-            } else if is_zstd(&mt) {
-                Box::new(zstd::stream::read::Decoder::new(&mut raw)?)
-            } else {
-                // uncompressed, or an unknown type: trust the bytes, not the label
-                let (_, r) = crate::compression::decompressing_reader(&mut raw)?;
-                r
-            };
             let mut writer = writer;
-            let n = copy_large(&mut decoded, &mut writer)?;
-            drop(decoded);
+            let n = if is_gzip(&mt) {
+                // strata's blocked gzip inflates on every core; other gzip as a stream
+                crate::blocked_gzip::decompress(&mut raw, &mut |piece| writer.write_vec(piece))?
+            } else {
+                let mut decoded: Box<dyn Read + '_> = if is_zstd(&mt) {
+                    Box::new(zstd::stream::read::Decoder::new(&mut raw)?)
+                } else {
+                    // uncompressed, or an unknown type: trust the bytes, not the label
+                    let (_, r) = crate::compression::decompressing_reader(&mut raw)?;
+                    r
+                };
+                copy_large(&mut decoded, &mut writer)?
+            };
             std::io::copy(&mut raw, &mut std::io::sink())?;
             let (raw_digest, raw_len) = raw.finish();
             if raw_len != expected_size || raw_digest != digest {
@@ -561,12 +564,7 @@ async fn push_layer(
         let result = (|| -> std::io::Result<()> {
             match compression {
                 PushCompression::Gzip => {
-                    let mut enc = flate2::GzBuilder::new()
-                        .mtime(0)
-                        .operating_system(255)
-                        .write(&mut sink, flate2::Compression::new(GZIP_LEVEL));
-                    std::io::copy(&mut reader, &mut enc)?;
-                    enc.finish()?;
+                    crate::blocked_gzip::compress(&mut reader, &mut sink, GZIP_LEVEL)?;
                 }
                 PushCompression::Zstd => {
                     let mut enc = zstd::stream::write::Encoder::new(&mut sink, ZSTD_LEVEL)?;

@@ -97,6 +97,19 @@ impl Write for BlobWriter {
 }
 
 impl BlobWriter {
+    /// `write_all` of bytes it may keep: a piece that starts a chunk is sent without a copy.
+    pub fn write_vec(&mut self, data: Vec<u8>) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            self.buf = data;
+        } else {
+            self.buf.extend_from_slice(&data);
+        }
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(())
+    }
+
     fn send(&mut self) -> std::io::Result<()> {
         if self.buf.is_empty() {
             return Ok(());
