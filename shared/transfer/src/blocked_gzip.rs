@@ -16,14 +16,17 @@
 //!
 //! A member is checked against its trailer: libdeflate verifies the CRC-32 and length that
 //! follow its deflate data, and the last 8 bytes of the stated length must be that same
-//! trailer. Everything is also verified by the callers' digests (the compressed bytes against
-//! the descriptor, the tar against its diff_id), so a damaged or hostile blob is refused
-//! either way; these checks only name the problem sooner.
+//! trailer. A member that fails this is read again, with everything after it, as a plain
+//! gzip stream, so another tool's use of the same subfield ID cannot make strata misread a
+//! valid stream. Everything is also verified by the callers' digests (the compressed bytes
+//! against the descriptor, the tar against its diff_id), so a damaged or hostile blob is
+//! refused either way.
 
 use std::{
+    cell::RefCell,
     collections::VecDeque,
     io::{Cursor, ErrorKind, Read, Write},
-    sync::{Mutex, mpsc},
+    sync::{Arc, Mutex, mpsc},
 };
 
 /// Uncompressed bytes in one member (the last may hold fewer).
@@ -103,100 +106,110 @@ fn compress_member(c: &mut libdeflater::Compressor, block: &[u8]) -> std::io::Re
 }
 
 /// Inflates the gzip stream `reader` gives, handing the output to `emit` in pieces of at
-/// most [`BLOCK`] bytes, in order; returns the number of bytes inflated. Members of strata's
-/// form are inflated on every core; anything else from the first other member on (another
-/// tool's gzip, a member appended later) is inflated as a stream.
+/// most [`BLOCK`] bytes, in order; returns the number of bytes inflated.
+///
+/// Members of strata's form are inflated on every core. From the first member that is not
+/// (another tool's gzip, a member appended later), or whose stated length does not hold up
+/// (another tool may use the same subfield ID for something else), the rest is inflated as
+/// one stream, starting with that member's own bytes: a valid gzip stream is always read
+/// whole and right, whatever its extra fields say, and a corrupt one fails as a stream.
 pub fn decompress(
     reader: &mut dyn Read,
     emit: &mut dyn FnMut(Vec<u8>) -> std::io::Result<()>,
 ) -> std::io::Result<u64> {
     let mut total = 0u64;
-    let mut offset = 0u64;
-    let mut rest: Option<Vec<u8>> = None;
+    // members read and not yet emitted, in order; when one cannot be inflated on its own,
+    // it and those after it are read again as a stream
+    let in_flight: RefCell<VecDeque<Arc<Vec<u8>>>> = RefCell::default();
+    let replay: RefCell<Option<Vec<u8>>> = RefCell::default();
+    let mut rest: Vec<u8> = Vec::new();
     let mut head = read_up_to(reader, HEADER_LEN)?;
-    if member_len(&head).is_some() {
+    let blocked = member_len(&head).is_some();
+    if blocked {
         run_ordered(
             || {
+                if replay.borrow().is_some() {
+                    return Ok(None);
+                }
                 if head.is_empty() {
                     head = read_up_to(reader, HEADER_LEN)?;
                     if head.is_empty() {
                         return Ok(None);
                     }
                 }
-                let Some(len) = member_len(&head) else {
-                    rest = Some(std::mem::take(&mut head));
+                let len = member_len(&head)
+                    .filter(|l| (HEADER_LEN + TRAILER_LEN..=MAX_MEMBER).contains(l));
+                let Some(len) = len else {
+                    rest = std::mem::take(&mut head);
                     return Ok(None);
                 };
-                if !(HEADER_LEN + TRAILER_LEN..=MAX_MEMBER).contains(&len) {
-                    return Err(invalid(format!(
-                        "gzip member at byte {offset} states a length of {len} bytes"
-                    )));
-                }
                 let mut member = std::mem::take(&mut head);
-                member.resize(len, 0);
                 reader
-                    .read_exact(&mut member[HEADER_LEN..])
-                    .map_err(|e| match e.kind() {
-                        ErrorKind::UnexpectedEof => invalid(format!(
-                            "gzip member at byte {offset} is cut short (the stream ends before its {len} bytes)"
-                        )),
-                        _ => e,
-                    })?;
-                let at = offset;
-                offset += len as u64;
-                Ok(Some((at, member)))
+                    .take((len - HEADER_LEN) as u64)
+                    .read_to_end(&mut member)?;
+                if member.len() < len {
+                    // cut short: the stream reading says so
+                    rest = member;
+                    return Ok(None);
+                }
+                let member = Arc::new(member);
+                in_flight.borrow_mut().push_back(member.clone());
+                Ok(Some(member))
             },
             libdeflater::Decompressor::new,
-            |d, (at, member): (u64, Vec<u8>)| inflate_member(d, at, &member),
+            |d, member: Arc<Vec<u8>>| Ok(inflate_member(d, &member)),
             |out| {
-                total += out.len() as u64;
-                emit(out)
+                let member = in_flight.borrow_mut().pop_front();
+                let mut replay = replay.borrow_mut();
+                match (out, replay.as_mut()) {
+                    (Some(out), None) => {
+                        total += out.len() as u64;
+                        emit(out)
+                    }
+                    (_, Some(bytes)) => {
+                        bytes.extend(member.iter().flat_map(|m| m.iter()));
+                        Ok(())
+                    }
+                    (None, None) => {
+                        *replay = Some(member.map(|m| m.to_vec()).unwrap_or_default());
+                        Ok(())
+                    }
+                }
             },
         )?;
     } else {
-        rest = Some(head);
+        rest = head;
     }
-    if let Some(rest) = rest {
-        let mut stream = flate2::read::MultiGzDecoder::new(Cursor::new(rest).chain(reader));
-        loop {
-            let out = read_up_to(&mut stream, BLOCK)?;
-            if out.is_empty() {
-                break;
-            }
-            total += out.len() as u64;
-            emit(out)?;
+    let mut replay = replay.into_inner().unwrap_or_default();
+    if blocked && replay.is_empty() && rest.is_empty() {
+        return Ok(total);
+    }
+    replay.extend_from_slice(&rest);
+    let mut stream = flate2::read::MultiGzDecoder::new(Cursor::new(replay).chain(reader));
+    loop {
+        let out = read_up_to(&mut stream, BLOCK)?;
+        if out.is_empty() {
+            return Ok(total);
         }
+        total += out.len() as u64;
+        emit(out)?;
     }
-    Ok(total)
 }
 
-fn inflate_member(
-    d: &mut libdeflater::Decompressor,
-    at: u64,
-    member: &[u8],
-) -> std::io::Result<Vec<u8>> {
+/// One member inflated, if it is a whole gzip member ending with the trailer its stated
+/// length puts last; `None` if not.
+fn inflate_member(d: &mut libdeflater::Decompressor, member: &[u8]) -> Option<Vec<u8>> {
     let t = &member[member.len() - TRAILER_LEN..];
     let crc = u32::from_le_bytes([t[0], t[1], t[2], t[3]]);
     let size = u32::from_le_bytes([t[4], t[5], t[6], t[7]]) as usize;
     if size > MAX_MEMBER {
-        return Err(invalid(format!(
-            "gzip member at byte {at} states {size} uncompressed bytes"
-        )));
+        return None;
     }
     let mut out = vec![0u8; size];
-    let n = d
-        .gzip_decompress(member, &mut out)
-        .map_err(|e| invalid(format!("gzip member at byte {at} is corrupt: {e}")))?;
-    if n != size || libdeflater::crc32(&out) != crc {
-        return Err(invalid(format!(
-            "gzip member at byte {at} does not end with its own trailer"
-        )));
-    }
-    Ok(out)
-}
-
-fn invalid(msg: String) -> std::io::Error {
-    std::io::Error::new(ErrorKind::InvalidData, msg)
+    // libdeflate checks the CRC-32 and size that follow the deflate data; they must be the
+    // ones at the stated end too, or the length was not this member's
+    let n = d.gzip_decompress(member, &mut out).ok()?;
+    (n == size && libdeflater::crc32(&out) == crc).then_some(out)
 }
 
 /// Reads until `limit` bytes or the end of the stream.
@@ -357,41 +370,51 @@ mod tests {
     }
 
     #[test]
-    fn damaged_streams_are_refused_with_the_place_named() {
+    fn damaged_streams_are_refused() {
         let data = sample(2 * BLOCK + 5);
         let gz = compressed(&data);
         let second = member_len(&gz).unwrap();
-        let err = |bytes: &[u8]| inflated(bytes).unwrap_err().to_string();
 
-        let third = second + member_len(&gz[second..]).unwrap();
-        let cut = err(&gz[..gz.len() - 3]);
-        assert!(
-            cut.contains(&format!("byte {third}")) && cut.contains("cut short"),
-            "{cut}"
-        );
+        for (what, bytes) in [
+            ("cut short", gz[..gz.len() - 3].to_vec()),
+            ("a flipped byte", {
+                let mut b = gz.clone();
+                b[second + 300] ^= 0x55;
+                b
+            }),
+            ("trailing garbage", {
+                let mut b = gz.clone();
+                b.extend_from_slice(b"not gzip");
+                b
+            }),
+            ("nothing", Vec::new()),
+        ] {
+            assert!(inflated(&bytes).is_err(), "{what}");
+        }
+    }
 
-        let mut flipped = gz.clone();
-        flipped[second + 300] ^= 0x55;
-        let e = err(&flipped);
-        assert!(e.contains(&format!("byte {second}")), "{e}");
-
-        let mut huge = gz.clone();
-        huge[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(err(&huge).contains("states a length"));
-
-        let mut tiny = gz.clone();
-        tiny[16..20].copy_from_slice(&3u32.to_le_bytes());
-        assert!(err(&tiny).contains("states a length"));
-
-        // a stated length one short: the next "member" starts inside the trailer
-        let mut short = gz.clone();
-        short[16..20].copy_from_slice(&((second - 1) as u32).to_le_bytes());
-        assert!(inflated(&short).is_err());
-
-        let mut trailing = gz.clone();
-        trailing.extend_from_slice(b"not gzip");
-        assert!(inflated(&trailing).is_err());
-
-        assert!(inflated(b"").is_err(), "an empty blob is not gzip");
+    #[test]
+    fn a_stated_length_that_does_not_hold_up_is_read_as_a_stream() {
+        // another tool may put its own 4 bytes under the same subfield ID: the stream is
+        // still valid gzip (the extra field is opaque to it) and must be read right
+        let data = sample(3 * BLOCK + 5);
+        let gz = compressed(&data);
+        let first = member_len(&gz).unwrap();
+        let second = first + member_len(&gz[first..]).unwrap();
+        for (at, stated) in [
+            (0, u32::MAX),
+            (0, 3),
+            (0, first as u32 - 1),
+            (0, first as u32 + 100),
+            (first, (second - first) as u32 + 1),
+            (second, 0),
+        ] {
+            let mut odd = gz.clone();
+            odd[at + 16..at + 20].copy_from_slice(&stated.to_le_bytes());
+            assert!(
+                inflated(&odd).is_ok_and(|out| out == data),
+                "member at {at} stating {stated}"
+            );
+        }
     }
 }
