@@ -69,11 +69,14 @@ done
 t=$(now); skopeo copy -q --dest-tls-verify=false "oci:$work/layout:1" "docker://$addr/bench/skopeo:1"; t_skopeo_push=$(elapsed "$t")
 t=$(now); "$strata" push -q bench:1 "$addr/bench/strata:1" >/dev/null; t_push=$(elapsed "$t")
 t=$(now); "$strata" push -q bench:1 "$addr/bench/strata:1" >/dev/null; t_push2=$(elapsed "$t")
-t=$(now); skopeo copy -q --src-tls-verify=false "docker://$addr/bench/strata:1" "oci:$work/pulled:1"; t_skopeo_pull=$(elapsed "$t")
+# cpu_of FILE: user + system seconds /usr/bin/time wrote there
+cpu_of() { awk '{ printf "%.2f", $1 + $2 }' "$1"; }
+t=$(now); /usr/bin/time -f '%U %S' -o "$work/cpu.skopeo" skopeo copy -q --src-tls-verify=false "docker://$addr/bench/strata:1" "oci:$work/pulled:1"; t_skopeo_pull=$(elapsed "$t")
 # the same work as strata's pull: skopeo also inflates each layer and writes it uncompressed
 t=$(now); skopeo copy -q --src-tls-verify=false --dest-decompress "docker://$addr/bench/strata:1" "dir:$work/pulled-dir"; t_skopeo_pull_d=$(elapsed "$t")
 export STRATA_ROOT="$work/root-b"
-t=$(now); "$strata" pull -q "$addr/bench/strata:1" >/dev/null; t_pull=$(elapsed "$t")
+t=$(now); /usr/bin/time -f '%U %S' -o "$work/cpu.strata" "$strata" pull -q "$addr/bench/strata:1" >/dev/null; t_pull=$(elapsed "$t")
+layer_gz=$(find "$work/registry" -path '*/blobs/sha256/*' -name data -size +1M -printf '%s\n' | head -1)
 
 ratio() { echo "scale=2; $1 / $2" | bc; }
 echo "| step | strata (s) | peer (s) | ratio |"
@@ -81,5 +84,6 @@ echo "|---|---|---|---|"
 printf '| push %d MB (first, compresses) vs skopeo copy oci: -> docker:// | %.2f | %.2f | %s |\n' "$((bytes / 1000000))" "$t_push" "$t_skopeo_push" "$(ratio "$t_push" "$t_skopeo_push")"
 printf '| push again (nothing to upload) | %.2f | | |\n' "$t_push2"
 printf '| pull (decompress into the store) vs skopeo copy docker:// -> oci: | %.2f | %.2f | %s |\n' "$t_pull" "$t_skopeo_pull" "$(ratio "$t_pull" "$t_skopeo_pull")"
+printf '| pull: CPU seconds (user + sys), layer of %d MB as pushed | %s | %s | %s |\n' "$((layer_gz / 1000000))" "$(cpu_of "$work/cpu.strata")" "$(cpu_of "$work/cpu.skopeo")" "$(ratio "$(cpu_of "$work/cpu.strata")" "$(cpu_of "$work/cpu.skopeo")")"
 printf '| pull vs skopeo copy --dest-decompress docker:// -> dir: (the same inflating) | %.2f | %.2f | %s |\n' "$t_pull" "$t_skopeo_pull_d" "$(ratio "$t_pull" "$t_skopeo_pull_d")"
 printf '| save vs tar -c layout \\| openssl dgst -sha256 | %.2f | %.2f | %s |\n' "$t_save" "$t_tar" "$(ratio "$t_save" "$t_tar")"
