@@ -11,7 +11,7 @@ use crate::GlobalArgs;
 /// Layer compression for pushes.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Compression {
-    /// gzip (readable everywhere).
+    /// gzip (readable everywhere), in 1 MiB members strata inflates on every core.
     Gzip,
     /// zstd.
     Zstd,
