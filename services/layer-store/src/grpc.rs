@@ -24,6 +24,8 @@ use crate::{
 /// Messages buffered between the network and the blocking writer or reader (each up to a
 /// chunk): this bounds a stream's memory.
 const STREAM_BUFFER: usize = 4;
+/// Bytes in one ReadBlob message: a quarter of a chunk.
+const READ_MESSAGE: usize = 256 << 10;
 
 /// The layer-store service.
 #[derive(Clone)]
@@ -323,12 +325,23 @@ impl LayerStore for LayerStoreService {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         tokio::task::spawn_blocking(move || {
             for part in reader {
-                let stop = part.is_err();
-                let msg = part
-                    .map(|data| pb::ReadBlobResponse { data: data.into() })
-                    .map_err(Status::from);
-                if tx.blocking_send(msg).is_err() || stop {
-                    break;
+                let data = match part {
+                    Ok(data) => bytes::Bytes::from(data),
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(Status::from(e)));
+                        break;
+                    }
+                };
+                // a chunk goes out in slices of READ_MESSAGE (no copy): the reader's decode
+                // buffer, which must hold a whole message, stays small
+                for at in (0..data.len()).step_by(READ_MESSAGE) {
+                    let piece = data.slice(at..data.len().min(at + READ_MESSAGE));
+                    if tx
+                        .blocking_send(Ok(pb::ReadBlobResponse { data: piece }))
+                        .is_err()
+                    {
+                        return;
+                    }
                 }
             }
         });
