@@ -24,7 +24,8 @@ use crate::{
 /// Messages buffered between the network and the blocking writer or reader (each up to a
 /// chunk): this bounds a stream's memory.
 const STREAM_BUFFER: usize = 4;
-/// Bytes in one ReadBlob message: a quarter of a chunk.
+/// Largest ReadBlob message (a quarter of the default 1 MiB chunk): a reader must buffer a
+/// whole message before decoding it.
 const READ_MESSAGE: usize = 256 << 10;
 
 /// The layer-store service.
