@@ -2,7 +2,7 @@
 //! so a layer store run without a tag-index address still keeps tagged images), leases and
 //! build-cache results; `--prune-cache` drops the build cache first. Then the executor's
 //! local cache (layers and contexts extracted from the store) is pruned to its budget, or
-//! with `--prune-cache` emptied of everything no running build uses.
+//! with `--prune-cache` emptied of everything no running build uses, cache mounts included.
 
 use clap::Args;
 use strata_proto::{
@@ -21,8 +21,9 @@ pub struct GcArgs {
     /// Show what would be removed, remove nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Also remove every build-cache entry and every layer and context the executor has
-    /// extracted (later builds start cold).
+    /// Also remove every build-cache entry, every layer and context the executor has
+    /// extracted, and every RUN --mount=type=cache directory no running step holds (later
+    /// builds start cold).
     #[arg(long)]
     pub prune_cache: bool,
 }
@@ -45,6 +46,7 @@ pub async fn run(global: &GlobalArgs, args: GcArgs) -> anyhow::Result<std::proce
             .prune_local_cache(PruneLocalCacheRequest {
                 keep_bytes: args.prune_cache.then_some(0),
                 dry_run: args.dry_run,
+                cache_mounts: args.prune_cache,
             })
             .await;
         let pruned = match pruned {
@@ -87,6 +89,14 @@ fn report(
             size(l.bytes_freed as i64)
         );
         freed = freed.saturating_add(l.bytes_freed as i64);
+    }
+    if let Some(l) = local.filter(|l| l.cache_mounts_removed > 0) {
+        out += &format!(
+            "{verb} {} RUN --mount=type=cache directories ({})\n",
+            l.cache_mounts_removed,
+            size(l.cache_mount_bytes_freed as i64)
+        );
+        freed = freed.saturating_add(l.cache_mount_bytes_freed as i64);
     }
     let what = if dry_run {
         "Reclaimable space"
@@ -138,6 +148,7 @@ mod tests {
             bytes_freed: 2_000_000,
             entries_kept: 1,
             bytes_kept: 5,
+            ..Default::default()
         };
         let real = report(&r, Some(&local), false);
         assert!(
@@ -145,6 +156,17 @@ mod tests {
                 "Removed 3 extracted layers and contexts from the executor's local cache (2MB)"
             ) && real.contains("Total reclaimed space: 3MB"),
             "{real}"
+        );
+        let mounts = PruneLocalCacheResponse {
+            cache_mounts_removed: 2,
+            cache_mount_bytes_freed: 4_000_000,
+            ..Default::default()
+        };
+        let m = report(&r, Some(&mounts), true);
+        assert!(
+            m.contains("Would remove 2 RUN --mount=type=cache directories (4MB)")
+                && m.contains("Reclaimable space: 5MB"),
+            "{m}"
         );
         let nothing = PruneLocalCacheResponse {
             entries_kept: 4,

@@ -1079,6 +1079,33 @@ fn run_mounts_cache_tmpfs_and_bind() {
     root.build_ok(ctx.path(), &["-t", "mounts", "--no-cache"]);
     let (_, layers, _keep) = root.image("mounts");
     assert_eq!(entries(&layers)["seen-log"].1, b"run\nrun\n");
+    drop(_keep);
+
+    // cache mounts are kept until `strata gc --prune-cache`, which empties them
+    let dry = root.strata(&["gc", "--dry-run", "--prune-cache"]);
+    let dry = String::from_utf8_lossy(&dry.stdout).into_owned();
+    assert!(
+        dry.contains("Would remove 1 RUN --mount=type=cache directories"),
+        "{dry}"
+    );
+    let gc = root.strata(&["gc", "--prune-cache"]);
+    assert!(
+        gc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gc.stderr)
+    );
+    let gc = String::from_utf8_lossy(&gc.stdout).into_owned();
+    assert!(
+        gc.contains("Removed 1 RUN --mount=type=cache directories"),
+        "{gc}"
+    );
+    root.build_ok(ctx.path(), &["-t", "mounts", "--no-cache"]);
+    let (_, layers, _keep) = root.image("mounts");
+    assert_eq!(
+        entries(&layers)["seen-log"].1,
+        b"run\n",
+        "the cache starts empty"
+    );
 
     std::fs::write(
         ctx.path().join("Dockerfile"),

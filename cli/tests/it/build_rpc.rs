@@ -381,6 +381,7 @@ async fn prune_local_cache_spares_the_layers_a_running_build_has_mounted() {
                 .prune_local_cache(PruneLocalCacheRequest {
                     keep_bytes,
                     dry_run,
+                    cache_mounts: false,
                 })
                 .await
                 .unwrap()

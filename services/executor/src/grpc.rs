@@ -183,15 +183,28 @@ impl Executor for ExecutorService {
         let r = tokio::task::spawn_blocking(move || local.prune(keep, dry_run))
             .await
             .map_err(|e| ExecutorError::Internal(e.to_string()))??;
-        Ok(Response::new(response(r)))
+        let mounts = if req.cache_mounts {
+            let engine = self.engine.clone();
+            tokio::task::spawn_blocking(move || engine.cache_mounts.prune(req.dry_run))
+                .await
+                .map_err(|e| ExecutorError::Internal(e.to_string()))??
+        } else {
+            Default::default()
+        };
+        Ok(Response::new(response(r, mounts)))
     }
 }
 
-fn response(r: crate::local_cache::PruneReport) -> pb::PruneLocalCacheResponse {
+fn response(
+    r: crate::local_cache::PruneReport,
+    mounts: crate::mounts::CacheMountPrune,
+) -> pb::PruneLocalCacheResponse {
     pb::PruneLocalCacheResponse {
         entries_removed: r.removed,
         bytes_freed: r.bytes_freed,
         entries_kept: r.kept,
         bytes_kept: r.bytes_kept,
+        cache_mounts_removed: mounts.removed,
+        cache_mount_bytes_freed: mounts.bytes_freed,
     }
 }

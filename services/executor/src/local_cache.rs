@@ -698,13 +698,13 @@ impl LocalCache {
     }
 }
 
-fn is_hex(s: &str) -> bool {
+pub(crate) fn is_hex(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// The bytes `dir`'s tree takes on disk (allocated blocks; a file with several links in the
 /// tree counted once). Unreadable parts count as nothing.
-fn disk_usage(dir: &Path) -> u64 {
+pub(crate) fn disk_usage(dir: &Path) -> u64 {
     let mut total = 0;
     let mut seen = HashSet::new();
     let mut stack = vec![dir.to_path_buf()];

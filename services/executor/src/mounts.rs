@@ -97,6 +97,10 @@ impl CacheMount {
 pub struct CacheMounts {
     dir: PathBuf,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Steps holding each cache directory (by its name), whatever their sharing: a prune
+    /// leaves those alone. Taken before a hold looks at the directory, so a prune either
+    /// sees the hold or moves the directory away before the hold makes a fresh one.
+    users: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 /// A cache directory held for one step; dropping it releases a `locked`/`private` hold.
@@ -106,6 +110,35 @@ pub struct HeldCache {
     pub dir: PathBuf,
     _guard: Option<tokio::sync::OwnedMutexGuard<()>>,
     _throwaway: Option<tempfile::TempDir>,
+    _use: InUse,
+}
+
+/// One step's use of a cache directory, counted in [`CacheMounts::users`] while it lives.
+#[derive(Debug)]
+struct InUse {
+    users: Arc<Mutex<HashMap<String, usize>>>,
+    name: String,
+}
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        let mut users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = users.get_mut(&self.name) {
+            *n -= 1;
+            if *n == 0 {
+                users.remove(&self.name);
+            }
+        }
+    }
+}
+
+/// What [`CacheMounts::prune`] removed (or, dry, would remove).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CacheMountPrune {
+    /// Directories.
+    pub removed: u64,
+    /// The disk space they took.
+    pub bytes_freed: u64,
 }
 
 impl CacheMounts {
@@ -114,12 +147,78 @@ impl CacheMounts {
         Self {
             dir,
             locks: Mutex::new(HashMap::new()),
+            users: Arc::default(),
         }
+    }
+
+    fn name(id: &str) -> String {
+        Digest::of(id.as_bytes()).hex()
+    }
+
+    /// Removes every cache directory no running step holds (BuildKit's prune does the same
+    /// with its cache mounts). Each goes aside by a rename first, so a step that starts
+    /// using the cache meanwhile gets a fresh directory, never a half-deleted one.
+    pub fn prune(&self, dry_run: bool) -> Result<CacheMountPrune, ExecutorError> {
+        let listing = match std::fs::read_dir(&self.dir) {
+            Ok(l) => l,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(CacheMountPrune::default());
+            }
+            Err(e) => return Err(ExecutorError::io_op("reading", &self.dir, e)),
+        };
+        let mut report = CacheMountPrune::default();
+        let mut doomed = Vec::new();
+        for entry in listing.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            // leftovers of an interrupted prune or creation go too; in-use names stay
+            let leftover = name.starts_with(".pruned-") || name.starts_with(".new-");
+            // a cache directory's name is the hex sha256 of its id
+            if !leftover && !crate::local_cache::is_hex(&name) {
+                continue;
+            }
+            let path = entry.path();
+            let users = self.users.lock().unwrap_or_else(|p| p.into_inner());
+            if users.contains_key(&name) {
+                continue;
+            }
+            if leftover && name.starts_with(".new-") && !dry_run {
+                // a creation in progress holds its name in `users` under the final name,
+                // not this one: leave fresh ones to their maker
+                let young = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_none_or(|age| age.as_secs() < 3600);
+                if young {
+                    continue;
+                }
+            }
+            report.removed += u64::from(!leftover);
+            report.bytes_freed += crate::local_cache::disk_usage(&path);
+            if dry_run {
+                continue;
+            }
+            let away = if leftover {
+                path
+            } else {
+                let away = self.dir.join(format!(".pruned-{name}"));
+                std::fs::rename(&path, &away)
+                    .map_err(|e| ExecutorError::io_op("moving aside", &path, e))?;
+                away
+            };
+            drop(users);
+            doomed.push(away);
+        }
+        for d in doomed {
+            std::fs::remove_dir_all(&d).map_err(|e| ExecutorError::io_op("removing", &d, e))?;
+        }
+        Ok(report)
     }
 
     /// Where the cache `id` lives: named by the id's digest, so any id is a safe name.
     pub fn path(&self, id: &str) -> PathBuf {
-        self.dir.join(Digest::of(id.as_bytes()).hex())
+        self.dir.join(Self::name(id))
     }
 
     fn lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -149,6 +248,17 @@ impl CacheMounts {
         scratch: &Path,
         seed: Option<&Path>,
     ) -> Result<HeldCache, ExecutorError> {
+        let name = Self::name(&m.id);
+        *self
+            .users
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(name.clone())
+            .or_default() += 1;
+        let in_use = InUse {
+            users: self.users.clone(),
+            name,
+        };
         let dir = self.path(&m.id);
         if !dir.exists() {
             std::fs::create_dir_all(&self.dir)
@@ -185,6 +295,7 @@ impl CacheMounts {
                 .map_or(dir, |t: &tempfile::TempDir| t.path().to_path_buf()),
             _guard: guard,
             _throwaway: throwaway,
+            _use: in_use,
         })
     }
 }
@@ -329,6 +440,54 @@ mod tests {
         assert_eq!(absolute_target("/x/../y/", "/app").unwrap(), "/y");
         assert!(absolute_target("", "/").is_err());
         assert!(absolute_target("/..", "/").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_prune_removes_the_cache_dirs_no_step_holds() {
+        let d = tempfile::tempdir().unwrap();
+        let caches = CacheMounts::new(d.path().join("cache-mounts"));
+        assert_eq!(caches.prune(false).unwrap(), CacheMountPrune::default());
+        let spec = |id: &str, sharing: &str| {
+            CacheMount::from_spec(id, "/c", sharing, &HashMap::new(), false).unwrap()
+        };
+        let (held, idle) = (spec("held", "shared"), spec("idle", "locked"));
+        let scratch = d.path().join("tmp");
+        let h = caches.hold(&held, &scratch, None).await.unwrap();
+        std::fs::write(h.dir.join("f"), vec![7u8; 64 << 10]).unwrap();
+        {
+            let i = caches.hold(&idle, &scratch, None).await.unwrap();
+            std::fs::write(i.dir.join("f"), vec![7u8; 64 << 10]).unwrap();
+        }
+        // a stray file that is no cache directory is left alone
+        std::fs::write(d.path().join("cache-mounts/README"), "x").unwrap();
+
+        let dry = caches.prune(true).unwrap();
+        assert_eq!(dry.removed, 1);
+        assert!(dry.bytes_freed >= 64 << 10, "{dry:?}");
+        assert!(
+            caches.path("idle").join("f").exists(),
+            "a dry run removes nothing"
+        );
+
+        assert_eq!(caches.prune(false).unwrap(), dry);
+        assert!(!caches.path("idle").exists());
+        assert!(h.dir.join("f").exists(), "the held (shared) cache stays");
+        assert!(d.path().join("cache-mounts/README").exists());
+        let names: Vec<_> = std::fs::read_dir(d.path().join("cache-mounts"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 2, "nothing left aside: {names:?}");
+
+        drop(h);
+        assert_eq!(
+            caches.prune(false).unwrap().removed,
+            1,
+            "released, it goes too"
+        );
+        // a later step starts from an empty cache
+        let again = caches.hold(&held, &scratch, None).await.unwrap();
+        assert!(!again.dir.join("f").exists());
     }
 
     #[tokio::test]
