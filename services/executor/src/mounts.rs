@@ -4,7 +4,8 @@
 //!   `ROOT/executor/cache-mounts`, kept between builds and shared by the steps that name the
 //!   id (`sharing=shared`), held by one step at a time (`locked`), or replaced by an empty
 //!   throwaway directory while another step holds it (`private`). Its contents are never
-//!   part of a layer nor of a cache key (its spec is).
+//!   part of a layer nor of a cache key (its spec is). `strata gc --prune-cache` removes
+//!   every cache directory no running step holds ([`CacheMounts::prune`]).
 //! - `type=tmpfs`: a fresh tmpfs (`size` honoured).
 //! - `type=bind`: a path of the build context, or of a stage's or image's root filesystem,
 //!   read-only unless `rw`, in which case writes go to a throwaway copy.
@@ -202,8 +203,13 @@ impl CacheMounts {
             let away = if leftover {
                 path
             } else {
-                let away = self.dir.join(format!(".pruned-{name}"));
-                std::fs::rename(&path, &away)
+                // a fresh name each time: an interrupted prune's leftover may hold the old one
+                let away = tempfile::Builder::new()
+                    .prefix(&format!(".pruned-{name}-"))
+                    .tempdir_in(&self.dir)
+                    .map_err(|e| ExecutorError::io_op("creating", &self.dir, e))?
+                    .keep();
+                std::fs::rename(&path, away.join("cache"))
                     .map_err(|e| ExecutorError::io_op("moving aside", &path, e))?;
                 away
             };
@@ -478,6 +484,11 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert_eq!(names.len(), 2, "nothing left aside: {names:?}");
+        // what an interrupted prune left aside goes at the next one
+        std::fs::create_dir_all(d.path().join("cache-mounts/.pruned-x-1/cache/deep")).unwrap();
+        let next = caches.prune(false).unwrap();
+        assert_eq!(next.removed, 0, "{next:?}");
+        assert!(!d.path().join("cache-mounts/.pruned-x-1").exists());
 
         drop(h);
         assert_eq!(
