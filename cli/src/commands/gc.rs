@@ -82,21 +82,21 @@ fn report(
     }
     out += &format!("Kept {} blobs\n", r.kept);
     let mut freed = r.bytes_freed;
-    if let Some(l) = local.filter(|l| l.entries_removed > 0) {
-        out += &format!(
-            "{verb} {} extracted layers and contexts from the executor's local cache ({})\n",
-            l.entries_removed,
-            size(l.bytes_freed as i64)
-        );
-        freed = freed.saturating_add(l.bytes_freed as i64);
-    }
-    if let Some(l) = local.filter(|l| l.cache_mounts_removed > 0) {
-        out += &format!(
-            "{verb} {} RUN --mount=type=cache directories ({})\n",
-            l.cache_mounts_removed,
-            size(l.cache_mount_bytes_freed as i64)
-        );
-        freed = freed.saturating_add(l.cache_mount_bytes_freed as i64);
+    let executor = local.map_or([(0, 0); 2], |l| {
+        [
+            (l.entries_removed, l.bytes_freed),
+            (l.cache_mounts_removed, l.cache_mount_bytes_freed),
+        ]
+    });
+    let kinds = [
+        "extracted layers and contexts from the executor's local cache",
+        "RUN --mount=type=cache directories",
+    ];
+    for ((count, bytes), what) in executor.into_iter().zip(kinds) {
+        if count > 0 {
+            out += &format!("{verb} {count} {what} ({})\n", size(bytes as i64));
+            freed = freed.saturating_add(bytes as i64);
+        }
     }
     let what = if dry_run {
         "Reclaimable space"
