@@ -356,7 +356,9 @@ async fn upload_context(
         return Ok(digest);
     }
     let options = LayerOptions { clamp_mtime: None };
-    let (tx, rx) = mpsc::channel::<Bytes>(4);
+    // two chunks in flight (as for layers): the packer and the upload overlap, and a
+    // context of any size holds ~2 MiB here
+    let (tx, rx) = mpsc::channel::<Bytes>(2);
     let dir = dir.to_path_buf();
     let writing = {
         let dir = dir.clone();

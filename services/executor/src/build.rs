@@ -2097,7 +2097,9 @@ impl Engine {
         root: PathBuf,
         changes: Vec<Change>,
     ) -> Result<Layer, ExecutorError> {
-        let (tx, rx) = mpsc::channel(4);
+        // two chunks in flight: the tar writer and the upload each keep working while the
+        // other does, and a layer of any size holds ~2 MiB here
+        let (tx, rx) = mpsc::channel(2);
         let options = LayerOptions {
             clamp_mtime: Some(ctx.clamp),
         };

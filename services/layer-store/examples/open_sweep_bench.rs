@@ -34,6 +34,7 @@ fn main() {
     let settings = || Settings {
         chunk_size: 1 << 20,
         upload_ttl: Duration::from_secs(3600),
+        ..Settings::default()
     };
     {
         let kv: Arc<dyn KvStore> = Arc::new(RocksStore::open(&path, SPACES).expect("open"));

@@ -19,6 +19,64 @@ pub fn run(store: &dyn KvStore) {
     large_values_round_trip(store);
     delete_range_removes_exactly_the_range(store);
     unlogged_writes_are_visible_and_flush(store);
+    bulk_loads_appear_at_finish_in_order_only(store);
+}
+
+fn bulk_loads_appear_at_finish_in_order_only(store: &dyn KvStore) {
+    let value = |i: u8| vec![i; 200_000];
+    let mut load = store.bulk(C).unwrap();
+    for i in 0..5u8 {
+        load.put(&[b'b', i], &value(i)).unwrap();
+    }
+    // nothing shows before the end
+    assert_eq!(
+        store.get(C, &[b'b', 0]).unwrap(),
+        None,
+        "bulk: visible early"
+    );
+    // a key not above the last is refused, and the load stays usable
+    assert!(matches!(
+        load.put(&[b'b', 4], b"again"),
+        Err(crate::KvError::BulkOrder(_))
+    ));
+    assert!(load.put(&[b'b', 1], b"back").is_err());
+    load.put(&[b'b', 9], b"small").unwrap();
+    load.finish().unwrap();
+    for i in 0..5u8 {
+        assert_eq!(
+            store.get(C, &[b'b', i]).unwrap(),
+            Some(value(i)),
+            "bulk: key {i}"
+        );
+    }
+    assert_eq!(
+        store.get(C, b"b\x09").unwrap().as_deref(),
+        Some(&b"small"[..])
+    );
+    assert_eq!(store.scan(C, b"b", b"", 100).unwrap().len(), 6);
+    // loaded keys are ordinary keys: range deletes and batches see them
+    let mut b = WriteBatch::new();
+    b.delete_range(C, b"b".to_vec(), b"c".to_vec());
+    store.write(b, Durability::Sync).unwrap();
+    assert!(store.scan(C, b"b", b"", 100).unwrap().is_empty());
+
+    // an abandoned load leaves nothing; an empty one finishes as a no-op
+    let mut load = store.bulk(C).unwrap();
+    load.put(b"gone", b"x").unwrap();
+    drop(load);
+    assert_eq!(store.get(C, b"gone").unwrap(), None);
+    store.bulk(C).unwrap().finish().unwrap();
+    // a small space takes bulk loads too, under its own prefix
+    let mut load = store.bulk(R).unwrap();
+    load.put(b"bulk-record", b"r").unwrap();
+    load.finish().unwrap();
+    assert_eq!(
+        store.get(R, b"bulk-record").unwrap().as_deref(),
+        Some(&b"r"[..])
+    );
+    assert_eq!(store.get(C, b"bulk-record").unwrap(), None);
+    store.delete(R, b"bulk-record", Durability::Sync).unwrap();
+    assert!(store.bulk(Space::small("no-such-space")).is_err());
 }
 
 fn unlogged_writes_are_visible_and_flush(store: &dyn KvStore) {

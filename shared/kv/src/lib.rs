@@ -15,6 +15,21 @@ pub mod conformance;
 pub use memory::MemoryStore;
 pub use rocks::{Compression, RocksOptions, RocksStore};
 
+/// A sorted run of new keys loaded into a space at once, past the memtables and the log
+/// (RocksDB: an `SstFileWriter` table file, then `IngestExternalFile`). For bulk content:
+/// nothing is held in memory beyond the table block being built, and every byte is written
+/// once. Keys must be put in strictly ascending order and must not exist in the space yet.
+/// Nothing is visible until [`BulkLoad::finish`] returns; dropping an unfinished load throws
+/// its keys away.
+pub trait BulkLoad: Send {
+    /// Adds the next key (greater than every key put before).
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()>;
+
+    /// Makes every key put so far durable and visible, atomically (nothing put: nothing to
+    /// do).
+    fn finish(self: Box<Self>) -> Result<()>;
+}
+
 /// A key space: a RocksDB column family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Space {
@@ -133,6 +148,9 @@ pub enum KvError {
     /// A space that was not declared at open.
     #[error("unknown key space {0:?}")]
     UnknownSpace(&'static str),
+    /// A bulk load's keys out of order.
+    #[error("bulk load keys out of order: {0}")]
+    BulkOrder(String),
     /// Anything else RocksDB reports.
     #[error("storage error: {0}")]
     Backend(String),
@@ -167,6 +185,9 @@ pub trait KvStore: Send + Sync + 'static {
     /// (RocksDB: flushes the space's memtables and waits).
     fn flush(&self, space: Space) -> Result<()>;
 
+    /// Starts a [`BulkLoad`] into `space`.
+    fn bulk(&self, space: Space) -> Result<Box<dyn BulkLoad>>;
+
     /// Puts one key.
     fn put(&self, space: Space, key: &[u8], value: &[u8], durability: Durability) -> Result<()> {
         let mut b = WriteBatch::new();
@@ -179,6 +200,14 @@ pub trait KvStore: Send + Sync + 'static {
         let mut b = WriteBatch::new();
         b.delete(space, key);
         self.write(b, durability)
+    }
+}
+
+/// Checks that a bulk load's next key follows its previous one.
+fn check_bulk_order(previous: Option<&[u8]>, key: &[u8]) -> Result<()> {
+    match previous {
+        Some(p) if p >= key => Err(KvError::BulkOrder(format!("{key:02x?} put after {p:02x?}"))),
+        _ => Ok(()),
     }
 }
 

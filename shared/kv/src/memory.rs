@@ -2,25 +2,52 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::RwLock,
+    sync::{Arc, RwLock},
 };
 
-use crate::{Durability, Entry, KvError, KvStore, Op, Result, Space, WriteBatch};
+use crate::{BulkLoad, Durability, Entry, KvError, KvStore, Op, Result, Space, WriteBatch};
 
 type Tree = BTreeMap<Vec<u8>, Vec<u8>>;
+type Spaces = Arc<RwLock<HashMap<&'static str, Tree>>>;
 
 /// A [`KvStore`] in memory: same semantics, no persistence.
 #[derive(Debug)]
 pub struct MemoryStore {
-    spaces: RwLock<HashMap<&'static str, Tree>>,
+    spaces: Spaces,
 }
 
 impl MemoryStore {
     /// An empty store with the given spaces.
     pub fn new(spaces: &[Space]) -> Self {
         Self {
-            spaces: RwLock::new(spaces.iter().map(|s| (s.name, Tree::new())).collect()),
+            spaces: Arc::new(RwLock::new(
+                spaces.iter().map(|s| (s.name, Tree::new())).collect(),
+            )),
         }
+    }
+}
+
+/// A bulk load held aside until it finishes.
+struct MemoryBulk {
+    spaces: Spaces,
+    space: Space,
+    entries: Vec<Entry>,
+}
+
+impl BulkLoad for MemoryBulk {
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        crate::check_bulk_order(self.entries.last().map(|(k, _)| k.as_slice()), key)?;
+        self.entries.push((key.to_vec(), value.to_vec()));
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<()> {
+        let mut spaces = self.spaces.write().map_err(poisoned)?;
+        let tree = spaces
+            .get_mut(self.space.name)
+            .ok_or(KvError::UnknownSpace(self.space.name))?;
+        tree.extend(self.entries);
+        Ok(())
     }
 }
 
@@ -76,6 +103,22 @@ impl KvStore for MemoryStore {
             .get(space.name)
             .map(|_| ())
             .ok_or(KvError::UnknownSpace(space.name))
+    }
+
+    fn bulk(&self, space: Space) -> Result<Box<dyn BulkLoad>> {
+        if !self
+            .spaces
+            .read()
+            .map_err(poisoned)?
+            .contains_key(space.name)
+        {
+            return Err(KvError::UnknownSpace(space.name));
+        }
+        Ok(Box::new(MemoryBulk {
+            spaces: self.spaces.clone(),
+            space,
+            entries: Vec::new(),
+        }))
     }
 
     fn scan(&self, space: Space, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<Entry>> {

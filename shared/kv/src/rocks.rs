@@ -9,22 +9,35 @@
 //! seven families took ~6.5 ms to open where two take ~3.5 ms. A database written by the
 //! older layout (one family per space) is migrated at its first open.
 
-use std::path::Path;
-
-use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBCompressionType, Direction,
-    IteratorMode, Options, ReadOptions, WriteOptions,
+use std::{
+    path::{Path, PathBuf},
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
-use crate::{Durability, Entry, KvError, KvStore, Op, Result, Space, WriteBatch};
+use rocksdb::{
+    BlockBasedOptions, Cache, ChecksumType, ColumnFamilyDescriptor, DB, DBCompressionType,
+    Direction, IngestExternalFileOptions, IteratorMode, Options, ReadOptions, SstFileWriter,
+    WriteOptions,
+};
+
+use crate::{BulkLoad, Durability, Entry, KvError, KvStore, Op, Result, Space, WriteBatch};
+
+/// The directory, inside the database's, where bulk loads write their table files until
+/// RocksDB takes them in (emptied at every open: what is left there was never ingested).
+const BULK_DIR: &str = "bulk";
 
 /// Memory all memtables together may hold before RocksDB flushes.
 const MEMTABLE_BUDGET: usize = 32 << 20;
 
 /// A RocksDB database holding the declared [`Space`]s.
 pub struct RocksStore {
-    db: DB,
+    db: Arc<DB>,
     path: String,
+    /// Compression of large values (bulk loads write their tables with it).
+    large_compression: Compression,
     /// The declared small spaces and their key prefixes (`name` NUL).
     small: Vec<(&'static str, Vec<u8>)>,
     /// The declared large spaces, each its own column family.
@@ -209,9 +222,20 @@ impl RocksStore {
             }
             Err(e) => return Err(classify(&path_s, e.into_string())),
         };
+        // the database is ours (its lock is held): table files of bulk loads cut short by a
+        // crash were never ingested
+        let bulk = path.join(BULK_DIR);
+        match std::fs::remove_dir_all(&bulk) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(classify(&path_s, format!("{}: {e}", bulk.display()))),
+        }
+        std::fs::create_dir(&bulk)
+            .map_err(|e| classify(&path_s, format!("{}: {e}", bulk.display())))?;
         let mut store = Self {
-            db,
+            db: Arc::new(db),
             path: path_s,
+            large_compression: options.large_value_compression,
             small,
             large,
         };
@@ -238,7 +262,12 @@ impl RocksStore {
                 }
             }
             self.write_synced(batch)?;
-            self.db.drop_cf(name).map_err(|e| self.err(e))?;
+            // at open no bulk load shares the handle yet
+            let Some(db) = Arc::get_mut(&mut self.db) else {
+                return Err(KvError::Backend("database shared during migration".into()));
+            };
+            let dropped = db.drop_cf(name);
+            dropped.map_err(|e| self.err(e))?;
             tracing::info!(path = %self.path, space = name, "moved a space into the shared column family");
         }
         Ok(())
@@ -330,6 +359,9 @@ impl KvStore for RocksStore {
         if space.large_values {
             let mut ro = ReadOptions::default();
             ro.set_verify_checksums(false);
+            // a bulk-loaded value sits in a table block of its own size: caching it would
+            // evict the small blocks the cache is for
+            ro.fill_cache(false);
             return self
                 .db
                 .get_pinned_cf_opt(t.cf, key, &ro)
@@ -342,6 +374,35 @@ impl KvStore for RocksStore {
     fn flush(&self, space: Space) -> Result<()> {
         let t = self.target(space)?;
         self.db.flush_cf(t.cf).map_err(|e| self.err(e))
+    }
+
+    fn bulk(&self, space: Space) -> Result<Box<dyn BulkLoad>> {
+        let t = self.target(space)?;
+        let prefix = t.prefix.to_vec();
+        let family = if space.large_values {
+            space.name
+        } else {
+            SMALL_CF
+        };
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let file = Path::new(&self.path).join(BULK_DIR).join(format!(
+            "{}-{}.sst",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let writer = SstFileWriter::create(bulk_options(self.large_compression));
+        writer.open(&file).map_err(|e| self.err(e))?;
+        Ok(Box::new(RocksBulk {
+            db: self.db.clone(),
+            path: self.path.clone(),
+            family,
+            prefix,
+            file,
+            writer,
+            last: None,
+            count: 0,
+            finished: false,
+        }))
     }
 
     fn write(&self, batch: WriteBatch, durability: Durability) -> Result<()> {
@@ -412,6 +473,98 @@ impl KvStore for RocksStore {
         }
         let iter = self.db.iterator_cf_opt(t.cf, ro, IteratorMode::End);
         self.collect(iter, &prefix, t.prefix.len(), limit)
+    }
+}
+
+/// The options of bulk loads' table files, one set per compression (an `SstFileWriter`
+/// borrows its options for its whole life, and a load outlives the call that starts it).
+fn bulk_options(compression: Compression) -> &'static Options {
+    static SETS: [OnceLock<Options>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    let cell = match compression {
+        Compression::None => &SETS[0],
+        Compression::Lz4 => &SETS[1],
+        Compression::Zstd => &SETS[2],
+    };
+    cell.get_or_init(|| {
+        let mut o = Options::default();
+        let mut table = BlockBasedOptions::default();
+        // XXH3 where RocksDB's own crc32c is the portable one (see `Space::large_values`);
+        // the filter keeps a lookup of another key that falls in the file's range from
+        // reading a value-sized block
+        table.set_checksum_type(ChecksumType::XXH3);
+        table.set_bloom_filter(10.0, false);
+        o.set_block_based_table_factory(&table);
+        o.set_compression_type(compression.rocksdb());
+        o
+    })
+}
+
+/// A bulk load writing one table file, ingested (moved into the database) at the end.
+struct RocksBulk {
+    db: Arc<DB>,
+    path: String,
+    family: &'static str,
+    /// The space's key prefix in its family.
+    prefix: Vec<u8>,
+    file: PathBuf,
+    writer: SstFileWriter<'static>,
+    last: Option<Vec<u8>>,
+    count: u64,
+    finished: bool,
+}
+
+impl RocksBulk {
+    fn err(&self, e: rocksdb::Error) -> KvError {
+        classify(&self.path, e.into_string())
+    }
+}
+
+impl BulkLoad for RocksBulk {
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        crate::check_bulk_order(self.last.as_deref(), key)?;
+        let mut k = Vec::with_capacity(self.prefix.len() + key.len());
+        k.extend_from_slice(&self.prefix);
+        k.extend_from_slice(key);
+        self.writer.put(&k, value).map_err(|e| self.err(e))?;
+        let last = self.last.get_or_insert_with(Vec::new);
+        last.clear();
+        last.extend_from_slice(key);
+        self.count += 1;
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<()> {
+        self.finished = true;
+        if self.count == 0 {
+            // RocksDB refuses a table without entries; there is nothing to load
+            let _ = std::fs::remove_file(&self.file);
+            return Ok(());
+        }
+        let done = (|| {
+            // syncs the file before it returns
+            self.writer.finish().map_err(|e| self.err(e))?;
+            let cf = self
+                .db
+                .cf_handle(self.family)
+                .ok_or(KvError::UnknownSpace(self.family))?;
+            let mut io = IngestExternalFileOptions::default();
+            // a link, not a copy: the file is already in the database's directory
+            io.set_move_files(true);
+            self.db
+                .ingest_external_file_cf_opts(cf, &io, vec![&self.file])
+                .map_err(|e| self.err(e))
+        })();
+        // moved in on success (RocksDB removes our link), useless on failure
+        let _ = std::fs::remove_file(&self.file);
+        done
+    }
+}
+
+impl Drop for RocksBulk {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = std::fs::remove_file(&self.file);
+        }
     }
 }
 
@@ -521,6 +674,36 @@ mod tests {
         }
         let store = RocksStore::open(dir.path(), &[s]).unwrap();
         assert_eq!(store.get(s, b"k").unwrap().map(|v| v.len()), Some(100_000));
+    }
+
+    #[test]
+    fn bulk_loads_survive_reopen_and_leftover_files_are_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Space::large("c");
+        {
+            let store = RocksStore::open(dir.path(), &[s]).unwrap();
+            let mut load = store.bulk(s).unwrap();
+            for i in 0..3u32 {
+                load.put(&i.to_be_bytes(), &vec![i as u8; 300_000]).unwrap();
+            }
+            load.finish().unwrap();
+        }
+        // what a load cut short by a crash leaves: a table file never ingested
+        let bulk = dir.path().join(BULK_DIR);
+        std::fs::write(bulk.join("1-0.sst"), b"half a table").unwrap();
+        let store = RocksStore::open(dir.path(), &[s]).unwrap();
+        assert_eq!(std::fs::read_dir(&bulk).unwrap().count(), 0);
+        for i in 0..3u32 {
+            assert_eq!(
+                store.get(s, &i.to_be_bytes()).unwrap(),
+                Some(vec![i as u8; 300_000])
+            );
+        }
+        // finished loads leave no file behind either
+        let mut load = store.bulk(s).unwrap();
+        load.put(b"z", b"v").unwrap();
+        load.finish().unwrap();
+        assert_eq!(std::fs::read_dir(&bulk).unwrap().count(), 0);
     }
 
     #[test]

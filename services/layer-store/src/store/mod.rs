@@ -89,13 +89,25 @@ pub struct Settings {
     pub chunk_size: usize,
     /// An upload session untouched this long is swept.
     pub upload_ttl: Duration,
+    /// Bytes of a session written through the memtables before the rest goes to bulk loads
+    /// (see [`BULK_FROM`]).
+    pub bulk_from: u64,
 }
+
+/// The default [`Settings::bulk_from`]: every full chunk goes to a bulk load, a table file
+/// of the session's own ingested at the next checkpoint or the commit, so a blob's content
+/// never sits in a memtable waiting for a flush (which a commit had to wait for anyway, and
+/// which took a large build's memtables to ~29 MB). A blob smaller than a chunk has no full
+/// chunk: its bytes go in the commit's logged batch, as before. Tests set a higher value to
+/// cross from the memtable path to bulk loads within one session.
+pub const BULK_FROM: u64 = 0;
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
             chunk_size: CHUNK_SIZE,
             upload_ttl: Duration::from_secs(24 * 3600),
+            bulk_from: BULK_FROM,
         }
     }
 }

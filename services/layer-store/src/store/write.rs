@@ -12,7 +12,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use strata_kv::{Durability, WriteBatch};
+use strata_kv::{BulkLoad, Durability, WriteBatch};
 use strata_types::{Digest, Hasher, RunningHash};
 use tracing::{debug, info};
 
@@ -426,6 +426,10 @@ struct Upload {
     hasher_in_step: bool,
     /// The session and its group are in storage.
     registered: bool,
+    /// Chunks stored since the last checkpoint, past [`super::Settings::bulk_from`].
+    bulk: Option<Box<dyn BulkLoad>>,
+    /// Chunks went through the memtables since the last checkpoint (they need a flush).
+    memtable_chunks: bool,
     done: bool,
 }
 
@@ -447,6 +451,8 @@ impl Upload {
             hash: RunningHash::new(hasher.unwrap_or_default()),
             record,
             buf: Vec::with_capacity(cap),
+            bulk: None,
+            memtable_chunks: false,
             done: false,
             registered: false,
         };
@@ -494,11 +500,14 @@ impl Upload {
     /// Hashes and stores the full buffer as the next chunk.
     ///
     /// Chunks bypass the write-ahead log: logging them would write every byte twice (and
-    /// checksum it twice more, with RocksDB's portable crc32c). The session and its group
-    /// are registered with a synced write before the first chunk, so no chunk can outlive a
-    /// crash without an owner; the session's offset is persisted only at checkpoints, after
-    /// a flush made the chunks before it durable, and the commit flushes before it writes the
-    /// blob record. A crash thus loses at most the chunks since the last checkpoint.
+    /// checksum it twice more, with RocksDB's portable crc32c). Past `bulk_from` (by default
+    /// from the first chunk) they go to the session's bulk load, a table file written once
+    /// and ingested whole; before it, through the memtables without the log. The session and
+    /// its group are registered with a synced write before the first chunk, so no chunk can
+    /// outlive a crash without an owner; the session's offset is persisted only at
+    /// checkpoints, after the bulk load's ingest (and a flush of memtable chunks) made the
+    /// chunks before it durable, and the commit does the same before it writes the blob
+    /// record. A crash thus loses at most the chunks since the last checkpoint.
     fn store_full_chunk(&mut self) -> Result<()> {
         let cap = self.chunk_size() + chunk::TRAILER;
         let data = std::mem::replace(&mut self.buf, Vec::with_capacity(cap));
@@ -524,9 +533,18 @@ impl Upload {
             self.store.kv.write(batch, Durability::Sync)?;
             self.registered = true;
         }
-        let mut batch = WriteBatch::new();
-        batch.put_shared(CHUNKS, key, sealed);
-        self.store.kv.write(batch, Durability::Unlogged)?;
+        if self.record.offset >= self.store.settings.bulk_from {
+            let bulk = match &mut self.bulk {
+                Some(b) => b,
+                None => self.bulk.insert(self.store.kv.bulk(CHUNKS)?),
+            };
+            bulk.put(&key, &sealed)?;
+        } else {
+            let mut batch = WriteBatch::new();
+            batch.put_shared(CHUNKS, key, sealed);
+            self.store.kv.write(batch, Durability::Unlogged)?;
+            self.memtable_chunks = true;
+        }
         self.record.offset += self.record.chunk_size;
         self.record.updated_ns = now_ns();
         self.hasher_in_step = true;
@@ -544,13 +562,25 @@ impl Upload {
         if !self.registered {
             return Ok(());
         }
-        self.store.kv.flush(CHUNKS)?;
+        self.make_chunks_durable()?;
         self.store.kv.put(
             UPLOADS,
             self.id.as_bytes(),
             &record::encode(&self.record),
             Durability::Buffered,
         )?;
+        Ok(())
+    }
+
+    /// Ingests the bulk load (durable once it returns) and flushes the chunks written
+    /// through the memtables.
+    fn make_chunks_durable(&mut self) -> Result<()> {
+        if let Some(bulk) = self.bulk.take() {
+            bulk.finish()?;
+        }
+        if std::mem::take(&mut self.memtable_chunks) {
+            self.store.kv.flush(CHUNKS)?;
+        }
         Ok(())
     }
 
@@ -591,7 +621,7 @@ impl Upload {
         if self.record.offset > 0 {
             // the chunks written without the log must be durable before the record that
             // names them
-            store.kv.flush(CHUNKS)?;
+            self.make_chunks_durable()?;
         }
         let _stripe = store.stripe(&digest);
         if let Some(existing) = store.load_blob(&digest)? {
@@ -647,6 +677,8 @@ impl Upload {
             return;
         }
         self.done = true;
+        // an unfinished bulk load leaves nothing behind
+        self.bulk = None;
         let mut live = lock(&self.store.live);
         if let Err(e) = self
             .store

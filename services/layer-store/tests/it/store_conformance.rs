@@ -20,6 +20,10 @@ fn settings() -> Settings {
     Settings {
         chunk_size: CHUNK,
         upload_ttl: Duration::from_secs(3600),
+        // past two chunks, a session's chunks go to bulk loads: the multi-chunk cases below
+        // (a broken stream resumed, a session kept over a restart, a blob of 600 chunks
+        // crossing two checkpoints) cross from one path to the other
+        bulk_from: 2 * CHUNK as u64,
     }
 }
 
@@ -86,9 +90,17 @@ fn suite(kv: Arc<dyn KvStore>) {
 }
 
 fn round_trips_and_ranges(store: &Arc<Store>) {
-    for (i, n) in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + CHUNK / 2]
-        .into_iter()
-        .enumerate()
+    for (i, n) in [
+        0,
+        1,
+        CHUNK - 1,
+        CHUNK,
+        CHUNK + 1,
+        3 * CHUNK + CHUNK / 2,
+        600 * CHUNK + 3,
+    ]
+    .into_iter()
+    .enumerate()
     {
         let data = bytes(n, i as u32);
         for (piece, expected) in [(7, true), (CHUNK * 2, false)] {

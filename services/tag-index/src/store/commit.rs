@@ -389,6 +389,7 @@ fn copy_error(e: &KvError) -> KvError {
         KvError::Locked { path } => KvError::Locked { path: path.clone() },
         KvError::NoSpace { path } => KvError::NoSpace { path: path.clone() },
         KvError::UnknownSpace(s) => KvError::UnknownSpace(s),
+        KvError::BulkOrder(m) => KvError::BulkOrder(m.clone()),
         KvError::Backend(m) => KvError::Backend(m.clone()),
     }
 }
