@@ -19,7 +19,7 @@ pub use args::{Cli, Command, GlobalArgs};
 /// Parses the command line, runs the command, prints errors as `error: …` and maps them to
 /// the exit code.
 pub fn main() -> ExitCode {
-    strata_server::tune_allocator(Some(2));
+    strata_server::tune_allocator(Some(1));
     let cli = Cli::parse();
     strata_server::init_tracing(cli.global.log_format, &cli.global.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -618,6 +618,16 @@ impl Upload {
             });
         }
         let store = self.store.clone();
+        let tail_key = chunk::key(&self.group, self.record.offset / self.record.chunk_size);
+        let mut tail = (!tail.is_empty()).then_some(tail);
+        if let Some(bulk) = &mut self.bulk
+            && let Some(data) = tail.take()
+        {
+            // with the chunks before it, not in the logged commit batch: a logged tail stays
+            // in the write-ahead log, and is replayed into the memtables at every open, until
+            // a flush (which bulk loads no longer cause)
+            bulk.put(&tail_key, &chunk::seal(&tail_key, data))?;
+        }
         if self.record.offset > 0 {
             // the chunks written without the log must be durable before the record that
             // names them
@@ -636,9 +646,8 @@ impl Upload {
             });
         }
         let mut batch = WriteBatch::new();
-        if !tail.is_empty() {
-            let key = chunk::key(&self.group, self.record.offset / self.record.chunk_size);
-            batch.put(CHUNKS, key.clone(), chunk::seal(&key, tail));
+        if let Some(data) = tail {
+            batch.put(CHUNKS, tail_key.clone(), chunk::seal(&tail_key, data));
         }
         batch.put(
             GROUPS,
