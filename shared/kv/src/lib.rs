@@ -188,6 +188,12 @@ pub trait KvStore: Send + Sync + 'static {
     /// Starts a [`BulkLoad`] into `space`.
     fn bulk(&self, space: Space) -> Result<Box<dyn BulkLoad>>;
 
+    /// Frees at once the disk of stored files that hold only keys `k` with `from <= k < to`,
+    /// keys the caller has already deleted (RocksDB `DeleteFilesInRange`: table files wholly
+    /// inside the range, below level 0 — a bulk load's file, typically). Without it their
+    /// space comes back only when a compaction happens to reach them.
+    fn drop_files_in_range(&self, space: Space, from: &[u8], to: &[u8]) -> Result<()>;
+
     /// Puts one key.
     fn put(&self, space: Space, key: &[u8], value: &[u8], durability: Durability) -> Result<()> {
         let mut b = WriteBatch::new();

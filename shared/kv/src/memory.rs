@@ -121,6 +121,16 @@ impl KvStore for MemoryStore {
         }))
     }
 
+    fn drop_files_in_range(&self, space: Space, _from: &[u8], _to: &[u8]) -> Result<()> {
+        // no files; the keys are already deleted
+        self.spaces
+            .read()
+            .map_err(poisoned)?
+            .get(space.name)
+            .map(|_| ())
+            .ok_or(KvError::UnknownSpace(space.name))
+    }
+
     fn scan(&self, space: Space, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<Entry>> {
         let spaces = self.spaces.read().map_err(poisoned)?;
         let tree = spaces

@@ -376,6 +376,16 @@ impl KvStore for RocksStore {
         self.db.flush_cf(t.cf).map_err(|e| self.err(e))
     }
 
+    fn drop_files_in_range(&self, space: Space, from: &[u8], to: &[u8]) -> Result<()> {
+        let t = self.target(space)?;
+        if from >= to {
+            return Ok(());
+        }
+        self.db
+            .delete_file_in_range_cf(t.cf, t.key(from), t.key(to))
+            .map_err(|e| self.err(e))
+    }
+
     fn bulk(&self, space: Space) -> Result<Box<dyn BulkLoad>> {
         let t = self.target(space)?;
         let prefix = t.prefix.to_vec();
@@ -704,6 +714,30 @@ mod tests {
         load.put(b"z", b"v").unwrap();
         load.finish().unwrap();
         assert_eq!(std::fs::read_dir(&bulk).unwrap().count(), 0);
+
+        // once deleted, a loaded range's table file goes at once, the rest stays
+        let tables = || {
+            std::fs::read_dir(dir.path())
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .ends_with(".sst")
+                })
+                .count()
+        };
+        let before = tables();
+        let mut b = WriteBatch::new();
+        b.delete_range(s, 0u32.to_be_bytes().to_vec(), 3u32.to_be_bytes().to_vec());
+        store.write(b, Durability::Sync).unwrap();
+        store
+            .drop_files_in_range(s, &0u32.to_be_bytes(), &3u32.to_be_bytes())
+            .unwrap();
+        assert_eq!(tables(), before - 1, "the first load's table file");
+        assert_eq!(store.get(s, &1u32.to_be_bytes()).unwrap(), None);
+        assert_eq!(store.get(s, b"z").unwrap().as_deref(), Some(&b"v"[..]));
     }
 
     #[test]

@@ -149,9 +149,10 @@ impl Store {
         let mut batch = WriteBatch::new();
         batch.delete(BLOBS, digest.as_bytes().to_vec());
         chunk::delete_group(&mut batch, &group, Some(r.chunk_count()));
-        batch.delete(GROUPS, group);
+        batch.delete(GROUPS, group.clone());
         let _shared = self.groups_shared();
         self.kv.write(batch, Durability::Sync)?;
+        chunk::reclaim_group(self.kv.as_ref(), &group);
         Ok(())
     }
 

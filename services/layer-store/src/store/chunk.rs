@@ -79,6 +79,20 @@ pub fn read(
     })
 }
 
+/// The first key past every chunk key of `group`.
+fn group_end(group: &[u8]) -> Vec<u8> {
+    strata_kv::prefix_end(group).unwrap_or_else(|| vec![0xff; group.len() + 5])
+}
+
+/// Frees the disk of a deleted group's table files now (a bulk load's file holds one group's
+/// chunks only) instead of at some later compaction. Best effort: the chunks are already
+/// deleted, and a failure leaves their space to compaction.
+pub fn reclaim_group(kv: &dyn KvStore, group: &[u8]) {
+    if let Err(e) = kv.drop_files_in_range(CHUNKS, group, &group_end(group)) {
+        tracing::warn!(group = %hex::encode(group), error = %e, "cannot free a deleted group's files now; compaction will");
+    }
+}
+
 /// Adds the deletion of a group's chunks to `batch`: `count` point deletes when known and
 /// small, otherwise one range tombstone over the whole group.
 pub fn delete_group(batch: &mut WriteBatch, group: &[u8], count: Option<u64>) {
@@ -89,8 +103,7 @@ pub fn delete_group(batch: &mut WriteBatch, group: &[u8], count: Option<u64>) {
             }
         }
         _ => {
-            let end = strata_kv::prefix_end(group).unwrap_or_else(|| vec![0xff; group.len() + 5]);
-            batch.delete_range(CHUNKS, group.to_vec(), end);
+            batch.delete_range(CHUNKS, group.to_vec(), group_end(group));
         }
     }
 }

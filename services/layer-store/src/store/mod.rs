@@ -230,6 +230,7 @@ impl Store {
                     chunk::delete_group(&mut batch, &group, None);
                     batch.delete(GROUPS, group.clone());
                     self.kv.write(batch, strata_kv::Durability::Buffered)?;
+                    chunk::reclaim_group(self.kv.as_ref(), &group);
                 }
             }
         }

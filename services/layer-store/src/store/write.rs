@@ -173,10 +173,11 @@ impl Store {
         let group = group_bytes(&record.group)?;
         let mut batch = WriteBatch::new();
         chunk::delete_group(&mut batch, &group, None);
-        batch.delete(GROUPS, group);
+        batch.delete(GROUPS, group.clone());
         batch.delete(UPLOADS, upload_id.as_bytes().to_vec());
         let _shared = self.groups_shared();
         self.kv.write(batch, Durability::Buffered)?;
+        chunk::reclaim_group(self.kv.as_ref(), &group);
         debug!(upload_id, bytes = record.offset, "upload discarded");
         Ok(())
     }

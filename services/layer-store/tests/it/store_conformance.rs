@@ -848,3 +848,47 @@ fn store_logic_on_rocksdb() {
         RocksStore::open(dir.path(), store::SPACES).unwrap(),
     ));
 }
+
+/// Bytes of RocksDB table files under `dir`.
+fn table_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".sst"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
+}
+
+#[test]
+fn on_rocksdb_a_deleted_or_discarded_blob_frees_its_disk_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let kv: Arc<dyn KvStore> = Arc::new(RocksStore::open(dir.path(), store::SPACES).unwrap());
+    let store = Store::open(kv, settings()).unwrap();
+    let data = bytes(600 * CHUNK, 77);
+    let empty = table_bytes(dir.path());
+    let d = store
+        .ingest(start(Some(&data), "m"), feed(&data, 64 << 10))
+        .unwrap()
+        .digest;
+    let full = table_bytes(dir.path());
+    assert!(full >= empty + data.len() as u64 / 2, "{empty} -> {full}");
+    store.delete(&d).unwrap();
+    let after = table_bytes(dir.path());
+    assert!(
+        after < empty + (data.len() as u64) / 10,
+        "{full} -> {after}"
+    );
+    // a second writer of a blob already there discards its copy, and its files with it
+    store
+        .ingest(start(Some(&data), "m"), feed(&data, 64 << 10))
+        .unwrap();
+    let once = table_bytes(dir.path());
+    let s = WriteStart {
+        media_type: "m".into(),
+        ..WriteStart::default()
+    };
+    let out = store.ingest(s, feed(&data, 64 << 10)).unwrap();
+    assert!(out.already_existed);
+    let twice = table_bytes(dir.path());
+    assert!(twice < once + (data.len() as u64) / 10, "{once} -> {twice}");
+}
