@@ -206,13 +206,16 @@ fn request(dockerfile: &str, context: &str, tags: &[&str]) -> BuildRequest {
 
 /// Starts a build (id `build_id`) whose RUN sleeps for minutes, and returns its event stream
 /// once the RUN has printed its first line: its container is running.
+/// Starts a build whose RUN step prints `started` and sleeps `seconds` (distinct per test:
+/// tests run at once, and one looks for its own sleep among the host's processes).
 async fn running_build(
     client: &mut ExecutorClient<Channel>,
     build_id: &str,
     tags: &[&str],
+    seconds: u32,
 ) -> tonic::Streaming<BuildEvent> {
     let mut req = request(
-        "FROM busybox:latest\nRUN echo started && sleep 300\n",
+        &format!("FROM busybox:latest\nRUN echo started && sleep {seconds}\n"),
         "",
         tags,
     );
@@ -294,7 +297,7 @@ async fn a_build_cancelled_mid_run_kills_the_container_unmounts_and_tags_nothing
     let farm = Farm::start(1).await;
     farm.busybox().await;
     let mut client = farm.executor(0);
-    let mut stream = running_build(&mut client, "cancel-me", &["cancelled:latest"]).await;
+    let mut stream = running_build(&mut client, "cancel-me", &["cancelled:latest"], 301).await;
     let cancelled = client
         .cancel_build(CancelBuildRequest {
             build_id: "cancel-me".into(),
@@ -323,7 +326,7 @@ async fn a_build_cancelled_mid_run_kills_the_container_unmounts_and_tags_nothing
         .output()
         .unwrap();
     assert!(
-        !String::from_utf8_lossy(&ps.stdout).contains("sleep 300"),
+        !String::from_utf8_lossy(&ps.stdout).contains("sleep 301"),
         "the container still runs"
     );
     let tag = TagIndexClient::new(farm.tags.channel())
@@ -373,7 +376,7 @@ async fn prune_local_cache_spares_the_layers_a_running_build_has_mounted() {
     );
 
     // another build runs a container over the base layer
-    let mut stream = running_build(&mut client, "holds-the-base", &[]).await;
+    let mut stream = running_build(&mut client, "holds-the-base", &[], 302).await;
     let prune = |keep_bytes: Option<u64>, dry_run: bool| {
         let mut client = farm.executor(0);
         async move {
