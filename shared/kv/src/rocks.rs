@@ -604,6 +604,20 @@ impl RocksStore {
 mod tests {
     use super::*;
 
+    /// How many files in `dir` have names ending in `suffix`.
+    fn files_ending(dir: &Path, suffix: &str) -> usize {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(suffix)
+            })
+            .count()
+    }
+
     #[test]
     fn rocks_store_passes_the_conformance_suite() {
         let dir = tempfile::tempdir().unwrap();
@@ -654,16 +668,7 @@ mod tests {
                 .put(s, &i.to_be_bytes(), b"v", Durability::Sync)
                 .unwrap();
         }
-        let logs = std::fs::read_dir(dir.path())
-            .unwrap()
-            .filter(|e| {
-                e.as_ref()
-                    .unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .ends_with(".log")
-            })
-            .count();
+        let logs = files_ending(dir.path(), ".log");
         assert!(logs <= 6, "{logs} write-ahead logs left");
         let store = RocksStore::open(dir.path(), &[s]).unwrap();
         for i in 0..20u32 {
@@ -716,18 +721,7 @@ mod tests {
         assert_eq!(std::fs::read_dir(&bulk).unwrap().count(), 0);
 
         // once deleted, a loaded range's table file goes at once, the rest stays
-        let tables = || {
-            std::fs::read_dir(dir.path())
-                .unwrap()
-                .filter(|e| {
-                    e.as_ref()
-                        .unwrap()
-                        .file_name()
-                        .to_string_lossy()
-                        .ends_with(".sst")
-                })
-                .count()
-        };
+        let tables = || files_ending(dir.path(), ".sst");
         let before = tables();
         let mut b = WriteBatch::new();
         b.delete_range(s, 0u32.to_be_bytes().to_vec(), 3u32.to_be_bytes().to_vec());
