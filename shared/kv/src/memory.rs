@@ -55,6 +55,22 @@ fn poisoned<T>(_: T) -> KvError {
     KvError::Backend("memory store lock poisoned".into())
 }
 
+impl MemoryStore {
+    /// `Ok` when `space` was declared.
+    fn check_space(&self, space: Space) -> Result<()> {
+        if self
+            .spaces
+            .read()
+            .map_err(poisoned)?
+            .contains_key(space.name)
+        {
+            Ok(())
+        } else {
+            Err(KvError::UnknownSpace(space.name))
+        }
+    }
+}
+
 impl KvStore for MemoryStore {
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let spaces = self.spaces.read().map_err(poisoned)?;
@@ -98,22 +114,11 @@ impl KvStore for MemoryStore {
     }
 
     fn flush(&self, space: Space) -> Result<()> {
-        let spaces = self.spaces.read().map_err(poisoned)?;
-        spaces
-            .get(space.name)
-            .map(|_| ())
-            .ok_or(KvError::UnknownSpace(space.name))
+        self.check_space(space)
     }
 
     fn bulk(&self, space: Space) -> Result<Box<dyn BulkLoad>> {
-        if !self
-            .spaces
-            .read()
-            .map_err(poisoned)?
-            .contains_key(space.name)
-        {
-            return Err(KvError::UnknownSpace(space.name));
-        }
+        self.check_space(space)?;
         Ok(Box::new(MemoryBulk {
             spaces: self.spaces.clone(),
             space,
@@ -123,12 +128,7 @@ impl KvStore for MemoryStore {
 
     fn drop_files_in_range(&self, space: Space, _from: &[u8], _to: &[u8]) -> Result<()> {
         // no files; the keys are already deleted
-        self.spaces
-            .read()
-            .map_err(poisoned)?
-            .get(space.name)
-            .map(|_| ())
-            .ok_or(KvError::UnknownSpace(space.name))
+        self.check_space(space)
     }
 
     fn scan(&self, space: Space, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<Entry>> {

@@ -55,11 +55,16 @@ struct Target<'a> {
 
 impl Target<'_> {
     fn key(&self, key: &[u8]) -> Vec<u8> {
-        let mut k = Vec::with_capacity(self.prefix.len() + key.len());
-        k.extend_from_slice(self.prefix);
-        k.extend_from_slice(key);
-        k
+        prefixed(self.prefix, key)
     }
+}
+
+/// `key` under a space's `prefix` in its column family.
+fn prefixed(prefix: &[u8], key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + key.len());
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(key);
+    k
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -410,8 +415,6 @@ impl KvStore for RocksStore {
             file,
             writer,
             last: None,
-            count: 0,
-            finished: false,
         }))
     }
 
@@ -516,11 +519,12 @@ struct RocksBulk {
     family: &'static str,
     /// The space's key prefix in its family.
     prefix: Vec<u8>,
+    /// Removed when the load is dropped: by then RocksDB has moved it in (our link is gone)
+    /// or it was never ingested.
     file: PathBuf,
     writer: SstFileWriter<'static>,
+    /// The last key put; `None`: nothing put yet.
     last: Option<Vec<u8>>,
-    count: u64,
-    finished: bool,
 }
 
 impl RocksBulk {
@@ -532,49 +536,38 @@ impl RocksBulk {
 impl BulkLoad for RocksBulk {
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         crate::check_bulk_order(self.last.as_deref(), key)?;
-        let mut k = Vec::with_capacity(self.prefix.len() + key.len());
-        k.extend_from_slice(&self.prefix);
-        k.extend_from_slice(key);
-        self.writer.put(&k, value).map_err(|e| self.err(e))?;
+        self.writer
+            .put(prefixed(&self.prefix, key), value)
+            .map_err(|e| self.err(e))?;
         let last = self.last.get_or_insert_with(Vec::new);
         last.clear();
         last.extend_from_slice(key);
-        self.count += 1;
         Ok(())
     }
 
     fn finish(mut self: Box<Self>) -> Result<()> {
-        self.finished = true;
-        if self.count == 0 {
+        if self.last.is_none() {
             // RocksDB refuses a table without entries; there is nothing to load
-            let _ = std::fs::remove_file(&self.file);
             return Ok(());
         }
-        let done = (|| {
-            // syncs the file before it returns
-            self.writer.finish().map_err(|e| self.err(e))?;
-            let cf = self
-                .db
-                .cf_handle(self.family)
-                .ok_or(KvError::UnknownSpace(self.family))?;
-            let mut io = IngestExternalFileOptions::default();
-            // a link, not a copy: the file is already in the database's directory
-            io.set_move_files(true);
-            self.db
-                .ingest_external_file_cf_opts(cf, &io, vec![&self.file])
-                .map_err(|e| self.err(e))
-        })();
-        // moved in on success (RocksDB removes our link), useless on failure
-        let _ = std::fs::remove_file(&self.file);
-        done
+        // syncs the file before it returns
+        self.writer.finish().map_err(|e| self.err(e))?;
+        let cf = self
+            .db
+            .cf_handle(self.family)
+            .ok_or(KvError::UnknownSpace(self.family))?;
+        let mut io = IngestExternalFileOptions::default();
+        // a link, not a copy: the file is already in the database's directory
+        io.set_move_files(true);
+        self.db
+            .ingest_external_file_cf_opts(cf, &io, vec![&self.file])
+            .map_err(|e| self.err(e))
     }
 }
 
 impl Drop for RocksBulk {
     fn drop(&mut self) {
-        if !self.finished {
-            let _ = std::fs::remove_file(&self.file);
-        }
+        let _ = std::fs::remove_file(&self.file);
     }
 }
 

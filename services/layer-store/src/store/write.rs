@@ -620,14 +620,14 @@ impl Upload {
         }
         let store = self.store.clone();
         let tail_key = chunk::key(&self.group, self.record.offset / self.record.chunk_size);
-        let mut tail = (!tail.is_empty()).then_some(tail);
+        let mut tail = (!tail.is_empty()).then(|| chunk::seal(&tail_key, tail));
         if let Some(bulk) = &mut self.bulk
-            && let Some(data) = tail.take()
+            && let Some(sealed) = tail.take()
         {
             // with the chunks before it, not in the logged commit batch: a logged tail stays
             // in the write-ahead log, and is replayed into the memtables at every open, until
             // a flush (which bulk loads no longer cause)
-            bulk.put(&tail_key, &chunk::seal(&tail_key, data))?;
+            bulk.put(&tail_key, &sealed)?;
         }
         if self.record.offset > 0 {
             // the chunks written without the log must be durable before the record that
@@ -647,8 +647,8 @@ impl Upload {
             });
         }
         let mut batch = WriteBatch::new();
-        if let Some(data) = tail {
-            batch.put(CHUNKS, tail_key.clone(), chunk::seal(&tail_key, data));
+        if let Some(sealed) = tail {
+            batch.put(CHUNKS, tail_key, sealed);
         }
         batch.put(
             GROUPS,
