@@ -131,7 +131,7 @@ impl WriteBatch {
 pub type Entry = (Vec<u8>, Vec<u8>);
 
 /// Errors of the store.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum KvError {
     /// Another process holds the database.
     #[error("the data directory {path} is in use by another strata process (RocksDB lock held)")]

@@ -20,7 +20,7 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use strata_kv::{Durability, KvError, KvStore, WriteBatch};
+use strata_kv::{Durability, KvStore, WriteBatch};
 use strata_types::Digest;
 use tokio::sync::{broadcast, oneshot};
 
@@ -183,7 +183,7 @@ impl Writer {
                 tracing::error!(error = %e, moves = events.len(), "committing tag moves failed");
                 // Every answer of this group was decided against state that is not stored.
                 for (reply, _) in answers {
-                    let _ = reply.send(Err(TagIndexError::Storage(copy_error(&e))));
+                    let _ = reply.send(Err(TagIndexError::Storage(e.clone())));
                 }
                 // If the write reached the log after all, never reuse its sequences.
                 if let Ok(Some(v)) = self.kv.get(META, record::LAST_SEQUENCE)
@@ -381,15 +381,4 @@ fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
-
-/// [`KvError`] is not `Clone`; every caller of a failed group gets an equal copy.
-fn copy_error(e: &KvError) -> KvError {
-    match e {
-        KvError::Locked { path } => KvError::Locked { path: path.clone() },
-        KvError::NoSpace { path } => KvError::NoSpace { path: path.clone() },
-        KvError::UnknownSpace(s) => KvError::UnknownSpace(s),
-        KvError::BulkOrder(m) => KvError::BulkOrder(m.clone()),
-        KvError::Backend(m) => KvError::Backend(m.clone()),
-    }
 }
