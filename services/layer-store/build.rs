@@ -1,0 +1,3 @@
+fn main() {
+    strata_build_support::link_executables();
+}
