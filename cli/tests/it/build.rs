@@ -810,6 +810,21 @@ fn onbuild_triggers_run_in_the_child_right_after_its_from() {
 }
 
 #[test]
+fn run_steps_get_buildkits_open_file_limit_not_the_executors() {
+    // strata raises its own soft limit to the hard one (for its stores' table files); a
+    // step's processes get what BuildKit gives them
+    let root = Root::new();
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox:latest\nRUN echo \"$(ulimit -Sn) $(ulimit -Hn)\" > /nofile\n",
+    )]);
+    root.build_ok(ctx.path(), &["-t", "nofile"]);
+    let (_, layers, _keep) = root.image("nofile");
+    let nofile = String::from_utf8_lossy(&entries(&layers)["nofile"].1).into_owned();
+    assert_eq!(nofile, "1024 1024\n", "soft and hard limits of a RUN step");
+}
+
+#[test]
 fn copy_heredocs_become_files_with_mode_0644_unless_chmod() {
     let root = Root::new();
     let ctx = context(&[(

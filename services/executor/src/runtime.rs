@@ -10,8 +10,8 @@
 //! [`spec`] is the runtime spec of a step: the image's env, user (resolved by the caller),
 //! workdir and argv; fresh pid/ipc/uts/mount namespaces and a network namespace with only
 //! loopback unless host networking was allowed; a fresh /proc, a minimal tmpfs /dev, the
-//! runtime's default device set, Docker's default capabilities, `noNewPrivileges`, masked
-//! and read-only kernel paths. [`Runtime::run`] streams the container's stdout and stderr
+//! runtime's default device set, Docker's default capabilities, BuildKit's open-file limit
+//! (1,024), `noNewPrivileges`, masked and read-only kernel paths. [`Runtime::run`] streams the container's stdout and stderr
 //! line by line and enforces the step timeout; dropping the run (cancellation) or a timeout
 //! kills and deletes the container.
 
@@ -31,6 +31,10 @@ use tracing::{info, warn};
 
 use crate::error::ExecutorError;
 use crate::users::ResolvedUser;
+
+/// Open files a step's processes may hold (soft and hard): BuildKit's (containerd's default
+/// spec), whatever the executor's own limit (which it raises for its stores).
+const NOFILE: u64 = 1024;
 
 /// Docker's default capability set.
 const DEFAULT_CAPS: &[&str] = &[
@@ -133,6 +137,7 @@ pub fn spec(run: &RunSpec, extra_mounts: &[serde_json::Value]) -> serde_json::Va
             "env": run.env,
             "cwd": run.cwd,
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": NOFILE, "soft": NOFILE}],
             "noNewPrivileges": true
         },
         "root": {"path": run.rootfs, "readonly": false},
@@ -475,6 +480,10 @@ mod tests {
         };
         let s = spec(&run, &[]);
         assert_eq!(s["process"]["noNewPrivileges"], true);
+        assert_eq!(
+            s["process"]["rlimits"],
+            json!([{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}])
+        );
         assert_eq!(s["process"]["user"]["additionalGids"], json!([10]));
         assert_eq!(s["process"]["cwd"], "/work");
         let ns: Vec<_> = s["linux"]["namespaces"]

@@ -8,18 +8,21 @@
 //!   `STRATA_<SVC>_<KEY>` environment twin) in a service's clap config.
 //! - [`init_tracing`]: text or JSON logs.
 //! - [`client`]: channels to a [`ListenAddr`], lazily connected.
-//! - [`tune_allocator`]: called first by every binary (see its reasons).
+//! - [`tune_allocator`] and [`raise_open_files_limit`]: called first by every binary (see
+//!   their reasons).
 
 mod alloc;
 pub mod client;
 mod limits;
 mod listen;
 mod logging;
+mod open_files;
 mod serve;
 
 pub use alloc::tune_allocator;
 pub use listen::{ListenAddr, ListenError, Listener};
 pub use logging::{LogFormat, init_tracing};
+pub use open_files::raise_open_files_limit;
 pub use serve::{ServeOptions, Services, serve, shutdown_signal};
 
 /// Declares a clap `Args` struct holding the flags every service takes, with environment
