@@ -20,9 +20,9 @@ pub use args::{Cli, Command, GlobalArgs};
 /// the exit code.
 pub fn main() -> ExitCode {
     strata_server::tune_allocator(Some(1));
-    strata_server::raise_open_files_limit();
     let cli = Cli::parse();
     strata_server::init_tracing(cli.global.log_format, &cli.global.log);
+    strata_server::raise_open_files_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -11,9 +11,9 @@
 //! workdir and argv; fresh pid/ipc/uts/mount namespaces and a network namespace with only
 //! loopback unless host networking was allowed; a fresh /proc, a minimal tmpfs /dev, the
 //! runtime's default device set, Docker's default capabilities, BuildKit's open-file limit
-//! (1,024), `noNewPrivileges`, masked and read-only kernel paths. [`Runtime::run`] streams the container's stdout and stderr
-//! line by line and enforces the step timeout; dropping the run (cancellation) or a timeout
-//! kills and deletes the container.
+//! (1,024), `noNewPrivileges`, masked and read-only kernel paths. [`Runtime::run`] streams
+//! the container's stdout and stderr line by line and enforces the step timeout; dropping the
+//! run (cancellation) or a timeout kills and deletes the container.
 
 use std::{
     path::{Path, PathBuf},

@@ -29,9 +29,9 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     strata_server::tune_allocator(None);
-    strata_server::raise_open_files_limit();
     let args = Args::parse();
     strata_server::init_tracing(args.serve.log_format, &args.serve.log);
+    strata_server::raise_open_files_limit();
     let config = strata_layer_store::Config {
         root: args.root,
         tag_index: args.tag_index_addr.map(Into::into),

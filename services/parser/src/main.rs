@@ -15,9 +15,9 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     strata_server::tune_allocator(None);
-    strata_server::raise_open_files_limit();
     let args = Args::parse();
     strata_server::init_tracing(args.serve.log_format, &args.serve.log);
+    strata_server::raise_open_files_limit();
     let listener = strata_server::Listener::bind(&args.serve.listen).await?;
     strata_parser::run(
         listener,

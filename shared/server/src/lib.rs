@@ -8,8 +8,8 @@
 //!   `STRATA_<SVC>_<KEY>` environment twin) in a service's clap config.
 //! - [`init_tracing`]: text or JSON logs.
 //! - [`client`]: channels to a [`ListenAddr`], lazily connected.
-//! - [`tune_allocator`] and [`raise_open_files_limit`]: called first by every binary (see
-//!   their reasons).
+//! - [`tune_allocator`] (first) and [`raise_open_files_limit`] (once logging is set up):
+//!   called at the start of every binary (see their reasons).
 
 mod alloc;
 pub mod client;

@@ -9,8 +9,9 @@
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 
-/// Raises the soft limit on open files to the hard limit. Call at the start of `main`, before
-/// any store opens; failing leaves the limit as it was (and says so in the logs).
+/// Raises the soft limit on open files to the hard limit. Call at the start of `main`, once
+/// logging is set up and before any store opens; failing leaves the limit as it was (and
+/// says so at debug level).
 pub fn raise_open_files_limit() {
     match getrlimit(Resource::RLIMIT_NOFILE) {
         Ok((soft, hard)) if soft < hard => {
