@@ -204,10 +204,9 @@ fn request(dockerfile: &str, context: &str, tags: &[&str]) -> BuildRequest {
     }
 }
 
-/// Starts a build (id `build_id`) whose RUN sleeps for minutes, and returns its event stream
-/// once the RUN has printed its first line: its container is running.
-/// Starts a build whose RUN step prints `started` and sleeps `seconds` (distinct per test:
-/// tests run at once, and one looks for its own sleep among the host's processes).
+/// Starts a build (id `build_id`) whose RUN step prints `started` and sleeps `seconds`
+/// (distinct per test: tests run at once, and one looks for its own sleep among the host's
+/// processes), and returns its event stream once that line came: its container is running.
 async fn running_build(
     client: &mut ExecutorClient<Channel>,
     build_id: &str,
