@@ -690,6 +690,11 @@ impl Engine {
                 .set_env_var("PATH", strata_dockerfile::DEFAULT_PATH);
         }
         config.config.on_build = None;
+        // The base's top-level comment (`docker import -m`, `docker commit -m`) describes how
+        // that image was made, not this one: BuildKit reads the base config into the OCI
+        // image type, which has no such field, and Docker's builder does not copy it either.
+        // The base's history entries keep their comments.
+        config.comment = None;
         config.architecture = "amd64".into();
         config.os = "linux".into();
         ctx.events.step_finished(from_step, started, false).await?;
