@@ -15,9 +15,8 @@
 //! the same on every CPU, NEWS.md of 1.x), which at level 1 both compresses smaller than
 //! zlib's level 1 and inflates faster.
 //!
-//! A member is checked against its trailer: libdeflate verifies the CRC-32 and length that
-//! follow its deflate data, and the last 8 bytes of the stated length must be that same
-//! trailer. A member that fails this is read again, with everything after it, as a plain
+//! A member is checked against its trailer, the last 8 bytes of its stated length: its
+//! deflate data must inflate to the size stated there, with the CRC-32 stated there. A member that fails this is read again, with everything after it, as a plain
 //! gzip stream, so another tool's use of the same subfield ID cannot make strata misread a
 //! valid stream. Everything is also verified by the callers' digests (the compressed bytes
 //! against the descriptor, the tar against its diff_id), so a damaged or hostile blob is
@@ -199,6 +198,11 @@ pub fn decompress(
 
 /// One member inflated, if it is a whole gzip member ending with the trailer its stated
 /// length puts last; `None` if not.
+///
+/// The header is strata's fixed form ([`member_len`] checked it), so the deflate data runs
+/// from [`HEADER_LEN`] to the trailer at the stated end, and is inflated raw: the CRC-32 is
+/// computed once, here, not also by libdeflate's gzip wrapper (which checks the trailer
+/// right after the deflate data, the same 8 bytes when the stated length is this member's).
 fn inflate_member(d: &mut libdeflater::Decompressor, member: &[u8]) -> Option<Vec<u8>> {
     let t = &member[member.len() - TRAILER_LEN..];
     let crc = u32::from_le_bytes([t[0], t[1], t[2], t[3]]);
@@ -207,9 +211,9 @@ fn inflate_member(d: &mut libdeflater::Decompressor, member: &[u8]) -> Option<Ve
         return None;
     }
     let mut out = vec![0u8; size];
-    // libdeflate checks the CRC-32 and size that follow the deflate data; they must be the
-    // ones at the stated end too, or the length was not this member's
-    let n = d.gzip_decompress(member, &mut out).ok()?;
+    let n = d
+        .deflate_decompress(&member[HEADER_LEN..member.len() - TRAILER_LEN], &mut out)
+        .ok()?;
     (n == size && libdeflater::crc32(&out) == crc).then_some(out)
 }
 
