@@ -252,7 +252,10 @@ fn hello_builds_with_the_history_and_config_its_dockerfile_describes() {
     // the busybox base was imported ("Imported from -"): that comment stays in its history
     // entry and is not the built image's own
     assert!(config.get("comment").is_none(), "{config}");
-    assert_eq!(config["history"][0]["comment"], "Imported from -", "{config}");
+    assert_eq!(
+        config["history"][0]["comment"], "Imported from -",
+        "{config}"
+    );
     let history: Vec<(String, bool)> = config["history"]
         .as_array()
         .unwrap()

@@ -12,7 +12,10 @@ use strata_proto::{
     parser::parser_client::ParserClient,
     tag_index::tag_index_client::TagIndexClient,
 };
-use strata_server::client::{Peer, Transport};
+use strata_server::{
+    client::{Peer, Transport},
+    local_feed::LocalFeed,
+};
 use tokio::sync::mpsc;
 
 use crate::error::ExecutorError;
@@ -153,7 +156,6 @@ pub async fn write_blob(
     media_type: &str,
     expected: Option<(String, i64)>,
 ) -> Result<(String, i64), ExecutorError> {
-    use futures::StreamExt;
     let (expected_digest, expected_size) = expected.unwrap_or((String::new(), -1));
     let start = WriteBlobRequest {
         part: Some(Part::Start(WriteStart {
@@ -163,12 +165,16 @@ pub async fn write_blob(
             ..Default::default()
         })),
     };
-    let data = tokio_stream::wrappers::ReceiverStream::new(rx).map(|b| WriteBlobRequest {
+    // To a layer store in this process the chunks go in memory, otherwise as messages. The
+    // channel closing is the end: a write is abandoned by dropping this future, which
+    // cancels the call.
+    let feed = LocalFeed::new(rx);
+    feed.finish();
+    let request = feed.request(start, |b| WriteBlobRequest {
         part: Some(Part::Data(b)),
     });
-    let stream = futures::stream::once(async move { start }).chain(data);
     let response = store
-        .write_blob(stream)
+        .write_blob(request)
         .await
         .map_err(ExecutorError::peer("layer store"))?
         .into_inner();

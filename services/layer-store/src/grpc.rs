@@ -10,7 +10,7 @@ use strata_proto::{
     tag_index::{ListTagsRequest, tag_index_client::TagIndexClient},
 };
 
-use strata_server::client::Transport;
+use strata_server::{client::Transport, local_feed::LocalFeed};
 use strata_types::Digest;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -228,6 +228,9 @@ impl LayerStore for LayerStoreService {
         &self,
         request: Request<tonic::Streaming<pb::WriteBlobRequest>>,
     ) -> Result<Response<pb::WriteBlobResponse>, Status> {
+        // a client in this process hands the bytes over in memory (taken before the first
+        // message is read, or its stream takes them)
+        let local = LocalFeed::<bytes::Bytes>::take_from(&request);
         let mut stream = request.into_inner();
         let start = match stream.message().await?.and_then(|m| m.part) {
             Some(Part::Start(s)) => write_start(s)?,
@@ -245,28 +248,45 @@ impl LayerStore for LayerStoreService {
         let writer = tokio::task::spawn_blocking(move || {
             store.ingest(start, std::iter::from_fn(move || rx.blocking_recv()))
         });
-        let broken: Option<Status> = loop {
-            match stream.message().await {
-                Ok(Some(pb::WriteBlobRequest {
-                    part: Some(Part::Data(data)),
-                })) => {
-                    if tx.send(Feed::Data(data)).await.is_err() {
-                        break None; // the writer stopped: it has the answer
+        let broken: Option<Status> = if let Some((feed, mut pieces)) = local {
+            loop {
+                match pieces.recv().await {
+                    Some(data) => {
+                        if tx.send(Feed::Data(data)).await.is_err() {
+                            break None;
+                        }
                     }
+                    None if feed.is_finished() => {
+                        let _ = tx.send(Feed::End).await;
+                        break None;
+                    }
+                    None => break Some(Status::cancelled("the client abandoned the write")),
                 }
-                Ok(Some(pb::WriteBlobRequest {
-                    part: Some(Part::Start(_)),
-                })) => {
-                    break Some(Status::invalid_argument(
-                        "start may only be the first message of a WriteBlob stream",
-                    ));
+            }
+        } else {
+            loop {
+                match stream.message().await {
+                    Ok(Some(pb::WriteBlobRequest {
+                        part: Some(Part::Data(data)),
+                    })) => {
+                        if tx.send(Feed::Data(data)).await.is_err() {
+                            break None; // the writer stopped: it has the answer
+                        }
+                    }
+                    Ok(Some(pb::WriteBlobRequest {
+                        part: Some(Part::Start(_)),
+                    })) => {
+                        break Some(Status::invalid_argument(
+                            "start may only be the first message of a WriteBlob stream",
+                        ));
+                    }
+                    Ok(Some(pb::WriteBlobRequest { part: None })) => {}
+                    Ok(None) => {
+                        let _ = tx.send(Feed::End).await;
+                        break None;
+                    }
+                    Err(status) => break Some(status),
                 }
-                Ok(Some(pb::WriteBlobRequest { part: None })) => {}
-                Ok(None) => {
-                    let _ = tx.send(Feed::End).await;
-                    break None;
-                }
-                Err(status) => break Some(status),
             }
         };
         drop(tx); // without End: the writer sees a broken stream

@@ -15,6 +15,7 @@ mod alloc;
 pub mod client;
 mod limits;
 mod listen;
+pub mod local_feed;
 mod logging;
 mod open_files;
 mod serve;

@@ -5,10 +5,6 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     io::{Read, Write},
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
 };
 
 use bytes::Bytes;
@@ -24,7 +20,7 @@ use strata_proto::{
         ListTagsRequest, ResolveTagRequest, SetTagRequest, Tag, tag_index_client::TagIndexClient,
     },
 };
-use strata_server::client::Transport;
+use strata_server::{client::Transport, local_feed::LocalFeed};
 use strata_types::{Digest, Reference, media_type};
 use tokio::{sync::mpsc, task::JoinHandle};
 use tonic::Code;
@@ -75,9 +71,9 @@ pub struct ImageStore {
 /// write, so nothing partial is ever committed.
 #[derive(Debug)]
 pub struct BlobWriter {
-    tx: Option<mpsc::Sender<WriteBlobRequest>>,
+    tx: Option<mpsc::Sender<Bytes>>,
     buf: Vec<u8>,
-    finished: Arc<AtomicBool>,
+    feed: LocalFeed<Bytes>,
     task: Option<JoinHandle<Result<WriteBlobResponse>>>,
     runtime: tokio::runtime::Handle,
 }
@@ -119,12 +115,7 @@ impl BlobWriter {
             .tx
             .as_ref()
             .ok_or_else(|| std::io::Error::other("blob writer closed"))?;
-        if tx
-            .blocking_send(WriteBlobRequest {
-                part: Some(Part::Data(chunk.into())),
-            })
-            .is_err()
-        {
+        if tx.blocking_send(chunk.into()).is_err() {
             // The call ended early: its error says why.
             self.tx = None;
             let err = self
@@ -143,7 +134,7 @@ impl BlobWriter {
     }
 
     fn finish_inner(&mut self) -> Result<WriteBlobResponse> {
-        self.finished.store(true, Ordering::SeqCst);
+        self.feed.finish();
         self.tx = None;
         let task = self
             .task
@@ -247,35 +238,29 @@ impl ImageStore {
 
     /// Starts a streaming write; call from async code, write from a blocking thread.
     pub fn start_write(&self, start: WriteStart) -> BlobWriter {
-        let (tx, rx) = mpsc::channel::<WriteBlobRequest>(4);
+        let (tx, rx) = mpsc::channel::<Bytes>(4);
         let mut client = self.blobs.clone();
         let what = if start.expected_digest.is_empty() {
             "new blob".to_string()
         } else {
             start.expected_digest.clone()
         };
-        // The start message is queued first, so the stream always opens with it.
-        let _ = tx.try_send(WriteBlobRequest {
-            part: Some(Part::Start(start)),
-        });
-        // The stream ends cleanly (and the store commits) only after `finish` set the flag;
-        // a writer dropped or aborted without it leaves the stream hanging until the call is
+        // The pieces go to a layer store in this process in memory, or as messages after the
+        // start message. The call ends cleanly (and the store commits) only after `finish`;
+        // a writer dropped or aborted without it leaves the call hanging until it is
         // cancelled, which the store treats as a broken upload.
-        let finished = Arc::new(AtomicBool::new(false));
-        let flag = finished.clone();
-        let stream = futures::stream::unfold(rx, move |mut rx| {
-            let flag = flag.clone();
-            async move {
-                match rx.recv().await {
-                    Some(m) => Some((m, rx)),
-                    None if flag.load(Ordering::SeqCst) => None,
-                    None => futures::future::pending().await,
-                }
-            }
-        });
+        let feed = LocalFeed::new(rx);
+        let request = feed.request(
+            WriteBlobRequest {
+                part: Some(Part::Start(start)),
+            },
+            |data| WriteBlobRequest {
+                part: Some(Part::Data(data)),
+            },
+        );
         let task = tokio::spawn(async move {
             client
-                .write_blob(stream)
+                .write_blob(request)
                 .await
                 .map(tonic::Response::into_inner)
                 .map_err(|s| TransferError::service(format!("failed to store {what}"), s))
@@ -283,7 +268,7 @@ impl ImageStore {
         BlobWriter {
             tx: Some(tx),
             buf: Vec::with_capacity(CHUNK),
-            finished,
+            feed,
             task: Some(task),
             runtime: tokio::runtime::Handle::current(),
         }
