@@ -886,6 +886,92 @@ fn copy_heredocs_become_files_with_mode_0644_unless_chmod() {
 }
 
 #[test]
+fn run_heredocs_run_their_bodies_in_every_form() {
+    let root = Root::new();
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox:latest\n\
+         RUN <<EOF\n\
+         echo plain > /plain\n\
+         EOF\n\
+         RUN <<\"EOF\"\n\
+         echo quoted $HOME > /quoted\n\
+         EOF\n\
+         RUN <<-EOF\n\
+         \techo chomped > /chomped\n\
+         EOF\n\
+         RUN <<EOF sh\n\
+         echo via-stdin > /stdin\n\
+         EOF\n\
+         RUN cat <<A > /a && cat <<B > /b\n\
+         in-a\n\
+         A\n\
+         in-b\n\
+         B\n\
+         RUN <<EOF\n\
+         #!/bin/sh -e\n\
+         echo \"script $0\" > /script\n\
+         EOF\n",
+    )]);
+    root.build_ok(ctx.path(), &["-t", "run-heredocs"]);
+    let (config, layers, _keep) = root.image("run-heredocs");
+    let files = entries(&layers);
+    for (path, content) in [
+        ("plain", "plain\n"),
+        ("quoted", "quoted /root\n"),
+        ("chomped", "chomped\n"),
+        ("stdin", "via-stdin\n"),
+        ("a", "in-a\n"),
+        ("b", "in-b\n"),
+        // run as a file mounted at /dev/pipes/EOF, through its own interpreter line
+        ("script", "script /dev/pipes/EOF\n"),
+    ] {
+        assert_eq!(
+            files
+                .get(path)
+                .map(|f| String::from_utf8_lossy(&f.1).into_owned()),
+            Some(content.to_owned()),
+            "/{path}"
+        );
+    }
+    assert!(
+        !files.keys().any(|p| p.starts_with("dev/pipes")),
+        "the script's mount point is not in a layer: {:?}",
+        files.keys().collect::<Vec<_>>()
+    );
+    let history = created_by(&config);
+    assert_eq!(
+        &history[history.len() - 6..],
+        [
+            "RUN /bin/sh -c echo plain > /plain\n # buildkit",
+            "RUN /bin/sh -c echo quoted $HOME > /quoted\n # buildkit",
+            "RUN /bin/sh -c echo chomped > /chomped\n # buildkit",
+            "RUN /bin/sh -c <<EOF sh\necho via-stdin > /stdin\nEOF # buildkit",
+            "RUN /bin/sh -c cat <<A > /a && cat <<B > /b\nin-a\nA\nin-b\nB # buildkit",
+            "RUN /dev/pipes/EOF # buildkit",
+        ]
+    );
+    // a changed body is a changed step, the script's too
+    let df = std::fs::read_to_string(ctx.path().join("Dockerfile")).unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        df.replace("via-stdin", "via-STDIN"),
+    )
+    .unwrap();
+    let events = root.build_ok(ctx.path(), &["-t", "run-heredocs"]);
+    let (cached, ran) = cached_and_run(&events);
+    assert_eq!((cached.len(), ran.len()), (3, 3), "{events:?}");
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        df.replace("script $0", "SCRIPT $0"),
+    )
+    .unwrap();
+    let events = root.build_ok(ctx.path(), &["-t", "run-heredocs"]);
+    let (cached, ran) = cached_and_run(&events);
+    assert_eq!((cached.len(), ran.len()), (5, 1), "{events:?}");
+}
+
+#[test]
 fn copy_chmod_takes_symbolic_modes_and_names_bad_ones() {
     use std::os::unix::fs::PermissionsExt;
     let root = Root::new();

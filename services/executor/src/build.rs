@@ -40,6 +40,7 @@ use crate::local_cache::{Context, LocalCache, Pins};
 use crate::mounts::{CacheMount, CacheMounts};
 use crate::peers::{ChannelWriter, Peers, write_blob};
 use crate::rootpath::{clean, resolve_in_root};
+use crate::run_command::{self, RunCommand};
 use crate::runtime::{MOUNT_POINTS, RunSpec, Runtime};
 use crate::snapshot::{Snapshot, SnapshotterKind};
 
@@ -1067,20 +1068,7 @@ impl Engine {
             ));
         }
         let cmd = run.command.clone().unwrap_or_default();
-        let argv = if cmd.shell_form {
-            let mut script = cmd.args.first().cloned().unwrap_or_default();
-            if let Some(h) = cmd.heredocs.first()
-                && (script.trim() == format!("<<{}", h.name)
-                    || script.trim() == format!("<<-{}", h.name))
-            {
-                script = h.content.clone();
-            }
-            let mut v = state.shell.clone();
-            v.push(script);
-            v
-        } else {
-            cmd.args.clone()
-        };
+        let RunCommand { argv, script } = run_command::resolve(&cmd, &state.shell);
         let mut env: Vec<(String, String)> = inst
             .build_env
             .iter()
@@ -1096,9 +1084,21 @@ impl Engine {
             .collect();
         let mut pre = self.preimage(state, "RUN", argv.clone());
         pre.env = env.iter().cloned().collect();
-        let mounts = self
+        let mut mounts = self
             .plan_mounts(ctx, stage, &run.mounts, state, results, &mut pre)
             .await?;
+        if let Some((name, body)) = script {
+            // the argv names the script's path; its content is part of the key too
+            pre.flags.insert(
+                format!("heredoc-script:{name}"),
+                Digest::of(body.as_bytes()).to_string(),
+            );
+            mounts.push(MountPlan::Script {
+                target: format!("{}/{name}", run_command::PIPES_DIR),
+                name,
+                body,
+            });
+        }
         pre.flags.insert(
             "network".into(),
             if host_network {
@@ -1733,7 +1733,8 @@ impl Engine {
                     let target = match plan {
                         MountPlan::Cache { target, .. }
                         | MountPlan::Tmpfs { target, .. }
-                        | MountPlan::Bind { target, .. } => target,
+                        | MountPlan::Bind { target, .. }
+                        | MountPlan::Script { target, .. } => target,
                     };
                     if let Some(stub) = crate::mounts::missing_stub(&root, target) {
                         stubs.push((stub, target.clone()));
@@ -2018,6 +2019,11 @@ impl Engine {
                 MountPlan::Tmpfs { target, size } => {
                     specs.push(crate::mounts::tmpfs_spec(&target, size));
                 }
+                MountPlan::Script { target, name, body } => {
+                    let file = write_script(&scratch, &name, &body)?;
+                    held.dirs.push(ScratchDir(scratch));
+                    specs.push(crate::mounts::bind_spec(&target, &file, true));
+                }
                 MountPlan::Bind {
                     target,
                     from,
@@ -2279,6 +2285,32 @@ enum Action {
 struct MountHolds {
     caches: Vec<crate::mounts::HeldCache>,
     snapshots: Vec<Snapshot>,
+    dirs: Vec<ScratchDir>,
+}
+
+/// A directory of files written for one step (heredoc scripts), removed when dropped.
+struct ScratchDir(PathBuf);
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes a RUN heredoc script as `dir/name`, executable by everyone (BuildKit: 0755).
+fn write_script(dir: &Path, name: &str, body: &str) -> Result<PathBuf, ExecutorError> {
+    use std::os::unix::fs::PermissionsExt;
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(ExecutorError::InvalidArgument(format!(
+            "heredoc name {name:?} cannot be a file name"
+        )));
+    }
+    let io = |e: std::io::Error| ExecutorError::Internal(format!("heredoc script: {e}"));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let file = dir.join(name);
+    std::fs::write(&file, body).map_err(io)?;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).map_err(io)?;
+    Ok(file)
 }
 
 /// One `RUN --mount` of a step, resolved as far as the cache key needs.
@@ -2298,6 +2330,12 @@ enum MountPlan {
         from: SourceRoot,
         source: String,
         readonly: bool,
+    },
+    /// A RUN heredoc whose body starts with `#!`, mounted read-only as an executable file.
+    Script {
+        target: String,
+        name: String,
+        body: String,
     },
 }
 

@@ -14,6 +14,7 @@ pub mod mounts;
 pub mod peers;
 pub mod pull;
 pub mod rootpath;
+pub mod run_command;
 pub mod runtime;
 pub mod schedule;
 pub mod snapshot;
