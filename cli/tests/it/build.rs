@@ -525,6 +525,76 @@ fn source_date_epoch_builds_match_byte_for_byte_across_data_dirs() {
     assert_eq!(config["created"], "2023-11-14T22:13:20Z");
 }
 
+/// The mtime of each entry of the last layer.
+fn last_layer_mtimes(layers: &[PathBuf]) -> std::collections::BTreeMap<String, u64> {
+    let last = layers.last().unwrap();
+    let mut a = tar::Archive::new(std::fs::File::open(last).unwrap());
+    a.entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let name = e
+                .path()
+                .unwrap()
+                .to_string_lossy()
+                .trim_end_matches('/')
+                .to_owned();
+            (name, e.header().mtime().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn layers_keep_mtimes_and_source_date_epoch_clamps_them_and_keys_the_cache() {
+    let root = Root::new();
+    let ctx = context(&[
+        (
+            "Dockerfile",
+            "FROM busybox:latest\n\
+             COPY old new /m/\n",
+        ),
+        ("old", "old\n"),
+        ("new", "new\n"),
+    ]);
+    // 2001-09-09 and 2023-11-14
+    let set = |name: &str, secs: u64| {
+        let f = std::fs::File::options()
+            .write(true)
+            .open(ctx.path().join(name))
+            .unwrap();
+        f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+            .unwrap();
+    };
+    set("old", 1_000_000_000);
+    set("new", 1_700_000_000);
+
+    // no epoch: the files' own mtimes, as BuildKit and Docker keep them
+    root.build_ok(ctx.path(), &["-t", "mt"]);
+    let (_, layers, _keep) = root.image("mt");
+    let plain = last_layer_mtimes(&layers);
+    assert_eq!(plain["m/old"], 1_000_000_000, "{plain:?}");
+    assert_eq!(plain["m/new"], 1_700_000_000, "{plain:?}");
+
+    // an epoch clamps what is later than it, and is a cache miss against the layer above
+    let events = root.build_ok(
+        ctx.path(),
+        &["-t", "mt", "--source-date-epoch", "1600000000"],
+    );
+    let (cached, ran) = cached_and_run(&events);
+    assert_eq!((cached.len(), ran.len()), (0, 1), "{events:?}");
+    let (_, layers, _keep) = root.image("mt");
+    let clamped = last_layer_mtimes(&layers);
+    assert_eq!(clamped["m/old"], 1_000_000_000, "{clamped:?}");
+    assert_eq!(clamped["m/new"], 1_600_000_000, "{clamped:?}");
+    // the same epoch again: a hit
+    let events = root.build_ok(
+        ctx.path(),
+        &["-t", "mt", "--source-date-epoch", "1600000000"],
+    );
+    let (cached, ran) = cached_and_run(&events);
+    assert_eq!((cached.len(), ran.len()), (1, 0), "{events:?}");
+}
+
 #[test]
 fn a_failing_run_reports_the_step_exit_code_and_output_and_tags_nothing() {
     let root = Root::new();

@@ -177,7 +177,8 @@ struct BuildCtx<'a> {
     bases: HashMap<String, BaseImage>,
     events: Events,
     mode: Mode,
-    clamp: i64,
+    /// SOURCE_DATE_EPOCH: later mtimes in new layers become it; `None` keeps every mtime.
+    clamp: Option<i64>,
     explanations: tokio::sync::Mutex<Vec<pb::StepExplanation>>,
     lease: Option<String>,
     /// The local cache entries this build uses, kept from pruning until it ends.
@@ -419,7 +420,7 @@ impl Engine {
             bases,
             events,
             mode,
-            clamp: req.source_date_epoch.unwrap_or(0),
+            clamp: req.source_date_epoch,
             explanations: tokio::sync::Mutex::new(Vec::new()),
             lease: None,
             pins,
@@ -1513,6 +1514,13 @@ impl Engine {
         created_by: String,
         action: Action,
     ) -> Result<(), ExecutorError> {
+        let mut pre = pre;
+        // SOURCE_DATE_EPOCH clamps the layer's mtimes: a layer made under another epoch (or
+        // none) is another layer, never a cache hit
+        if let Some(epoch) = ctx.clamp {
+            pre.flags
+                .insert("source-date-epoch".into(), epoch.to_string());
+        }
         let key = pre.key().to_string();
         let started = Instant::now();
         let hit = if ctx.req.no_cache && ctx.mode == Mode::Build {
@@ -2112,7 +2120,7 @@ impl Engine {
         // other does, and a layer of any size holds ~2 MiB here
         let (tx, rx) = mpsc::channel(2);
         let options = LayerOptions {
-            clamp_mtime: Some(ctx.clamp),
+            clamp_mtime: ctx.clamp,
         };
         let writing = tokio::task::spawn_blocking(
             move || -> Result<crate::layer_tar::LayerDigest, ExecutorError> {
