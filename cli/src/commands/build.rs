@@ -584,11 +584,14 @@ impl View {
 
     fn show_error(&self, e: &strata_proto::executor::BuildError) {
         let step = if e.step > 0 {
-            format!(
-                " at step {} ({})",
-                e.step,
+            // the error names its instruction; a step that failed before it started (a
+            // missing COPY source, a refused RUN flag) was never announced
+            let instruction = if e.instruction.is_empty() {
                 self.instructions.get(&e.step).cloned().unwrap_or_default()
-            )
+            } else {
+                e.instruction.clone()
+            };
+            format!(" at step {} ({instruction})", e.step)
         } else {
             String::new()
         };

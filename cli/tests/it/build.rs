@@ -652,6 +652,68 @@ fn copy_of_a_missing_path_names_it() {
         msg.contains("/no/such/file") && msg.contains("not found"),
         "{msg}"
     );
+    // the step failed before it started: the message still names its instruction, and a
+    // user's mistake is not logged as the service's trouble
+    for progress in [&["--progress", "plain"][..], &["-q"][..]] {
+        let mut args = vec!["build", "-t", "x"];
+        args.extend_from_slice(progress);
+        args.push(ctx.path().to_str().unwrap());
+        let out = root.strata(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("ERROR at step 2 (COPY no/such/file /x):"),
+            "{progress:?}: {stderr}"
+        );
+        assert!(!stderr.contains("WARN"), "{progress:?}: {stderr}");
+    }
+}
+
+#[test]
+fn proxy_build_args_reach_run_undeclared_outside_history_and_cache_key() {
+    let root = Root::new();
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox:latest\n\
+         ARG A=argval\n\
+         ENV A=envval\n\
+         RUN echo \"$A\" > /a && (env | grep -i _proxy= | sort > /proxy; true)\n",
+    )]);
+    let proxy = |value: &str| {
+        [
+            "--build-arg".to_owned(),
+            format!("HTTP_PROXY={value}"),
+            "--build-arg".to_owned(),
+            "no_proxy=internal".to_owned(),
+            "-t".to_owned(),
+            "proxied".to_owned(),
+        ]
+    };
+    let args = proxy("http://proxy.example:3128");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    root.build_ok(ctx.path(), &args);
+    let (config, layers, _keep) = root.image("proxied");
+    let files = entries(&layers);
+    assert_eq!(files["a"].1, b"envval\n");
+    assert_eq!(
+        String::from_utf8_lossy(&files["proxy"].1),
+        "HTTP_PROXY=http://proxy.example:3128\nno_proxy=internal\n"
+    );
+    // `|1 A=<the current env value>`, and no proxy in the history
+    let history = created_by(&config);
+    assert_eq!(
+        history.last().unwrap(),
+        "RUN |1 A=envval /bin/sh -c echo \"$A\" > /a && (env | grep -i _proxy= | sort > /proxy; true) # buildkit"
+    );
+    assert!(
+        !config["config"]["Env"].to_string().contains("proxy"),
+        "{config}"
+    );
+    // another proxy is the same step
+    let args = proxy("http://other:8080");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let events = root.build_ok(ctx.path(), &args);
+    let (cached, ran) = cached_and_run(&events);
+    assert_eq!((cached.len(), ran.len()), (1, 0), "{events:?}");
 }
 
 #[test]

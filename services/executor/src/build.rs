@@ -44,6 +44,20 @@ use crate::run_command::{self, RunCommand};
 use crate::runtime::{MOUNT_POINTS, RunSpec, Runtime};
 use crate::snapshot::{Snapshot, SnapshotterKind};
 
+/// Build args every RUN sees without an ARG declaration (BuildKit's predefined proxy args).
+const PROXY_ARGS: &[&str] = &[
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
 /// The default per-RUN timeout.
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Lines of output kept for a failed RUN's report.
@@ -1078,13 +1092,28 @@ impl Engine {
         if !env.iter().any(|(k, _)| k == "PATH") {
             env.insert(0, ("PATH".into(), strata_dockerfile::DEFAULT_PATH.into()));
         }
+        // `RUN |N A=v`: each ARG's current value in the step's env (an ENV after the ARG
+        // wins), else its declared value (dockerfile.md §12.1)
         let args_in_scope: Vec<(String, String)> = inst
             .args_in_scope
             .iter()
-            .map(|a| (a.name.clone(), a.value.clone().unwrap_or_default()))
+            .map(|a| {
+                let current = env.iter().rev().find(|(k, _)| *k == a.name).map(|(_, v)| v);
+                let value = current.or(a.value.as_ref()).cloned().unwrap_or_default();
+                (a.name.clone(), value)
+            })
             .collect();
         let mut pre = self.preimage(state, "RUN", argv.clone());
         pre.env = env.iter().cloned().collect();
+        // proxy build args reach RUN undeclared, outside the key and the history
+        // (dockerfile.md §9.3); declared with ARG they are already in the env
+        for name in PROXY_ARGS {
+            if let Some(value) = ctx.req.build_args.get(*name)
+                && !env.iter().any(|(k, _)| k == name)
+            {
+                env.push(((*name).to_owned(), value.clone()));
+            }
+        }
         let mut mounts = self
             .plan_mounts(ctx, stage, &run.mounts, state, results, &mut pre)
             .await?;

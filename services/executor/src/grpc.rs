@@ -128,7 +128,19 @@ impl Executor for ExecutorService {
             let event = match outcome {
                 Ok(Ok(done)) => Event::Image(done),
                 Ok(Err(e)) => {
-                    warn!(build = %build_id, error = %e, "build failed");
+                    // the client is told; a failure of the build's own input (a RUN that
+                    // exits non-zero, a missing source) is no trouble of the service's
+                    if matches!(
+                        e.code(),
+                        tonic::Code::InvalidArgument
+                            | tonic::Code::NotFound
+                            | tonic::Code::FailedPrecondition
+                            | tonic::Code::Cancelled
+                    ) {
+                        info!(build = %build_id, error = %e, "build failed");
+                    } else {
+                        warn!(build = %build_id, error = %e, "build failed");
+                    }
                     error_event(&e)
                 }
                 Err(join) if join.is_cancelled() => {
