@@ -684,13 +684,25 @@ fn proxy_build_args_reach_run_undeclared_outside_history_and_cache_key() {
             format!("HTTP_PROXY={value}"),
             "--build-arg".to_owned(),
             "no_proxy=internal".to_owned(),
+            "--build-arg".to_owned(),
+            "UNUSED=1".to_owned(),
             "-t".to_owned(),
             "proxied".to_owned(),
         ]
     };
     let args = proxy("http://proxy.example:3128");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    root.build_ok(ctx.path(), &args);
+    let events = root.build_ok(ctx.path(), &args);
+    // an undeclared build arg is reported (dockerfile.md §9.2), a proxy is not
+    let warnings: Vec<&str> = of_type(&events, "warning")
+        .iter()
+        .filter_map(|w| w["message"].as_str())
+        .collect();
+    assert_eq!(
+        warnings,
+        ["One or more build-args [UNUSED] were not consumed"],
+        "{events:?}"
+    );
     let (config, layers, _keep) = root.image("proxied");
     let files = entries(&layers);
     assert_eq!(files["a"].1, b"envval\n");

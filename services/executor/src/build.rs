@@ -58,6 +58,35 @@ const PROXY_ARGS: &[&str] = &[
     "all_proxy",
 ];
 
+/// The `--build-arg`s no ARG of the Dockerfile declares (BuildKit warns about them),
+/// sorted; the predefined ones (proxies, `BUILDKIT_*`, `SOURCE_DATE_EPOCH`) count as used.
+fn unused_build_args(
+    parsed: &pp::Dockerfile,
+    build_args: &std::collections::HashMap<String, String>,
+) -> Vec<String> {
+    let mut declared: std::collections::HashSet<&str> =
+        parsed.meta_args.iter().map(|a| a.name.as_str()).collect();
+    for stage in &parsed.stages {
+        for inst in &stage.instructions {
+            if let Some(Detail::Arg(a)) = &inst.detail {
+                declared.extend(a.args.iter().map(|a| a.name.as_str()));
+            }
+        }
+    }
+    let mut unused: Vec<String> = build_args
+        .keys()
+        .filter(|k| {
+            !declared.contains(k.as_str())
+                && !PROXY_ARGS.contains(&k.as_str())
+                && !k.starts_with("BUILDKIT_")
+                && *k != "SOURCE_DATE_EPOCH"
+        })
+        .cloned()
+        .collect();
+    unused.sort();
+    unused
+}
+
 /// The default per-RUN timeout.
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Lines of output kept for a failed RUN's report.
@@ -426,6 +455,19 @@ impl Engine {
         let parsed = parsed
             .dockerfile
             .ok_or_else(|| ExecutorError::Internal("the parser returned no Dockerfile".into()))?;
+        let unused = unused_build_args(&parsed, &req.build_args);
+        if !unused.is_empty() {
+            events
+                .send(Event::Warning(pb::BuildWarning {
+                    rule: String::new(),
+                    message: format!(
+                        "One or more build-args [{}] were not consumed",
+                        unused.join(" ")
+                    ),
+                    line: 0,
+                }))
+                .await?;
+        }
         Ok(BuildCtx {
             req,
             build_id,
