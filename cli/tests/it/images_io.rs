@@ -504,6 +504,73 @@ fn legacy_and_containerd_shapes_load() {
     );
 }
 
+/// `bytes` compressed by the real command-line tool (`gzip`, `bzip2`, `xz`, `zstd`).
+pub fn compress_with(tool: &str, bytes: &[u8]) -> Vec<u8> {
+    let mut child = Command::new(tool)
+        .arg("-c")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {tool}: {e}"));
+    let mut stdin = child.stdin.take().unwrap();
+    let input = bytes.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input).unwrap());
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(out.status.success(), "{tool} failed");
+    out.stdout
+}
+
+#[test]
+fn bzip2_and_xz_archives_and_layers_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l1, l2) = (layer("a", b"one"), layer("b", b"two"));
+    let (l1bz, l2xz) = (compress_with("bzip2", &l1), compress_with("xz", &l2));
+    let c = config_for(&[&l1, &l2]);
+    let ch = sha256_hex(&c);
+    let (bzhex, xzhex) = (sha256_hex(&l1bz), sha256_hex(&l2xz));
+    let manifest = format!(
+        r#"[{{"Config":"blobs/sha256/{ch}","RepoTags":["squeezed:latest"],"Layers":["blobs/sha256/{bzhex}","blobs/sha256/{xzhex}"]}}]"#
+    );
+    let archive = std::fs::read(
+        ArchiveBuilder::new()
+            .file(&format!("blobs/sha256/{ch}"), &c)
+            .file(&format!("blobs/sha256/{bzhex}"), &l1bz)
+            .file(&format!("blobs/sha256/{xzhex}"), &l2xz)
+            .file("manifest.json", manifest.as_bytes())
+            .finish(dir.path(), "squeezed.tar"),
+    )
+    .unwrap();
+    for tool in ["xz", "bzip2"] {
+        let path = dir.path().join(format!("squeezed.tar.{tool}"));
+        std::fs::write(&path, compress_with(tool, &archive)).unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let out = ok(strata(root.path(), &["load", "-i", path.to_str().unwrap()]));
+        assert_eq!(out, "Loaded image: squeezed:latest\n", "{tool}");
+        let v = json(&ok(strata(root.path(), &["inspect", "squeezed"])));
+        assert_eq!(v[0]["Id"], format!("sha256:{ch}").as_str(), "{tool}");
+        assert_eq!(
+            v[0]["RootFS"]["Layers"],
+            serde_json::json!([
+                format!("sha256:{}", sha256_hex(&l1)),
+                format!("sha256:{}", sha256_hex(&l2))
+            ]),
+            "{tool}"
+        );
+    }
+    // a damaged xz stream is refused, its cause named once
+    let mut damaged = compress_with("xz", &archive);
+    let mid = damaged.len() / 2;
+    damaged[mid] ^= 0xff;
+    let path = dir.path().join("damaged.tar.xz");
+    std::fs::write(&path, damaged).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let err = fails(strata(root.path(), &["load", "-i", path.to_str().unwrap()]));
+    let last = err.trim().rsplit(": ").next().unwrap();
+    assert_eq!(err.matches(last).count(), 1, "{err}");
+    fails(strata(root.path(), &["inspect", "squeezed"]));
+}
+
 #[test]
 fn hostile_archives_are_refused_and_nothing_is_tagged() {
     let dir = tempfile::tempdir().unwrap();
