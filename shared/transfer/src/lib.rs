@@ -17,6 +17,7 @@ pub mod import;
 pub mod load;
 pub mod records;
 pub mod registry;
+mod rootfs;
 pub mod save;
 pub mod store;
 
