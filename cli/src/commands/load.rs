@@ -11,7 +11,7 @@ use crate::GlobalArgs;
 /// Flags of `strata load`.
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// Read from this file (tar, optionally gzip/zstd compressed) instead of standard input.
+    /// Read from this file (tar, optionally gzip, zstd, bzip2 or xz compressed) instead of standard input.
     #[arg(short, long)]
     pub input: Option<PathBuf>,
     /// Print only the loaded images' IDs.

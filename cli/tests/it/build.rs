@@ -1116,6 +1116,59 @@ fn run_heredocs_run_their_bodies_in_every_form() {
 }
 
 #[test]
+fn add_extracts_tar_archives_by_content_and_copies_anything_else() {
+    use crate::images_io::compress_with;
+    let root = Root::new();
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox:latest\n\
+         ADD own.tar.xz /xz/\n\
+         ADD own.tar.bz2 /bz/\n\
+         ADD own.tar.gz /gz/\n\
+         ADD own.tar /plain/\n\
+         ADD file.txt.gz /t3/\n\
+         ADD empty.tar.gz /e/\n",
+    )]);
+    let tar = {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_size(6);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "inside/hello.txt", &b"hello\n"[..])
+            .unwrap();
+        b.into_inner().unwrap()
+    };
+    let text_gz = compress_with("gzip", &b"not a tar\n".repeat(100));
+    let files: [(&str, Vec<u8>); 6] = [
+        ("own.tar.xz", compress_with("xz", &tar)),
+        ("own.tar.bz2", compress_with("bzip2", &tar)),
+        ("own.tar.gz", compress_with("gzip", &tar)),
+        ("own.tar", tar.clone()),
+        ("file.txt.gz", text_gz.clone()),
+        ("empty.tar.gz", compress_with("gzip", &[0u8; 10240])),
+    ];
+    for (name, bytes) in &files {
+        std::fs::write(ctx.path().join(name), bytes).unwrap();
+    }
+    root.build_ok(ctx.path(), &["-t", "added"]);
+    let (_, layers, _keep) = root.image("added");
+    let got = entries(&layers);
+    for dir in ["xz", "bz", "gz", "plain"] {
+        assert_eq!(
+            got[&format!("{dir}/inside/hello.txt")].1,
+            b"hello\n",
+            "{dir}: the archive is extracted"
+        );
+    }
+    assert_eq!(got["t3/file.txt.gz"].1, text_gz, "a gzip of text is a file");
+    assert_eq!(
+        got["e/empty.tar.gz"].1, files[5].1,
+        "so is an empty archive"
+    );
+    assert!(!got.contains_key("xz/own.tar.xz") && !got.contains_key("t3/file.txt"));
+}
+
+#[test]
 fn copy_chmod_takes_symbolic_modes_and_names_bad_ones() {
     use std::os::unix::fs::PermissionsExt;
     let root = Root::new();

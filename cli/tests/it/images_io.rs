@@ -198,6 +198,149 @@ fn compressed_rootfs_imports_to_the_same_uncompressed_layer() {
     fails(strata(root.path(), &["inspect", "junk:1"]));
 }
 
+/// Appends an entry whose name and link target are written into the header as given (the
+/// builder would clean or refuse them), as hostile rootfs tarballs have them.
+fn raw_entry(
+    b: &mut tar::Builder<Vec<u8>>,
+    name: &str,
+    kind: tar::EntryType,
+    link: &str,
+    data: &[u8],
+) {
+    let mut h = tar::Header::new_gnu();
+    h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+    h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+    h.set_entry_type(kind);
+    h.set_mode(if kind == tar::EntryType::Directory {
+        0o755
+    } else {
+        0o644
+    });
+    h.set_size(data.len() as u64);
+    h.set_cksum();
+    b.append(&h, data).unwrap();
+}
+
+#[test]
+fn import_normalises_a_rootfs_or_refuses_it_naming_the_entry() {
+    use tar::EntryType::{Directory, Link, Regular, Symlink};
+    let root = tempfile::tempdir().unwrap();
+    // names a layer may not have but whose meaning is clear: stored cleaned, and built on
+    let mut b = tar::Builder::new(Vec::new());
+    raw_entry(&mut b, "/etc/", Directory, "", b"");
+    raw_entry(&mut b, "/etc/abs.txt", Regular, "", b"old");
+    raw_entry(&mut b, "a/../b.txt", Regular, "", b"b");
+    raw_entry(&mut b, "/etc/abs.txt", Regular, "", b"abs");
+    raw_entry(&mut b, "/etc/hard.txt", Link, "/etc/abs.txt", b"");
+    let fixable = root.path().join("fixable.tar");
+    std::fs::write(&fixable, b.into_inner().unwrap()).unwrap();
+    ok(strata(
+        root.path(),
+        &["import", fixable.to_str().unwrap(), "fixable:1"],
+    ));
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("new.txt"), b"new").unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM fixable:1\nCOPY new.txt /etc/\n",
+    )
+    .unwrap();
+    ok(strata(
+        root.path(),
+        &["build", "-t", "built:1", ctx.path().to_str().unwrap()],
+    ));
+    let out = root.path().join("built.tar");
+    ok(strata(
+        root.path(),
+        &["save", "-o", out.to_str().unwrap(), "built:1"],
+    ));
+    let saved = tar_entries(&std::fs::read(&out).unwrap());
+    let manifest = json(
+        std::str::from_utf8(&saved.iter().find(|(n, _)| n == "manifest.json").unwrap().1).unwrap(),
+    );
+    let base = &manifest[0]["Layers"][0];
+    let layer = &saved.iter().find(|(n, _)| base == n.as_str()).unwrap().1;
+    let mut a = tar::Archive::new(&layer[..]);
+    let entries: Vec<(String, String, Vec<u8>)> = a
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let link = e
+                .link_name()
+                .unwrap()
+                .map(|l| l.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+            (e.path().unwrap().to_string_lossy().into_owned(), link, data)
+        })
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            ("etc/".to_owned(), String::new(), vec![]),
+            ("b.txt".to_owned(), String::new(), b"b".to_vec()),
+            ("etc/abs.txt".to_owned(), String::new(), b"abs".to_vec()),
+            ("etc/hard.txt".to_owned(), "etc/abs.txt".to_owned(), vec![]),
+        ]
+    );
+
+    // what cannot be applied safely: refused, naming the entry, and nothing is stored
+    type Build = fn(&mut tar::Builder<Vec<u8>>);
+    let cases: [(&str, Build, &str); 4] = [
+        (
+            "passwd-link",
+            |b| raw_entry(b, "etc/pw", Link, "../../../etc/passwd", b""),
+            "hard link \"etc/pw\" points outside the root",
+        ),
+        (
+            "dangling-link",
+            |b| raw_entry(b, "etc/pw", Link, "etc/missing", b""),
+            "hard link \"etc/pw\" points at \"etc/missing\", which is not an earlier entry",
+        ),
+        (
+            "through-symlink",
+            |b| {
+                raw_entry(b, "lnk", Symlink, "/tmp", b"");
+                raw_entry(b, "lnk/THROUGH.txt", Regular, "", b"x");
+            },
+            "entry \"lnk/THROUGH.txt\" goes through the symbolic link \"lnk\"",
+        ),
+        (
+            "climbing",
+            |b| raw_entry(b, "a/../../etc/x", Regular, "", b"x"),
+            "entry \"a/../../etc/x\" climbs out of the root",
+        ),
+    ];
+    let before = ok(strata(
+        root.path(),
+        &["images", "--format", "{{.Repository}}:{{.Tag}}"],
+    ));
+    for (name, build, needle) in cases {
+        let mut b = tar::Builder::new(Vec::new());
+        build(&mut b);
+        let path = root.path().join(format!("{name}.tar"));
+        std::fs::write(&path, b.into_inner().unwrap()).unwrap();
+        let err = fails(strata(
+            root.path(),
+            &["import", path.to_str().unwrap(), &format!("{name}:1")],
+        ));
+        assert!(
+            err.contains(needle) && err.contains(&format!("{name}.tar")),
+            "{name}: {err}"
+        );
+        fails(strata(root.path(), &["inspect", &format!("{name}:1")]));
+    }
+    assert_eq!(
+        ok(strata(
+            root.path(),
+            &["images", "--format", "{{.Repository}}:{{.Tag}}"]
+        )),
+        before
+    );
+}
+
 fn tar_entries(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
     let mut a = tar::Archive::new(bytes);
     a.entries()
@@ -502,6 +645,73 @@ fn legacy_and_containerd_shapes_load() {
         v[0]["RootFS"]["Layers"][0],
         format!("sha256:{}", sha256_hex(&l2)).as_str()
     );
+}
+
+/// `bytes` compressed by the real command-line tool (`gzip`, `bzip2`, `xz`, `zstd`).
+pub fn compress_with(tool: &str, bytes: &[u8]) -> Vec<u8> {
+    let mut child = Command::new(tool)
+        .arg("-c")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {tool}: {e}"));
+    let mut stdin = child.stdin.take().unwrap();
+    let input = bytes.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input).unwrap());
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(out.status.success(), "{tool} failed");
+    out.stdout
+}
+
+#[test]
+fn bzip2_and_xz_archives_and_layers_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let (l1, l2) = (layer("a", b"one"), layer("b", b"two"));
+    let (l1bz, l2xz) = (compress_with("bzip2", &l1), compress_with("xz", &l2));
+    let c = config_for(&[&l1, &l2]);
+    let ch = sha256_hex(&c);
+    let (bzhex, xzhex) = (sha256_hex(&l1bz), sha256_hex(&l2xz));
+    let manifest = format!(
+        r#"[{{"Config":"blobs/sha256/{ch}","RepoTags":["squeezed:latest"],"Layers":["blobs/sha256/{bzhex}","blobs/sha256/{xzhex}"]}}]"#
+    );
+    let archive = std::fs::read(
+        ArchiveBuilder::new()
+            .file(&format!("blobs/sha256/{ch}"), &c)
+            .file(&format!("blobs/sha256/{bzhex}"), &l1bz)
+            .file(&format!("blobs/sha256/{xzhex}"), &l2xz)
+            .file("manifest.json", manifest.as_bytes())
+            .finish(dir.path(), "squeezed.tar"),
+    )
+    .unwrap();
+    for tool in ["xz", "bzip2"] {
+        let path = dir.path().join(format!("squeezed.tar.{tool}"));
+        std::fs::write(&path, compress_with(tool, &archive)).unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let out = ok(strata(root.path(), &["load", "-i", path.to_str().unwrap()]));
+        assert_eq!(out, "Loaded image: squeezed:latest\n", "{tool}");
+        let v = json(&ok(strata(root.path(), &["inspect", "squeezed"])));
+        assert_eq!(v[0]["Id"], format!("sha256:{ch}").as_str(), "{tool}");
+        assert_eq!(
+            v[0]["RootFS"]["Layers"],
+            serde_json::json!([
+                format!("sha256:{}", sha256_hex(&l1)),
+                format!("sha256:{}", sha256_hex(&l2))
+            ]),
+            "{tool}"
+        );
+    }
+    // a damaged xz stream is refused, its cause named once
+    let mut damaged = compress_with("xz", &archive);
+    let mid = damaged.len() / 2;
+    damaged[mid] ^= 0xff;
+    let path = dir.path().join("damaged.tar.xz");
+    std::fs::write(&path, damaged).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let err = fails(strata(root.path(), &["load", "-i", path.to_str().unwrap()]));
+    let last = err.trim().rsplit(": ").next().unwrap();
+    assert_eq!(err.matches(last).count(), 1, "{err}");
+    fails(strata(root.path(), &["inspect", "squeezed"]));
 }
 
 #[test]

@@ -1946,7 +1946,7 @@ impl Engine {
                         let (matches, wildcard) = cp::select_sources(src_root, &sources)?;
                         let mut plain = Vec::new();
                         for m in matches {
-                            if unpack && !m.is_dir && cp::archive_kind(&m.path).is_some() {
+                            if unpack && !m.is_dir && cp::tar_archive(&m.path).is_some() {
                                 let dir = cp::mkdir_all_in_root(
                                     &r,
                                     &dest,

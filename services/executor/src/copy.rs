@@ -681,31 +681,50 @@ pub fn copy_node(src: &Path, dest: &Path, meta: &std::fs::Metadata) -> Result<()
     }
 }
 
-/// The compression of an archive by its magic bytes (oci-image.md §9.6), or None when it
-/// is not a recognizable archive.
-pub fn archive_kind(path: &Path) -> Option<&'static str> {
-    let mut f = std::fs::File::open(path).ok()?;
-    let mut head = [0u8; 512];
-    let n = read_up_to(&mut f, &mut head);
-    let head = &head[..n];
-    if head.starts_with(&[0x1f, 0x8b, 0x08]) {
-        return Some("gzip");
-    }
-    if n >= 262 && &head[257..262] == b"ustar" {
-        return Some("tar");
-    }
-    None
+/// Whether a local ADD source is a tar archive to extract (dockerfile.md §8.8), and its
+/// compression: gzip, bzip2, xz (by magic bytes, oci-image.md §9.6) or none. As in BuildKit,
+/// which extracts a source only when the first header of the decompressed stream reads, the
+/// answer is by content: the first 512 bytes it decompresses to must be a tar header (a valid
+/// checksum; not the zero block an empty archive starts with). Anything else — a gzip of a
+/// text file, a file too short or damaged to decompress — is None: copied as a plain file.
+pub fn tar_archive(path: &Path) -> Option<crate::compression::Compression> {
+    let file = std::fs::File::open(path).ok()?;
+    let (compression, mut reader) = crate::compression::decompressing(file).ok()?;
+    let mut block = [0u8; 512];
+    reader.read_exact(&mut block).ok()?;
+    is_tar_header(&block).then_some(compression)
 }
 
-fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> usize {
-    let mut total = 0;
-    while total < buf.len() {
-        match f.read(&mut buf[total..]) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => total += n,
-        }
+/// A tar header block as Go's `archive/tar` accepts one: not all zeros, and its checksum
+/// field (octal, padded with spaces or NULs) equal to the sum of the block's bytes with that
+/// field counted as spaces, unsigned or (as some old tars wrote it) signed. The ustar, GNU
+/// and v7 formats all pass.
+fn is_tar_header(block: &[u8; 512]) -> bool {
+    if block.iter().all(|b| *b == 0) {
+        return false;
     }
-    total
+    let field = &block[148..156];
+    let digits = field
+        .iter()
+        .copied()
+        .skip_while(|b| *b == b' ' || *b == 0)
+        .take_while(|b| *b != b' ' && *b != 0)
+        .collect::<Vec<u8>>();
+    if digits.is_empty() || !digits.iter().all(|b| (b'0'..=b'7').contains(b)) {
+        return false;
+    }
+    let Some(stored) = digits.iter().try_fold(0i64, |n, d| {
+        n.checked_mul(8)?.checked_add(i64::from(d - b'0'))
+    }) else {
+        return false;
+    };
+    let (mut unsigned, mut signed) = (0i64, 0i64);
+    for (i, b) in block.iter().enumerate() {
+        let b = if (148..156).contains(&i) { b' ' } else { *b };
+        unsigned += i64::from(b);
+        signed += i64::from(b as i8);
+    }
+    stored == unsigned || stored == signed
 }
 
 #[cfg(test)]
@@ -909,5 +928,74 @@ mod tests {
         for bad in ["", "..", "a/b"] {
             assert!(write_inline_files(&d.path().join("x"), &[(bad.into(), "x".into())]).is_err());
         }
+    }
+
+    /// A tar of one file `hello.txt`.
+    fn one_file_tar() -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_size(5);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "hello.txt", &b"hello"[..]).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut w = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        io::Write::write_all(&mut w, bytes).unwrap();
+        w.finish().unwrap()
+    }
+
+    fn bzip2(bytes: &[u8]) -> Vec<u8> {
+        let mut w = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+        io::Write::write_all(&mut w, bytes).unwrap();
+        w.finish().unwrap()
+    }
+
+    fn xz(bytes: &[u8]) -> Vec<u8> {
+        let mut w =
+            lzma_rust2::XzWriter::new(Vec::new(), lzma_rust2::XzOptions::with_preset(1)).unwrap();
+        io::Write::write_all(&mut w, bytes).unwrap();
+        w.finish().unwrap()
+    }
+
+    #[test]
+    fn only_tar_archives_are_extracted_whatever_their_compression() {
+        use crate::compression::Compression;
+        let d = tempfile::tempdir().unwrap();
+        let tar = one_file_tar();
+        let text = b"just some text, not a tar at all\n".repeat(40);
+        // a v7 header: no ustar magic, a valid checksum
+        let mut v7 = tar.clone();
+        v7[257..265].fill(0);
+        let mut h = tar::Header::from_byte_slice(&v7[..512]).clone();
+        h.set_cksum();
+        v7[..512].copy_from_slice(h.as_bytes());
+        let mut bad_sum = tar.clone();
+        bad_sum[0] ^= 1;
+        let mut truncated_gz = gzip(&tar);
+        truncated_gz.truncate(20);
+        let cases: Vec<(&str, Vec<u8>, Option<Compression>)> = vec![
+            ("t.tar", tar.clone(), Some(Compression::None)),
+            ("v7.tar", v7, Some(Compression::None)),
+            ("t.tar.gz", gzip(&tar), Some(Compression::Gzip)),
+            ("t.tar.bz2", bzip2(&tar), Some(Compression::Bzip2)),
+            ("t.tar.xz", xz(&tar), Some(Compression::Xz)),
+            ("file.txt", text.clone(), None),
+            ("file.txt.gz", gzip(&text), None),
+            ("short.txt.gz", gzip(b"hi\n"), None),
+            ("file.txt.bz2", bzip2(&text), None),
+            ("file.txt.xz", xz(&text), None),
+            ("empty.tar.gz", gzip(&[0u8; 10240]), None),
+            ("bad-sum.tar", bad_sum, None),
+            ("truncated.tar.gz", truncated_gz, None),
+            ("t.tar.zst", vec![0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0], None),
+        ];
+        for (name, bytes, want) in cases {
+            let path = d.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            assert_eq!(tar_archive(&path), want, "{name}");
+        }
+        assert_eq!(tar_archive(&d.path().join("missing")), None);
     }
 }

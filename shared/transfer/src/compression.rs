@@ -1,4 +1,5 @@
-//! Compression detection by magic bytes (oci-image.md §9.6) and transparent decompression.
+//! Compression detection by magic bytes (oci-image.md §9.6) and transparent decompression
+//! of all four kinds it names.
 
 use std::io::{BufRead, BufReader, Read};
 
@@ -49,7 +50,9 @@ impl Compression {
     }
 }
 
-/// Peeks at the stream and wraps it in the matching decoder (gzip, zstd, or none).
+/// Peeks at the stream and wraps it in the matching decoder: gzip, zstd, bzip2, xz or none
+/// (docker-archive.md §4: `docker load` reads all four). Concatenated gzip members, bzip2
+/// streams and xz streams are read as one, as their command-line tools do.
 pub fn decompressing_reader<'a, R: Read + 'a>(
     inner: R,
 ) -> std::io::Result<(Compression, Box<dyn Read + 'a>)> {
@@ -64,15 +67,8 @@ pub fn decompressing_reader<'a, R: Read + 'a>(
         Compression::None => Box::new(buffered),
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buffered)?),
-        other => {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::Unsupported,
-                format!(
-                    "{} compression is not supported (use gzip, zstd or none)",
-                    other.name()
-                ),
-            ));
-        }
+        Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(buffered)),
+        Compression::Xz => Box::new(lzma_rust2::XzReader::new(buffered, true)),
     };
     Ok((compression, reader))
 }
@@ -82,6 +78,19 @@ mod tests {
     use std::io::Write;
 
     use super::*;
+
+    fn xz(plain: &[u8]) -> Vec<u8> {
+        let mut w =
+            lzma_rust2::XzWriter::new(Vec::new(), lzma_rust2::XzOptions::with_preset(1)).unwrap();
+        w.write_all(plain).unwrap();
+        w.finish().unwrap()
+    }
+
+    fn bzip2(plain: &[u8]) -> Vec<u8> {
+        let mut w = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+        w.write_all(plain).unwrap();
+        w.finish().unwrap()
+    }
 
     #[test]
     fn detects_and_decodes() {
@@ -94,24 +103,46 @@ mod tests {
             (plain.clone(), Compression::None),
             (gz, Compression::Gzip),
             (zs, Compression::Zstd),
+            (bzip2(&plain), Compression::Bzip2),
+            (xz(&plain), Compression::Xz),
         ] {
             let (c, mut r) = decompressing_reader(&bytes[..]).unwrap();
             assert_eq!(c, kind);
             let mut out = Vec::new();
             r.read_to_end(&mut out).unwrap();
-            assert_eq!(out, plain);
+            assert_eq!(out, plain, "{kind:?}");
         }
         assert_eq!(Compression::detect(b"BZh91AY"), Compression::Bzip2);
         assert_eq!(
             Compression::detect(&[0x50, 0x2a, 0x4d, 0x18, 0, 0, 0, 0]),
             Compression::Zstd
         );
-        assert!(
-            decompressing_reader(&b"BZh91AY&SY"[..])
-                .err()
+    }
+
+    #[test]
+    fn concatenated_streams_read_as_one_and_corruption_is_an_error() {
+        for compress in [bzip2 as fn(&[u8]) -> Vec<u8>, xz] {
+            let mut two = compress(b"first ");
+            two.extend(compress(b"second"));
+            let mut out = String::new();
+            decompressing_reader(&two[..])
                 .unwrap()
-                .to_string()
-                .contains("bzip2")
-        );
+                .1
+                .read_to_string(&mut out)
+                .unwrap();
+            assert_eq!(out, "first second");
+
+            let mut bad = compress(&b"some bytes to damage".repeat(50));
+            let mid = bad.len() / 2;
+            bad[mid] ^= 0xff;
+            let mut sink = Vec::new();
+            assert!(
+                decompressing_reader(&bad[..])
+                    .unwrap()
+                    .1
+                    .read_to_end(&mut sink)
+                    .is_err()
+            );
+        }
     }
 }

@@ -46,12 +46,15 @@ pub enum TransferError {
     #[error("unsupported: {0}")]
     Unsupported(String),
     /// A local file could not be read or written.
-    #[error("{context}: {source}")]
+    ///
+    /// The message already ends with the system error, so it is deliberately not also
+    /// reported as the error's `source()`: a chain printer (`{:#}`) would say it twice.
+    #[error("{context}: {error}")]
     Io {
         /// What was being done.
         context: String,
         /// The system error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// An image document is invalid.
     #[error(transparent)]
@@ -85,10 +88,10 @@ impl TransferError {
     }
 
     /// An I/O error with context.
-    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+    pub fn io(context: impl Into<String>, error: std::io::Error) -> Self {
         Self::Io {
             context: context.into(),
-            source,
+            error,
         }
     }
 
@@ -106,3 +109,31 @@ impl TransferError {
 
 /// Shorthand.
 pub type Result<T, E = TransferError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every cause in `e`'s chain, as anyhow's `{:#}` prints it.
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut out = e.to_string();
+        let mut next = e.source();
+        while let Some(cause) = next {
+            out.push_str(&format!(": {cause}"));
+            next = cause.source();
+        }
+        out
+    }
+
+    #[test]
+    fn an_io_error_is_named_once_in_the_chain() {
+        let e = TransferError::io(
+            "failed to read the archive",
+            std::io::Error::new(std::io::ErrorKind::Unsupported, "lz4 is not supported"),
+        );
+        assert_eq!(
+            chain(&e),
+            "failed to read the archive: lz4 is not supported"
+        );
+    }
+}

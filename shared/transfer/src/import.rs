@@ -1,18 +1,20 @@
 //! `strata import`: a root filesystem tarball becomes a one-layer base image, as
 //! `docker import` makes one.
 //!
-//! The input may be gzip or zstd (detected by magic bytes); the layer is stored uncompressed,
-//! its digest (the diff_id) computed while it streams. Every tar header is read on the way
-//! through, so a file that is not a tar, or whose entries climb out with `..`, is refused
-//! before anything is committed.
-
-use std::{io::Read, path::Path};
+//! The input may be gzip, zstd, bzip2 or xz (detected by magic bytes); the layer is stored
+//! uncompressed. `docker import` stores the tar as it is; strata stores what applying it
+//! (oci-image.md §9.4) would leave, as a layer that follows §9.1, so that a build can use it.
+//! Two streaming passes over the file ([`crate::rootfs`]) do that without holding more than
+//! the set of entry names: the first checks every header and refuses what cannot be applied
+//! safely, before anything is written; the second writes the layer. A conforming tarball is
+//! stored byte for byte, its diff_id the sha256 of the decompressed file, as Docker's.
+use std::path::Path;
 
 use strata_image::{ContainerConfig, Descriptor, History, ImageConfig, Manifest, Timestamp};
 use strata_proto::layer_store::WriteStart;
-use strata_types::{Digest, Hasher, Reference, media_type};
+use strata_types::{Digest, Reference, media_type};
 
-use crate::{Result, TransferError, compression::decompressing_reader, store::ImageStore};
+use crate::{Result, TransferError, store::ImageStore};
 
 /// What `import` needs besides the tarball.
 #[derive(Debug, Clone, Default)]
@@ -72,7 +74,7 @@ pub async fn import(
     });
     let what = tarball.display().to_string();
     let (diff_id, size) =
-        tokio::task::spawn_blocking(move || stream_checked_tar(file, writer, &what))
+        tokio::task::spawn_blocking(move || crate::rootfs::normalise(file, writer, &what))
             .await
             .map_err(|e| TransferError::invalid("import", format!("task failed: {e}")))??;
 
@@ -166,95 +168,6 @@ pub async fn store_documents(
         )
         .await?;
     Ok(manifest_digest)
-}
-
-/// Copies everything it reads into a hasher and a blob writer.
-struct Tee<R> {
-    inner: R,
-    hasher: Hasher,
-    writer: crate::store::BlobWriter,
-}
-
-impl<R: Read> Read for Tee<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        std::io::Write::write_all(&mut self.writer, &buf[..n])?;
-        Ok(n)
-    }
-}
-
-/// Streams a (possibly compressed) tar into `writer` uncompressed, checking every header;
-/// returns the uncompressed digest and size. Aborts the write on any error.
-pub(crate) fn stream_checked_tar<R: Read + Send>(
-    input: R,
-    writer: crate::store::BlobWriter,
-    what: &str,
-) -> Result<(Digest, u64)> {
-    let (_, reader) = match decompressing_reader(input) {
-        Ok(r) => r,
-        Err(e) => {
-            writer.abort();
-            return Err(TransferError::io(format!("failed to read {what}"), e));
-        }
-    };
-    let mut tee = Tee {
-        inner: reader,
-        hasher: Hasher::new(),
-        writer,
-    };
-    match check_tar(&mut tee, what) {
-        Ok(()) => {}
-        Err(e) => {
-            tee.writer.abort();
-            return Err(e);
-        }
-    }
-    let Tee { hasher, writer, .. } = tee;
-    let size = hasher.len();
-    let digest = hasher.finish();
-    let response = writer.finish()?;
-    if response.digest != digest.to_string() {
-        return Err(TransferError::DigestMismatch {
-            what: format!("layer of {what} as stored"),
-            expected: digest,
-            actual: Digest::parse(&response.digest)?,
-        });
-    }
-    Ok((digest, size))
-}
-
-/// Reads every header of a tar stream (and the stream to its end), refusing paths that
-/// climb out of the root.
-fn check_tar<R: Read>(reader: &mut R, what: &str) -> Result<()> {
-    let mut archive = tar::Archive::new(&mut *reader);
-    let mut entries = 0u64;
-    for entry in archive
-        .entries()
-        .map_err(|e| TransferError::from_io(format!("{what} is not a tar archive"), e))?
-    {
-        let entry =
-            entry.map_err(|e| TransferError::from_io(format!("{what}: invalid tar entry"), e))?;
-        let path = entry.path_bytes();
-        if path.split(|b| *b == b'/').any(|c| c == b"..") {
-            return Err(TransferError::invalid(
-                what,
-                format!(
-                    "entry {:?} climbs out of the root with \"..\"",
-                    String::from_utf8_lossy(&path)
-                ),
-            ));
-        }
-        entries += 1;
-    }
-    // the archive stops at its end-of-archive blocks: read the rest of the stream too
-    let reader = archive.into_inner();
-    std::io::copy(reader, &mut std::io::sink())
-        .map_err(|e| TransferError::from_io(format!("failed to read {what}"), e))?;
-    if entries == 0 {
-        tracing::debug!(what, "tar archive has no entries");
-    }
-    Ok(())
 }
 
 /// Applies one `--change` line: CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE, VOLUME,
@@ -370,23 +283,5 @@ mod tests {
                 .to_string()
                 .contains("only CMD")
         );
-    }
-
-    #[test]
-    fn tar_checks_refuse_escapes_and_garbage() {
-        let mut b = tar::Builder::new(Vec::new());
-        let mut h = tar::Header::new_ustar();
-        h.set_size(1);
-        h.set_entry_type(tar::EntryType::Regular);
-        // write the name by hand: the builder refuses ".." itself
-        h.as_old_mut().name[..8].copy_from_slice(b"../evil\0");
-        h.set_cksum();
-        b.append(&h, &b"x"[..]).unwrap();
-        let bytes = b.into_inner().unwrap();
-        let err = check_tar(&mut &bytes[..], "t.tar").unwrap_err().to_string();
-        assert!(err.contains("climbs out"), "{err}");
-        let junk = vec![7u8; 2048];
-        let err = check_tar(&mut &junk[..], "junk").unwrap_err().to_string();
-        assert!(err.contains("junk"), "{err}");
     }
 }

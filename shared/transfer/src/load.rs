@@ -1,7 +1,7 @@
 //! `strata load`: docker-archive tarballs in all three shapes of docker-archive.md (modern
 //! OCI layout + `manifest.json`, containerd's with compressed layers, legacy `<v1id>/layer.tar`
 //! directories with symlinked duplicates) and OCI image layouts (`index.json` with
-//! `org.opencontainers.image.ref.name`), plain or gzip/zstd compressed.
+//! `org.opencontainers.image.ref.name`), plain or gzip, zstd, bzip2 or xz compressed.
 //!
 //! One pass over the archive, never holding a layer in memory: small files (documents, at
 //! most 4 MiB each) are kept, every larger file is decompressed into the layer store as it
@@ -248,7 +248,7 @@ fn stream_layer<R: Read>(
             hasher.update(&buf[..n]);
             std::io::Write::write_all(&mut writer, &buf[..n])?;
         }
-        // gzip/zstd may end before the file does (padding); read the file to its end
+        // a compressed stream may end before the file does (padding); read the file to its end
         drop(decoded);
         Ok((hasher.clone().finish(), hasher.len()))
     })();
