@@ -257,3 +257,59 @@ fn images_pushed_by_skopeo_are_pulled_by_strata() {
     );
     let _ = Path::new("");
 }
+
+/// `strata du --json`'s count of record blobs (`other`) and its reclaimable bytes.
+fn records_and_reclaimable(root: &Path) -> (u64, u64) {
+    let du: serde_json::Value = serde_json::from_str(&ok(strata(root, &["du", "--json"]))).unwrap();
+    let other = du["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kind"] == "other")
+        .unwrap()["count"]
+        .as_u64()
+        .unwrap();
+    (other, du["reclaimable_bytes"].as_u64().unwrap())
+}
+
+#[test]
+fn gc_keeps_the_push_and_pull_records_of_tagged_images() {
+    let registry = LoopbackRegistry::start();
+    let (root, _tar, _id) = root_with_busybox();
+    let target = format!("{}/strata/busybox:gc", registry.addr);
+    let digest = digest_of_push(&ok(strata(root.path(), &["push", "busybox", &target])));
+    let repo_digests = |root: &Path, name: &str| {
+        ok(strata(
+            root,
+            &["inspect", "-f", "{{json .RepoDigests}}", name],
+        ))
+        .trim()
+        .to_string()
+    };
+    let expected = format!(r#"["{}/strata/busybox@{digest}"]"#, registry.addr);
+    assert_eq!(repo_digests(root.path(), "busybox"), expected);
+    // repo digest, compressed form, blob location: none of them is reclaimable
+    let (records, reclaimable) = records_and_reclaimable(root.path());
+    assert_eq!((records, reclaimable), (3, 0));
+
+    let gc = ok(strata(root.path(), &["gc"]));
+    assert!(!gc.contains("Removed: "), "{gc}");
+    assert_eq!(repo_digests(root.path(), "busybox"), expected);
+    let again = ok(strata(root.path(), &["push", "busybox", &target]));
+    assert!(again.contains("0 blobs uploaded"), "{again}");
+
+    // a pulled image keeps its records through gc too: pushing it back uploads nothing
+    let other = tempfile::tempdir().unwrap();
+    ok(strata(other.path(), &["pull", &target]));
+    ok(strata(other.path(), &["gc"]));
+    assert_eq!(repo_digests(other.path(), &target), expected);
+    let back = ok(strata(other.path(), &["push", &target]));
+    assert!(back.contains("0 blobs uploaded"), "{back}");
+
+    // once no tag reaches the image, its records go with it
+    ok(strata(other.path(), &["rmi", &target]));
+    let (records, reclaimable) = records_and_reclaimable(other.path());
+    assert!(records > 0 && reclaimable > 0, "{records} {reclaimable}");
+    ok(strata(other.path(), &["gc"]));
+    assert_eq!(records_and_reclaimable(other.path()), (0, 0));
+}
