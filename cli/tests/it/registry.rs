@@ -313,3 +313,46 @@ fn gc_keeps_the_push_and_pull_records_of_tagged_images() {
     ok(strata(other.path(), &["gc"]));
     assert_eq!(records_and_reclaimable(other.path()), (0, 0));
 }
+
+#[test]
+fn a_recorded_repo_digest_names_the_local_image() {
+    let registry = LoopbackRegistry::start();
+    let (root, _tar, id) = root_with_busybox();
+    let r = root.path();
+    let target = format!("{}/strata/busybox:1", registry.addr);
+    ok(strata(r, &["tag", "busybox", &target]));
+    let digest = digest_of_push(&ok(strata(r, &["push", &target])));
+    let local = ok(strata(r, &["images", "--format", "{{.Digest}}", "busybox"]))
+        .trim()
+        .to_string();
+    assert_ne!(digest, local, "the pushed manifest is not the local one");
+    let by_repo_digest = format!("{}/strata/busybox@{digest}", registry.addr);
+    let inspect: serde_json::Value =
+        serde_json::from_str(&ok(strata(r, &["inspect", &by_repo_digest]))).unwrap();
+    assert_eq!(inspect[0]["Id"], id.as_str());
+    assert_eq!(inspect[0]["RepoDigests"][0], by_repo_digest.as_str());
+    assert!(ok(strata(r, &["history", &by_repo_digest])).contains("Imported from -"));
+    let archive = r.join("by-digest.tar");
+    ok(strata(
+        r,
+        &["save", "-o", archive.to_str().unwrap(), &by_repo_digest],
+    ));
+    ok(strata(r, &["tag", &by_repo_digest, "copy:1"]));
+    assert_eq!(
+        ok(strata(r, &["inspect", "-f", "{{.Id}}", "copy:1"])).trim(),
+        id
+    );
+    // the digest names the image only in the repository it was recorded for
+    let err = fails(strata(r, &["inspect", &format!("busybox@{digest}")]));
+    assert!(err.contains("no such image"), "{err}");
+    // rmi of it untags the image's tags in that repository
+    let out = ok(strata(r, &["rmi", &by_repo_digest]));
+    assert_eq!(out, format!("Untagged: {target}\n"));
+    assert_eq!(
+        ok(strata(
+            r,
+            &["images", "--format", "{{.Repository}}:{{.Tag}}"]
+        )),
+        "busybox:latest\ncopy:1\n"
+    );
+}

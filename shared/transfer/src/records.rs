@@ -119,6 +119,37 @@ pub async fn repo_digests(store: &ImageStore, manifest: &Digest) -> Result<Vec<S
     Ok(out)
 }
 
+/// The local image a repo digest recorded for `repository` (a bare repository) stands for,
+/// when a push or pull recorded one and the image is still stored.
+pub async fn local_manifest(
+    store: &ImageStore,
+    repository: &Reference,
+    digest: &Digest,
+) -> Result<Option<Digest>> {
+    let labels = BTreeMap::from([(KIND.to_string(), "repo-digest".to_string())]);
+    let (name, digest) = (repository.name(), digest.to_string());
+    for info in store.list_blobs(RECORD_MEDIA_TYPE, labels).await? {
+        let Ok(d) = Digest::parse(&info.digest) else {
+            continue;
+        };
+        let Ok(body) = store.read_bytes(&d, 64 * 1024).await else {
+            continue;
+        };
+        let Ok(record) = serde_json::from_slice::<RepoDigest>(&body) else {
+            continue;
+        };
+        if record.repository != name || record.digest != digest {
+            continue;
+        }
+        if let Ok(manifest) = Digest::parse(&record.manifest)
+            && store.is_manifest(&manifest).await?
+        {
+            return Ok(Some(manifest));
+        }
+    }
+    Ok(None)
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct BlobLocation {
     digest: String,
