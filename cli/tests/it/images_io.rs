@@ -268,6 +268,36 @@ fn save_writes_the_modern_docker_archive_and_load_reads_it_back() {
     assert_eq!(loaded, "Loaded image: busybox:latest\n");
     let v = json(&ok(strata(other.path(), &["inspect", "busybox"])));
     assert_eq!(v[0]["Id"], id.as_str());
+    // the same image again moves no tag
+    let again = ok(strata(other.path(), &["load", "-i", out.to_str().unwrap()]));
+    assert_eq!(again, "Loaded image: busybox:latest\n");
+    // another image under the tag: the old one is named by its ID (docker-archive.md §4)
+    let tar = root.path().join("busybox.tar");
+    ok(strata(
+        root.path(),
+        &[
+            "import",
+            "-c",
+            r#"CMD ["true"]"#,
+            tar.to_str().unwrap(),
+            "busybox:latest",
+        ],
+    ));
+    let newer = root.path().join("newer.tar");
+    ok(strata(
+        root.path(),
+        &["save", "-o", newer.to_str().unwrap(), "busybox:latest"],
+    ));
+    let replaced = ok(strata(
+        other.path(),
+        &["load", "-i", newer.to_str().unwrap()],
+    ));
+    assert_eq!(
+        replaced,
+        format!(
+            "The image busybox:latest already exists, renaming the old one with ID {id} to empty string\nLoaded image: busybox:latest\n"
+        )
+    );
 
     // skopeo reads it as a docker-archive
     if let Some(out) = skopeo(&[
