@@ -20,7 +20,8 @@ pub struct ExportArgs {
     /// Layout format; only `oci` (an OCI image layout) is supported.
     #[arg(long, default_value = "oci")]
     pub format: String,
-    /// A directory (created; blobs are added to an existing layout) or a FILE.tar.
+    /// A directory (created; an existing layout is added to: its other index entries stay,
+    /// an entry with the same ref name is replaced) or a FILE.tar.
     #[arg(short, long)]
     pub output: PathBuf,
 }

@@ -1,5 +1,5 @@
-//! `strata images`: tagged images in Docker's columns, and the image lookups `tag` and `rmi`
-//! share (a tag, or an image id / manifest digest / unique id prefix).
+//! `strata images`: tagged images in Docker's columns, and the image lookup `tag` and `rmi`
+//! share with every other image command (strata-transfer's).
 //!
 //! Tags come from the tag index; IMAGE ID, CREATED and SIZE come from the manifest and config
 //! blobs in the layer store. When the layer store cannot answer for an image, its columns say
@@ -20,11 +20,11 @@ use strata_image::{
 };
 use strata_proto::{
     layer_store::{ReadBlobRequest, layer_store_client::LayerStoreClient},
-    tag_index::{ListTagsRequest, ResolveTagRequest, Tag, tag_index_client::TagIndexClient},
+    tag_index::{ListTagsRequest, Tag, tag_index_client::TagIndexClient},
 };
 use strata_server::client::Transport;
+use strata_transfer::{Found, ImageStore};
 use strata_types::{Digest, Reference};
-use tonic::Code;
 
 use crate::GlobalArgs;
 
@@ -361,93 +361,11 @@ pub(crate) fn now_seconds() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// An image named the ways Docker accepts: a tag, or an image id / manifest digest, full
-/// (`sha256:…`) or a unique hex prefix.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum ImageRef {
-    /// A tag that exists: its full name and manifest digest.
-    Tag {
-        /// The tag's full name.
-        name: String,
-        /// Where it points.
-        digest: String,
-    },
-    /// An image found by id or digest: its manifest digest.
-    Image {
-        /// The manifest digest.
-        digest: String,
-    },
-}
-
-impl ImageRef {
-    /// The manifest digest.
-    pub fn digest(&self) -> &str {
-        match self {
-            Self::Tag { digest, .. } | Self::Image { digest } => digest,
-        }
-    }
-}
-
-/// Finds the image `name` refers to. Tags win over id prefixes, as in Docker.
-pub(crate) async fn resolve_image(channel: &Transport, name: &str) -> anyhow::Result<ImageRef> {
-    let mut tags = TagIndexClient::new(channel.clone());
-    if Reference::parse_tag(name).is_ok() {
-        match tags
-            .resolve_tag(ResolveTagRequest {
-                name: name.to_string(),
-            })
-            .await
-        {
-            Ok(t) => {
-                let t = t.into_inner();
-                return Ok(ImageRef::Tag {
-                    name: t.name,
-                    digest: t.digest,
-                });
-            }
-            Err(s) if s.code() == Code::NotFound => {}
-            Err(s) => anyhow::bail!("failed to resolve {name}: {}", s.message()),
-        }
-    }
-    let hex = name.strip_prefix("sha256:").unwrap_or(name);
-    if hex.is_empty()
-        || hex.len() > 64
-        || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
-        anyhow::bail!("no such image: {name}");
-    }
-    // Every tagged image's manifest digest and, where the layer store knows it, image id.
-    let all = all_tags(&mut tags, "", "").await?;
-    let mut store = LayerStoreClient::new(channel.clone());
-    let mut matches = BTreeSet::new();
-    for digest in all
-        .iter()
-        .map(|t| t.digest.clone())
-        .collect::<BTreeSet<_>>()
-    {
-        if digest_matches(&digest, hex) {
-            matches.insert(digest);
-            continue;
-        }
-        if let Some(id) = read_details(&mut store, &digest).await.id
-            && digest_matches(&id.to_string(), hex)
-        {
-            matches.insert(digest);
-        }
-    }
-    match matches.len() {
-        0 => anyhow::bail!("no such image: {name}"),
-        1 => Ok(ImageRef::Image {
-            digest: matches.into_iter().next().unwrap_or_default(),
-        }),
-        n => anyhow::bail!("{name} is ambiguous: it matches {n} images; give more of the id"),
-    }
-}
-
-fn digest_matches(digest: &str, hex_prefix: &str) -> bool {
-    digest
-        .strip_prefix("sha256:")
-        .is_some_and(|h| h.starts_with(hex_prefix))
+/// Finds the image `name` refers to, the way every image command does
+/// ([`ImageStore::lookup`]): a tag, `NAME@digest`, an image id or manifest digest, or a unique
+/// id prefix; tags win over id prefixes, as in Docker, and untagged images are found too.
+pub(crate) async fn resolve_image(channel: &Transport, name: &str) -> anyhow::Result<Found> {
+    Ok(ImageStore::new(channel.clone()).lookup(name).await?)
 }
 
 #[cfg(test)]
@@ -554,12 +472,5 @@ mod tests {
             .map(|r| format!("{}:{}", r.repository, r.tag))
             .collect();
         assert_eq!(names, ["a:1", "a:0", "b:1"]);
-    }
-
-    #[test]
-    fn id_prefixes_match_hex_only() {
-        let d = Digest::of(b"x").to_string();
-        assert!(digest_matches(&d, &d[7..19]));
-        assert!(!digest_matches(&d, "zz"));
     }
 }

@@ -40,7 +40,7 @@ pub async fn run(global: &GlobalArgs, args: LoadArgs) -> anyhow::Result<std::pro
         for (tag, old) in &image.moved {
             if !args.quiet {
                 println!(
-                    "The image {} already exists, renaming the old one with manifest {} to empty string",
+                    "The image {} already exists, renaming the old one with ID {} to empty string",
                     tag.familiar(),
                     old
                 );

@@ -1,24 +1,35 @@
 //! `strata rmi NAME...`: removes tags.
 //!
+//! What a name removes follows how it names the image (the lookup every image command uses):
+//! a tag removes that tag; `NAME@sha256:…` (the image's manifest digest, or a repo digest a
+//! push or pull recorded for NAME) removes every tag of the image in NAME's repository, as
+//! Docker's `rmi` of a digest reference drops that repository's references to the image; an
+//! image id, manifest digest or id prefix removes the image's only tag (all of them with
+//! `--force`). Repo-digest records are not tags: they stay as long as the image does.
+//!
 //! Design decision: `rmi` only untags. When the last tag of an image goes it says so
 //! (`Unreferenced: sha256:…`), and the image's blobs are freed by the layer store's garbage
 //! collection (`strata gc`), whose mark-and-sweep treats every tag, build-cache result and
 //! lease as a root. Deleting the manifest blob here instead would race a concurrent
 //! `strata tag` of the same image (leaving a tag that points at nothing, which the tag index
 //! must never do) and would ignore the other things that may still refer to the image.
+//! Until then the untagged image is still found by its id (`strata tag ID NAME` brings it
+//! back).
 
 use clap::Args;
 use strata_proto::tag_index::{DeleteTagRequest, tag_index_client::TagIndexClient};
 use strata_server::client::Transport;
 
-use super::images::{ImageRef, all_tags, resolve_image};
+use strata_transfer::NamedBy;
+
+use super::images::{all_tags, resolve_image};
 use crate::GlobalArgs;
 
 /// Flags of `strata rmi`.
 #[derive(Debug, Args)]
 pub struct RmiArgs {
-    /// Tags to remove; an image id or digest removes the image's only tag (all of its tags
-    /// with --force).
+    /// Tags to remove; `NAME@sha256:…` removes the image's tags in NAME's repository; an
+    /// image id or digest removes the image's only tag (all of its tags with --force).
     #[arg(required = true)]
     pub names: Vec<String>,
     /// With an image id: remove every tag of the image.
@@ -48,16 +59,36 @@ pub async fn run(global: &GlobalArgs, args: RmiArgs) -> anyhow::Result<std::proc
 }
 
 async fn remove(channel: Transport, name: &str, force: bool) -> anyhow::Result<String> {
-    let image = resolve_image(&channel, name).await?;
+    let found = resolve_image(&channel, name).await?;
+    let digest = found.image.manifest_digest.to_string();
     let mut client = TagIndexClient::new(channel);
-    let tags = match &image {
-        ImageRef::Tag { name, .. } => vec![name.clone()],
-        ImageRef::Image { digest } => {
-            let tags: Vec<String> = all_tags(&mut client, "", digest)
+    let tags = match &found.named_by {
+        NamedBy::Tag(tag) => vec![tag.to_string()],
+        NamedBy::Digest(repository) => {
+            let tags: Vec<String> = all_tags(&mut client, &repository.name(), &digest)
                 .await?
                 .into_iter()
                 .map(|t| t.name)
                 .collect();
+            if tags.is_empty() {
+                anyhow::bail!(
+                    "image {name} has no tag in {}: nothing to untag",
+                    repository.familiar_name()
+                );
+            }
+            tags
+        }
+        NamedBy::Id => {
+            let tags: Vec<String> = all_tags(&mut client, "", &digest)
+                .await?
+                .into_iter()
+                .map(|t| t.name)
+                .collect();
+            if tags.is_empty() {
+                anyhow::bail!(
+                    "image {name} has no tag to remove (`strata gc` frees an untagged image's space)"
+                );
+            }
             if tags.len() > 1 && !force {
                 let short: Vec<String> = tags.iter().map(|t| familiar(t)).collect();
                 anyhow::bail!(
@@ -75,7 +106,7 @@ async fn remove(channel: Transport, name: &str, force: bool) -> anyhow::Result<S
             .delete_tag(DeleteTagRequest {
                 name: tag.clone(),
                 // only if it still points at the image we looked up
-                expected_digest: Some(image.digest().to_string()),
+                expected_digest: Some(digest.clone()),
             })
             .await
             .map_err(|s| anyhow::anyhow!("failed to untag {}: {}", familiar(&tag), s.message()))?

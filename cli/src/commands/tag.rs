@@ -23,7 +23,8 @@ pub struct TagArgs {
     /// Show full digests in the history.
     #[arg(long, requires = "history")]
     pub no_trunc: bool,
-    /// The image: a tag, an image id or manifest digest (`sha256:…`), or a unique id prefix.
+    /// The image: a tag, `NAME@sha256:…` (manifest or repo digest), an image id or manifest
+    /// digest (`sha256:…`), or a unique id prefix; untagged images too.
     #[arg(required_unless_present = "history")]
     pub source: Option<String>,
     /// The tag to point at SOURCE's image (created, or moved from wherever it pointed).
@@ -55,7 +56,7 @@ async fn tag(channel: Transport, source: &str, target: &str) -> anyhow::Result<(
     TagIndexClient::new(channel)
         .set_tag(SetTagRequest {
             name: target.to_string(),
-            digest: image.digest().to_string(),
+            digest: image.image.manifest_digest.to_string(),
             expected_digest: None,
         })
         .await

@@ -411,6 +411,36 @@ fn save_writes_the_modern_docker_archive_and_load_reads_it_back() {
     assert_eq!(loaded, "Loaded image: busybox:latest\n");
     let v = json(&ok(strata(other.path(), &["inspect", "busybox"])));
     assert_eq!(v[0]["Id"], id.as_str());
+    // the same image again moves no tag
+    let again = ok(strata(other.path(), &["load", "-i", out.to_str().unwrap()]));
+    assert_eq!(again, "Loaded image: busybox:latest\n");
+    // another image under the tag: the old one is named by its ID (docker-archive.md §4)
+    let tar = root.path().join("busybox.tar");
+    ok(strata(
+        root.path(),
+        &[
+            "import",
+            "-c",
+            r#"CMD ["true"]"#,
+            tar.to_str().unwrap(),
+            "busybox:latest",
+        ],
+    ));
+    let newer = root.path().join("newer.tar");
+    ok(strata(
+        root.path(),
+        &["save", "-o", newer.to_str().unwrap(), "busybox:latest"],
+    ));
+    let replaced = ok(strata(
+        other.path(),
+        &["load", "-i", newer.to_str().unwrap()],
+    ));
+    assert_eq!(
+        replaced,
+        format!(
+            "The image busybox:latest already exists, renaming the old one with ID {id} to empty string\nLoaded image: busybox:latest\n"
+        )
+    );
 
     // skopeo reads it as a docker-archive
     if let Some(out) = skopeo(&[
@@ -515,6 +545,95 @@ fn oci_export_is_read_by_skopeo_and_unpacked_by_umoci() {
         &["load", "-i", layout_tar.to_str().unwrap()],
     ));
     assert_eq!(loaded, "Loaded image: busybox:latest\n");
+}
+
+/// The ref names of a layout, as umoci lists them, sorted.
+fn umoci_refs(layout: &Path) -> Vec<String> {
+    let st = Command::new("umoci")
+        .args(["ls", "--layout", layout.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let mut refs: Vec<String> = String::from_utf8_lossy(&st.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    refs.sort();
+    refs
+}
+
+#[test]
+fn oci_export_into_an_existing_layout_adds_to_its_index() {
+    let (root, _tar, id) = root_with_busybox();
+    let r = root.path();
+    let layout = r.join("layout");
+    let export = |name: &str| {
+        ok(strata(
+            r,
+            &[
+                "export",
+                "--format",
+                "oci",
+                "-o",
+                layout.to_str().unwrap(),
+                name,
+            ],
+        ))
+    };
+    export("busybox");
+    let tar = r.join("busybox.tar");
+    let other = ok(strata(
+        r,
+        &[
+            "import",
+            "-c",
+            r#"CMD ["true"]"#,
+            tar.to_str().unwrap(),
+            "other:v2",
+        ],
+    ))
+    .trim()
+    .to_string();
+    export("other:v2");
+    assert_eq!(umoci_refs(&layout), ["latest", "v2"]);
+    let config_of = |reference: &str| {
+        json(
+            &skopeo(&[
+                "inspect",
+                "--raw",
+                &format!("oci:{}:{reference}", layout.display()),
+            ])
+            .unwrap(),
+        )["config"]["digest"]
+            .clone()
+    };
+    assert_eq!(config_of("latest"), id.as_str());
+    assert_eq!(config_of("v2"), other.as_str());
+
+    // an entry of the same ref name is replaced, as skopeo and umoci do
+    ok(strata(r, &["tag", "other:v2", "other:latest"]));
+    export("other:latest");
+    assert_eq!(umoci_refs(&layout), ["latest", "v2"]);
+    assert_eq!(config_of("latest"), other.as_str());
+    let index = json(&std::fs::read_to_string(layout.join("index.json")).unwrap());
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
+    assert!(!layout.join("index.partial").exists());
+
+    // an index.json that is not one is left alone, and the export says why
+    std::fs::write(layout.join("index.json"), "[]").unwrap();
+    let err = fails(strata(
+        r,
+        &["export", "-o", layout.to_str().unwrap(), "busybox"],
+    ));
+    assert!(err.contains("not a JSON object"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(layout.join("index.json")).unwrap(),
+        "[]"
+    );
 }
 
 // ---------------------------------------------------------------------------------------

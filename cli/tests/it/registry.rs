@@ -257,3 +257,102 @@ fn images_pushed_by_skopeo_are_pulled_by_strata() {
     );
     let _ = Path::new("");
 }
+
+/// `strata du --json`'s count of record blobs (`other`) and its reclaimable bytes.
+fn records_and_reclaimable(root: &Path) -> (u64, u64) {
+    let du: serde_json::Value = serde_json::from_str(&ok(strata(root, &["du", "--json"]))).unwrap();
+    let other = du["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kind"] == "other")
+        .unwrap()["count"]
+        .as_u64()
+        .unwrap();
+    (other, du["reclaimable_bytes"].as_u64().unwrap())
+}
+
+#[test]
+fn gc_keeps_the_push_and_pull_records_of_tagged_images() {
+    let registry = LoopbackRegistry::start();
+    let (root, _tar, _id) = root_with_busybox();
+    let target = format!("{}/strata/busybox:gc", registry.addr);
+    let digest = digest_of_push(&ok(strata(root.path(), &["push", "busybox", &target])));
+    let repo_digests = |root: &Path, name: &str| {
+        ok(strata(
+            root,
+            &["inspect", "-f", "{{json .RepoDigests}}", name],
+        ))
+        .trim()
+        .to_string()
+    };
+    let expected = format!(r#"["{}/strata/busybox@{digest}"]"#, registry.addr);
+    assert_eq!(repo_digests(root.path(), "busybox"), expected);
+    // repo digest, compressed form, blob location: none of them is reclaimable
+    let (records, reclaimable) = records_and_reclaimable(root.path());
+    assert_eq!((records, reclaimable), (3, 0));
+
+    let gc = ok(strata(root.path(), &["gc"]));
+    assert!(!gc.contains("Removed: "), "{gc}");
+    assert_eq!(repo_digests(root.path(), "busybox"), expected);
+    let again = ok(strata(root.path(), &["push", "busybox", &target]));
+    assert!(again.contains("0 blobs uploaded"), "{again}");
+
+    // a pulled image keeps its records through gc too: pushing it back uploads nothing
+    let other = tempfile::tempdir().unwrap();
+    ok(strata(other.path(), &["pull", &target]));
+    ok(strata(other.path(), &["gc"]));
+    assert_eq!(repo_digests(other.path(), &target), expected);
+    let back = ok(strata(other.path(), &["push", &target]));
+    assert!(back.contains("0 blobs uploaded"), "{back}");
+
+    // once no tag reaches the image, its records go with it
+    ok(strata(other.path(), &["rmi", &target]));
+    let (records, reclaimable) = records_and_reclaimable(other.path());
+    assert!(records > 0 && reclaimable > 0, "{records} {reclaimable}");
+    ok(strata(other.path(), &["gc"]));
+    assert_eq!(records_and_reclaimable(other.path()), (0, 0));
+}
+
+#[test]
+fn a_recorded_repo_digest_names_the_local_image() {
+    let registry = LoopbackRegistry::start();
+    let (root, _tar, id) = root_with_busybox();
+    let r = root.path();
+    let target = format!("{}/strata/busybox:1", registry.addr);
+    ok(strata(r, &["tag", "busybox", &target]));
+    let digest = digest_of_push(&ok(strata(r, &["push", &target])));
+    let local = ok(strata(r, &["images", "--format", "{{.Digest}}", "busybox"]))
+        .trim()
+        .to_string();
+    assert_ne!(digest, local, "the pushed manifest is not the local one");
+    let by_repo_digest = format!("{}/strata/busybox@{digest}", registry.addr);
+    let inspect: serde_json::Value =
+        serde_json::from_str(&ok(strata(r, &["inspect", &by_repo_digest]))).unwrap();
+    assert_eq!(inspect[0]["Id"], id.as_str());
+    assert_eq!(inspect[0]["RepoDigests"][0], by_repo_digest.as_str());
+    assert!(ok(strata(r, &["history", &by_repo_digest])).contains("Imported from -"));
+    let archive = r.join("by-digest.tar");
+    ok(strata(
+        r,
+        &["save", "-o", archive.to_str().unwrap(), &by_repo_digest],
+    ));
+    ok(strata(r, &["tag", &by_repo_digest, "copy:1"]));
+    assert_eq!(
+        ok(strata(r, &["inspect", "-f", "{{.Id}}", "copy:1"])).trim(),
+        id
+    );
+    // the digest names the image only in the repository it was recorded for
+    let err = fails(strata(r, &["inspect", &format!("busybox@{digest}")]));
+    assert!(err.contains("no such image"), "{err}");
+    // rmi of it untags the image's tags in that repository
+    let out = ok(strata(r, &["rmi", &by_repo_digest]));
+    assert_eq!(out, format!("Untagged: {target}\n"));
+    assert_eq!(
+        ok(strata(
+            r,
+            &["images", "--format", "{{.Repository}}:{{.Tag}}"]
+        )),
+        "busybox:latest\ncopy:1\n"
+    );
+}

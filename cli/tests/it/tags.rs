@@ -89,3 +89,79 @@ fn tag_images_history_and_rmi_work_like_docker() {
         "only the header is left"
     );
 }
+
+fn inspect_id(root: &std::path::Path, name: &str) -> String {
+    ok(strata(root, &["inspect", "-f", "{{.Id}}", name]))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn untagged_images_are_tagged_by_id_until_gc_removes_them() {
+    let (root, _tar, id) = root_with_busybox();
+    let r = root.path();
+    let short = &id[7..19];
+
+    // imported without a name: no tag, yet tag finds it by id or unique prefix, as
+    // inspect does
+    let tar = r.join("busybox.tar");
+    let plain = ok(strata(
+        r,
+        &["import", "-c", r#"CMD ["true"]"#, tar.to_str().unwrap()],
+    ))
+    .trim()
+    .to_string();
+    assert_ne!(plain, id);
+    assert_eq!(inspect_id(r, &plain[7..19]), plain);
+    ok(strata(r, &["tag", &plain[7..19], "fresh:1"]));
+    assert_eq!(inspect_id(r, "fresh:1"), plain);
+    ok(strata(r, &["tag", &plain, "fresh:2"]));
+    assert_eq!(inspect_id(r, "fresh:2"), plain);
+
+    // after rmi of its last tag, an image is tagged back by its id (Docker's way back)
+    ok(strata(r, &["rmi", "busybox"]));
+    ok(strata(r, &["tag", short, "busybox:back"]));
+    assert_eq!(inspect_id(r, "busybox:back"), id);
+
+    // rmi of an untagged image says there is nothing to untag
+    ok(strata(r, &["rmi", "--force", &plain]));
+    let err = fails(strata(r, &["rmi", &plain]));
+    assert!(err.contains("has no tag to remove"), "{err}");
+
+    // gc removes the untagged image: then it is gone for every command
+    ok(strata(r, &["gc"]));
+    let err = fails(strata(r, &["tag", &plain, "fresh:3"]));
+    assert!(err.contains(&format!("no such image: {plain}")), "{err}");
+    assert_eq!(inspect_id(r, "busybox:back"), id);
+}
+
+#[test]
+fn rmi_of_a_digest_reference_untags_the_image_in_that_repository() {
+    let (root, _tar, id) = root_with_busybox();
+    let r = root.path();
+    let digest = ok(strata(r, &["images", "--format", "{{.Digest}}"]))
+        .trim()
+        .to_string();
+    for tag in ["app:1", "app:2", "other:1"] {
+        ok(strata(r, &["tag", "busybox", tag]));
+    }
+    let by_digest = format!("app@{digest}");
+    assert_eq!(inspect_id(r, &by_digest), id);
+    assert_eq!(
+        ok(strata(r, &["rmi", &by_digest])),
+        "Untagged: app:1\nUntagged: app:2\n"
+    );
+    let left = ok(strata(
+        r,
+        &["images", "--format", "{{.Repository}}:{{.Tag}}"],
+    ));
+    assert_eq!(left, "busybox:latest\nother:1\n");
+    // nothing left to untag in that repository; the image is still there
+    let err = fails(strata(r, &["rmi", &by_digest]));
+    assert!(err.contains("has no tag in app"), "{err}");
+    assert_eq!(inspect_id(r, &by_digest), id);
+    // a digest that is no image of the store is no such image, for rmi as for inspect
+    let unknown = format!("app@sha256:{}", "0".repeat(64));
+    let err = fails(strata(r, &["rmi", &unknown]));
+    assert!(err.contains(&format!("no such image: {unknown}")), "{err}");
+}

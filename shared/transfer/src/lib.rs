@@ -22,4 +22,4 @@ pub mod save;
 pub mod store;
 
 pub use error::{Result, TransferError};
-pub use store::{ImageStore, StoredImage};
+pub use store::{Found, ImageStore, NamedBy, StoredImage};

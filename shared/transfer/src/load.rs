@@ -38,8 +38,9 @@ pub struct LoadedImage {
     pub manifest_digest: Digest,
     /// Tags pointed at it.
     pub tags: Vec<Reference>,
-    /// Tags that pointed elsewhere before: (tag, old manifest).
-    pub moved: Vec<(Reference, Digest)>,
+    /// Tags that pointed at another image before: (tag, the old image's ID), what
+    /// `docker load` reports as renaming the old image (docker-archive.md §4).
+    pub moved: Vec<(Reference, String)>,
 }
 
 /// A file of the archive after the streaming pass.
@@ -621,7 +622,17 @@ async fn interpret(it: &mut Interpreter<'_>) -> Result<Vec<LoadedImage>> {
             if let Some(old) = it.store.set_tag(t, &manifest_digest).await?
                 && old != manifest_digest
             {
-                moved.push((t.clone(), old));
+                // the tag has moved: a failure to read the old image only costs its ID
+                let old_id = match it.store.image(&old).await {
+                    Ok(image) => image.id(),
+                    Err(e) => {
+                        tracing::warn!(manifest = %old, error = %e, "cannot read the image a loaded tag pointed at; naming it by its manifest");
+                        old.to_string()
+                    }
+                };
+                if old_id != image_id {
+                    moved.push((t.clone(), old_id));
+                }
             }
         }
         out.push(LoadedImage {

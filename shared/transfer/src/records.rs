@@ -4,25 +4,32 @@
 //! - **repo digest** (`strata.record=repo-digest`, `strata.subject=<local manifest>`): the
 //!   registry repository and manifest digest an image was pulled from or pushed to, shown
 //!   as `RepoDigests` by `inspect`.
-//! - **compressed layer** (`strata.record=compressed-layer`, `strata.subject=<diff_id>`):
-//!   the descriptor of a layer's compressed form, so a push can ask the registry for it by
-//!   digest without compressing again, and a second push uploads nothing.
+//! - **compressed layer** (`strata.record=compressed-layer`, `strata.subject=<diff_id>`,
+//!   `strata.gc.ref.compressed=<compressed digest>`): the descriptor of a layer's compressed
+//!   form, so a push can ask the registry for it by digest without compressing again, and a
+//!   second push uploads nothing.
+//! - **blob location** (`strata.record=blob-location`, `strata.subject=<compressed digest>`):
+//!   a registry repository known to hold a compressed layer, for cross-repository mounts.
 //!
-//! Records are content-addressed like any blob (writing the same record twice stores one);
-//! they are caches: losing one to garbage collection only costs a recompression.
+//! Records are content-addressed like any blob (writing the same record twice stores one).
+//! Their labels tell the layer store's GC what they belong to ([`strata_types::gc_label`]):
+//! `strata.subject` keeps a record exactly as long as the image or layer it describes, and a
+//! compressed-layer record keeps, through its `strata.gc.ref.compressed`, the locations of its
+//! compressed form (and that form's blob, were it stored). So `strata gc` keeps the records of
+//! every image a tag, lease or cache entry reaches, and removes them with the image.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use strata_image::Descriptor;
-use strata_types::{Digest, Reference};
+use strata_types::{Digest, Reference, gc_label};
 
 use crate::{Result, store::ImageStore};
 
 /// Media type of record blobs.
 pub const RECORD_MEDIA_TYPE: &str = "application/vnd.strata.record.v1+json";
 const KIND: &str = "strata.record";
-const SUBJECT: &str = "strata.subject";
+const SUBJECT: &str = gc_label::SUBJECT;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct RepoDigest {
@@ -37,15 +44,26 @@ struct CompressedLayer {
     descriptor: Descriptor,
 }
 
-async fn put(store: &ImageStore, kind: &str, subject: &str, body: Vec<u8>) -> Result<()> {
+/// Stores a record unless it is there; `refs` are further digests GC keeps while the record
+/// is kept (`strata.gc.ref.<name>` labels).
+async fn put(
+    store: &ImageStore,
+    kind: &str,
+    subject: &str,
+    refs: &[(&str, &Digest)],
+    body: Vec<u8>,
+) -> Result<()> {
     let digest = Digest::of(&body);
     if store.stat(&digest).await?.is_some() {
         return Ok(());
     }
-    let labels = BTreeMap::from([
+    let mut labels = BTreeMap::from([
         (KIND.to_string(), kind.to_string()),
         (SUBJECT.to_string(), subject.to_string()),
     ]);
+    for (name, d) in refs {
+        labels.insert(format!("{}{name}", gc_label::REF_PREFIX), d.to_string());
+    }
     store
         .put_labelled(body, RECORD_MEDIA_TYPE, &digest, labels)
         .await?;
@@ -82,7 +100,7 @@ pub async fn add_repo_digest(
         digest: digest.to_string(),
     })
     .unwrap_or_default();
-    put(store, "repo-digest", &manifest.to_string(), body).await
+    put(store, "repo-digest", &manifest.to_string(), &[], body).await
 }
 
 /// `RepoDigests` of a local image: familiar `name@sha256:…`, sorted.
@@ -99,6 +117,37 @@ pub async fn repo_digests(store: &ImageStore, manifest: &Digest) -> Result<Vec<S
     out.sort();
     out.dedup();
     Ok(out)
+}
+
+/// The local image a repo digest recorded for `repository` (a bare repository) stands for,
+/// when a push or pull recorded one and the image is still stored.
+pub async fn local_manifest(
+    store: &ImageStore,
+    repository: &Reference,
+    digest: &Digest,
+) -> Result<Option<Digest>> {
+    let labels = BTreeMap::from([(KIND.to_string(), "repo-digest".to_string())]);
+    let (name, digest) = (repository.name(), digest.to_string());
+    for info in store.list_blobs(RECORD_MEDIA_TYPE, labels).await? {
+        let Ok(d) = Digest::parse(&info.digest) else {
+            continue;
+        };
+        let Ok(body) = store.read_bytes(&d, 64 * 1024).await else {
+            continue;
+        };
+        let Ok(record) = serde_json::from_slice::<RepoDigest>(&body) else {
+            continue;
+        };
+        if record.repository != name || record.digest != digest {
+            continue;
+        }
+        if let Ok(manifest) = Digest::parse(&record.manifest)
+            && store.is_manifest(&manifest).await?
+        {
+            return Ok(Some(manifest));
+        }
+    }
+    Ok(None)
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -121,7 +170,7 @@ pub async fn add_blob_location(
         repository: repository.to_string(),
     })
     .unwrap_or_default();
-    put(store, "blob-location", &digest.to_string(), body).await
+    put(store, "blob-location", &digest.to_string(), &[], body).await
 }
 
 /// The (registry, repository) pairs known to hold a blob.
@@ -146,7 +195,9 @@ pub async fn add_compressed(
         descriptor: descriptor.clone(),
     })
     .unwrap_or_default();
-    put(store, "compressed-layer", &diff_id.to_string(), body).await
+    let compressed = Digest::parse(&descriptor.digest).ok();
+    let refs: Vec<(&str, &Digest)> = compressed.iter().map(|d| ("compressed", d)).collect();
+    put(store, "compressed-layer", &diff_id.to_string(), &refs, body).await
 }
 
 /// The compressed forms known for a layer.

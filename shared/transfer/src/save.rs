@@ -243,13 +243,10 @@ pub async fn write(
             layers: layer_paths,
         });
     }
-    let mut files: Vec<(String, Vec<u8>)> = vec![
-        ("index.json".into(), index.to_json()),
-        (
-            "oci-layout".into(),
-            br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
-        ),
-    ];
+    let mut files: Vec<(String, Vec<u8>)> = vec![(
+        "oci-layout".into(),
+        br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
+    )];
     if shape == Shape::DockerArchive {
         let mut m = serde_json::to_vec(&docker_manifest).unwrap_or_default();
         m.push(b'\n');
@@ -260,7 +257,6 @@ pub async fn write(
             files.push(("repositories".into(), r));
         }
     }
-    files.sort();
     let mtime = images
         .first()
         .and_then(|s| s.image.config.created.as_deref())
@@ -271,6 +267,13 @@ pub async fn write(
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let _guard = handle.enter();
+        // a directory may hold a layout already: its other entries stay
+        let index_json = match &target {
+            Target::Dir(dir) => merged_index(dir, &index)?,
+            Target::Tar(_) => index.to_json(),
+        };
+        files.push(("index.json".into(), index_json));
+        files.sort();
         let mut sink: Box<dyn LayoutSink> = match target {
             Target::Tar(w) => Box::new(TarSink {
                 builder: tar::Builder::new(w),
@@ -303,6 +306,78 @@ pub async fn write(
     })
     .await
     .map_err(|e| TransferError::invalid("save", format!("task failed: {e}")))?
+}
+
+/// The annotation naming an index.json entry (its tag in the layout).
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// The index.json to write into the layout directory `dir`: `new`, merged into the one `dir`
+/// already holds, if any ([`merge_index`]).
+fn merged_index(dir: &Path, new: &Index) -> Result<Vec<u8>> {
+    let path = dir.join("index.json");
+    match std::fs::read(&path) {
+        Ok(existing) => merge_index(&existing, new).map_err(|reason| {
+            TransferError::invalid(
+                path.display().to_string(),
+                format!("{reason} (an existing layout's index is merged into, not replaced; it was left as it is)"),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(new.to_json()),
+        Err(e) => Err(TransferError::io(
+            format!("failed to read {}", path.display()),
+            e,
+        )),
+    }
+}
+
+/// An existing index.json with `new`'s entries added, as skopeo and umoci add to a layout:
+/// every existing entry stays (unknown fields and all) except one whose
+/// `org.opencontainers.image.ref.name` a new entry takes over, or an unnamed entry of the
+/// same manifest as a new unnamed one; the new entries come last. Err: why `existing` is
+/// not an index to add to.
+fn merge_index(existing: &[u8], new: &Index) -> std::result::Result<Vec<u8>, String> {
+    use serde_json::Value;
+    let mut doc: Value = serde_json::from_slice(existing).map_err(|e| e.to_string())?;
+    let Some(object) = doc.as_object_mut() else {
+        return Err("not a JSON object".into());
+    };
+    let old = match object.remove("manifests") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(entries)) => entries,
+        Some(_) => return Err("\"manifests\" is not an array".into()),
+    };
+    let ref_name = |entry: &Value| {
+        entry
+            .get("annotations")
+            .and_then(|a| a.get(REF_NAME))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let added: Vec<Value> = new
+        .manifests
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let taken: Vec<String> = added.iter().filter_map(ref_name).collect();
+    let unnamed: Vec<&Value> = added
+        .iter()
+        .filter(|e| ref_name(e).is_none())
+        .filter_map(|e| e.get("digest"))
+        .collect();
+    let mut manifests: Vec<Value> = old
+        .into_iter()
+        .filter(|e| match ref_name(e) {
+            Some(name) => !taken.contains(&name),
+            None => !e.get("digest").is_some_and(|d| unnamed.contains(&d)),
+        })
+        .collect();
+    manifests.extend(added);
+    object.insert("manifests".into(), Value::Array(manifests));
+    object
+        .entry("schemaVersion")
+        .or_insert_with(|| Value::from(2));
+    serde_json::to_vec(&doc).map_err(|e| e.to_string())
 }
 
 /// A blob's chunks as the store sends them, checked against its size and digest on the way:
@@ -536,6 +611,65 @@ mod tests {
     use tokio::sync::mpsc;
 
     use super::*;
+
+    fn named(digest: &Digest, name: Option<&str>) -> Descriptor {
+        let mut d = Descriptor::new(media_type::OCI_MANIFEST, digest.to_string(), 1);
+        d.annotations = name.map(|n| BTreeMap::from([(REF_NAME.to_string(), n.to_string())]));
+        d
+    }
+
+    #[test]
+    fn an_existing_index_keeps_its_other_entries() {
+        let (a, b, c) = (Digest::of(b"a"), Digest::of(b"b"), Digest::of(b"c"));
+        let existing = format!(
+            r#"{{"schemaVersion":2,"annotations":{{"x":"y"}},"manifests":[
+              {{"mediaType":"{m}","digest":"{a}","size":1,"annotations":{{"{REF_NAME}":"keep"}},"data":"e30="}},
+              {{"mediaType":"{m}","digest":"{a}","size":1,"annotations":{{"{REF_NAME}":"1"}}}},
+              {{"mediaType":"{m}","digest":"{b}","size":1}},
+              {{"mediaType":"{m}","digest":"{c}","size":1}}]}}"#,
+            m = media_type::OCI_MANIFEST
+        );
+        let new = Index {
+            schema_version: 2,
+            media_type: Some(media_type::OCI_INDEX.to_string()),
+            manifests: vec![named(&b, Some("1")), named(&c, None)],
+            annotations: None,
+        };
+        let merged: serde_json::Value =
+            serde_json::from_slice(&merge_index(existing.as_bytes(), &new).unwrap()).unwrap();
+        let entries: Vec<(String, Option<String>)> = merged["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["digest"].as_str().unwrap().to_string(),
+                    e["annotations"][REF_NAME].as_str().map(str::to_string),
+                )
+            })
+            .collect();
+        let s = |d: &Digest, n: Option<&str>| (d.to_string(), n.map(str::to_string));
+        assert_eq!(
+            entries,
+            [
+                s(&a, Some("keep")),
+                s(&b, None),
+                s(&b, Some("1")),
+                s(&c, None)
+            ],
+            "ref name 1 moves to the new image, c is listed once"
+        );
+        assert_eq!(
+            merged["manifests"][0]["data"], "e30=",
+            "unknown fields stay"
+        );
+        assert_eq!(merged["annotations"]["x"], "y");
+        assert_eq!(merged["schemaVersion"], 2);
+
+        assert!(merge_index(b"[1]", &new).is_err());
+        assert!(merge_index(b"{\"manifests\":3}", &new).is_err());
+        assert!(merge_index(b"not json", &new).is_err());
+    }
 
     /// Streams `chunks` through [`Verified`] for a blob announced as (`digest`, `size`) and
     /// returns what came out, or the error.

@@ -59,6 +59,27 @@ impl StoredImage {
     }
 }
 
+/// How the name a user typed named an image (see [`ImageStore::lookup`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamedBy {
+    /// An existing tag, in full (`docker.io/library/app:1`).
+    Tag(Reference),
+    /// `NAME@sha256:…`: the repository `NAME` (no tag), with the image's local manifest
+    /// digest or a repo digest recorded for that repository (what a push or pull printed).
+    Digest(Reference),
+    /// A manifest digest or an image ID (`sha256:…`), or a unique prefix of an image ID.
+    Id,
+}
+
+/// An image found by name, and how the name named it.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// The image.
+    pub image: StoredImage,
+    /// How the name named it.
+    pub named_by: NamedBy,
+}
+
 /// Blobs and tags over one gRPC channel.
 #[derive(Debug, Clone)]
 pub struct ImageStore {
@@ -598,35 +619,68 @@ impl ImageStore {
         Ok(out)
     }
 
-    /// Resolves what a user typed: a tag (`busybox`, `app:v1`), `name@sha256:…`, a manifest
-    /// digest, an image ID (`sha256:<config>`), or a unique prefix of an image ID.
+    /// Resolves what a user typed: a tag (`busybox`, `app:v1`), `name@sha256:…` (the local
+    /// manifest digest, or a repo digest recorded for that repository by a push or pull), a
+    /// manifest digest, an image ID (`sha256:<config>`), or a unique prefix of an image ID.
+    /// Tags win over ID prefixes, as in Docker. Every image the store holds is found, tagged
+    /// or not, until garbage collection removes it.
     pub async fn resolve(&self, name: &str) -> Result<StoredImage> {
+        Ok(self.lookup(name).await?.image)
+    }
+
+    /// [`ImageStore::resolve`], telling how the name named the image (`rmi` untags
+    /// according to it).
+    pub async fn lookup(&self, name: &str) -> Result<Found> {
+        let by_id = |image| Found {
+            image,
+            named_by: NamedBy::Id,
+        };
         if let Some(hex) = name.strip_prefix("sha256:") {
             if let Ok(d) = Digest::parse(name)
-                && self
-                    .stat(&d)
-                    .await?
-                    .is_some_and(|i| media_type::is_manifest(&i.media_type))
+                && self.is_manifest(&d).await?
             {
-                return self.image(&d).await;
+                return self.image(&d).await.map(by_id);
             }
-            return self.resolve_id_prefix(name, hex).await;
+            return self.resolve_id_prefix(name, hex).await.map(by_id);
         }
         if let Ok(reference) = Reference::parse(name) {
             if let Some(d) = reference.digest() {
-                return self.image(d).await;
+                let repository = Reference::parse_repository(&reference.name())?;
+                let manifest = if self.is_manifest(d).await? {
+                    Some(*d)
+                } else {
+                    crate::records::local_manifest(self, &repository, d).await?
+                };
+                let Some(manifest) = manifest else {
+                    return Err(TransferError::NoSuchImage(name.to_string()));
+                };
+                return Ok(Found {
+                    image: self.image(&manifest).await?,
+                    named_by: NamedBy::Digest(repository),
+                });
             }
             if let Some(tag) = self.resolve_tag(&reference).await? {
-                return self.image(&Digest::parse(&tag.digest)?).await;
+                return Ok(Found {
+                    image: self.image(&Digest::parse(&tag.digest)?).await?,
+                    named_by: NamedBy::Tag(reference),
+                });
             }
         }
         if !name.is_empty()
             && name.len() <= 64
             && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
         {
-            return self.resolve_id_prefix(name, name).await;
+            return self.resolve_id_prefix(name, name).await.map(by_id);
         }
         Err(TransferError::NoSuchImage(name.to_string()))
+    }
+
+    /// True when `digest` is a stored image manifest.
+    pub async fn is_manifest(&self, digest: &Digest) -> Result<bool> {
+        Ok(self
+            .stat(digest)
+            .await?
+            .is_some_and(|i| media_type::is_manifest(&i.media_type)))
     }
 
     async fn resolve_id_prefix(&self, name: &str, hex: &str) -> Result<StoredImage> {

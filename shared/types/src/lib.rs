@@ -1,7 +1,9 @@
 //! Common value types shared by every strata crate: [`Digest`] (content addresses),
-//! [`Reference`] (image names as Docker writes them) and the OCI [`media_type`] constants.
+//! [`Reference`] (image names as Docker writes them), the OCI [`media_type`] constants and the
+//! blob labels garbage collection follows ([`gc_label`]).
 
 pub mod digest;
+pub mod gc_label;
 pub mod hashing;
 pub mod media_type;
 pub mod reference;

@@ -2,7 +2,9 @@
 //!
 //! Roots: the request's digests (the caller adds the tag index's), live leases, build-cache
 //! results (unless pruned), and digests announced by uploads in flight. Marking follows
-//! manifest -> config/layers and index -> manifests. While a GC runs, every commit or
+//! manifest -> config/layers and index -> manifests, a blob's `strata.gc.ref.*` labels, and
+//! from any digest reached to the blobs labelled with it as their `strata.subject` (records
+//! about an image or layer live exactly as long as it does). While a GC runs, every commit or
 //! confirmation of a digest is recorded (under the digest's stripe lock, which the sweep also
 //! takes before deleting), so a write that finishes during GC — and whatever a manifest
 //! committed during GC names — survives it.
@@ -13,7 +15,7 @@ use strata_types::Digest;
 use tokio::sync::OwnedMutexGuard;
 use tracing::info;
 
-use super::{Store, lock};
+use super::{Store, lock, references::Dependents};
 use crate::error::Result;
 
 /// What to collect.
@@ -108,12 +110,16 @@ impl GcGuard {
             );
         }
         roots.extend(store.in_flight_digests());
-        let marked = store.reachable(roots)?;
+        // Read before marking: a blob committed after this read is not swept at all, and
+        // one committed before it is either marked or protected.
+        let blobs = store.all_blobs()?;
+        let dependents = Dependents::of(&blobs);
+        let marked = store.reachable(roots, &dependents)?;
 
         // what was committed since the GC began, and what it names
         let mut protected = HashSet::new();
         let mut protected_from = 0;
-        for (digest, _) in store.all_blobs()? {
+        for (digest, _) in blobs {
             if marked.contains(&digest) {
                 report.kept += 1;
                 continue;
@@ -122,7 +128,7 @@ impl GcGuard {
             let now: Vec<Digest> = lock(&store.protect).iter().flatten().copied().collect();
             if now.len() != protected_from {
                 protected_from = now.len();
-                protected = store.reachable(now)?;
+                protected = store.reachable(now, &dependents)?;
             }
             if protected.contains(&digest) {
                 report.kept += 1;

@@ -1,16 +1,41 @@
-//! What a manifest or index refers to, for GC marking and usage.
+//! What a blob refers to, for GC marking and usage: the config, layers, manifests and
+//! subject a manifest or index names, the digests a blob's `strata.gc.ref.*` labels name, and
+//! the blobs whose `strata.subject` label names it (records about it, see
+//! [`strata_types::gc_label`]).
 
 use std::{
-    collections::{HashSet, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     sync::Arc,
 };
 
 use serde::Deserialize;
-use strata_types::{Digest, media_type};
+use strata_types::{Digest, gc_label, media_type};
 use tracing::warn;
 
-use super::Store;
+use super::{Store, record::BlobRecord};
 use crate::error::Result;
+
+/// Blobs by the subject their `strata.subject` label names: the reverse edges of marking,
+/// from an image or layer to the records about it.
+#[derive(Debug, Default)]
+pub(super) struct Dependents(HashMap<Digest, Vec<Digest>>);
+
+impl Dependents {
+    /// The index of `blobs` (every blob record, as [`Store::all_blobs`] reads them).
+    pub(super) fn of(blobs: &[(Digest, BlobRecord)]) -> Self {
+        let mut map: HashMap<Digest, Vec<Digest>> = HashMap::new();
+        for (digest, r) in blobs {
+            if let Some(subject) = gc_label::subject(&r.labels) {
+                map.entry(subject).or_default().push(*digest);
+            }
+        }
+        Self(map)
+    }
+
+    fn of_subject(&self, subject: &Digest) -> &[Digest] {
+        self.0.get(subject).map_or(&[], Vec::as_slice)
+    }
+}
 
 /// Manifests larger than this are not parsed (the distribution spec caps them at 4 MiB).
 const MAX_MANIFEST: u64 = 4 << 20;
@@ -45,33 +70,38 @@ pub fn parse(content: &[u8]) -> Result<Vec<Digest>, String> {
 }
 
 impl Store {
-    /// The digests `digest` refers to when it is a stored manifest or index; empty for any
-    /// other blob, an absent one, or one that does not parse (logged).
+    /// The digests a stored blob refers to: those its `strata.gc.ref.*` labels name and,
+    /// when it is a manifest or index, those it names; empty for an absent blob. A manifest
+    /// that does not parse (logged) names nothing.
     pub(super) fn children(self: &Arc<Self>, digest: &Digest) -> Result<Vec<Digest>> {
         let Some(r) = self.load_blob(digest)? else {
             return Ok(Vec::new());
         };
+        let mut out = gc_label::refs(&r.labels);
         if !(media_type::is_manifest(&r.media_type) || media_type::is_index(&r.media_type)) {
-            return Ok(Vec::new());
+            return Ok(out);
         }
         if r.size > MAX_MANIFEST {
             warn!(digest = %digest, size = r.size, "manifest too large to follow its references");
-            return Ok(Vec::new());
+            return Ok(out);
         }
         let content = self.read_all(digest)?;
         match parse(&content) {
-            Ok(children) => Ok(children),
+            Ok(children) => out.extend(children),
             Err(reason) => {
                 warn!(digest = %digest, %reason, "manifest does not parse; its references are not followed");
-                Ok(Vec::new())
             }
         }
+        Ok(out)
     }
 
-    /// Everything reachable from `roots` (the roots included, present or not).
+    /// Everything reachable from `roots` (the roots included, present or not), following
+    /// [`Store::children`] and, from each digest reached, the blobs `dependents` lists as
+    /// its records.
     pub(super) fn reachable(
         self: &Arc<Self>,
         roots: impl IntoIterator<Item = Digest>,
+        dependents: &Dependents,
     ) -> Result<HashSet<Digest>> {
         let mut seen = HashSet::new();
         let mut queue: VecDeque<Digest> = roots.into_iter().collect();
@@ -80,6 +110,7 @@ impl Store {
                 continue;
             }
             queue.extend(self.children(&d)?);
+            queue.extend(dependents.of_subject(&d).iter().copied());
         }
         Ok(seen)
     }

@@ -4,7 +4,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use strata_types::{Digest, media_type};
 
-use super::Store;
+use super::{Store, references::Dependents};
 use crate::error::Result;
 
 /// Usage of one kind of content.
@@ -56,11 +56,9 @@ impl Store {
     /// Usage, attributing space to `roots` (image manifests); `pinned` are further GC roots
     /// that take no part in the unique/shared split (the tag index's digests).
     pub fn usage(self: &Arc<Self>, roots: &[Digest], pinned: &[Digest]) -> Result<UsageReport> {
-        let blobs: HashMap<Digest, u64> = self
-            .all_blobs()?
-            .into_iter()
-            .map(|(d, r)| (d, r.size))
-            .collect();
+        let all = self.all_blobs()?;
+        let dependents = Dependents::of(&all);
+        let blobs: HashMap<Digest, u64> = all.iter().map(|(d, r)| (*d, r.size)).collect();
         let mut kinds: Vec<KindUsage> = KINDS
             .iter()
             .map(|k| KindUsage {
@@ -69,7 +67,7 @@ impl Store {
                 bytes: 0,
             })
             .collect();
-        for (_, r) in self.all_blobs()? {
+        for (_, r) in &all {
             let k = kinds
                 .iter_mut()
                 .find(|k| k.kind == kind(&r.media_type))
@@ -82,7 +80,7 @@ impl Store {
         roots.dedup();
         let mut reached: HashMap<Digest, u32> = HashMap::new();
         for root in &roots {
-            for d in self.reachable([*root])? {
+            for d in self.reachable([*root], &dependents)? {
                 *reached.entry(d).or_default() += 1;
             }
         }
@@ -102,9 +100,9 @@ impl Store {
         kept_roots.extend_from_slice(pinned);
         kept_roots.extend(self.leased_digests()?);
         kept_roots.extend(self.in_flight_digests());
-        let kept = self.reachable(kept_roots)?;
+        let kept = self.reachable(kept_roots, &dependents)?;
         let entries = self.all_cache_entries()?;
-        let cached = self.reachable(entries.iter().filter_map(|e| e.layer_digest))?;
+        let cached = self.reachable(entries.iter().filter_map(|e| e.layer_digest), &dependents)?;
         let reclaimable_bytes = blobs
             .iter()
             .filter(|(d, _)| !kept.contains(d) && !cached.contains(d))

@@ -85,6 +85,7 @@ fn suite(kv: Arc<dyn KvStore>) {
     gc_marks_from_roots_and_sweeps(&store);
     gc_during_a_write_keeps_it(&store);
     usage_by_kind_and_roots(&store);
+    gc_keeps_records_about_what_it_keeps(&store);
     verify_catches_a_flipped_byte(&store, kv.as_ref());
     restart_rehashes_resumable_sessions_and_sweeps_the_rest(kv.clone());
 }
@@ -696,6 +697,87 @@ fn usage_by_kind_and_roots(store: &Arc<Store>) {
         .unwrap();
     assert_eq!(report.removed.len(), 8);
     let _ = ctx;
+}
+
+/// Records about an image or layer (`strata.subject`), and what they name in turn
+/// (`strata.gc.ref.*`), live exactly as long as that image or layer.
+fn gc_keeps_records_about_what_it_keeps(store: &Arc<Store>) {
+    const RECORD: &str = "application/vnd.strata.record.v1+json";
+    let (m1, _, l1) = image(store, 21, None);
+    let (m2, c2, l2) = image(store, 22, None);
+    let m1s = m1.to_string();
+    let m2s = m2.to_string();
+    let layer = l1[0].to_string();
+    let compressed = Digest::of(b"the layer, compressed (not stored)");
+    let compressed_s = compressed.to_string();
+    let repo_digest = put(store, b"m1 is r/app@x", RECORD, &[("strata.subject", &m1s)]);
+    let compressed_form = put(
+        store,
+        b"layer 1 compresses to y",
+        RECORD,
+        &[
+            ("strata.subject", &layer),
+            ("strata.gc.ref.compressed", &compressed_s),
+        ],
+    );
+    let location = put(
+        store,
+        b"y is in r/app",
+        RECORD,
+        &[("strata.subject", &compressed_s)],
+    );
+    let of_m2 = put(store, b"m2 is r/old@z", RECORD, &[("strata.subject", &m2s)]);
+    let about_nothing = put(
+        store,
+        b"a record of a layer long gone",
+        RECORD,
+        &[("strata.subject", &Digest::of(b"gone").to_string())],
+    );
+    let records = [repo_digest, compressed_form, location];
+    let records_bytes: u64 = records.iter().map(|d| store.stat(d).unwrap().size).sum();
+
+    // du: what m1 keeps is not reclaimable, m1's records included; m2 and its record are
+    let size = |d: &Digest| store.stat(d).unwrap().size;
+    let u = store.usage(&[m1], &[]).unwrap();
+    assert_eq!(
+        u.reclaimable_bytes,
+        [m2, c2, l2[0], of_m2, about_nothing]
+            .iter()
+            .map(size)
+            .sum::<u64>()
+    );
+    assert!(u.unique_bytes >= records_bytes, "m1's records are m1's");
+
+    let report = store
+        .begin_gc_blocking()
+        .collect(&GcRequest {
+            roots: vec![m1],
+            ..GcRequest::default()
+        })
+        .unwrap();
+    for d in records.iter().chain([&m1, &l1[0]]) {
+        assert!(store.stat(d).is_ok(), "{d} belongs to a kept image");
+    }
+    assert!(report.removed.contains(&m2) && report.removed.contains(&of_m2));
+    assert!(report.removed.contains(&about_nothing));
+    assert!(store.stat(&of_m2).is_err(), "a record goes with its image");
+
+    // a lease keeps an image's records just as a root does
+    let lease = store
+        .create_lease("records", Duration::from_secs(60), BTreeMap::new())
+        .unwrap();
+    store.add_lease_resources(&lease.id, &[m1]).unwrap();
+    let report = store
+        .begin_gc_blocking()
+        .collect(&GcRequest::default())
+        .unwrap();
+    assert!(report.removed.is_empty(), "{:?}", report.removed);
+    store.delete_lease(&lease.id).unwrap();
+    let report = store
+        .begin_gc_blocking()
+        .collect(&GcRequest::default())
+        .unwrap();
+    assert_eq!(report.removed.len(), 6, "m1, its config, layer and records");
 }
 
 fn verify_catches_a_flipped_byte(store: &Arc<Store>, kv: &dyn KvStore) {
