@@ -44,49 +44,6 @@ use crate::run_command::{self, RunCommand};
 use crate::runtime::{MOUNT_POINTS, RunSpec, Runtime};
 use crate::snapshot::{Snapshot, SnapshotterKind};
 
-/// Build args every RUN sees without an ARG declaration (BuildKit's predefined proxy args).
-const PROXY_ARGS: &[&str] = &[
-    "HTTP_PROXY",
-    "http_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "FTP_PROXY",
-    "ftp_proxy",
-    "NO_PROXY",
-    "no_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-];
-
-/// The `--build-arg`s no ARG of the Dockerfile declares (BuildKit warns about them),
-/// sorted; the predefined ones (proxies, `BUILDKIT_*`, `SOURCE_DATE_EPOCH`) count as used.
-fn unused_build_args(
-    parsed: &pp::Dockerfile,
-    build_args: &std::collections::HashMap<String, String>,
-) -> Vec<String> {
-    let mut declared: std::collections::HashSet<&str> =
-        parsed.meta_args.iter().map(|a| a.name.as_str()).collect();
-    for stage in &parsed.stages {
-        for inst in &stage.instructions {
-            if let Some(Detail::Arg(a)) = &inst.detail {
-                declared.extend(a.args.iter().map(|a| a.name.as_str()));
-            }
-        }
-    }
-    let mut unused: Vec<String> = build_args
-        .keys()
-        .filter(|k| {
-            !declared.contains(k.as_str())
-                && !PROXY_ARGS.contains(&k.as_str())
-                && !k.starts_with("BUILDKIT_")
-                && *k != "SOURCE_DATE_EPOCH"
-        })
-        .cloned()
-        .collect();
-    unused.sort();
-    unused
-}
-
 /// The default per-RUN timeout.
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Lines of output kept for a failed RUN's report.
@@ -455,7 +412,8 @@ impl Engine {
         let parsed = parsed
             .dockerfile
             .ok_or_else(|| ExecutorError::Internal("the parser returned no Dockerfile".into()))?;
-        let unused = unused_build_args(&parsed, &req.build_args);
+        // the parser knows which build args no ARG of a built stage consumed (§9.2)
+        let unused = &parsed.unused_build_args;
         if !unused.is_empty() {
             events
                 .send(Event::Warning(pb::BuildWarning {
@@ -1149,7 +1107,7 @@ impl Engine {
         pre.env = env.iter().cloned().collect();
         // proxy build args reach RUN undeclared, outside the key and the history
         // (dockerfile.md §9.3); declared with ARG they are already in the env
-        for name in PROXY_ARGS {
+        for name in strata_dockerfile::PROXY_ARGS {
             if let Some(value) = ctx.req.build_args.get(*name)
                 && !env.iter().any(|(k, _)| k == name)
             {
