@@ -322,10 +322,36 @@ fn a_recorded_repo_digest_names_the_local_image() {
     let target = format!("{}/strata/busybox:1", registry.addr);
     ok(strata(r, &["tag", "busybox", &target]));
     let digest = digest_of_push(&ok(strata(r, &["push", &target])));
-    let local = ok(strata(r, &["images", "--format", "{{.Digest}}", "busybox"]))
-        .trim()
-        .to_string();
-    assert_ne!(digest, local, "the pushed manifest is not the local one");
+    // images shows the pushed digest for the pushed repository only, as Docker does, never
+    // the local manifest's
+    let local = ok(strata(r, &["inspect", "-f", "{{.Id}}", "busybox"]));
+    assert_ne!(digest, local.trim());
+    let listed = |args: &[&str]| ok(strata(r, &[&["images"], args].concat()));
+    assert_eq!(
+        listed(&["--format", "{{.Repository}} {{.Digest}}"]),
+        format!(
+            "{}/strata/busybox {digest}\nbusybox <none>\n",
+            registry.addr
+        )
+    );
+    let table = listed(&["--digests"]);
+    let lines: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines[0][..3], ["REPOSITORY", "TAG", "DIGEST"], "{table}");
+    let pushed_row = format!("{}/strata/busybox", registry.addr);
+    assert_eq!(
+        lines[1..]
+            .iter()
+            .map(|l| (l[0], l[1], l[2]))
+            .collect::<Vec<_>>(),
+        [
+            (pushed_row.as_str(), "1", digest.as_str()),
+            ("busybox", "latest", "<none>")
+        ],
+        "{table}"
+    );
     let by_repo_digest = format!("{}/strata/busybox@{digest}", registry.addr);
     let inspect: serde_json::Value =
         serde_json::from_str(&ok(strata(r, &["inspect", &by_repo_digest]))).unwrap();
