@@ -507,3 +507,39 @@ fn a_multi_arch_pull_records_the_index_digest() {
         format!(r#"["{by_digest}"]"#)
     );
 }
+
+#[test]
+fn a_layer_of_another_size_than_its_descriptor_says_so() {
+    let registry = LoopbackRegistry::start();
+    let (root, _tar, _id) = root_with_busybox();
+    let good = format!("{}/strata/busybox:1", registry.addr);
+    ok(strata(root.path(), &["push", "busybox", &good]));
+    let raw = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{good}"),
+    ])
+    .unwrap();
+    // the same layer blob, under a descriptor one byte longer
+    let mut manifest: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    let size = manifest["layers"][0]["size"].as_u64().unwrap();
+    manifest["layers"][0]["size"] = (size + 1).into();
+    let media_type = manifest["mediaType"].as_str().unwrap().to_string();
+    put_manifest(
+        &registry,
+        "strata/busybox:badsize",
+        &media_type,
+        &serde_json::to_vec(&manifest).unwrap(),
+    );
+    let bad = format!("{}/strata/busybox:badsize", registry.addr);
+    let fresh = tempfile::tempdir().unwrap();
+    let err = fails(strata(fresh.path(), &["pull", &bad]));
+    assert!(
+        err.contains(&format!("expected {} bytes, got {size}", size + 1)),
+        "{err}"
+    );
+    assert!(!err.contains("hashes to"), "{err}");
+    let err = fails(strata(fresh.path(), &["inspect", &bad]));
+    assert!(err.contains("no such image"), "{err}");
+}

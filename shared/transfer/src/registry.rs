@@ -292,13 +292,26 @@ async fn pull_layer(
             };
             std::io::copy(&mut raw, &mut std::io::sink())?;
             let (raw_digest, raw_len) = raw.finish();
-            if raw_len != expected_size || raw_digest != digest {
-                writer.abort();
-                return Err(std::io::Error::other(TransferError::DigestMismatch {
-                    what: format!("layer {digest} ({raw_len} of {expected_size} bytes)"),
+            // other bytes than the digest names, or the right bytes under a descriptor
+            // that misstates their size: either way the layer is not what the manifest says
+            let mismatch = if raw_digest != digest {
+                Some(TransferError::DigestMismatch {
+                    what: format!("layer {digest}"),
                     expected: digest,
                     actual: raw_digest,
-                }));
+                })
+            } else if raw_len != expected_size {
+                Some(TransferError::SizeMismatch {
+                    what: format!("layer {digest}"),
+                    expected: expected_size,
+                    actual: raw_len,
+                })
+            } else {
+                None
+            };
+            if let Some(mismatch) = mismatch {
+                writer.abort();
+                return Err(std::io::Error::other(mismatch));
             }
             writer.finish().map_err(std::io::Error::other)?;
             Ok((raw_digest, raw_len, n))
