@@ -3,7 +3,9 @@
 //!
 //! Tags come from the tag index; IMAGE ID, CREATED and SIZE come from the manifest and config
 //! blobs in the layer store. When the layer store cannot answer for an image, its columns say
-//! `<unknown>` and the listing goes on.
+//! `<unknown>` and the listing goes on. DIGEST is, as in Docker, the repo digest a push or pull
+//! recorded for the image in the row's repository (strata-transfer's records, `inspect`'s
+//! `RepoDigests`), or `<none>`: never the local manifest's digest, which no registry has.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -36,7 +38,8 @@ const MAX_DOCUMENT_BYTES: usize = 4 << 20;
 pub struct ImagesArgs {
     /// Only this repository's tags (e.g. `busybox`, `localhost:5000/app`).
     pub repository: Option<String>,
-    /// Show each image's manifest digest.
+    /// Show the registry digest recorded for each image in its repository (by a push or a
+    /// pull), or `<none>`.
     #[arg(long)]
     pub digests: bool,
     /// Output format: `table` (Docker's columns), `json` (one object per line, Docker's
@@ -69,6 +72,8 @@ async fn list(channel: Transport, args: &ImagesArgs) -> anyhow::Result<String> {
     };
     let tags = all_tags(&mut TagIndexClient::new(channel.clone()), &repository, "").await?;
     let mut details = BTreeMap::new();
+    let mut recorded = BTreeMap::new();
+    let images = ImageStore::new(channel.clone());
     let mut store = LayerStoreClient::new(channel);
     for digest in tags
         .iter()
@@ -76,9 +81,17 @@ async fn list(channel: Transport, args: &ImagesArgs) -> anyhow::Result<String> {
         .collect::<BTreeSet<_>>()
     {
         let d = read_details(&mut store, &digest).await;
-        details.insert(digest, d);
+        details.insert(digest.clone(), d);
+        // like the other columns, a digest the store cannot answer for is `<unknown>`
+        let records = match Digest::parse(&digest) {
+            Ok(manifest) => strata_transfer::records::repo_digest_records(&images, &manifest)
+                .await
+                .ok(),
+            Err(_) => None,
+        };
+        recorded.insert(digest, records);
     }
-    let rows = rows(&tags, &details);
+    let rows = rows(&tags, &details, &recorded);
     let now = now_seconds();
     Ok(match ListFormat::parse(&args.format)? {
         ListFormat::Table => table(&rows, args.digests, args.no_trunc, now),
@@ -258,22 +271,47 @@ fn go_arch() -> &'static str {
 pub(crate) struct Row {
     pub repository: String,
     pub tag: String,
+    /// The DIGEST column: the repo digest recorded in this repository, `<none>` or
+    /// `<unknown>`.
     pub digest: String,
     pub details: ImageDetails,
 }
 
-fn rows(tags: &[Tag], details: &BTreeMap<String, ImageDetails>) -> Vec<Row> {
+/// Repo digests recorded per local manifest (full repository name, registry digest); `None`
+/// when the store could not say.
+type Recorded = BTreeMap<String, Option<Vec<(String, Digest)>>>;
+
+const NONE: &str = "<none>";
+
+/// The DIGEST of a tag `full_repository` of an image with these records: Docker shows the
+/// repo digest of the tag's own repository (the first, should there be several).
+fn repo_digest(records: Option<&Option<Vec<(String, Digest)>>>, full_repository: &str) -> String {
+    match records {
+        Some(Some(records)) => records
+            .iter()
+            .find(|(repository, _)| repository == full_repository)
+            .map_or_else(|| NONE.to_string(), |(_, digest)| digest.to_string()),
+        Some(None) => UNKNOWN.to_string(),
+        None => NONE.to_string(),
+    }
+}
+
+fn rows(tags: &[Tag], details: &BTreeMap<String, ImageDetails>, recorded: &Recorded) -> Vec<Row> {
     let mut rows: Vec<Row> = tags
         .iter()
         .map(|t| {
-            let (repository, tag) = match Reference::parse_tag(&t.name) {
-                Ok(r) => (r.familiar_name(), r.tag().unwrap_or_default().to_string()),
-                Err(_) => (t.name.clone(), String::new()),
+            let (repository, tag, full_repository) = match Reference::parse_tag(&t.name) {
+                Ok(r) => (
+                    r.familiar_name(),
+                    r.tag().unwrap_or_default().to_string(),
+                    r.name(),
+                ),
+                Err(_) => (t.name.clone(), String::new(), t.name.clone()),
             };
             Row {
                 repository,
                 tag,
-                digest: t.digest.clone(),
+                digest: repo_digest(recorded.get(&t.digest), &full_repository),
                 details: details.get(&t.digest).cloned().unwrap_or_default(),
             }
         })
@@ -467,10 +505,48 @@ mod tests {
                 ..Default::default()
             },
         );
-        let names: Vec<_> = rows(&t, &details)
+        let names: Vec<_> = rows(&t, &details, &Recorded::new())
             .into_iter()
             .map(|r| format!("{}:{}", r.repository, r.tag))
             .collect();
         assert_eq!(names, ["a:1", "a:0", "b:1"]);
+    }
+
+    #[test]
+    fn digest_is_the_repo_digest_of_the_rows_repository() {
+        let local = Digest::of(&[1]).to_string();
+        let pushed = Digest::of(&[7]);
+        let tag = |name: &str, digest: &str| Tag {
+            name: name.into(),
+            digest: digest.into(),
+            ..Tag::default()
+        };
+        let t = vec![
+            tag("localhost:5000/app:1", &local),
+            tag("docker.io/library/app:1", &local),
+            tag("docker.io/library/other:1", &Digest::of(&[2]).to_string()),
+            tag("docker.io/library/lost:1", &Digest::of(&[3]).to_string()),
+        ];
+        let recorded = Recorded::from([
+            (
+                local.clone(),
+                Some(vec![("localhost:5000/app".to_string(), pushed)]),
+            ),
+            (Digest::of(&[2]).to_string(), Some(vec![])),
+            (Digest::of(&[3]).to_string(), None),
+        ]);
+        let digests: Vec<_> = rows(&t, &BTreeMap::new(), &recorded)
+            .into_iter()
+            .map(|r| (r.repository, r.digest))
+            .collect();
+        assert_eq!(
+            digests,
+            [
+                ("app".to_string(), NONE.to_string()),
+                ("localhost:5000/app".to_string(), pushed.to_string()),
+                ("lost".to_string(), UNKNOWN.to_string()),
+                ("other".to_string(), NONE.to_string()),
+            ]
+        );
     }
 }

@@ -322,10 +322,36 @@ fn a_recorded_repo_digest_names_the_local_image() {
     let target = format!("{}/strata/busybox:1", registry.addr);
     ok(strata(r, &["tag", "busybox", &target]));
     let digest = digest_of_push(&ok(strata(r, &["push", &target])));
-    let local = ok(strata(r, &["images", "--format", "{{.Digest}}", "busybox"]))
-        .trim()
-        .to_string();
-    assert_ne!(digest, local, "the pushed manifest is not the local one");
+    // images shows the pushed digest for the pushed repository only, as Docker does, never
+    // the local manifest's
+    let local = ok(strata(r, &["inspect", "-f", "{{.Id}}", "busybox"]));
+    assert_ne!(digest, local.trim());
+    let listed = |args: &[&str]| ok(strata(r, &[&["images"], args].concat()));
+    assert_eq!(
+        listed(&["--format", "{{.Repository}} {{.Digest}}"]),
+        format!(
+            "{}/strata/busybox {digest}\nbusybox <none>\n",
+            registry.addr
+        )
+    );
+    let table = listed(&["--digests"]);
+    let lines: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines[0][..3], ["REPOSITORY", "TAG", "DIGEST"], "{table}");
+    let pushed_row = format!("{}/strata/busybox", registry.addr);
+    assert_eq!(
+        lines[1..]
+            .iter()
+            .map(|l| (l[0], l[1], l[2]))
+            .collect::<Vec<_>>(),
+        [
+            (pushed_row.as_str(), "1", digest.as_str()),
+            ("busybox", "latest", "<none>")
+        ],
+        "{table}"
+    );
     let by_repo_digest = format!("{}/strata/busybox@{digest}", registry.addr);
     let inspect: serde_json::Value =
         serde_json::from_str(&ok(strata(r, &["inspect", &by_repo_digest]))).unwrap();
@@ -355,4 +381,165 @@ fn a_recorded_repo_digest_names_the_local_image() {
         )),
         "busybox:latest\ncopy:1\n"
     );
+}
+
+/// `curl -X PUT` of a manifest or index; the registry's answer must be a success.
+fn put_manifest(registry: &LoopbackRegistry, repo_ref: &str, media_type: &str, body: &[u8]) {
+    let (repo, reference) = repo_ref.rsplit_once(':').unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("doc.json");
+    std::fs::write(&file, body).unwrap();
+    let out = Command::new("curl")
+        .args(["-sS", "--fail-with-body", "-X", "PUT", "-H"])
+        .arg(format!("Content-Type: {media_type}"))
+        .arg("--data-binary")
+        .arg(format!("@{}", file.display()))
+        .arg(format!(
+            "http://{}/v2/{repo}/manifests/{reference}",
+            registry.addr
+        ))
+        .output()
+        .expect("curl is installed");
+    assert!(
+        out.status.success(),
+        "PUT {repo_ref}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_multi_arch_pull_records_the_index_digest() {
+    let registry = LoopbackRegistry::start();
+    let (root, _tar, id) = root_with_busybox();
+    let name = format!("{}/multi/busybox", registry.addr);
+    // two platform manifests of the same image: strata's OCI one and skopeo's Docker
+    // schema 2 conversion of it
+    let oci = format!("{name}:oci");
+    ok(strata(root.path(), &["push", "busybox", &oci]));
+    let v2s2 = format!("{name}:v2s2");
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        "--format=v2s2",
+        &format!("docker://{oci}"),
+        &format!("docker://{v2s2}"),
+    ]);
+    let entry = |reference: &str, arch: &str| {
+        let raw = skopeo(&[
+            "inspect",
+            "--tls-verify=false",
+            "--raw",
+            &format!("docker://{reference}"),
+        ])
+        .unwrap();
+        let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        serde_json::json!({
+            "mediaType": m["mediaType"],
+            "digest": format!("sha256:{}", super::images_io::sha256_hex(raw.as_bytes())),
+            "size": raw.len(),
+            "platform": {"architecture": arch, "os": "linux"},
+        })
+    };
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [entry(&oci, "amd64"), entry(&v2s2, "arm64")],
+    }))
+    .unwrap();
+    let index_digest = format!("sha256:{}", super::images_io::sha256_hex(&index));
+    let tag = format!("{name}:multi");
+    put_manifest(
+        &registry,
+        tag.split_once('/').unwrap().1,
+        "application/vnd.oci.image.index.v1+json",
+        &index,
+    );
+    // the registry and skopeo name the tag by the index's digest
+    let skopeo_digest = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--format",
+        "{{.Digest}}",
+        &format!("docker://{tag}"),
+    ])
+    .unwrap();
+    assert_eq!(skopeo_digest.trim(), index_digest);
+
+    let fresh = tempfile::tempdir().unwrap();
+    let pulled = ok(strata(fresh.path(), &["pull", &tag]));
+    assert!(
+        pulled.contains(&format!("Digest: {index_digest}\n")),
+        "{pulled}"
+    );
+    let by_digest = format!("{name}@{index_digest}");
+    assert_eq!(
+        ok(strata(
+            fresh.path(),
+            &["inspect", "-f", "{{json .RepoDigests}}", &tag]
+        ))
+        .trim(),
+        format!(r#"["{by_digest}"]"#)
+    );
+    assert_eq!(
+        ok(strata(
+            fresh.path(),
+            &["inspect", "-f", "{{.Id}}", &by_digest]
+        ))
+        .trim(),
+        id
+    );
+
+    // pulling by the index digest works too, and records the same digest
+    let other = tempfile::tempdir().unwrap();
+    let pulled = ok(strata(other.path(), &["pull", &by_digest]));
+    assert!(
+        pulled.contains(&format!("Digest: {index_digest}\n")),
+        "{pulled}"
+    );
+    assert_eq!(
+        ok(strata(
+            other.path(),
+            &["inspect", "-f", "{{json .RepoDigests}}", &by_digest]
+        ))
+        .trim(),
+        format!(r#"["{by_digest}"]"#)
+    );
+}
+
+#[test]
+fn a_layer_of_another_size_than_its_descriptor_says_so() {
+    let registry = LoopbackRegistry::start();
+    let (root, _tar, _id) = root_with_busybox();
+    let good = format!("{}/strata/busybox:1", registry.addr);
+    ok(strata(root.path(), &["push", "busybox", &good]));
+    let raw = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{good}"),
+    ])
+    .unwrap();
+    // the same layer blob, under a descriptor one byte longer
+    let mut manifest: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    let size = manifest["layers"][0]["size"].as_u64().unwrap();
+    manifest["layers"][0]["size"] = (size + 1).into();
+    let media_type = manifest["mediaType"].as_str().unwrap().to_string();
+    put_manifest(
+        &registry,
+        "strata/busybox:badsize",
+        &media_type,
+        &serde_json::to_vec(&manifest).unwrap(),
+    );
+    let bad = format!("{}/strata/busybox:badsize", registry.addr);
+    let fresh = tempfile::tempdir().unwrap();
+    let err = fails(strata(fresh.path(), &["pull", &bad]));
+    assert!(
+        err.contains(&format!("expected {} bytes, got {size}", size + 1)),
+        "{err}"
+    );
+    assert!(!err.contains("hashes to"), "{err}");
+    let err = fails(strata(fresh.path(), &["inspect", &bad]));
+    assert!(err.contains("no such image"), "{err}");
 }

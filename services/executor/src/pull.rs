@@ -126,6 +126,7 @@ pub fn failure_code(e: &TransferError) -> tonic::Code {
         },
         TransferError::Ambiguous { .. }
         | TransferError::DigestMismatch { .. }
+        | TransferError::SizeMismatch { .. }
         | TransferError::Invalid { .. }
         | TransferError::Unsupported(_)
         | TransferError::Io { .. }

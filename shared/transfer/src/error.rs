@@ -34,6 +34,16 @@ pub enum TransferError {
         /// The digest of the bytes.
         actual: Digest,
     },
+    /// Content whose length is not what its descriptor says.
+    #[error("{what}: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        /// Which content.
+        what: String,
+        /// The descriptor's size.
+        expected: u64,
+        /// How many bytes came.
+        actual: u64,
+    },
     /// A document or archive that breaks the format.
     #[error("invalid {what}: {reason}")]
     Invalid {

@@ -105,14 +105,30 @@ pub async fn add_repo_digest(
 
 /// `RepoDigests` of a local image: familiar `name@sha256:…`, sorted.
 pub async fn repo_digests(store: &ImageStore, manifest: &Digest) -> Result<Vec<String>> {
-    let mut out: Vec<String> = find(store, "repo-digest", &manifest.to_string())
+    let mut out: Vec<String> = repo_digest_records(store, manifest)
+        .await?
+        .into_iter()
+        .filter_map(|(repository, digest)| {
+            let reference = Reference::parse(&format!("{repository}@{digest}")).ok()?;
+            Some(reference.familiar())
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// The repo digests recorded for a local image, as (full repository name, registry digest)
+/// pairs, sorted: what `images --digests` shows beside a tag of that repository.
+pub async fn repo_digest_records(
+    store: &ImageStore,
+    manifest: &Digest,
+) -> Result<Vec<(String, Digest)>> {
+    let mut out: Vec<(String, Digest)> = find(store, "repo-digest", &manifest.to_string())
         .await?
         .iter()
         .filter_map(|b| serde_json::from_slice::<RepoDigest>(b).ok())
-        .filter_map(|r| {
-            let reference = Reference::parse(&format!("{}@{}", r.repository, r.digest)).ok()?;
-            Some(reference.familiar())
-        })
+        .filter_map(|r| Some((r.repository, Digest::parse(&r.digest).ok()?)))
         .collect();
     out.sort();
     out.dedup();

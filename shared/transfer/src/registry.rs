@@ -5,8 +5,8 @@
 //! descriptor's digest and size while they are decompressed into the layer store, whose
 //! write is verified against the config's diff_id. A layer whose compressed digest does not
 //! match is aborted before its write commits. The local image gets an OCI manifest over the
-//! uncompressed layers (as every local image has); the registry's manifest digest is kept as
-//! a repo-digest record, and each layer's compressed descriptor as a compressed-layer record.
+//! uncompressed layers (as every local image has); the digest the reference resolved to in the
+//! registry (the index's, for a multi-arch image) is kept as a repo-digest record, and each layer's compressed descriptor as a compressed-layer record.
 //!
 //! **Push**: for each layer, a remembered compressed form the registry already holds is used
 //! as is (HEAD); else one another repository of the same registry holds is mounted; else the
@@ -63,7 +63,8 @@ impl PushCompression {
 /// What a pull stored.
 #[derive(Debug, Clone)]
 pub struct Pulled {
-    /// The registry's manifest digest (what `name@digest` names).
+    /// The digest the reference resolves to in the registry (what `name@digest` names): for a
+    /// multi-arch image the index's, not the platform manifest's.
     pub remote_digest: Digest,
     /// The local manifest.
     pub manifest_digest: Digest,
@@ -108,7 +109,8 @@ fn is_zstd(mt: &str) -> bool {
 pub enum PullProgress {
     /// The manifest was fetched: the image has `layers` layers.
     Resolved {
-        /// The registry's manifest digest.
+        /// The digest the reference resolves to in the registry (an index's, for a
+        /// multi-arch image).
         remote_digest: Digest,
         /// How many layers the image has.
         layers: usize,
@@ -147,6 +149,10 @@ pub async fn pull_with_progress(
         .or_else(|| reference.tag().map(str::to_string))
         .unwrap_or_else(|| "latest".into());
     let mut fetched = registry.get_manifest(&wanted).await?;
+    // What the tag (or digest) resolves to — the index of a multi-arch image, not the
+    // platform manifest picked from it — is the repo digest (docker-archive.md §5), as
+    // `docker pull` and `skopeo inspect` report it.
+    let remote_digest = fetched.digest;
     let mut depth = 0;
     while media_type::is_index(&fetched.media_type) {
         depth += 1;
@@ -171,7 +177,6 @@ pub async fn pull_with_progress(
             fetched.media_type
         )));
     }
-    let remote_digest = fetched.digest;
     let manifest = Manifest::parse(&fetched.bytes)?;
     let config_digest = Digest::parse(&manifest.config.digest)?;
     if manifest.config.size as u64 > MAX_DOCUMENT_BYTES {
@@ -186,7 +191,7 @@ pub async fn pull_with_progress(
     let config = ImageConfig::parse(&config_bytes)?;
     manifest.validate_against(&config)?;
     progress(PullProgress::Resolved {
-        remote_digest: fetched.digest,
+        remote_digest,
         layers: manifest.layers.len(),
     });
 
@@ -287,13 +292,26 @@ async fn pull_layer(
             };
             std::io::copy(&mut raw, &mut std::io::sink())?;
             let (raw_digest, raw_len) = raw.finish();
-            if raw_len != expected_size || raw_digest != digest {
-                writer.abort();
-                return Err(std::io::Error::other(TransferError::DigestMismatch {
-                    what: format!("layer {digest} ({raw_len} of {expected_size} bytes)"),
+            // other bytes than the digest names, or the right bytes under a descriptor
+            // that misstates their size: either way the layer is not what the manifest says
+            let mismatch = if raw_digest != digest {
+                Some(TransferError::DigestMismatch {
+                    what: format!("layer {digest}"),
                     expected: digest,
                     actual: raw_digest,
-                }));
+                })
+            } else if raw_len != expected_size {
+                Some(TransferError::SizeMismatch {
+                    what: format!("layer {digest}"),
+                    expected: expected_size,
+                    actual: raw_len,
+                })
+            } else {
+                None
+            };
+            if let Some(mismatch) = mismatch {
+                writer.abort();
+                return Err(std::io::Error::other(mismatch));
             }
             writer.finish().map_err(std::io::Error::other)?;
             Ok((raw_digest, raw_len, n))
