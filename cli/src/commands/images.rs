@@ -36,8 +36,12 @@ const MAX_DOCUMENT_BYTES: usize = 4 << 20;
 /// Flags of `strata images`.
 #[derive(Debug, Args)]
 pub struct ImagesArgs {
-    /// Only this repository's tags (e.g. `busybox`, `localhost:5000/app`).
+    /// Only this repository's tags (e.g. `busybox`, `localhost:5000/app`), or with `:TAG`
+    /// only that tag (`busybox:1.36`), as `docker images REPOSITORY[:TAG]`.
     pub repository: Option<String>,
+    /// Only image ids, one per row (with `--no-trunc`, whole).
+    #[arg(short, long)]
+    pub quiet: bool,
     /// Show the registry digest recorded for each image in its repository (by a push or a
     /// pull), or `<none>`.
     #[arg(long)]
@@ -55,6 +59,10 @@ pub struct ImagesArgs {
 /// Lists tagged images.
 pub async fn run(global: &GlobalArgs, args: ImagesArgs) -> anyhow::Result<std::process::ExitCode> {
     // a bad template fails before anything is started
+    let mut args = args;
+    if args.quiet {
+        args.format = "{{.ID}}".into();
+    }
     let _ = ListFormat::parse(&args.format)?;
     let conn = crate::connect::connect(global).await?;
     let result = list(conn.transport(), &args).await;
@@ -64,13 +72,14 @@ pub async fn run(global: &GlobalArgs, args: ImagesArgs) -> anyhow::Result<std::p
 }
 
 async fn list(channel: Transport, args: &ImagesArgs) -> anyhow::Result<String> {
-    let repository = match &args.repository {
-        Some(r) => Reference::parse_repository(r)
-            .with_context(|| format!("invalid repository {r:?}"))?
-            .name(),
-        None => String::new(),
+    let (repository, only_tag) = match args.repository.as_deref().map(filter) {
+        Some(f) => f?,
+        None => (String::new(), None),
     };
-    let tags = all_tags(&mut TagIndexClient::new(channel.clone()), &repository, "").await?;
+    let mut tags = all_tags(&mut TagIndexClient::new(channel.clone()), &repository, "").await?;
+    if let Some(only) = only_tag {
+        tags.retain(|t| t.name == only);
+    }
     let mut details = BTreeMap::new();
     let mut recorded = BTreeMap::new();
     let images = ImageStore::new(channel.clone());
@@ -104,6 +113,18 @@ async fn list(channel: Transport, args: &ImagesArgs) -> anyhow::Result<String> {
             render_rows(&template, table, &headers(), &rows)?
         }
     })
+}
+
+/// The repository to list (normalised) and, for `REPOSITORY:TAG`, the one tag to keep.
+fn filter(arg: &str) -> anyhow::Result<(String, Option<String>)> {
+    if let Ok(repository) = Reference::parse_repository(arg) {
+        return Ok((repository.name(), None));
+    }
+    let reference = Reference::parse(arg)
+        .ok()
+        .filter(|r| r.tag().is_some() && !arg.contains('@'))
+        .with_context(|| format!("invalid repository {arg:?}: expected REPOSITORY[:TAG]"))?;
+    Ok((reference.name(), Some(reference.to_string())))
 }
 
 /// Column titles of `docker images` by template field.

@@ -78,6 +78,31 @@ fn tag_images_history_and_rmi_work_like_docker() {
         !only_app.contains("busybox") && !only_app.contains("localhost:5000"),
         "{only_app}"
     );
+    // REPOSITORY:TAG lists that tag only, and -q only ids, as `docker images`
+    let one = ok(strata(r, &["images", "app:v3"]));
+    assert_eq!(one.lines().count(), 2, "{one}");
+    assert!(
+        one.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("app          v3   "),
+        "{one}"
+    );
+    assert_eq!(ok(strata(r, &["images", "app:nope"])).lines().count(), 1);
+    assert_eq!(
+        ok(strata(r, &["images", "-q", "app"])),
+        format!("{short}\n").repeat(2)
+    );
+    assert_eq!(
+        ok(strata(r, &["images", "-q", "--no-trunc", "app:v1"])),
+        format!("{id}\n")
+    );
+    let bad = strata(r, &["images", "app@sha256:0000"]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("expected REPOSITORY[:TAG]"),
+        "{bad:?}"
+    );
 
     let history = ok(strata(r, &["tag", "--history", "app:v1"]));
     let lines: Vec<&str> = history.lines().collect();
