@@ -880,6 +880,11 @@ fn hostile_archives_are_refused_and_nothing_is_tagged() {
             "climbs out",
         ),
         (
+            "a link climbing out",
+            ArchiveBuilder::new().symlink("x", "y/../../..").file("manifest.json", good_manifest.as_bytes()).finish(dir.path(), "linkout.tar"),
+            "link \"x\" -> \"y/../../..\" points outside the archive",
+        ),
+        (
             "huge manifest.json",
             ArchiveBuilder::new().file("manifest.json", &big_json).finish(dir.path(), "huge.tar"),
             "manifest.json",

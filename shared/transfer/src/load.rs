@@ -147,11 +147,21 @@ fn scan_into(
                             format!("link {raw_path:?} points outside the archive"),
                         ));
                     }
-                    format!("{dir}/{target}")
+                    if dir.is_empty() {
+                        target.clone()
+                    } else {
+                        format!("{dir}/{target}")
+                    }
                 } else {
-                    target
+                    target.clone()
                 };
-                files.insert(path, Entry::Link(clean_path(&joined)?));
+                let resolved = clean_path(&joined).map_err(|_| {
+                    TransferError::invalid(
+                        "archive",
+                        format!("link {raw_path:?} -> {target:?} points outside the archive"),
+                    )
+                })?;
+                files.insert(path, Entry::Link(resolved));
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let size = entry.size();
