@@ -1019,14 +1019,22 @@ fn copy_heredocs_become_files_with_mode_0644_unless_chmod() {
     );
     // a changed body is a changed source
     let df = std::fs::read_to_string(ctx.path().join("Dockerfile")).unwrap();
-    std::fs::write(
-        ctx.path().join("Dockerfile"),
-        df.replace("second\n", "other\n"),
-    )
-    .unwrap();
-    let events = root.build_ok(ctx.path(), &["-t", "heredocs"]);
+    let counts = rebuilt_with(
+        &root,
+        ctx.path(),
+        "heredocs",
+        &df.replace("second\n", "other\n"),
+    );
+    assert_eq!(counts, (1, 3));
+}
+
+/// Writes `dockerfile` into the context, builds it as `tag` and returns how many layer
+/// steps were cached and how many ran.
+fn rebuilt_with(root: &Root, ctx: &Path, tag: &str, dockerfile: &str) -> (usize, usize) {
+    std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+    let events = root.build_ok(ctx, &["-t", tag]);
     let (cached, ran) = cached_and_run(&events);
-    assert_eq!((cached.len(), ran.len()), (1, 3), "{events:?}");
+    (cached.len(), ran.len())
 }
 
 #[test]
@@ -1097,22 +1105,11 @@ fn run_heredocs_run_their_bodies_in_every_form() {
     );
     // a changed body is a changed step, the script's too
     let df = std::fs::read_to_string(ctx.path().join("Dockerfile")).unwrap();
-    std::fs::write(
-        ctx.path().join("Dockerfile"),
-        df.replace("via-stdin", "via-STDIN"),
-    )
-    .unwrap();
-    let events = root.build_ok(ctx.path(), &["-t", "run-heredocs"]);
-    let (cached, ran) = cached_and_run(&events);
-    assert_eq!((cached.len(), ran.len()), (3, 3), "{events:?}");
-    std::fs::write(
-        ctx.path().join("Dockerfile"),
-        df.replace("script $0", "SCRIPT $0"),
-    )
-    .unwrap();
-    let events = root.build_ok(ctx.path(), &["-t", "run-heredocs"]);
-    let (cached, ran) = cached_and_run(&events);
-    assert_eq!((cached.len(), ran.len()), (5, 1), "{events:?}");
+    let tag = "run-heredocs";
+    let stdin = df.replace("via-stdin", "via-STDIN");
+    assert_eq!(rebuilt_with(&root, ctx.path(), tag, &stdin), (3, 3));
+    let script = df.replace("script $0", "SCRIPT $0");
+    assert_eq!(rebuilt_with(&root, ctx.path(), tag, &script), (5, 1));
 }
 
 #[test]
