@@ -77,6 +77,16 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
+    /// Held by every test for its whole run. Each writes an executable script and then runs
+    /// it; while one test has its script open for writing, another test's fork (to spawn a
+    /// linker) copies that descriptor into the child until it execs, and running the script
+    /// then fails with ETXTBSY ("Text file busy"). One test at a time, no such window.
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn serial() -> std::sync::MutexGuard<'static, ()> {
+        SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn scratch(name: &str) -> PathBuf {
         let dir = env::temp_dir().join(format!(
             "strata-build-support-{name}-{}",
@@ -96,6 +106,7 @@ mod tests {
 
     #[test]
     fn a_linker_that_links_quietly_a_program_that_runs_means_the_option() {
+        let _serial = serial();
         let dir = scratch("works");
         // the option itself dropped, so the answer does not depend on this machine's tools
         let path = dir.join("linker");
@@ -111,6 +122,7 @@ mod tests {
 
     #[test]
     fn a_missing_linker_means_no_option() {
+        let _serial = serial();
         let dir = scratch("missing");
         assert!(!probe("/nonexistent/cc", &dir));
         std::fs::remove_dir_all(dir).unwrap();
@@ -118,6 +130,7 @@ mod tests {
 
     #[test]
     fn a_linker_that_warns_means_no_option() {
+        let _serial = serial();
         let dir = scratch("warns");
         let linker = fake_linker(
             &dir,
@@ -129,6 +142,7 @@ mod tests {
 
     #[test]
     fn a_program_that_cannot_run_means_no_option() {
+        let _serial = serial();
         let dir = scratch("cannot-run");
         // what an old glibc does with a packed binary: refuses to load it
         let linker = fake_linker(&dir, "printf '#!/bin/sh\\nexit 127\\n' > \"$5\"");
