@@ -509,7 +509,7 @@ fn a_multi_arch_pull_records_the_index_digest() {
 }
 
 #[test]
-fn a_layer_of_another_size_than_its_descriptor_says_so() {
+fn a_layer_or_config_of_another_size_than_its_descriptor_says_so() {
     let registry = LoopbackRegistry::start();
     let (root, _tar, _id) = root_with_busybox();
     let good = format!("{}/strata/busybox:1", registry.addr);
@@ -542,4 +542,22 @@ fn a_layer_of_another_size_than_its_descriptor_says_so() {
     assert!(!err.contains("hashes to"), "{err}");
     let err = fails(strata(fresh.path(), &["inspect", &bad]));
     assert!(err.contains("no such image"), "{err}");
+
+    // the same for the config: its digest holds, its stated size does not
+    let mut manifest: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    let size = manifest["config"]["size"].as_u64().unwrap();
+    manifest["config"]["size"] = (size - 1).into();
+    put_manifest(
+        &registry,
+        "strata/busybox:badconfig",
+        &media_type,
+        &serde_json::to_vec(&manifest).unwrap(),
+    );
+    let bad = format!("{}/strata/busybox:badconfig", registry.addr);
+    let err = fails(strata(fresh.path(), &["pull", &bad]));
+    assert!(
+        err.contains("config sha256:")
+            && err.contains(&format!("expected {} bytes, got {size}", size - 1)),
+        "{err}"
+    );
 }

@@ -188,6 +188,14 @@ pub async fn pull_with_progress(
     let config_bytes = registry
         .get_small_blob(&config_digest, MAX_DOCUMENT_BYTES as usize)
         .await?;
+    // the digest holds; the descriptor must state its length too
+    if config_bytes.len() as i64 != manifest.config.size {
+        return Err(TransferError::SizeMismatch {
+            what: format!("config {config_digest}"),
+            expected: manifest.config.size.max(0) as u64,
+            actual: config_bytes.len() as u64,
+        });
+    }
     let config = ImageConfig::parse(&config_bytes)?;
     manifest.validate_against(&config)?;
     progress(PullProgress::Resolved {
