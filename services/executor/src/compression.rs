@@ -4,43 +4,12 @@ use std::io::{BufRead, BufReader, Read};
 
 use crate::error::ExecutorError;
 
-/// The compressions an archive may have here: those ADD extracts (dockerfile.md §8.8).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    /// Plain bytes.
-    None,
-    /// gzip (`1F 8B 08`).
-    Gzip,
-    /// bzip2 (`BZh`).
-    Bzip2,
-    /// xz (`FD 37 7A 58 5A 00`).
-    Xz,
-}
-
-/// What the first bytes of a stream say about it.
-enum Detected {
-    Known(Compression),
-    /// A compression recognised but not read here, by name.
-    Unsupported(&'static str),
-}
-
-fn detect(head: &[u8]) -> Detected {
-    if head.starts_with(&[0x1f, 0x8b, 0x08]) {
-        Detected::Known(Compression::Gzip)
-    } else if head.starts_with(b"BZh") {
-        Detected::Known(Compression::Bzip2)
-    } else if head.starts_with(&[0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]) {
-        Detected::Known(Compression::Xz)
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Detected::Unsupported("zstd")
-    } else {
-        Detected::Known(Compression::None)
-    }
-}
+pub use strata_transfer::compression::Compression;
 
 /// `reader` decompressed when it starts with a gzip, bzip2 or xz header (concatenated
-/// members or streams read as one), as is otherwise; zstd is refused with a message naming
-/// it. Returns the compression found with the reader.
+/// members or streams read as one), as is otherwise; detected as strata-transfer detects
+/// what `load` and `import` read. zstd is refused here with a message naming it (ADD
+/// extracts only what dockerfile.md §8.8 lists). Returns the compression found.
 pub fn decompressing<R: Read + Send + 'static>(
     reader: R,
 ) -> Result<(Compression, Box<dyn Read + Send>), ExecutorError> {
@@ -48,19 +17,17 @@ pub fn decompressing<R: Read + Send + 'static>(
     let head = buffered
         .fill_buf()
         .map_err(|e| ExecutorError::Internal(format!("reading a layer: {e}")))?;
-    let compression = match detect(head) {
-        Detected::Known(c) => c,
-        Detected::Unsupported(kind) => {
-            return Err(ExecutorError::InvalidArgument(format!(
-                "{kind}-compressed archives are not supported here"
-            )));
-        }
-    };
+    let compression = Compression::detect(head);
     let reader: Box<dyn Read + Send> = match compression {
         Compression::None => Box::new(buffered),
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
         Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(buffered)),
         Compression::Xz => Box::new(lzma_rust2::XzReader::new(buffered, true)),
+        Compression::Zstd => {
+            return Err(ExecutorError::InvalidArgument(
+                "zstd-compressed archives are not supported here".into(),
+            ));
+        }
     };
     Ok((compression, reader))
 }
