@@ -58,6 +58,20 @@ pub async fn run(global: &GlobalArgs, args: RmiArgs) -> anyhow::Result<std::proc
     })
 }
 
+/// The names of the tags in `repository` (every repository when empty) that point at
+/// `digest`.
+async fn tags_of(
+    client: &mut TagIndexClient<Transport>,
+    repository: &str,
+    digest: &str,
+) -> anyhow::Result<Vec<String>> {
+    Ok(all_tags(client, repository, digest)
+        .await?
+        .into_iter()
+        .map(|t| t.name)
+        .collect())
+}
+
 async fn remove(channel: Transport, name: &str, force: bool) -> anyhow::Result<String> {
     let found = resolve_image(&channel, name).await?;
     let digest = found.image.manifest_digest.to_string();
@@ -65,11 +79,7 @@ async fn remove(channel: Transport, name: &str, force: bool) -> anyhow::Result<S
     let tags = match &found.named_by {
         NamedBy::Tag(tag) => vec![tag.to_string()],
         NamedBy::Digest(repository) => {
-            let tags: Vec<String> = all_tags(&mut client, &repository.name(), &digest)
-                .await?
-                .into_iter()
-                .map(|t| t.name)
-                .collect();
+            let tags = tags_of(&mut client, &repository.name(), &digest).await?;
             if tags.is_empty() {
                 anyhow::bail!(
                     "image {name} has no tag in {}: nothing to untag",
@@ -79,11 +89,7 @@ async fn remove(channel: Transport, name: &str, force: bool) -> anyhow::Result<S
             tags
         }
         NamedBy::Id => {
-            let tags: Vec<String> = all_tags(&mut client, "", &digest)
-                .await?
-                .into_iter()
-                .map(|t| t.name)
-                .collect();
+            let tags = tags_of(&mut client, "", &digest).await?;
             if tags.is_empty() {
                 anyhow::bail!(
                     "image {name} has no tag to remove (`strata gc` frees an untagged image's space)"
