@@ -4,6 +4,12 @@
 # over the same bytes. Prints the figures as a Markdown table.
 #
 #   scripts/bench-transfer.sh [SIZE_MB]        (default 500; needs a built strata binary)
+#   REPEAT=N scripts/bench-transfer.sh ...     (pull and save pairs; default 5)
+#
+# The machines are noisy (a 2-core VM whose neighbours compile): the pull and the save are
+# each measured REPEAT times, strata and its peer alternating, and the table gives the
+# median of each side, its ratio, and every pair's ratio. The first push is measured once:
+# a second would find its compressed layers remembered and the registry holding the blobs.
 #
 # The image is one layer: a tar of real files from /usr/lib (compressible like a rootfs),
 # cut at SIZE_MB. Both stores and the registry live in one temp dir on the same disk.
@@ -39,11 +45,16 @@ bytes=$(stat -c %s "$work/rootfs.tar")
 export STRATA_ROOT="$work/root-a"
 "$strata" import "$work/rootfs.tar" bench:1 >/dev/null
 
-# 2. save vs tar | openssl over the same bytes
+# 2. save vs tar | openssl over the same bytes, alternating
 "$strata" export --format oci -o "$work/layout" bench:1
 sync
-t=$(now); tar -cf - -C "$work/layout" . | openssl dgst -sha256 >/dev/null; t_tar=$(elapsed "$t")
-t=$(now); "$strata" save -o "$work/saved.tar" bench:1; t_save=$(elapsed "$t")
+repeat="${REPEAT:-5}"
+saves=(); floors=()
+for _ in $(seq "$repeat"); do
+  t=$(now); tar -cf - -C "$work/layout" . | openssl dgst -sha256 >/dev/null; floors+=("$(elapsed "$t")")
+  rm -f "$work/saved.tar"
+  t=$(now); "$strata" save -o "$work/saved.tar" bench:1; saves+=("$(elapsed "$t")")
+done
 
 # 3. the registry: binds 127.0.0.1:0 itself, the port read from its log
 cat >"$work/registry.yml" <<EOF
@@ -71,19 +82,36 @@ t=$(now); "$strata" push -q bench:1 "$addr/bench/strata:1" >/dev/null; t_push=$(
 t=$(now); "$strata" push -q bench:1 "$addr/bench/strata:1" >/dev/null; t_push2=$(elapsed "$t")
 # cpu_of FILE: user + system seconds /usr/bin/time wrote there
 cpu_of() { awk '{ printf "%.2f", $1 + $2 }' "$1"; }
-t=$(now); /usr/bin/time -f '%U %S' -o "$work/cpu.skopeo" skopeo copy -q --src-tls-verify=false "docker://$addr/bench/strata:1" "oci:$work/pulled:1"; t_skopeo_pull=$(elapsed "$t")
+pulls=(); skopeo_pulls=(); pull_cpu=(); skopeo_cpu=()
+for i in $(seq "$repeat"); do
+  rm -rf "$work/pulled"
+  t=$(now); /usr/bin/time -f '%U %S' -o "$work/cpu.skopeo" skopeo copy -q --src-tls-verify=false "docker://$addr/bench/strata:1" "oci:$work/pulled:1"; skopeo_pulls+=("$(elapsed "$t")")
+  skopeo_cpu+=("$(cpu_of "$work/cpu.skopeo")")
+  rm -rf "$work/root-b"
+  export STRATA_ROOT="$work/root-b"
+  t=$(now); /usr/bin/time -f '%U %S' -o "$work/cpu.strata" "$strata" pull -q "$addr/bench/strata:1" >/dev/null; pulls+=("$(elapsed "$t")")
+  pull_cpu+=("$(cpu_of "$work/cpu.strata")")
+done
 # the same work as strata's pull: skopeo also inflates each layer and writes it uncompressed
 t=$(now); skopeo copy -q --src-tls-verify=false --dest-decompress "docker://$addr/bench/strata:1" "dir:$work/pulled-dir"; t_skopeo_pull_d=$(elapsed "$t")
-export STRATA_ROOT="$work/root-b"
-t=$(now); /usr/bin/time -f '%U %S' -o "$work/cpu.strata" "$strata" pull -q "$addr/bench/strata:1" >/dev/null; t_pull=$(elapsed "$t")
 layer_gz=$(find "$work/registry" -path '*/blobs/sha256/*' -name data -size +1M -printf '%s\n' | head -1)
 
 ratio() { echo "scale=2; $1 / $2" | bc; }
-echo "| step | strata (s) | peer (s) | ratio |"
-echo "|---|---|---|---|"
-printf '| push %d MB (first, compresses) vs skopeo copy oci: -> docker:// | %.2f | %.2f | %s |\n' "$((bytes / 1000000))" "$t_push" "$t_skopeo_push" "$(ratio "$t_push" "$t_skopeo_push")"
-printf '| push again (nothing to upload) | %.2f | | |\n' "$t_push2"
-printf '| pull (decompress into the store) vs skopeo copy docker:// -> oci: | %.2f | %.2f | %s |\n' "$t_pull" "$t_skopeo_pull" "$(ratio "$t_pull" "$t_skopeo_pull")"
-printf '| pull: CPU seconds (user + sys), layer of %d MB as pushed | %s | %s | %s |\n' "$((layer_gz / 1000000))" "$(cpu_of "$work/cpu.strata")" "$(cpu_of "$work/cpu.skopeo")" "$(ratio "$(cpu_of "$work/cpu.strata")" "$(cpu_of "$work/cpu.skopeo")")"
-printf '| pull vs skopeo copy --dest-decompress docker:// -> dir: (the same inflating) | %.2f | %.2f | %s |\n' "$t_pull" "$t_skopeo_pull_d" "$(ratio "$t_pull" "$t_skopeo_pull_d")"
-printf '| save vs tar -c layout \\| openssl dgst -sha256 | %.2f | %.2f | %s |\n' "$t_save" "$t_tar" "$(ratio "$t_save" "$t_tar")"
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+# pairs A[@] B[@]: each pair's ratio, space-separated
+pairs() {
+  local -n a=$1 b=$2
+  local out=()
+  for i in "${!a[@]}"; do out+=("$(ratio "${a[$i]}" "${b[$i]}")"); done
+  echo "${out[*]}"
+}
+t_pull=$(median "${pulls[@]}"); t_skopeo_pull=$(median "${skopeo_pulls[@]}")
+t_save=$(median "${saves[@]}"); t_tar=$(median "${floors[@]}")
+echo "| step | strata (s) | peer (s) | ratio | each pair |"
+echo "|---|---|---|---|---|"
+printf '| push %d MB (first, compresses) vs skopeo copy oci: -> docker:// | %.2f | %.2f | %s | |\n' "$((bytes / 1000000))" "$t_push" "$t_skopeo_push" "$(ratio "$t_push" "$t_skopeo_push")"
+printf '| push again (nothing to upload) | %.2f | | | |\n' "$t_push2"
+printf '| pull (decompress into the store) vs skopeo copy docker:// -> oci:, median of %d | %.2f | %.2f | %s | %s |\n' "$repeat" "$t_pull" "$t_skopeo_pull" "$(ratio "$t_pull" "$t_skopeo_pull")" "$(pairs pulls skopeo_pulls)"
+printf '| pull: CPU seconds (user + sys), median; layer of %d MB as pushed | %s | %s | %s | %s |\n' "$((layer_gz / 1000000))" "$(median "${pull_cpu[@]}")" "$(median "${skopeo_cpu[@]}")" "$(ratio "$(median "${pull_cpu[@]}")" "$(median "${skopeo_cpu[@]}")")" "$(pairs pull_cpu skopeo_cpu)"
+printf '| pull vs skopeo copy --dest-decompress docker:// -> dir: (the same inflating), once | %.2f | %.2f | %s | |\n' "$t_pull" "$t_skopeo_pull_d" "$(ratio "$t_pull" "$t_skopeo_pull_d")"
+printf '| save vs tar -c layout \\| openssl dgst -sha256, median of %d | %.2f | %.2f | %s | %s |\n' "$repeat" "$t_save" "$t_tar" "$(ratio "$t_save" "$t_tar")" "$(pairs saves floors)"
