@@ -8,7 +8,8 @@
 #
 # The machines are noisy (a 2-core VM whose neighbours compile): the pull and the save are
 # each measured REPEAT times, strata and its peer alternating, and the table gives the
-# median of each side, its ratio, and every pair's ratio. The first push is measured once:
+# median of each side (the lower middle one for an even REPEAT), its ratio, and every pair's
+# ratio. The first push is measured once:
 # a second would find its compressed layers remembered and the registry holding the blobs.
 #
 # The image is one layer: a tar of real files from /usr/lib (compressible like a rootfs),
