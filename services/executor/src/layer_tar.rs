@@ -379,49 +379,14 @@ fn set_id(header: &mut Header, id: u64, key: &str, pax: &mut Vec<(String, Vec<u8
     }
 }
 
-/// Appends a PAX extended header (`x`) with `records` sorted by key, named like Go's
-/// `archive/tar` does (`<dir>/PaxHeaders.0/<base>`).
+/// Appends a PAX extended header (`x`) with `records` (strata-image's shared writer, which
+/// `import` uses too).
 fn append_pax<W: Write>(
     builder: &mut tar::Builder<W>,
     name: &str,
     records: &mut [(String, Vec<u8>)],
 ) -> io::Result<()> {
-    records.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut data = Vec::new();
-    for (k, v) in records.iter() {
-        let body_len = 1 + k.len() + 1 + v.len() + 1;
-        let mut len = body_len + 1;
-        while len != body_len + len.to_string().len() {
-            len = body_len + len.to_string().len();
-        }
-        data.extend_from_slice(format!("{len} {k}=").as_bytes());
-        data.extend_from_slice(v);
-        data.push(b'\n');
-    }
-    let trimmed = name.trim_end_matches('/');
-    let (dir, base) = trimmed
-        .rsplit_once('/')
-        .map_or(("", trimmed), |(d, b)| (d, b));
-    let mut pax_name = if dir.is_empty() {
-        format!("PaxHeaders.0/{base}")
-    } else {
-        format!("{dir}/PaxHeaders.0/{base}")
-    };
-    pax_name.truncate(
-        pax_name
-            .char_indices()
-            .take_while(|(i, _)| *i < 100)
-            .last()
-            .map_or(0, |(i, c)| i + c.len_utf8()),
-    );
-    let mut header = Header::new_ustar();
-    header.set_entry_type(EntryType::XHeader);
-    let mut ignored = Vec::new();
-    set_name(&mut header, pax_name.as_bytes(), &mut ignored);
-    header.set_mode(0o644);
-    header.set_mtime(0);
-    header.set_size(data.len() as u64);
-    header.set_cksum();
+    let (header, data) = strata_image::pax::pax_entry(name, records);
     builder.append(&header, data.as_slice())
 }
 

@@ -12,6 +12,7 @@
 
 mod config;
 mod manifest;
+pub mod pax;
 pub mod template;
 pub mod time;
 pub mod view;

@@ -671,37 +671,9 @@ fn set_field(field: &mut [u8], value: &[u8], key: &str, records: &mut Vec<(Strin
     }
 }
 
-/// Appends a PAX extended header (`x`) with `records` sorted by key, named as Go's
-/// `archive/tar` names it (`<dir>/PaxHeaders.0/<base>`, at most 100 bytes).
+/// Appends a PAX extended header (`x`) with `records` (strata-image's shared writer).
 fn pax_header(name: &str, records: &mut [(String, Vec<u8>)], out: &mut Vec<u8>) {
-    records.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut data = Vec::new();
-    for (k, v) in records.iter() {
-        let body_len = 1 + k.len() + 1 + v.len() + 1;
-        let mut len = body_len + 1;
-        while len != body_len + len.to_string().len() {
-            len = body_len + len.to_string().len();
-        }
-        data.extend_from_slice(format!("{len} {k}=").as_bytes());
-        data.extend_from_slice(v);
-        data.push(b'\n');
-    }
-    let trimmed = name.trim_end_matches('/');
-    let (dir, base) = trimmed.rsplit_once('/').unwrap_or(("", trimmed));
-    let pax_name = if dir.is_empty() {
-        format!("PaxHeaders.0/{base}")
-    } else {
-        format!("{dir}/PaxHeaders.0/{base}")
-    };
-    let mut header = tar::Header::new_ustar();
-    header.set_entry_type(EntryType::XHeader);
-    let field = &mut header.as_old_mut().name;
-    let n = pax_name.len().min(field.len());
-    field[..n].copy_from_slice(&pax_name.as_bytes()[..n]);
-    header.set_mode(0o644);
-    header.set_mtime(0);
-    header.set_size(data.len() as u64);
-    header.set_cksum();
+    let (header, mut data) = strata_image::pax::pax_entry(name, records);
     out.extend_from_slice(header.as_bytes());
     let padded = (data.len() as u64).div_ceil(BLOCK) * BLOCK;
     data.resize(padded as usize, 0);
