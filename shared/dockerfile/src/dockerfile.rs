@@ -487,9 +487,32 @@ struct Builder<'a> {
     platform: ShellPlatform,
     linter: Linter,
     consumed_args: BTreeSet<String>,
+    /// Bytes all expansions so far produced, against [`MAX_EXPANDED_TOTAL`].
+    expanded: std::cell::Cell<usize>,
 }
 
+/// The most all of a Dockerfile's expansions may produce together: each word is bounded
+/// ([`crate::shell::MAX_EXPANDED_WORD`]), and this bounds a file that repeats a large one on
+/// every line (`ENV X1=${BIG}`, `ENV X2=${BIG}`, …).
+pub const MAX_EXPANDED_TOTAL: usize = 64 << 20;
+
 impl Builder<'_> {
+    /// Counts `len` more expanded bytes, or refuses the instruction that would exceed the
+    /// Dockerfile's budget.
+    fn spend(&self, len: usize, inst: &Instruction) -> Result<(), Error> {
+        let total = self.expanded.get().saturating_add(len);
+        self.expanded.set(total);
+        if total > MAX_EXPANDED_TOTAL {
+            return Err(Error::invalid(format!(
+                "variable expansions add up to more than {MAX_EXPANDED_TOTAL} bytes (64 MiB), \
+                 the most a Dockerfile may expand to"
+            ))
+            .or_at(Location::line(inst.span.start_line))
+            .with_end_line(inst.span.end_line));
+        }
+        Ok(())
+    }
+
     fn expand(
         &self,
         word: &str,
@@ -504,6 +527,7 @@ impl Builder<'_> {
             })
             .with_end_line(inst.span.end_line)
         })?;
+        self.spend(e.result.len(), inst)?;
         undefined.extend(e.unmatched);
         Ok(e.result)
     }
@@ -519,6 +543,7 @@ impl Builder<'_> {
             e.or_at(Location::line(inst.span.start_line))
                 .with_end_line(inst.span.end_line)
         })?;
+        self.spend(e.words.iter().map(String::len).sum(), inst)?;
         undefined.extend(e.unmatched);
         Ok(e.words)
     }
@@ -628,6 +653,7 @@ pub fn from_ast(ast: &ParseOutput, opts: &ParseOptions) -> Result<Dockerfile, Er
             warnings: Vec::new(),
         },
         consumed_args: BTreeSet::new(),
+        expanded: std::cell::Cell::new(0),
     };
     for w in &ast.warnings {
         b.linter.report(

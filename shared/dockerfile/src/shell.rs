@@ -98,6 +98,20 @@ impl VariableSource for NoVariables {
     }
 }
 
+/// The most one word may expand to. BuildKit sets no bound, and twenty lines of
+/// `ARG B=${A}${A}` double a value into gigabytes: a parser serving a farm must answer such
+/// a file with an error, not with its memory. A megabyte is far beyond any real value.
+pub const MAX_EXPANDED_WORD: usize = 1 << 20;
+
+fn within_bound(len: usize) -> Result<(), String> {
+    if len > MAX_EXPANDED_WORD {
+        return Err(format!(
+            "expands to more than {MAX_EXPANDED_WORD} bytes (1 MiB), the most a word may"
+        ));
+    }
+    Ok(())
+}
+
 /// The full result of expanding a word.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Expansion {
@@ -358,6 +372,7 @@ impl Scan<'_> {
             match ch {
                 '$' => {
                     let tmp = self.process_dollar()?;
+                    within_bound(result.len() + tmp.len())?;
                     result.push_str(&tmp);
                     words.add_string(&tmp);
                 }
@@ -368,6 +383,7 @@ impl Scan<'_> {
                 }
                 '"' if process_quotes => {
                     let tmp = self.process_double_quote()?;
+                    within_bound(result.len() + tmp.len())?;
                     result.push_str(&tmp);
                     words.add_raw_string(&tmp);
                 }
@@ -469,6 +485,7 @@ impl Scan<'_> {
                 }
                 Some('$') => {
                     let value = self.process_dollar()?;
+                    within_bound(result.len() + value.len())?;
                     result.push_str(&value);
                 }
                 Some(mut c) => {
@@ -871,6 +888,8 @@ fn replace(tokens: &[Glob], value: &str, replacement: &str, all: bool) -> Result
         if e > last_end || s == 0 {
             out.push_str(&expand_template(replacement, &slice(s, e)));
         }
+        // a long replacement for every character multiplies the value
+        within_bound(out.len())?;
         last_end = e;
         search = if search + 1 > e { search + 1 } else { e };
     }

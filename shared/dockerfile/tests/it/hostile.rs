@@ -129,3 +129,49 @@ fn long_flag_lists() {
     );
     assert!(quick(|| parse_dockerfile(src.as_bytes(), &ParseOptions::default())).is_ok());
 }
+
+/// Forty lines of `ARG A<i>=${A<i-1>}${A<i-1>}` would double a 100-byte value into 100 TB:
+/// refused at the line where a word passes a megabyte, with nothing like that allocated.
+#[test]
+fn doubling_args_are_refused_at_the_word_that_passes_a_megabyte() {
+    let mut src = format!("FROM busybox\nARG A={}\n", "a".repeat(100));
+    src.push_str("ARG A0=${A}${A}\n");
+    for i in 1..40 {
+        src.push_str(&format!("ARG A{i}=${{A{p}}}${{A{p}}}\n", p = i - 1));
+    }
+    src.push_str("ENV X=${A39}\n");
+    let err = quick(|| parse_dockerfile(src.as_bytes(), &ParseOptions::default())).unwrap_err();
+    let msg = err.to_string();
+    // A<i> is 100 * 2^(i+1) bytes: A13, on line 16, is the first past 1 MiB
+    assert!(msg.contains("more than 1048576 bytes"), "{msg}");
+    assert!(msg.starts_with("16:"), "{msg}");
+}
+
+/// A replacement repeated for every character multiplies a value: bounded the same way.
+#[test]
+fn a_replacement_per_character_is_bounded() {
+    let src = format!(
+        "FROM busybox\nARG A={}\nARG B={}\nENV X=${{A//?/$B}}\n",
+        "a".repeat(60_000),
+        "b".repeat(1000)
+    );
+    let err = quick(|| parse_dockerfile(src.as_bytes(), &ParseOptions::default())).unwrap_err();
+    assert!(err.to_string().contains("more than 1048576 bytes"), "{err}");
+}
+
+/// A file that repeats a large value on every line stays within the word bound each time,
+/// and is refused once the whole file's expansions pass 64 MiB.
+#[test]
+fn a_large_value_repeated_on_every_line_is_bounded_in_total() {
+    let mut src = format!("FROM busybox\nARG A={}\n", "a".repeat(60_000));
+    for _ in 0..4 {
+        src.push_str("ARG A=${A}${A}\n");
+    }
+    // A: 960 000 bytes; each ENV line expands to it
+    for i in 0..100 {
+        src.push_str(&format!("ENV X{i}=${{A}}\n"));
+    }
+    let err = quick(|| parse_dockerfile(src.as_bytes(), &ParseOptions::default())).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("more than 67108864 bytes"), "{msg}");
+}
