@@ -7,6 +7,7 @@
 
 use std::{
     fs::File,
+    os::unix::fs::DirBuilderExt,
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -23,7 +24,12 @@ pub fn root_socket(root: &Path) -> PathBuf {
 
 /// Tries to take the data root's lock without waiting. `Ok(None)`: another process holds it.
 pub fn try_lock_root(root: &Path) -> anyhow::Result<Option<Flock<File>>> {
-    std::fs::create_dir_all(root)
+    // created private: it holds every image's content (an existing directory keeps its mode;
+    // the executor's part of it is made private whatever the mode)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(root)
         .with_context(|| format!("failed to create the data directory {}", root.display()))?;
     let path = root.join("strata.lock");
     let file = File::options()

@@ -40,6 +40,26 @@ fn health_runs_the_four_services_embedded() {
     assert!(root.path().join("layer-store").exists());
 }
 
+/// A data root holds every image's content, and the executor's part of it extracted layers
+/// with their setuid files and device nodes: another user of the host must not reach them.
+#[test]
+fn a_new_data_root_and_its_stores_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().unwrap();
+    let root = parent.path().join("new-root");
+    let out = strata(&root, &["health"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for dir in ["", "layer-store", "tag-index", "executor"] {
+        let path = root.join(dir);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{} is {mode:o}", path.display());
+    }
+}
+
 #[test]
 fn concurrent_commands_over_one_root_all_succeed() {
     let root = tempfile::tempdir().unwrap();

@@ -158,9 +158,60 @@ struct Background {
     again: bool,
 }
 
+/// Detaches every mount at or below `dir` (deepest first), as /proc/self/mountinfo lists
+/// them. The executor's root is locked to one process, so any mount there is a leftover.
+fn unmount_under(dir: &Path) {
+    let Ok(dir) = dir.canonicalize() else { return };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut points: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(unescape_mount_path)
+        .filter(|p| p.starts_with(&dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for point in points {
+        match nix::mount::umount2(&point, nix::mount::MntFlags::MNT_DETACH) {
+            Ok(()) => info!(mount = %point.display(), "unmounted a leftover scratch mount"),
+            Err(e) => {
+                warn!(mount = %point.display(), error = %e, "cannot unmount a leftover scratch mount")
+            }
+        }
+    }
+}
+
+/// mountinfo writes space, tab, newline and backslash in a path as `\ooo` octal escapes.
+fn unescape_mount_path(p: &str) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let b = p.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)))
+            .map(|d| d.iter().fold(0u16, |v, c| v * 8 + u16::from(c - b'0')));
+        match octal.and_then(|v| u8::try_from(v).ok()) {
+            Some(v) => {
+                out.push(v);
+                i += 4;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    PathBuf::from(std::ffi::OsString::from_vec(out))
+}
+
 /// Extracted layers and contexts under `ROOT/executor`.
 #[derive(Debug)]
 pub struct LocalCache {
+    /// The directory's lock, held while the cache is open.
+    _lock: nix::fcntl::Flock<File>,
     layers: PathBuf,
     contexts: PathBuf,
     tmp: PathBuf,
@@ -182,17 +233,61 @@ pub struct LocalCache {
 impl LocalCache {
     /// Uses `dir` (ROOT/executor); clears scratch left by a crash. `budget`: the bytes the
     /// entries may take (`None`: unbounded).
+    ///
+    /// `dir` is made private to its owner (0700) whatever it was: extracted layers keep
+    /// their setuid bits and device nodes, which nobody else on the host may reach through
+    /// it (Docker keeps /var/lib/docker 0710 for the same reason).
     pub fn open(dir: &Path, budget: Option<u64>) -> Result<Self, ExecutorError> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| ExecutorError::io_op("creating", dir, e))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| ExecutorError::io_op("making private", dir, e))?;
+        // One executor per directory: what it finds in tmp/ (and the runtime's state) at
+        // start is then a crashed predecessor's, safe to clear.
+        let lock_path = dir.join("lock");
+        let lock_file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| ExecutorError::io_op("opening", &lock_path, e))?;
+        let lock = match nix::fcntl::Flock::lock(
+            lock_file,
+            nix::fcntl::FlockArg::LockExclusiveNonblock,
+        ) {
+            Ok(lock) => lock,
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                return Err(ExecutorError::io_op(
+                    "locking",
+                    &lock_path,
+                    std::io::Error::new(
+                        std::io::ErrorKind::WouldBlock,
+                        "another executor is using this directory: give each executor a root of its own",
+                    ),
+                ));
+            }
+            Err((_, e)) => {
+                return Err(ExecutorError::io_op("locking", &lock_path, e.into()));
+            }
+        };
         let layers = dir.join("layers");
         let contexts = dir.join("contexts");
         let tmp = dir.join("tmp");
         if tmp.exists() {
+            // a process killed mid-RUN leaves its overlay mounted: unmount before removing,
+            // or the removal would walk into the mount and leave it behind
+            unmount_under(&tmp);
             let _ = std::fs::remove_dir_all(&tmp);
         }
         for d in [&layers, &contexts, &tmp] {
             std::fs::create_dir_all(d).map_err(|e| ExecutorError::io_op("creating", d, e))?;
         }
         Ok(Self {
+            _lock: lock,
             layers,
             contexts,
             tmp,
@@ -1041,5 +1136,70 @@ mod tests {
         assert!(bounded.layer_dir(&third).is_dir());
         // and that prune took the news: the next cached build's end starts none
         assert!(!bounded.grown.load(Ordering::Relaxed));
+    }
+}
+
+#[cfg(test)]
+mod open_tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn the_directory_is_made_private_and_held_by_one_executor() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("executor");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let first = LocalCache::open(&root, None).unwrap();
+        let mode = std::fs::metadata(&root).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(
+            mode, 0o700,
+            "extracted setuid files and device nodes live below it"
+        );
+        let second = LocalCache::open(&root, None).unwrap_err().to_string();
+        assert!(second.contains("another executor is using"), "{second}");
+        drop(first);
+        LocalCache::open(&root, None).expect("free again once the first is closed");
+    }
+
+    #[test]
+    fn a_mount_left_in_scratch_by_a_killed_process_is_unmounted_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("executor");
+        let merged = root.join("tmp/build-1/merged");
+        std::fs::create_dir_all(&merged).unwrap();
+        // what a process killed mid-RUN leaves: a mount under tmp/ (a tmpfs stands in for
+        // its overlay; both are what /proc/self/mountinfo lists)
+        nix::mount::mount(
+            Some("tmpfs"),
+            &merged,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some("size=1m"),
+        )
+        .expect("tests run as root");
+        std::fs::write(merged.join("inside"), "x").unwrap();
+        let canon = merged.canonicalize().unwrap();
+        let mounted = || {
+            std::fs::read_to_string("/proc/self/mountinfo")
+                .unwrap()
+                .lines()
+                .filter_map(|l| l.split(' ').nth(4).map(unescape_mount_path))
+                .any(|m| m == canon)
+        };
+        assert!(mounted());
+        let _cache = LocalCache::open(&root, None).unwrap();
+        assert!(!mounted(), "the leftover mount is gone");
+        assert!(!root.join("tmp/build-1").exists(), "and so is its scratch");
+    }
+
+    #[test]
+    fn mountinfo_escapes_are_read_back() {
+        assert_eq!(
+            unescape_mount_path(r"/a\040b\011c\012d\134e"),
+            PathBuf::from("/a b\tc\nd\\e")
+        );
+        assert_eq!(unescape_mount_path(r"/x\9"), PathBuf::from(r"/x\9"));
     }
 }

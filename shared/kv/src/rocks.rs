@@ -141,7 +141,10 @@ impl RocksStore {
     /// Opens (creating when missing) the database at `path` with the given spaces.
     pub fn open_with(path: &Path, spaces: &[Space], options: &RocksOptions) -> Result<Self> {
         let path_s = path.display().to_string();
-        std::fs::create_dir_all(path).map_err(|e| classify(&path_s, e.to_string()))?;
+        // created private to its owner: it holds image content
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(path)
+            .map_err(|e| classify(&path_s, e.to_string()))?;
         // Recovery replays the WAL into memtables without flushing them, so a database whose
         // disk filled up can still open (to serve reads and deletes) with little free space.
         // No preallocation of logs and manifests: on tmpfs (where CI and build farms often
