@@ -200,11 +200,15 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCod
     let mut view = View::new(args.progress, args.quiet);
     let mut build_id = String::new();
     let mut outcome = ExitCode::FAILURE;
+    // SIGINT, SIGTERM and SIGHUP all cancel the build and wait for it to end: the executor
+    // kills the container and unmounts its root (the default action of TERM or HUP would
+    // end this process and, embedded, leave the container running and its overlay mounted)
+    let mut stop = StopSignals::new()?;
     loop {
         let message = tokio::select! {
             m = stream.message() => m,
-            _ = tokio::signal::ctrl_c() => {
-                eprintln!("\ncancelling build {build_id} ...");
+            signal = stop.next() => {
+                eprintln!("\n{signal}: cancelling build {build_id} ...");
                 let _ = client.cancel_build(CancelBuildRequest { build_id: build_id.clone() }).await;
                 continue;
             }
@@ -227,6 +231,33 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCod
     }
     conn.close().await?;
     Ok(outcome)
+}
+
+/// The signals that cancel a running build.
+struct StopSignals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// The name of the next signal that arrives.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.hup.recv() => "SIGHUP",
+        }
+    }
 }
 
 fn read_dockerignore(context: &Path, dockerfile: &Path) -> anyhow::Result<DockerIgnore> {

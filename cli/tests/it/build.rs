@@ -1418,3 +1418,120 @@ fn run_mounts_cache_tmpfs_and_bind() {
     let msg = error_message(&out, &events);
     assert!(msg.contains("type=secret is not supported"), "{msg}");
 }
+
+/// SIGTERM or SIGHUP to an embedded `strata build` mid-RUN does what Ctrl-C does: the
+/// build is cancelled, the container killed, its overlay unmounted, no tag moved. (Their
+/// default action ended the process at once, leaving the container running and mounted.)
+#[test]
+fn sigterm_and_sighup_cancel_an_embedded_build_and_leave_nothing_running() {
+    use std::io::{BufRead, BufReader};
+    for (signal, seconds) in [
+        (nix::sys::signal::Signal::SIGTERM, 304),
+        (nix::sys::signal::Signal::SIGHUP, 305),
+    ] {
+        let root = Root::new();
+        let ctx = tempfile::tempdir().unwrap();
+        std::fs::write(
+            ctx.path().join("Dockerfile"),
+            format!("FROM busybox:latest\nRUN echo started && sleep {seconds}\n"),
+        )
+        .unwrap();
+        let mut child = Command::new(STRATA)
+            .args(["build", "--progress", "plain", "-t", "signalled:latest"])
+            .arg(ctx.path())
+            .env("STRATA_ROOT", root.dir.path())
+            .env_remove("STRATA_ADDR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // plain progress goes to stderr; the RUN's own output line says it runs
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        for line in lines.by_ref() {
+            if line.unwrap().contains("| started") {
+                break;
+            }
+        }
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, signal).unwrap();
+        // the rest of the output, until the process ends
+        let rest: Vec<String> = lines.map_while(Result::ok).collect();
+        let status = child.wait().unwrap();
+        assert!(!status.success(), "{signal}: {rest:?}");
+        assert!(
+            rest.iter().any(|l| l.contains("cancelled")),
+            "{signal}: the build says it was cancelled: {rest:?}"
+        );
+        let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+        assert!(
+            !String::from_utf8_lossy(&ps.stdout).contains(&format!("sleep {seconds}")),
+            "{signal}: the container still runs"
+        );
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        assert!(
+            !mounts.contains(root.dir.path().to_str().unwrap()),
+            "{signal}: a mount was left behind:\n{mounts}"
+        );
+        let out = root.strata(&["images", "-q", "signalled"]);
+        assert!(
+            String::from_utf8_lossy(&out.stdout).trim().is_empty(),
+            "{signal}: nothing tagged"
+        );
+    }
+}
+
+/// A build killed outright (SIGKILL: nothing can clean up) leaves its container running
+/// and its overlay mounted; the next command over the root removes both.
+#[test]
+fn what_a_killed_build_leaves_is_removed_by_the_next_build() {
+    use std::io::{BufRead, BufReader};
+    let root = Root::new();
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox:latest\nRUN echo started && sleep 306\n",
+    )
+    .unwrap();
+    let mut child = Command::new(STRATA)
+        .args(["build", "--progress", "plain", "-t", "killed:latest"])
+        .arg(ctx.path())
+        .env("STRATA_ROOT", root.dir.path())
+        .env_remove("STRATA_ADDR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().contains("| started") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let running = || {
+        let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+        String::from_utf8_lossy(&ps.stdout).contains("sleep 306")
+    };
+    let mounted = || {
+        std::fs::read_to_string("/proc/self/mounts")
+            .unwrap()
+            .contains(root.dir.path().to_str().unwrap())
+    };
+    assert!(
+        running() && mounted(),
+        "SIGKILL leaves the container and its mount"
+    );
+
+    let next = tempfile::tempdir().unwrap();
+    std::fs::write(
+        next.path().join("Dockerfile"),
+        "FROM busybox:latest\nRUN echo next > /next\n",
+    )
+    .unwrap();
+    root.build_ok(next.path(), &["-t", "next:latest"]);
+    assert!(!running(), "the leftover container was removed");
+    assert!(!mounted(), "the leftover mount was removed");
+}

@@ -336,6 +336,41 @@ async fn a_build_cancelled_mid_run_kills_the_container_unmounts_and_tags_nothing
     assert_eq!(tag.unwrap_err().code(), tonic::Code::NotFound);
 }
 
+/// A client killed or disconnected mid-RUN (its response stream dropped) cancels its build,
+/// as BuildKit does when a session ends: nothing would read the result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_that_goes_away_mid_run_cancels_its_build() {
+    let farm = Farm::start(1).await;
+    farm.busybox().await;
+    let mut client = farm.executor(0);
+    let stream = running_build(&mut client, "abandoned", &["abandoned:latest"], 303).await;
+    drop(stream);
+    // the cancellation is asynchronous: poll for its effects, with a deadline
+    let gone = || {
+        let ps = std::process::Command::new("ps")
+            .args(["-eo", "args"])
+            .output()
+            .unwrap();
+        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+        !String::from_utf8_lossy(&ps.stdout).contains("sleep 303")
+            && !mounts.contains(farm._dir.path().to_str().unwrap())
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !gone() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the container still runs, or its mounts stay, 30 s after its client left"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let tag = TagIndexClient::new(farm.tags.channel())
+        .resolve_tag(ResolveTagRequest {
+            name: "abandoned:latest".into(),
+        })
+        .await;
+    assert_eq!(tag.unwrap_err().code(), tonic::Code::NotFound);
+}
+
 /// The entries (directories) of an executor's local cache, as `layers/HEX` / `contexts/HEX`.
 fn local_entries(farm: &Farm, executor: usize) -> Vec<String> {
     let root = farm

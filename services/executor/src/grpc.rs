@@ -123,7 +123,19 @@ impl Executor for ExecutorService {
         }
         let running = self.running.clone();
         tokio::spawn(async move {
-            let outcome = inner.await;
+            let abort = inner.abort_handle();
+            let mut inner = inner;
+            // a client that goes away (killed, disconnected) cancels its build, as BuildKit
+            // does when a session ends: nobody would see its result, and its RUN would hold
+            // a container and mounts until it ended
+            let outcome = tokio::select! {
+                outcome = &mut inner => outcome,
+                () = tx.closed() => {
+                    info!(build = %build_id, "the client went away: cancelling the build");
+                    abort.abort();
+                    inner.await
+                }
+            };
             running.lock().expect("running map").remove(&build_id);
             let event = match outcome {
                 Ok(Ok(done)) => Event::Image(done),

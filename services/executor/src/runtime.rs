@@ -245,6 +245,7 @@ impl Runtime {
             match runtime.try_trivial_container(scratch).await {
                 Ok(()) => {
                     info!(runtime = %runtime.describe(), "OCI runtime selected");
+                    runtime.remove_leftovers().await;
                     return Ok(runtime);
                 }
                 Err(e) => attempts.push(format!("{}: {e}", runtime.describe())),
@@ -254,6 +255,42 @@ impl Runtime {
             "no OCI runtime can run a container on this machine: {}",
             attempts.join("; ")
         )))
+    }
+
+    /// Kills and deletes the containers a killed predecessor left in the state root (the
+    /// executor's directory is locked to one process, so every container there is one).
+    async fn remove_leftovers(&self) {
+        let (program, args) = self.command_args(&["list", "-q"]);
+        let Ok(listed) = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .await
+        else {
+            return;
+        };
+        for id in String::from_utf8_lossy(&listed.stdout).split_whitespace() {
+            let (program, args) = self.command_args(&["delete", "--force", id]);
+            match Command::new(program)
+                .args(args)
+                .stdin(Stdio::null())
+                .output()
+                .await
+            {
+                Ok(o) if o.status.success() => {
+                    info!(
+                        container = id,
+                        "removed a container left by an earlier process"
+                    );
+                }
+                Ok(o) => warn!(
+                    container = id,
+                    error = %String::from_utf8_lossy(&o.stderr).trim(),
+                    "cannot remove a container left by an earlier process"
+                ),
+                Err(e) => warn!(container = id, error = %e, "cannot run the runtime"),
+            }
+        }
     }
 
     /// E.g. "crun 1.8.1 (private mount namespace)".
