@@ -114,6 +114,10 @@ pub async fn run_parse(global: &GlobalArgs, args: ParseArgs) -> anyhow::Result<E
         if !response.ast_dump.ends_with('\n') {
             println!();
         }
+        // the syntax parsed (BuildKit dumps it too), the instructions did not
+        if !response.error.is_empty() {
+            eprintln!("warning: not a valid Dockerfile: {}", response.error);
+        }
     } else {
         println!("{}", serde_json::to_string_pretty(&response)?);
     }

@@ -14,14 +14,25 @@ pub enum ParserError {
         /// Why.
         reason: String,
     },
+    /// The parse of the Dockerfile is larger than a response may be.
+    #[error(
+        "the Dockerfile is too large: its parse takes {bytes} bytes, more than the \
+         {limit}-byte message limit (the server's --max-message-bytes)"
+    )]
+    TooLarge {
+        /// The response's size.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 impl From<ParserError> for tonic::Status {
     fn from(e: ParserError) -> Self {
         match &e {
-            ParserError::Syntax(_) | ParserError::InvalidArgument { .. } => {
-                tonic::Status::invalid_argument(e.to_string())
-            }
+            ParserError::Syntax(_)
+            | ParserError::InvalidArgument { .. }
+            | ParserError::TooLarge { .. } => tonic::Status::invalid_argument(e.to_string()),
         }
     }
 }

@@ -12,8 +12,11 @@ use tonic::{Request, Response, Status};
 use crate::{ParserError, convert};
 
 /// The parser service. Stateless: any replica answers any request.
-#[derive(Debug, Default, Clone)]
-pub struct ParserService;
+#[derive(Debug, Clone)]
+pub struct ParserService {
+    /// The largest response that may be sent (`--max-message-bytes`).
+    pub max_message_bytes: usize,
+}
 
 /// Parses one request; pure CPU work, run off the async executor by the caller.
 pub fn parse_request(req: ParseDockerfileRequest) -> Result<ParseDockerfileResponse, ParserError> {
@@ -69,12 +72,15 @@ pub fn parse_request(req: ParseDockerfileRequest) -> Result<ParseDockerfileRespo
     let dockerfile = match df::from_ast(&ast, &options) {
         Ok(d) => d,
         // BuildKit dumps files whose instructions are invalid (a CMD before FROM, an unknown
-        // flag): when only the dump was asked for, give it without the typed tree.
-        Err(_) if req.include_ast_dump => {
+        // flag): when the dump was asked for, give it, without the typed tree and with the
+        // reason there is none (a client that also wants the tree must not take an OK
+        // without one for success)
+        Err(e) if req.include_ast_dump => {
             return Ok(ParseDockerfileResponse {
                 dockerfile: None,
                 warnings: vec![],
                 ast_dump,
+                error: e.render(&filename),
             });
         }
         Err(e) => return Err(ParserError::Syntax(e.render(&filename))),
@@ -84,6 +90,7 @@ pub fn parse_request(req: ParseDockerfileRequest) -> Result<ParseDockerfileRespo
         dockerfile: Some(convert::dockerfile(&dockerfile)),
         warnings: convert::warnings(&dockerfile),
         ast_dump,
+        error: String::new(),
     })
 }
 
@@ -97,6 +104,15 @@ impl Parser for ParserService {
         let response = tokio::task::spawn_blocking(move || parse_request(req))
             .await
             .map_err(|e| Status::internal(format!("parser task failed: {e}")))??;
+        // tonic would refuse to send it with a bare OUT_OF_RANGE: say what is too large
+        let len = prost::Message::encoded_len(&response);
+        if len > self.max_message_bytes {
+            return Err(ParserError::TooLarge {
+                bytes: len,
+                limit: self.max_message_bytes,
+            }
+            .into());
+        }
         Ok(Response::new(response))
     }
 

@@ -17,9 +17,11 @@ pub use grpc::{ParserService, parse_request};
 
 /// Adds the parser service to `services`.
 pub fn register(services: &mut Services, options: &ServeOptions) {
-    let svc = ParserServer::new(ParserService)
-        .max_decoding_message_size(options.max_message_bytes)
-        .max_encoding_message_size(options.max_message_bytes);
+    let svc = ParserServer::new(ParserService {
+        max_message_bytes: options.max_message_bytes,
+    })
+    .max_decoding_message_size(options.max_message_bytes)
+    .max_encoding_message_size(options.max_message_bytes);
     services.routes.add_service(svc);
     services.names.push(service_names::PARSER);
 }

@@ -107,6 +107,30 @@ async fn syntax_errors_are_invalid_argument_with_file_line_and_column() {
         err.message()
     );
     assert!(err.message().contains("RUNN"), "{}", err.message());
+    // asked for the AST dump too, the file is dumped (as BuildKit dumps it) and the reason
+    // it has no typed tree is said, so an OK is never mistaken for a parsed Dockerfile
+    for content in [
+        "FROM busybox\nRUNN echo hi\n",
+        "RUN echo no FROM\n",
+        "FROM busybox\nSTOPSIGNAL SIGFOO\n",
+    ] {
+        let resp = client
+            .parse_dockerfile(ParseDockerfileRequest {
+                content: content.into(),
+                filename: "ci/Dockerfile".into(),
+                include_ast_dump: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(resp.dockerfile.is_none(), "{content}");
+        assert!(!resp.ast_dump.is_empty(), "{content}");
+        assert!(
+            resp.error.starts_with("ci/Dockerfile:"),
+            "{content}: {resp:?}"
+        );
+    }
     // an unknown --target names the target
     let err = client
         .parse_dockerfile(ParseDockerfileRequest {
@@ -192,4 +216,42 @@ async fn grpcurl_parses_a_dockerfile() {
     assert!(body.contains("echo hi"), "{body}");
     let (status, _) = proc.terminate().await;
     assert!(status.success());
+}
+
+/// A Dockerfile whose parse is larger than the server may send is refused in words, not
+/// with tonic's bare OUT_OF_RANGE from the encoder.
+#[tokio::test]
+async fn a_parse_larger_than_a_message_may_be_says_so() {
+    let limit = 64 << 10;
+    let server = InProcess::spawn(move |listener, shutdown| async move {
+        let options = ServeOptions {
+            max_message_bytes: limit,
+            ..ServeOptions::default()
+        };
+        strata_parser::run(listener, &options, shutdown).await
+    })
+    .await;
+    let mut client = ParserClient::new(server.channel());
+    let mut content = String::from("FROM busybox\n");
+    for i in 0..1500 {
+        content.push_str(&format!("RUN echo {i}\n"));
+    }
+    assert!(content.len() < limit, "the request itself fits");
+    let err = client
+        .parse_dockerfile(ParseDockerfileRequest {
+            content: content.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().contains("the Dockerfile is too large")
+            && err
+                .message()
+                .contains(&format!("{limit}-byte message limit")),
+        "{}",
+        err.message()
+    );
+    server.shutdown().await.unwrap();
 }
