@@ -316,6 +316,7 @@ impl Engine {
         mode: Mode,
     ) -> Result<BuildCtx<'a>, ExecutorError> {
         crate::pull::check_credentials(&req.registry_credentials)?;
+        check_source_date_epoch(req.source_date_epoch)?;
         for tag in &req.tags {
             Reference::parse_tag(tag)
                 .map_err(|e| ExecutorError::InvalidArgument(format!("invalid tag {tag:?}: {e}")))?;
@@ -2335,6 +2336,24 @@ impl Drop for ScratchDir {
 }
 
 /// Writes a RUN heredoc script as `dir/name`, executable by everyone (BuildKit: 0755).
+/// The latest time an RFC 3339 timestamp can name (9999-12-31T23:59:59Z): `created` must
+/// be one, and Go's time parsing (docker, containerd, skopeo) refuses a five-digit year.
+pub const MAX_SOURCE_DATE_EPOCH: i64 = 253_402_300_799;
+
+/// SOURCE_DATE_EPOCH is a non-negative count of seconds (reproducible-builds.org) that the
+/// image config can carry as `created`.
+fn check_source_date_epoch(epoch: Option<i64>) -> Result<(), ExecutorError> {
+    match epoch {
+        Some(e) if !(0..=MAX_SOURCE_DATE_EPOCH).contains(&e) => {
+            Err(ExecutorError::InvalidArgument(format!(
+                "SOURCE_DATE_EPOCH {e} is out of range: it must be 0 to {MAX_SOURCE_DATE_EPOCH} \
+                 (9999-12-31T23:59:59Z)"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn write_script(dir: &Path, name: &str, body: &str) -> Result<PathBuf, ExecutorError> {
     use std::os::unix::fs::PermissionsExt;
     if name.is_empty() || name.contains('/') || name == "." || name == ".." {
@@ -2431,5 +2450,26 @@ mod tests {
             parse_rfc3339("2024-01-01T00:00:00.123456789Z"),
             Some(1_704_067_200)
         );
+    }
+
+    #[test]
+    fn source_date_epoch_must_name_a_time_rfc3339_can_write() {
+        for ok in [
+            None,
+            Some(0),
+            Some(1_704_067_200),
+            Some(MAX_SOURCE_DATE_EPOCH),
+        ] {
+            check_source_date_epoch(ok).unwrap();
+        }
+        assert_eq!(
+            history::rfc3339(MAX_SOURCE_DATE_EPOCH),
+            "9999-12-31T23:59:59Z"
+        );
+        for bad in [-5, MAX_SOURCE_DATE_EPOCH + 1, i64::MAX, i64::MIN] {
+            let e = check_source_date_epoch(Some(bad)).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument);
+            assert!(e.to_string().contains("out of range"), "{e}");
+        }
     }
 }
