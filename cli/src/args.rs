@@ -30,9 +30,10 @@ pub struct GlobalArgs {
     /// Log format of the embedded services' logs.
     #[arg(long, global = true, env = "STRATA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// Log filter for the embedded services, e.g. "info" or "strata=debug".
-    #[arg(long, global = true, env = "STRATA_LOG", default_value = "warn")]
-    pub log: String,
+    /// Log filter for the embedded services, e.g. "info" or "strata=debug". Unset: RUST_LOG,
+    /// else "warn" ("info" for `strata serve`).
+    #[arg(long, global = true, env = "STRATA_LOG", value_parser = strata_server::log_filter)]
+    pub log: Option<String>,
 }
 
 impl GlobalArgs {

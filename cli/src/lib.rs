@@ -21,7 +21,14 @@ pub use args::{Cli, Command, GlobalArgs};
 pub fn main() -> ExitCode {
     strata_server::tune_allocator(Some(1));
     let cli = Cli::parse();
-    strata_server::init_tracing(cli.global.log_format, &cli.global.log);
+    // `strata serve` installs its own (a server's logs are its output: info by default)
+    if !matches!(cli.command, Command::Serve(_))
+        && let Err(e) =
+            strata_server::init_tracing(cli.global.log_format, cli.global.log.as_deref(), "warn")
+    {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
     strata_server::raise_open_files_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

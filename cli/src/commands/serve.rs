@@ -21,17 +21,16 @@ pub struct ServeArgs {
         default_value_t = 10
     )]
     pub drain_timeout_secs: u64,
-    /// Largest gRPC message, in bytes.
-    #[arg(long, env = "STRATA_SERVE_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024 * 1024)]
+    /// Largest gRPC message, in bytes (at least 4096).
+    #[arg(long, env = "STRATA_SERVE_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024 * 1024, value_parser = strata_server::message_bytes)]
     pub max_message_bytes: usize,
 }
 
 /// Runs until SIGTERM or SIGINT.
 pub async fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
-    // A server's logs are its output: at least info, unless asked otherwise.
-    if global.log == "warn" {
-        strata_server::init_tracing(global.log_format, "info");
-    }
+    // A server's logs are its output: info unless asked otherwise.
+    strata_server::init_tracing(global.log_format, global.log.as_deref(), "info")
+        .map_err(anyhow::Error::msg)?;
     let root = global.data_root();
     let Some(lock) = embedded::try_lock_root(&root)? else {
         anyhow::bail!(

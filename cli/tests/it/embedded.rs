@@ -182,3 +182,32 @@ pub fn sigterm_and_wait(mut child: std::process::Child) -> std::process::ExitSta
     .unwrap();
     child.wait().unwrap()
 }
+
+/// A log filter that does not parse, or a message limit nothing fits in, is a usage error
+/// naming the flag (they were silently replaced by "info", and accepted, before).
+#[test]
+fn bad_log_filters_and_message_limits_are_usage_errors() {
+    let root = tempfile::tempdir().unwrap();
+    for (args, flag) in [
+        (&["--log", "strata=bogus", "health"][..], "--log"),
+        (
+            &["serve", "--max-message-bytes", "0"][..],
+            "--max-message-bytes",
+        ),
+    ] {
+        let out = strata(root.path(), args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(flag), "{args:?}: {stderr}");
+    }
+    let out = Command::new(STRATA)
+        .arg("health")
+        .env("STRATA_ROOT", root.path())
+        .env("RUST_LOG", "=[[bad")
+        .env_remove("STRATA_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid RUST_LOG"));
+}

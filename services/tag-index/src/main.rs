@@ -30,7 +30,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     strata_server::tune_allocator(None);
     let args = Args::parse();
-    strata_server::init_tracing(args.serve.log_format, &args.serve.log);
+    args.serve.init_tracing()?;
     strata_server::raise_open_files_limit();
     let config = strata_tag_index::Config {
         root: args.root,

@@ -144,7 +144,12 @@ impl RocksStore {
         // created private to its owner: it holds image content
         std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
             .create(path)
-            .map_err(|e| classify(&path_s, e.to_string()))?;
+            .map_err(|e| {
+                classify(
+                    &path_s,
+                    format!("cannot create the directory {path_s}: {e}"),
+                )
+            })?;
         // Recovery replays the WAL into memtables without flushing them, so a database whose
         // disk filled up can still open (to serve reads and deletes) with little free space.
         // No preallocation of logs and manifests: on tmpfs (where CI and build farms often

@@ -22,9 +22,25 @@ mod serve;
 
 pub use alloc::tune_allocator;
 pub use listen::{ListenAddr, ListenError, Listener};
-pub use logging::{LogFormat, init_tracing};
+pub use logging::{LogFormat, init_tracing, log_filter};
 pub use open_files::raise_open_files_limit;
 pub use serve::{ServeOptions, Services, serve, shutdown_signal};
+
+/// The smallest `--max-message-bytes`: below it not even a health check's answer fits.
+pub const MIN_MESSAGE_BYTES: usize = 4096;
+
+/// A clap value parser for `--max-message-bytes`.
+pub fn message_bytes(v: &str) -> Result<usize, String> {
+    let n: usize = v
+        .parse()
+        .map_err(|_| format!("{v:?} is not a number of bytes"))?;
+    if n < MIN_MESSAGE_BYTES {
+        return Err(format!(
+            "{n} is too small: every call but a health check would fail (at least {MIN_MESSAGE_BYTES})"
+        ));
+    }
+    Ok(n)
+}
 
 /// Declares a clap `Args` struct holding the flags every service takes, with environment
 /// variables named after the service (`STRATA_TAG_INDEX_LISTEN`, ...).
@@ -45,10 +61,12 @@ macro_rules! serve_args {
             #[arg(long, env = concat!($prefix, "_LOG_FORMAT"), value_enum, default_value_t = $crate::LogFormat::Text)]
             pub log_format: $crate::LogFormat,
             /// Log filter (tracing-subscriber EnvFilter syntax), e.g. "info" or "strata=debug".
-            #[arg(long, env = concat!($prefix, "_LOG"), default_value = "info")]
-            pub log: String,
-            /// Largest message accepted or sent, in bytes; larger ones get RESOURCE_EXHAUSTED.
-            #[arg(long, env = concat!($prefix, "_MAX_MESSAGE_BYTES"), default_value_t = 16 * 1024 * 1024)]
+            /// Unset: RUST_LOG, else "info".
+            #[arg(long, env = concat!($prefix, "_LOG"), value_parser = $crate::log_filter)]
+            pub log: Option<String>,
+            /// Largest message accepted or sent, in bytes (at least 4096); larger ones get
+            /// RESOURCE_EXHAUSTED.
+            #[arg(long, env = concat!($prefix, "_MAX_MESSAGE_BYTES"), default_value_t = 16 * 1024 * 1024, value_parser = $crate::message_bytes)]
             pub max_message_bytes: usize,
             /// Most requests served at once (over all connections); more wait.
             #[arg(long, env = concat!($prefix, "_CONCURRENCY_LIMIT"), default_value_t = 256)]
@@ -62,6 +80,12 @@ macro_rules! serve_args {
         }
 
         impl $name {
+            /// Installs logging as these flags say (see [`$crate::init_tracing`]).
+            pub fn init_tracing(&self) -> ::anyhow::Result<()> {
+                $crate::init_tracing(self.log_format, self.log.as_deref(), "info")
+                    .map_err(::anyhow::Error::msg)
+            }
+
             /// The serving options these flags describe.
             pub fn options(&self) -> $crate::ServeOptions {
                 $crate::ServeOptions {

@@ -11,15 +11,55 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber writing to stderr. `filter` uses EnvFilter syntax; the
-/// `RUST_LOG` variable overrides it when set. Calling it twice is harmless.
-pub fn init_tracing(format: LogFormat, filter: &str) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(filter))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+/// Installs the global subscriber writing to stderr. The filter (EnvFilter syntax) is
+/// `filter` (a service's `--log` / `STRATA_*_LOG`) when given, else `RUST_LOG` when set,
+/// else `default`: the flag names what this process should log and wins over the generic
+/// variable. An invalid filter is an error, not a silent fallback. Calling it twice is
+/// harmless (the first subscriber stays).
+pub fn init_tracing(format: LogFormat, filter: Option<&str>, default: &str) -> Result<(), String> {
+    let filter = match filter {
+        Some(f) => parse_filter(f)?,
+        None => match std::env::var("RUST_LOG") {
+            Ok(f) if !f.trim().is_empty() => {
+                EnvFilter::try_new(&f).map_err(|e| format!("invalid RUST_LOG {f:?}: {e}"))?
+            }
+            _ => EnvFilter::try_new(default).map_err(|e| format!("invalid log filter: {e}"))?,
+        },
+    };
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+    Ok(())
+}
+
+fn parse_filter(f: &str) -> Result<EnvFilter, String> {
+    // EnvFilter::try_new accepts a directive it cannot use by dropping it with a warning on
+    // stderr; the builder's strict parse refuses it instead
+    EnvFilter::builder()
+        .parse(f)
+        .map_err(|e| format!("invalid log filter {f:?}: {e}"))
+}
+
+/// A clap value parser for `--log`: the same check as [`init_tracing`], at parse time, so a
+/// bad filter is a usage error naming the flag.
+pub fn log_filter(f: &str) -> Result<String, String> {
+    parse_filter(f).map(|_| f.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_are_checked_not_dropped() {
+        for ok in ["info", "strata=debug,tower=warn", "warn"] {
+            log_filter(ok).unwrap();
+        }
+        for bad in ["strata=bogus", "=[[bad", "info,strata=nope"] {
+            let e = log_filter(bad).unwrap_err();
+            assert!(e.contains("invalid log filter"), "{bad}: {e}");
+        }
+    }
 }
