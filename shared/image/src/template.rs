@@ -1120,13 +1120,23 @@ impl Exec {
 
 fn fields(value: &Data, path: &[String]) -> Result<Data, String> {
     let mut v = value;
-    for name in path {
+    for (i, name) in path.iter().enumerate() {
         match v {
             Data::Map(_) => match v.get(name) {
                 Some(next) => v = next,
-                None => return Ok(Data::Missing),
+                None => {
+                    return match path.get(i + 1) {
+                        None => Ok(Data::Missing),
+                        Some(next) => Err(format!("nil pointer evaluating interface {{}}.{next}")),
+                    };
+                }
             },
-            Data::Null | Data::Missing | Data::Zero(GoZero::Map | GoZero::Pointer) => {
+            // Go: a missing map key is a nil interface{}, and so is JSON null; a field of it
+            // is an error, not another <no value>
+            Data::Null | Data::Missing => {
+                return Err(format!("nil pointer evaluating interface {{}}.{name}"));
+            }
+            Data::Zero(GoZero::Map | GoZero::Pointer) => {
                 return Ok(Data::Missing);
             }
             other => {
@@ -1577,7 +1587,11 @@ mod tests {
         assert_eq!(run("{{.Config.ExposedPorts}}"), "map[80/tcp:map[]]");
         assert_eq!(run("{{.Config.Entrypoint}}"), "<nil>");
         assert_eq!(run("{{.Config.Nope}}"), "<no value>");
-        assert_eq!(run("{{.Nope.Deeper}}"), "<no value>");
+        // a missing key is a nil interface{} in Go: a field of it fails, as docker's does
+        assert_eq!(
+            fails("{{.Nope.Deeper}}").message,
+            "executing at <.Nope.Deeper>: nil pointer evaluating interface {}.Deeper"
+        );
         assert_eq!(run("{{.Size}} {{.Ratio}} {{.Ok}}"), "1234 0.5 true");
         assert_eq!(
             run("{{.RootFS}}"),
