@@ -1165,6 +1165,71 @@ fn add_extracts_tar_archives_by_content_and_copies_anything_else() {
     assert!(!got.contains_key("xz/own.tar.xz") && !got.contains_key("t3/file.txt"));
 }
 
+/// A tar of one regular file `a.txt` ("hello\n").
+fn one_file_tar() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_size(6);
+    h.set_mode(0o644);
+    b.append_data(&mut h, "a.txt", &b"hello\n"[..]).unwrap();
+    b.into_inner().unwrap()
+}
+
+/// A flag that changes what COPY/ADD writes changes the step's key: a build with it never
+/// takes the layer the step made without it (dockerfile.md §13).
+#[test]
+fn every_copy_and_add_flag_is_part_of_the_cache_key() {
+    let root = Root::new();
+    let ctx = context(&[("d/a.txt", "a\n"), ("d/b.md", "b\n")]);
+    std::fs::write(ctx.path().join("t.tar"), one_file_tar()).unwrap();
+    let tag = "flags";
+    let df = |line: &str| format!("FROM busybox:latest\n{line}\n");
+    assert_eq!(
+        rebuilt_with(&root, ctx.path(), tag, &df("ADD t.tar /o/")),
+        (0, 1)
+    );
+    // the default spelled out is the same step
+    let unpacked = df("ADD --unpack=true t.tar /o/");
+    assert_eq!(rebuilt_with(&root, ctx.path(), tag, &unpacked), (1, 0));
+    let kept = df("ADD --unpack=false t.tar /o/");
+    assert_eq!(rebuilt_with(&root, ctx.path(), tag, &kept), (0, 1));
+    let (_, layers, _keep) = root.image(tag);
+    let files = entries(&layers[layers.len() - 1..]);
+    assert_eq!(files["o/t.tar"].1, one_file_tar());
+    assert!(!files.contains_key("o/a.txt"), "{:?}", files.keys());
+    assert_eq!(rebuilt_with(&root, ctx.path(), tag, &kept), (1, 0));
+
+    // each COPY variant is new: none may be answered by an entry of another
+    assert_eq!(
+        rebuilt_with(&root, ctx.path(), tag, &df("COPY d /c/")),
+        (0, 1)
+    );
+    for line in [
+        "COPY --chmod=600 d /c/",
+        "COPY --chown=1:1 d /c/",
+        "COPY --link d /c/",
+        "COPY --exclude=*.md d /c/",
+        "COPY --parents d /c/",
+        "ADD d /c/",
+    ] {
+        assert_eq!(
+            rebuilt_with(&root, ctx.path(), tag, &df(line)),
+            (0, 1),
+            "{line}"
+        );
+    }
+    let from = |stage: &str| {
+        format!(
+            "FROM busybox:latest AS a\nRUN echo a > /f\n\
+             FROM busybox:latest AS b\nRUN echo b > /f\n\
+             FROM busybox:latest\nCOPY --from=a /f /a\nCOPY --from={stage} /f /f\n"
+        )
+    };
+    assert_eq!(rebuilt_with(&root, ctx.path(), tag, &from("a")), (0, 3));
+    // stage b runs for the first time; the last COPY, the same but for --from, runs again
+    assert_eq!(rebuilt_with(&root, ctx.path(), tag, &from("b")), (2, 2));
+}
+
 #[test]
 fn copy_chmod_takes_symbolic_modes_and_names_bad_ones() {
     use std::os::unix::fs::PermissionsExt;

@@ -1363,6 +1363,18 @@ impl Engine {
         pre.flags.insert("chmod".into(), copy.chmod.clone());
         pre.flags.insert("link".into(), copy.link.to_string());
         pre.flags.insert("exclude".into(), copy.excludes.join("\n"));
+        // Every flag that can change what the step writes is in the key (dockerfile.md
+        // §13), ADD's own ones too: `--unpack` by the value in force (the default for a
+        // local source is to extract), `--checksum` and `--keep-git-dir` as written.
+        let unpack = is_add && copy.unpack.unwrap_or(true);
+        if is_add {
+            pre.flags.insert("unpack".into(), unpack.to_string());
+            pre.flags
+                .insert("keep-git-dir".into(), copy.keep_git_dir.to_string());
+        }
+        if !copy.checksum.is_empty() {
+            pre.flags.insert("checksum".into(), copy.checksum.clone());
+        }
         // Sources: a stage, an image, a URL (ADD), or the context.
         let (urls, locals): (Vec<&String>, Vec<&String>) = copy
             .sources
@@ -1473,7 +1485,7 @@ impl Engine {
             parents: copy.parents,
             chown: owner,
             mode,
-            unpack: is_add && copy.unpack.unwrap_or(true),
+            unpack,
             link: copy.link && copy.chmod.is_empty(),
         };
         self.layer_step(ctx, stage, step, inst, state, pre, created_by, action)
