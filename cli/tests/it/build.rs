@@ -1230,6 +1230,82 @@ fn every_copy_and_add_flag_is_part_of_the_cache_key() {
     assert_eq!(rebuilt_with(&root, ctx.path(), tag, &from("b")), (2, 2));
 }
 
+/// name -> (uid, gid, mode) of every entry of a layer tar.
+fn owners(layer: &Path) -> std::collections::BTreeMap<String, (u64, u64, u32)> {
+    let mut a = tar::Archive::new(std::fs::File::open(layer).unwrap());
+    a.entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let h = e.header();
+            let name = e
+                .path()
+                .unwrap()
+                .to_string_lossy()
+                .trim_end_matches('/')
+                .to_owned();
+            (
+                name,
+                (
+                    h.uid().unwrap(),
+                    h.gid().unwrap(),
+                    h.mode().unwrap() & 0o7777,
+                ),
+            )
+        })
+        .collect()
+}
+
+/// An archive of `sub/` (0750) and `sub/a.txt` (0640), both owned by 1234:1234.
+fn owned_tar() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, kind, mode, data) in [
+        ("sub/", tar::EntryType::Directory, 0o750, &b""[..]),
+        ("sub/a.txt", tar::EntryType::Regular, 0o640, &b"a\n"[..]),
+    ] {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_uid(1234);
+        h.set_gid(1234);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, name, data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn add_chown_owns_every_extracted_entry_and_chmod_leaves_their_modes() {
+    let root = Root::new();
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox:latest\n\
+         ADD --chown=1:2 t.tar /o/\n\
+         ADD --chown=1:2 --chmod=600 t.tar /p/\n\
+         ADD t.tar /q/\n",
+    )]);
+    std::fs::write(ctx.path().join("t.tar"), owned_tar()).unwrap();
+    root.build_ok(ctx.path(), &["-t", "addchown"]);
+    let (_, layers, _keep) = root.image("addchown");
+    let n = layers.len();
+    let (o, p, q) = (
+        owners(&layers[n - 3]),
+        owners(&layers[n - 2]),
+        owners(&layers[n - 1]),
+    );
+    assert_eq!(o["o"], (1, 2, 0o755), "the destination it made");
+    assert_eq!(o["o/sub"], (1, 2, 0o750));
+    assert_eq!(o["o/sub/a.txt"], (1, 2, 0o640));
+    assert_eq!(p["p/sub"], (1, 2, 0o750));
+    assert_eq!(p["p/sub/a.txt"], (1, 2, 0o640));
+    assert_eq!(q["q"], (0, 0, 0o755));
+    assert_eq!(
+        q["q/sub/a.txt"],
+        (1234, 1234, 0o640),
+        "without --chown: the archive's"
+    );
+}
+
 #[test]
 fn copy_chmod_takes_symbolic_modes_and_names_bad_ones() {
     use std::os::unix::fs::PermissionsExt;

@@ -1925,13 +1925,13 @@ impl Engine {
                                 let file = std::fs::File::open(&m.path)
                                     .map_err(|e| ExecutorError::io(&m.path, e))?;
                                 let reader = crate::compression::decompressed(file)?;
-                                crate::extract::extract(
+                                // --chown owns every entry (BuildKit maps each header's
+                                // owner to it); --chmod leaves the archive's modes alone,
+                                // as BuildKit's unpack, which is given no mode, does
+                                crate::extract::extract_archive(
                                     reader,
                                     &dir,
-                                    crate::extract::ExtractOptions {
-                                        whiteouts: crate::extract::Whiteouts::Apply,
-                                        hash_files: false,
-                                    },
+                                    crate::extract::ArchiveOptions { owner: attrs.owner },
                                 )?;
                             } else {
                                 plain.push(m);

@@ -43,6 +43,14 @@ pub struct ExtractOptions {
     pub hash_files: bool,
 }
 
+/// How an archive that ADD extracts differs from a layer (BuildKit's `applyRootArchive`):
+/// `--chown` owns every entry.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ArchiveOptions {
+    /// `--chown`: the owner of every extracted entry; `None` keeps the archive's.
+    pub owner: Option<(u32, u32)>,
+}
+
 /// What an extraction saw.
 #[derive(Debug, Default)]
 pub struct ExtractReport {
@@ -123,11 +131,34 @@ fn remove_any(path: &Path) -> Result<(), ExecutorError> {
     }
 }
 
-/// Extracts the tar read from `reader` into `root` (which must exist).
+/// Extracts the layer tar read from `reader` into `root` (which must exist).
 pub fn extract<R: Read>(
     reader: R,
     root: &Path,
     options: ExtractOptions,
+) -> Result<ExtractReport, ExecutorError> {
+    extract_with(reader, root, options, None)
+}
+
+/// Extracts an archive that ADD unpacks into `root` (which must exist): as a layer, its
+/// whiteouts applied, with the differences [`ArchiveOptions`] describes.
+pub fn extract_archive<R: Read>(
+    reader: R,
+    root: &Path,
+    archive: ArchiveOptions,
+) -> Result<ExtractReport, ExecutorError> {
+    let options = ExtractOptions {
+        whiteouts: Whiteouts::Apply,
+        hash_files: false,
+    };
+    extract_with(reader, root, options, Some(archive))
+}
+
+fn extract_with<R: Read>(
+    reader: R,
+    root: &Path,
+    options: ExtractOptions,
+    add: Option<ArchiveOptions>,
 ) -> Result<ExtractReport, ExecutorError> {
     let mut archive = tar::Archive::new(reader);
     let mut report = ExtractReport::default();
@@ -327,8 +358,14 @@ pub fn extract<R: Read>(
             _ => continue,
         }
 
-        let (uid, gid) = (header.uid().unwrap_or(0), header.gid().unwrap_or(0));
-        std::os::unix::fs::lchown(&path, Some(uid as u32), Some(gid as u32))
+        let (uid, gid) = match add.and_then(|a| a.owner) {
+            Some(owner) => owner,
+            None => (
+                header.uid().unwrap_or(0) as u32,
+                header.gid().unwrap_or(0) as u32,
+            ),
+        };
+        std::os::unix::fs::lchown(&path, Some(uid), Some(gid))
             .map_err(|e| ExecutorError::io_op("chown", &path, e))?;
         if let Ok(Some(exts)) = entry.pax_extensions() {
             for ext in exts.flatten() {
@@ -441,6 +478,51 @@ mod tests {
     fn absolute_names_are_refused() {
         let e = assert_refused(|b| raw_entry(b, "/evil", EntryType::Regular, None, b"x"));
         assert!(e.contains("absolute"), "{e}");
+    }
+
+    #[test]
+    fn add_archives_take_the_chown_owner() {
+        let root = tempfile::tempdir().unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut dir = tar::Header::new_gnu();
+        dir.set_entry_type(EntryType::Directory);
+        dir.set_mode(0o750);
+        dir.set_uid(1234);
+        dir.set_gid(1234);
+        dir.set_size(0);
+        b.append_data(&mut dir, "d/", &b""[..]).unwrap();
+        let mut file = tar::Header::new_gnu();
+        file.set_mode(0o640);
+        file.set_uid(1234);
+        file.set_gid(4321);
+        file.set_size(1);
+        b.append_data(&mut file, "d/f", &b"f"[..]).unwrap();
+        let mut link = tar::Header::new_gnu();
+        link.set_entry_type(EntryType::Symlink);
+        link.set_size(0);
+        b.append_link(&mut link, "d/s", "f").unwrap();
+        let bytes = b.into_inner().unwrap();
+        extract_archive(
+            bytes.as_slice(),
+            root.path(),
+            ArchiveOptions {
+                owner: Some((1, 2)),
+            },
+        )
+        .unwrap();
+        for p in ["d", "d/f", "d/s"] {
+            let m = root.path().join(p).symlink_metadata().unwrap();
+            assert_eq!((m.uid(), m.gid()), (1, 2), "{p}");
+        }
+        // modes stay the archive's (BuildKit applies no --chmod to extracted entries)
+        let mode = |p: &str| root.path().join(p).metadata().unwrap().mode() & 0o7777;
+        assert_eq!((mode("d"), mode("d/f")), (0o750, 0o640));
+
+        // without --chown the archive's owners stay
+        let other = tempfile::tempdir().unwrap();
+        extract_archive(bytes.as_slice(), other.path(), ArchiveOptions::default()).unwrap();
+        let m = other.path().join("d/f").metadata().unwrap();
+        assert_eq!((m.uid(), m.gid()), (1234, 4321));
     }
 
     #[test]
