@@ -1307,6 +1307,42 @@ fn add_chown_owns_every_extracted_entry_and_chmod_leaves_their_modes() {
 }
 
 #[test]
+fn add_makes_no_device_nodes_or_fifos_from_an_archive_and_says_so() {
+    let root = Root::new();
+    let ctx = context(&[("Dockerfile", "FROM busybox:latest\nADD dev.tar /o/\n")]);
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, kind, major, minor) in [
+        ("null", tar::EntryType::Char, 1, 3),
+        ("sda", tar::EntryType::Block, 8, 0),
+        ("pipe", tar::EntryType::Fifo, 0, 0),
+        ("f", tar::EntryType::Regular, 0, 0),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(0o666);
+        h.set_device_major(major).unwrap();
+        h.set_device_minor(minor).unwrap();
+        h.set_size(0);
+        b.append_data(&mut h, name, &b""[..]).unwrap();
+    }
+    std::fs::write(ctx.path().join("dev.tar"), b.into_inner().unwrap()).unwrap();
+    let events = root.build_ok(ctx.path(), &["-t", "devnodes"]);
+    let (_, layers, _keep) = root.image("devnodes");
+    let names = tar_names(&layers[layers.len() - 1]);
+    assert_eq!(names, ["o/", "o/f"]);
+    let warnings: Vec<String> = of_type(&events, "warning")
+        .iter()
+        .map(|w| w["message"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("did not extract 3") && w.contains("null, sda, pipe")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
 fn copy_chmod_takes_symbolic_modes_and_names_bad_ones() {
     use std::os::unix::fs::PermissionsExt;
     let root = Root::new();

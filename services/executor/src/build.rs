@@ -1898,95 +1898,130 @@ impl Engine {
                     .local
                     .scratch(&format!("{}-{step}-heredocs", ctx.build_id));
                 let total = sources.len() + inline.len() + downloads.len();
-                tokio::task::spawn_blocking(move || -> Result<(), ExecutorError> {
-                    if let Some(src_root) = &src_root
-                        && parents
-                    {
-                        let mut picked = Vec::new();
-                        for s in &sources {
-                            let (matches, _) =
-                                cp::select_sources(src_root, std::slice::from_ref(s))?;
-                            for m in matches {
-                                let kept = cp::parents_kept(s, &m.rel);
-                                picked.push((m, kept));
+                // (archive, entries left out of it) for each ADD archive that had some
+                let skipped = tokio::task::spawn_blocking(
+                    move || -> Result<Vec<(String, Vec<String>)>, ExecutorError> {
+                        let mut skipped = Vec::new();
+                        if let Some(src_root) = &src_root
+                            && parents
+                        {
+                            let mut picked = Vec::new();
+                            for s in &sources {
+                                let (matches, _) =
+                                    cp::select_sources(src_root, std::slice::from_ref(s))?;
+                                for m in matches {
+                                    let kept = cp::parents_kept(s, &m.rel);
+                                    picked.push((m, kept));
+                                }
                             }
-                        }
-                        cp::copy_with_parents(&picked, &r, &dest, &excludes, &attrs)?;
-                    } else if let Some(src_root) = &src_root {
-                        let (matches, wildcard) = cp::select_sources(src_root, &sources)?;
-                        let mut plain = Vec::new();
-                        for m in matches {
-                            if unpack && !m.is_dir && cp::tar_archive(&m.path).is_some() {
-                                let dir = cp::mkdir_all_in_root(
+                            cp::copy_with_parents(&picked, &r, &dest, &excludes, &attrs)?;
+                        } else if let Some(src_root) = &src_root {
+                            let (matches, wildcard) = cp::select_sources(src_root, &sources)?;
+                            let mut plain = Vec::new();
+                            for m in matches {
+                                if unpack && !m.is_dir && cp::tar_archive(&m.path).is_some() {
+                                    let dir = cp::mkdir_all_in_root(
+                                        &r,
+                                        &dest,
+                                        attrs.owner.unwrap_or((0, 0)),
+                                    )?;
+                                    let file = std::fs::File::open(&m.path)
+                                        .map_err(|e| ExecutorError::io(&m.path, e))?;
+                                    let reader = crate::compression::decompressed(file)?;
+                                    // --chown owns every entry (BuildKit maps each header's
+                                    // owner to it); --chmod leaves the archive's modes alone,
+                                    // as BuildKit's unpack, which is given no mode, does
+                                    let report = crate::extract::extract_archive(
+                                        reader,
+                                        &dir,
+                                        crate::extract::ArchiveOptions { owner: attrs.owner },
+                                    )?;
+                                    if !report.skipped.is_empty() {
+                                        skipped.push((m.rel.clone(), report.skipped));
+                                    }
+                                } else {
+                                    plain.push(m);
+                                }
+                            }
+                            if !plain.is_empty() || (wildcard && sources.len() > 1) {
+                                cp::copy_sources(
+                                    &plain,
+                                    wildcard || total > 1,
                                     &r,
                                     &dest,
-                                    attrs.owner.unwrap_or((0, 0)),
+                                    dest_is_dir,
+                                    &excludes,
+                                    &attrs,
                                 )?;
-                                let file = std::fs::File::open(&m.path)
-                                    .map_err(|e| ExecutorError::io(&m.path, e))?;
-                                let reader = crate::compression::decompressed(file)?;
-                                // --chown owns every entry (BuildKit maps each header's
-                                // owner to it); --chmod leaves the archive's modes alone,
-                                // as BuildKit's unpack, which is given no mode, does
-                                crate::extract::extract_archive(
-                                    reader,
-                                    &dir,
-                                    crate::extract::ArchiveOptions { owner: attrs.owner },
-                                )?;
-                            } else {
-                                plain.push(m);
                             }
                         }
-                        if !plain.is_empty() || (wildcard && sources.len() > 1) {
-                            cp::copy_sources(
-                                &plain,
-                                wildcard || total > 1,
+                        if !inline.is_empty() {
+                            let files = cp::write_inline_files(&heredoc_dir, &inline)?;
+                            let copied = cp::copy_sources(
+                                &files,
+                                total > 1,
                                 &r,
                                 &dest,
                                 dest_is_dir,
-                                &excludes,
+                                &[],
                                 &attrs,
-                            )?;
+                            );
+                            let _ = std::fs::remove_dir_all(&heredoc_dir);
+                            copied?;
                         }
-                    }
-                    if !inline.is_empty() {
-                        let files = cp::write_inline_files(&heredoc_dir, &inline)?;
-                        let copied = cp::copy_sources(
-                            &files,
-                            total > 1,
-                            &r,
-                            &dest,
-                            dest_is_dir,
-                            &[],
-                            &attrs,
-                        );
-                        let _ = std::fs::remove_dir_all(&heredoc_dir);
-                        copied?;
-                    }
-                    for d in &downloads {
-                        let target = if dest_is_dir {
-                            format!("{}/{}", dest.trim_end_matches('/'), d.name)
-                        } else {
-                            dest.clone()
-                        };
-                        let named = d.dir.join(&d.name);
-                        std::fs::rename(&d.path, &named)
-                            .map_err(|e| ExecutorError::io(&d.path, e))?;
-                        use std::os::unix::fs::PermissionsExt;
-                        std::fs::set_permissions(&named, std::fs::Permissions::from_mode(0o600))
+                        for d in &downloads {
+                            let target = if dest_is_dir {
+                                format!("{}/{}", dest.trim_end_matches('/'), d.name)
+                            } else {
+                                dest.clone()
+                            };
+                            let named = d.dir.join(&d.name);
+                            std::fs::rename(&d.path, &named)
+                                .map_err(|e| ExecutorError::io(&d.path, e))?;
+                            use std::os::unix::fs::PermissionsExt;
+                            std::fs::set_permissions(
+                                &named,
+                                std::fs::Permissions::from_mode(0o600),
+                            )
                             .map_err(|e| ExecutorError::io(&named, e))?;
-                        let m = cp::SourceMatch {
-                            rel: d.name.clone(),
-                            path: named,
-                            is_dir: false,
-                        };
-                        cp::copy_sources(&[m], false, &r, &target, false, &[], &attrs)?;
-                        let _ = std::fs::remove_dir_all(&d.dir);
-                    }
-                    Ok(())
-                })
+                            let m = cp::SourceMatch {
+                                rel: d.name.clone(),
+                                path: named,
+                                is_dir: false,
+                            };
+                            cp::copy_sources(&[m], false, &r, &target, false, &[], &attrs)?;
+                            let _ = std::fs::remove_dir_all(&d.dir);
+                        }
+                        Ok(skipped)
+                    },
+                )
                 .await
                 .map_err(|e| ExecutorError::Internal(e.to_string()))??;
+                // BuildKit leaves device nodes and FIFOs out of ADD archives silently; the
+                // user is told here which, and why
+                for (archive, names) in skipped {
+                    warn!(build = %ctx.build_id, step, archive = %archive, entries = ?names, "ADD left device nodes and FIFOs out of an archive");
+                    const SHOWN: usize = 10;
+                    let mut list = names
+                        .iter()
+                        .take(SHOWN)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    if names.len() > SHOWN {
+                        list.push_str(&format!(" and {} more", names.len() - SHOWN));
+                    }
+                    ctx.events
+                        .send(Event::Warning(pb::BuildWarning {
+                            rule: String::new(),
+                            message: format!(
+                                "step {step}: ADD did not extract {} device node(s) or FIFO(s) of {archive} ({list}): an ADD archive cannot make devices",
+                                names.len()
+                            ),
+                            line: 0,
+                        }))
+                        .await?;
+                }
             }
         }
         let (changes, from) = {

@@ -44,7 +44,8 @@ pub struct ExtractOptions {
 }
 
 /// How an archive that ADD extracts differs from a layer (BuildKit's `applyRootArchive`):
-/// `--chown` owns every entry.
+/// device nodes and FIFOs are skipped (an ADD extracts files, it does not make devices),
+/// and `--chown` owns every entry.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ArchiveOptions {
     /// `--chown`: the owner of every extracted entry; `None` keeps the archive's.
@@ -58,6 +59,8 @@ pub struct ExtractReport {
     pub entries: u64,
     /// sha256 of each regular file's content, by path (when asked for).
     pub file_digests: BTreeMap<String, Digest>,
+    /// Entries of an ADD archive left out: device nodes and FIFOs, by name.
+    pub skipped: Vec<String>,
 }
 
 fn unsafe_entry(entry: &str, reason: impl Into<String>) -> ExecutorError {
@@ -183,6 +186,11 @@ fn extract_with<R: Read>(
         let Some(base) = parts.last().cloned() else {
             continue; // the root itself
         };
+        if add.is_some() && matches!(kind, EntryType::Char | EntryType::Block | EntryType::Fifo) {
+            // skipped before anything is touched: what is there stays
+            report.skipped.push(parts.join("/"));
+            continue;
+        }
         let rel = parts.join("/");
         let parent = ensure_parent(root, &parts, &name)?;
         let path = parent.join(&base);
@@ -481,8 +489,9 @@ mod tests {
     }
 
     #[test]
-    fn add_archives_take_the_chown_owner() {
+    fn add_archives_make_no_devices_and_take_the_chown_owner() {
         let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("null"), b"kept").unwrap();
         let mut b = tar::Builder::new(Vec::new());
         let mut dir = tar::Header::new_gnu();
         dir.set_entry_type(EntryType::Directory);
@@ -501,8 +510,21 @@ mod tests {
         link.set_entry_type(EntryType::Symlink);
         link.set_size(0);
         b.append_link(&mut link, "d/s", "f").unwrap();
+        for (name, kind, major) in [
+            ("null", EntryType::Char, 1),
+            ("d/sda", EntryType::Block, 8),
+            ("d/fifo", EntryType::Fifo, 0),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_mode(0o666);
+            h.set_device_major(major).unwrap();
+            h.set_device_minor(3).unwrap();
+            h.set_size(0);
+            b.append_data(&mut h, name, &b""[..]).unwrap();
+        }
         let bytes = b.into_inner().unwrap();
-        extract_archive(
+        let report = extract_archive(
             bytes.as_slice(),
             root.path(),
             ArchiveOptions {
@@ -510,6 +532,10 @@ mod tests {
             },
         )
         .unwrap();
+        assert_eq!(report.skipped, ["null", "d/sda", "d/fifo"]);
+        assert_eq!(std::fs::read(root.path().join("null")).unwrap(), b"kept");
+        assert!(root.path().join("d/sda").symlink_metadata().is_err());
+        assert!(root.path().join("d/fifo").symlink_metadata().is_err());
         for p in ["d", "d/f", "d/s"] {
             let m = root.path().join(p).symlink_metadata().unwrap();
             assert_eq!((m.uid(), m.gid()), (1, 2), "{p}");
