@@ -1342,6 +1342,46 @@ fn add_makes_no_device_nodes_or_fifos_from_an_archive_and_says_so() {
     );
 }
 
+/// A symlink in the image whose target's parents are missing: COPY and WORKDIR through it
+/// make them inside the image (BuildKit's MkdirAll), and what cannot be made is named as
+/// the image's path.
+#[test]
+fn copy_and_workdir_through_a_symlink_make_its_missing_target() {
+    let root = Root::new();
+    let ctx = context(&[
+        ("f", "f\n"),
+        (
+            "Dockerfile",
+            "FROM busybox:latest\n\
+             RUN ln -s /opt/a/b /lnk && ln -s ../srv/x /lnk2\n\
+             COPY f /lnk/f\n\
+             WORKDIR /lnk2/w\n\
+             RUN echo here > in-w\n",
+        ),
+    ]);
+    root.build_ok(ctx.path(), &["-t", "dangling"]);
+    let (_, layers, _keep) = root.image("dangling");
+    let files = entries(&layers);
+    assert_eq!(files["opt/a/b/f"].1, b"f\n");
+    assert_eq!(files["srv/x/w/in-w"].1, b"here\n");
+    assert!(files.contains_key("lnk") && !files.contains_key("lnk/f"));
+
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox:latest\nRUN touch /file && ln -s /file/sub /bad\nCOPY f /bad/f\n",
+    )
+    .unwrap();
+    let (out, events) = root.build(ctx.path(), &[]);
+    let msg = error_message(&out, &events);
+    assert!(msg.contains("/file is not a directory"), "{msg}");
+    let shown = format!("{msg}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        !shown.contains(root.dir.path().to_str().unwrap()) && !shown.contains("merged"),
+        "{shown}"
+    );
+    assert_eq!(of_type(&events, "error")[0]["code"], "InvalidArgument");
+}
+
 #[test]
 fn copy_chmod_takes_symbolic_modes_and_names_bad_ones() {
     use std::os::unix::fs::PermissionsExt;

@@ -1860,7 +1860,8 @@ impl Engine {
                 let r = root.clone();
                 tokio::task::spawn_blocking(move || cp::mkdir_all_in_root(&r, &path, owner))
                     .await
-                    .map_err(|e| ExecutorError::Internal(e.to_string()))??;
+                    .map_err(|e| ExecutorError::Internal(e.to_string()))?
+                    .map_err(|e| e.in_image(&root))?;
             }
             Action::Copy {
                 source,
@@ -1996,7 +1997,8 @@ impl Engine {
                     },
                 )
                 .await
-                .map_err(|e| ExecutorError::Internal(e.to_string()))??;
+                .map_err(|e| ExecutorError::Internal(e.to_string()))?
+                .map_err(|e| e.in_image(&root))?;
                 // BuildKit leaves device nodes and FIFOs out of ADD archives silently; the
                 // user is told here which, and why
                 for (archive, names) in skipped {
