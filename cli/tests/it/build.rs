@@ -1306,6 +1306,29 @@ fn add_chown_owns_every_extracted_entry_and_chmod_leaves_their_modes() {
     );
 }
 
+/// Docker and BuildKit extract `/x` of an ADD archive as `x` under the destination.
+#[test]
+fn add_extracts_absolute_archive_names_under_the_destination() {
+    let root = Root::new();
+    let ctx = context(&[("Dockerfile", "FROM busybox:latest\nADD abs.tar /o/\n")]);
+    let mut b = tar::Builder::new(Vec::new());
+    for name in ["/tmp/abs/f", "/g"] {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(2);
+        // the name field written as is: the tar crate refuses to append absolute names
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_cksum();
+        b.append(&h, &b"x\n"[..]).unwrap();
+    }
+    std::fs::write(ctx.path().join("abs.tar"), b.into_inner().unwrap()).unwrap();
+    root.build_ok(ctx.path(), &["-t", "absnames"]);
+    let (_, layers, _keep) = root.image("absnames");
+    let files = entries(&layers);
+    assert_eq!(files["o/tmp/abs/f"].1, b"x\n");
+    assert_eq!(files["o/g"].1, b"x\n");
+}
+
 #[test]
 fn add_makes_no_device_nodes_or_fifos_from_an_archive_and_says_so() {
     let root = Root::new();

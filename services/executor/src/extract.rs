@@ -44,7 +44,9 @@ pub struct ExtractOptions {
 }
 
 /// How an archive that ADD extracts differs from a layer (BuildKit's `applyRootArchive`):
-/// device nodes and FIFOs are skipped (an ADD extracts files, it does not make devices),
+/// a leading `/` of a name is dropped (the name is relative to the destination, as Docker
+/// and BuildKit extract it; `..` and symlinked parents are still refused), device nodes
+/// and FIFOs are skipped (an ADD extracts files, it does not make devices),
 /// and `--chown` owns every entry.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ArchiveOptions {
@@ -70,9 +72,10 @@ fn unsafe_entry(entry: &str, reason: impl Into<String>) -> ExecutorError {
     }
 }
 
-/// Cleans a tar entry name into root-relative components, refusing escapes.
-fn entry_components(name: &str) -> Result<Vec<String>, ExecutorError> {
-    if name.starts_with('/') {
+/// Cleans a tar entry name into root-relative components, refusing escapes; an absolute
+/// name is refused too, unless `strip_root` (an ADD archive), which drops its leading `/`.
+fn entry_components(name: &str, strip_root: bool) -> Result<Vec<String>, ExecutorError> {
+    if name.starts_with('/') && !strip_root {
         return Err(unsafe_entry(name, "absolute path"));
     }
     let mut parts = Vec::new();
@@ -182,7 +185,7 @@ fn extract_with<R: Read>(
         }
         let name = String::from_utf8(entry.path_bytes().into_owned())
             .map_err(|_| unsafe_entry("<non-UTF-8 name>", "entry names must be UTF-8"))?;
-        let parts = entry_components(&name)?;
+        let parts = entry_components(&name, add.is_some())?;
         let Some(base) = parts.last().cloned() else {
             continue; // the root itself
         };
@@ -316,7 +319,7 @@ fn extract_with<R: Read>(
                     .ok_or_else(|| unsafe_entry(&name, "hardlink without a target"))?;
                 let target = String::from_utf8(target.into_owned())
                     .map_err(|_| unsafe_entry(&name, "non-UTF-8 link target"))?;
-                let target_parts = entry_components(&target).map_err(|_| {
+                let target_parts = entry_components(&target, add.is_some()).map_err(|_| {
                     unsafe_entry(
                         &name,
                         format!("hardlink target {target:?} is outside the root"),
@@ -486,6 +489,44 @@ mod tests {
     fn absolute_names_are_refused() {
         let e = assert_refused(|b| raw_entry(b, "/evil", EntryType::Regular, None, b"x"));
         assert!(e.contains("absolute"), "{e}");
+    }
+
+    #[test]
+    fn add_archives_lose_a_leading_slash_but_never_escape() {
+        let sandbox = tempfile::tempdir().unwrap();
+        let root = sandbox.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        raw_entry(&mut b, "/abs/f", EntryType::Regular, None, b"x");
+        raw_entry(&mut b, "/abs/h", EntryType::Link, Some("/abs/f"), b"");
+        let bytes = b.into_inner().unwrap();
+        extract_archive(bytes.as_slice(), &root, ArchiveOptions::default()).unwrap();
+        assert_eq!(std::fs::read(root.join("abs/f")).unwrap(), b"x");
+        assert_eq!(std::fs::read(root.join("abs/h")).unwrap(), b"x");
+        // a layer keeps refusing them
+        assert!(extract(bytes.as_slice(), &root, opts(Whiteouts::Apply)).is_err());
+
+        for build in [
+            (|b: &mut tar::Builder<Vec<u8>>| {
+                raw_entry(b, "/../evil", EntryType::Regular, None, b"x")
+            }) as fn(&mut tar::Builder<Vec<u8>>),
+            |b| raw_entry(b, "a/../../evil", EntryType::Regular, None, b"x"),
+            |b| {
+                raw_entry(b, "link", EntryType::Symlink, Some("/"), b"");
+                raw_entry(b, "/link/evil", EntryType::Regular, None, b"x");
+            },
+            |b| raw_entry(b, "pw", EntryType::Link, Some("/../etc/passwd"), b""),
+        ] {
+            let sandbox = tempfile::tempdir().unwrap();
+            let root = sandbox.path().join("root");
+            std::fs::create_dir(&root).unwrap();
+            let mut b = tar::Builder::new(Vec::new());
+            build(&mut b);
+            let bytes = b.into_inner().unwrap();
+            assert!(extract_archive(bytes.as_slice(), &root, ArchiveOptions::default()).is_err());
+            let beside: Vec<_> = std::fs::read_dir(sandbox.path()).unwrap().collect();
+            assert_eq!(beside.len(), 1, "nothing written beside the root");
+        }
     }
 
     #[test]
