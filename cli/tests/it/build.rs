@@ -960,6 +960,75 @@ fn onbuild_triggers_run_in_the_child_right_after_its_from() {
     }
 }
 
+/// RUN gets BuildKit's /etc/hosts and /etc/resolv.conf, mounted read-only for the step:
+/// localhost and the sandbox's name resolve, the host's DNS reaches a host-network step,
+/// and no layer gains the files, the mount points made for them, or an untouched /etc.
+#[test]
+fn run_gets_hosts_and_resolv_conf_that_no_layer_keeps() {
+    let root = Root::new();
+    let ctx = context(&[
+        ("own-hosts", "10.1.2.3 own\n"),
+        (
+            "Dockerfile",
+            "FROM busybox:latest\n\
+             RUN cat /etc/hosts > /hosts.seen && cat /etc/resolv.conf > /resolv.seen && \
+                 ping -c1 -W1 localhost > /dev/null && ping -c1 -W1 buildkitsandbox > /dev/null\n\
+             RUN true\n\
+             COPY own-hosts /etc/hosts\n\
+             RUN cat /etc/hosts > /hosts.seen2 && echo x > /etc/new\n\
+             RUN ! echo 1.1.1.1 evil >> /etc/hosts\n",
+        ),
+    ]);
+    root.build_ok(ctx.path(), &["-t", "netfiles"]);
+    let (config, layers, _keep) = root.image("netfiles");
+    assert_eq!(
+        layers.len(),
+        4,
+        "busybox, RUN, COPY, RUN: `RUN true` changed nothing"
+    );
+    assert_eq!(tar_names(&layers[1]), ["hosts.seen", "resolv.seen"]);
+    let mut names = tar_names(&layers[3]);
+    names.sort();
+    assert_eq!(names, ["etc/", "etc/new", "hosts.seen2"]);
+    let files = entries(&layers);
+    let sandbox_hosts =
+        b"127.0.0.1\tlocalhost buildkitsandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+    assert_eq!(files["hosts.seen"].1, sandbox_hosts);
+    assert_eq!(
+        files["hosts.seen2"].1, sandbox_hosts,
+        "the image's own is hidden"
+    );
+    assert_eq!(files["etc/hosts"].1, b"10.1.2.3 own\n", "and kept");
+    let resolv = String::from_utf8(files["resolv.seen"].1.clone()).unwrap();
+    assert!(
+        resolv.lines().any(|l| l.starts_with("nameserver ")),
+        "{resolv}"
+    );
+    assert!(
+        !resolv
+            .lines()
+            .any(|l| l.starts_with("nameserver 127.") || l == "nameserver ::1"),
+        "no loopback resolver without host networking: {resolv}"
+    );
+    let empty: Vec<bool> = config["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["empty_layer"].as_bool().unwrap_or(false))
+        .collect();
+    assert_eq!(&empty[empty.len() - 5..], [false, true, false, false, true]);
+
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox:latest\nRUN --network=host cat /etc/resolv.conf > /r\n",
+    )
+    .unwrap();
+    root.build_ok(ctx.path(), &["--allow", "network.host", "-t", "hostdns"]);
+    let (_, layers, _keep) = root.image("hostdns");
+    let host = std::fs::read("/etc/resolv.conf").unwrap_or_default();
+    assert_eq!(entries(&layers)["r"].1, host, "the host's, as it is");
+}
+
 #[test]
 fn run_steps_get_buildkits_open_file_limit_not_the_executors() {
     // strata raises its own soft limit to the hard one (for its stores' table files); a

@@ -1789,8 +1789,14 @@ impl Engine {
                         stubs.push((stub, target.clone()));
                     }
                 }
+                // /etc/hosts and /etc/resolv.conf: mounted first, so a RUN --mount there wins
+                let net_points = crate::network_files::mount_points(&root);
+                let net_dir = self.local.scratch(&format!("{}-{step}-net", ctx.build_id));
+                let _net_dir = ScratchDir(net_dir.clone());
+                let mut run_mounts = crate::network_files::prepare(&net_dir, host_network)?;
                 // held until the step is over: cache holds, snapshots of bind sources
-                let (run_mounts, _held) = self.mount(ctx, step, kind, mounts).await?;
+                let (user_mounts, _held) = self.mount(ctx, step, kind, mounts).await?;
+                run_mounts.extend(user_mounts);
                 let spec = RunSpec {
                     args: argv.clone(),
                     env,
@@ -1849,6 +1855,7 @@ impl Engine {
                 for (stub, target) in stubs.iter().rev() {
                     crate::mounts::remove_stub(&root, stub, target);
                 }
+                crate::network_files::settle(&mut snap, &net_points)?;
             }
             Action::Mkdir { path, user } => {
                 let owner = if user.is_empty() {
