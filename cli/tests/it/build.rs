@@ -1029,6 +1029,73 @@ fn run_gets_hosts_and_resolv_conf_that_no_layer_keeps() {
     assert_eq!(entries(&layers)["r"].1, host, "the host's, as it is");
 }
 
+/// A RUN's stdout and stderr reach the client in the order they were written; what it
+/// streams is clipped at 2 MiB (BuildKit's log limit) and long lines come in pieces, while
+/// a failure still reports its last lines; the started event names the runtime.
+#[test]
+fn run_output_keeps_its_order_and_is_clipped_at_two_mib() {
+    let root = Root::new();
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox:latest\n\
+         RUN for i in $(seq 1 40); do echo out$i; echo err$i >&2; done\n\
+         RUN yes abcdefghijklmnopqrstuvwxyz | head -n 200000; head -c 300000 /dev/zero | tr '\\0' a\n",
+    )]);
+    let events = root.build_ok(ctx.path(), &["-t", "logs"]);
+    let started = of_type(&events, "started");
+    assert!(
+        !started[0]["runtime"].as_str().unwrap().is_empty(),
+        "{started:?}"
+    );
+    let logs = |step: u64| -> Vec<String> {
+        of_type(&events, "log")
+            .iter()
+            .filter(|l| l["step"] == step)
+            .map(|l| l["data"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let want: Vec<String> = (1..=40)
+        .flat_map(|i| [format!("out{i}\n"), format!("err{i}\n")])
+        .collect();
+    assert_eq!(logs(2), want);
+    let big = logs(3);
+    let bytes: usize = big.iter().map(String::len).sum();
+    assert!(bytes <= (2 << 20) + 100, "{bytes} bytes streamed");
+    assert_eq!(
+        big.last().map(String::as_str),
+        Some("[output clipped, log limit 2MiB reached]\n")
+    );
+    assert!(big.iter().all(|l| l.len() <= 64 * 1024));
+
+    // a rebuild in a new process, fully cached, names the runtime as well
+    let events = root.build_ok(ctx.path(), &["-t", "logs"]);
+    assert!(
+        !of_type(&events, "started")[0]["runtime"]
+            .as_str()
+            .unwrap()
+            .is_empty()
+    );
+
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox:latest\nRUN yes abc | head -n 1000000; echo the-end; exit 3\n",
+    )
+    .unwrap();
+    let (out, events) = root.build(ctx.path(), &[]);
+    assert!(!out.status.success());
+    let error = &of_type(&events, "error")[0];
+    assert_eq!(error["exit_code"], 3);
+    assert_eq!(
+        error["last_output"].as_array().unwrap().last().unwrap(),
+        "the-end"
+    );
+    let bytes: usize = of_type(&events, "log")
+        .iter()
+        .map(|l| l["data"].as_str().unwrap().len())
+        .sum();
+    assert!(bytes <= (2 << 20) + 100, "{bytes} bytes streamed");
+}
+
 #[test]
 fn run_steps_get_buildkits_open_file_limit_not_the_executors() {
     // strata raises its own soft limit to the hard one (for its stores' table files); a

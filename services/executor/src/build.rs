@@ -48,6 +48,10 @@ use crate::snapshot::{Snapshot, SnapshotterKind};
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Lines of output kept for a failed RUN's report.
 const LAST_LINES: usize = 20;
+/// The most output of one RUN step streamed to the client (BuildKit's log limit).
+const MAX_LOG_BYTES: usize = 2 << 20;
+/// The line that replaces output beyond [`MAX_LOG_BYTES`] (BuildKit's words).
+const LOG_CLIPPED: &str = "[output clipped, log limit 2MiB reached]\n";
 /// The platform builds target.
 const PLATFORM: &str = "linux/amd64";
 
@@ -242,9 +246,12 @@ impl Engine {
     ) -> Result<pb::ImageDone, ExecutorError> {
         // The lease is taken while the build is prepared (context, parse, base images): one
         // round trip (and one synced write) less on the path of every build.
-        let (prepared, lease) = tokio::join!(
+        // The runtime is probed meanwhile too (a trivial container, ~50 ms, once per
+        // process), so the started event names it whatever the build needs.
+        let (prepared, lease, _) = tokio::join!(
             self.prepare(&req, build_id.clone(), events, Mode::Build),
-            self.create_lease(&build_id)
+            self.create_lease(&build_id),
+            self.runtime()
         );
         let mut ctx = match prepared {
             Ok(ctx) => ctx,
@@ -260,8 +267,6 @@ impl Engine {
             .iter()
             .map(|i| 1 + ctx.parsed.stages[*i as usize].instructions.len() as u32)
             .sum();
-        // The runtime is probed when a step first needs it (a trivial container: ~50 ms), so a
-        // fully cached build never starts one; until then the event leaves it empty.
         let runtime = match self.runtime.get() {
             Some(Ok((r, k))) => format!("{}, {k}", r.describe()),
             Some(Err(e)) => format!("unavailable: {e}"),
@@ -1811,21 +1816,35 @@ impl Engine {
                 let forward = async move {
                     let mut last: std::collections::VecDeque<String> =
                         std::collections::VecDeque::new();
+                    // what the client is sent is clipped at MAX_LOG_BYTES, as BuildKit clips
+                    // a step's log; the last lines of a failure are still kept
+                    let mut sent = 0usize;
+                    let mut streaming = true;
                     while let Some((fd, line)) = rx.recv().await {
                         last.push_back(String::from_utf8_lossy(&line).trim_end().to_owned());
                         if last.len() > LAST_LINES {
                             last.pop_front();
                         }
-                        if events
-                            .send(Event::Log(pb::LogLine {
+                        if !streaming {
+                            continue;
+                        }
+                        sent += line.len();
+                        let event = if sent > MAX_LOG_BYTES {
+                            streaming = false;
+                            pb::LogLine {
+                                step,
+                                fd,
+                                data: LOG_CLIPPED.as_bytes().to_vec(),
+                            }
+                        } else {
+                            pb::LogLine {
                                 step,
                                 fd,
                                 data: line,
-                            }))
-                            .await
-                            .is_err()
-                        {
-                            break;
+                            }
+                        };
+                        if events.send(Event::Log(event)).await.is_err() {
+                            streaming = false;
                         }
                     }
                     last
