@@ -960,6 +960,142 @@ fn onbuild_triggers_run_in_the_child_right_after_its_from() {
     }
 }
 
+/// RUN gets BuildKit's /etc/hosts and /etc/resolv.conf, mounted read-only for the step:
+/// localhost and the sandbox's name resolve, the host's DNS reaches a host-network step,
+/// and no layer gains the files, the mount points made for them, or an untouched /etc.
+#[test]
+fn run_gets_hosts_and_resolv_conf_that_no_layer_keeps() {
+    let root = Root::new();
+    let ctx = context(&[
+        ("own-hosts", "10.1.2.3 own\n"),
+        (
+            "Dockerfile",
+            "FROM busybox:latest\n\
+             RUN cat /etc/hosts > /hosts.seen && cat /etc/resolv.conf > /resolv.seen && \
+                 ping -c1 -W1 localhost > /dev/null && ping -c1 -W1 buildkitsandbox > /dev/null\n\
+             RUN true\n\
+             COPY own-hosts /etc/hosts\n\
+             RUN cat /etc/hosts > /hosts.seen2 && echo x > /etc/new\n\
+             RUN ! echo 1.1.1.1 evil >> /etc/hosts\n",
+        ),
+    ]);
+    root.build_ok(ctx.path(), &["-t", "netfiles"]);
+    let (config, layers, _keep) = root.image("netfiles");
+    assert_eq!(
+        layers.len(),
+        4,
+        "busybox, RUN, COPY, RUN: `RUN true` changed nothing"
+    );
+    assert_eq!(tar_names(&layers[1]), ["hosts.seen", "resolv.seen"]);
+    let mut names = tar_names(&layers[3]);
+    names.sort();
+    assert_eq!(names, ["etc/", "etc/new", "hosts.seen2"]);
+    let files = entries(&layers);
+    let sandbox_hosts =
+        b"127.0.0.1\tlocalhost buildkitsandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+    assert_eq!(files["hosts.seen"].1, sandbox_hosts);
+    assert_eq!(
+        files["hosts.seen2"].1, sandbox_hosts,
+        "the image's own is hidden"
+    );
+    assert_eq!(files["etc/hosts"].1, b"10.1.2.3 own\n", "and kept");
+    let resolv = String::from_utf8(files["resolv.seen"].1.clone()).unwrap();
+    assert!(
+        resolv.lines().any(|l| l.starts_with("nameserver ")),
+        "{resolv}"
+    );
+    assert!(
+        !resolv
+            .lines()
+            .any(|l| l.starts_with("nameserver 127.") || l == "nameserver ::1"),
+        "no loopback resolver without host networking: {resolv}"
+    );
+    let empty: Vec<bool> = config["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["empty_layer"].as_bool().unwrap_or(false))
+        .collect();
+    assert_eq!(&empty[empty.len() - 5..], [false, true, false, false, true]);
+
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox:latest\nRUN --network=host cat /etc/resolv.conf > /r\n",
+    )
+    .unwrap();
+    root.build_ok(ctx.path(), &["--allow", "network.host", "-t", "hostdns"]);
+    let (_, layers, _keep) = root.image("hostdns");
+    let host = std::fs::read("/etc/resolv.conf").unwrap_or_default();
+    assert_eq!(entries(&layers)["r"].1, host, "the host's, as it is");
+}
+
+/// A RUN's stdout and stderr reach the client in the order they were written; what it
+/// streams is clipped at 2 MiB (BuildKit's log limit) and long lines come in pieces, while
+/// a failure still reports its last lines; the started event names the runtime.
+#[test]
+fn run_output_keeps_its_order_and_is_clipped_at_two_mib() {
+    let root = Root::new();
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox:latest\n\
+         RUN for i in $(seq 1 40); do echo out$i; echo err$i >&2; done\n\
+         RUN yes abcdefghijklmnopqrstuvwxyz | head -n 200000; head -c 300000 /dev/zero | tr '\\0' a\n",
+    )]);
+    let events = root.build_ok(ctx.path(), &["-t", "logs"]);
+    let started = of_type(&events, "started");
+    assert!(
+        !started[0]["runtime"].as_str().unwrap().is_empty(),
+        "{started:?}"
+    );
+    let logs = |step: u64| -> Vec<String> {
+        of_type(&events, "log")
+            .iter()
+            .filter(|l| l["step"] == step)
+            .map(|l| l["data"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let want: Vec<String> = (1..=40)
+        .flat_map(|i| [format!("out{i}\n"), format!("err{i}\n")])
+        .collect();
+    assert_eq!(logs(2), want);
+    let big = logs(3);
+    let bytes: usize = big.iter().map(String::len).sum();
+    assert!(bytes <= (2 << 20) + 100, "{bytes} bytes streamed");
+    assert_eq!(
+        big.last().map(String::as_str),
+        Some("[output clipped, log limit 2MiB reached]\n")
+    );
+    assert!(big.iter().all(|l| l.len() <= 64 * 1024));
+
+    // a rebuild in a new process, fully cached, names the runtime as well
+    let events = root.build_ok(ctx.path(), &["-t", "logs"]);
+    assert!(
+        !of_type(&events, "started")[0]["runtime"]
+            .as_str()
+            .unwrap()
+            .is_empty()
+    );
+
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox:latest\nRUN yes abc | head -n 1000000; echo the-end; exit 3\n",
+    )
+    .unwrap();
+    let (out, events) = root.build(ctx.path(), &[]);
+    assert!(!out.status.success());
+    let error = &of_type(&events, "error")[0];
+    assert_eq!(error["exit_code"], 3);
+    assert_eq!(
+        error["last_output"].as_array().unwrap().last().unwrap(),
+        "the-end"
+    );
+    let bytes: usize = of_type(&events, "log")
+        .iter()
+        .map(|l| l["data"].as_str().unwrap().len())
+        .sum();
+    assert!(bytes <= (2 << 20) + 100, "{bytes} bytes streamed");
+}
+
 #[test]
 fn run_steps_get_buildkits_open_file_limit_not_the_executors() {
     // strata raises its own soft limit to the hard one (for its stores' table files); a
@@ -1163,6 +1299,246 @@ fn add_extracts_tar_archives_by_content_and_copies_anything_else() {
         "so is an empty archive"
     );
     assert!(!got.contains_key("xz/own.tar.xz") && !got.contains_key("t3/file.txt"));
+}
+
+/// A tar of one regular file `a.txt` ("hello\n").
+fn one_file_tar() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_size(6);
+    h.set_mode(0o644);
+    b.append_data(&mut h, "a.txt", &b"hello\n"[..]).unwrap();
+    b.into_inner().unwrap()
+}
+
+/// A flag that changes what COPY/ADD writes changes the step's key: a build with it never
+/// takes the layer the step made without it (dockerfile.md §13).
+#[test]
+fn every_copy_and_add_flag_is_part_of_the_cache_key() {
+    let root = Root::new();
+    let ctx = context(&[("d/a.txt", "a\n"), ("d/b.md", "b\n")]);
+    std::fs::write(ctx.path().join("t.tar"), one_file_tar()).unwrap();
+    let tag = "flags";
+    let df = |line: &str| format!("FROM busybox:latest\n{line}\n");
+    assert_eq!(
+        rebuilt_with(&root, ctx.path(), tag, &df("ADD t.tar /o/")),
+        (0, 1)
+    );
+    // the default spelled out is the same step
+    let unpacked = df("ADD --unpack=true t.tar /o/");
+    assert_eq!(rebuilt_with(&root, ctx.path(), tag, &unpacked), (1, 0));
+    let kept = df("ADD --unpack=false t.tar /o/");
+    assert_eq!(rebuilt_with(&root, ctx.path(), tag, &kept), (0, 1));
+    let (_, layers, _keep) = root.image(tag);
+    let files = entries(&layers[layers.len() - 1..]);
+    assert_eq!(files["o/t.tar"].1, one_file_tar());
+    assert!(!files.contains_key("o/a.txt"), "{:?}", files.keys());
+    assert_eq!(rebuilt_with(&root, ctx.path(), tag, &kept), (1, 0));
+
+    // each COPY variant is new: none may be answered by an entry of another
+    assert_eq!(
+        rebuilt_with(&root, ctx.path(), tag, &df("COPY d /c/")),
+        (0, 1)
+    );
+    for line in [
+        "COPY --chmod=600 d /c/",
+        "COPY --chown=1:1 d /c/",
+        "COPY --link d /c/",
+        "COPY --exclude=*.md d /c/",
+        "COPY --parents d /c/",
+        "ADD d /c/",
+    ] {
+        assert_eq!(
+            rebuilt_with(&root, ctx.path(), tag, &df(line)),
+            (0, 1),
+            "{line}"
+        );
+    }
+    let from = |stage: &str| {
+        format!(
+            "FROM busybox:latest AS a\nRUN echo a > /f\n\
+             FROM busybox:latest AS b\nRUN echo b > /f\n\
+             FROM busybox:latest\nCOPY --from=a /f /a\nCOPY --from={stage} /f /f\n"
+        )
+    };
+    assert_eq!(rebuilt_with(&root, ctx.path(), tag, &from("a")), (0, 3));
+    // stage b runs for the first time; the last COPY, the same but for --from, runs again
+    assert_eq!(rebuilt_with(&root, ctx.path(), tag, &from("b")), (2, 2));
+}
+
+/// name -> (uid, gid, mode) of every entry of a layer tar.
+fn owners(layer: &Path) -> std::collections::BTreeMap<String, (u64, u64, u32)> {
+    let mut a = tar::Archive::new(std::fs::File::open(layer).unwrap());
+    a.entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let h = e.header();
+            let name = e
+                .path()
+                .unwrap()
+                .to_string_lossy()
+                .trim_end_matches('/')
+                .to_owned();
+            (
+                name,
+                (
+                    h.uid().unwrap(),
+                    h.gid().unwrap(),
+                    h.mode().unwrap() & 0o7777,
+                ),
+            )
+        })
+        .collect()
+}
+
+/// An archive of `sub/` (0750) and `sub/a.txt` (0640), both owned by 1234:1234.
+fn owned_tar() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, kind, mode, data) in [
+        ("sub/", tar::EntryType::Directory, 0o750, &b""[..]),
+        ("sub/a.txt", tar::EntryType::Regular, 0o640, &b"a\n"[..]),
+    ] {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_uid(1234);
+        h.set_gid(1234);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, name, data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn add_chown_owns_every_extracted_entry_and_chmod_leaves_their_modes() {
+    let root = Root::new();
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox:latest\n\
+         ADD --chown=1:2 t.tar /o/\n\
+         ADD --chown=1:2 --chmod=600 t.tar /p/\n\
+         ADD t.tar /q/\n",
+    )]);
+    std::fs::write(ctx.path().join("t.tar"), owned_tar()).unwrap();
+    root.build_ok(ctx.path(), &["-t", "addchown"]);
+    let (_, layers, _keep) = root.image("addchown");
+    let n = layers.len();
+    let (o, p, q) = (
+        owners(&layers[n - 3]),
+        owners(&layers[n - 2]),
+        owners(&layers[n - 1]),
+    );
+    assert_eq!(o["o"], (1, 2, 0o755), "the destination it made");
+    assert_eq!(o["o/sub"], (1, 2, 0o750));
+    assert_eq!(o["o/sub/a.txt"], (1, 2, 0o640));
+    assert_eq!(p["p/sub"], (1, 2, 0o750));
+    assert_eq!(p["p/sub/a.txt"], (1, 2, 0o640));
+    assert_eq!(q["q"], (0, 0, 0o755));
+    assert_eq!(
+        q["q/sub/a.txt"],
+        (1234, 1234, 0o640),
+        "without --chown: the archive's"
+    );
+}
+
+/// Docker and BuildKit extract `/x` of an ADD archive as `x` under the destination.
+#[test]
+fn add_extracts_absolute_archive_names_under_the_destination() {
+    let root = Root::new();
+    let ctx = context(&[("Dockerfile", "FROM busybox:latest\nADD abs.tar /o/\n")]);
+    let mut b = tar::Builder::new(Vec::new());
+    for name in ["/tmp/abs/f", "/g"] {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(2);
+        // the name field written as is: the tar crate refuses to append absolute names
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_cksum();
+        b.append(&h, &b"x\n"[..]).unwrap();
+    }
+    std::fs::write(ctx.path().join("abs.tar"), b.into_inner().unwrap()).unwrap();
+    root.build_ok(ctx.path(), &["-t", "absnames"]);
+    let (_, layers, _keep) = root.image("absnames");
+    let files = entries(&layers);
+    assert_eq!(files["o/tmp/abs/f"].1, b"x\n");
+    assert_eq!(files["o/g"].1, b"x\n");
+}
+
+#[test]
+fn add_makes_no_device_nodes_or_fifos_from_an_archive_and_says_so() {
+    let root = Root::new();
+    let ctx = context(&[("Dockerfile", "FROM busybox:latest\nADD dev.tar /o/\n")]);
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, kind, major, minor) in [
+        ("null", tar::EntryType::Char, 1, 3),
+        ("sda", tar::EntryType::Block, 8, 0),
+        ("pipe", tar::EntryType::Fifo, 0, 0),
+        ("f", tar::EntryType::Regular, 0, 0),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(0o666);
+        h.set_device_major(major).unwrap();
+        h.set_device_minor(minor).unwrap();
+        h.set_size(0);
+        b.append_data(&mut h, name, &b""[..]).unwrap();
+    }
+    std::fs::write(ctx.path().join("dev.tar"), b.into_inner().unwrap()).unwrap();
+    let events = root.build_ok(ctx.path(), &["-t", "devnodes"]);
+    let (_, layers, _keep) = root.image("devnodes");
+    let names = tar_names(&layers[layers.len() - 1]);
+    assert_eq!(names, ["o/", "o/f"]);
+    let warnings: Vec<String> = of_type(&events, "warning")
+        .iter()
+        .map(|w| w["message"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("did not extract 3") && w.contains("null, sda, pipe")),
+        "{warnings:?}"
+    );
+}
+
+/// A symlink in the image whose target's parents are missing: COPY and WORKDIR through it
+/// make them inside the image (BuildKit's MkdirAll), and what cannot be made is named as
+/// the image's path.
+#[test]
+fn copy_and_workdir_through_a_symlink_make_its_missing_target() {
+    let root = Root::new();
+    let ctx = context(&[
+        ("f", "f\n"),
+        (
+            "Dockerfile",
+            "FROM busybox:latest\n\
+             RUN ln -s /opt/a/b /lnk && ln -s ../srv/x /lnk2\n\
+             COPY f /lnk/f\n\
+             WORKDIR /lnk2/w\n\
+             RUN echo here > in-w\n",
+        ),
+    ]);
+    root.build_ok(ctx.path(), &["-t", "dangling"]);
+    let (_, layers, _keep) = root.image("dangling");
+    let files = entries(&layers);
+    assert_eq!(files["opt/a/b/f"].1, b"f\n");
+    assert_eq!(files["srv/x/w/in-w"].1, b"here\n");
+    assert!(files.contains_key("lnk") && !files.contains_key("lnk/f"));
+
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox:latest\nRUN touch /file && ln -s /file/sub /bad\nCOPY f /bad/f\n",
+    )
+    .unwrap();
+    let (out, events) = root.build(ctx.path(), &[]);
+    let msg = error_message(&out, &events);
+    assert!(msg.contains("/file is not a directory"), "{msg}");
+    let shown = format!("{msg}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        !shown.contains(root.dir.path().to_str().unwrap()) && !shown.contains("merged"),
+        "{shown}"
+    );
+    assert_eq!(of_type(&events, "error")[0]["code"], "InvalidArgument");
 }
 
 #[test]

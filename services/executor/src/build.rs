@@ -48,6 +48,10 @@ use crate::snapshot::{Snapshot, SnapshotterKind};
 pub const DEFAULT_STEP_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Lines of output kept for a failed RUN's report.
 const LAST_LINES: usize = 20;
+/// The most output of one RUN step streamed to the client (BuildKit's log limit).
+const MAX_LOG_BYTES: usize = 2 << 20;
+/// The line that replaces output beyond [`MAX_LOG_BYTES`] (BuildKit's words).
+const LOG_CLIPPED: &str = "[output clipped, log limit 2MiB reached]\n";
 /// The platform builds target.
 const PLATFORM: &str = "linux/amd64";
 
@@ -242,9 +246,12 @@ impl Engine {
     ) -> Result<pb::ImageDone, ExecutorError> {
         // The lease is taken while the build is prepared (context, parse, base images): one
         // round trip (and one synced write) less on the path of every build.
-        let (prepared, lease) = tokio::join!(
+        // The runtime is probed meanwhile too (a trivial container, ~50 ms, once per
+        // process), so the started event names it whatever the build needs.
+        let (prepared, lease, _) = tokio::join!(
             self.prepare(&req, build_id.clone(), events, Mode::Build),
-            self.create_lease(&build_id)
+            self.create_lease(&build_id),
+            self.runtime()
         );
         let mut ctx = match prepared {
             Ok(ctx) => ctx,
@@ -260,8 +267,6 @@ impl Engine {
             .iter()
             .map(|i| 1 + ctx.parsed.stages[*i as usize].instructions.len() as u32)
             .sum();
-        // The runtime is probed when a step first needs it (a trivial container: ~50 ms), so a
-        // fully cached build never starts one; until then the event leaves it empty.
         let runtime = match self.runtime.get() {
             Some(Ok((r, k))) => format!("{}, {k}", r.describe()),
             Some(Err(e)) => format!("unavailable: {e}"),
@@ -1364,6 +1369,18 @@ impl Engine {
         pre.flags.insert("chmod".into(), copy.chmod.clone());
         pre.flags.insert("link".into(), copy.link.to_string());
         pre.flags.insert("exclude".into(), copy.excludes.join("\n"));
+        // Every flag that can change what the step writes is in the key (dockerfile.md
+        // §13), ADD's own ones too: `--unpack` by the value in force (the default for a
+        // local source is to extract), `--checksum` and `--keep-git-dir` as written.
+        let unpack = is_add && copy.unpack.unwrap_or(true);
+        if is_add {
+            pre.flags.insert("unpack".into(), unpack.to_string());
+            pre.flags
+                .insert("keep-git-dir".into(), copy.keep_git_dir.to_string());
+        }
+        if !copy.checksum.is_empty() {
+            pre.flags.insert("checksum".into(), copy.checksum.clone());
+        }
         // Sources: a stage, an image, a URL (ADD), or the context.
         let (urls, locals): (Vec<&String>, Vec<&String>) = copy
             .sources
@@ -1474,7 +1491,7 @@ impl Engine {
             parents: copy.parents,
             chown: owner,
             mode,
-            unpack: is_add && copy.unpack.unwrap_or(true),
+            unpack,
             link: copy.link && copy.chmod.is_empty(),
         };
         self.layer_step(ctx, stage, step, inst, state, pre, created_by, action)
@@ -1778,8 +1795,14 @@ impl Engine {
                         stubs.push((stub, target.clone()));
                     }
                 }
+                // /etc/hosts and /etc/resolv.conf: mounted first, so a RUN --mount there wins
+                let net_points = crate::network_files::mount_points(&root);
+                let net_dir = self.local.scratch(&format!("{}-{step}-net", ctx.build_id));
+                let _net_dir = ScratchDir(net_dir.clone());
+                let mut run_mounts = crate::network_files::prepare(&net_dir, host_network)?;
                 // held until the step is over: cache holds, snapshots of bind sources
-                let (run_mounts, _held) = self.mount(ctx, step, kind, mounts).await?;
+                let (user_mounts, _held) = self.mount(ctx, step, kind, mounts).await?;
+                run_mounts.extend(user_mounts);
                 let spec = RunSpec {
                     args: argv.clone(),
                     env,
@@ -1794,21 +1817,35 @@ impl Engine {
                 let forward = async move {
                     let mut last: std::collections::VecDeque<String> =
                         std::collections::VecDeque::new();
+                    // what the client is sent is clipped at MAX_LOG_BYTES, as BuildKit clips
+                    // a step's log; the last lines of a failure are still kept
+                    let mut sent = 0usize;
+                    let mut streaming = true;
                     while let Some((fd, line)) = rx.recv().await {
                         last.push_back(String::from_utf8_lossy(&line).trim_end().to_owned());
                         if last.len() > LAST_LINES {
                             last.pop_front();
                         }
-                        if events
-                            .send(Event::Log(pb::LogLine {
+                        if !streaming {
+                            continue;
+                        }
+                        sent += line.len();
+                        let event = if sent > MAX_LOG_BYTES {
+                            streaming = false;
+                            pb::LogLine {
+                                step,
+                                fd,
+                                data: LOG_CLIPPED.as_bytes().to_vec(),
+                            }
+                        } else {
+                            pb::LogLine {
                                 step,
                                 fd,
                                 data: line,
-                            }))
-                            .await
-                            .is_err()
-                        {
-                            break;
+                            }
+                        };
+                        if events.send(Event::Log(event)).await.is_err() {
+                            streaming = false;
                         }
                     }
                     last
@@ -1838,6 +1875,7 @@ impl Engine {
                 for (stub, target) in stubs.iter().rev() {
                     crate::mounts::remove_stub(&root, stub, target);
                 }
+                crate::network_files::settle(&mut snap, &net_points)?;
             }
             Action::Mkdir { path, user } => {
                 let owner = if user.is_empty() {
@@ -1849,7 +1887,8 @@ impl Engine {
                 let r = root.clone();
                 tokio::task::spawn_blocking(move || cp::mkdir_all_in_root(&r, &path, owner))
                     .await
-                    .map_err(|e| ExecutorError::Internal(e.to_string()))??;
+                    .map_err(|e| ExecutorError::Internal(e.to_string()))?
+                    .map_err(|e| e.in_image(&root))?;
             }
             Action::Copy {
                 source,
@@ -1887,95 +1926,131 @@ impl Engine {
                     .local
                     .scratch(&format!("{}-{step}-heredocs", ctx.build_id));
                 let total = sources.len() + inline.len() + downloads.len();
-                tokio::task::spawn_blocking(move || -> Result<(), ExecutorError> {
-                    if let Some(src_root) = &src_root
-                        && parents
-                    {
-                        let mut picked = Vec::new();
-                        for s in &sources {
-                            let (matches, _) =
-                                cp::select_sources(src_root, std::slice::from_ref(s))?;
-                            for m in matches {
-                                let kept = cp::parents_kept(s, &m.rel);
-                                picked.push((m, kept));
+                // (archive, entries left out of it) for each ADD archive that had some
+                let skipped = tokio::task::spawn_blocking(
+                    move || -> Result<Vec<(String, Vec<String>)>, ExecutorError> {
+                        let mut skipped = Vec::new();
+                        if let Some(src_root) = &src_root
+                            && parents
+                        {
+                            let mut picked = Vec::new();
+                            for s in &sources {
+                                let (matches, _) =
+                                    cp::select_sources(src_root, std::slice::from_ref(s))?;
+                                for m in matches {
+                                    let kept = cp::parents_kept(s, &m.rel);
+                                    picked.push((m, kept));
+                                }
                             }
-                        }
-                        cp::copy_with_parents(&picked, &r, &dest, &excludes, &attrs)?;
-                    } else if let Some(src_root) = &src_root {
-                        let (matches, wildcard) = cp::select_sources(src_root, &sources)?;
-                        let mut plain = Vec::new();
-                        for m in matches {
-                            if unpack && !m.is_dir && cp::tar_archive(&m.path).is_some() {
-                                let dir = cp::mkdir_all_in_root(
+                            cp::copy_with_parents(&picked, &r, &dest, &excludes, &attrs)?;
+                        } else if let Some(src_root) = &src_root {
+                            let (matches, wildcard) = cp::select_sources(src_root, &sources)?;
+                            let mut plain = Vec::new();
+                            for m in matches {
+                                if unpack && !m.is_dir && cp::tar_archive(&m.path).is_some() {
+                                    let dir = cp::mkdir_all_in_root(
+                                        &r,
+                                        &dest,
+                                        attrs.owner.unwrap_or((0, 0)),
+                                    )?;
+                                    let file = std::fs::File::open(&m.path)
+                                        .map_err(|e| ExecutorError::io(&m.path, e))?;
+                                    let reader = crate::compression::decompressed(file)?;
+                                    // --chown owns every entry (BuildKit maps each header's
+                                    // owner to it); --chmod leaves the archive's modes alone,
+                                    // as BuildKit's unpack, which is given no mode, does
+                                    let report = crate::extract::extract_archive(
+                                        reader,
+                                        &dir,
+                                        crate::extract::ArchiveOptions { owner: attrs.owner },
+                                    )?;
+                                    if !report.skipped.is_empty() {
+                                        skipped.push((m.rel.clone(), report.skipped));
+                                    }
+                                } else {
+                                    plain.push(m);
+                                }
+                            }
+                            if !plain.is_empty() || (wildcard && sources.len() > 1) {
+                                cp::copy_sources(
+                                    &plain,
+                                    wildcard || total > 1,
                                     &r,
                                     &dest,
-                                    attrs.owner.unwrap_or((0, 0)),
+                                    dest_is_dir,
+                                    &excludes,
+                                    &attrs,
                                 )?;
-                                let file = std::fs::File::open(&m.path)
-                                    .map_err(|e| ExecutorError::io(&m.path, e))?;
-                                let reader = crate::compression::decompressed(file)?;
-                                crate::extract::extract(
-                                    reader,
-                                    &dir,
-                                    crate::extract::ExtractOptions {
-                                        whiteouts: crate::extract::Whiteouts::Apply,
-                                        hash_files: false,
-                                    },
-                                )?;
-                            } else {
-                                plain.push(m);
                             }
                         }
-                        if !plain.is_empty() || (wildcard && sources.len() > 1) {
-                            cp::copy_sources(
-                                &plain,
-                                wildcard || total > 1,
+                        if !inline.is_empty() {
+                            let files = cp::write_inline_files(&heredoc_dir, &inline)?;
+                            let copied = cp::copy_sources(
+                                &files,
+                                total > 1,
                                 &r,
                                 &dest,
                                 dest_is_dir,
-                                &excludes,
+                                &[],
                                 &attrs,
-                            )?;
+                            );
+                            let _ = std::fs::remove_dir_all(&heredoc_dir);
+                            copied?;
                         }
-                    }
-                    if !inline.is_empty() {
-                        let files = cp::write_inline_files(&heredoc_dir, &inline)?;
-                        let copied = cp::copy_sources(
-                            &files,
-                            total > 1,
-                            &r,
-                            &dest,
-                            dest_is_dir,
-                            &[],
-                            &attrs,
-                        );
-                        let _ = std::fs::remove_dir_all(&heredoc_dir);
-                        copied?;
-                    }
-                    for d in &downloads {
-                        let target = if dest_is_dir {
-                            format!("{}/{}", dest.trim_end_matches('/'), d.name)
-                        } else {
-                            dest.clone()
-                        };
-                        let named = d.dir.join(&d.name);
-                        std::fs::rename(&d.path, &named)
-                            .map_err(|e| ExecutorError::io(&d.path, e))?;
-                        use std::os::unix::fs::PermissionsExt;
-                        std::fs::set_permissions(&named, std::fs::Permissions::from_mode(0o600))
+                        for d in &downloads {
+                            let target = if dest_is_dir {
+                                format!("{}/{}", dest.trim_end_matches('/'), d.name)
+                            } else {
+                                dest.clone()
+                            };
+                            let named = d.dir.join(&d.name);
+                            std::fs::rename(&d.path, &named)
+                                .map_err(|e| ExecutorError::io(&d.path, e))?;
+                            use std::os::unix::fs::PermissionsExt;
+                            std::fs::set_permissions(
+                                &named,
+                                std::fs::Permissions::from_mode(0o600),
+                            )
                             .map_err(|e| ExecutorError::io(&named, e))?;
-                        let m = cp::SourceMatch {
-                            rel: d.name.clone(),
-                            path: named,
-                            is_dir: false,
-                        };
-                        cp::copy_sources(&[m], false, &r, &target, false, &[], &attrs)?;
-                        let _ = std::fs::remove_dir_all(&d.dir);
-                    }
-                    Ok(())
-                })
+                            let m = cp::SourceMatch {
+                                rel: d.name.clone(),
+                                path: named,
+                                is_dir: false,
+                            };
+                            cp::copy_sources(&[m], false, &r, &target, false, &[], &attrs)?;
+                            let _ = std::fs::remove_dir_all(&d.dir);
+                        }
+                        Ok(skipped)
+                    },
+                )
                 .await
-                .map_err(|e| ExecutorError::Internal(e.to_string()))??;
+                .map_err(|e| ExecutorError::Internal(e.to_string()))?
+                .map_err(|e| e.in_image(&root))?;
+                // BuildKit leaves device nodes and FIFOs out of ADD archives silently; the
+                // user is told here which, and why
+                for (archive, names) in skipped {
+                    warn!(build = %ctx.build_id, step, archive = %archive, entries = ?names, "ADD left device nodes and FIFOs out of an archive");
+                    const SHOWN: usize = 10;
+                    let mut list = names
+                        .iter()
+                        .take(SHOWN)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    if names.len() > SHOWN {
+                        list.push_str(&format!(" and {} more", names.len() - SHOWN));
+                    }
+                    ctx.events
+                        .send(Event::Warning(pb::BuildWarning {
+                            rule: String::new(),
+                            message: format!(
+                                "step {step}: ADD did not extract {} device node(s) or FIFO(s) of {archive} ({list}): an ADD archive cannot make devices",
+                                names.len()
+                            ),
+                            line: 0,
+                        }))
+                        .await?;
+                }
             }
         }
         let (changes, from) = {

@@ -464,7 +464,10 @@ pub fn write_inline_files(
 }
 
 /// Creates `path` (absolute inside `root`) and missing parents (0755, owned by `owner`),
-/// following symlinks only inside the root; returns the directory on disk.
+/// following symlinks only inside the root; returns the directory on disk. A symlink on
+/// the way whose target does not exist yet (`/lnk -> /opt/a/b`, no `/opt`) has its target
+/// created, every missing directory of it, as BuildKit's `MkdirAll` does; errors name
+/// paths as the image sees them, never the host's.
 pub fn mkdir_all_in_root(
     root: &Path,
     path: &str,
@@ -483,17 +486,54 @@ pub fn mkdir_all_in_root(
                     "cannot create directory {prefix}: a file is in the way"
                 )));
             }
-            Err(_) => {
-                std::fs::create_dir(&resolved)
-                    .map_err(|e| ExecutorError::io_op("creating", &resolved, e))?;
-                std::fs::set_permissions(&resolved, std::fs::Permissions::from_mode(0o755))
-                    .map_err(|e| ExecutorError::io(&resolved, e))?;
-                std::os::unix::fs::lchown(&resolved, Some(owner.0), Some(owner.1))
-                    .map_err(|e| ExecutorError::io(&resolved, e))?;
-            }
+            Err(_) => create_resolved(root, &resolved, owner, &prefix)?,
         }
     }
     Ok(resolved)
+}
+
+/// Creates every missing directory of `resolved`, a path [`resolve_in_root`] gave: under
+/// `root`, its existing part reached without symlinks, so only plain directories are met.
+fn create_resolved(
+    root: &Path,
+    resolved: &Path,
+    owner: (u32, u32),
+    asked: &str,
+) -> Result<(), ExecutorError> {
+    let rel = resolved
+        .strip_prefix(root)
+        .map_err(|_| ExecutorError::Internal(format!("{asked} resolved outside its root")))?;
+    let mut current = root.to_path_buf();
+    let mut shown = String::new();
+    for part in rel.components() {
+        current.push(part);
+        shown.push('/');
+        shown.push_str(&part.as_os_str().to_string_lossy());
+        let in_the_way = |what: &str| {
+            ExecutorError::InvalidArgument(format!(
+                "cannot create directory {asked}: {shown} {what}"
+            ))
+        };
+        match current.symlink_metadata() {
+            Ok(m) if m.is_dir() => continue,
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(in_the_way("is a symbolic link"));
+            }
+            Ok(_) => return Err(in_the_way("is not a directory")),
+            Err(_) => {}
+        }
+        let failed = |op: &'static str, source: io::Error| ExecutorError::Io {
+            op,
+            path: shown.clone(),
+            source,
+        };
+        std::fs::create_dir(&current).map_err(|e| failed("creating", e))?;
+        std::fs::set_permissions(&current, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| failed("chmod", e))?;
+        std::os::unix::fs::lchown(&current, Some(owner.0), Some(owner.1))
+            .map_err(|e| failed("chown", e))?;
+    }
+    Ok(())
 }
 
 /// Copies the selected sources into `target_root` at `dest` (absolute, as cleaned against
@@ -861,6 +901,35 @@ mod tests {
         )
         .unwrap();
         assert!(target.path().join("tmp/top.txt").is_file());
+    }
+
+    #[test]
+    fn directories_are_made_through_symlinks_to_missing_targets_inside_the_root() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        std::os::unix::fs::symlink("/opt/a/b", r.join("lnk")).unwrap();
+        let made = mkdir_all_in_root(r, "/lnk/w", (5, 6)).unwrap();
+        assert_eq!(made, r.join("opt/a/b/w"));
+        for d in ["opt", "opt/a", "opt/a/b", "opt/a/b/w"] {
+            let m = r.join(d).symlink_metadata().unwrap();
+            assert!(m.is_dir(), "{d}");
+            assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (5, 6, 0o755), "{d}");
+        }
+        assert!(r.join("lnk").symlink_metadata().unwrap().is_symlink());
+        std::os::unix::fs::symlink("x/y", r.join("rel")).unwrap();
+        assert_eq!(mkdir_all_in_root(r, "/rel", (0, 0)).unwrap(), r.join("x/y"));
+        std::os::unix::fs::symlink("../../../../outside", r.join("up")).unwrap();
+        assert_eq!(
+            mkdir_all_in_root(r, "/up/z", (0, 0)).unwrap(),
+            r.join("outside/z")
+        );
+        // in the way: told as the image's paths
+        std::fs::write(r.join("file"), b"").unwrap();
+        std::os::unix::fs::symlink("/file/sub", r.join("bad")).unwrap();
+        let e = mkdir_all_in_root(r, "/bad/x", (0, 0))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "cannot create directory /bad: /file is not a directory");
     }
 
     #[test]

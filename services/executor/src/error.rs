@@ -81,6 +81,17 @@ pub enum ExecutorError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A filesystem operation on a path of the image being built failed; the path is the
+    /// image's (`/etc/x`), never the host's.
+    #[error("{op} {path}: {source}")]
+    InImage {
+        /// What was being done.
+        op: &'static str,
+        /// The path inside the image.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// An invariant broke inside the executor.
     #[error("internal error: {0}")]
     Internal(String),
@@ -112,6 +123,22 @@ impl ExecutorError {
             op,
             path: path.display().to_string(),
             source,
+        }
+    }
+
+    /// The error with a host path under `root` (a step's root filesystem) told as the path
+    /// inside the image: a user reads `/opt/a`, not where the executor keeps its snapshot.
+    pub fn in_image(self, root: &Path) -> Self {
+        match self {
+            Self::Io { op, path, source } => match Path::new(&path).strip_prefix(root) {
+                Ok(rel) => Self::InImage {
+                    op,
+                    path: format!("/{}", rel.display()),
+                    source,
+                },
+                Err(_) => Self::Io { op, path, source },
+            },
+            e => e,
         }
     }
 
@@ -149,6 +176,21 @@ impl ExecutorError {
             Self::Timeout { .. } => tonic::Code::DeadlineExceeded,
             Self::Cancelled => tonic::Code::Cancelled,
             Self::Io { .. } | Self::Internal(_) => tonic::Code::Internal,
+            // what the image's own tree refuses is the build's trouble, not the executor's
+            Self::InImage { source, .. } => {
+                use std::io::ErrorKind as K;
+                match source.kind() {
+                    K::NotFound
+                    | K::AlreadyExists
+                    | K::NotADirectory
+                    | K::IsADirectory
+                    | K::DirectoryNotEmpty
+                    | K::InvalidFilename
+                    | K::PermissionDenied
+                    | K::ReadOnlyFilesystem => tonic::Code::FailedPrecondition,
+                    _ => tonic::Code::Internal,
+                }
+            }
             Self::AtStep { source, .. } => source.code(),
             Self::Pull { code, .. } => *code,
         }
@@ -176,6 +218,12 @@ impl From<ExecutorError> for tonic::Status {
             e @ (ExecutorError::Io { .. } | ExecutorError::Internal(_)) => {
                 error!(error = %e, "executor failure");
                 tonic::Status::internal(e.to_string())
+            }
+            e @ ExecutorError::InImage { .. } => {
+                if code == tonic::Code::Internal {
+                    error!(error = %e, "executor failure");
+                }
+                tonic::Status::new(code, e.to_string())
             }
             e @ (ExecutorError::InvalidArgument(_)
             | ExecutorError::NotFound(_)

@@ -43,6 +43,17 @@ pub struct ExtractOptions {
     pub hash_files: bool,
 }
 
+/// How an archive that ADD extracts differs from a layer (BuildKit's `applyRootArchive`):
+/// a leading `/` of a name is dropped (the name is relative to the destination, as Docker
+/// and BuildKit extract it; `..` and symlinked parents are still refused), device nodes
+/// and FIFOs are skipped (an ADD extracts files, it does not make devices),
+/// and `--chown` owns every entry.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ArchiveOptions {
+    /// `--chown`: the owner of every extracted entry; `None` keeps the archive's.
+    pub owner: Option<(u32, u32)>,
+}
+
 /// What an extraction saw.
 #[derive(Debug, Default)]
 pub struct ExtractReport {
@@ -50,6 +61,8 @@ pub struct ExtractReport {
     pub entries: u64,
     /// sha256 of each regular file's content, by path (when asked for).
     pub file_digests: BTreeMap<String, Digest>,
+    /// Entries of an ADD archive left out: device nodes and FIFOs, by name.
+    pub skipped: Vec<String>,
 }
 
 fn unsafe_entry(entry: &str, reason: impl Into<String>) -> ExecutorError {
@@ -59,9 +72,10 @@ fn unsafe_entry(entry: &str, reason: impl Into<String>) -> ExecutorError {
     }
 }
 
-/// Cleans a tar entry name into root-relative components, refusing escapes.
-fn entry_components(name: &str) -> Result<Vec<String>, ExecutorError> {
-    if name.starts_with('/') {
+/// Cleans a tar entry name into root-relative components, refusing escapes; an absolute
+/// name is refused too, unless `strip_root` (an ADD archive), which drops its leading `/`.
+fn entry_components(name: &str, strip_root: bool) -> Result<Vec<String>, ExecutorError> {
+    if name.starts_with('/') && !strip_root {
         return Err(unsafe_entry(name, "absolute path"));
     }
     let mut parts = Vec::new();
@@ -123,11 +137,34 @@ fn remove_any(path: &Path) -> Result<(), ExecutorError> {
     }
 }
 
-/// Extracts the tar read from `reader` into `root` (which must exist).
+/// Extracts the layer tar read from `reader` into `root` (which must exist).
 pub fn extract<R: Read>(
     reader: R,
     root: &Path,
     options: ExtractOptions,
+) -> Result<ExtractReport, ExecutorError> {
+    extract_with(reader, root, options, None)
+}
+
+/// Extracts an archive that ADD unpacks into `root` (which must exist): as a layer, its
+/// whiteouts applied, with the differences [`ArchiveOptions`] describes.
+pub fn extract_archive<R: Read>(
+    reader: R,
+    root: &Path,
+    archive: ArchiveOptions,
+) -> Result<ExtractReport, ExecutorError> {
+    let options = ExtractOptions {
+        whiteouts: Whiteouts::Apply,
+        hash_files: false,
+    };
+    extract_with(reader, root, options, Some(archive))
+}
+
+fn extract_with<R: Read>(
+    reader: R,
+    root: &Path,
+    options: ExtractOptions,
+    add: Option<ArchiveOptions>,
 ) -> Result<ExtractReport, ExecutorError> {
     let mut archive = tar::Archive::new(reader);
     let mut report = ExtractReport::default();
@@ -148,10 +185,15 @@ pub fn extract<R: Read>(
         }
         let name = String::from_utf8(entry.path_bytes().into_owned())
             .map_err(|_| unsafe_entry("<non-UTF-8 name>", "entry names must be UTF-8"))?;
-        let parts = entry_components(&name)?;
+        let parts = entry_components(&name, add.is_some())?;
         let Some(base) = parts.last().cloned() else {
             continue; // the root itself
         };
+        if add.is_some() && matches!(kind, EntryType::Char | EntryType::Block | EntryType::Fifo) {
+            // skipped before anything is touched: what is there stays
+            report.skipped.push(parts.join("/"));
+            continue;
+        }
         let rel = parts.join("/");
         let parent = ensure_parent(root, &parts, &name)?;
         let path = parent.join(&base);
@@ -277,7 +319,7 @@ pub fn extract<R: Read>(
                     .ok_or_else(|| unsafe_entry(&name, "hardlink without a target"))?;
                 let target = String::from_utf8(target.into_owned())
                     .map_err(|_| unsafe_entry(&name, "non-UTF-8 link target"))?;
-                let target_parts = entry_components(&target).map_err(|_| {
+                let target_parts = entry_components(&target, add.is_some()).map_err(|_| {
                     unsafe_entry(
                         &name,
                         format!("hardlink target {target:?} is outside the root"),
@@ -327,8 +369,14 @@ pub fn extract<R: Read>(
             _ => continue,
         }
 
-        let (uid, gid) = (header.uid().unwrap_or(0), header.gid().unwrap_or(0));
-        std::os::unix::fs::lchown(&path, Some(uid as u32), Some(gid as u32))
+        let (uid, gid) = match add.and_then(|a| a.owner) {
+            Some(owner) => owner,
+            None => (
+                header.uid().unwrap_or(0) as u32,
+                header.gid().unwrap_or(0) as u32,
+            ),
+        };
+        std::os::unix::fs::lchown(&path, Some(uid), Some(gid))
             .map_err(|e| ExecutorError::io_op("chown", &path, e))?;
         if let Ok(Some(exts)) = entry.pax_extensions() {
             for ext in exts.flatten() {
@@ -441,6 +489,107 @@ mod tests {
     fn absolute_names_are_refused() {
         let e = assert_refused(|b| raw_entry(b, "/evil", EntryType::Regular, None, b"x"));
         assert!(e.contains("absolute"), "{e}");
+    }
+
+    #[test]
+    fn add_archives_lose_a_leading_slash_but_never_escape() {
+        let sandbox = tempfile::tempdir().unwrap();
+        let root = sandbox.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        raw_entry(&mut b, "/abs/f", EntryType::Regular, None, b"x");
+        raw_entry(&mut b, "/abs/h", EntryType::Link, Some("/abs/f"), b"");
+        let bytes = b.into_inner().unwrap();
+        extract_archive(bytes.as_slice(), &root, ArchiveOptions::default()).unwrap();
+        assert_eq!(std::fs::read(root.join("abs/f")).unwrap(), b"x");
+        assert_eq!(std::fs::read(root.join("abs/h")).unwrap(), b"x");
+        // a layer keeps refusing them
+        assert!(extract(bytes.as_slice(), &root, opts(Whiteouts::Apply)).is_err());
+
+        for build in [
+            (|b: &mut tar::Builder<Vec<u8>>| {
+                raw_entry(b, "/../evil", EntryType::Regular, None, b"x")
+            }) as fn(&mut tar::Builder<Vec<u8>>),
+            |b| raw_entry(b, "a/../../evil", EntryType::Regular, None, b"x"),
+            |b| {
+                raw_entry(b, "link", EntryType::Symlink, Some("/"), b"");
+                raw_entry(b, "/link/evil", EntryType::Regular, None, b"x");
+            },
+            |b| raw_entry(b, "pw", EntryType::Link, Some("/../etc/passwd"), b""),
+        ] {
+            let sandbox = tempfile::tempdir().unwrap();
+            let root = sandbox.path().join("root");
+            std::fs::create_dir(&root).unwrap();
+            let mut b = tar::Builder::new(Vec::new());
+            build(&mut b);
+            let bytes = b.into_inner().unwrap();
+            assert!(extract_archive(bytes.as_slice(), &root, ArchiveOptions::default()).is_err());
+            let beside: Vec<_> = std::fs::read_dir(sandbox.path()).unwrap().collect();
+            assert_eq!(beside.len(), 1, "nothing written beside the root");
+        }
+    }
+
+    #[test]
+    fn add_archives_make_no_devices_and_take_the_chown_owner() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::write(root.path().join("null"), b"kept").unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut dir = tar::Header::new_gnu();
+        dir.set_entry_type(EntryType::Directory);
+        dir.set_mode(0o750);
+        dir.set_uid(1234);
+        dir.set_gid(1234);
+        dir.set_size(0);
+        b.append_data(&mut dir, "d/", &b""[..]).unwrap();
+        let mut file = tar::Header::new_gnu();
+        file.set_mode(0o640);
+        file.set_uid(1234);
+        file.set_gid(4321);
+        file.set_size(1);
+        b.append_data(&mut file, "d/f", &b"f"[..]).unwrap();
+        let mut link = tar::Header::new_gnu();
+        link.set_entry_type(EntryType::Symlink);
+        link.set_size(0);
+        b.append_link(&mut link, "d/s", "f").unwrap();
+        for (name, kind, major) in [
+            ("null", EntryType::Char, 1),
+            ("d/sda", EntryType::Block, 8),
+            ("d/fifo", EntryType::Fifo, 0),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_mode(0o666);
+            h.set_device_major(major).unwrap();
+            h.set_device_minor(3).unwrap();
+            h.set_size(0);
+            b.append_data(&mut h, name, &b""[..]).unwrap();
+        }
+        let bytes = b.into_inner().unwrap();
+        let report = extract_archive(
+            bytes.as_slice(),
+            root.path(),
+            ArchiveOptions {
+                owner: Some((1, 2)),
+            },
+        )
+        .unwrap();
+        assert_eq!(report.skipped, ["null", "d/sda", "d/fifo"]);
+        assert_eq!(std::fs::read(root.path().join("null")).unwrap(), b"kept");
+        assert!(root.path().join("d/sda").symlink_metadata().is_err());
+        assert!(root.path().join("d/fifo").symlink_metadata().is_err());
+        for p in ["d", "d/f", "d/s"] {
+            let m = root.path().join(p).symlink_metadata().unwrap();
+            assert_eq!((m.uid(), m.gid()), (1, 2), "{p}");
+        }
+        // modes stay the archive's (BuildKit applies no --chmod to extracted entries)
+        let mode = |p: &str| root.path().join(p).metadata().unwrap().mode() & 0o7777;
+        assert_eq!((mode("d"), mode("d/f")), (0o750, 0o640));
+
+        // without --chown the archive's owners stay
+        let other = tempfile::tempdir().unwrap();
+        extract_archive(bytes.as_slice(), other.path(), ArchiveOptions::default()).unwrap();
+        let m = other.path().join("d/f").metadata().unwrap();
+        assert_eq!((m.uid(), m.gid()), (1234, 4321));
     }
 
     #[test]

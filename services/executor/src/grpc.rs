@@ -70,7 +70,7 @@ fn error_event(e: &ExecutorError) -> Event {
         } => (Some(*exit_code), last_output.clone()),
         _ => (None, vec![]),
     };
-    if matches!(e, ExecutorError::Io { .. } | ExecutorError::Internal(_)) {
+    if e.code() == tonic::Code::Internal {
         tracing::error!(error = %e, "build failed inside the executor");
     }
     Event::Error(pb::BuildError {

@@ -11,6 +11,7 @@ pub mod history;
 pub mod layer_tar;
 pub mod local_cache;
 pub mod mounts;
+pub mod network_files;
 pub mod peers;
 pub mod pull;
 pub mod rootpath;

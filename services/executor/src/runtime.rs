@@ -12,7 +12,8 @@
 //! loopback unless host networking was allowed; a fresh /proc, a minimal tmpfs /dev, the
 //! runtime's default device set, Docker's default capabilities, BuildKit's open-file limit
 //! (1,024), `noNewPrivileges`, masked and read-only kernel paths. [`Runtime::run`] streams
-//! the container's stdout and stderr line by line and enforces the step timeout; dropping the
+//! the container's stdout and stderr (one pipe: their lines keep the order they were written
+//! in) line by line and enforces the step timeout; dropping the
 //! run (cancellation) or a timeout kills and deletes the container.
 
 use std::{
@@ -23,7 +24,7 @@ use std::{
 
 use serde_json::json;
 use tokio::{
-    io::{AsyncBufReadExt, BufReader},
+    io::{AsyncBufReadExt, AsyncReadExt, BufReader},
     process::Command,
     sync::mpsc,
 };
@@ -35,6 +36,9 @@ use crate::users::ResolvedUser;
 /// Open files a step's processes may hold (soft and hard): BuildKit's (containerd's default
 /// spec), whatever the executor's own limit (which it raises for its stores).
 const NOFILE: u64 = 1024;
+
+/// The longest piece of output sent as one line; a longer line is sent in pieces.
+const MAX_LINE: u64 = 64 * 1024;
 
 /// Docker's default capability set.
 const DEFAULT_CAPS: &[&str] = &[
@@ -428,11 +432,21 @@ impl Runtime {
 
         let bundle_str = bundle.display().to_string();
         let (program, args) = self.command_args(&["run", "--bundle", &bundle_str, id]);
+        // stdout and stderr share one pipe, so lines arrive in the order they were written
+        // (two pipes are read whenever the reader wakes, by when a quick process has written
+        // to both)
+        let (output_read, output_write) =
+            std::io::pipe().map_err(|e| ExecutorError::Runtime(format!("no pipe: {e}")))?;
+        let stderr_write = output_write
+            .try_clone()
+            .map_err(|e| ExecutorError::Runtime(format!("no pipe: {e}")))?;
+        // the command, and with it this process's write ends, is gone after the statement:
+        // the read end sees the end of the output when the container's processes are done
         let mut child = Command::new(program)
             .args(args)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stdout(Stdio::from(output_write))
+            .stderr(Stdio::from(stderr_write))
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| ExecutorError::Runtime(format!("failed to start {}: {e}", self.binary)))?;
@@ -442,28 +456,29 @@ impl Runtime {
             armed: true,
             run_pid: child.id(),
         };
-        let stdout = child.stdout.take().expect("piped");
-        let stderr = child.stderr.take().expect("piped");
-        let pump = |fd: u32,
-                    stream: Box<dyn tokio::io::AsyncRead + Unpin + Send>,
-                    tx: mpsc::Sender<(u32, Vec<u8>)>| async move {
+        let stream = tokio::net::unix::pipe::Receiver::from_owned_fd(output_read.into())
+            .map_err(|e| ExecutorError::Runtime(format!("reading the output pipe: {e}")))?;
+        let pump = async move {
             let mut reader = BufReader::new(stream);
             loop {
+                // a line is cut at MAX_LINE bytes: output without newlines is not held whole
                 let mut line = Vec::new();
-                match reader.read_until(b'\n', &mut line).await {
+                match (&mut reader)
+                    .take(MAX_LINE)
+                    .read_until(b'\n', &mut line)
+                    .await
+                {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {
-                        if tx.send((fd, line)).await.is_err() {
+                        if output.send((1, line)).await.is_err() {
                             break;
                         }
                     }
                 }
             }
         };
-        let out_task = pump(1, Box::new(stdout), output.clone());
-        let err_task = pump(2, Box::new(stderr), output);
         let waited = tokio::time::timeout(timeout, async {
-            let (status, _, _) = tokio::join!(child.wait(), out_task, err_task);
+            let (status, _) = tokio::join!(child.wait(), pump);
             status
         })
         .await;

@@ -80,6 +80,8 @@ pub struct Snapshot {
     upper: PathBuf,
     mounted: bool,
     index: HashMap<String, Identity>,
+    /// Upper-dir copies of lower directories that are no change (see [`Snapshot::restore_dir`]).
+    copied_up: Vec<String>,
 }
 
 impl Snapshot {
@@ -105,6 +107,7 @@ impl Snapshot {
             upper: upper.clone(),
             mounted: false,
             index: HashMap::new(),
+            copied_up: Vec::new(),
         };
         // An image may hold one layer twice (two steps with the same changes); overlayfs
         // refuses a directory that is twice in lowerdir (ELOOP). Only the upper occurrence
@@ -190,11 +193,55 @@ impl Snapshot {
         Ok(())
     }
 
+    /// Puts the directory `rel` back as it was before the step (`before`) when the step
+    /// changed only its times: same mode and owner and, on overlayfs, nothing of its own
+    /// in the upper dir (overlayfs copied it up only for a mount point the step no longer
+    /// holds). Its mtime is set back, and on overlayfs the empty copy leaves the upper dir
+    /// at [`Snapshot::changes`], so the directory is no change of the step's.
+    pub fn restore_dir(
+        &mut self,
+        rel: &str,
+        before: &std::fs::Metadata,
+    ) -> Result<(), ExecutorError> {
+        let merged = self.merged.join(rel);
+        let Ok(now) = merged.symlink_metadata() else {
+            return Ok(());
+        };
+        if !now.is_dir()
+            || (now.mode(), now.uid(), now.gid()) != (before.mode(), before.uid(), before.gid())
+        {
+            return Ok(());
+        }
+        if self.kind == SnapshotterKind::Overlay {
+            let upper = self.upper.join(rel);
+            let Ok(mut entries) = std::fs::read_dir(&upper) else {
+                return Ok(()); // not copied up
+            };
+            if entries.next().is_some() || is_opaque(&upper) {
+                return Ok(());
+            }
+            self.copied_up.push(rel.to_owned());
+        }
+        let t = nix::sys::time::TimeSpec::new(before.mtime(), before.mtime_nsec());
+        nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            &merged,
+            &t,
+            &t,
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )
+        .map_err(|e| ExecutorError::io_op("setting times", &merged, e.into()))
+    }
+
     /// The changes made since `prepare`, and the directory they are read from.
     pub fn changes(&mut self) -> Result<(Vec<Change>, PathBuf), ExecutorError> {
         match self.kind {
             SnapshotterKind::Overlay => {
                 self.unmount()?;
+                for rel in self.copied_up.drain(..) {
+                    // only while still empty: an empty upper copy is no change
+                    let _ = std::fs::remove_dir(self.upper.join(rel));
+                }
                 let changes =
                     upper_changes(&self.upper).map_err(|e| ExecutorError::io(&self.upper, e))?;
                 Ok((changes, self.upper.clone()))
