@@ -863,6 +863,14 @@ fn explain_tells_misses_as_the_dockerfile_reads() {
         "{out}"
     );
     assert!(!out.contains("Some(") && !out.contains("None"), "{out}");
+    df("FROM busybox:latest\nCOPY f /ctx/\nRUN --mount=type=cache,target=/c true\n");
+    root.build_ok(ctx.path(), &[]);
+    df("FROM busybox:latest\nCOPY f /ctx/\nRUN --mount=type=cache,target=/c,sharing=locked true\n");
+    let out = explain(&root, ctx.path(), &[]);
+    assert!(
+        out.contains("sharing=shared,") && out.contains("sharing=locked,"),
+        "{out}"
+    );
 
     // a base tag moved to another image: that is the reason, not some other entry's RUN
     assert!(

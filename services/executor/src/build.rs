@@ -1261,7 +1261,7 @@ impl Engine {
                         (Some((from, source)), spec)
                     };
                     specs.push(format!(
-                        "type=cache,target={target},id={},sharing={:?},mode={:o},uid={},gid={},ro={}{seed_key}",
+                        "type=cache,target={target},id={},sharing={},mode={:o},uid={},gid={},ro={}{seed_key}",
                         cache.id, cache.sharing, cache.mode, cache.uid, cache.gid, cache.readonly
                     ));
                     plans.push(MountPlan::Cache {
