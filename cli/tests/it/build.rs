@@ -819,6 +819,79 @@ fn explain_names_the_changed_env() {
     assert!(stdout.contains(r#"ENV FOO changed "a" -> "b""#), "{stdout}");
 }
 
+/// `strata build --explain`'s output (insisting on success).
+fn explain(root: &Root, ctx: &Path, extra: &[&str]) -> String {
+    let mut args = vec!["build", "--explain"];
+    args.extend_from_slice(extra);
+    args.push(ctx.to_str().unwrap());
+    let out = root.strata(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Miss reasons read as the Dockerfile is written: an ARG is an ARG, against the value of
+/// the last build; COPY's destination as written; mounts without internal forms; a moved
+/// base tag is named as such.
+#[test]
+fn explain_tells_misses_as_the_dockerfile_reads() {
+    let root = Root::new();
+    let ctx = context(&[("f", "f\n")]);
+    let df = |text: &str| std::fs::write(ctx.path().join("Dockerfile"), text).unwrap();
+    df("FROM busybox:latest\nARG V=one\nRUN echo $V > /v\n");
+    root.build_ok(ctx.path(), &[]);
+    root.build_ok(ctx.path(), &["--build-arg", "V=two"]);
+    let out = explain(&root, ctx.path(), &["--build-arg", "V=three"]);
+    assert!(out.contains(r#"ARG V changed "two" -> "three""#), "{out}");
+
+    df("FROM busybox:latest\nCOPY f /ctx/\nRUN --mount=type=tmpfs,target=/t,size=1048576 true\n");
+    root.build_ok(ctx.path(), &[]);
+    df("FROM busybox:latest\nCOPY f /c/\n");
+    let out = explain(&root, ctx.path(), &[]);
+    assert!(
+        out.contains(r#"COPY sources or destination changed "f /ctx/" -> "f /c/""#),
+        "{out}"
+    );
+    df("FROM busybox:latest\nCOPY f /ctx/\nRUN --mount=type=tmpfs,target=/t true\n");
+    let out = explain(&root, ctx.path(), &[]);
+    assert!(
+        out.contains(r#"--mount "type=tmpfs,target=/t,size=1048576" removed"#)
+            && out.contains(r#"--mount "type=tmpfs,target=/t" added"#),
+        "{out}"
+    );
+    assert!(!out.contains("Some(") && !out.contains("None"), "{out}");
+    df("FROM busybox:latest\nCOPY f /ctx/\nRUN --mount=type=cache,target=/c true\n");
+    root.build_ok(ctx.path(), &[]);
+    df("FROM busybox:latest\nCOPY f /ctx/\nRUN --mount=type=cache,target=/c,sharing=locked true\n");
+    let out = explain(&root, ctx.path(), &[]);
+    assert!(
+        out.contains("sharing=shared,") && out.contains("sharing=locked,"),
+        "{out}"
+    );
+
+    // a base tag moved to another image: that is the reason, not some other entry's RUN
+    assert!(
+        root.strata(&["tag", "busybox:latest", "mybase"])
+            .status
+            .success()
+    );
+    df("FROM busybox:latest\nRUN echo other > /o\n");
+    root.build_ok(ctx.path(), &[]);
+    df("FROM busybox:latest\nRUN echo 2 > /two\n");
+    root.build_ok(ctx.path(), &["-t", "base-v2"]);
+    df("FROM mybase\nRUN echo hi > /hi\n");
+    root.build_ok(ctx.path(), &[]);
+    assert!(root.strata(&["tag", "base-v2", "mybase"]).status.success());
+    let out = explain(&root, ctx.path(), &[]);
+    assert!(
+        out.contains("base image mybase changed: it now points to"),
+        "{out}"
+    );
+}
+
 /// Every entry of the image's layers as an unpacked root would hold it (later layers win,
 /// whiteouts ignored): name -> (mode, bytes).
 fn entries(layers: &[PathBuf]) -> std::collections::BTreeMap<String, (u32, Vec<u8>)> {

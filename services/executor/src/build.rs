@@ -1262,7 +1262,7 @@ impl Engine {
                         (Some((from, source)), spec)
                     };
                     specs.push(format!(
-                        "type=cache,target={target},id={},sharing={:?},mode={:o},uid={},gid={},ro={}{seed_key}",
+                        "type=cache,target={target},id={},sharing={},mode={:o},uid={},gid={},ro={}{seed_key}",
                         cache.id, cache.sharing, cache.mode, cache.uid, cache.gid, cache.readonly
                     ));
                     plans.push(MountPlan::Cache {
@@ -1280,7 +1280,10 @@ impl Engine {
                         })?),
                         None => None,
                     };
-                    specs.push(format!("type=tmpfs,target={target},size={size:?}"));
+                    specs.push(match size {
+                        Some(size) => format!("type=tmpfs,target={target},size={size}"),
+                        None => format!("type=tmpfs,target={target}"),
+                    });
                     plans.push(MountPlan::Tmpfs { target, size });
                 }
                 "bind" => {
@@ -1595,10 +1598,21 @@ impl Engine {
         let miss_reason = match (&hit, ctx.req.no_cache) {
             (Some(_), _) => String::new(),
             (None, true) if ctx.mode == Mode::Build => "--no-cache".into(),
-            (None, _) => self
-                .explain_miss(&pre, pre.parent == state.base_key)
-                .await
-                .join("; "),
+            (None, _) => {
+                // the step's ARGs (those no ENV overrides) are told as ARGs, not ENV
+                let build_args: std::collections::BTreeSet<String> = inst
+                    .args_in_scope
+                    .iter()
+                    .map(|a| a.name.clone())
+                    .filter(|n| state.config.config.env_var(n).is_none())
+                    .collect();
+                let base =
+                    (pre.parent == state.base_key && !stage.scratch && stage.base_stage.is_none())
+                        .then_some(stage.base.as_str());
+                self.explain_miss(&pre, pre.parent == state.base_key, base, &build_args)
+                    .await
+                    .join("; ")
+            }
         };
         if ctx.mode == Mode::Explain {
             ctx.explanations.lock().await.push(pb::StepExplanation {
@@ -1698,8 +1712,21 @@ impl Engine {
         Ok(())
     }
 
-    /// Why `pre` has no entry: the differences to the closest entry with the same parent.
-    async fn explain_miss(&self, pre: &Preimage, parent_is_base: bool) -> Vec<String> {
+    /// Why `pre` has no entry: its base image's tag moved (`base`: the FROM reference, when
+    /// `pre` is the stage's first layer step on an image), or the differences to the
+    /// closest entry with the same parent.
+    async fn explain_miss(
+        &self,
+        pre: &Preimage,
+        parent_is_base: bool,
+        base: Option<&str>,
+        build_args: &std::collections::BTreeSet<String>,
+    ) -> Vec<String> {
+        if let Some(name) = base
+            && let Some(moved) = self.base_moved(pre, name).await
+        {
+            return vec![moved];
+        }
         let listed = self
             .peers
             .store
@@ -1713,11 +1740,16 @@ impl Engine {
         let Ok(listed) = listed else {
             return vec!["no cache entry".into()];
         };
-        let candidates: Vec<Preimage> = listed
+        let candidates: Vec<(Preimage, i64)> = listed
             .into_inner()
             .entries
             .iter()
-            .filter_map(|e| serde_json::from_str(&e.preimage).ok())
+            .filter_map(|e| {
+                let made = e.created_at.as_ref().map_or(0, |t| {
+                    t.seconds.saturating_mul(1_000_000_000) + i64::from(t.nanos)
+                });
+                serde_json::from_str(&e.preimage).ok().map(|p| (p, made))
+            })
             .collect();
         if candidates.is_empty() {
             return vec![if parent_is_base {
@@ -1726,10 +1758,51 @@ impl Engine {
                 "the previous step was rebuilt".into()
             }];
         }
-        match cache_key::closest(pre, &candidates) {
+        match cache_key::closest(pre, candidates.iter().map(|(p, t)| (p, *t)), build_args) {
             Some(changes) if !changes.is_empty() => changes,
             _ => vec!["no cache entry".into()],
         }
+    }
+
+    /// When the tag `name` was last moved to the image `pre` builds on, and the same step
+    /// has an entry on the image it pointed to before: the base image change, in words.
+    async fn base_moved(&self, pre: &Preimage, name: &str) -> Option<String> {
+        if name.contains('@') {
+            return None; // pinned by digest: no tag moves it
+        }
+        let history = self
+            .peers
+            .tags
+            .clone()
+            .get_tag_history(ti::GetTagHistoryRequest {
+                name: name.to_owned(),
+                page_size: 1000,
+                page_token: String::new(),
+            })
+            .await
+            .ok()?
+            .into_inner();
+        let moved = history
+            .events
+            .iter()
+            .rev()
+            .find(|e| e.new_digest == pre.parent && !e.old_digest.is_empty())?;
+        let mut before = pre.clone();
+        before.parent = moved.old_digest.clone();
+        self.peers
+            .store
+            .clone()
+            .get_cache_entry(ls::GetCacheEntryRequest {
+                key: before.key().to_string(),
+                lease_id: String::new(),
+            })
+            .await
+            .ok()?;
+        Some(format!(
+            "base image {name} changed: it now points to {}, was {}",
+            cache_key::short(&moved.new_digest),
+            cache_key::short(&moved.old_digest)
+        ))
     }
 
     /// Runs a layer step's action on a snapshot and stores the layer (None: no change).

@@ -85,9 +85,88 @@ fn diff_map(
     }
 }
 
+/// The arguments of a step as its instruction reads: COPY/ADD's end with the destination
+/// (a trailing `/` when it names a directory), not the internal directory flag.
+fn written_args(p: &Preimage) -> String {
+    let mut args = p.args.clone();
+    if matches!(p.kind.as_str(), "COPY" | "ADD")
+        && let Some(flag) =
+            args.pop_if(|a: &mut String| a.as_str() == "true" || a.as_str() == "false")
+        && flag == "true"
+        && let Some(dest) = args.last_mut()
+        && !dest.ends_with('/')
+    {
+        dest.push('/');
+    }
+    args.join(" ")
+}
+
+/// How a flag is named to a user.
+fn flag_name(key: &str) -> String {
+    match key {
+        "source-date-epoch" => "SOURCE_DATE_EPOCH".into(),
+        "mounts" => "--mount".into(),
+        k => match k.strip_prefix("heredoc-script:") {
+            Some(name) => format!("heredoc <<{name}"),
+            None => format!("--{k}"),
+        },
+    }
+}
+
+fn diff_flags(
+    new: &BTreeMap<String, String>,
+    old: &BTreeMap<String, String>,
+    out: &mut Vec<String>,
+) {
+    let empty = String::new();
+    let keys: std::collections::BTreeSet<&String> = new.keys().chain(old.keys()).collect();
+    for k in keys {
+        let (n, o) = (new.get(k).unwrap_or(&empty), old.get(k).unwrap_or(&empty));
+        if n == o {
+            continue;
+        }
+        let name = flag_name(k);
+        match k.as_str() {
+            // one spec per line: say which mounts came and went
+            "mounts" => {
+                for m in o.lines().filter(|m| !n.lines().any(|x| x == *m)) {
+                    out.push(format!("{name} {} removed", q(m)));
+                }
+                for m in n.lines().filter(|m| !o.lines().any(|x| x == *m)) {
+                    out.push(format!("{name} {} added", q(m)));
+                }
+            }
+            // a stage's key or an image's digest: what it names was rebuilt or moved
+            "from" => out.push(format!(
+                "--from: the stage or image it copies from changed ({} -> {})",
+                short(o),
+                short(n)
+            )),
+            k if k.starts_with("heredoc-script:") => out.push(format!("{name} changed")),
+            _ if o.is_empty() => out.push(format!("{name}={n} added")),
+            _ if n.is_empty() => out.push(format!("{name}={o} removed")),
+            _ => out.push(format!("{name} changed {} -> {}", q(o), q(n))),
+        }
+    }
+}
+
+/// A digest or key shortened as `docker images` shows one (`sha256:` and 12 hex digits).
+pub fn short(d: &str) -> String {
+    let (prefix, rest) = d.rsplit_once("sha256:").map_or(("", d), |(p, r)| (p, r));
+    if rest.is_empty() {
+        return "none".into();
+    }
+    format!("{prefix}{}", &rest[..rest.len().min(12)])
+}
+
 /// What differs between the preimage of this build's step (`new`) and an existing entry's
-/// (`old`), in words: `ENV FOO changed "a" -> "b"`.
-pub fn explain(new: &Preimage, old: &Preimage) -> Vec<String> {
+/// (`old`), in words as a user writes the step: `ENV FOO changed "a" -> "b"`; variables in
+/// `build_args` (the step's ARGs not overridden by an ENV) are named `ARG`.
+pub fn explain(
+    new: &Preimage,
+    old: &Preimage,
+    build_args: &std::collections::BTreeSet<String>,
+) -> Vec<String> {
     let mut out = Vec::new();
     if new.version != old.version {
         out.push(format!(
@@ -96,22 +175,49 @@ pub fn explain(new: &Preimage, old: &Preimage) -> Vec<String> {
         ));
     }
     if new.parent != old.parent {
-        out.push(format!("parent changed {} -> {}", old.parent, new.parent));
+        out.push(format!(
+            "the previous step changed ({} -> {})",
+            short(&old.parent),
+            short(&new.parent)
+        ));
     }
     if new.kind != old.kind {
         out.push(format!("instruction changed {} -> {}", old.kind, new.kind));
-    }
-    if new.args != old.args {
+    } else if new.args != old.args {
+        let what = match new.kind.as_str() {
+            "RUN" => "command",
+            "WORKDIR" => "path",
+            _ => "sources or destination",
+        };
         out.push(format!(
-            "{} arguments changed {} -> {}",
+            "{} {what} changed {} -> {}",
             new.kind,
-            q(&old.args.join(" ")),
-            q(&new.args.join(" "))
+            q(&written_args(old)),
+            q(&written_args(new))
         ));
     }
-    diff_map("flag", &new.flags, &old.flags, &mut out);
-    diff_map("ENV", &new.env, &old.env, &mut out);
-    if new.workdir != old.workdir {
+    diff_flags(&new.flags, &old.flags, &mut out);
+    let (args_new, args_old): (BTreeMap<_, _>, BTreeMap<_, _>) = (
+        new.env
+            .iter()
+            .filter(|(k, _)| build_args.contains(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        old.env
+            .iter()
+            .filter(|(k, _)| build_args.contains(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    );
+    let env_only = |m: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+        m.iter()
+            .filter(|(k, _)| !build_args.contains(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    diff_map("ARG", &args_new, &args_old, &mut out);
+    diff_map("ENV", &env_only(&new.env), &env_only(&old.env), &mut out);
+    if new.workdir != old.workdir && new.kind != "WORKDIR" {
         out.push(format!(
             "WORKDIR changed {} -> {}",
             q(&old.workdir),
@@ -122,7 +228,11 @@ pub fn explain(new: &Preimage, old: &Preimage) -> Vec<String> {
         out.push(format!("USER changed {} -> {}", q(&old.user), q(&new.user)));
     }
     if new.shell != old.shell {
-        out.push(format!("SHELL changed {:?} -> {:?}", old.shell, new.shell));
+        out.push(format!(
+            "SHELL changed {} -> {}",
+            crate::history::go_list(&old.shell),
+            crate::history::go_list(&new.shell)
+        ));
     }
     for (src, h) in &new.sources {
         match old.sources.get(src) {
@@ -146,16 +256,19 @@ pub fn explain(new: &Preimage, old: &Preimage) -> Vec<String> {
     out
 }
 
-/// Of `candidates` (preimages of existing entries with the same parent), the one closest to
-/// `new` (fewest differences), with its differences.
+/// Of `candidates` (preimages of existing entries with the same parent, each with when it
+/// was made), the one closest to `new` (fewest differences; of those, the newest: the
+/// build a user last ran), with its differences.
 pub fn closest<'a>(
     new: &Preimage,
-    candidates: impl IntoIterator<Item = &'a Preimage>,
+    candidates: impl IntoIterator<Item = (&'a Preimage, i64)>,
+    build_args: &std::collections::BTreeSet<String>,
 ) -> Option<Vec<String>> {
     candidates
         .into_iter()
-        .map(|c| explain(new, c))
-        .min_by_key(Vec::len)
+        .map(|(c, made)| (explain(new, c, build_args), made))
+        .min_by_key(|(d, made)| (d.len(), std::cmp::Reverse(*made)))
+        .map(|(d, _)| d)
 }
 
 #[cfg(test)]
@@ -193,23 +306,71 @@ mod tests {
     }
 
     #[test]
-    fn explain_names_the_changed_input() {
+    fn explain_names_the_changed_input_as_a_user_writes_it() {
+        let none = std::collections::BTreeSet::new();
         let new = run(&[("FOO", "b")]);
         let old = run(&[("FOO", "a")]);
         assert_eq!(
-            explain(&new, &old),
+            explain(&new, &old, &none),
             vec![r#"ENV FOO changed "a" -> "b""#.to_owned()]
+        );
+        let args: std::collections::BTreeSet<String> = ["FOO".to_owned()].into();
+        assert_eq!(
+            explain(&new, &old, &args),
+            vec![r#"ARG FOO changed "a" -> "b""#.to_owned()]
         );
         let mut c = run(&[]);
         c.kind = "COPY".into();
+        c.args = vec![".".into(), "/ctx".into(), "true".into()];
         c.sources.insert("app/".into(), "sha256:1".into());
         let mut d = c.clone();
         d.sources.insert("app/".into(), "sha256:2".into());
         assert_eq!(
-            explain(&d, &c),
+            explain(&d, &c, &none),
             vec![r#"source "app/" content changed"#.to_owned()]
         );
-        let closest = closest(&new, [&old, &run(&[("FOO", "a"), ("X", "1")])]).unwrap();
-        assert_eq!(closest.len(), 1);
+        let mut e = c.clone();
+        e.args = vec![".".into(), "/c".into(), "false".into()];
+        e.flags.insert("chown".into(), "1:2".into());
+        e.flags.insert("unpack".into(), "false".into());
+        c.flags.insert("unpack".into(), "true".into());
+        assert_eq!(
+            explain(&e, &c, &none),
+            vec![
+                r#"COPY sources or destination changed ". /ctx/" -> ". /c""#.to_owned(),
+                "--chown=1:2 added".to_owned(),
+                r#"--unpack changed "true" -> "false""#.to_owned(),
+            ]
+        );
+        let mut m = run(&[]);
+        m.flags
+            .insert("mounts".into(), "type=tmpfs,target=/t,size=1024".into());
+        let mut m2 = run(&[]);
+        m2.flags
+            .insert("mounts".into(), "type=tmpfs,target=/t".into());
+        assert_eq!(
+            explain(&m2, &m, &none),
+            vec![
+                r#"--mount "type=tmpfs,target=/t,size=1024" removed"#.to_owned(),
+                r#"--mount "type=tmpfs,target=/t" added"#.to_owned(),
+            ]
+        );
+        for (a, b) in [(&c, &e), (&m, &m2), (&old, &new)] {
+            for line in explain(a, b, &none) {
+                assert!(!line.contains("Some(") && !line.contains("None"), "{line}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_closest_entry_wins_and_of_equals_the_newest() {
+        let none = std::collections::BTreeSet::new();
+        let new = run(&[("V", "three")]);
+        let (one, two) = (run(&[("V", "one")]), run(&[("V", "two")]));
+        let far = run(&[("V", "x"), ("W", "y")]);
+        let got = closest(&new, [(&two, 20), (&one, 10), (&far, 30)], &none).unwrap();
+        assert_eq!(got, [r#"ENV V changed "two" -> "three""#]);
+        let got = closest(&new, [(&one, 10), (&two, 20)], &none).unwrap();
+        assert_eq!(got, [r#"ENV V changed "two" -> "three""#]);
     }
 }

@@ -38,6 +38,17 @@ pub enum Sharing {
     Locked,
 }
 
+impl std::fmt::Display for Sharing {
+    /// As the Dockerfile writes it (`sharing=locked`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Shared => "shared",
+            Self::Private => "private",
+            Self::Locked => "locked",
+        })
+    }
+}
+
 /// A cache mount as the step asks for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CacheMount {
