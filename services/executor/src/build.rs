@@ -52,6 +52,8 @@ const LAST_LINES: usize = 20;
 const MAX_LOG_BYTES: usize = 2 << 20;
 /// The line that replaces output beyond [`MAX_LOG_BYTES`] (BuildKit's words).
 const LOG_CLIPPED: &str = "[output clipped, log limit 2MiB reached]\n";
+/// The file under the executor's directory that remembers the last runtime probe's result.
+const LAST_RUNTIME: &str = "runtime-probed";
 /// The platform builds target.
 const PLATFORM: &str = "linux/amd64";
 
@@ -228,13 +230,33 @@ impl Engine {
             .get_or_init(|| async {
                 let kind = probe_overlay(&self.local.scratch("overlay-probe"));
                 info!(snapshotter = %kind, "snapshotter selected");
-                Runtime::probe(&self.dir.join("runtime-state"), &self.dir.join("tmp"))
+                let probed = Runtime::probe(&self.dir.join("runtime-state"), &self.dir.join("tmp"))
                     .await
                     .map(|r| (r, kind))
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string());
+                if let Ok((r, k)) = &probed {
+                    // for the started event of later processes that run no container
+                    let _ = std::fs::write(
+                        self.dir.join(LAST_RUNTIME),
+                        format!("{}, {k}", r.describe()),
+                    );
+                }
+                probed
             })
             .await;
         probed.clone().map_err(ExecutorError::Runtime)
+    }
+
+    /// What the started event says of the runtime: this process's probe, or else what the
+    /// last probe over this directory found (a fully cached build starts no container).
+    fn runtime_for_event(&self) -> String {
+        match self.runtime.get() {
+            Some(Ok((r, k))) => format!("{}, {k}", r.describe()),
+            Some(Err(e)) => format!("unavailable: {e}"),
+            None => std::fs::read_to_string(self.dir.join(LAST_RUNTIME))
+                .map(|last| format!("{} (as last probed)", last.trim()))
+                .unwrap_or_default(),
+        }
     }
 
     /// Runs a build; the result is also sent as the last event.
@@ -246,12 +268,9 @@ impl Engine {
     ) -> Result<pb::ImageDone, ExecutorError> {
         // The lease is taken while the build is prepared (context, parse, base images): one
         // round trip (and one synced write) less on the path of every build.
-        // The runtime is probed meanwhile too (a trivial container, ~50 ms, once per
-        // process), so the started event names it whatever the build needs.
-        let (prepared, lease, _) = tokio::join!(
+        let (prepared, lease) = tokio::join!(
             self.prepare(&req, build_id.clone(), events, Mode::Build),
-            self.create_lease(&build_id),
-            self.runtime()
+            self.create_lease(&build_id)
         );
         let mut ctx = match prepared {
             Ok(ctx) => ctx,
@@ -267,11 +286,9 @@ impl Engine {
             .iter()
             .map(|i| 1 + ctx.parsed.stages[*i as usize].instructions.len() as u32)
             .sum();
-        let runtime = match self.runtime.get() {
-            Some(Ok((r, k))) => format!("{}, {k}", r.describe()),
-            Some(Err(e)) => format!("unavailable: {e}"),
-            None => String::new(),
-        };
+        // The runtime is probed when a step first needs it (a trivial container: ~50 ms of
+        // a fully cached build's ~20), so a build that runs nothing never starts one.
+        let runtime = self.runtime_for_event();
         ctx.events
             .send(Event::Started(pb::BuildStarted {
                 build_id: ctx.build_id.clone(),

@@ -19,8 +19,8 @@ async fn serves_health_reflection_and_stops_on_sigterm() {
 
 #[tokio::test]
 async fn a_message_over_the_limit_is_resource_exhausted() {
-    let proc = ServiceProcess::spawn(Path::new(BIN), &["--max-message-bytes", "1024"]).await;
-    let big = "A".repeat(4096);
+    let proc = ServiceProcess::spawn(Path::new(BIN), &["--max-message-bytes", "4096"]).await;
+    let big = "A".repeat(16384);
     let out = Grpcurl::find().call(
         &proc.addr,
         "strata.parser.v1.Parser/MatchIgnore",
