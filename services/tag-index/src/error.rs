@@ -74,6 +74,45 @@ pub enum TagIndexError {
         /// The last committed sequence.
         last: u64,
     },
+    /// The target of a move is not in the layer store.
+    #[error(
+        "cannot point {name} at {digest}: the layer store does not hold it; store the image (its manifest and everything it names) first"
+    )]
+    TargetMissing {
+        /// The normalised tag name.
+        name: String,
+        /// The target.
+        digest: Digest,
+    },
+    /// The target of a move is a blob but not an image.
+    #[error(
+        "cannot point {name} at {digest}: it is a {media_type:?} blob, not an image manifest or index; a tag points at an image's manifest digest"
+    )]
+    TargetNotImage {
+        /// The normalised tag name.
+        name: String,
+        /// The target.
+        digest: Digest,
+        /// What the blob is.
+        media_type: String,
+    },
+    /// The layer store could not be asked about a move's target: the tag did not move.
+    #[error(
+        "cannot check in the layer store ({addr}) that the target of {name} is stored, so the tag did not move: {reason}"
+    )]
+    LayerStoreUnavailable {
+        /// The normalised tag name.
+        name: String,
+        /// Where the layer store is.
+        addr: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The service was started without a layer store, so it cannot check targets.
+    #[error(
+        "this tag index has no layer store to check that a tag's target is stored, so it moves no tags: start it with --layer-store-addr (STRATA_TAG_INDEX_LAYER_STORE_ADDR)"
+    )]
+    NoLayerStore,
     /// The store's writer is gone (the service is shutting down).
     #[error("the tag store is shutting down")]
     Closed,
@@ -86,6 +125,14 @@ pub enum TagIndexError {
         /// The key, lossily as text.
         key: String,
         /// What failed.
+        reason: String,
+    },
+    /// The service's configuration cannot be used.
+    #[error("invalid {field}: {reason}")]
+    InvalidConfig {
+        /// The setting.
+        field: &'static str,
+        /// What is wrong with it.
         reason: String,
     },
     /// Storage failed.
@@ -113,12 +160,21 @@ impl From<TagIndexError> for tonic::Status {
                 tonic::Status::out_of_range(e.to_string())
             }
             TagIndexError::NotFound { .. } => tonic::Status::not_found(e.to_string()),
-            TagIndexError::Conflict { .. } => tonic::Status::failed_precondition(e.to_string()),
+            TagIndexError::Conflict { .. }
+            | TagIndexError::TargetMissing { .. }
+            | TagIndexError::TargetNotImage { .. }
+            | TagIndexError::NoLayerStore => tonic::Status::failed_precondition(e.to_string()),
+            TagIndexError::LayerStoreUnavailable { .. } => {
+                tracing::warn!(error = %e, "tag not moved");
+                tonic::Status::unavailable(e.to_string())
+            }
             TagIndexError::Closed => tonic::Status::unavailable(e.to_string()),
             TagIndexError::Storage(strata_kv::KvError::NoSpace { .. }) => {
                 tonic::Status::resource_exhausted(e.to_string())
             }
-            TagIndexError::Storage(_) | TagIndexError::Corrupt { .. } => {
+            TagIndexError::Storage(_)
+            | TagIndexError::Corrupt { .. }
+            | TagIndexError::InvalidConfig { .. } => {
                 tracing::error!(error = %e, "storage failure");
                 tonic::Status::internal(e.to_string())
             }
@@ -191,6 +247,16 @@ mod tests {
                 after: 30,
                 last: 10,
             },
+            TagIndexError::TargetMissing {
+                name: "x".into(),
+                digest: Digest::of(b"x"),
+            },
+            TagIndexError::TargetNotImage {
+                name: "x".into(),
+                digest: Digest::of(b"x"),
+                media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+            },
+            TagIndexError::NoLayerStore,
         ];
         for e in cases {
             let s = tonic::Status::from(e);

@@ -25,7 +25,7 @@ pub struct BlobInfo {
 }
 
 impl BlobInfo {
-    fn new(digest: Digest, r: record::BlobRecord) -> Self {
+    pub(super) fn new(digest: Digest, r: record::BlobRecord) -> Self {
         Self {
             digest,
             size: r.size,

@@ -53,7 +53,7 @@ use tracing::{info, warn};
 
 pub use blobs::{BlobInfo, BlobReader, ListFilter, ListPage};
 pub use cache::{CacheEntry, CachePage};
-pub use gc::{GcGuard, GcReport, GcRequest};
+pub use gc::{GcGuard, GcReport, GcRequest, Holder};
 pub use lease::Lease;
 pub use usage::{KindUsage, UsageReport};
 pub use verify::{CorruptBlob, VerifyReport};

@@ -1005,3 +1005,90 @@ async fn a_cache_hit_taken_under_a_lease_keeps_its_layer_through_a_cache_prune()
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "{err:?}");
 }
+
+#[tokio::test]
+async fn delete_blob_refuses_what_a_tag_or_lease_reaches_and_stat_can_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, mut c) = serve(dir.path(), None).await;
+    let (m1, c1, l1) = image(&mut c, 1).await;
+    let (m2, c2, l2) = image(&mut c, 2).await;
+    server.shutdown().await.unwrap();
+    let tags = FixedTags(vec![("docker.io/library/a:1".into(), m1.clone())]);
+    let tag_index = InProcess::spawn(move |listener, shutdown| async move {
+        let mut services = Services::default();
+        services
+            .routes
+            .add_service(strata_proto::tag_index::tag_index_server::TagIndexServer::new(tags));
+        services.names.push(strata_proto::service_names::TAG_INDEX);
+        strata_server::serve(services, listener, &ServeOptions::default(), shutdown).await
+    })
+    .await;
+    let (_server, mut c) = serve(dir.path(), Some(tag_index.addr.clone())).await;
+    let delete = |d: &str| pb::DeleteBlobRequest { digest: d.into() };
+
+    // the tagged image, whole: its manifest, config and layer
+    for d in [&m1, &c1, &l1] {
+        let err = c.delete_blob(delete(d)).await.unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{d}: {err:?}");
+        assert!(
+            err.message().contains("tag docker.io/library/a:1") && err.message().contains(d),
+            "{}",
+            err.message()
+        );
+        assert!(stat(&mut c, d).await.is_ok());
+    }
+
+    // StatBlob under a lease: the blob joins it, and DeleteBlob names the lease
+    let lease = c
+        .create_lease(pb::CreateLeaseRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let info = c
+        .stat_blob(pb::StatBlobRequest {
+            digest: m2.clone(),
+            lease_id: lease.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.media_type, media_type::OCI_MANIFEST);
+    for d in [&m2, &c2, &l2] {
+        let err = c.delete_blob(delete(d)).await.unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{d}: {err:?}");
+        assert!(err.message().contains(&lease.id), "{}", err.message());
+    }
+    // an absent blob joins nothing; a lease that is not live is named
+    let absent = digest(b"absent");
+    let err = c
+        .stat_blob(pb::StatBlobRequest {
+            digest: absent.clone(),
+            lease_id: lease.id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    c.delete_lease(pb::DeleteLeaseRequest {
+        id: lease.id.clone(),
+    })
+    .await
+    .unwrap();
+    let err = c
+        .stat_blob(pb::StatBlobRequest {
+            digest: m2.clone(),
+            lease_id: lease.id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains(&lease.id), "{}", err.message());
+
+    // nothing holds the second image any more: it can go, manifest first
+    for d in [&m2, &c2, &l2] {
+        c.delete_blob(delete(d)).await.unwrap();
+        assert_eq!(stat(&mut c, d).await.unwrap_err().code(), Code::NotFound);
+    }
+    let err = c.delete_blob(delete(&m2)).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    tag_index.shutdown().await.unwrap();
+}

@@ -8,8 +8,8 @@ use strata_kv::{Durability, KvStore, MemoryStore, RocksStore, Space};
 use strata_layer_store::{
     LayerStoreError,
     store::{
-        self, CHUNKS, CacheEntry, Feed, GROUPS, GcRequest, ListFilter, Settings, Store, UPLOADS,
-        WriteStart,
+        self, CHUNKS, CacheEntry, Feed, GROUPS, GcRequest, Holder, ListFilter, Settings, Store,
+        UPLOADS, WriteStart,
     },
 };
 use strata_types::{Digest, media_type};
@@ -84,6 +84,8 @@ fn suite(kv: Arc<dyn KvStore>) {
     leases(&store);
     gc_marks_from_roots_and_sweeps(&store);
     gc_during_a_write_keeps_it(&store);
+    a_target_checked_under_a_lease_survives_gc_until_its_tag_lands(&store);
+    deletion_refuses_what_tags_and_leases_reach(&store);
     usage_by_kind_and_roots(&store);
     gc_keeps_records_about_what_it_keeps(&store);
     verify_catches_a_flipped_byte(&store, kv.as_ref());
@@ -629,6 +631,130 @@ fn gc_marks_from_roots_and_sweeps(store: &Arc<Store>) {
             .blobs
             .is_empty()
     );
+}
+
+/// The tag index's check of a tag's target: a lease, the target stat'ed under it, the tag
+/// moved, the lease deleted. A GC that read the tags before the move must keep the target
+/// even when the lease is gone by the time it reads the leases.
+fn a_target_checked_under_a_lease_survives_gc_until_its_tag_lands(store: &Arc<Store>) {
+    let hour = Duration::from_secs(3600);
+    let (m, c, l) = image(store, 40, None);
+    let image = [m, c, l[0]];
+    let lease = store.create_lease("", hour, BTreeMap::new()).unwrap();
+    let info = store.stat_leased(&m, &lease.id).unwrap();
+    assert_eq!(info.media_type, media_type::OCI_MANIFEST);
+    // a GC begins and reads the tags: the tag has not moved, so no tag names m
+    let guard = store.begin_gc_blocking();
+    let tags_read_by_the_gc = Vec::new();
+    // the tag moves and the check's lease ends, before the GC reads the leases
+    store.delete_lease(&lease.id).unwrap();
+    let report = guard
+        .collect(&GcRequest {
+            roots: tags_read_by_the_gc,
+            ..GcRequest::default()
+        })
+        .unwrap();
+    drop(guard);
+    for d in image {
+        assert!(!report.removed.contains(&d), "{d} was swept: {report:?}");
+        assert!(store.stat(&d).is_ok());
+    }
+
+    // a target checked while a GC runs is kept by that GC
+    let guard = store.begin_gc_blocking();
+    let lease = store.create_lease("", hour, BTreeMap::new()).unwrap();
+    store.stat_leased(&m, &lease.id).unwrap();
+    let report = guard.collect(&GcRequest::default()).unwrap();
+    drop(guard);
+    assert!(!report.removed.contains(&m), "{report:?}");
+    store.delete_lease(&lease.id).unwrap();
+
+    // an absent blob joins no lease; a lease that ended is refused by name
+    let lease = store.create_lease("", hour, BTreeMap::new()).unwrap();
+    let absent = Digest::of(b"absent");
+    assert!(matches!(
+        store.stat_leased(&absent, &lease.id),
+        Err(LayerStoreError::BlobNotFound(d)) if d == absent
+    ));
+    store.delete_lease(&lease.id).unwrap();
+    assert!(matches!(
+        store.stat_leased(&m, &lease.id),
+        Err(LayerStoreError::LeaseGone(id)) if id == lease.id
+    ));
+
+    // nothing keeps it any more: the next GC takes the image
+    let report = store
+        .begin_gc_blocking()
+        .collect(&GcRequest::default())
+        .unwrap();
+    for d in image {
+        assert!(report.removed.contains(&d), "{d} kept: {report:?}");
+    }
+}
+
+fn deletion_refuses_what_tags_and_leases_reach(store: &Arc<Store>) {
+    let hour = Duration::from_secs(3600);
+    let (m1, c1, l1) = image(store, 41, None);
+    let (m2, c2, l2) = image(store, 42, None);
+    let tag = "docker.io/library/a:1".to_string();
+    let tags = vec![(tag.clone(), m1)];
+    for d in [m1, c1, l1[0]] {
+        let err = store
+            .begin_gc_blocking()
+            .delete_unreferenced(&d, &tags)
+            .unwrap_err();
+        assert!(
+            matches!(&err, LayerStoreError::BlobInUse { holder: Holder::Tag(n), .. } if *n == tag),
+            "{err}"
+        );
+        assert!(err.to_string().contains(&tag), "{err}");
+        assert!(store.stat(&d).is_ok());
+    }
+    let lease = store.create_lease("", hour, BTreeMap::new()).unwrap();
+    store.add_lease_resources(&lease.id, &[l2[0]]).unwrap();
+    let err = store
+        .begin_gc_blocking()
+        .delete_unreferenced(&l2[0], &tags)
+        .unwrap_err();
+    assert!(
+        matches!(&err, LayerStoreError::BlobInUse { holder: Holder::Lease(id), .. } if *id == lease.id),
+        "{err}"
+    );
+    // nothing holds the second image's manifest or config: they go
+    for d in [m2, c2] {
+        store
+            .begin_gc_blocking()
+            .delete_unreferenced(&d, &tags)
+            .unwrap();
+        assert!(store.stat(&d).is_err());
+    }
+    // a lease that ends while the deletion is decided still keeps what it held
+    let guard = store.begin_gc_blocking();
+    store.delete_lease(&lease.id).unwrap();
+    let err = guard.delete_unreferenced(&l2[0], &tags).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            LayerStoreError::BlobInUse {
+                holder: Holder::InProgress,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    drop(guard);
+    store
+        .begin_gc_blocking()
+        .delete_unreferenced(&l2[0], &tags)
+        .unwrap();
+    assert!(matches!(
+        store.begin_gc_blocking().delete_unreferenced(&l2[0], &tags),
+        Err(LayerStoreError::BlobNotFound(_))
+    ));
+    store
+        .begin_gc_blocking()
+        .collect(&GcRequest::default())
+        .unwrap();
 }
 
 fn gc_during_a_write_keeps_it(store: &Arc<Store>) {
