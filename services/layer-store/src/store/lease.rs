@@ -43,6 +43,7 @@ impl Store {
         ttl: Duration,
         labels: BTreeMap<String, String>,
     ) -> Result<Lease> {
+        super::metadata::check_labels("labels", &labels)?;
         let id = if id.is_empty() {
             random_id()
         } else {

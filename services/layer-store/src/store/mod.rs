@@ -35,6 +35,7 @@ mod cache;
 mod chunk;
 mod gc;
 mod lease;
+pub mod metadata;
 pub mod record;
 mod references;
 mod usage;
@@ -51,7 +52,7 @@ use strata_kv::{KvStore, Space};
 use strata_types::Digest;
 use tracing::{info, warn};
 
-pub use blobs::{BlobInfo, BlobReader, ListFilter, ListPage};
+pub use blobs::{BlobInfo, BlobReader, LIST_PAGE_BYTES, ListFilter, ListPage};
 pub use cache::{CacheEntry, CachePage};
 pub use gc::{GcGuard, GcReport, GcRequest, Holder};
 pub use lease::Lease;

@@ -1092,3 +1092,66 @@ async fn delete_blob_refuses_what_a_tag_or_lease_reaches_and_stat_can_lease() {
     assert_eq!(err.code(), Code::NotFound, "{err:?}");
     tag_index.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn oversized_metadata_is_invalid_argument_and_listings_stay_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, mut c) = serve(dir.path(), None).await;
+    let huge = "a".repeat(1_000_000);
+    let start = pb::WriteStart {
+        media_type: huge.clone(),
+        expected_size: -1,
+        ..Default::default()
+    };
+    let err = write(&mut c, start, b"x").await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().contains("start.media_type") && err.message().len() < 200,
+        "{}",
+        err.message()
+    );
+    let start = pb::WriteStart {
+        media_type: media_type::OCI_LAYER_TAR.into(),
+        labels: [("k".to_string(), huge.clone())].into(),
+        expected_size: -1,
+        ..Default::default()
+    };
+    let err = write(&mut c, start, b"x").await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("start.labels"), "{}", err.message());
+    // blobs at the bounds: a default page, read by a client with gRPC's default 4 MiB
+    // limit, is readable, and the pages reach every blob
+    let labels: std::collections::HashMap<String, String> = (0..4)
+        .map(|i| (format!("k{i}"), "v".repeat(4000)))
+        .collect();
+    for i in 0..300u32 {
+        let start = pb::WriteStart {
+            media_type: media_type::OCI_LAYER_TAR.into(),
+            labels: labels.clone(),
+            expected_size: -1,
+            ..Default::default()
+        };
+        write(&mut c, start, &i.to_be_bytes()).await.unwrap();
+    }
+    let mut default_client =
+        strata_proto::layer_store::layer_store_client::LayerStoreClient::new(server.channel());
+    let mut seen = 0;
+    let mut token = String::new();
+    loop {
+        let page = default_client
+            .list_blobs(pb::ListBlobsRequest {
+                page_size: 1000,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        seen += page.blobs.len();
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(seen, 300);
+}

@@ -80,6 +80,7 @@ fn suite(kv: Arc<dyn KvStore>) {
     concurrent_writers_of_one_blob_keep_one_copy(&store, kv.as_ref());
     broken_stream_resumes_or_is_cleaned(&store, kv.as_ref());
     list_filters_and_pages(&store);
+    metadata_is_bounded_and_pages_fit_a_message(&store, kv.as_ref());
     cache_entries(&store);
     leases(&store);
     gc_marks_from_roots_and_sweeps(&store);
@@ -405,6 +406,133 @@ fn list_filters_and_pages(store: &Arc<Store>) {
     assert_eq!(by_label.blobs.len(), 4);
     assert!(by_label.blobs.iter().all(|b| b.labels["build"] == "a"));
     for d in layers.iter().chain([&cfg]) {
+        store.delete(d).unwrap();
+    }
+}
+
+/// Walks every page of an unfiltered listing asking for `limit` a page; returns the blobs.
+fn list_all(store: &Arc<Store>, limit: usize) -> Vec<store::BlobInfo> {
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.list(&ListFilter::default(), after, limit).unwrap();
+        let bytes: usize = page
+            .blobs
+            .iter()
+            .map(|b| {
+                128 + b.media_type.len()
+                    + b.labels
+                        .iter()
+                        .map(|(k, v)| k.len() + v.len() + 16)
+                        .sum::<usize>()
+            })
+            .sum();
+        assert!(
+            bytes <= store::LIST_PAGE_BYTES,
+            "a page of {} blobs takes {bytes} bytes",
+            page.blobs.len()
+        );
+        all.extend(page.blobs);
+        match page.next_after {
+            Some(a) => after = Some(a),
+            None => return all,
+        }
+    }
+}
+
+fn metadata_is_bounded_and_pages_fit_a_message(store: &Arc<Store>, kv: &dyn KvStore) {
+    // a media type or labels past the bounds are refused, before anything is stored
+    let huge = "a".repeat(1 << 20);
+    let refused = [
+        start(None, &huge),
+        WriteStart {
+            labels: (0..65).map(|i| (format!("k{i}"), String::new())).collect(),
+            ..start(None, "m")
+        },
+        WriteStart {
+            labels: [("k".to_string(), "v".repeat(4097))].into(),
+            ..start(None, "m")
+        },
+        WriteStart {
+            labels: (0..5)
+                .map(|i| (format!("k{i}"), "v".repeat(4000)))
+                .collect(),
+            ..start(None, "m")
+        },
+    ];
+    for s in refused {
+        let err = store.ingest(s, feed(b"x", 1)).unwrap_err();
+        assert!(matches!(err, LayerStoreError::InvalidField { .. }), "{err}");
+        assert!(
+            err.to_string().len() < 200,
+            "the value is not repeated: {err}"
+        );
+    }
+    assert!(matches!(
+        store.create_lease(
+            "",
+            Duration::from_secs(60),
+            [("k".to_string(), huge.clone())].into()
+        ),
+        Err(LayerStoreError::InvalidField { .. })
+    ));
+    assert!(list_all(store, 1000).is_empty(), "nothing was stored");
+
+    // blobs at the bounds: a page of 1000 asked for holds only what fits a message
+    let big_labels: Vec<(String, String)> = (0..4)
+        .map(|i| (format!("k{i}"), "v".repeat(4000)))
+        .collect();
+    let labels: Vec<(&str, &str)> = big_labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let mut written: Vec<Digest> = (0..160u32)
+        .map(|i| put(store, &i.to_be_bytes(), media_type::OCI_LAYER_TAR, &labels))
+        .collect();
+    written.sort();
+    let first = store.list(&ListFilter::default(), None, 1000).unwrap();
+    assert!(
+        first.blobs.len() < written.len() && first.next_after.is_some(),
+        "{} blobs in one page",
+        first.blobs.len()
+    );
+    let listed: Vec<Digest> = list_all(store, 1000).iter().map(|b| b.digest).collect();
+    assert_eq!(listed, written, "every blob once, in digest order");
+
+    // records stored before the bounds existed are listed within them
+    let legacy: Vec<Digest> = (0..20u32)
+        .map(|i| Digest::of(format!("legacy {i}").as_bytes()))
+        .collect();
+    for d in &legacy {
+        let r = store::record::BlobRecord {
+            size: 0,
+            media_type: huge.clone(),
+            labels: [("k".to_string(), huge.clone())].into(),
+            created_ns: 1,
+            group: "00".repeat(16),
+            chunk_size: CHUNK as u64,
+        };
+        kv.put(
+            store::BLOBS,
+            d.as_bytes(),
+            &store::record::encode(&r),
+            Durability::Buffered,
+        )
+        .unwrap();
+    }
+    let all = list_all(store, 100);
+    assert_eq!(all.len(), written.len() + legacy.len());
+    for b in all.iter().filter(|b| legacy.contains(&b.digest)) {
+        assert_eq!(b.media_type.len(), 255);
+        assert!(b.labels.is_empty());
+    }
+    // a stat still shows such a record whole
+    assert_eq!(store.stat(&legacy[0]).unwrap().media_type, huge);
+    for d in &legacy {
+        kv.delete(store::BLOBS, d.as_bytes(), Durability::Buffered)
+            .unwrap();
+    }
+    for d in &written {
         store.delete(d).unwrap();
     }
 }
