@@ -2174,18 +2174,14 @@ impl Engine {
         );
         let (written, uploaded) = tokio::join!(writing, uploading);
         let written = written.map_err(|e| ExecutorError::Internal(e.to_string()))?;
-        let (digest, size) = match (written, uploaded) {
-            (Ok(w), Ok(u)) => {
-                if u.0 != w.digest.to_string() {
-                    return Err(ExecutorError::Internal(format!(
-                        "the layer store computed {} for a layer hashed as {}",
-                        u.0, w.digest
-                    )));
-                }
-                (w.digest, w.size as i64)
-            }
-            (Err(e), _) | (_, Err(e)) => return Err(e),
-        };
+        let (w, u) = upload_outcome(written, uploaded)?;
+        if u.0 != w.digest.to_string() {
+            return Err(ExecutorError::Internal(format!(
+                "the layer store computed {} for a layer hashed as {}",
+                u.0, w.digest
+            )));
+        }
+        let (digest, size) = (w.digest, w.size as i64);
         self.lease_add(ctx, vec![digest.to_string()]).await;
         Ok(Layer {
             blob: digest.to_string(),
@@ -2418,6 +2414,20 @@ fn probe_overlay(dir: &Path) -> SnapshotterKind {
     kind
 }
 
+/// The result of writing a layer's tar (`written`) while uploading it (`uploaded`). When the
+/// upload fails, its error is the cause and is what the build reports: the tar writer then
+/// fails only because its channel closed (a broken pipe while "archiving"), which would turn
+/// a layer store that went away into an INTERNAL error of the executor.
+fn upload_outcome<W, U>(
+    written: Result<W, ExecutorError>,
+    uploaded: Result<U, ExecutorError>,
+) -> Result<(W, U), ExecutorError> {
+    match (written, uploaded) {
+        (Ok(w), Ok(u)) => Ok((w, u)),
+        (_, Err(e)) | (Err(e), Ok(_)) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2431,5 +2441,38 @@ mod tests {
             parse_rfc3339("2024-01-01T00:00:00.123456789Z"),
             Some(1_704_067_200)
         );
+    }
+
+    #[test]
+    fn a_layer_store_lost_during_an_upload_is_unavailable_naming_it() {
+        let written: Result<(), ExecutorError> = Err(ExecutorError::io_op(
+            "archiving",
+            std::path::Path::new("/scratch/upper"),
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the blob upload stopped"),
+        ));
+        let uploaded: Result<(), ExecutorError> = Err(ExecutorError::peer("layer store")(
+            tonic::Status::unavailable("error reading a body from connection"),
+        ));
+        let e = upload_outcome(written, uploaded).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unavailable, "{e}");
+        let status = tonic::Status::from(e.at_step(2, "RUN make"));
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert!(
+            status.message().contains("layer store")
+                && status
+                    .message()
+                    .contains("error reading a body from connection")
+                && !status.message().contains("archiving"),
+            "{}",
+            status.message()
+        );
+        // a tar writer failing on its own is still its error
+        let written: Result<(), ExecutorError> = Err(ExecutorError::io_op(
+            "archiving",
+            std::path::Path::new("/scratch/upper"),
+            std::io::Error::other("disk read error"),
+        ));
+        let e = upload_outcome(written, Ok(())).unwrap_err();
+        assert!(matches!(e, ExecutorError::Io { .. }), "{e}");
     }
 }
