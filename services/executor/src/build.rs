@@ -1574,7 +1574,19 @@ impl Engine {
                 Err(s) => return Err(ExecutorError::peer("layer store")(s)),
             }
         };
+        // an entry that cannot be this step's result (a damaged or forged one) is a miss:
+        // the step runs, rather than build an image that lacks what the step makes
+        let mut unfit = None;
+        let hit = hit.and_then(|entry| match cache_entry_fits(&entry, &state.layers) {
+            Ok(()) => Some(entry),
+            Err(why) => {
+                warn!(key = %key, step, reason = %why, "ignoring a build-cache entry that does not fit its step");
+                unfit = Some(format!("the cache entry for this step is unusable ({why})"));
+                None
+            }
+        });
         let miss_reason = match (&hit, ctx.req.no_cache) {
+            (None, _) if unfit.is_some() => unfit.unwrap_or_default(),
             (Some(_), _) => String::new(),
             (None, true) if ctx.mode == Mode::Build => "--no-cache".into(),
             (None, _) => self
@@ -2414,6 +2426,28 @@ fn probe_overlay(dir: &Path) -> SnapshotterKind {
     kind
 }
 
+/// Whether a cache entry can be the result of the step it was found for, on top of
+/// `layers` (the layers before the step): its config must be an image config whose layers
+/// (`rootfs.diff_ids`) are exactly `layers` and then the entry's layer, if it has one — as
+/// the executor writes them. An entry without a layer is a step that changed no file.
+fn cache_entry_fits(entry: &ls::CacheEntry, layers: &[Layer]) -> Result<(), String> {
+    let config = ImageConfig::parse(&entry.config)
+        .map_err(|e| format!("its config is not an image config: {e}"))?;
+    let mut expected: Vec<String> = layers.iter().map(|l| l.diff_id.to_string()).collect();
+    if !entry.layer_digest.is_empty() {
+        Digest::parse(&entry.layer_digest).map_err(|e| format!("its layer digest: {e}"))?;
+        expected.push(entry.layer_digest.clone());
+    }
+    if config.rootfs.diff_ids != expected {
+        return Err(format!(
+            "its config lists {} layers, the step's result has {}",
+            config.rootfs.diff_ids.len(),
+            expected.len()
+        ));
+    }
+    Ok(())
+}
+
 /// The result of writing a layer's tar (`written`) while uploading it (`uploaded`). When the
 /// upload fails, its error is the cause and is what the build reports: the tar writer then
 /// fails only because its channel closed (a broken pipe while "archiving"), which would turn
@@ -2441,6 +2475,43 @@ mod tests {
             parse_rfc3339("2024-01-01T00:00:00.123456789Z"),
             Some(1_704_067_200)
         );
+    }
+
+    #[test]
+    fn a_cache_entry_must_fit_its_step() {
+        let base = Layer {
+            diff_id: Digest::of(b"base"),
+            blob: Digest::of(b"base").to_string(),
+            size: 1,
+        };
+        let new = Digest::of(b"new").to_string();
+        let config = |ids: &[&str]| {
+            let mut c = ImageConfig::default();
+            c.rootfs.diff_ids = ids.iter().map(|s| s.to_string()).collect();
+            c.to_json()
+        };
+        let base_id = base.diff_id.to_string();
+        let entry = |config: Vec<u8>, layer: &str| ls::CacheEntry {
+            config,
+            layer_digest: layer.into(),
+            ..Default::default()
+        };
+        let layers = [base];
+        // what the executor stores: a step with a layer, and one that changed nothing
+        assert_eq!(
+            cache_entry_fits(&entry(config(&[&base_id, &new]), &new), &layers),
+            Ok(())
+        );
+        assert_eq!(
+            cache_entry_fits(&entry(config(&[&base_id]), ""), &layers),
+            Ok(())
+        );
+        // the QA's poison: a config that is not JSON and no layer
+        assert!(cache_entry_fits(&entry(vec![0, 1, 2], ""), &layers).is_err());
+        // a layer the config does not end with, or a config that drops the step's layer
+        assert!(cache_entry_fits(&entry(config(&[&base_id]), &new), &layers).is_err());
+        assert!(cache_entry_fits(&entry(config(&[&base_id, &new]), ""), &layers).is_err());
+        assert!(cache_entry_fits(&entry(config(&[&base_id, "x"]), "x"), &layers).is_err());
     }
 
     #[test]

@@ -1155,3 +1155,70 @@ async fn oversized_metadata_is_invalid_argument_and_listings_stay_readable() {
     }
     assert_eq!(seen, 300);
 }
+
+#[tokio::test]
+async fn malformed_cache_entries_are_invalid_argument() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, mut c) = serve(dir.path(), None).await;
+    let layer = put(&mut c, media_type::OCI_LAYER_TAR, &data(1_000, 4)).await;
+    let other = digest(b"another layer");
+    let good = pb::CacheEntry {
+        key: digest(b"a step"),
+        preimage: r#"{"instruction":"RUN make"}"#.into(),
+        layer_digest: layer.clone(),
+        config: format!(r#"{{"rootfs":{{"type":"layers","diff_ids":["{other}","{layer}"]}}}}"#)
+            .into_bytes(),
+        ..Default::default()
+    };
+    let put_entry = |entry: pb::CacheEntry| {
+        let mut c = c.clone();
+        async move {
+            c.put_cache_entry(pb::PutCacheEntryRequest { entry: Some(entry) })
+                .await
+        }
+    };
+    put_entry(good.clone()).await.unwrap();
+    // a step that changed no file has no layer: valid
+    put_entry(pb::CacheEntry {
+        layer_digest: String::new(),
+        ..good.clone()
+    })
+    .await
+    .unwrap();
+    let cases = [
+        (
+            pb::CacheEntry {
+                config: vec![0, 1, 2],
+                ..good.clone()
+            },
+            "entry.config",
+        ),
+        (
+            pb::CacheEntry {
+                config: b"[1]".to_vec(),
+                ..good.clone()
+            },
+            "entry.config",
+        ),
+        (
+            pb::CacheEntry {
+                preimage: "x".into(),
+                ..good.clone()
+            },
+            "entry.preimage",
+        ),
+        (
+            pb::CacheEntry {
+                config: format!(r#"{{"rootfs":{{"diff_ids":["{layer}","{other}"]}}}}"#)
+                    .into_bytes(),
+                ..good.clone()
+            },
+            "entry.layer_digest",
+        ),
+    ];
+    for (entry, field) in cases {
+        let err = put_entry(entry).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert!(err.message().contains(field), "{}", err.message());
+    }
+}
