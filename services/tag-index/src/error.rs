@@ -37,7 +37,11 @@ pub enum TagIndexError {
         name: String,
     },
     /// A compare-and-swap found the tag somewhere other than expected.
-    #[error("tag {name} {}, but the request expected it {}", describe(.actual.as_ref()), describe(.expected.as_ref()))]
+    #[error(
+        "tag {name} {}, but the request expected it {}: it was not changed (another client moved it; look it up again and retry)",
+        actual_state(.actual.as_ref()),
+        expected_state(.expected.as_ref())
+    )]
     Conflict {
         /// The normalised tag name.
         name: String,
@@ -140,7 +144,16 @@ pub enum TagIndexError {
     Storage(#[from] strata_kv::KvError),
 }
 
-fn describe(d: Option<&Digest>) -> String {
+/// Where a tag is, as the subject of a sentence: "points at …" / "does not exist".
+fn actual_state(d: Option<&Digest>) -> String {
+    match d {
+        Some(d) => format!("points at {d}"),
+        None => "does not exist".to_string(),
+    }
+}
+
+/// Where a request expected a tag: "to point at …" / "not to exist".
+fn expected_state(d: Option<&Digest>) -> String {
     match d {
         Some(d) => format!("to point at {d}"),
         None => "not to exist".to_string(),
@@ -196,9 +209,11 @@ mod tests {
             actual: Some(b),
         };
         let msg = e.to_string();
-        assert!(
-            msg.contains(&a.to_string()) && msg.contains(&b.to_string()),
-            "{msg}"
+        assert_eq!(
+            msg,
+            format!(
+                "tag docker.io/library/app:prod points at {b}, but the request expected it to point at {a}: it was not changed (another client moved it; look it up again and retry)"
+            )
         );
         let status = tonic::Status::from(e);
         assert_eq!(status.code(), tonic::Code::FailedPrecondition);
@@ -207,7 +222,23 @@ mod tests {
             expected: None,
             actual: Some(b),
         };
-        assert!(e.to_string().contains("expected it not to exist"), "{e}");
+        assert!(
+            e.to_string().starts_with(&format!(
+                "tag x points at {b}, but the request expected it not to exist:"
+            )),
+            "{e}"
+        );
+        let e = TagIndexError::Conflict {
+            name: "x".into(),
+            expected: Some(a),
+            actual: None,
+        };
+        assert!(
+            e.to_string().starts_with(&format!(
+                "tag x does not exist, but the request expected it to point at {a}:"
+            )),
+            "{e}"
+        );
     }
 
     #[test]
