@@ -36,7 +36,9 @@ fn lease(id: String, r: LeaseRecord) -> Lease {
 const MAX_LEASE_ID: usize = 128;
 
 impl Store {
-    /// Creates a lease for `ttl`; an empty id lets the store choose.
+    /// Creates a lease for `ttl`; an empty id lets the store choose. Not synced to disk, as
+    /// no lease write is (see `save_lease`): the tag index creates and deletes one for every
+    /// tag it moves, and two fsyncs each would bound its moves by the disk.
     pub fn create_lease(
         &self,
         id: &str,
@@ -64,8 +66,12 @@ impl Store {
             digests: Default::default(),
             labels,
         };
-        self.kv
-            .put(LEASES, id.as_bytes(), &record::encode(&r), Durability::Sync)?;
+        self.kv.put(
+            LEASES,
+            id.as_bytes(),
+            &record::encode(&r),
+            Durability::Buffered,
+        )?;
         Ok(lease(id, r))
     }
 
@@ -155,7 +161,10 @@ impl Store {
             let _stripe = self.stripe(d);
             self.protect(*d);
         }
-        self.kv.delete(LEASES, id.as_bytes(), Durability::Sync)?;
+        // unsynced, as every lease write (see save_lease): a deletion lost with the machine
+        // only keeps the lease's blobs until it expires
+        self.kv
+            .delete(LEASES, id.as_bytes(), Durability::Buffered)?;
         Ok(())
     }
 

@@ -1228,3 +1228,73 @@ fn on_rocksdb_a_deleted_or_discarded_blob_frees_its_disk_at_once() {
     let twice = table_bytes(dir.path());
     assert!(twice < once + (data.len() as u64) / 10, "{once} -> {twice}");
 }
+
+/// A store that counts the writes it was asked to sync.
+struct CountingSyncs {
+    inner: MemoryStore,
+    synced: std::sync::atomic::AtomicUsize,
+}
+
+impl KvStore for CountingSyncs {
+    fn get(&self, space: Space, key: &[u8]) -> strata_kv::Result<Option<Vec<u8>>> {
+        self.inner.get(space, key)
+    }
+    fn write(&self, batch: strata_kv::WriteBatch, durability: Durability) -> strata_kv::Result<()> {
+        if matches!(durability, Durability::Sync) {
+            self.synced
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.inner.write(batch, durability)
+    }
+    fn scan(
+        &self,
+        space: Space,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> strata_kv::Result<Vec<strata_kv::Entry>> {
+        self.inner.scan(space, prefix, start, limit)
+    }
+    fn scan_rev(
+        &self,
+        space: Space,
+        prefix: &[u8],
+        before: &[u8],
+        limit: usize,
+    ) -> strata_kv::Result<Vec<strata_kv::Entry>> {
+        self.inner.scan_rev(space, prefix, before, limit)
+    }
+    fn flush(&self, space: Space) -> strata_kv::Result<()> {
+        self.inner.flush(space)
+    }
+    fn bulk(&self, space: Space) -> strata_kv::Result<Box<dyn strata_kv::BulkLoad>> {
+        self.inner.bulk(space)
+    }
+    fn drop_files_in_range(&self, space: Space, from: &[u8], to: &[u8]) -> strata_kv::Result<()> {
+        self.inner.drop_files_in_range(space, from, to)
+    }
+}
+
+#[test]
+fn the_tag_index_check_of_a_target_syncs_nothing() {
+    let kv = Arc::new(CountingSyncs {
+        inner: MemoryStore::new(store::SPACES),
+        synced: Default::default(),
+    });
+    let store = Store::open(kv.clone(), settings()).unwrap();
+    let m = put(&store, b"{}", media_type::OCI_MANIFEST, &[]);
+    let before = kv.synced.load(std::sync::atomic::Ordering::Relaxed);
+    // what the tag index does for every move: lease, stat under it, delete
+    for _ in 0..10 {
+        let lease = store
+            .create_lease("", Duration::from_secs(60), BTreeMap::new())
+            .unwrap();
+        store.stat_leased(&m, &lease.id).unwrap();
+        store.delete_lease(&lease.id).unwrap();
+    }
+    assert_eq!(
+        kv.synced.load(std::sync::atomic::Ordering::Relaxed),
+        before,
+        "a lease's life costs no fsync"
+    );
+}
