@@ -67,6 +67,8 @@ pub async fn connect(global: &GlobalArgs) -> anyhow::Result<Connection> {
     if let Some(addr) = &global.addr {
         let transport = strata_server::client::lazy_transport(addr)
             .with_context(|| format!("invalid server address {addr}"))?;
+        // a server that lacks a service the command needs says which (not an empty error)
+        let transport = strata_server::client::naming_missing_services(transport, addr.to_string());
         return Ok(Connection {
             addr: addr.to_string(),
             transport,
@@ -113,7 +115,10 @@ pub async fn connect(global: &GlobalArgs) -> anyhow::Result<Connection> {
 /// `strata serve`, or a parser inside this process — without taking the data root's lock.
 pub async fn connect_stateless(global: &GlobalArgs) -> anyhow::Result<Connection> {
     if let Some(addr) = &global.addr {
-        let transport = strata_server::client::lazy_transport(addr)?;
+        let transport = strata_server::client::naming_missing_services(
+            strata_server::client::lazy_transport(addr)?,
+            addr.to_string(),
+        );
         return Ok(Connection {
             addr: addr.to_string(),
             transport,

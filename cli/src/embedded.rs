@@ -57,8 +57,8 @@ pub struct Hosted {
     pub peers: Arc<Routes>,
 }
 
-/// Opens every service over `root` and registers them. The executor reaches its peers, and
-/// the layer store the tag index, inside this process (no socket, no HTTP/2: a cached build
+/// Opens every service over `root` and registers them. The executor reaches its peers, the
+/// layer store the tag index and the tag index the layer store, inside this process (no socket, no HTTP/2: a cached build
 /// makes ~20 such calls). `long_lived` (`strata serve`): the executor prunes its local cache
 /// at start, as the standalone binary does.
 pub fn services(root: &Path, options: &ServeOptions, long_lived: bool) -> anyhow::Result<Hosted> {
@@ -76,6 +76,8 @@ pub fn services(root: &Path, options: &ServeOptions, long_lived: bool) -> anyhow
                     // the same setting as the standalone service's, so every host of a root
                     // prunes alike
                     event_retention,
+                    // wired below, in this process
+                    layer_store: None,
                 })
             });
         let layers = strata_layer_store::open(&strata_layer_store::Config {
@@ -91,10 +93,15 @@ pub fn services(root: &Path, options: &ServeOptions, long_lived: bool) -> anyhow
     })?;
     let layer_store = layer_store.context("failed to open the layer store")?;
     let tag_index = tag_index.context("failed to open the tag index")?;
-    strata_tag_index::register(&mut services, tag_index, options);
-    // The layer store learns GC roots from the tag index beside it in the same routes, which
-    // it holds weakly: no cycle keeps the databases open.
+    // The layer store learns GC roots from the tag index beside it in the same routes, and
+    // the tag index checks every tag's target in that layer store; both hold the routes
+    // weakly: no cycle keeps the databases open.
     let peers = Arc::new_cyclic(|me| {
+        let tag_index = tag_index.with_layer_store(
+            "this process".into(),
+            strata_server::client::in_process_weak(me.clone()),
+        );
+        strata_tag_index::register(&mut services, tag_index, options);
         let layer_store = layer_store.with_tag_index(
             "this process".into(),
             strata_server::client::in_process_weak(me.clone()),

@@ -380,6 +380,7 @@ async fn upload_context(
         .clone()
         .stat_blob(StatBlobRequest {
             digest: digest.clone(),
+            ..Default::default()
         })
         .await
         .is_ok();

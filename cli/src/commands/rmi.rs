@@ -17,7 +17,9 @@
 //! back).
 
 use clap::Args;
-use strata_proto::tag_index::{DeleteTagRequest, tag_index_client::TagIndexClient};
+use strata_proto::tag_index::{
+    DeleteTagRequest, DeleteTagResponse, ResolveTagRequest, tag_index_client::TagIndexClient,
+};
 use strata_server::client::Transport;
 
 use strata_transfer::NamedBy;
@@ -72,8 +74,44 @@ async fn tags_of(
         .collect())
 }
 
+/// The tag `name` names, and where it points, when `name` is a tag that exists.
+async fn existing_tag(channel: &Transport, name: &str) -> Option<(String, String)> {
+    let reference = strata_types::Reference::parse(name).ok()?;
+    if reference.digest().is_some() {
+        return None;
+    }
+    let tag = TagIndexClient::new(channel.clone())
+        .resolve_tag(ResolveTagRequest {
+            name: name.to_string(),
+        })
+        .await
+        .ok()?
+        .into_inner();
+    Some((tag.name, tag.digest))
+}
+
 async fn remove(channel: Transport, name: &str, force: bool) -> anyhow::Result<String> {
-    let found = resolve_image(&channel, name).await?;
+    let found = match resolve_image(&channel, name).await {
+        Ok(found) => found,
+        Err(e) => {
+            // A tag is removed even when the image it points at is missing or unreadable, as
+            // Docker removes any tag it is given: that is how such a tag is got rid of.
+            let Some((tag, digest)) = existing_tag(&channel, name).await else {
+                return Err(e);
+            };
+            eprintln!(
+                "warning: {} points at {digest}, which cannot be read ({e:#}); removing the tag",
+                familiar(&tag)
+            );
+            let mut client = TagIndexClient::new(channel);
+            let removed = untag(&mut client, &tag, &digest).await?;
+            return Ok(untagged_lines(
+                &familiar(&tag),
+                &removed.previous_digest,
+                false,
+            ));
+        }
+    };
     let digest = found.image.manifest_digest.to_string();
     let mut client = TagIndexClient::new(channel);
     let tags = match &found.named_by {
@@ -108,15 +146,7 @@ async fn remove(channel: Transport, name: &str, force: bool) -> anyhow::Result<S
     };
     let mut out = String::new();
     for tag in tags {
-        let removed = client
-            .delete_tag(DeleteTagRequest {
-                name: tag.clone(),
-                // only if it still points at the image we looked up
-                expected_digest: Some(digest.clone()),
-            })
-            .await
-            .map_err(|s| anyhow::anyhow!("failed to untag {}: {}", familiar(&tag), s.message()))?
-            .into_inner();
+        let removed = untag(&mut client, &tag, &digest).await?;
         out.push_str(&untagged_lines(
             &familiar(&tag),
             &removed.previous_digest,
@@ -124,6 +154,22 @@ async fn remove(channel: Transport, name: &str, force: bool) -> anyhow::Result<S
         ));
     }
     Ok(out)
+}
+
+/// Deletes `tag` if it still points at `digest` (the image that was looked up).
+async fn untag(
+    client: &mut TagIndexClient<Transport>,
+    tag: &str,
+    digest: &str,
+) -> anyhow::Result<DeleteTagResponse> {
+    Ok(client
+        .delete_tag(DeleteTagRequest {
+            name: tag.to_string(),
+            expected_digest: Some(digest.to_string()),
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("failed to untag {}: {}", familiar(tag), s.message()))?
+        .into_inner())
 }
 
 fn familiar(full: &str) -> String {

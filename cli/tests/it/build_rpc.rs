@@ -52,8 +52,9 @@ impl Farm {
         .await;
         let r = root.clone();
         let o = opts.clone();
+        let ls = store.addr.clone().into();
         let tags = InProcess::spawn(move |l, s| async move {
-            strata_tag_index::run(strata_tag_index::Config::new(r), l, &o, s).await
+            strata_tag_index::run(strata_tag_index::Config::new(r, ls), l, &o, s).await
         })
         .await;
         let o = opts.clone();

@@ -211,3 +211,42 @@ fn bad_log_filters_and_message_limits_are_usage_errors() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid RUST_LOG"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_a_needed_service_is_named_not_an_empty_error() {
+    let root = tempfile::tempdir().unwrap();
+    // a layer store alone, where a command needs the tag index too
+    let config = strata_layer_store::Config {
+        root: root.path().join("store"),
+        tag_index: None,
+        compression: Default::default(),
+    };
+    let store = strata_test_support::InProcess::spawn(move |listener, shutdown| async move {
+        strata_layer_store::run(
+            config,
+            listener,
+            &strata_server::ServeOptions::default(),
+            shutdown,
+        )
+        .await
+    })
+    .await;
+    strata_test_support::wait_until_serving(&store.addr, std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    let addr = store.addr.to_string();
+    let r = root.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || strata(&r, &["--addr", &addr, "images"]))
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "the server at {} does not serve the tag index (strata.tagindex.v1.TagIndex",
+            store.addr
+        )) && stderr.contains("strata serve"),
+        "{stderr}"
+    );
+    store.shutdown().await.unwrap();
+}

@@ -224,3 +224,115 @@ fn rmi_of_a_digest_reference_untags_the_image_in_that_repository() {
     let err = fails(strata(r, &["rmi", &unknown]));
     assert!(err.contains(&format!("no such image: {unknown}")), "{err}");
 }
+
+/// Plants tags the way a strata that did not check targets could leave them: straight into
+/// the root's tag store, with no layer store asked.
+async fn plant_unchecked_tags(root: &Path, tags: &[(&str, &str)]) {
+    let service = strata_tag_index::open(&strata_tag_index::Config {
+        root: root.to_path_buf(),
+        event_retention: strata_tag_index::store::DEFAULT_EVENT_RETENTION,
+        layer_store: None,
+    })
+    .unwrap();
+    for (name, digest) in tags {
+        service
+            .store()
+            .set(
+                &strata_tag_index::name::TagName::parse("name", name).unwrap(),
+                strata_types::Digest::parse(digest).unwrap(),
+                strata_tag_index::store::Expect::Any,
+            )
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_point_only_at_stored_images_and_rmi_and_fsck_handle_one_that_does_not() {
+    let (root, _tar, _id) = root_with_busybox();
+    let r = root.path();
+    let manifest = local_manifest_digest(r, "busybox");
+    let layer = ok(strata(
+        r,
+        &["inspect", "-f", "{{index .RootFS.Layers 0}}", "busybox"],
+    ))
+    .trim()
+    .to_string();
+    let zero = format!("sha256:{}", "0".repeat(64));
+    plant_unchecked_tags(r, &[("ghost:v1", &zero), ("layer:v1", &layer)]).await;
+
+    let serve = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["serve", "--drain-timeout", "5"])
+        .env("STRATA_ROOT", r)
+        .env_remove("STRATA_ADDR")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let socket = strata_server::ListenAddr::Unix(r.join("strata.sock"));
+    strata_test_support::wait_until_serving(&socket, std::time::Duration::from_secs(60))
+        .await
+        .expect("strata serve did not come up");
+    let grpcurl = strata_test_support::Grpcurl::find();
+    let call = |method: &str, json: String| {
+        let out = grpcurl.call(&socket, method, &json);
+        assert!(!out.status.success(), "{method} {json} succeeded");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+
+    // SetTag refuses a digest the store does not hold, and a blob that is not an image
+    let err = call(
+        "strata.tagindex.v1.TagIndex/SetTag",
+        format!(r#"{{"name":"new:v1","digest":"{zero}"}}"#),
+    );
+    assert!(
+        err.contains("FailedPrecondition") && err.contains("the layer store does not hold it"),
+        "{err}"
+    );
+    let err = call(
+        "strata.tagindex.v1.TagIndex/SetTag",
+        format!(r#"{{"name":"new:v1","digest":"{layer}"}}"#),
+    );
+    assert!(
+        err.contains("FailedPrecondition") && err.contains("not an image manifest or index"),
+        "{err}"
+    );
+    // DeleteBlob refuses the tagged image's manifest and layer, naming the tag
+    for d in [&manifest, &layer] {
+        let err = call(
+            "strata.layerstore.v1.LayerStore/DeleteBlob",
+            format!(r#"{{"digest":"{d}"}}"#),
+        );
+        assert!(
+            err.contains("FailedPrecondition")
+                && err.contains("tag docker.io/library/busybox:latest"),
+            "{err}"
+        );
+    }
+
+    // fsck reports the planted tags; rmi removes them although their targets cannot be read
+    let out = strata(r, &["fsck"]);
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success(), "{report}");
+    assert!(
+        report.contains(&format!(
+            "BROKEN TAG ghost:v1 -> {zero}: the store does not hold it"
+        )) && report.contains(&format!("BROKEN TAG layer:v1 -> {layer}: it is a")),
+        "{report}"
+    );
+    for name in ["ghost:v1", "layer:v1"] {
+        let removed = ok(strata(r, &["rmi", name]));
+        assert_eq!(removed, format!("Untagged: {name}\n"));
+    }
+    let report = ok(strata(r, &["fsck"]));
+    assert!(report.contains("all intact"), "{report}");
+    assert!(!report.contains("BROKEN"), "{report}");
+    let images = ok(strata(r, &["images"]));
+    assert_eq!(images.lines().count(), 2, "{images}");
+    assert!(
+        images.lines().nth(1).unwrap().starts_with("busybox "),
+        "{images}"
+    );
+    assert!(crate::embedded::sigterm_and_wait(serve).success());
+}

@@ -1612,7 +1612,19 @@ impl Engine {
                 Err(s) => return Err(ExecutorError::peer("layer store")(s)),
             }
         };
+        // an entry that cannot be this step's result (a damaged or forged one) is a miss:
+        // the step runs, rather than build an image that lacks what the step makes
+        let mut unfit = None;
+        let hit = hit.and_then(|entry| match cache_entry_fits(&entry, &state.layers) {
+            Ok(()) => Some(entry),
+            Err(why) => {
+                warn!(key = %key, step, reason = %why, "ignoring a build-cache entry that does not fit its step");
+                unfit = Some(format!("the cache entry for this step is unusable ({why})"));
+                None
+            }
+        });
         let miss_reason = match (&hit, ctx.req.no_cache) {
+            (None, _) if unfit.is_some() => unfit.unwrap_or_default(),
             (Some(_), _) => String::new(),
             (None, true) if ctx.mode == Mode::Build => "--no-cache".into(),
             (None, _) => {
@@ -2340,18 +2352,14 @@ impl Engine {
         );
         let (written, uploaded) = tokio::join!(writing, uploading);
         let written = written.map_err(|e| ExecutorError::Internal(e.to_string()))?;
-        let (digest, size) = match (written, uploaded) {
-            (Ok(w), Ok(u)) => {
-                if u.0 != w.digest.to_string() {
-                    return Err(ExecutorError::Internal(format!(
-                        "the layer store computed {} for a layer hashed as {}",
-                        u.0, w.digest
-                    )));
-                }
-                (w.digest, w.size as i64)
-            }
-            (Err(e), _) | (_, Err(e)) => return Err(e),
-        };
+        let (w, u) = upload_outcome(written, uploaded)?;
+        if u.0 != w.digest.to_string() {
+            return Err(ExecutorError::Internal(format!(
+                "the layer store computed {} for a layer hashed as {}",
+                u.0, w.digest
+            )));
+        }
+        let (digest, size) = (w.digest, w.size as i64);
         self.lease_add(ctx, vec![digest.to_string()]).await;
         Ok(Layer {
             blob: digest.to_string(),
@@ -2602,6 +2610,42 @@ fn probe_overlay(dir: &Path) -> SnapshotterKind {
     kind
 }
 
+/// Whether a cache entry can be the result of the step it was found for, on top of
+/// `layers` (the layers before the step): its config must be an image config whose layers
+/// (`rootfs.diff_ids`) are exactly `layers` and then the entry's layer, if it has one — as
+/// the executor writes them. An entry without a layer is a step that changed no file.
+fn cache_entry_fits(entry: &ls::CacheEntry, layers: &[Layer]) -> Result<(), String> {
+    let config = ImageConfig::parse(&entry.config)
+        .map_err(|e| format!("its config is not an image config: {e}"))?;
+    let mut expected: Vec<String> = layers.iter().map(|l| l.diff_id.to_string()).collect();
+    if !entry.layer_digest.is_empty() {
+        Digest::parse(&entry.layer_digest).map_err(|e| format!("its layer digest: {e}"))?;
+        expected.push(entry.layer_digest.clone());
+    }
+    if config.rootfs.diff_ids != expected {
+        return Err(format!(
+            "its config lists {} layers, the step's result has {}",
+            config.rootfs.diff_ids.len(),
+            expected.len()
+        ));
+    }
+    Ok(())
+}
+
+/// The result of writing a layer's tar (`written`) while uploading it (`uploaded`). When the
+/// upload fails, its error is the cause and is what the build reports: the tar writer then
+/// fails only because its channel closed (a broken pipe while "archiving"), which would turn
+/// a layer store that went away into an INTERNAL error of the executor.
+fn upload_outcome<W, U>(
+    written: Result<W, ExecutorError>,
+    uploaded: Result<U, ExecutorError>,
+) -> Result<(W, U), ExecutorError> {
+    match (written, uploaded) {
+        (Ok(w), Ok(u)) => Ok((w, u)),
+        (_, Err(e)) | (Err(e), Ok(_)) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2636,5 +2680,75 @@ mod tests {
             assert_eq!(e.code(), tonic::Code::InvalidArgument);
             assert!(e.to_string().contains("out of range"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_cache_entry_must_fit_its_step() {
+        let base = Layer {
+            diff_id: Digest::of(b"base"),
+            blob: Digest::of(b"base").to_string(),
+            size: 1,
+        };
+        let new = Digest::of(b"new").to_string();
+        let config = |ids: &[&str]| {
+            let mut c = ImageConfig::default();
+            c.rootfs.diff_ids = ids.iter().map(|s| s.to_string()).collect();
+            c.to_json()
+        };
+        let base_id = base.diff_id.to_string();
+        let entry = |config: Vec<u8>, layer: &str| ls::CacheEntry {
+            config,
+            layer_digest: layer.into(),
+            ..Default::default()
+        };
+        let layers = [base];
+        // what the executor stores: a step with a layer, and one that changed nothing
+        assert_eq!(
+            cache_entry_fits(&entry(config(&[&base_id, &new]), &new), &layers),
+            Ok(())
+        );
+        assert_eq!(
+            cache_entry_fits(&entry(config(&[&base_id]), ""), &layers),
+            Ok(())
+        );
+        // the QA's poison: a config that is not JSON and no layer
+        assert!(cache_entry_fits(&entry(vec![0, 1, 2], ""), &layers).is_err());
+        // a layer the config does not end with, or a config that drops the step's layer
+        assert!(cache_entry_fits(&entry(config(&[&base_id]), &new), &layers).is_err());
+        assert!(cache_entry_fits(&entry(config(&[&base_id, &new]), ""), &layers).is_err());
+        assert!(cache_entry_fits(&entry(config(&[&base_id, "x"]), "x"), &layers).is_err());
+    }
+
+    #[test]
+    fn a_layer_store_lost_during_an_upload_is_unavailable_naming_it() {
+        let written: Result<(), ExecutorError> = Err(ExecutorError::io_op(
+            "archiving",
+            std::path::Path::new("/scratch/upper"),
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the blob upload stopped"),
+        ));
+        let uploaded: Result<(), ExecutorError> = Err(ExecutorError::peer("layer store")(
+            tonic::Status::unavailable("error reading a body from connection"),
+        ));
+        let e = upload_outcome(written, uploaded).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unavailable, "{e}");
+        let status = tonic::Status::from(e.at_step(2, "RUN make"));
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert!(
+            status.message().contains("layer store")
+                && status
+                    .message()
+                    .contains("error reading a body from connection")
+                && !status.message().contains("archiving"),
+            "{}",
+            status.message()
+        );
+        // a tar writer failing on its own is still its error
+        let written: Result<(), ExecutorError> = Err(ExecutorError::io_op(
+            "archiving",
+            std::path::Path::new("/scratch/upper"),
+            std::io::Error::other("disk read error"),
+        ));
+        let e = upload_outcome(written, Ok(())).unwrap_err();
+        assert!(matches!(e, ExecutorError::Io { .. }), "{e}");
     }
 }

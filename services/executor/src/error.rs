@@ -7,8 +7,8 @@ use tracing::error;
 /// What can go wrong in the executor.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecutorError {
-    /// A peer service failed.
-    #[error("{service} failed: {}", status.message())]
+    /// A peer service failed (or could not be reached, or went away during the call).
+    #[error("{service} failed: {}", describe_status(.status))]
     Peer {
         /// Which service.
         service: &'static str,
@@ -107,6 +107,28 @@ pub enum ExecutorError {
     },
 }
 
+/// A peer's status as a person reads it: its message, then each cause below it that the
+/// message does not already say (a transport error's message alone is "transport error"),
+/// or its code when it says nothing.
+fn describe_status(status: &tonic::Status) -> String {
+    let mut out = status.message().to_string();
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        let text = e.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        source = e.source();
+    }
+    if out.is_empty() {
+        out = format!("{:?}", status.code());
+    }
+    out
+}
+
 impl ExecutorError {
     /// An I/O failure on `path`.
     pub fn io(path: &Path, source: std::io::Error) -> Self {
@@ -202,7 +224,7 @@ impl From<ExecutorError> for tonic::Status {
         let code = e.code();
         match e {
             ExecutorError::Peer { service, status } => {
-                tonic::Status::new(code, format!("{service}: {}", status.message()))
+                tonic::Status::new(code, format!("{service}: {}", describe_status(&status)))
             }
             ExecutorError::AtStep {
                 step,

@@ -139,6 +139,7 @@ impl Peers {
             .clone()
             .stat_blob(layer_store::StatBlobRequest {
                 digest: digest.to_owned(),
+                ..Default::default()
             })
             .await
         {

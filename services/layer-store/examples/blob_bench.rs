@@ -249,6 +249,7 @@ async fn bench(gib: usize, small: usize) -> anyhow::Result<()> {
                 let info = c
                     .stat_blob(StatBlobRequest {
                         digest: digests[i % digests.len()].clone(),
+                        ..Default::default()
                     })
                     .await?
                     .into_inner();

@@ -102,6 +102,14 @@ pub enum LayerStoreError {
         /// The decode error.
         reason: String,
     },
+    /// A deletion of a blob that a tag or lease reaches, or that work in progress claimed.
+    #[error("blob {digest} is in use by {holder}: {}", in_use_advice(.holder))]
+    BlobInUse {
+        /// The blob.
+        digest: Digest,
+        /// What keeps it.
+        holder: crate::store::Holder,
+    },
     /// No cache entry with this key.
     #[error("no build-cache entry for key {0}")]
     CacheEntryNotFound(Digest),
@@ -125,8 +133,11 @@ pub enum LayerStoreError {
     /// A lease with this id exists.
     #[error("lease {0:?} already exists")]
     LeaseExists(String),
-    /// The tag index (a GC root source) could not be asked; GC does not run without its roots.
-    #[error("cannot list the tags of the tag index ({addr}) to learn GC roots: {reason}")]
+    /// The tag index (a GC root source) could not be asked; neither GC nor DeleteBlob runs
+    /// without its roots.
+    #[error(
+        "cannot list the tags of the tag index ({addr}), which keep their images from GC and deletion: {reason}"
+    )]
     TagIndexUnavailable {
         /// Its address.
         addr: String,
@@ -136,6 +147,21 @@ pub enum LayerStoreError {
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] strata_kv::KvError),
+}
+
+fn in_use_advice(holder: &crate::store::Holder) -> &'static str {
+    use crate::store::Holder;
+    match holder {
+        Holder::Tag(_) => {
+            "it is part of that tag's image; remove the tag first (`strata rmi`), then `strata gc` frees what nothing else uses"
+        }
+        Holder::Lease(_) => {
+            "work in progress (a build, a pull) needs it; delete the lease or wait for it to end"
+        }
+        Holder::InProgress => {
+            "something written or claimed while the deletion was decided needs it; try again when that work has finished"
+        }
+    }
 }
 
 impl LayerStoreError {
@@ -161,6 +187,7 @@ impl From<LayerStoreError> for tonic::Status {
             | E::OffsetMismatch { .. }
             | E::UploadBusy(_)
             | E::CacheLayerMissing { .. }
+            | E::BlobInUse { .. }
             | E::LeaseGone(_) => tonic::Status::failed_precondition(msg),
             E::UploadExists(_) | E::LeaseExists(_) => tonic::Status::already_exists(msg),
             E::UploadNotFound(_)
@@ -170,7 +197,7 @@ impl From<LayerStoreError> for tonic::Status {
             E::RangeOutOfBounds { .. } => tonic::Status::out_of_range(msg),
             E::StreamBroken(_) => tonic::Status::cancelled(msg),
             E::TagIndexUnavailable { .. } => {
-                tracing::warn!(error = %e, "garbage collection refused");
+                tracing::warn!(error = %e, "garbage collection or deletion refused");
                 tonic::Status::unavailable(msg)
             }
             E::CorruptBlob { .. } | E::CorruptRecord { .. } => {

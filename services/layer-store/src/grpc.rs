@@ -68,6 +68,11 @@ impl LayerStoreService {
     /// Every tag's digest, when a tag index is configured. Any failure is an error: GC must
     /// not run with roots missing.
     async fn tag_roots(&self) -> Result<Vec<Digest>, LayerStoreError> {
+        Ok(self.tags().await?.into_iter().map(|(_, d)| d).collect())
+    }
+
+    /// Every tag's name and digest, when a tag index is configured (none otherwise).
+    async fn tags(&self) -> Result<Vec<(String, Digest)>, LayerStoreError> {
         let Some((addr, channel)) = &self.tag_index else {
             return Ok(Vec::new());
         };
@@ -92,7 +97,7 @@ impl LayerStoreService {
                 let d = Digest::parse(&tag.digest).map_err(|e| {
                     unavailable(format!("tag {} holds an invalid digest: {e}", tag.name))
                 })?;
-                digests.push(d);
+                digests.push((tag.name, d));
             }
             if page.next_page_token.is_empty() || page.next_page_token == token {
                 return Ok(digests);
@@ -375,7 +380,14 @@ impl LayerStore for LayerStoreService {
         &self,
         request: Request<pb::StatBlobRequest>,
     ) -> Result<Response<pb::BlobInfo>, Status> {
-        let digest = parse_digest("digest", &request.into_inner().digest)?;
+        let request = request.into_inner();
+        let digest = parse_digest("digest", &request.digest)?;
+        if !request.lease_id.is_empty() {
+            // a read-modify-write of the lease record: to the pool
+            let store = self.store.clone();
+            let info = blocking(move || store.stat_leased(&digest, &request.lease_id)).await?;
+            return Ok(Response::new(blob_info(info)));
+        }
         // A stat is one point get of a small record (memtable or block cache, about a
         // microsecond), less than a hand-off to the blocking pool costs; the tag index serves
         // ResolveTag the same way. Scans and content go to the pool.
@@ -407,8 +419,11 @@ impl LayerStore for LayerStoreService {
         request: Request<pb::DeleteBlobRequest>,
     ) -> Result<Response<pb::DeleteBlobResponse>, Status> {
         let digest = parse_digest("digest", &request.into_inner().digest)?;
-        let store = self.store.clone();
-        blocking(move || store.delete(&digest)).await?;
+        // as a GC does: begin before asking the tag index, so a tag moved meanwhile has its
+        // target confirmed under the guard (or its lease still live when the leases are read)
+        let guard = self.store.begin_gc().await;
+        let tags = self.tags().await?;
+        blocking(move || guard.delete_unreferenced(&digest, &tags)).await?;
         Ok(Response::new(pb::DeleteBlobResponse {}))
     }
 

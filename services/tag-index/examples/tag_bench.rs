@@ -233,8 +233,15 @@ async fn bench(settings: Settings) -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     let root = tempfile::tempdir()?;
-    let service =
-        strata_tag_index::open(&strata_tag_index::Config::new(root.path().to_path_buf()))?;
+    // every move checks its target in the layer store: here a stand-in holding every digest
+    // as an image, over loopback like a farm's (the figures include that round trip)
+    let layer_store = strata_test_support::FakeLayerStore::holding_every_image()
+        .spawn()
+        .await;
+    let service = strata_tag_index::open(&strata_tag_index::Config::new(
+        root.path().to_path_buf(),
+        layer_store.addr.clone().into(),
+    ))?;
     let listener = Listener::bind(&"127.0.0.1:0".parse()?).await?;
     let addr = listener.local_addr();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -37,7 +37,11 @@ pub enum TagIndexError {
         name: String,
     },
     /// A compare-and-swap found the tag somewhere other than expected.
-    #[error("tag {name} {}, but the request expected it {}", describe(.actual.as_ref()), describe(.expected.as_ref()))]
+    #[error(
+        "tag {name} {}, but the request expected it {}: it was not changed (another client moved it; look it up again and retry)",
+        actual_state(.actual.as_ref()),
+        expected_state(.expected.as_ref())
+    )]
     Conflict {
         /// The normalised tag name.
         name: String,
@@ -74,6 +78,45 @@ pub enum TagIndexError {
         /// The last committed sequence.
         last: u64,
     },
+    /// The target of a move is not in the layer store.
+    #[error(
+        "cannot point {name} at {digest}: the layer store does not hold it; store the image (its manifest and everything it names) first"
+    )]
+    TargetMissing {
+        /// The normalised tag name.
+        name: String,
+        /// The target.
+        digest: Digest,
+    },
+    /// The target of a move is a blob but not an image.
+    #[error(
+        "cannot point {name} at {digest}: it is a {media_type:?} blob, not an image manifest or index; a tag points at an image's manifest digest"
+    )]
+    TargetNotImage {
+        /// The normalised tag name.
+        name: String,
+        /// The target.
+        digest: Digest,
+        /// What the blob is.
+        media_type: String,
+    },
+    /// The layer store could not be asked about a move's target: the tag did not move.
+    #[error(
+        "cannot check in the layer store ({addr}) that the target of {name} is stored, so the tag did not move: {reason}"
+    )]
+    LayerStoreUnavailable {
+        /// The normalised tag name.
+        name: String,
+        /// Where the layer store is.
+        addr: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The service was started without a layer store, so it cannot check targets.
+    #[error(
+        "this tag index has no layer store to check that a tag's target is stored, so it moves no tags: start it with --layer-store-addr (STRATA_TAG_INDEX_LAYER_STORE_ADDR)"
+    )]
+    NoLayerStore,
     /// The store's writer is gone (the service is shutting down).
     #[error("the tag store is shutting down")]
     Closed,
@@ -88,12 +131,29 @@ pub enum TagIndexError {
         /// What failed.
         reason: String,
     },
+    /// The service's configuration cannot be used.
+    #[error("invalid {field}: {reason}")]
+    InvalidConfig {
+        /// The setting.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] strata_kv::KvError),
 }
 
-fn describe(d: Option<&Digest>) -> String {
+/// Where a tag is, as the subject of a sentence: "points at …" / "does not exist".
+fn actual_state(d: Option<&Digest>) -> String {
+    match d {
+        Some(d) => format!("points at {d}"),
+        None => "does not exist".to_string(),
+    }
+}
+
+/// Where a request expected a tag: "to point at …" / "not to exist".
+fn expected_state(d: Option<&Digest>) -> String {
     match d {
         Some(d) => format!("to point at {d}"),
         None => "not to exist".to_string(),
@@ -113,12 +173,21 @@ impl From<TagIndexError> for tonic::Status {
                 tonic::Status::out_of_range(e.to_string())
             }
             TagIndexError::NotFound { .. } => tonic::Status::not_found(e.to_string()),
-            TagIndexError::Conflict { .. } => tonic::Status::failed_precondition(e.to_string()),
+            TagIndexError::Conflict { .. }
+            | TagIndexError::TargetMissing { .. }
+            | TagIndexError::TargetNotImage { .. }
+            | TagIndexError::NoLayerStore => tonic::Status::failed_precondition(e.to_string()),
+            TagIndexError::LayerStoreUnavailable { .. } => {
+                tracing::warn!(error = %e, "tag not moved");
+                tonic::Status::unavailable(e.to_string())
+            }
             TagIndexError::Closed => tonic::Status::unavailable(e.to_string()),
             TagIndexError::Storage(strata_kv::KvError::NoSpace { .. }) => {
                 tonic::Status::resource_exhausted(e.to_string())
             }
-            TagIndexError::Storage(_) | TagIndexError::Corrupt { .. } => {
+            TagIndexError::Storage(_)
+            | TagIndexError::Corrupt { .. }
+            | TagIndexError::InvalidConfig { .. } => {
                 tracing::error!(error = %e, "storage failure");
                 tonic::Status::internal(e.to_string())
             }
@@ -140,9 +209,11 @@ mod tests {
             actual: Some(b),
         };
         let msg = e.to_string();
-        assert!(
-            msg.contains(&a.to_string()) && msg.contains(&b.to_string()),
-            "{msg}"
+        assert_eq!(
+            msg,
+            format!(
+                "tag docker.io/library/app:prod points at {b}, but the request expected it to point at {a}: it was not changed (another client moved it; look it up again and retry)"
+            )
         );
         let status = tonic::Status::from(e);
         assert_eq!(status.code(), tonic::Code::FailedPrecondition);
@@ -151,7 +222,23 @@ mod tests {
             expected: None,
             actual: Some(b),
         };
-        assert!(e.to_string().contains("expected it not to exist"), "{e}");
+        assert!(
+            e.to_string().starts_with(&format!(
+                "tag x points at {b}, but the request expected it not to exist:"
+            )),
+            "{e}"
+        );
+        let e = TagIndexError::Conflict {
+            name: "x".into(),
+            expected: Some(a),
+            actual: None,
+        };
+        assert!(
+            e.to_string().starts_with(&format!(
+                "tag x does not exist, but the request expected it to point at {a}:"
+            )),
+            "{e}"
+        );
     }
 
     #[test]
@@ -191,6 +278,16 @@ mod tests {
                 after: 30,
                 last: 10,
             },
+            TagIndexError::TargetMissing {
+                name: "x".into(),
+                digest: Digest::of(b"x"),
+            },
+            TagIndexError::TargetNotImage {
+                name: "x".into(),
+                digest: Digest::of(b"x"),
+                media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+            },
+            TagIndexError::NoLayerStore,
         ];
         for e in cases {
             let s = tonic::Status::from(e);

@@ -9,6 +9,7 @@ use strata_proto::tag_index::{
     ListTagsRequest, ListTagsResponse, ResolveTagRequest, SetTagRequest, SetTagResponse, Tag,
     TagEvent, WatchTagsRequest, tag_index_server::TagIndex,
 };
+use strata_server::client::Transport;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -17,6 +18,7 @@ use crate::{
     TagIndexError,
     name::{self, TagName},
     store::{self, Expect, ListFilter, TagRecord, TagStore, WatchFrom, WatchItem},
+    targets::Targets,
 };
 
 /// Events buffered per watch stream between the watcher and the connection.
@@ -27,14 +29,27 @@ const WATCH_STREAM_BUFFER: usize = 64;
 pub struct TagIndexService {
     store: TagStore,
     closing: watch::Sender<bool>,
+    /// Where targets are checked; `None`: nowhere, so no tag moves.
+    targets: Option<Targets>,
 }
 
 impl TagIndexService {
-    /// The service over `store`.
+    /// The service over `store`. It moves no tags until it has a layer store
+    /// ([`Self::with_layer_store`]) to check their targets in.
     pub fn new(store: TagStore) -> Self {
         Self {
             store,
             closing: watch::channel(false).0,
+            targets: None,
+        }
+    }
+
+    /// The same service, checking every tag's target in the layer store at `transport`
+    /// (named `label` in messages) before it moves the tag.
+    pub fn with_layer_store(self, label: String, transport: Transport) -> Self {
+        Self {
+            targets: Some(Targets::new(label, transport)),
+            ..self
         }
     }
 
@@ -109,7 +124,12 @@ impl TagIndex for TagIndexService {
             Some("") => Expect::Absent,
             Some(d) => Expect::Digest(name::parse_digest("expected_digest", d)?),
         };
-        let outcome = self.store.set(&name, digest, expect).await?;
+        let targets = self.targets.as_ref().ok_or(TagIndexError::NoLayerStore)?;
+        // leased until the move is committed: GC cannot take it in between
+        let hold = targets.hold(&name, &digest).await?;
+        let outcome = self.store.set(&name, digest, expect).await;
+        hold.release().await;
+        let outcome = outcome?;
         tracing::info!(tag = %name, %digest, previous = ?outcome.previous, sequence = outcome.tag.sequence, "tag set");
         Ok(Response::new(SetTagResponse {
             tag: Some(tag_message(outcome.tag)),

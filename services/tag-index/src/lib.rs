@@ -25,18 +25,22 @@
 //!   the last sequence seen misses nothing; a watcher too slow for the live buffer is told
 //!   (`lagged`) and ended, never skipped silently.
 //! - Pointing a tag where it already points is not a move: no history entry, no event.
-//! - The tag index does not know which digests the layer store holds; the layer store's GC
-//!   treats every tag as a root, so a tag never points at a collected image.
+//! - A tag moves only to a digest the layer store holds and that is an image manifest or
+//!   index ([`targets`]: checked with the target leased until the move is committed, so GC
+//!   cannot take it in between); the layer store's GC treats every tag as a root and its
+//!   DeleteBlob refuses what a tag reaches, so a tag never points at a missing image. A tag
+//!   index without a layer store moves no tags.
 
 mod error;
 pub mod grpc;
 pub mod name;
 pub mod store;
+pub mod targets;
 
 use std::{future::Future, path::PathBuf, sync::Arc};
 
 use strata_proto::{service_names, tag_index::tag_index_server::TagIndexServer};
-use strata_server::{Listener, ServeOptions, Services};
+use strata_server::{Listener, ServeOptions, Services, client::Peer};
 
 pub use error::TagIndexError;
 pub use grpc::TagIndexService;
@@ -53,14 +57,19 @@ pub struct Config {
     /// Events the global change log keeps at least (older ones are pruned); see
     /// [`StoreOptions::event_retention`].
     pub event_retention: u64,
+    /// The layer store every tag's target is checked against. `None`: the host wires it
+    /// later ([`TagIndexService::with_layer_store`]); until then no tag moves.
+    pub layer_store: Option<Peer>,
 }
 
 impl Config {
-    /// The configuration over `root` with default settings.
-    pub fn new(root: PathBuf) -> Self {
+    /// The configuration over `root`, checking targets in `layer_store`, with default
+    /// settings.
+    pub fn new(root: PathBuf, layer_store: Peer) -> Self {
         Self {
             root,
             event_retention: store::DEFAULT_EVENT_RETENTION,
+            layer_store: Some(layer_store),
         }
     }
 }
@@ -92,7 +101,17 @@ pub fn open(config: &Config) -> Result<TagIndexService, TagIndexError> {
         ..StoreOptions::default()
     };
     let store = TagStore::open(Arc::new(kv), options)?;
-    Ok(TagIndexService::new(store))
+    let service = TagIndexService::new(store);
+    Ok(match &config.layer_store {
+        Some(peer) => {
+            let transport = peer.transport().map_err(|e| TagIndexError::InvalidConfig {
+                field: "layer_store_addr",
+                reason: e.to_string(),
+            })?;
+            service.with_layer_store(peer.to_string(), transport)
+        }
+        None => service,
+    })
 }
 
 /// Adds the service to `services`. Its watch streams end as soon as the host begins to shut

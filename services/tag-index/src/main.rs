@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+use strata_server::ListenAddr;
 
 strata_server::serve_args!(ServeArgs, "STRATA_TAG_INDEX", "127.0.0.1:50053");
 
@@ -24,6 +25,10 @@ struct Args {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     event_retention: u64,
+    /// The layer store (HOST:PORT or unix:///path). Required: a tag moves only to an image
+    /// manifest or index the layer store holds, checked there before every move.
+    #[arg(long, env = "STRATA_TAG_INDEX_LAYER_STORE_ADDR")]
+    layer_store_addr: ListenAddr,
 }
 
 #[tokio::main]
@@ -35,6 +40,7 @@ async fn main() -> anyhow::Result<()> {
     let config = strata_tag_index::Config {
         root: args.root,
         event_retention: args.event_retention,
+        layer_store: Some(args.layer_store_addr.into()),
     };
     let listener = strata_server::Listener::bind(&args.serve.listen).await?;
     strata_tag_index::run(

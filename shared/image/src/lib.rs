@@ -24,13 +24,15 @@ pub use time::Timestamp;
 /// Errors about image documents.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
-    /// The JSON does not parse as the document.
-    #[error("invalid {what}: {source}")]
+    /// The JSON does not parse as the document. The parser's complaint is part of the
+    /// message and not also a source: an error chain printed whole (`{:#}`) would say it
+    /// twice.
+    #[error("invalid {what}: {error}")]
     Json {
         /// Which document.
         what: &'static str,
         /// The parser's complaint.
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     /// The document parses but breaks an invariant.
     #[error("invalid {what}: {reason}")]
@@ -47,4 +49,25 @@ pub enum ImageError {
 pub fn to_canonical_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
     // serde_json never fails on these types (string keys, no non-finite floats)
     serde_json::to_vec(value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+
+    #[test]
+    fn a_document_that_does_not_parse_says_why_once_in_its_chain() {
+        let e = Manifest::parse(b"ghost").unwrap_err();
+        let mut chain = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            chain = format!("{chain}: {s}");
+            source = s.source();
+        }
+        assert_eq!(chain.matches("expected value").count(), 1, "{chain}");
+        assert!(
+            chain.starts_with("invalid manifest: expected value"),
+            "{chain}"
+        );
+    }
 }

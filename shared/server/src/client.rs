@@ -82,6 +82,26 @@ pub fn in_process_weak(routes: Weak<Routes>) -> Transport {
 #[derive(Clone)]
 struct InProcess(Weak<Routes>);
 
+#[cfg(test)]
+mod naming_tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_service_is_named_with_what_to_do() {
+        assert_eq!(service_words("strata.tagindex.v1.TagIndex"), "tag index");
+        assert_eq!(
+            service_words("strata.layerstore.v1.LayerStore"),
+            "layer store"
+        );
+        let m = missing_service_message("127.0.0.1:5082", "/strata.tagindex.v1.TagIndex/SetTag");
+        assert_eq!(
+            m,
+            "the server at 127.0.0.1:5082 does not serve the tag index (strata.tagindex.v1.TagIndex, method SetTag): point --addr at `strata serve` or a gateway serving all four services"
+        );
+        assert!(http::HeaderValue::from_str(&m).is_ok());
+    }
+}
+
 impl Service<http::Request<Body>> for InProcess {
     type Response = http::Response<Body>;
     type Error = TransportError;
@@ -104,6 +124,83 @@ impl Service<http::Request<Body>> for InProcess {
                 .oneshot(request)
                 .await
                 .map_err(|e| TransportError(e.into()))?;
+            Ok(response)
+        })
+    }
+}
+
+/// `transport` to the server at `addr`, where an UNIMPLEMENTED answer without a message (a
+/// server that does not serve the service called: a standalone service where all four were
+/// expected) gets one saying which service is missing there and what to do, instead of an
+/// empty message a person cannot act on.
+pub fn naming_missing_services(transport: Transport, addr: String) -> Transport {
+    Transport::new(NamingMissing {
+        inner: transport,
+        addr: addr.into(),
+    })
+}
+
+#[derive(Clone)]
+struct NamingMissing {
+    inner: Transport,
+    addr: Arc<str>,
+}
+
+/// "strata.tagindex.v1.TagIndex" -> "tag index".
+fn service_words(service: &str) -> String {
+    let name = service.rsplit('.').next().unwrap_or(service);
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_uppercase() && !out.is_empty() {
+            out.push(' ');
+        }
+        out.extend(c.to_lowercase());
+    }
+    out
+}
+
+/// The message for an UNIMPLEMENTED call of `path` (`/package.Service/Method`) at `addr`.
+fn missing_service_message(addr: &str, path: &str) -> String {
+    let mut parts = path.trim_start_matches('/').splitn(2, '/');
+    let service = parts.next().unwrap_or_default();
+    let method = parts.next().unwrap_or_default();
+    format!(
+        "the server at {addr} does not serve the {} ({service}, method {method}): point --addr at `strata serve` or a gateway serving all four services",
+        service_words(service)
+    )
+}
+
+impl Service<http::Request<Body>> for NamingMissing {
+    type Response = http::Response<Body>;
+    type Error = TransportError;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let path = request.uri().path().to_string();
+        // the clone that was made ready is the one called (tower's rule)
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let addr = self.addr.clone();
+        Box::pin(async move {
+            let mut response = inner.call(request).await?;
+            let headers = response.headers_mut();
+            let unimplemented = headers
+                .get("grpc-status")
+                .is_some_and(|v| v.as_bytes() == b"12");
+            let silent = headers
+                .get("grpc-message")
+                .is_none_or(|v| v.as_bytes().is_empty());
+            if unimplemented
+                && silent
+                && let Ok(value) =
+                    http::HeaderValue::from_str(&missing_service_message(&addr, &path))
+            {
+                headers.insert("grpc-message", value);
+            }
             Ok(response)
         })
     }

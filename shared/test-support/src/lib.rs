@@ -5,7 +5,10 @@
 //! - [`ServiceProcess`]: a service binary as a real process on a unix socket in a temp dir,
 //!   ready once its health check says SERVING, stopped with SIGTERM.
 //! - [`Grpcurl`]: the real grpcurl binary (installed by the project's set-up).
+//! - [`FakeLayerStore`]: a layer store that answers StatBlob from a table, for services that
+//!   check blobs there (the tag index) tested without the real one.
 
+mod fake_layer_store;
 mod grpcurl;
 mod process;
 mod service_basics;
@@ -15,6 +18,7 @@ use std::{future::Future, pin::Pin};
 use strata_server::{ListenAddr, Listener};
 use tokio::{sync::oneshot, task::JoinHandle};
 
+pub use fake_layer_store::FakeLayerStore;
 pub use grpcurl::Grpcurl;
 pub use process::{ServiceProcess, wait_until_serving};
 pub use service_basics::check_service_basics;

@@ -459,6 +459,7 @@ impl ImageStore {
             .clone()
             .stat_blob(StatBlobRequest {
                 digest: digest.to_string(),
+                ..Default::default()
             })
             .await
         {

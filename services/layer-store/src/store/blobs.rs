@@ -4,9 +4,9 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use strata_kv::{Durability, WriteBatch};
 use strata_types::Digest;
-use tracing::info;
+use tracing::{info, warn};
 
-use super::{BLOBS, GROUPS, Store, chunk, next_key, record, write::group_bytes};
+use super::{BLOBS, GROUPS, Store, chunk, metadata, next_key, record, write::group_bytes};
 use crate::error::{LayerStoreError, Result};
 
 /// A blob's record as callers see it.
@@ -25,7 +25,7 @@ pub struct BlobInfo {
 }
 
 impl BlobInfo {
-    fn new(digest: Digest, r: record::BlobRecord) -> Self {
+    pub(super) fn new(digest: Digest, r: record::BlobRecord) -> Self {
         Self {
             digest,
             size: r.size,
@@ -34,7 +34,41 @@ impl BlobInfo {
             created_ns: r.created_ns,
         }
     }
+
+    /// The info within today's metadata bounds: a record written before they existed may
+    /// carry a media type or labels of any size, which a listing must not (its pages must
+    /// fit a message). Such a record is listed with its media type cut to the bound and
+    /// without labels (StatBlob still shows it whole).
+    fn bounded(mut self) -> Self {
+        if metadata::within_bounds(&self.media_type, &self.labels) {
+            return self;
+        }
+        warn!(digest = %self.digest, media_type_bytes = self.media_type.len(), labels = self.labels.len(), "a blob record exceeds the metadata bounds: listed with its media type cut and without its labels");
+        let mut end = self.media_type.len().min(metadata::MAX_MEDIA_TYPE);
+        while !self.media_type.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.media_type.truncate(end);
+        self.media_type.retain(|c| !c.is_control());
+        self.labels.clear();
+        self
+    }
+
+    /// About what the info takes encoded in a ListBlobs page (an upper bound: field tags,
+    /// lengths and the timestamp counted generously).
+    fn encoded_estimate(&self) -> usize {
+        128 + self.media_type.len()
+            + self
+                .labels
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 16)
+                .sum::<usize>()
+    }
 }
+
+/// Most bytes of blob records one ListBlobs page carries: half the 4 MiB a gRPC client
+/// accepts by default, so a page fits any client whatever the page size asked for.
+pub const LIST_PAGE_BYTES: usize = 2 << 20;
 
 /// What ListBlobs selects.
 #[derive(Debug, Clone, Default)]
@@ -70,7 +104,8 @@ impl Store {
         Ok(BlobInfo::new(*digest, r))
     }
 
-    /// Up to `limit` blobs after `after` (exclusive) that pass `filter`.
+    /// Up to `limit` blobs after `after` (exclusive) that pass `filter`, and no more than
+    /// fit in [`LIST_PAGE_BYTES`] (at least one).
     pub fn list(
         &self,
         filter: &ListFilter,
@@ -80,6 +115,7 @@ impl Store {
         let limit = limit.max(1);
         let mut start = after.map(|d| next_key(d.as_bytes())).unwrap_or_default();
         let mut page = ListPage::default();
+        let mut bytes = 0;
         loop {
             let batch = self.kv.scan(BLOBS, b"", &start, 512)?;
             let exhausted = batch.len() < 512;
@@ -101,7 +137,16 @@ impl Store {
                 {
                     continue;
                 }
-                page.blobs.push(BlobInfo::new(digest, r));
+                let info = BlobInfo::new(digest, r).bounded();
+                let size = info.encoded_estimate();
+                if let Some(last) = page.blobs.last()
+                    && bytes + size > LIST_PAGE_BYTES
+                {
+                    page.next_after = Some(last.digest);
+                    return Ok(page);
+                }
+                bytes += size;
+                page.blobs.push(info);
                 if page.blobs.len() == limit {
                     page.next_after = Some(digest);
                     return Ok(page);

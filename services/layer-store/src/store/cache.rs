@@ -86,8 +86,10 @@ impl Store {
     }
 
     /// Stores an entry (idempotent: storing it again keeps the first `created`). Its layer
-    /// must be in the store, so a hit never leads to a missing layer.
+    /// must be in the store, so a hit never leads to a missing layer, and the entry must be
+    /// well formed ([`check_entry`]), so a hit is never garbage.
     pub fn put_cache_entry(&self, e: CacheEntry) -> Result<()> {
+        check_entry(&e)?;
         if let Some(layer) = e.layer_digest {
             let _stripe = self.stripe(&layer);
             if self.load_blob(&layer)?.is_none() {
@@ -205,6 +207,45 @@ impl Store {
         }
         Ok(entries.len() as u64)
     }
+}
+
+/// What makes an entry well formed: its preimage is JSON (the canonical encoding its key
+/// was computed from) and its config an image config, a JSON object; when the config lists
+/// its layers (`rootfs.diff_ids`) and the entry has a layer, that layer is the last of them
+/// (the step's result). An entry without a layer is valid (a step that changed no file).
+fn check_entry(e: &CacheEntry) -> Result<()> {
+    let invalid = |field, reason: String| LayerStoreError::InvalidField { field, reason };
+    serde_json::from_str::<serde::de::IgnoredAny>(&e.preimage).map_err(|err| {
+        invalid(
+            "entry.preimage",
+            format!("the key's preimage must be JSON: {err}"),
+        )
+    })?;
+    let config: serde_json::Value = serde_json::from_str(&e.config).map_err(|err| {
+        invalid(
+            "entry.config",
+            format!("the step's image config must be JSON: {err}"),
+        )
+    })?;
+    let Some(config) = config.as_object() else {
+        return Err(invalid(
+            "entry.config",
+            "the step's image config must be a JSON object".into(),
+        ));
+    };
+    if let Some(layer) = e.layer_digest
+        && let Some(diff_ids) = config
+            .get("rootfs")
+            .and_then(|r| r.get("diff_ids"))
+            .and_then(|d| d.as_array())
+        && diff_ids.last().and_then(|d| d.as_str()) != Some(layer.to_string().as_str())
+    {
+        return Err(invalid(
+            "entry.layer_digest",
+            format!("{layer} is not the last layer the entry's config lists (rootfs.diff_ids)"),
+        ));
+    }
+    Ok(())
 }
 
 fn parent_index_key(parent: &Digest, key: &Digest) -> Vec<u8> {

@@ -7,7 +7,11 @@
 //! about an image or layer live exactly as long as it does). While a GC runs, every commit or
 //! confirmation of a digest is recorded (under the digest's stripe lock, which the sweep also
 //! takes before deleting), so a write that finishes during GC — and whatever a manifest
-//! committed during GC names — survives it.
+//! committed during GC names — survives it. So is every digest a lease held when the lease
+//! is deleted during GC: a lease's work (a build, the tag index checking a tag's target)
+//! ends by moving a tag and then deleting the lease, possibly after the GC read the tags
+//! and before it read the leases. A DeleteBlob decides under the same guard
+//! ([`GcGuard::delete_unreferenced`]), so it too never takes what a tag being moved needs.
 
 use std::{collections::HashSet, sync::Arc};
 
@@ -16,7 +20,29 @@ use tokio::sync::OwnedMutexGuard;
 use tracing::info;
 
 use super::{Store, lock, references::Dependents};
-use crate::error::Result;
+use crate::error::{LayerStoreError, Result};
+
+/// What keeps a blob from being deleted on request ([`GcGuard::delete_unreferenced`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holder {
+    /// A tag reaches it (its full name).
+    Tag(String),
+    /// A live lease reaches it (its id).
+    Lease(String),
+    /// Work that committed or confirmed something reaching it while the deletion was
+    /// being decided (a write, a lease, the tag index checking a tag's target).
+    InProgress,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tag(name) => write!(f, "tag {name}"),
+            Self::Lease(id) => write!(f, "lease {id:?}"),
+            Self::InProgress => f.write_str("work in progress"),
+        }
+    }
+}
 
 /// What to collect.
 #[derive(Debug, Clone, Default)]
@@ -88,6 +114,59 @@ impl Drop for GcGuard {
 }
 
 impl GcGuard {
+    /// Deletes one blob unless something keeps it: a tag (`tags`: every tag's name and
+    /// digest, read after this guard began) or a live lease that reaches it the way marking
+    /// does, or anything committed or confirmed since the guard began that reaches it. The
+    /// guard closes the same races as for a GC: a tag moved after `tags` was read had its
+    /// target confirmed (the tag index leases it) after the guard began, or its lease was
+    /// still live when the leases are read here, or deleted during the guard (which
+    /// protects its digests). Blocking: run it off the async executor.
+    pub fn delete_unreferenced(&self, digest: &Digest, tags: &[(String, Digest)]) -> Result<()> {
+        let store = &self.store;
+        if store.load_blob(digest)?.is_none() {
+            return Err(LayerStoreError::BlobNotFound(*digest));
+        }
+        let blobs = store.all_blobs()?;
+        let dependents = Dependents::of(&blobs);
+        let mut roots: Vec<(Holder, Digest)> = tags
+            .iter()
+            .map(|(name, d)| (Holder::Tag(name.clone()), *d))
+            .collect();
+        for lease in store.list_leases()? {
+            roots.extend(
+                lease
+                    .digests
+                    .iter()
+                    .map(|d| (Holder::Lease(lease.id.clone()), *d)),
+            );
+        }
+        // one walk for all roots: a digest another root already reached without finding the
+        // blob cannot lead to it
+        let mut seen = HashSet::new();
+        for (holder, root) in roots {
+            if store.reaches(root, digest, &dependents, &mut seen)? {
+                return Err(LayerStoreError::BlobInUse {
+                    digest: *digest,
+                    holder,
+                });
+            }
+        }
+        let _stripe = store.stripe(digest);
+        let now: Vec<Digest> = lock(&store.protect).iter().flatten().copied().collect();
+        if store.reachable(now, &dependents)?.contains(digest) {
+            return Err(LayerStoreError::BlobInUse {
+                digest: *digest,
+                holder: Holder::InProgress,
+            });
+        }
+        let Some(current) = store.load_blob(digest)? else {
+            return Err(LayerStoreError::BlobNotFound(*digest));
+        };
+        store.delete_locked(digest, &current)?;
+        info!(digest = %digest, size = current.size, "blob deleted");
+        Ok(())
+    }
+
     /// Marks and sweeps (blocking: run it off the async executor).
     pub fn collect(&self, req: &GcRequest) -> Result<GcReport> {
         let store = &self.store;

@@ -6,7 +6,7 @@ use strata_kv::Durability;
 use strata_types::Digest;
 
 use super::{
-    LEASES, Store, lock, next_key, now_ns, random_id,
+    BlobInfo, LEASES, Store, lock, next_key, now_ns, random_id,
     record::{self, LeaseRecord},
 };
 use crate::error::{LayerStoreError, Result};
@@ -36,13 +36,16 @@ fn lease(id: String, r: LeaseRecord) -> Lease {
 const MAX_LEASE_ID: usize = 128;
 
 impl Store {
-    /// Creates a lease for `ttl`; an empty id lets the store choose.
+    /// Creates a lease for `ttl`; an empty id lets the store choose. Not synced to disk, as
+    /// no lease write is (see `save_lease`): the tag index creates and deletes one for every
+    /// tag it moves, and two fsyncs each would bound its moves by the disk.
     pub fn create_lease(
         &self,
         id: &str,
         ttl: Duration,
         labels: BTreeMap<String, String>,
     ) -> Result<Lease> {
+        super::metadata::check_labels("labels", &labels)?;
         let id = if id.is_empty() {
             random_id()
         } else {
@@ -63,8 +66,12 @@ impl Store {
             digests: Default::default(),
             labels,
         };
-        self.kv
-            .put(LEASES, id.as_bytes(), &record::encode(&r), Durability::Sync)?;
+        self.kv.put(
+            LEASES,
+            id.as_bytes(),
+            &record::encode(&r),
+            Durability::Buffered,
+        )?;
         Ok(lease(id, r))
     }
 
@@ -86,6 +93,15 @@ impl Store {
     /// (lease unchanged) when it is not there. Checked under the digest's stripe, so a GC
     /// cannot delete it between the check and the lease.
     pub(super) fn lease_existing(&self, id: &str, digest: &Digest) -> Result<Option<u64>> {
+        Ok(self.lease_existing_record(id, digest)?.map(|r| r.size))
+    }
+
+    /// [`Store::lease_existing`], returning the blob's record.
+    fn lease_existing_record(
+        &self,
+        id: &str,
+        digest: &Digest,
+    ) -> Result<Option<record::BlobRecord>> {
         let _guard = lock(&self.records);
         let mut r = self.live_lease_or_err(id)?;
         let _stripe = self.stripe(digest);
@@ -96,7 +112,20 @@ impl Store {
         if r.digests.insert(*digest) {
             self.save_lease(id, &r)?;
         }
-        Ok(Some(blob.size))
+        Ok(Some(blob))
+    }
+
+    /// A blob's record, the blob joining the live lease `id` in the same step (under its
+    /// stripe, so a GC either keeps it or deleted it before: never between this answer and
+    /// the end of the lease). NOT_FOUND for an absent blob (the lease unchanged); an unknown
+    /// or expired lease is [`LayerStoreError::LeaseGone`].
+    pub fn stat_leased(&self, digest: &Digest, id: &str) -> Result<BlobInfo> {
+        match self.lease_existing_record(id, digest) {
+            Ok(Some(r)) => Ok(BlobInfo::new(*digest, r)),
+            Ok(None) => Err(LayerStoreError::BlobNotFound(*digest)),
+            Err(LayerStoreError::LeaseNotFound(_)) => Err(LayerStoreError::LeaseGone(id.into())),
+            Err(e) => Err(e),
+        }
     }
 
     fn live_lease_or_err(&self, id: &str) -> Result<LeaseRecord> {
@@ -118,12 +147,24 @@ impl Store {
     }
 
     /// Deletes a live lease.
+    ///
+    /// A GC running now keeps the lease's digests all the same (they count as confirmed, see
+    /// gc.rs): the work the lease protected — a build or the tag index moving a tag — ends
+    /// by moving a tag and then deleting its lease, and that tag may have moved after the GC
+    /// read the tags but before it read the leases.
     pub fn delete_lease(&self, id: &str) -> Result<()> {
         let _guard = lock(&self.records);
-        if self.live_lease(id)?.is_none() {
+        let Some(r) = self.live_lease(id)? else {
             return Err(LayerStoreError::LeaseNotFound(id.to_string()));
+        };
+        for d in &r.digests {
+            let _stripe = self.stripe(d);
+            self.protect(*d);
         }
-        self.kv.delete(LEASES, id.as_bytes(), Durability::Sync)?;
+        // unsynced, as every lease write (see save_lease): a deletion lost with the machine
+        // only keeps the lease's blobs until it expires
+        self.kv
+            .delete(LEASES, id.as_bytes(), Durability::Buffered)?;
         Ok(())
     }
 

@@ -95,6 +95,30 @@ impl Store {
         Ok(out)
     }
 
+    /// Whether `target` is reachable from `root` (following what [`Store::reachable`]
+    /// follows), not walking again what `seen` holds (digests an earlier walk reached
+    /// without finding `target`); adds what this walk reaches to `seen`.
+    pub(super) fn reaches(
+        self: &Arc<Self>,
+        root: Digest,
+        target: &Digest,
+        dependents: &Dependents,
+        seen: &mut HashSet<Digest>,
+    ) -> Result<bool> {
+        let mut queue = VecDeque::from([root]);
+        while let Some(d) = queue.pop_front() {
+            if d == *target {
+                return Ok(true);
+            }
+            if !seen.insert(d) {
+                continue;
+            }
+            queue.extend(self.children(&d)?);
+            queue.extend(dependents.of_subject(&d).iter().copied());
+        }
+        Ok(false)
+    }
+
     /// Everything reachable from `roots` (the roots included, present or not), following
     /// [`Store::children`] and, from each digest reached, the blobs `dependents` lists as
     /// its records.

@@ -247,6 +247,8 @@ impl Store {
     }
 
     fn begin(self: &Arc<Self>, start: WriteStart) -> Result<Begin> {
+        super::metadata::check_media_type("start.media_type", &start.media_type)?;
+        super::metadata::check_labels("start.labels", &start.labels)?;
         match start.upload_id.clone() {
             Some(id) => self.resume(id, start),
             None => self.create(start),

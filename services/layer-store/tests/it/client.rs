@@ -137,6 +137,7 @@ pub async fn stat(client: &mut Client, digest: &str) -> Result<pb::BlobInfo, Sta
     client
         .stat_blob(pb::StatBlobRequest {
             digest: digest.into(),
+            ..Default::default()
         })
         .await
         .map(|r| r.into_inner())

@@ -1005,3 +1005,220 @@ async fn a_cache_hit_taken_under_a_lease_keeps_its_layer_through_a_cache_prune()
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "{err:?}");
 }
+
+#[tokio::test]
+async fn delete_blob_refuses_what_a_tag_or_lease_reaches_and_stat_can_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, mut c) = serve(dir.path(), None).await;
+    let (m1, c1, l1) = image(&mut c, 1).await;
+    let (m2, c2, l2) = image(&mut c, 2).await;
+    server.shutdown().await.unwrap();
+    let tags = FixedTags(vec![("docker.io/library/a:1".into(), m1.clone())]);
+    let tag_index = InProcess::spawn(move |listener, shutdown| async move {
+        let mut services = Services::default();
+        services
+            .routes
+            .add_service(strata_proto::tag_index::tag_index_server::TagIndexServer::new(tags));
+        services.names.push(strata_proto::service_names::TAG_INDEX);
+        strata_server::serve(services, listener, &ServeOptions::default(), shutdown).await
+    })
+    .await;
+    let (_server, mut c) = serve(dir.path(), Some(tag_index.addr.clone())).await;
+    let delete = |d: &str| pb::DeleteBlobRequest { digest: d.into() };
+
+    // the tagged image, whole: its manifest, config and layer
+    for d in [&m1, &c1, &l1] {
+        let err = c.delete_blob(delete(d)).await.unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{d}: {err:?}");
+        assert!(
+            err.message().contains("tag docker.io/library/a:1") && err.message().contains(d),
+            "{}",
+            err.message()
+        );
+        assert!(stat(&mut c, d).await.is_ok());
+    }
+
+    // StatBlob under a lease: the blob joins it, and DeleteBlob names the lease
+    let lease = c
+        .create_lease(pb::CreateLeaseRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let info = c
+        .stat_blob(pb::StatBlobRequest {
+            digest: m2.clone(),
+            lease_id: lease.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.media_type, media_type::OCI_MANIFEST);
+    for d in [&m2, &c2, &l2] {
+        let err = c.delete_blob(delete(d)).await.unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{d}: {err:?}");
+        assert!(err.message().contains(&lease.id), "{}", err.message());
+    }
+    // an absent blob joins nothing; a lease that is not live is named
+    let absent = digest(b"absent");
+    let err = c
+        .stat_blob(pb::StatBlobRequest {
+            digest: absent.clone(),
+            lease_id: lease.id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    c.delete_lease(pb::DeleteLeaseRequest {
+        id: lease.id.clone(),
+    })
+    .await
+    .unwrap();
+    let err = c
+        .stat_blob(pb::StatBlobRequest {
+            digest: m2.clone(),
+            lease_id: lease.id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains(&lease.id), "{}", err.message());
+
+    // nothing holds the second image any more: it can go, manifest first
+    for d in [&m2, &c2, &l2] {
+        c.delete_blob(delete(d)).await.unwrap();
+        assert_eq!(stat(&mut c, d).await.unwrap_err().code(), Code::NotFound);
+    }
+    let err = c.delete_blob(delete(&m2)).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    tag_index.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn oversized_metadata_is_invalid_argument_and_listings_stay_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, mut c) = serve(dir.path(), None).await;
+    let huge = "a".repeat(1_000_000);
+    let start = pb::WriteStart {
+        media_type: huge.clone(),
+        expected_size: -1,
+        ..Default::default()
+    };
+    let err = write(&mut c, start, b"x").await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().contains("start.media_type") && err.message().len() < 200,
+        "{}",
+        err.message()
+    );
+    let start = pb::WriteStart {
+        media_type: media_type::OCI_LAYER_TAR.into(),
+        labels: [("k".to_string(), huge.clone())].into(),
+        expected_size: -1,
+        ..Default::default()
+    };
+    let err = write(&mut c, start, b"x").await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("start.labels"), "{}", err.message());
+    // blobs at the bounds: a default page, read by a client with gRPC's default 4 MiB
+    // limit, is readable, and the pages reach every blob
+    let labels: std::collections::HashMap<String, String> = (0..4)
+        .map(|i| (format!("k{i}"), "v".repeat(4000)))
+        .collect();
+    for i in 0..300u32 {
+        let start = pb::WriteStart {
+            media_type: media_type::OCI_LAYER_TAR.into(),
+            labels: labels.clone(),
+            expected_size: -1,
+            ..Default::default()
+        };
+        write(&mut c, start, &i.to_be_bytes()).await.unwrap();
+    }
+    let mut default_client =
+        strata_proto::layer_store::layer_store_client::LayerStoreClient::new(server.channel());
+    let mut seen = 0;
+    let mut token = String::new();
+    loop {
+        let page = default_client
+            .list_blobs(pb::ListBlobsRequest {
+                page_size: 1000,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        seen += page.blobs.len();
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(seen, 300);
+}
+
+#[tokio::test]
+async fn malformed_cache_entries_are_invalid_argument() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, mut c) = serve(dir.path(), None).await;
+    let layer = put(&mut c, media_type::OCI_LAYER_TAR, &data(1_000, 4)).await;
+    let other = digest(b"another layer");
+    let good = pb::CacheEntry {
+        key: digest(b"a step"),
+        preimage: r#"{"instruction":"RUN make"}"#.into(),
+        layer_digest: layer.clone(),
+        config: format!(r#"{{"rootfs":{{"type":"layers","diff_ids":["{other}","{layer}"]}}}}"#)
+            .into_bytes(),
+        ..Default::default()
+    };
+    let put_entry = |entry: pb::CacheEntry| {
+        let mut c = c.clone();
+        async move {
+            c.put_cache_entry(pb::PutCacheEntryRequest { entry: Some(entry) })
+                .await
+        }
+    };
+    put_entry(good.clone()).await.unwrap();
+    // a step that changed no file has no layer: valid
+    put_entry(pb::CacheEntry {
+        layer_digest: String::new(),
+        ..good.clone()
+    })
+    .await
+    .unwrap();
+    let cases = [
+        (
+            pb::CacheEntry {
+                config: vec![0, 1, 2],
+                ..good.clone()
+            },
+            "entry.config",
+        ),
+        (
+            pb::CacheEntry {
+                config: b"[1]".to_vec(),
+                ..good.clone()
+            },
+            "entry.config",
+        ),
+        (
+            pb::CacheEntry {
+                preimage: "x".into(),
+                ..good.clone()
+            },
+            "entry.preimage",
+        ),
+        (
+            pb::CacheEntry {
+                config: format!(r#"{{"rootfs":{{"diff_ids":["{layer}","{other}"]}}}}"#)
+                    .into_bytes(),
+                ..good.clone()
+            },
+            "entry.layer_digest",
+        ),
+    ];
+    for (entry, field) in cases {
+        let err = put_entry(entry).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert!(err.message().contains(field), "{}", err.message());
+    }
+}

@@ -90,6 +90,7 @@ async fn a_write_from_this_process_hands_the_bytes_over_in_memory_and_over_a_net
     let info = local
         .stat_blob(pb::StatBlobRequest {
             digest: out.digest.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -127,10 +128,13 @@ async fn an_abandoned_or_wrong_write_from_this_process_stores_nothing() {
         let mut c = c.clone();
         let d = digest(&blob);
         async move {
-            c.stat_blob(pb::StatBlobRequest { digest: d })
-                .await
-                .unwrap_err()
-                .code()
+            c.stat_blob(pb::StatBlobRequest {
+                digest: d,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err()
+            .code()
         }
     };
 

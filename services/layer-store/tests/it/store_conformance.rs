@@ -8,8 +8,8 @@ use strata_kv::{Durability, KvStore, MemoryStore, RocksStore, Space};
 use strata_layer_store::{
     LayerStoreError,
     store::{
-        self, CHUNKS, CacheEntry, Feed, GROUPS, GcRequest, ListFilter, Settings, Store, UPLOADS,
-        WriteStart,
+        self, CHUNKS, CacheEntry, Feed, GROUPS, GcRequest, Holder, ListFilter, Settings, Store,
+        UPLOADS, WriteStart,
     },
 };
 use strata_types::{Digest, media_type};
@@ -80,10 +80,13 @@ fn suite(kv: Arc<dyn KvStore>) {
     concurrent_writers_of_one_blob_keep_one_copy(&store, kv.as_ref());
     broken_stream_resumes_or_is_cleaned(&store, kv.as_ref());
     list_filters_and_pages(&store);
+    metadata_is_bounded_and_pages_fit_a_message(&store, kv.as_ref());
     cache_entries(&store);
     leases(&store);
     gc_marks_from_roots_and_sweeps(&store);
     gc_during_a_write_keeps_it(&store);
+    a_target_checked_under_a_lease_survives_gc_until_its_tag_lands(&store);
+    deletion_refuses_what_tags_and_leases_reach(&store);
     usage_by_kind_and_roots(&store);
     gc_keeps_records_about_what_it_keeps(&store);
     verify_catches_a_flipped_byte(&store, kv.as_ref());
@@ -407,6 +410,133 @@ fn list_filters_and_pages(store: &Arc<Store>) {
     }
 }
 
+/// Walks every page of an unfiltered listing asking for `limit` a page; returns the blobs.
+fn list_all(store: &Arc<Store>, limit: usize) -> Vec<store::BlobInfo> {
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.list(&ListFilter::default(), after, limit).unwrap();
+        let bytes: usize = page
+            .blobs
+            .iter()
+            .map(|b| {
+                128 + b.media_type.len()
+                    + b.labels
+                        .iter()
+                        .map(|(k, v)| k.len() + v.len() + 16)
+                        .sum::<usize>()
+            })
+            .sum();
+        assert!(
+            bytes <= store::LIST_PAGE_BYTES,
+            "a page of {} blobs takes {bytes} bytes",
+            page.blobs.len()
+        );
+        all.extend(page.blobs);
+        match page.next_after {
+            Some(a) => after = Some(a),
+            None => return all,
+        }
+    }
+}
+
+fn metadata_is_bounded_and_pages_fit_a_message(store: &Arc<Store>, kv: &dyn KvStore) {
+    // a media type or labels past the bounds are refused, before anything is stored
+    let huge = "a".repeat(1 << 20);
+    let refused = [
+        start(None, &huge),
+        WriteStart {
+            labels: (0..65).map(|i| (format!("k{i}"), String::new())).collect(),
+            ..start(None, "m")
+        },
+        WriteStart {
+            labels: [("k".to_string(), "v".repeat(4097))].into(),
+            ..start(None, "m")
+        },
+        WriteStart {
+            labels: (0..5)
+                .map(|i| (format!("k{i}"), "v".repeat(4000)))
+                .collect(),
+            ..start(None, "m")
+        },
+    ];
+    for s in refused {
+        let err = store.ingest(s, feed(b"x", 1)).unwrap_err();
+        assert!(matches!(err, LayerStoreError::InvalidField { .. }), "{err}");
+        assert!(
+            err.to_string().len() < 200,
+            "the value is not repeated: {err}"
+        );
+    }
+    assert!(matches!(
+        store.create_lease(
+            "",
+            Duration::from_secs(60),
+            [("k".to_string(), huge.clone())].into()
+        ),
+        Err(LayerStoreError::InvalidField { .. })
+    ));
+    assert!(list_all(store, 1000).is_empty(), "nothing was stored");
+
+    // blobs at the bounds: a page of 1000 asked for holds only what fits a message
+    let big_labels: Vec<(String, String)> = (0..4)
+        .map(|i| (format!("k{i}"), "v".repeat(4000)))
+        .collect();
+    let labels: Vec<(&str, &str)> = big_labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let mut written: Vec<Digest> = (0..160u32)
+        .map(|i| put(store, &i.to_be_bytes(), media_type::OCI_LAYER_TAR, &labels))
+        .collect();
+    written.sort();
+    let first = store.list(&ListFilter::default(), None, 1000).unwrap();
+    assert!(
+        first.blobs.len() < written.len() && first.next_after.is_some(),
+        "{} blobs in one page",
+        first.blobs.len()
+    );
+    let listed: Vec<Digest> = list_all(store, 1000).iter().map(|b| b.digest).collect();
+    assert_eq!(listed, written, "every blob once, in digest order");
+
+    // records stored before the bounds existed are listed within them
+    let legacy: Vec<Digest> = (0..20u32)
+        .map(|i| Digest::of(format!("legacy {i}").as_bytes()))
+        .collect();
+    for d in &legacy {
+        let r = store::record::BlobRecord {
+            size: 0,
+            media_type: huge.clone(),
+            labels: [("k".to_string(), huge.clone())].into(),
+            created_ns: 1,
+            group: "00".repeat(16),
+            chunk_size: CHUNK as u64,
+        };
+        kv.put(
+            store::BLOBS,
+            d.as_bytes(),
+            &store::record::encode(&r),
+            Durability::Buffered,
+        )
+        .unwrap();
+    }
+    let all = list_all(store, 100);
+    assert_eq!(all.len(), written.len() + legacy.len());
+    for b in all.iter().filter(|b| legacy.contains(&b.digest)) {
+        assert_eq!(b.media_type.len(), 255);
+        assert!(b.labels.is_empty());
+    }
+    // a stat still shows such a record whole
+    assert_eq!(store.stat(&legacy[0]).unwrap().media_type, huge);
+    for d in &legacy {
+        kv.delete(store::BLOBS, d.as_bytes(), Durability::Buffered)
+            .unwrap();
+    }
+    for d in &written {
+        store.delete(d).unwrap();
+    }
+}
+
 fn cache_entries(store: &Arc<Store>) {
     let layer = put(store, b"layer", media_type::OCI_LAYER_TAR, &[]);
     let parent = Digest::of(b"parent");
@@ -629,6 +759,130 @@ fn gc_marks_from_roots_and_sweeps(store: &Arc<Store>) {
             .blobs
             .is_empty()
     );
+}
+
+/// The tag index's check of a tag's target: a lease, the target stat'ed under it, the tag
+/// moved, the lease deleted. A GC that read the tags before the move must keep the target
+/// even when the lease is gone by the time it reads the leases.
+fn a_target_checked_under_a_lease_survives_gc_until_its_tag_lands(store: &Arc<Store>) {
+    let hour = Duration::from_secs(3600);
+    let (m, c, l) = image(store, 40, None);
+    let image = [m, c, l[0]];
+    let lease = store.create_lease("", hour, BTreeMap::new()).unwrap();
+    let info = store.stat_leased(&m, &lease.id).unwrap();
+    assert_eq!(info.media_type, media_type::OCI_MANIFEST);
+    // a GC begins and reads the tags: the tag has not moved, so no tag names m
+    let guard = store.begin_gc_blocking();
+    let tags_read_by_the_gc = Vec::new();
+    // the tag moves and the check's lease ends, before the GC reads the leases
+    store.delete_lease(&lease.id).unwrap();
+    let report = guard
+        .collect(&GcRequest {
+            roots: tags_read_by_the_gc,
+            ..GcRequest::default()
+        })
+        .unwrap();
+    drop(guard);
+    for d in image {
+        assert!(!report.removed.contains(&d), "{d} was swept: {report:?}");
+        assert!(store.stat(&d).is_ok());
+    }
+
+    // a target checked while a GC runs is kept by that GC
+    let guard = store.begin_gc_blocking();
+    let lease = store.create_lease("", hour, BTreeMap::new()).unwrap();
+    store.stat_leased(&m, &lease.id).unwrap();
+    let report = guard.collect(&GcRequest::default()).unwrap();
+    drop(guard);
+    assert!(!report.removed.contains(&m), "{report:?}");
+    store.delete_lease(&lease.id).unwrap();
+
+    // an absent blob joins no lease; a lease that ended is refused by name
+    let lease = store.create_lease("", hour, BTreeMap::new()).unwrap();
+    let absent = Digest::of(b"absent");
+    assert!(matches!(
+        store.stat_leased(&absent, &lease.id),
+        Err(LayerStoreError::BlobNotFound(d)) if d == absent
+    ));
+    store.delete_lease(&lease.id).unwrap();
+    assert!(matches!(
+        store.stat_leased(&m, &lease.id),
+        Err(LayerStoreError::LeaseGone(id)) if id == lease.id
+    ));
+
+    // nothing keeps it any more: the next GC takes the image
+    let report = store
+        .begin_gc_blocking()
+        .collect(&GcRequest::default())
+        .unwrap();
+    for d in image {
+        assert!(report.removed.contains(&d), "{d} kept: {report:?}");
+    }
+}
+
+fn deletion_refuses_what_tags_and_leases_reach(store: &Arc<Store>) {
+    let hour = Duration::from_secs(3600);
+    let (m1, c1, l1) = image(store, 41, None);
+    let (m2, c2, l2) = image(store, 42, None);
+    let tag = "docker.io/library/a:1".to_string();
+    let tags = vec![(tag.clone(), m1)];
+    for d in [m1, c1, l1[0]] {
+        let err = store
+            .begin_gc_blocking()
+            .delete_unreferenced(&d, &tags)
+            .unwrap_err();
+        assert!(
+            matches!(&err, LayerStoreError::BlobInUse { holder: Holder::Tag(n), .. } if *n == tag),
+            "{err}"
+        );
+        assert!(err.to_string().contains(&tag), "{err}");
+        assert!(store.stat(&d).is_ok());
+    }
+    let lease = store.create_lease("", hour, BTreeMap::new()).unwrap();
+    store.add_lease_resources(&lease.id, &[l2[0]]).unwrap();
+    let err = store
+        .begin_gc_blocking()
+        .delete_unreferenced(&l2[0], &tags)
+        .unwrap_err();
+    assert!(
+        matches!(&err, LayerStoreError::BlobInUse { holder: Holder::Lease(id), .. } if *id == lease.id),
+        "{err}"
+    );
+    // nothing holds the second image's manifest or config: they go
+    for d in [m2, c2] {
+        store
+            .begin_gc_blocking()
+            .delete_unreferenced(&d, &tags)
+            .unwrap();
+        assert!(store.stat(&d).is_err());
+    }
+    // a lease that ends while the deletion is decided still keeps what it held
+    let guard = store.begin_gc_blocking();
+    store.delete_lease(&lease.id).unwrap();
+    let err = guard.delete_unreferenced(&l2[0], &tags).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            LayerStoreError::BlobInUse {
+                holder: Holder::InProgress,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    drop(guard);
+    store
+        .begin_gc_blocking()
+        .delete_unreferenced(&l2[0], &tags)
+        .unwrap();
+    assert!(matches!(
+        store.begin_gc_blocking().delete_unreferenced(&l2[0], &tags),
+        Err(LayerStoreError::BlobNotFound(_))
+    ));
+    store
+        .begin_gc_blocking()
+        .collect(&GcRequest::default())
+        .unwrap();
 }
 
 fn gc_during_a_write_keeps_it(store: &Arc<Store>) {
@@ -973,4 +1227,74 @@ fn on_rocksdb_a_deleted_or_discarded_blob_frees_its_disk_at_once() {
     assert!(out.already_existed);
     let twice = table_bytes(dir.path());
     assert!(twice < once + (data.len() as u64) / 10, "{once} -> {twice}");
+}
+
+/// A store that counts the writes it was asked to sync.
+struct CountingSyncs {
+    inner: MemoryStore,
+    synced: std::sync::atomic::AtomicUsize,
+}
+
+impl KvStore for CountingSyncs {
+    fn get(&self, space: Space, key: &[u8]) -> strata_kv::Result<Option<Vec<u8>>> {
+        self.inner.get(space, key)
+    }
+    fn write(&self, batch: strata_kv::WriteBatch, durability: Durability) -> strata_kv::Result<()> {
+        if matches!(durability, Durability::Sync) {
+            self.synced
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.inner.write(batch, durability)
+    }
+    fn scan(
+        &self,
+        space: Space,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> strata_kv::Result<Vec<strata_kv::Entry>> {
+        self.inner.scan(space, prefix, start, limit)
+    }
+    fn scan_rev(
+        &self,
+        space: Space,
+        prefix: &[u8],
+        before: &[u8],
+        limit: usize,
+    ) -> strata_kv::Result<Vec<strata_kv::Entry>> {
+        self.inner.scan_rev(space, prefix, before, limit)
+    }
+    fn flush(&self, space: Space) -> strata_kv::Result<()> {
+        self.inner.flush(space)
+    }
+    fn bulk(&self, space: Space) -> strata_kv::Result<Box<dyn strata_kv::BulkLoad>> {
+        self.inner.bulk(space)
+    }
+    fn drop_files_in_range(&self, space: Space, from: &[u8], to: &[u8]) -> strata_kv::Result<()> {
+        self.inner.drop_files_in_range(space, from, to)
+    }
+}
+
+#[test]
+fn the_tag_index_check_of_a_target_syncs_nothing() {
+    let kv = Arc::new(CountingSyncs {
+        inner: MemoryStore::new(store::SPACES),
+        synced: Default::default(),
+    });
+    let store = Store::open(kv.clone(), settings()).unwrap();
+    let m = put(&store, b"{}", media_type::OCI_MANIFEST, &[]);
+    let before = kv.synced.load(std::sync::atomic::Ordering::Relaxed);
+    // what the tag index does for every move: lease, stat under it, delete
+    for _ in 0..10 {
+        let lease = store
+            .create_lease("", Duration::from_secs(60), BTreeMap::new())
+            .unwrap();
+        store.stat_leased(&m, &lease.id).unwrap();
+        store.delete_lease(&lease.id).unwrap();
+    }
+    assert_eq!(
+        kv.synced.load(std::sync::atomic::Ordering::Relaxed),
+        before,
+        "a lease's life costs no fsync"
+    );
 }

@@ -8,13 +8,17 @@ use strata_proto::tag_index::{
 };
 use strata_server::ServeOptions;
 use strata_tag_index::Config;
-use strata_test_support::InProcess;
+use strata_test_support::{FakeLayerStore, InProcess};
 use tonic::{Code, transport::Channel};
 
 use crate::fixture::digest;
 
 struct Server {
     service: InProcess,
+    /// The stand-in layer store targets are checked in: every digest is an image unless a
+    /// test says otherwise.
+    layer_store: FakeLayerStore,
+    _layer_store: InProcess,
     _root: tempfile::TempDir,
 }
 
@@ -25,9 +29,12 @@ impl Server {
 
     async fn start_with(event_retention: u64) -> Self {
         let root = tempfile::tempdir().unwrap();
+        let layer_store = FakeLayerStore::holding_every_image();
+        let layer_store_server = layer_store.spawn().await;
         let config = Config {
             root: root.path().to_path_buf(),
             event_retention,
+            layer_store: Some(layer_store_server.addr.clone().into()),
         };
         let service = InProcess::spawn(move |listener, shutdown| async move {
             strata_tag_index::run(config, listener, &ServeOptions::default(), shutdown).await
@@ -35,6 +42,8 @@ impl Server {
         .await;
         Self {
             service,
+            layer_store,
+            _layer_store: layer_store_server,
             _root: root,
         }
     }
@@ -634,4 +643,109 @@ async fn a_pruned_or_unknown_since_is_out_of_range_and_says_to_list_again() {
         .into_inner();
     assert_eq!(next_message(&mut stream).await.sequence, 21);
     server.service.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_moves_only_to_an_image_the_layer_store_holds_and_leases_it_until_then() {
+    let server = Server::start().await;
+    let mut c = server.client();
+    let (image, missing, layer) = (
+        digest(1).to_string(),
+        digest(2).to_string(),
+        digest(3).to_string(),
+    );
+    server.layer_store.remove(&missing);
+    server
+        .layer_store
+        .insert(&layer, "application/vnd.oci.image.layer.v1.tar");
+
+    let status = c
+        .set_tag(set("ghost:v1", &missing, None))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(
+        status.message().contains(&missing)
+            && status.message().contains("layer store does not hold it"),
+        "{}",
+        status.message()
+    );
+    let status = c.set_tag(set("ghost:v1", &layer, None)).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(
+        status.message().contains("not an image manifest or index")
+            && status.message().contains("layer.v1.tar"),
+        "{}",
+        status.message()
+    );
+    // neither moved anything
+    let status = c
+        .resolve_tag(ResolveTagRequest {
+            name: "ghost:v1".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+
+    // an image moves the tag, and its target was leased for the move
+    c.set_tag(set("app:v1", &image, None)).await.unwrap();
+    let leased = server.layer_store.leased();
+    assert_eq!(
+        leased.last().map(|(_, d)| d.as_str()),
+        Some(image.as_str()),
+        "{leased:?}"
+    );
+    // and every lease taken for a check is gone once the call answered
+    assert_eq!(server.layer_store.live_leases(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_layer_store_moves_no_tag_and_says_so() {
+    let root = tempfile::tempdir().unwrap();
+    // a layer store that stopped: nothing listens there any more
+    let gone = FakeLayerStore::holding_every_image().spawn().await;
+    let addr = gone.addr.clone();
+    gone.shutdown().await.unwrap();
+    let config = Config {
+        root: root.path().to_path_buf(),
+        event_retention: strata_tag_index::store::DEFAULT_EVENT_RETENTION,
+        layer_store: Some(addr.clone().into()),
+    };
+    let service = InProcess::spawn(move |listener, shutdown| async move {
+        strata_tag_index::run(config, listener, &ServeOptions::default(), shutdown).await
+    })
+    .await;
+    let mut c = TagIndexClient::new(service.channel());
+    let status = c
+        .set_tag(set("app:v1", &digest(1).to_string(), None))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        status.message().contains(&addr.to_string()) && status.message().contains("did not move"),
+        "{}",
+        status.message()
+    );
+
+    // without any layer store, no tag moves either
+    let root = tempfile::tempdir().unwrap();
+    let config = Config {
+        root: root.path().to_path_buf(),
+        event_retention: strata_tag_index::store::DEFAULT_EVENT_RETENTION,
+        layer_store: None,
+    };
+    let service = InProcess::spawn(move |listener, shutdown| async move {
+        strata_tag_index::run(config, listener, &ServeOptions::default(), shutdown).await
+    })
+    .await;
+    let status = TagIndexClient::new(service.channel())
+        .set_tag(set("app:v1", &digest(1).to_string(), None))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(
+        status.message().contains("--layer-store-addr"),
+        "{}",
+        status.message()
+    );
 }

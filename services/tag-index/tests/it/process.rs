@@ -9,12 +9,20 @@ use std::{
 use strata_proto::tag_index::{
     GetTagHistoryRequest, ResolveTagRequest, SetTagRequest, tag_index_client::TagIndexClient,
 };
-use strata_test_support::{Grpcurl, ServiceProcess};
+use strata_test_support::{FakeLayerStore, Grpcurl, ServiceProcess};
 use tokio::sync::watch;
 
 use crate::fixture::digest;
 
 const BIN: &str = env!("CARGO_BIN_EXE_strata-tag-index");
+
+/// A stand-in layer store holding every digest as an image, and the flag that points the
+/// binary at it.
+async fn layer_store() -> (strata_test_support::InProcess, String) {
+    let fake = FakeLayerStore::holding_every_image().spawn().await;
+    let flag = format!("--layer-store-addr={}", fake.addr);
+    (fake, flag)
+}
 
 /// One acknowledged move: (tag, sequence, digest).
 type Ack = (String, u64, String);
@@ -23,7 +31,8 @@ type Ack = (String, u64, String);
 async fn every_acknowledged_move_survives_sigkill_during_a_storm() {
     const WRITERS: u64 = 8;
     const KILL_AFTER: usize = 400;
-    let service = ServiceProcess::spawn(Path::new(BIN), &[]).await;
+    let (_layer_store, flag) = layer_store().await;
+    let service = ServiceProcess::spawn(Path::new(BIN), &[&flag]).await;
     let acks: Arc<Mutex<Vec<Ack>>> = Arc::default();
     let (count_tx, mut count_rx) = watch::channel(0usize);
     let count_tx = Arc::new(count_tx);
@@ -62,7 +71,7 @@ async fn every_acknowledged_move_survives_sigkill_during_a_storm() {
     let acks = acks.lock().unwrap().clone();
     assert!(acks.len() >= KILL_AFTER);
 
-    let restarted = ServiceProcess::spawn_with_root(Path::new(BIN), &[], &root).await;
+    let restarted = ServiceProcess::spawn_with_root(Path::new(BIN), &[&flag], &root).await;
     let mut client =
         TagIndexClient::new(strata_server::client::lazy_channel(&restarted.addr).unwrap());
     for w in 0..WRITERS {
@@ -117,18 +126,20 @@ async fn every_acknowledged_move_survives_sigkill_during_a_storm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpcurl_lists_describes_checks_health_and_sigterm_exits_within_the_drain_limit() {
+    let (_layer_store, flag) = layer_store().await;
     strata_test_support::check_service_basics(
         Path::new(BIN),
         "strata.tagindex.v1.TagIndex",
         "strata.tagindex.v1.SetTagRequest",
-        &[],
+        &[&flag],
     )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpcurl_round_trips_a_tag_and_sees_invalid_arguments() {
-    let service = ServiceProcess::spawn(Path::new(BIN), &["--drain-timeout", "5"]).await;
+    let (_layer_store, flag) = layer_store().await;
+    let service = ServiceProcess::spawn(Path::new(BIN), &["--drain-timeout", "5", &flag]).await;
     let grpcurl = Grpcurl::find();
     let text = |o: &std::process::Output| {
         format!(
@@ -197,7 +208,8 @@ async fn grpcurl_round_trips_a_tag_and_sees_invalid_arguments() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn event_retention_flag_prunes_and_grpcurl_sees_out_of_range() {
-    let service = ServiceProcess::spawn(Path::new(BIN), &["--event-retention", "5"]).await;
+    let (_layer_store, flag) = layer_store().await;
+    let service = ServiceProcess::spawn(Path::new(BIN), &["--event-retention", "5", &flag]).await;
     let mut client =
         TagIndexClient::new(strata_server::client::lazy_channel(&service.addr).unwrap());
     for i in 0..20u64 {
@@ -234,7 +246,13 @@ async fn event_retention_flag_prunes_and_grpcurl_sees_out_of_range() {
 fn event_retention_zero_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(BIN)
-        .args(["--event-retention", "0", "--listen"])
+        .args([
+            "--layer-store-addr",
+            "127.0.0.1:1",
+            "--event-retention",
+            "0",
+            "--listen",
+        ])
         .arg(format!("unix://{}", dir.path().join("s.sock").display()))
         .env("STRATA_ROOT", dir.path())
         .output()
