@@ -124,12 +124,37 @@ impl TagIndex for TagIndexService {
             Some("") => Expect::Absent,
             Some(d) => Expect::Digest(name::parse_digest("expected_digest", d)?),
         };
-        let targets = self.targets.as_ref().ok_or(TagIndexError::NoLayerStore)?;
-        // leased until the move is committed: GC cannot take it in between
-        let hold = targets.hold(&name, &digest).await?;
-        let outcome = self.store.set(&name, digest, expect).await;
-        hold.release().await;
-        let outcome = outcome?;
+        // A tag already at the target (every fully cached rebuild sets one) is a GC root
+        // the whole time: it needs no check, provided it is still there when the write
+        // commits (a conditional set; if it moved meanwhile, the full check runs).
+        let unchanged = match &expect {
+            Expect::Any => true,
+            Expect::Digest(d) => *d == digest,
+            Expect::Absent => false,
+        } && self
+            .store
+            .resolve(&name)
+            .is_ok_and(|current| current.digest == digest);
+        let already = if unchanged {
+            match self.store.set(&name, digest, Expect::Digest(digest)).await {
+                Ok(outcome) => Some(outcome),
+                Err(TagIndexError::Conflict { .. }) => None,
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            None
+        };
+        let outcome = match already {
+            Some(outcome) => outcome,
+            None => {
+                let targets = self.targets.as_ref().ok_or(TagIndexError::NoLayerStore)?;
+                // leased until the move is committed: GC cannot take it in between
+                let hold = targets.hold(&name, &digest).await?;
+                let outcome = self.store.set(&name, digest, expect).await;
+                hold.release().await;
+                outcome?
+            }
+        };
         tracing::info!(tag = %name, %digest, previous = ?outcome.previous, sequence = outcome.tag.sequence, "tag set");
         Ok(Response::new(SetTagResponse {
             tag: Some(tag_message(outcome.tag)),

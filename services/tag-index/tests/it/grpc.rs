@@ -749,3 +749,33 @@ async fn an_unreachable_layer_store_moves_no_tag_and_says_so() {
         status.message()
     );
 }
+
+/// Setting a tag to where it already points (every fully cached rebuild does) is no move:
+/// it needs no check in the layer store. A tag that moved meanwhile is checked as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_set_where_it_points_is_not_checked_again() {
+    let server = Server::start().await;
+    let mut c = server.client();
+    let d = digest(1).to_string();
+    c.set_tag(set("app:v1", &d, None)).await.unwrap();
+    let checks = server.layer_store.leased().len();
+    assert_eq!(checks, 1, "the first set checks its target");
+    let again = c
+        .set_tag(set("app:v1", &d, None))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.previous_digest, d);
+    c.set_tag(set("app:v1", &d, Some(&d))).await.unwrap();
+    assert_eq!(
+        server.layer_store.leased().len(),
+        checks,
+        "no check for a no-op"
+    );
+    // a real move is still checked, and refused when the target is not held
+    let e = digest(2).to_string();
+    server.layer_store.remove(&e);
+    let err = c.set_tag(set("app:v1", &e, None)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert_eq!(server.layer_store.live_leases(), 0);
+}
