@@ -315,6 +315,82 @@ fn gc_keeps_the_push_and_pull_records_of_tagged_images() {
 }
 
 #[test]
+fn a_pull_by_digest_is_a_reference_that_images_lists_gc_keeps_and_rmi_removes() {
+    let registry = LoopbackRegistry::start();
+    let (root, _tar, id) = root_with_busybox();
+    let target = format!("{}/strata/busybox:1", registry.addr);
+    let digest = digest_of_push(&ok(strata(root.path(), &["push", "busybox", &target])));
+    let repository = format!("{}/strata/busybox", registry.addr);
+    let pinned = format!("{repository}@{digest}");
+
+    let fresh = tempfile::tempdir().unwrap();
+    let r = fresh.path();
+    let pulled = ok(strata(r, &["pull", &pinned]));
+    assert!(pulled.contains("Downloaded newer image"), "{pulled}");
+    // listed as Docker lists a digest reference: the repository, no tag, the digest
+    let listed = |args: &[&str]| ok(strata(r, &[&["images"], args].concat()));
+    let row = format!("{repository} <none> {digest} {}\n", &id[7..19]);
+    let format = ["--format", "{{.Repository}} {{.Tag}} {{.Digest}} {{.ID}}"];
+    assert_eq!(listed(&format), row);
+    assert_eq!(listed(&[&[repository.as_str()][..], &format].concat()), row);
+    assert_eq!(listed(&[&["busybox"][..], &format].concat()), "");
+    let table = listed(&["--digests"]);
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.split_whitespace().eq([
+                repository.as_str(),
+                "<none>",
+                digest.as_str(),
+                &id[7..19]
+            ]
+            .into_iter()
+            .chain(l.split_whitespace().skip(4)))),
+        "{table}"
+    );
+    // pulling again downloads nothing and keeps one reference
+    let again = ok(strata(r, &["pull", &pinned]));
+    assert!(again.contains("Image is up to date"), "{again}");
+    assert_eq!(listed(&format), row);
+
+    // a GC root: gc keeps it and du counts nothing of it reclaimable
+    let gc = ok(strata(r, &["gc"]));
+    assert!(!gc.contains("Removed: "), "{gc}");
+    assert_eq!(
+        ok(strata(r, &["inspect", "-f", "{{.Id}}", &pinned])).trim(),
+        id
+    );
+    let (_, reclaimable) = records_and_reclaimable(r);
+    assert_eq!(reclaimable, 0);
+    let du = ok(strata(r, &["du"]));
+    assert!(du.contains("Pulled by digest only:    1"), "{du}");
+
+    // a tag in the same repository takes the row's place; elsewhere it adds one
+    ok(strata(r, &["tag", &pinned, &format!("{repository}:t")]));
+    assert_eq!(
+        listed(&["--format", "{{.Repository}}:{{.Tag}}"]),
+        format!("{repository}:t\n")
+    );
+    ok(strata(r, &["rmi", &format!("{repository}:t")]));
+
+    // rmi of the reference removes it; the image is then unreferenced and gc frees it
+    let out = ok(strata(r, &["rmi", &pinned]));
+    assert_eq!(
+        out.lines().next(),
+        Some(format!("Untagged: {pinned}").as_str()),
+        "{out}"
+    );
+    assert!(out.contains("Unreferenced: "), "{out}");
+    assert_eq!(listed(&format), "");
+    let gc = ok(strata(r, &["gc"]));
+    assert!(gc.contains("Removed: "), "{gc}");
+    let err = fails(strata(r, &["inspect", &pinned]));
+    assert!(err.contains("no such image"), "{err}");
+    assert_eq!(records_and_reclaimable(r), (0, 0));
+}
+
+#[test]
 fn a_recorded_repo_digest_names_the_local_image() {
     let registry = LoopbackRegistry::start();
     let (root, _tar, id) = root_with_busybox();

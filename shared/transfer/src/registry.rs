@@ -7,6 +7,8 @@
 //! match is aborted before its write commits. The local image gets an OCI manifest over the
 //! uncompressed layers (as every local image has); the digest the reference resolved to in the
 //! registry (the index's, for a multi-arch image) is kept as a repo-digest record, and each layer's compressed descriptor as a compressed-layer record.
+//! A pull by tag moves the tag; a pull by digest writes a digest reference instead
+//! ([`records::add_digest_reference`]), which keeps the image as a tag would.
 //!
 //! **Push**: for each layer, a remembered compressed form the registry already holds is used
 //! as is (HEAD); else one another repository of the same registry holds is mounted; else the
@@ -239,7 +241,11 @@ pub async fn pull_with_progress(
             .await?;
     let repo = Reference::parse_repository(&reference.name())?;
     records::add_repo_digest(store, &manifest_digest, &repo, &remote_digest).await?;
-    if reference.digest().is_none() {
+    if reference.digest().is_some() {
+        // Docker's digest reference: the image stays (a GC root) and is listed as
+        // `REPO <none>` until `rmi REPO@DIGEST`, also when nothing needed downloading
+        records::add_digest_reference(store, &manifest_digest, &repo, &remote_digest).await?;
+    } else {
         store.set_tag(reference, &manifest_digest).await?;
     }
     Ok(Pulled {
