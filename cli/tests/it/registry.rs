@@ -484,6 +484,115 @@ fn put_manifest(registry: &LoopbackRegistry, repo_ref: &str, media_type: &str, b
     );
 }
 
+/// Uploads a blob with curl (POST, then PUT `?digest=`); returns its digest.
+fn put_blob(registry: &LoopbackRegistry, repo: &str, body: &[u8]) -> String {
+    let digest = format!("sha256:{}", super::images_io::sha256_hex(body));
+    let post = Command::new("curl")
+        .args([
+            "-sS",
+            "--fail-with-body",
+            "-X",
+            "POST",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+        ])
+        .arg(format!("http://{}/v2/{repo}/blobs/uploads/", registry.addr))
+        .output()
+        .expect("curl is installed");
+    assert!(post.status.success(), "POST {repo}: {post:?}");
+    let head = String::from_utf8_lossy(&post.stdout).into_owned();
+    let location = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("location")
+                .then(|| v.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no Location in {head}"));
+    let location = if location.starts_with('/') {
+        format!("http://{}{location}", registry.addr)
+    } else {
+        location
+    };
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("blob");
+    std::fs::write(&file, body).unwrap();
+    let put = Command::new("curl")
+        .args(["-sS", "--fail-with-body", "-X", "PUT", "-H"])
+        // not curl's default form type, whose body Go would parse as the query
+        .arg("Content-Type: application/octet-stream")
+        .arg("--data-binary")
+        .arg(format!("@{}", file.display()))
+        .arg(format!("{location}{sep}digest={digest}"))
+        .output()
+        .expect("curl is installed");
+    assert!(put.status.success(), "PUT {repo}: {put:?}");
+    digest
+}
+
+#[test]
+fn a_single_platform_image_of_another_platform_is_refused() {
+    let registry = LoopbackRegistry::start();
+    let (root, _tar, _id) = root_with_busybox();
+    let good = format!("{}/strata/busybox:1", registry.addr);
+    ok(strata(root.path(), &["push", "busybox", &good]));
+    let raw = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{good}"),
+    ])
+    .unwrap();
+    let config = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        "--config",
+        &format!("docker://{good}"),
+    ])
+    .unwrap();
+    for (tag, os, arch) in [("arm", "linux", "arm64"), ("win", "windows", "amd64")] {
+        // the same image, its config claiming another platform, under a plain manifest
+        let mut c: serde_json::Value = serde_json::from_str(&config).unwrap();
+        c["os"] = os.into();
+        c["architecture"] = arch.into();
+        let c = serde_json::to_vec(&c).unwrap();
+        let mut m: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        m["config"]["digest"] = put_blob(&registry, "strata/busybox", &c).into();
+        m["config"]["size"] = c.len().into();
+        let media_type = m["mediaType"].as_str().unwrap().to_string();
+        put_manifest(
+            &registry,
+            &format!("strata/busybox:{tag}"),
+            &media_type,
+            &serde_json::to_vec(&m).unwrap(),
+        );
+        let name = format!("{}/strata/busybox:{tag}", registry.addr);
+        let fresh = tempfile::tempdir().unwrap();
+        let err = fails(strata(fresh.path(), &["pull", &name]));
+        assert!(
+            err.contains(&name) && err.contains(&format!("{os}/{arch}")),
+            "{err}"
+        );
+        assert!(err.contains("only linux/amd64"), "{err}");
+        // nothing stored, nothing tagged
+        let du: serde_json::Value =
+            serde_json::from_str(&ok(strata(fresh.path(), &["du", "--json"]))).unwrap();
+        assert!(
+            du["kinds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|k| k["count"] == 0),
+            "{du}"
+        );
+        assert_eq!(ok(strata(fresh.path(), &["images", "-q"])), "");
+    }
+}
+
 #[test]
 fn a_multi_arch_pull_records_the_index_digest() {
     let registry = LoopbackRegistry::start();

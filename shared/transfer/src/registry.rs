@@ -1,6 +1,7 @@
 //! `strata pull` and `strata push` over the OCI distribution API.
 //!
-//! **Pull**: manifest (an index picks linux/amd64, then the manifest by digest), config,
+//! **Pull**: manifest (an index picks linux/amd64, then the manifest by digest), config
+//! (refused when it names another platform: a single-platform manifest is not picked),
 //! then every layer the store lacks, streamed: the compressed bytes are hashed against the
 //! descriptor's digest and size while they are decompressed into the layer store, whose
 //! write is verified against the config's diff_id. A layer whose compressed digest does not
@@ -200,6 +201,7 @@ pub async fn pull_with_progress(
     }
     let config = ImageConfig::parse(&config_bytes)?;
     manifest.validate_against(&config)?;
+    check_platform(reference, &config)?;
     progress(PullProgress::Resolved {
         remote_digest,
         layers: manifest.layers.len(),
@@ -258,6 +260,26 @@ pub async fn pull_with_progress(
 
 fn host_arch() -> &'static str {
     crate::import::host_architecture()
+}
+
+/// Refuses an image whose config names another platform than the one strata builds and
+/// pulls (a single-platform manifest is not chosen by platform, so its config decides): an
+/// arm64 image would otherwise be stored, and built on, as if it were this machine's.
+/// A config that leaves os or architecture out is taken as it is.
+fn check_platform(reference: &Reference, config: &ImageConfig) -> Result<()> {
+    let (os, arch) = (config.os.as_str(), config.architecture.as_str());
+    if (os.is_empty() || os == "linux") && (arch.is_empty() || arch == host_arch()) {
+        return Ok(());
+    }
+    let found = match config.variant.as_deref() {
+        Some(v) if !v.is_empty() => format!("{os}/{arch}/{v}"),
+        _ => format!("{os}/{arch}"),
+    };
+    Err(TransferError::Unsupported(format!(
+        "{} is a {found} image: strata pulls and builds only linux/{} images",
+        reference.familiar(),
+        host_arch()
+    )))
 }
 
 /// Downloads one layer into the store unless it is there; returns (diff_id, size, fetched).
