@@ -15,8 +15,9 @@
 //! as is (HEAD); else one another repository of the same registry holds is mounted; else the
 //! layer is compressed once with the pinned encoder (gzip level [`GZIP_LEVEL`] in
 //! independent 1 MiB members, [`crate::blocked_gzip`], on every core; or zstd level
-//! [`ZSTD_LEVEL`]) and streamed to the registry in one PATCH while it is hashed, and the
-//! result remembered. The same layer therefore always compresses to the same digest, and a
+//! [`ZSTD_LEVEL`]) and streamed to the registry in one PATCH while it is hashed (or, for a
+//! registry that refuses that, compressed again and sent in chunks with `Content-Range`),
+//! and the result remembered. The same layer therefore always compresses to the same digest, and a
 //! second push of an image uploads nothing. A pull inflates such a layer on every core too.
 
 use std::{
@@ -25,8 +26,9 @@ use std::{
 };
 
 use bytes::{Bytes, BytesMut};
+use futures::FutureExt;
 use futures::StreamExt;
-use strata_distribution::{ClientOptions, Registry, RegistryError};
+use strata_distribution::{BlobStream, ClientOptions, Registry, RegistryError};
 use strata_image::{Descriptor, ImageConfig, Index, Manifest};
 use strata_proto::layer_store::WriteStart;
 use strata_types::{Digest, Hasher, Reference, RunningHash, media_type};
@@ -604,7 +606,26 @@ async fn push_layer(
             return Ok((layer_descriptor(form), 2));
         }
     }
-    // Compress (deterministically) while uploading.
+    // Compress (deterministically) while uploading; a registry that makes the upload start
+    // over (chunked after refusing a streamed one) gets the same bytes from a second run.
+    let size_cell = std::sync::Arc::new(std::sync::Mutex::new(0u64));
+    let produce = || compressed_stream(store, diff_id, compression, size_cell.clone());
+    let digest = registry.upload_stream(produce).await?;
+    let size = *size_cell.lock().unwrap_or_else(|p| p.into_inner());
+    let desc = Descriptor::new(compression.media_type(), digest.to_string(), size as i64);
+    records::add_compressed(store, diff_id, &desc).await?;
+    records::add_blob_location(store, &digest, registry.host(), registry.repository()).await?;
+    Ok((desc, 1))
+}
+
+/// One run of a layer's compression, streamed as it is produced: the bytes, and their
+/// digest once they are all out (their length then goes to `size`).
+fn compressed_stream(
+    store: &ImageStore,
+    diff_id: &Digest,
+    compression: PushCompression,
+    size: std::sync::Arc<std::sync::Mutex<u64>>,
+) -> BlobStream {
     let (tx, rx) = mpsc::channel::<std::result::Result<Bytes, std::io::Error>>(8);
     let reader = store.reader(diff_id);
     let diff_id = *diff_id;
@@ -641,41 +662,24 @@ async fn push_layer(
         let len = sink.hasher.len();
         Ok((sink.hasher.finish(), len))
     });
-    let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
-    let (tx_done, rx_done) = tokio::sync::oneshot::channel::<Result<(Digest, u64)>>();
-    let waiter = tokio::spawn(async move {
-        let r = compress
-            .await
-            .map_err(|e| TransferError::invalid("push", format!("task failed: {e}")))
-            .and_then(|r| r);
-        let _ = tx_done.send(r);
-    });
-    let size_cell = std::sync::Arc::new(std::sync::Mutex::new(0u64));
-    let size_out = size_cell.clone();
-    let digest = registry
-        .upload_stream(body, async move {
-            match rx_done.await {
-                Ok(Ok((d, n))) => {
-                    *size_out.lock().unwrap_or_else(|p| p.into_inner()) = n;
-                    Ok(d)
-                }
-                Ok(Err(e)) => Err(RegistryError::Protocol {
-                    context: "compressing the layer".into(),
-                    reason: e.to_string(),
-                }),
-                Err(_) => Err(RegistryError::Protocol {
-                    context: "compressing the layer".into(),
-                    reason: "compressor stopped".into(),
-                }),
+    let digest = async move {
+        let failed = |reason: String| RegistryError::Protocol {
+            context: "compressing the layer".into(),
+            reason,
+        };
+        match compress.await {
+            Ok(Ok((d, n))) => {
+                *size.lock().unwrap_or_else(|p| p.into_inner()) = n;
+                Ok(d)
             }
-        })
-        .await?;
-    let _ = waiter.await;
-    let size = *size_cell.lock().unwrap_or_else(|p| p.into_inner());
-    let desc = Descriptor::new(compression.media_type(), digest.to_string(), size as i64);
-    records::add_compressed(store, &diff_id, &desc).await?;
-    records::add_blob_location(store, &digest, registry.host(), registry.repository()).await?;
-    Ok((desc, 1))
+            Ok(Err(e)) => Err(failed(e.to_string())),
+            Err(e) => Err(failed(format!("compressor stopped: {e}"))),
+        }
+    };
+    BlobStream {
+        chunks: tokio_stream::wrappers::ReceiverStream::new(rx).boxed(),
+        digest: digest.boxed(),
+    }
 }
 
 /// The descriptor to push for a remembered compressed form, in the OCI family whatever
