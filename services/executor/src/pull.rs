@@ -66,7 +66,8 @@ fn names_registry(entry: &str, registry: &str) -> bool {
         .trim_start_matches("http://")
         .trim_start_matches("https://");
     let host = entry.split('/').next().unwrap_or(entry);
-    host == registry || api_host(host) == api_host(registry)
+    // host names are case-insensitive
+    host.eq_ignore_ascii_case(registry) || api_host(host).eq_ignore_ascii_case(api_host(registry))
 }
 
 /// The credentials the build sent for `registry` (as a reference names it; Docker Hub's
@@ -335,6 +336,8 @@ mod tests {
         assert!(is_insecure("docker.io", &list));
         assert!(is_insecure("index.docker.io", &list));
         assert!(!is_insecure("reg.example:5000", &[]));
+        assert!(is_insecure("REG.example:5000", &list));
+        assert!(is_insecure("Docker.IO", &list));
     }
 
     #[test]

@@ -154,15 +154,17 @@ struct AuthEntry {
     rest: BTreeMap<String, serde_json::Value>,
 }
 
-/// The key a registry has in credentials files (Docker Hub's is historical).
+/// The key a registry has in credentials files (Docker Hub's is historical); host names
+/// are case-insensitive, so the key is lower-case.
 pub fn auth_key(registry: &str) -> String {
+    let registry = registry.to_ascii_lowercase();
     if registry == "docker.io"
         || registry == "index.docker.io"
         || registry == "registry-1.docker.io"
     {
         "https://index.docker.io/v1/".to_string()
     } else {
-        registry.to_string()
+        registry
     }
 }
 
@@ -207,7 +209,7 @@ pub fn lookup_in(files: &[PathBuf], registry: &str) -> Option<Credentials> {
                 .trim_start_matches("https://")
                 .trim_start_matches("http://")
                 .trim_end_matches('/');
-            if (*k == key || bare == registry)
+            if (*k == key || bare.eq_ignore_ascii_case(registry))
                 && let Some(c) = entry_credentials(entry)
             {
                 return Some(c);

@@ -85,6 +85,8 @@ pub struct Registry {
     chunked_only: Arc<AtomicBool>,
 }
 
+/// Whether `host` (`name[:port]`) is this machine, where plain HTTP is the default
+/// (host names are case-insensitive: `LOCALHOST:5000` is loopback too).
 fn is_loopback(host: &str) -> bool {
     let name = host.rsplit_once(':').map_or(host, |(h, port)| {
         if port.chars().all(|c| c.is_ascii_digit()) {
@@ -93,12 +95,14 @@ fn is_loopback(host: &str) -> bool {
             host
         }
     });
-    name == "localhost" || name.starts_with("127.") || name == "[::1]"
+    name.eq_ignore_ascii_case("localhost") || name.starts_with("127.") || name == "[::1]"
 }
 
 /// Turns Docker Hub's name into its API host.
 pub fn api_host(registry: &str) -> &str {
-    if registry == "docker.io" || registry == "index.docker.io" {
+    if registry.eq_ignore_ascii_case("docker.io")
+        || registry.eq_ignore_ascii_case("index.docker.io")
+    {
         "registry-1.docker.io"
     } else {
         registry
@@ -114,7 +118,8 @@ impl Registry {
         push: bool,
         mut options: ClientOptions,
     ) -> Result<Self, RegistryError> {
-        let host = api_host(registry).to_string();
+        // host names are case-insensitive; the URL lower-cases them anyway
+        let host = api_host(registry).to_ascii_lowercase();
         let scheme = if options.insecure || is_loopback(&host) {
             "http"
         } else {
@@ -181,6 +186,11 @@ impl Registry {
         s
     }
 
+    /// What a user without credentials for this registry should do.
+    fn login_hint(&self) -> String {
+        format!("run `strata login {}`", self.host)
+    }
+
     /// Answers a 401: works out a new `Authorization` value from the challenge.
     async fn authenticate(
         &self,
@@ -238,8 +248,8 @@ impl Registry {
                     )
                 } else {
                     format!(
-                        "the token server {realm} requires credentials: run `strata login {}`",
-                        self.host
+                        "the token server {realm} requires credentials: {}",
+                        self.login_hint()
                     )
                 }));
             }
@@ -271,8 +281,9 @@ impl Registry {
         if challenges.iter().any(|c| c.scheme == "basic") {
             let Some(c) = creds else {
                 return Err(unauthorized(format!(
-                    "{} requires credentials: run `strata login {}`",
-                    self.host, self.host
+                    "{} requires credentials: {}",
+                    self.host,
+                    self.login_hint()
                 )));
             };
             let mut state = self.auth.lock().await;
@@ -332,10 +343,7 @@ impl Registry {
                             self.host, self.actions, self.repository
                         )
                     } else {
-                        format!(
-                            "{} requires credentials: run `strata login {}`",
-                            self.host, self.host
-                        )
+                        format!("{} requires credentials: {}", self.host, self.login_hint())
                     },
                 });
             }
@@ -1019,6 +1027,25 @@ async fn expect(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_hosts_are_known_whatever_their_case() {
+        for host in [
+            "localhost",
+            "localhost:5000",
+            "LOCALHOST:5073",
+            "LocalHost",
+            "127.0.0.1:1",
+        ] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in ["localhost.example:5000", "reg.example", "10.0.0.1:5000"] {
+            assert!(!is_loopback(host), "{host}");
+        }
+        let upper = Registry::new("LOCALHOST:5073", "x", false, ClientOptions::default()).unwrap();
+        assert_eq!(upper.base, "http://localhost:5073");
+        assert_eq!(upper.host(), "localhost:5073");
+    }
 
     #[test]
     fn debug_never_prints_credentials_or_the_authorization_header() {
