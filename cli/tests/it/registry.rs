@@ -746,3 +746,70 @@ fn a_layer_or_config_of_another_size_than_its_descriptor_says_so() {
         "{err}"
     );
 }
+
+/// `strata ARGS` over `root` whose every credentials file is under `home`: Docker's
+/// config.json is `home/.docker/config.json`, strata's own file is absent.
+fn strata_with_home(root: &Path, home: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(args)
+        .env("STRATA_ROOT", root)
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("DOCKER_CONFIG", home.join(".docker"))
+        .env("STRATA_AUTH_FILE", home.join("strata-auth.json"))
+        .env_remove("STRATA_ADDR")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run strata")
+}
+
+fn docker_config(home: &Path, json: &str) {
+    std::fs::create_dir_all(home.join(".docker")).unwrap();
+    std::fs::write(home.join(".docker/config.json"), json).unwrap();
+}
+
+/// base64 of `AUTH_USER:AUTH_PASSWORD`, as config.json's `auth` holds it.
+const AUTH_BASE64: &str = "c3RyYXRhOmZhcm0tczNjcmV0";
+
+#[test]
+fn docker_config_keys_are_read_as_docker_reads_them() {
+    let registry = LoopbackRegistry::start_with_auth();
+    let (root, _tar, id) = root_with_busybox();
+    let port = registry.addr.rsplit(':').next().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    // keys written as URLs with a path (docker/cli's ConvertToHostname strips them)
+    docker_config(
+        home.path(),
+        &format!(
+            r#"{{"auths":{{"https://{}/v1/":{{"auth":"{AUTH_BASE64}"}},"localhost:{port}/v2/":{{"auth":"{AUTH_BASE64}"}}}}}}"#,
+            registry.addr
+        ),
+    );
+    let target = format!("{}/strata/busybox:1", registry.addr);
+    ok(strata_with_home(
+        root.path(),
+        home.path(),
+        &["push", "busybox", &target],
+    ));
+    // a host in capitals is loopback too (plain HTTP), and its credentials are found
+    let fresh = tempfile::tempdir().unwrap();
+    let upper = format!("LOCALHOST:{port}/strata/busybox:1");
+    let pulled = ok(strata_with_home(
+        fresh.path(),
+        home.path(),
+        &["pull", "-q", &upper],
+    ));
+    assert_eq!(pulled.trim(), id);
+
+    // without one, the plain advice
+    docker_config(home.path(), "{}");
+    let err = fails(strata_with_home(
+        fresh.path(),
+        home.path(),
+        &["pull", &target],
+    ));
+    assert!(
+        err.contains(&format!("run `strata login {}`", registry.addr)),
+        "{err}"
+    );
+}
