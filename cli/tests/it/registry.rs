@@ -772,7 +772,7 @@ fn docker_config(home: &Path, json: &str) {
 const AUTH_BASE64: &str = "c3RyYXRhOmZhcm0tczNjcmV0";
 
 #[test]
-fn docker_config_keys_are_read_as_docker_reads_them() {
+fn docker_config_keys_are_read_as_docker_reads_them_and_helpers_are_named() {
     let registry = LoopbackRegistry::start_with_auth();
     let (root, _tar, id) = root_with_busybox();
     let port = registry.addr.rsplit(':').next().unwrap();
@@ -801,6 +801,25 @@ fn docker_config_keys_are_read_as_docker_reads_them() {
     ));
     assert_eq!(pulled.trim(), id);
 
+    // a credential helper for the registry (or a credsStore) is named, not ignored
+    for config in [
+        format!(r#"{{"credHelpers":{{"{}":"qa"}}}}"#, registry.addr),
+        r#"{"auths":{},"credsStore":"qa"}"#.to_string(),
+    ] {
+        docker_config(home.path(), &config);
+        let fresh = tempfile::tempdir().unwrap();
+        let err = fails(strata_with_home(
+            fresh.path(),
+            home.path(),
+            &["pull", &target],
+        ));
+        assert!(
+            err.contains("docker-credential-qa")
+                && err.contains("credential helpers are not supported")
+                && err.contains(&format!("strata login {}", registry.addr)),
+            "{err}"
+        );
+    }
     // without one, the plain advice
     docker_config(home.path(), "{}");
     let err = fails(strata_with_home(
@@ -808,6 +827,7 @@ fn docker_config_keys_are_read_as_docker_reads_them() {
         home.path(),
         &["pull", &target],
     ));
+    assert!(!err.contains("helper"), "{err}");
     assert!(
         err.contains(&format!("run `strata login {}`", registry.addr)),
         "{err}"

@@ -236,6 +236,32 @@ pub fn lookup_in(files: &[PathBuf], registry: &str) -> Option<Credentials> {
     None
 }
 
+/// The credential helper Docker's config.json hands `registry` to (`credHelpers`, else
+/// `credsStore`), which strata does not run (distribution.md §7.5): errors name it, so a
+/// user knows why the credentials Docker uses are not found.
+pub fn credential_helper(registry: &str) -> Option<String> {
+    credential_helper_in(&docker_config_file(), registry)
+}
+
+/// [`credential_helper`] from the file at `path`.
+pub fn credential_helper_in(path: &std::path::Path, registry: &str) -> Option<String> {
+    let file = read_file(path)?;
+    let helpers = file.rest.get("credHelpers").and_then(|v| v.as_object());
+    let named = helpers.into_iter().flatten().find_map(|(k, v)| {
+        key_names(k, registry)
+            .then(|| v.as_str().map(str::to_string))
+            .flatten()
+    });
+    named
+        .or_else(|| {
+            file.rest
+                .get("credsStore")
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        })
+        .filter(|h| !h.trim().is_empty())
+}
+
 /// Saves credentials to strata's file (mode 0600), keeping other entries.
 pub fn store(registry: &str, credentials: &Credentials) -> Result<PathBuf, RegistryError> {
     store_in(strata_auth_file(), registry, credentials)
@@ -375,5 +401,35 @@ mod tests {
         );
         assert_eq!(key_hostname("localhost:5078/v2/"), "localhost:5078");
         assert_eq!(key_hostname("localhost:5078"), "localhost:5078");
+    }
+
+    #[test]
+    fn credential_helpers_are_named_for_their_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        let docker = dir.path().join("config.json");
+        std::fs::write(
+            &docker,
+            br#"{"auths":{},"credHelpers":{"https://reg.example:5000/v2/":"gcloud"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            credential_helper_in(&docker, "reg.example:5000").as_deref(),
+            Some("gcloud")
+        );
+        assert_eq!(credential_helper_in(&docker, "other.example"), None);
+        std::fs::write(
+            &docker,
+            br#"{"credsStore":"desktop","credHelpers":{"reg.example:5000":"gcloud"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            credential_helper_in(&docker, "other.example").as_deref(),
+            Some("desktop")
+        );
+        assert_eq!(
+            credential_helper_in(&docker, "reg.example:5000").as_deref(),
+            Some("gcloud")
+        );
+        assert_eq!(credential_helper_in(&dir.path().join("none"), "x"), None);
     }
 }

@@ -83,6 +83,9 @@ pub struct Registry {
     auth: Arc<Mutex<AuthState>>,
     /// Set once the registry refused a streamed PATCH: later uploads go in chunks at once.
     chunked_only: Arc<AtomicBool>,
+    /// The credential helper Docker's config.json names for this registry, when no
+    /// credentials were found (strata runs none; errors say so).
+    helper: Option<String>,
 }
 
 /// Whether `host` (`name[:port]`) is this machine, where plain HTTP is the default
@@ -125,8 +128,12 @@ impl Registry {
         } else {
             "https"
         };
+        let mut helper = None;
         if options.credentials.is_none() {
             options.credentials = crate::auth::lookup(registry);
+            if options.credentials.is_none() {
+                helper = crate::auth::credential_helper(registry);
+            }
         }
         let http = reqwest::Client::builder()
             .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")))
@@ -150,6 +157,7 @@ impl Registry {
             options,
             auth: Arc::default(),
             chunked_only: Arc::default(),
+            helper,
         })
     }
 
@@ -188,7 +196,13 @@ impl Registry {
 
     /// What a user without credentials for this registry should do.
     fn login_hint(&self) -> String {
-        format!("run `strata login {}`", self.host)
+        match &self.helper {
+            Some(helper) => format!(
+                "Docker's config.json leaves {host}'s credentials to the credential helper docker-credential-{helper}, and credential helpers are not supported: run `strata login {host}`",
+                host = self.host
+            ),
+            None => format!("run `strata login {}`", self.host),
+        }
     }
 
     /// Answers a 401: works out a new `Authorization` value from the challenge.
