@@ -833,3 +833,16 @@ fn docker_config_keys_are_read_as_docker_reads_them_and_helpers_are_named() {
         "{err}"
     );
 }
+
+#[test]
+fn errors_name_each_cause_once() {
+    let root = tempfile::tempdir().unwrap();
+    // nothing listens on port 1 of loopback
+    let err = fails(strata(root.path(), &["pull", "127.0.0.1:1/strata/x:1"]));
+    assert_eq!(err.matches("error sending request").count(), 1, "{err}");
+    assert_eq!(err.matches("127.0.0.1:1/v2/").count(), 1, "{err}");
+    assert!(err.to_lowercase().contains("connect"), "{err}");
+    let err = fails(strata(root.path(), &["pull", "localhost:1/x@sha256:abc"]));
+    assert_eq!(err.matches("invalid digest").count(), 1, "{err}");
+    assert!(err.contains("got 3"), "{err}");
+}

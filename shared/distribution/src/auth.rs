@@ -285,7 +285,7 @@ pub fn store_in(
     );
     let io = |e| RegistryError::Io {
         context: format!("failed to write {}", path.display()),
-        source: e,
+        error: e,
     };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io)?;
@@ -322,7 +322,7 @@ pub fn remove_in(path: &std::path::Path, registry: &str) -> Result<bool, Registr
         let bytes = serde_json::to_vec_pretty(&file).unwrap_or_default();
         std::fs::write(path, bytes).map_err(|e| RegistryError::Io {
             context: format!("failed to write {}", path.display()),
-            source: e,
+            error: e,
         })?;
     }
     Ok(removed)

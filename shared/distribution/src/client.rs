@@ -142,7 +142,7 @@ impl Registry {
             .build()
             .map_err(|e| RegistryError::Http {
                 context: "failed to set up the HTTP client".into(),
-                source: e,
+                error: e,
             })?;
         Ok(Self {
             http,
@@ -252,7 +252,7 @@ impl Registry {
             }
             let r = req.send().await.map_err(|e| RegistryError::Http {
                 context: format!("{context}: token request to {realm}"),
-                source: e,
+                error: e,
             })?;
             if r.status() == StatusCode::UNAUTHORIZED || r.status() == StatusCode::FORBIDDEN {
                 return Err(unauthorized(if creds.is_some() {
@@ -280,7 +280,7 @@ impl Registry {
             }
             let body = r.bytes().await.map_err(|e| RegistryError::Http {
                 context: format!("{context}: token"),
-                source: e,
+                error: e,
             })?;
             let t: Token = serde_json::from_slice(&body)
                 .map_err(|e| unauthorized(format!("invalid token response: {e}")))?;
@@ -342,7 +342,7 @@ impl Registry {
             }
             let r = req.send().await.map_err(|e| RegistryError::Http {
                 context: context.to_string(),
-                source: e,
+                error: e,
             })?;
             if r.status() != StatusCode::UNAUTHORIZED {
                 return Ok(r);
@@ -429,7 +429,7 @@ impl Registry {
         let mut r = r;
         while let Some(chunk) = r.chunk().await.map_err(|e| RegistryError::Http {
             context: context.clone(),
-            source: e,
+            error: e,
         })? {
             bytes.extend_from_slice(&chunk);
             if bytes.len() > MAX_MANIFEST_BYTES {
@@ -546,7 +546,7 @@ impl Registry {
         let mut out = Vec::new();
         while let Some(chunk) = r.chunk().await.map_err(|e| RegistryError::Http {
             context: context.clone(),
-            source: e,
+            error: e,
         })? {
             out.extend_from_slice(&chunk);
             if out.len() > limit {
@@ -725,7 +725,7 @@ impl Registry {
                     }
                     let r = req.send().await.map_err(|e| RegistryError::Http {
                         context: context.clone(),
-                        source: e,
+                        error: e,
                     })?;
                     if STREAM_REFUSED.contains(&r.status()) {
                         let status = r.status();
@@ -775,7 +775,7 @@ impl Registry {
                     .transpose()
                     .map_err(|e| RegistryError::Io {
                         context: context.clone(),
-                        source: e,
+                        error: e,
                     })?;
                 if let Some(bytes) = &next {
                     pending.extend_from_slice(bytes);

@@ -209,9 +209,9 @@ pub struct History {
 impl ImageConfig {
     /// Parses a config and checks its invariants.
     pub fn parse(bytes: &[u8]) -> Result<Self, ImageError> {
-        let c: Self = serde_json::from_slice(bytes).map_err(|source| ImageError::Json {
+        let c: Self = serde_json::from_slice(bytes).map_err(|error| ImageError::Json {
             what: "image config",
-            source,
+            error,
         })?;
         c.validate()?;
         Ok(c)

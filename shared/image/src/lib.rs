@@ -25,12 +25,14 @@ pub use time::Timestamp;
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     /// The JSON does not parse as the document.
-    #[error("invalid {what}: {source}")]
+    /// (The message ends with the parser's complaint, so it is not also the `source()`: a
+    /// chain printer would say it twice.)
+    #[error("invalid {what}: {error}")]
     Json {
         /// Which document.
         what: &'static str,
         /// The parser's complaint.
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     /// The document parses but breaks an invariant.
     #[error("invalid {what}: {reason}")]

@@ -113,9 +113,9 @@ impl Manifest {
     /// Parses a manifest; a document that also has `manifests` is rejected as ambiguous.
     pub fn parse(bytes: &[u8]) -> Result<Self, ImageError> {
         let value: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|source| ImageError::Json {
+            serde_json::from_slice(bytes).map_err(|error| ImageError::Json {
                 what: "manifest",
-                source,
+                error,
             })?;
         if value.get("manifests").is_some() {
             return Err(ImageError::Invalid {
@@ -123,9 +123,9 @@ impl Manifest {
                 reason: "document has both `manifests` and `layers`/`config`: ambiguous".into(),
             });
         }
-        let m: Self = serde_json::from_value(value).map_err(|source| ImageError::Json {
+        let m: Self = serde_json::from_value(value).map_err(|error| ImageError::Json {
             what: "manifest",
-            source,
+            error,
         })?;
         if m.schema_version != 2 {
             return Err(ImageError::Invalid {
@@ -180,9 +180,9 @@ impl Index {
     /// Parses an index; a document that also has `layers` is rejected as ambiguous.
     pub fn parse(bytes: &[u8]) -> Result<Self, ImageError> {
         let value: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|source| ImageError::Json {
+            serde_json::from_slice(bytes).map_err(|error| ImageError::Json {
                 what: "index",
-                source,
+                error,
             })?;
         if value.get("layers").is_some() || value.get("config").is_some() {
             return Err(ImageError::Invalid {
@@ -190,9 +190,9 @@ impl Index {
                 reason: "document has both `manifests` and `layers`/`config`: ambiguous".into(),
             });
         }
-        serde_json::from_value(value).map_err(|source| ImageError::Json {
+        serde_json::from_value(value).map_err(|error| ImageError::Json {
             what: "index",
-            source,
+            error,
         })
     }
 

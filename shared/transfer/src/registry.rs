@@ -369,7 +369,7 @@ async fn pull_layer(
                 Err(e) => {
                     let err = RegistryError::Http {
                         context: format!("download of layer {digest} broke off"),
-                        source: e,
+                        error: e,
                     };
                     let msg = err.to_string();
                     let _ = tx.send(Err(TransferError::Registry(err))).await;
