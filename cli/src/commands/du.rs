@@ -1,13 +1,16 @@
 //! `strata du`: the layer store's space, like `docker system df`: by kind, what is unique to
 //! one image, shared between images, held only by the build cache, and what `strata gc`
-//! would free.
+//! would free. Space is attributed to the images tags point at and to those digest
+//! references (pulls by digest) keep.
 
+use anyhow::Context;
 use clap::Args;
 use strata_proto::{
     layer_store::{GetUsageRequest, Usage, layer_store_client::LayerStoreClient},
     tag_index::{ListTagsRequest, tag_index_client::TagIndexClient},
 };
 use strata_server::client::Transport;
+use strata_transfer::ImageStore;
 
 use crate::GlobalArgs;
 
@@ -33,15 +36,45 @@ pub async fn run(global: &GlobalArgs, args: DuArgs) -> anyhow::Result<std::proce
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-async fn usage(channel: Transport) -> anyhow::Result<(Usage, usize)> {
-    let roots = tagged_digests(channel.clone()).await?;
-    let images = roots.len();
+async fn usage(channel: Transport) -> anyhow::Result<(Usage, Images)> {
+    let mut roots = tagged_digests(channel.clone()).await?;
+    let tagged = roots.len();
+    roots.extend(digest_referenced(channel.clone()).await?);
+    roots.sort();
+    roots.dedup();
+    let images = Images {
+        tagged,
+        by_digest_only: roots.len() - tagged,
+    };
     let usage = LayerStoreClient::new(channel)
         .get_usage(GetUsageRequest { roots })
         .await
         .map_err(|s| anyhow::anyhow!("layer store: {}", s.message()))?
         .into_inner();
     Ok((usage, images))
+}
+
+/// How many images space is attributed to.
+#[derive(Debug, Clone, Copy)]
+struct Images {
+    /// Images a tag points at.
+    tagged: usize,
+    /// Images only a digest reference (a pull by digest) keeps.
+    by_digest_only: usize,
+}
+
+/// The distinct images digest references (pulls by digest) keep: GC roots like tags.
+pub(crate) async fn digest_referenced(channel: Transport) -> anyhow::Result<Vec<String>> {
+    let mut out: Vec<String> =
+        strata_transfer::records::digest_references(&ImageStore::new(channel), None)
+            .await
+            .context("failed to list digest references")?
+            .into_iter()
+            .map(|r| r.manifest.to_string())
+            .collect();
+    out.sort();
+    out.dedup();
+    Ok(out)
 }
 
 /// The distinct digests every tag points at (the images space is attributed to).
@@ -70,7 +103,7 @@ pub(crate) async fn tagged_digests(channel: Transport) -> anyhow::Result<Vec<Str
     Ok(digests)
 }
 
-fn table(u: &Usage, images: usize) -> String {
+fn table(u: &Usage, images: Images) -> String {
     let mut out = format!("{:<12}{:>8}{:>12}\n", "TYPE", "COUNT", "SIZE");
     let (mut count, mut bytes) = (0, 0);
     for k in &u.kinds {
@@ -85,7 +118,10 @@ fn table(u: &Usage, images: usize) -> String {
     }
     out += &format!("{:<12}{:>8}{:>12}\n\n", "Total", count, size(bytes));
     let pct = |part: i64| if bytes > 0 { part * 100 / bytes } else { 0 };
-    out += &format!("Tagged images:            {images}\n");
+    out += &format!("Tagged images:            {}\n", images.tagged);
+    if images.by_digest_only > 0 {
+        out += &format!("Pulled by digest only:    {}\n", images.by_digest_only);
+    }
     out += &format!("Unique to one image:      {}\n", size(u.unique_bytes));
     out += &format!("Shared between images:    {}\n", size(u.shared_bytes));
     out += &format!(
@@ -101,10 +137,11 @@ fn table(u: &Usage, images: usize) -> String {
     out
 }
 
-fn json(u: &Usage, images: usize) -> serde_json::Value {
+fn json(u: &Usage, images: Images) -> serde_json::Value {
     serde_json::json!({
         "kinds": u.kinds.iter().map(|k| serde_json::json!({"kind": k.kind, "count": k.count, "bytes": k.bytes})).collect::<Vec<_>>(),
-        "tagged_images": images,
+        "tagged_images": images.tagged,
+        "digest_referenced_images": images.by_digest_only,
         "unique_bytes": u.unique_bytes,
         "shared_bytes": u.shared_bytes,
         "reclaimable_bytes": u.reclaimable_bytes,
@@ -158,7 +195,12 @@ mod tests {
             cache_entries: 3,
             cache_bytes: 500,
         };
-        let t = table(&u, 2);
+        let images = Images {
+            tagged: 2,
+            by_digest_only: 1,
+        };
+        let t = table(&u, images);
+        assert!(t.contains("Pulled by digest only:    1"), "{t}");
         assert!(t.contains("Layers"), "{t}");
         assert!(
             t.lines()
@@ -167,6 +209,7 @@ mod tests {
         );
         assert!(t.contains("Reclaimable (strata gc):  2.5kB (50%)"), "{t}");
         assert!(t.contains("3 entries, 500B held only by the cache"), "{t}");
-        assert_eq!(json(&u, 2)["shared_bytes"], 1000);
+        assert_eq!(json(&u, images)["shared_bytes"], 1000);
+        assert_eq!(json(&u, images)["digest_referenced_images"], 1);
     }
 }

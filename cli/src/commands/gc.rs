@@ -1,6 +1,7 @@
 //! `strata gc`: the layer store's mark and sweep. Roots: every tag (the CLI passes them too,
-//! so a layer store run without a tag-index address still keeps tagged images), leases and
-//! build-cache results; `--prune-cache` drops the build cache first. Then the executor's
+//! so a layer store run without a tag-index address still keeps tagged images), every digest
+//! reference (a pull by digest: a blob labelled `strata.gc.root`), leases and build-cache
+//! results; `--prune-cache` drops the build cache first. Then the executor's
 //! local cache (layers and contexts extracted from the store) is pruned to its budget, or
 //! with `--prune-cache` emptied of everything no running build uses, cache mounts included.
 
@@ -12,7 +13,7 @@ use strata_proto::{
     },
 };
 
-use super::du::{size, tagged_digests};
+use super::du::{digest_referenced, size, tagged_digests};
 use crate::GlobalArgs;
 
 /// Flags of `strata gc`.
@@ -32,7 +33,10 @@ pub struct GcArgs {
 pub async fn run(global: &GlobalArgs, args: GcArgs) -> anyhow::Result<std::process::ExitCode> {
     let conn = crate::connect::connect(global).await?;
     let result = async {
-        let roots = tagged_digests(conn.transport()).await?;
+        let mut roots = tagged_digests(conn.transport()).await?;
+        // the layer store keeps digest references (labelled roots) by itself; named here too
+        // so a dry run and the real one say the same of them whatever the server's version
+        roots.extend(digest_referenced(conn.transport()).await?);
         let collected = LayerStoreClient::new(conn.transport())
             .collect_garbage(CollectGarbageRequest {
                 dry_run: args.dry_run,

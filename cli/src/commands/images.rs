@@ -6,6 +6,8 @@
 //! `<unknown>` and the listing goes on. DIGEST is, as in Docker, the repo digest a push or pull
 //! recorded for the image in the row's repository (strata-transfer's records, `inspect`'s
 //! `RepoDigests`), or `<none>`: never the local manifest's digest, which no registry has.
+//! An image pulled by digest (a digest reference) is listed, as Docker lists it, as
+//! `REPOSITORY <none>` with that digest, unless a tag of that repository points at it.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -25,7 +27,10 @@ use strata_proto::{
     tag_index::{ListTagsRequest, Tag, tag_index_client::TagIndexClient},
 };
 use strata_server::client::Transport;
-use strata_transfer::{Found, ImageStore};
+use strata_transfer::{
+    Found, ImageStore,
+    records::{self, DigestReference},
+};
 use strata_types::{Digest, Reference};
 
 use crate::GlobalArgs;
@@ -56,7 +61,7 @@ pub struct ImagesArgs {
     pub no_trunc: bool,
 }
 
-/// Lists tagged images.
+/// Lists tagged images, and images pulled by digest.
 pub async fn run(global: &GlobalArgs, args: ImagesArgs) -> anyhow::Result<std::process::ExitCode> {
     // a bad template fails before anything is started
     let mut args = args;
@@ -77,16 +82,22 @@ async fn list(channel: Transport, args: &ImagesArgs) -> anyhow::Result<String> {
         None => (String::new(), None),
     };
     let mut tags = all_tags(&mut TagIndexClient::new(channel.clone()), &repository, "").await?;
-    if let Some(only) = only_tag {
-        tags.retain(|t| t.name == only);
+    if let Some(only) = &only_tag {
+        tags.retain(|t| &t.name == only);
     }
+    let images = ImageStore::new(channel.clone());
+    let references = if only_tag.is_some() {
+        Vec::new()
+    } else {
+        untagged_references(&images, &repository, &tags).await?
+    };
     let mut details = BTreeMap::new();
     let mut recorded = BTreeMap::new();
-    let images = ImageStore::new(channel.clone());
     let mut store = LayerStoreClient::new(channel);
     for digest in tags
         .iter()
         .map(|t| t.digest.clone())
+        .chain(references.iter().map(|r| r.manifest.to_string()))
         .collect::<BTreeSet<_>>()
     {
         let d = read_details(&mut store, &digest).await;
@@ -100,7 +111,7 @@ async fn list(channel: Transport, args: &ImagesArgs) -> anyhow::Result<String> {
         };
         recorded.insert(digest, records);
     }
-    let rows = rows(&tags, &details, &recorded);
+    let rows = rows(&tags, &references, &details, &recorded);
     let now = now_seconds();
     Ok(match ListFormat::parse(&args.format)? {
         ListFormat::Table => table(&rows, args.digests, args.no_trunc, now),
@@ -113,6 +124,32 @@ async fn list(channel: Transport, args: &ImagesArgs) -> anyhow::Result<String> {
             render_rows(&template, table, &headers(), &rows)?
         }
     })
+}
+
+/// The digest references (pulls by digest) of `repository` (every repository when empty)
+/// whose image has no tag in the reference's repository: the rows Docker shows as
+/// `REPO <none>`.
+async fn untagged_references(
+    images: &ImageStore,
+    repository: &str,
+    tags: &[Tag],
+) -> anyhow::Result<Vec<DigestReference>> {
+    let tagged: BTreeSet<(String, String)> = tags
+        .iter()
+        .filter_map(|t| {
+            let r = Reference::parse_tag(&t.name).ok()?;
+            Some((r.name(), t.digest.clone()))
+        })
+        .collect();
+    let mut out: Vec<DigestReference> = records::digest_references(images, None)
+        .await
+        .context("failed to list digest references")?
+        .into_iter()
+        .filter(|r| repository.is_empty() || r.repository == repository)
+        .filter(|r| !tagged.contains(&(r.repository.clone(), r.manifest.to_string())))
+        .collect();
+    out.dedup_by(|a, b| a.repository == b.repository && a.digest == b.digest);
+    Ok(out)
 }
 
 /// The repository to list (normalised) and, for `REPOSITORY:TAG`, the one tag to keep.
@@ -317,7 +354,12 @@ fn repo_digest(records: Option<&Option<Vec<(String, Digest)>>>, full_repository:
     }
 }
 
-fn rows(tags: &[Tag], details: &BTreeMap<String, ImageDetails>, recorded: &Recorded) -> Vec<Row> {
+fn rows(
+    tags: &[Tag],
+    references: &[DigestReference],
+    details: &BTreeMap<String, ImageDetails>,
+    recorded: &Recorded,
+) -> Vec<Row> {
     let mut rows: Vec<Row> = tags
         .iter()
         .map(|t| {
@@ -336,6 +378,18 @@ fn rows(tags: &[Tag], details: &BTreeMap<String, ImageDetails>, recorded: &Recor
                 details: details.get(&t.digest).cloned().unwrap_or_default(),
             }
         })
+        .chain(references.iter().map(|r| {
+            Row {
+                repository: Reference::parse_repository(&r.repository)
+                    .map_or_else(|_| r.repository.clone(), |n| n.familiar_name()),
+                tag: NONE.to_string(),
+                digest: r.digest.to_string(),
+                details: details
+                    .get(&r.manifest.to_string())
+                    .cloned()
+                    .unwrap_or_default(),
+            }
+        }))
         .collect();
     // newest first, as Docker lists them; then by name
     rows.sort_by(|a, b| {
@@ -526,11 +580,38 @@ mod tests {
                 ..Default::default()
             },
         );
-        let names: Vec<_> = rows(&t, &details, &Recorded::new())
+        let names: Vec<_> = rows(&t, &[], &details, &Recorded::new())
             .into_iter()
             .map(|r| format!("{}:{}", r.repository, r.tag))
             .collect();
         assert_eq!(names, ["a:1", "a:0", "b:1"]);
+    }
+
+    #[test]
+    fn a_digest_reference_is_a_row_without_a_tag() {
+        let manifest = Digest::of(&[4]);
+        let remote = Digest::of(&[5]);
+        let references = [DigestReference {
+            repository: "docker.io/library/busybox".into(),
+            digest: remote,
+            manifest,
+            record: Digest::of(&[6]),
+        }];
+        let details = BTreeMap::from([(
+            manifest.to_string(),
+            ImageDetails {
+                id: Some(Digest::of(&[4, 4])),
+                ..Default::default()
+            },
+        )]);
+        let rows = rows(&[], &references, &details, &Recorded::new());
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            (rows[0].repository.as_str(), rows[0].tag.as_str()),
+            ("busybox", NONE)
+        );
+        assert_eq!(rows[0].digest, remote.to_string());
+        assert_eq!(rows[0].details.id, Some(Digest::of(&[4, 4])));
     }
 
     #[test]
@@ -556,7 +637,7 @@ mod tests {
             (Digest::of(&[2]).to_string(), Some(vec![])),
             (Digest::of(&[3]).to_string(), None),
         ]);
-        let digests: Vec<_> = rows(&t, &BTreeMap::new(), &recorded)
+        let digests: Vec<_> = rows(&t, &[], &BTreeMap::new(), &recorded)
             .into_iter()
             .map(|r| (r.repository, r.digest))
             .collect();

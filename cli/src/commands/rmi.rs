@@ -5,7 +5,11 @@
 //! push or pull recorded for NAME) removes every tag of the image in NAME's repository, as
 //! Docker's `rmi` of a digest reference drops that repository's references to the image; an
 //! image id, manifest digest or id prefix removes the image's only tag (all of them with
-//! `--force`). Repo-digest records are not tags: they stay as long as the image does.
+//! `--force`). Repo-digest records are not tags: they stay as long as the image does. A
+//! digest reference (what a pull by digest leaves, strata-transfer's records) counts as a
+//! tag here: `NAME@sha256:…` removes NAME's digest references to the image too (printed as
+//! `Untagged: NAME@sha256:…`, as Docker prints it), and an image id removes the image's only
+//! reference, tag or digest reference.
 //!
 //! Design decision: `rmi` only untags. When the last tag of an image goes it says so
 //! (`Unreferenced: sha256:…`), and the image's blobs are freed by the layer store's garbage
@@ -22,7 +26,11 @@ use strata_proto::tag_index::{
 };
 use strata_server::client::Transport;
 
-use strata_transfer::NamedBy;
+use anyhow::Context;
+use strata_transfer::{
+    ImageStore, NamedBy,
+    records::{self, DigestReference},
+};
 
 use super::images::{all_tags, resolve_image};
 use crate::GlobalArgs;
@@ -30,8 +38,9 @@ use crate::GlobalArgs;
 /// Flags of `strata rmi`.
 #[derive(Debug, Args)]
 pub struct RmiArgs {
-    /// Tags to remove; `NAME@sha256:…` removes the image's tags in NAME's repository; an
-    /// image id or digest removes the image's only tag (all of its tags with --force).
+    /// Tags to remove; `NAME@sha256:…` removes the image's tags and digest references in
+    /// NAME's repository; an image id or digest removes the image's only tag (all of its tags
+    /// with --force).
     #[arg(required = true)]
     pub names: Vec<String>,
     /// With an image id: remove every tag of the image.
@@ -112,46 +121,79 @@ async fn remove(channel: Transport, name: &str, force: bool) -> anyhow::Result<S
             ));
         }
     };
-    let digest = found.image.manifest_digest.to_string();
+    let manifest = found.image.manifest_digest;
+    let digest = manifest.to_string();
+    let images = ImageStore::new(channel.clone());
     let mut client = TagIndexClient::new(channel);
-    let tags = match &found.named_by {
-        NamedBy::Tag(tag) => vec![tag.to_string()],
+    let (tags, references) = match &found.named_by {
+        NamedBy::Tag(tag) => (vec![tag.to_string()], Vec::new()),
         NamedBy::Digest(repository) => {
             let tags = tags_of(&mut client, &repository.name(), &digest).await?;
-            if tags.is_empty() {
+            let name = repository.name();
+            let references: Vec<DigestReference> =
+                records::digest_references(&images, Some(&manifest))
+                    .await?
+                    .into_iter()
+                    .filter(|r| r.repository == name)
+                    .collect();
+            if tags.is_empty() && references.is_empty() {
                 anyhow::bail!(
-                    "image {name} has no tag in {}: nothing to untag",
+                    "image {name} has no tag in {} (nor a digest reference): nothing to untag",
                     repository.familiar_name()
                 );
             }
-            tags
+            (tags, references)
         }
         NamedBy::Id => {
             let tags = tags_of(&mut client, "", &digest).await?;
-            if tags.is_empty() {
+            let references = records::digest_references(&images, Some(&manifest)).await?;
+            if tags.is_empty() && references.is_empty() {
                 anyhow::bail!(
                     "image {name} has no tag to remove (`strata gc` frees an untagged image's space)"
                 );
             }
-            if tags.len() > 1 && !force {
-                let short: Vec<String> = tags.iter().map(|t| familiar(t)).collect();
+            let count = tags.len() + references.len();
+            if count > 1 && !force {
+                let short: Vec<String> = tags
+                    .iter()
+                    .map(|t| familiar(t))
+                    .chain(references.iter().map(DigestReference::familiar))
+                    .collect();
                 anyhow::bail!(
-                    "image {name} is referenced by {} tags ({}): name the tag to remove, or use --force to remove them all",
-                    tags.len(),
+                    "image {name} is referenced by {count} tags ({}): name the tag to remove, or use --force to remove them all",
                     short.join(", ")
                 );
             }
-            tags
+            (tags, references)
         }
     };
     let mut out = String::new();
+    let removes_tags = !tags.is_empty();
+    let mut last = false;
     for tag in tags {
         let removed = untag(&mut client, &tag, &digest).await?;
-        out.push_str(&untagged_lines(
-            &familiar(&tag),
-            &removed.previous_digest,
-            removed.last_tag_for_digest,
-        ));
+        out.push_str(&untagged_lines(&familiar(&tag), &digest, false));
+        last = removed.last_tag_for_digest;
+    }
+    for reference in &references {
+        images
+            .delete(&reference.record)
+            .await
+            .with_context(|| format!("failed to remove {}", reference.familiar()))?;
+        out.push_str(&untagged_lines(&reference.familiar(), &digest, false));
+    }
+    // the image is unreferenced once neither a tag nor a digest reference is left
+    let untagged = if removes_tags {
+        last
+    } else {
+        tags_of(&mut client, "", &digest).await?.is_empty()
+    };
+    if untagged
+        && records::digest_references(&images, Some(&manifest))
+            .await?
+            .is_empty()
+    {
+        out.push_str(&unreferenced_line(&digest));
     }
     Ok(out)
 }
@@ -180,11 +222,14 @@ fn familiar(full: &str) -> String {
 pub(crate) fn untagged_lines(tag: &str, digest: &str, last: bool) -> String {
     let mut out = format!("Untagged: {tag}\n");
     if last {
-        out.push_str(&format!(
-            "Unreferenced: {digest} (no tag points at it; `strata gc` frees its space)\n"
-        ));
+        out.push_str(&unreferenced_line(digest));
     }
     out
+}
+
+/// What `rmi` prints when the last tag or digest reference of an image went.
+fn unreferenced_line(digest: &str) -> String {
+    format!("Unreferenced: {digest} (no tag points at it; `strata gc` frees its space)\n")
 }
 
 #[cfg(test)]

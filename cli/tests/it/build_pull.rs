@@ -144,14 +144,46 @@ fn from_a_registry_reference_pulls_the_base_and_builds_on_it() {
         done["manifest_digest"]
     );
 
-    // by digest, into another fresh root: pulled, built, and no tag made for the base
+    let repository = format!("{}/strata/busybox", registry.addr);
+    let pinned = format!("{repository}@{remote_digest}");
+    let listed = |root: &Root| {
+        let mut rows: Vec<String> =
+            ok(root.strata(&["images", "--format", "{{.Repository}} {{.Tag}} {{.Digest}}"]))
+                .lines()
+                .map(str::to_owned)
+                .collect();
+        rows.sort();
+        rows
+    };
+    let base_row = format!("{repository} <none> {remote_digest}");
+
+    // the base pulled by tag, named by digest: found in the store (no pull), and given a
+    // digest reference, so it outlives its tag
+    let ctx = context(&format!("FROM {pinned}\nRUN echo pinned > /built.txt\n"));
+    let pinned_events = root.build_ok(ctx.path(), &[]);
+    assert!(
+        of_type(&pinned_events, "pull").is_empty(),
+        "{pinned_events:?}"
+    );
+    ok(root.strata(&["rmi", &base]));
+    assert!(listed(&root).contains(&base_row), "{:?}", listed(&root));
+    ok(root.strata(&["gc"]));
+    ok(root.strata(&["inspect", &pinned]));
+
+    // by digest, into another fresh root: pulled, built, and no tag made for the base, but
+    // a digest reference, as `strata pull` by digest makes
     let other = empty_root();
-    let pinned = format!("{}/strata/busybox@{remote_digest}", registry.addr);
-    let ctx = context(&format!("FROM {pinned}\nRUN echo built > /built.txt\n"));
-    let events = other.build_ok(ctx.path(), &[]);
+    let events = other.build_ok(ctx.path(), &["-t", "dig:1"]);
     assert_eq!(of_type(&events, "pull").len(), 4, "{events:?}");
-    let listed = tags(&other);
-    assert!(!listed.contains("strata/busybox"), "{listed}");
+    assert_eq!(
+        listed(&other),
+        [base_row.clone(), "dig 1 <none>".to_string()]
+    );
+    // gc keeps the base: with the registry gone, a rebuild finds it in the store
+    ok(other.strata(&["gc"]));
+    drop(registry);
+    let again = other.build_ok(ctx.path(), &["-t", "dig:2", "--no-cache"]);
+    assert!(of_type(&again, "pull").is_empty(), "{again:?}");
 }
 
 #[test]

@@ -315,6 +315,82 @@ fn gc_keeps_the_push_and_pull_records_of_tagged_images() {
 }
 
 #[test]
+fn a_pull_by_digest_is_a_reference_that_images_lists_gc_keeps_and_rmi_removes() {
+    let registry = LoopbackRegistry::start();
+    let (root, _tar, id) = root_with_busybox();
+    let target = format!("{}/strata/busybox:1", registry.addr);
+    let digest = digest_of_push(&ok(strata(root.path(), &["push", "busybox", &target])));
+    let repository = format!("{}/strata/busybox", registry.addr);
+    let pinned = format!("{repository}@{digest}");
+
+    let fresh = tempfile::tempdir().unwrap();
+    let r = fresh.path();
+    let pulled = ok(strata(r, &["pull", &pinned]));
+    assert!(pulled.contains("Downloaded newer image"), "{pulled}");
+    // listed as Docker lists a digest reference: the repository, no tag, the digest
+    let listed = |args: &[&str]| ok(strata(r, &[&["images"], args].concat()));
+    let row = format!("{repository} <none> {digest} {}\n", &id[7..19]);
+    let format = ["--format", "{{.Repository}} {{.Tag}} {{.Digest}} {{.ID}}"];
+    assert_eq!(listed(&format), row);
+    assert_eq!(listed(&[&[repository.as_str()][..], &format].concat()), row);
+    assert_eq!(listed(&[&["busybox"][..], &format].concat()), "");
+    let table = listed(&["--digests"]);
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .is_some_and(|l| l.split_whitespace().eq([
+                repository.as_str(),
+                "<none>",
+                digest.as_str(),
+                &id[7..19]
+            ]
+            .into_iter()
+            .chain(l.split_whitespace().skip(4)))),
+        "{table}"
+    );
+    // pulling again downloads nothing and keeps one reference
+    let again = ok(strata(r, &["pull", &pinned]));
+    assert!(again.contains("Image is up to date"), "{again}");
+    assert_eq!(listed(&format), row);
+
+    // a GC root: gc keeps it and du counts nothing of it reclaimable
+    let gc = ok(strata(r, &["gc"]));
+    assert!(!gc.contains("Removed: "), "{gc}");
+    assert_eq!(
+        ok(strata(r, &["inspect", "-f", "{{.Id}}", &pinned])).trim(),
+        id
+    );
+    let (_, reclaimable) = records_and_reclaimable(r);
+    assert_eq!(reclaimable, 0);
+    let du = ok(strata(r, &["du"]));
+    assert!(du.contains("Pulled by digest only:    1"), "{du}");
+
+    // a tag in the same repository takes the row's place; elsewhere it adds one
+    ok(strata(r, &["tag", &pinned, &format!("{repository}:t")]));
+    assert_eq!(
+        listed(&["--format", "{{.Repository}}:{{.Tag}}"]),
+        format!("{repository}:t\n")
+    );
+    ok(strata(r, &["rmi", &format!("{repository}:t")]));
+
+    // rmi of the reference removes it; the image is then unreferenced and gc frees it
+    let out = ok(strata(r, &["rmi", &pinned]));
+    assert_eq!(
+        out.lines().next(),
+        Some(format!("Untagged: {pinned}").as_str()),
+        "{out}"
+    );
+    assert!(out.contains("Unreferenced: "), "{out}");
+    assert_eq!(listed(&format), "");
+    let gc = ok(strata(r, &["gc"]));
+    assert!(gc.contains("Removed: "), "{gc}");
+    let err = fails(strata(r, &["inspect", &pinned]));
+    assert!(err.contains("no such image"), "{err}");
+    assert_eq!(records_and_reclaimable(r), (0, 0));
+}
+
+#[test]
 fn a_recorded_repo_digest_names_the_local_image() {
     let registry = LoopbackRegistry::start();
     let (root, _tar, id) = root_with_busybox();
@@ -406,6 +482,115 @@ fn put_manifest(registry: &LoopbackRegistry, repo_ref: &str, media_type: &str, b
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Uploads a blob with curl (POST, then PUT `?digest=`); returns its digest.
+fn put_blob(registry: &LoopbackRegistry, repo: &str, body: &[u8]) -> String {
+    let digest = format!("sha256:{}", super::images_io::sha256_hex(body));
+    let post = Command::new("curl")
+        .args([
+            "-sS",
+            "--fail-with-body",
+            "-X",
+            "POST",
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+        ])
+        .arg(format!("http://{}/v2/{repo}/blobs/uploads/", registry.addr))
+        .output()
+        .expect("curl is installed");
+    assert!(post.status.success(), "POST {repo}: {post:?}");
+    let head = String::from_utf8_lossy(&post.stdout).into_owned();
+    let location = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("location")
+                .then(|| v.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no Location in {head}"));
+    let location = if location.starts_with('/') {
+        format!("http://{}{location}", registry.addr)
+    } else {
+        location
+    };
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("blob");
+    std::fs::write(&file, body).unwrap();
+    let put = Command::new("curl")
+        .args(["-sS", "--fail-with-body", "-X", "PUT", "-H"])
+        // not curl's default form type, whose body Go would parse as the query
+        .arg("Content-Type: application/octet-stream")
+        .arg("--data-binary")
+        .arg(format!("@{}", file.display()))
+        .arg(format!("{location}{sep}digest={digest}"))
+        .output()
+        .expect("curl is installed");
+    assert!(put.status.success(), "PUT {repo}: {put:?}");
+    digest
+}
+
+#[test]
+fn a_single_platform_image_of_another_platform_is_refused() {
+    let registry = LoopbackRegistry::start();
+    let (root, _tar, _id) = root_with_busybox();
+    let good = format!("{}/strata/busybox:1", registry.addr);
+    ok(strata(root.path(), &["push", "busybox", &good]));
+    let raw = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{good}"),
+    ])
+    .unwrap();
+    let config = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        "--config",
+        &format!("docker://{good}"),
+    ])
+    .unwrap();
+    for (tag, os, arch) in [("arm", "linux", "arm64"), ("win", "windows", "amd64")] {
+        // the same image, its config claiming another platform, under a plain manifest
+        let mut c: serde_json::Value = serde_json::from_str(&config).unwrap();
+        c["os"] = os.into();
+        c["architecture"] = arch.into();
+        let c = serde_json::to_vec(&c).unwrap();
+        let mut m: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        m["config"]["digest"] = put_blob(&registry, "strata/busybox", &c).into();
+        m["config"]["size"] = c.len().into();
+        let media_type = m["mediaType"].as_str().unwrap().to_string();
+        put_manifest(
+            &registry,
+            &format!("strata/busybox:{tag}"),
+            &media_type,
+            &serde_json::to_vec(&m).unwrap(),
+        );
+        let name = format!("{}/strata/busybox:{tag}", registry.addr);
+        let fresh = tempfile::tempdir().unwrap();
+        let err = fails(strata(fresh.path(), &["pull", &name]));
+        assert!(
+            err.contains(&name) && err.contains(&format!("{os}/{arch}")),
+            "{err}"
+        );
+        assert!(err.contains("only linux/amd64"), "{err}");
+        // nothing stored, nothing tagged
+        let du: serde_json::Value =
+            serde_json::from_str(&ok(strata(fresh.path(), &["du", "--json"]))).unwrap();
+        assert!(
+            du["kinds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|k| k["count"] == 0),
+            "{du}"
+        );
+        assert_eq!(ok(strata(fresh.path(), &["images", "-q"])), "");
+    }
 }
 
 #[test]
@@ -560,4 +745,104 @@ fn a_layer_or_config_of_another_size_than_its_descriptor_says_so() {
             && err.contains(&format!("expected {} bytes, got {size}", size - 1)),
         "{err}"
     );
+}
+
+/// `strata ARGS` over `root` whose every credentials file is under `home`: Docker's
+/// config.json is `home/.docker/config.json`, strata's own file is absent.
+fn strata_with_home(root: &Path, home: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(args)
+        .env("STRATA_ROOT", root)
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("DOCKER_CONFIG", home.join(".docker"))
+        .env("STRATA_AUTH_FILE", home.join("strata-auth.json"))
+        .env_remove("STRATA_ADDR")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run strata")
+}
+
+fn docker_config(home: &Path, json: &str) {
+    std::fs::create_dir_all(home.join(".docker")).unwrap();
+    std::fs::write(home.join(".docker/config.json"), json).unwrap();
+}
+
+/// base64 of `AUTH_USER:AUTH_PASSWORD`, as config.json's `auth` holds it.
+const AUTH_BASE64: &str = "c3RyYXRhOmZhcm0tczNjcmV0";
+
+#[test]
+fn docker_config_keys_are_read_as_docker_reads_them_and_helpers_are_named() {
+    let registry = LoopbackRegistry::start_with_auth();
+    let (root, _tar, id) = root_with_busybox();
+    let port = registry.addr.rsplit(':').next().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    // keys written as URLs with a path (docker/cli's ConvertToHostname strips them)
+    docker_config(
+        home.path(),
+        &format!(
+            r#"{{"auths":{{"https://{}/v1/":{{"auth":"{AUTH_BASE64}"}},"localhost:{port}/v2/":{{"auth":"{AUTH_BASE64}"}}}}}}"#,
+            registry.addr
+        ),
+    );
+    let target = format!("{}/strata/busybox:1", registry.addr);
+    ok(strata_with_home(
+        root.path(),
+        home.path(),
+        &["push", "busybox", &target],
+    ));
+    // a host in capitals is loopback too (plain HTTP), and its credentials are found
+    let fresh = tempfile::tempdir().unwrap();
+    let upper = format!("LOCALHOST:{port}/strata/busybox:1");
+    let pulled = ok(strata_with_home(
+        fresh.path(),
+        home.path(),
+        &["pull", "-q", &upper],
+    ));
+    assert_eq!(pulled.trim(), id);
+
+    // a credential helper for the registry (or a credsStore) is named, not ignored
+    for config in [
+        format!(r#"{{"credHelpers":{{"{}":"qa"}}}}"#, registry.addr),
+        r#"{"auths":{},"credsStore":"qa"}"#.to_string(),
+    ] {
+        docker_config(home.path(), &config);
+        let fresh = tempfile::tempdir().unwrap();
+        let err = fails(strata_with_home(
+            fresh.path(),
+            home.path(),
+            &["pull", &target],
+        ));
+        assert!(
+            err.contains("docker-credential-qa")
+                && err.contains("credential helpers are not supported")
+                && err.contains(&format!("strata login {}", registry.addr)),
+            "{err}"
+        );
+    }
+    // without one, the plain advice
+    docker_config(home.path(), "{}");
+    let err = fails(strata_with_home(
+        fresh.path(),
+        home.path(),
+        &["pull", &target],
+    ));
+    assert!(!err.contains("helper"), "{err}");
+    assert!(
+        err.contains(&format!("run `strata login {}`", registry.addr)),
+        "{err}"
+    );
+}
+
+#[test]
+fn errors_name_each_cause_once() {
+    let root = tempfile::tempdir().unwrap();
+    // nothing listens on port 1 of loopback
+    let err = fails(strata(root.path(), &["pull", "127.0.0.1:1/strata/x:1"]));
+    assert_eq!(err.matches("error sending request").count(), 1, "{err}");
+    assert_eq!(err.matches("127.0.0.1:1/v2/").count(), 1, "{err}");
+    assert!(err.to_lowercase().contains("connect"), "{err}");
+    let err = fails(strata(root.path(), &["pull", "localhost:1/x@sha256:abc"]));
+    assert_eq!(err.matches("invalid digest").count(), 1, "{err}");
+    assert!(err.contains("got 3"), "{err}");
 }

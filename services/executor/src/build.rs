@@ -505,7 +505,7 @@ impl Engine {
             ExecutorError::InvalidArgument(format!("invalid image reference {name:?}: {e}"))
         })?;
         let manifest_digest = match reference.digest() {
-            Some(d) => d.to_string(),
+            Some(d) => self.local_manifest_by_digest(&reference, d).await?,
             None => match self
                 .peers
                 .tags

@@ -13,12 +13,14 @@
 //! The executor pulls, not the CLI, because a farm's executor serves builds that no local
 //! CLI stands beside. Progress goes to the client as `ImagePull` events. A pull stores
 //! every blob, verified, before it moves the tag, so a failed pull never leaves a tag
-//! pointing at half an image.
+//! pointing at half an image. A base named by digest gets a digest reference instead of a
+//! tag (also when the store held it already under a recorded repo digest), so `strata gc`
+//! keeps it for the next build.
 
 use strata_distribution::{ClientOptions, Credentials, RegistryError, api_host};
 use strata_proto::executor::{self as pb, PullPhase, build_event::Event};
 use strata_transfer::{
-    ImageStore, TransferError,
+    ImageStore, TransferError, records,
     registry::{PullProgress, Pulled, pull_with_progress},
 };
 use strata_types::Reference;
@@ -64,7 +66,8 @@ fn names_registry(entry: &str, registry: &str) -> bool {
         .trim_start_matches("http://")
         .trim_start_matches("https://");
     let host = entry.split('/').next().unwrap_or(entry);
-    host == registry || api_host(host) == api_host(registry)
+    // host names are case-insensitive
+    host.eq_ignore_ascii_case(registry) || api_host(host).eq_ignore_ascii_case(api_host(registry))
 }
 
 /// The credentials the build sent for `registry` (as a reference names it; Docker Hub's
@@ -177,6 +180,39 @@ impl Engine {
                     .await
             }
             found => found,
+        }
+    }
+
+    /// The local manifest `name@digest` (a FROM or `COPY --from` by digest) names: the
+    /// digest itself when the store holds it, else the image a pull (or push) recorded for
+    /// that repository and registry digest, which gets a digest reference, as a pull by digest
+    /// writes one, so `strata gc` keeps it while builds use it that way. The digest as given
+    /// when neither (then [`Self::load_image`] reports it missing and it is pulled).
+    pub(crate) async fn local_manifest_by_digest(
+        &self,
+        reference: &Reference,
+        digest: &strata_types::Digest,
+    ) -> Result<String, ExecutorError> {
+        let store = ImageStore::from_clients(self.peers.store.clone(), self.peers.tags.clone());
+        let local = async {
+            if store.stat(digest).await?.is_some() {
+                return Ok(None);
+            }
+            let repository = Reference::parse_repository(&reference.name())?;
+            let Some(manifest) = records::local_manifest(&store, &repository, digest).await? else {
+                return Ok(None);
+            };
+            records::add_digest_reference(&store, &manifest, &repository, digest).await?;
+            Ok::<_, TransferError>(Some(manifest))
+        };
+        match local.await {
+            Ok(found) => Ok(found.unwrap_or(*digest).to_string()),
+            Err(TransferError::Service { status, .. }) => {
+                Err(ExecutorError::peer("layer store")(status))
+            }
+            Err(e) => Err(ExecutorError::Internal(format!(
+                "looking up {reference} in the store: {e}"
+            ))),
         }
     }
 
@@ -300,6 +336,8 @@ mod tests {
         assert!(is_insecure("docker.io", &list));
         assert!(is_insecure("index.docker.io", &list));
         assert!(!is_insecure("reg.example:5000", &[]));
+        assert!(is_insecure("REG.example:5000", &list));
+        assert!(is_insecure("Docker.IO", &list));
     }
 
     #[test]

@@ -154,15 +154,17 @@ struct AuthEntry {
     rest: BTreeMap<String, serde_json::Value>,
 }
 
-/// The key a registry has in credentials files (Docker Hub's is historical).
+/// The key a registry has in credentials files (Docker Hub's is historical); host names
+/// are case-insensitive, so the key is lower-case.
 pub fn auth_key(registry: &str) -> String {
+    let registry = registry.to_ascii_lowercase();
     if registry == "docker.io"
         || registry == "index.docker.io"
         || registry == "registry-1.docker.io"
     {
         "https://index.docker.io/v1/".to_string()
     } else {
-        registry.to_string()
+        registry
     }
 }
 
@@ -189,8 +191,25 @@ fn entry_credentials(entry: &AuthEntry) -> Option<Credentials> {
     })
 }
 
+/// The host a credentials-file key names, as docker/cli's `ConvertToHostname` reads it: the
+/// scheme stripped, then everything from the first `/` on (`https://host:5000/v1/` and
+/// `host:5000/v2/` both name `host:5000`).
+pub fn key_hostname(key: &str) -> &str {
+    let key = key.trim();
+    let key = key
+        .strip_prefix("http://")
+        .or_else(|| key.strip_prefix("https://"))
+        .unwrap_or(key);
+    key.split('/').next().unwrap_or(key)
+}
+
+/// Whether a credentials-file key names `registry` (host names compare case-insensitively).
+fn key_names(key: &str, registry: &str) -> bool {
+    key_hostname(key).eq_ignore_ascii_case(key_hostname(&auth_key(registry)))
+}
+
 /// Credentials for a registry: strata's own file first, then Docker's config.json (keys with
-/// or without a scheme match).
+/// or without a scheme or a path match, as Docker matches them).
 pub fn lookup(registry: &str) -> Option<Credentials> {
     lookup_in(&[strata_auth_file(), docker_config_file()], registry)
 }
@@ -202,19 +221,45 @@ pub fn lookup_in(files: &[PathBuf], registry: &str) -> Option<Credentials> {
         let Some(file) = read_file(path) else {
             continue;
         };
-        for (k, entry) in &file.auths {
-            let bare = k
-                .trim_start_matches("https://")
-                .trim_start_matches("http://")
-                .trim_end_matches('/');
-            if (*k == key || bare == registry)
-                && let Some(c) = entry_credentials(entry)
-            {
-                return Some(c);
-            }
+        // the exact key first, then any key naming the same host
+        let exact = file.auths.get(&key).and_then(entry_credentials);
+        let found = exact.or_else(|| {
+            file.auths
+                .iter()
+                .filter(|(k, _)| key_names(k, registry))
+                .find_map(|(_, entry)| entry_credentials(entry))
+        });
+        if found.is_some() {
+            return found;
         }
     }
     None
+}
+
+/// The credential helper Docker's config.json hands `registry` to (`credHelpers`, else
+/// `credsStore`), which strata does not run (distribution.md §7.5): errors name it, so a
+/// user knows why the credentials Docker uses are not found.
+pub fn credential_helper(registry: &str) -> Option<String> {
+    credential_helper_in(&docker_config_file(), registry)
+}
+
+/// [`credential_helper`] from the file at `path`.
+pub fn credential_helper_in(path: &std::path::Path, registry: &str) -> Option<String> {
+    let file = read_file(path)?;
+    let helpers = file.rest.get("credHelpers").and_then(|v| v.as_object());
+    let named = helpers.into_iter().flatten().find_map(|(k, v)| {
+        key_names(k, registry)
+            .then(|| v.as_str().map(str::to_string))
+            .flatten()
+    });
+    named
+        .or_else(|| {
+            file.rest
+                .get("credsStore")
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        })
+        .filter(|h| !h.trim().is_empty())
 }
 
 /// Saves credentials to strata's file (mode 0600), keeping other entries.
@@ -240,7 +285,7 @@ pub fn store_in(
     );
     let io = |e| RegistryError::Io {
         context: format!("failed to write {}", path.display()),
-        source: e,
+        error: e,
     };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io)?;
@@ -277,7 +322,7 @@ pub fn remove_in(path: &std::path::Path, registry: &str) -> Result<bool, Registr
         let bytes = serde_json::to_vec_pretty(&file).unwrap_or_default();
         std::fs::write(path, bytes).map_err(|e| RegistryError::Io {
             context: format!("failed to write {}", path.display()),
-            source: e,
+            error: e,
         })?;
     }
     Ok(removed)
@@ -329,5 +374,62 @@ mod tests {
         assert_eq!(lookup_in(&files, "127.0.0.1:5000").unwrap().username, "x");
         assert!(remove_in(&ours, "localhost:5000").unwrap());
         assert_eq!(lookup_in(&files, "localhost:5000"), None);
+    }
+
+    #[test]
+    fn keys_with_a_path_or_capitals_name_their_host_as_in_docker() {
+        let dir = tempfile::tempdir().unwrap();
+        let docker = dir.path().join("config.json");
+        std::fs::write(
+            &docker,
+            br#"{"auths":{"https://reg.example:5078/v1/":{"auth":"YTpi"},"other.example:5000/v2/":{"username":"o","password":"p"},"Caps.Example":{"username":"c","password":"p"}}}"#,
+        )
+        .unwrap();
+        let files = [docker];
+        assert_eq!(lookup_in(&files, "reg.example:5078").unwrap().username, "a");
+        assert_eq!(
+            lookup_in(&files, "other.example:5000").unwrap().username,
+            "o"
+        );
+        assert_eq!(lookup_in(&files, "caps.example").unwrap().username, "c");
+        assert_eq!(lookup_in(&files, "REG.example:5078").unwrap().username, "a");
+        assert_eq!(lookup_in(&files, "reg.example"), None);
+        assert_eq!(lookup_in(&files, "reg.example:5079"), None);
+        assert_eq!(
+            key_hostname("https://index.docker.io/v1/"),
+            "index.docker.io"
+        );
+        assert_eq!(key_hostname("localhost:5078/v2/"), "localhost:5078");
+        assert_eq!(key_hostname("localhost:5078"), "localhost:5078");
+    }
+
+    #[test]
+    fn credential_helpers_are_named_for_their_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        let docker = dir.path().join("config.json");
+        std::fs::write(
+            &docker,
+            br#"{"auths":{},"credHelpers":{"https://reg.example:5000/v2/":"gcloud"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            credential_helper_in(&docker, "reg.example:5000").as_deref(),
+            Some("gcloud")
+        );
+        assert_eq!(credential_helper_in(&docker, "other.example"), None);
+        std::fs::write(
+            &docker,
+            br#"{"credsStore":"desktop","credHelpers":{"reg.example:5000":"gcloud"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            credential_helper_in(&docker, "other.example").as_deref(),
+            Some("desktop")
+        );
+        assert_eq!(
+            credential_helper_in(&docker, "reg.example:5000").as_deref(),
+            Some("gcloud")
+        );
+        assert_eq!(credential_helper_in(&dir.path().join("none"), "x"), None);
     }
 }

@@ -10,12 +10,17 @@
 //! changes. Manifests are limited to 4 MiB and checked against `Content-Type`, the digest
 //! asked for, and `Docker-Content-Digest`.
 
-use std::sync::Arc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
 use reqwest::{Method, StatusCode, header};
 use strata_types::Digest;
 use tokio::sync::Mutex;
+use tracing::debug;
 
 use crate::{
     RegistryError,
@@ -76,8 +81,15 @@ pub struct Registry {
     actions: String,
     options: ClientOptions,
     auth: Arc<Mutex<AuthState>>,
+    /// Set once the registry refused a streamed PATCH: later uploads go in chunks at once.
+    chunked_only: Arc<AtomicBool>,
+    /// The credential helper Docker's config.json names for this registry, when no
+    /// credentials were found (strata runs none; errors say so).
+    helper: Option<String>,
 }
 
+/// Whether `host` (`name[:port]`) is this machine, where plain HTTP is the default
+/// (host names are case-insensitive: `LOCALHOST:5000` is loopback too).
 fn is_loopback(host: &str) -> bool {
     let name = host.rsplit_once(':').map_or(host, |(h, port)| {
         if port.chars().all(|c| c.is_ascii_digit()) {
@@ -86,12 +98,14 @@ fn is_loopback(host: &str) -> bool {
             host
         }
     });
-    name == "localhost" || name.starts_with("127.") || name == "[::1]"
+    name.eq_ignore_ascii_case("localhost") || name.starts_with("127.") || name == "[::1]"
 }
 
 /// Turns Docker Hub's name into its API host.
 pub fn api_host(registry: &str) -> &str {
-    if registry == "docker.io" || registry == "index.docker.io" {
+    if registry.eq_ignore_ascii_case("docker.io")
+        || registry.eq_ignore_ascii_case("index.docker.io")
+    {
         "registry-1.docker.io"
     } else {
         registry
@@ -107,14 +121,19 @@ impl Registry {
         push: bool,
         mut options: ClientOptions,
     ) -> Result<Self, RegistryError> {
-        let host = api_host(registry).to_string();
+        // host names are case-insensitive; the URL lower-cases them anyway
+        let host = api_host(registry).to_ascii_lowercase();
         let scheme = if options.insecure || is_loopback(&host) {
             "http"
         } else {
             "https"
         };
+        let mut helper = None;
         if options.credentials.is_none() {
             options.credentials = crate::auth::lookup(registry);
+            if options.credentials.is_none() {
+                helper = crate::auth::credential_helper(registry);
+            }
         }
         let http = reqwest::Client::builder()
             .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")))
@@ -123,7 +142,7 @@ impl Registry {
             .build()
             .map_err(|e| RegistryError::Http {
                 context: "failed to set up the HTTP client".into(),
-                source: e,
+                error: e,
             })?;
         Ok(Self {
             http,
@@ -137,6 +156,8 @@ impl Registry {
             },
             options,
             auth: Arc::default(),
+            chunked_only: Arc::default(),
+            helper,
         })
     }
 
@@ -171,6 +192,17 @@ impl Registry {
             s.push(format!("repository:{from}:pull"));
         }
         s
+    }
+
+    /// What a user without credentials for this registry should do.
+    fn login_hint(&self) -> String {
+        match &self.helper {
+            Some(helper) => format!(
+                "Docker's config.json leaves {host}'s credentials to the credential helper docker-credential-{helper}, and credential helpers are not supported: run `strata login {host}`",
+                host = self.host
+            ),
+            None => format!("run `strata login {}`", self.host),
+        }
     }
 
     /// Answers a 401: works out a new `Authorization` value from the challenge.
@@ -220,7 +252,7 @@ impl Registry {
             }
             let r = req.send().await.map_err(|e| RegistryError::Http {
                 context: format!("{context}: token request to {realm}"),
-                source: e,
+                error: e,
             })?;
             if r.status() == StatusCode::UNAUTHORIZED || r.status() == StatusCode::FORBIDDEN {
                 return Err(unauthorized(if creds.is_some() {
@@ -230,8 +262,8 @@ impl Registry {
                     )
                 } else {
                     format!(
-                        "the token server {realm} requires credentials: run `strata login {}`",
-                        self.host
+                        "the token server {realm} requires credentials: {}",
+                        self.login_hint()
                     )
                 }));
             }
@@ -248,7 +280,7 @@ impl Registry {
             }
             let body = r.bytes().await.map_err(|e| RegistryError::Http {
                 context: format!("{context}: token"),
-                source: e,
+                error: e,
             })?;
             let t: Token = serde_json::from_slice(&body)
                 .map_err(|e| unauthorized(format!("invalid token response: {e}")))?;
@@ -263,8 +295,9 @@ impl Registry {
         if challenges.iter().any(|c| c.scheme == "basic") {
             let Some(c) = creds else {
                 return Err(unauthorized(format!(
-                    "{} requires credentials: run `strata login {}`",
-                    self.host, self.host
+                    "{} requires credentials: {}",
+                    self.host,
+                    self.login_hint()
                 )));
             };
             let mut state = self.auth.lock().await;
@@ -309,7 +342,7 @@ impl Registry {
             }
             let r = req.send().await.map_err(|e| RegistryError::Http {
                 context: context.to_string(),
-                source: e,
+                error: e,
             })?;
             if r.status() != StatusCode::UNAUTHORIZED {
                 return Ok(r);
@@ -324,10 +357,7 @@ impl Registry {
                             self.host, self.actions, self.repository
                         )
                     } else {
-                        format!(
-                            "{} requires credentials: run `strata login {}`",
-                            self.host, self.host
-                        )
+                        format!("{} requires credentials: {}", self.host, self.login_hint())
                     },
                 });
             }
@@ -399,7 +429,7 @@ impl Registry {
         let mut r = r;
         while let Some(chunk) = r.chunk().await.map_err(|e| RegistryError::Http {
             context: context.clone(),
-            source: e,
+            error: e,
         })? {
             bytes.extend_from_slice(&chunk);
             if bytes.len() > MAX_MANIFEST_BYTES {
@@ -516,7 +546,7 @@ impl Registry {
         let mut out = Vec::new();
         while let Some(chunk) = r.chunk().await.map_err(|e| RegistryError::Http {
             context: context.clone(),
-            source: e,
+            error: e,
         })? {
             out.extend_from_slice(&chunk);
             if out.len() > limit {
@@ -559,8 +589,9 @@ impl Registry {
         }
     }
 
-    /// Opens an upload session; returns its absolute location.
-    async fn start_upload(&self, context: &str) -> Result<String, RegistryError> {
+    /// Opens an upload session: its absolute location and the registry's
+    /// `OCI-Chunk-Min-Length`, if it sent one.
+    async fn start_upload(&self, context: &str) -> Result<Upload, RegistryError> {
         let r = self
             .send(
                 Method::POST,
@@ -573,12 +604,67 @@ impl Registry {
         let r = expect(r, &[StatusCode::ACCEPTED], context).await?;
         let loc =
             location(&r).ok_or_else(|| protocol(context, "upload started without a Location"))?;
-        Ok(self.absolute(&loc))
+        let min_chunk = r
+            .headers()
+            .get("oci-chunk-min-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        Ok(Upload {
+            location: self.absolute(&loc),
+            min_chunk,
+        })
+    }
+
+    /// `DELETE <location>`: cancels an abandoned upload (distribution.md §5.3), best effort —
+    /// its own failure is ignored, the error that made us abandon it is what matters.
+    async fn cancel_upload(&self, location: &str, context: &str) {
+        if let Err(e) = self
+            .send(Method::DELETE, location, &[], None, context)
+            .await
+        {
+            debug!(location, error = %e, "cancelling an abandoned upload failed");
+        }
+    }
+
+    /// Runs an upload's steps from an open session; on failure cancels the session at the
+    /// location it had reached and returns the failure.
+    async fn or_cancel<T>(
+        &self,
+        location: &mut String,
+        context: &str,
+        steps: impl AsyncFnOnce(&mut String) -> Result<T, RegistryError>,
+    ) -> Result<T, RegistryError> {
+        match steps(location).await {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                self.cancel_upload(location, context).await;
+                Err(e)
+            }
+        }
     }
 
     fn with_digest(location: &str, digest: &Digest) -> String {
         let sep = if location.contains('?') { '&' } else { '?' };
         format!("{location}{sep}digest={digest}")
+    }
+
+    /// The closing `PUT <location>?digest=` of an upload whose bytes are all sent.
+    async fn finish_upload(
+        &self,
+        location: &str,
+        digest: &Digest,
+        context: &str,
+    ) -> Result<(), RegistryError> {
+        let r = self
+            .send(
+                Method::PUT,
+                &Self::with_digest(location, digest),
+                &[],
+                None,
+                context,
+            )
+            .await?;
+        expect(r, &[StatusCode::CREATED], context).await.map(drop)
     }
 
     /// Monolithic upload of a blob held in memory (POST, then PUT `?digest=`).
@@ -587,70 +673,201 @@ impl Registry {
             "failed to upload {digest} to {}/{}",
             self.host, self.repository
         );
-        let loc = self.start_upload(&context).await?;
-        let r = self
-            .send(
-                Method::PUT,
-                &Self::with_digest(&loc, digest),
-                &[(header::CONTENT_TYPE, "application/octet-stream".into())],
-                Some(bytes),
-                &context,
-            )
-            .await?;
-        expect(r, &[StatusCode::CREATED], &context).await.map(drop)
+        let mut upload = self.start_upload(&context).await?;
+        self.or_cancel(&mut upload.location, &context, async |loc: &mut String| {
+            let r = self
+                .send(
+                    Method::PUT,
+                    &Self::with_digest(loc, digest),
+                    &[(header::CONTENT_TYPE, "application/octet-stream".into())],
+                    Some(bytes),
+                    &context,
+                )
+                .await?;
+            expect(r, &[StatusCode::CREATED], &context).await.map(drop)
+        })
+        .await
     }
 
-    /// Streamed upload of a blob whose digest is known only at the end: one PATCH carrying
-    /// the whole stream (no `Content-Range`, as docker/distribution's client does), then the
-    /// closing PUT with the digest the caller computed while producing the stream.
-    pub async fn upload_stream<F>(
-        &self,
-        body: reqwest::Body,
-        digest_when_done: F,
-    ) -> Result<Digest, RegistryError>
+    /// Upload of a blob whose digest is known only at the end, produced by `produce` while
+    /// it is sent (a layer compressed on the fly).
+    ///
+    /// The fast path is one PATCH carrying the whole stream without `Content-Range` (a
+    /// "streamed" upload, as docker/distribution's client sends), then the closing PUT with
+    /// the digest the producer computed. A registry that refuses that PATCH (400, 411, 413,
+    /// 416, 405 or 501: some require `Content-Range`) gets the blob again in chunks: the
+    /// session is cancelled, `produce` is called a second time (it must give the same bytes)
+    /// and the bytes go in PATCHes of [`CHUNK`] bytes (at least the registry's
+    /// `OCI-Chunk-Min-Length`) with `Content-Range` and `Content-Length`, following each
+    /// `Location`, resuming from the registry's `Range` after a 416; this client then
+    /// uploads that registry's later blobs in chunks straight away. An upload abandoned for
+    /// any reason is cancelled with `DELETE <location>`.
+    pub async fn upload_stream<P>(&self, produce: P) -> Result<Digest, RegistryError>
     where
-        F: std::future::Future<Output = Result<Digest, RegistryError>>,
+        P: Fn() -> BlobStream,
     {
         let context = format!(
             "failed to upload a blob to {}/{}",
             self.host, self.repository
         );
-        let loc = self.start_upload(&context).await?;
-        let mut req = self
-            .http
-            .patch(&loc)
-            .header(header::CONTENT_TYPE, "application/octet-stream")
-            .body(body);
-        if let Some(h) = self.auth.lock().await.header.clone() {
-            req = req.header(header::AUTHORIZATION, h);
+        if !self.chunked_only.load(Ordering::Relaxed) {
+            let mut upload = self.start_upload(&context).await?;
+            let source = produce();
+            let patched = self
+                .or_cancel(&mut upload.location, &context, async |loc: &mut String| {
+                    let mut req = self
+                        .http
+                        .patch(loc.as_str())
+                        .header(header::CONTENT_TYPE, "application/octet-stream")
+                        .body(reqwest::Body::wrap_stream(source.chunks));
+                    if let Some(h) = self.auth.lock().await.header.clone() {
+                        req = req.header(header::AUTHORIZATION, h);
+                    }
+                    let r = req.send().await.map_err(|e| RegistryError::Http {
+                        context: context.clone(),
+                        error: e,
+                    })?;
+                    if STREAM_REFUSED.contains(&r.status()) {
+                        let status = r.status();
+                        let refused = expect(r, &[], &context).await.err().unwrap_or_else(|| {
+                            protocol(&context, format!("streamed PATCH refused: {status}"))
+                        });
+                        return Ok(Err(refused));
+                    }
+                    let r = expect(
+                        r,
+                        &[
+                            StatusCode::ACCEPTED,
+                            StatusCode::NO_CONTENT,
+                            StatusCode::CREATED,
+                        ],
+                        &context,
+                    )
+                    .await?;
+                    if let Some(l) = location(&r) {
+                        *loc = self.absolute(&l);
+                    }
+                    let digest = source.digest.await?;
+                    self.finish_upload(loc, &digest, &context).await?;
+                    Ok(Ok(digest))
+                })
+                .await?;
+            match patched {
+                Ok(digest) => return Ok(digest),
+                Err(refused) => {
+                    debug!(error = %refused, "the registry refused a streamed PATCH: uploading in chunks");
+                    self.cancel_upload(&upload.location, &context).await;
+                    self.chunked_only.store(true, Ordering::Relaxed);
+                }
+            }
         }
-        let r = req.send().await.map_err(|e| RegistryError::Http {
-            context: context.clone(),
-            source: e,
-        })?;
-        let r = expect(
-            r,
-            &[
-                StatusCode::ACCEPTED,
-                StatusCode::NO_CONTENT,
-                StatusCode::CREATED,
-            ],
-            &context,
-        )
-        .await?;
-        let digest = digest_when_done.await?;
-        let loc = location(&r).map_or(loc, |l| self.absolute(&l));
-        let r = self
-            .send(
-                Method::PUT,
-                &Self::with_digest(&loc, &digest),
-                &[],
-                None,
-                &context,
-            )
-            .await?;
-        expect(r, &[StatusCode::CREATED], &context).await?;
-        Ok(digest)
+        let mut upload = self.start_upload(&context).await?;
+        let chunk = upload.min_chunk.unwrap_or(0).max(CHUNK);
+        let source = produce();
+        self.or_cancel(&mut upload.location, &context, async |loc: &mut String| {
+            let mut chunks = source.chunks;
+            let mut pending = BytesMut::new();
+            let mut offset = 0u64;
+            loop {
+                let next = chunks
+                    .next()
+                    .await
+                    .transpose()
+                    .map_err(|e| RegistryError::Io {
+                        context: context.clone(),
+                        error: e,
+                    })?;
+                if let Some(bytes) = &next {
+                    pending.extend_from_slice(bytes);
+                }
+                while pending.len() >= chunk || (next.is_none() && !pending.is_empty()) {
+                    let n = pending.len().min(chunk);
+                    let piece = pending.split_to(n).freeze();
+                    self.patch_chunk(loc, offset, piece, &context).await?;
+                    offset += n as u64;
+                }
+                if next.is_none() {
+                    break;
+                }
+            }
+            let digest = source.digest.await?;
+            self.finish_upload(loc, &digest, &context).await?;
+            Ok(digest)
+        })
+        .await
+    }
+
+    /// Sends `piece`, the blob's bytes from `offset`, as PATCHes with `Content-Range`,
+    /// following each `Location`. After a 416 the registry's `GET <location>` `Range` says
+    /// how much it holds, and the rest of the piece is sent from there (a few times at most).
+    async fn patch_chunk(
+        &self,
+        loc: &mut String,
+        offset: u64,
+        piece: Bytes,
+        context: &str,
+    ) -> Result<(), RegistryError> {
+        let end = offset + piece.len() as u64;
+        let mut from = offset;
+        let mut recoveries = 0;
+        while from < end {
+            let part = piece.slice((from - offset) as usize..);
+            let r = self
+                .send(
+                    Method::PATCH,
+                    loc,
+                    &[
+                        (header::CONTENT_TYPE, "application/octet-stream".into()),
+                        (header::CONTENT_RANGE, format!("{from}-{}", end - 1)),
+                        (header::CONTENT_LENGTH, part.len().to_string()),
+                    ],
+                    Some(part),
+                    context,
+                )
+                .await?;
+            if r.status() == StatusCode::RANGE_NOT_SATISFIABLE && recoveries < 3 {
+                recoveries += 1;
+                if let Some(l) = location(&r) {
+                    *loc = self.absolute(&l);
+                }
+                let held = self.upload_status(loc, context).await?;
+                if held < offset || held > end {
+                    return Err(protocol(
+                        context,
+                        format!(
+                            "the registry holds {held} bytes of the upload after a 416; bytes {offset}-{} were being sent",
+                            end - 1
+                        ),
+                    ));
+                }
+                from = held;
+                continue;
+            }
+            let r = expect(r, &[StatusCode::ACCEPTED, StatusCode::NO_CONTENT], context).await?;
+            if let Some(l) = location(&r) {
+                *loc = self.absolute(&l);
+            }
+            from = end;
+        }
+        Ok(())
+    }
+
+    /// `GET <location>` of an upload: how many bytes the registry holds (from `Range:
+    /// 0-<last>`; distribution answers `0-0` for none as for one, read as none), following
+    /// its `Location`.
+    async fn upload_status(&self, loc: &mut String, context: &str) -> Result<u64, RegistryError> {
+        let r = self.send(Method::GET, loc, &[], None, context).await?;
+        let r = expect(r, &[StatusCode::NO_CONTENT, StatusCode::OK], context).await?;
+        if let Some(l) = location(&r) {
+            *loc = self.absolute(&l);
+        }
+        let range = r
+            .headers()
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("0-0");
+        parse_upload_range(range)
+            .ok_or_else(|| protocol(context, format!("upload status with a bad Range {range:?}")))
     }
 
     /// Chunked upload of a blob held in memory: PATCHes of `chunk` bytes with
@@ -665,38 +882,18 @@ impl Registry {
             "failed to upload {digest} to {}/{}",
             self.host, self.repository
         );
-        let mut loc = self.start_upload(&context).await?;
-        let mut offset = 0usize;
-        while offset < bytes.len() {
-            let end = (offset + chunk.max(1)).min(bytes.len());
-            let r = self
-                .send(
-                    Method::PATCH,
-                    &loc,
-                    &[
-                        (header::CONTENT_TYPE, "application/octet-stream".into()),
-                        (header::CONTENT_RANGE, format!("{offset}-{}", end - 1)),
-                    ],
-                    Some(bytes.slice(offset..end)),
-                    &context,
-                )
-                .await?;
-            let r = expect(r, &[StatusCode::ACCEPTED], &context).await?;
-            if let Some(l) = location(&r) {
-                loc = self.absolute(&l);
+        let mut upload = self.start_upload(&context).await?;
+        self.or_cancel(&mut upload.location, &context, async |loc: &mut String| {
+            let mut offset = 0usize;
+            while offset < bytes.len() {
+                let end = (offset + chunk.max(1)).min(bytes.len());
+                self.patch_chunk(loc, offset as u64, bytes.slice(offset..end), &context)
+                    .await?;
+                offset = end;
             }
-            offset = end;
-        }
-        let r = self
-            .send(
-                Method::PUT,
-                &Self::with_digest(&loc, digest),
-                &[],
-                None,
-                &context,
-            )
-            .await?;
-        expect(r, &[StatusCode::CREATED], &context).await.map(drop)
+            self.finish_upload(loc, digest, &context).await
+        })
+        .await
     }
 
     /// PUTs a manifest with `Content-Type` = its media type; checks the digest the registry
@@ -736,6 +933,56 @@ impl Registry {
         }
         Ok(digest)
     }
+}
+
+/// The bytes of a blob produced while it is uploaded ([`Registry::upload_stream`]), and its
+/// digest once they have all been produced.
+pub struct BlobStream {
+    /// The bytes, in pieces of any size.
+    pub chunks: futures::stream::BoxStream<'static, Result<Bytes, std::io::Error>>,
+    /// The digest of all of them, ready when the stream has ended.
+    pub digest: futures::future::BoxFuture<'static, Result<Digest, RegistryError>>,
+}
+
+impl std::fmt::Debug for BlobStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BlobStream")
+    }
+}
+
+/// An open upload session.
+struct Upload {
+    /// Where the next request of the upload goes (absolute).
+    location: String,
+    /// `OCI-Chunk-Min-Length`, when the registry sent it.
+    min_chunk: Option<usize>,
+}
+
+/// Bytes per PATCH of a chunked upload (unless the registry asks for more).
+pub const CHUNK: usize = 8 << 20;
+
+/// Answers to a streamed PATCH (no `Content-Range`) that mean "not like that": the upload is
+/// made again in chunks.
+const STREAM_REFUSED: [StatusCode; 6] = [
+    StatusCode::BAD_REQUEST,
+    StatusCode::METHOD_NOT_ALLOWED,
+    StatusCode::LENGTH_REQUIRED,
+    StatusCode::PAYLOAD_TOO_LARGE,
+    StatusCode::RANGE_NOT_SATISFIABLE,
+    StatusCode::NOT_IMPLEMENTED,
+];
+
+/// How many bytes an upload's `Range` (`0-<last>`, or `bytes=0-<last>`) says the registry
+/// holds; `0-0` is read as none (distribution sends it before any byte).
+fn parse_upload_range(range: &str) -> Option<u64> {
+    let range = range.trim();
+    let range = range.strip_prefix("bytes=").unwrap_or(range);
+    let (start, last) = range.split_once('-')?;
+    let (start, last): (u64, u64) = (start.trim().parse().ok()?, last.trim().parse().ok()?);
+    if start != 0 {
+        return None;
+    }
+    Some(if last == 0 { 0 } else { last + 1 })
 }
 
 fn location(r: &reqwest::Response) -> Option<String> {
@@ -794,6 +1041,25 @@ async fn expect(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_hosts_are_known_whatever_their_case() {
+        for host in [
+            "localhost",
+            "localhost:5000",
+            "LOCALHOST:5073",
+            "LocalHost",
+            "127.0.0.1:1",
+        ] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in ["localhost.example:5000", "reg.example", "10.0.0.1:5000"] {
+            assert!(!is_loopback(host), "{host}");
+        }
+        let upper = Registry::new("LOCALHOST:5073", "x", false, ClientOptions::default()).unwrap();
+        assert_eq!(upper.base, "http://localhost:5073");
+        assert_eq!(upper.host(), "localhost:5073");
+    }
 
     #[test]
     fn debug_never_prints_credentials_or_the_authorization_header() {

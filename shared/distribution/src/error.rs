@@ -22,12 +22,16 @@ pub enum RegistryError {
         reason: String,
     },
     /// The connection failed or broke.
-    #[error("{context}: {source}")]
+    ///
+    /// The message ends with the HTTP client's error and its causes (reqwest hides "connection
+    /// refused" two sources down), each once; so the error is deliberately not also reported
+    /// as `source()`, or a chain printer (`{:#}`) would say it all twice.
+    #[error("{context}: {}", causes(.error))]
     Http {
         /// What was being done.
         context: String,
         /// The HTTP client's error.
-        source: reqwest::Error,
+        error: reqwest::Error,
     },
     /// The registry sent something that breaks the protocol or the content's digest.
     #[error("{context}: {reason}")]
@@ -38,11 +42,68 @@ pub enum RegistryError {
         reason: String,
     },
     /// A local file (credentials) could not be read or written.
-    #[error("{context}: {source}")]
+    ///
+    /// The message ends with the system error, so it is not also the error's `source()`.
+    #[error("{context}: {error}")]
     Io {
         /// What was being done.
         context: String,
         /// The system error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
+}
+
+/// An error and its sources, joined by ": ", each said once (a source whose text its
+/// predecessors already contain adds nothing).
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = cause.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every cause in `e`'s chain, as anyhow's `{:#}` prints it.
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut out = e.to_string();
+        let mut next = e.source();
+        while let Some(cause) = next {
+            out.push_str(&format!(": {cause}"));
+            next = cause.source();
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_failed_request_names_each_cause_once() {
+        // nothing listens on port 1 of loopback
+        let error = reqwest::get("http://127.0.0.1:1/v2/").await.unwrap_err();
+        let e = RegistryError::Http {
+            context: "failed to reach 127.0.0.1:1".into(),
+            error,
+        };
+        let shown = chain(&e);
+        assert_eq!(shown.matches("error sending request").count(), 1, "{shown}");
+        assert_eq!(shown.matches("127.0.0.1:1/v2/").count(), 1, "{shown}");
+        assert!(shown.to_lowercase().contains("connect"), "{shown}");
+        assert!(
+            shown.starts_with("failed to reach 127.0.0.1:1: "),
+            "{shown}"
+        );
+        let e = RegistryError::Io {
+            context: "failed to write f".into(),
+            error: std::io::Error::other("disk full"),
+        };
+        assert_eq!(chain(&e), "failed to write f: disk full");
+    }
 }

@@ -10,6 +10,7 @@ mod error;
 
 pub use auth::Credentials;
 pub use client::{
-    ClientOptions, FetchedManifest, MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, Registry, api_host,
+    BlobStream, CHUNK, ClientOptions, FetchedManifest, MANIFEST_ACCEPT, MAX_MANIFEST_BYTES,
+    Registry, api_host,
 };
 pub use error::RegistryError;

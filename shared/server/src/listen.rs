@@ -20,12 +20,14 @@ pub enum ListenError {
     #[error("invalid listen address {0:?}: expected HOST:PORT or unix:///path/to.sock")]
     Invalid(String),
     /// Bind failed.
-    #[error("cannot listen on {addr}: {source}")]
+    /// (The message ends with the OS error, so it is not also the `source()`: a chain printer
+    /// would say it twice.)
+    #[error("cannot listen on {addr}: {error}")]
     Bind {
         /// The address.
         addr: String,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A live server already listens on the socket path.
     #[error("cannot listen on {0}: another server is already listening there")]
@@ -85,9 +87,9 @@ impl Listener {
                 TcpListener::bind(a)
                     .await
                     .map(Self::Tcp)
-                    .map_err(|source| ListenError::Bind {
+                    .map_err(|error| ListenError::Bind {
                         addr: addr.to_string(),
-                        source,
+                        error,
                     })
             }
             ListenAddr::Unix(path) => {
@@ -100,16 +102,16 @@ impl Listener {
                 if let Some(parent) = path.parent()
                     && !parent.as_os_str().is_empty()
                 {
-                    std::fs::create_dir_all(parent).map_err(|source| ListenError::Bind {
+                    std::fs::create_dir_all(parent).map_err(|error| ListenError::Bind {
                         addr: addr.to_string(),
-                        source,
+                        error,
                     })?;
                 }
                 UnixListener::bind(path)
                     .map(|l| Self::Unix(l, path.clone()))
-                    .map_err(|source| ListenError::Bind {
+                    .map_err(|error| ListenError::Bind {
                         addr: addr.to_string(),
-                        source,
+                        error,
                     })
             }
         }

@@ -10,13 +10,20 @@
 //!   second push uploads nothing.
 //! - **blob location** (`strata.record=blob-location`, `strata.subject=<compressed digest>`):
 //!   a registry repository known to hold a compressed layer, for cross-repository mounts.
+//! - **digest reference** (`strata.record=digest-reference`, `strata.subject=<local manifest>`,
+//!   `strata.gc.root`, `strata.gc.ref.image=<local manifest>`): Docker's `repo@digest`
+//!   reference, written by every pull by digest (`strata pull repo@sha256:…`, a build's
+//!   `FROM`/`COPY --from` by digest). Unlike the records above it is a GC root: it keeps its
+//!   image as a tag does, `images` lists the image as `REPO <none>`, and `rmi repo@digest`
+//!   deletes it.
 //!
 //! Records are content-addressed like any blob (writing the same record twice stores one).
 //! Their labels tell the layer store's GC what they belong to ([`strata_types::gc_label`]):
 //! `strata.subject` keeps a record exactly as long as the image or layer it describes, and a
 //! compressed-layer record keeps, through its `strata.gc.ref.compressed`, the locations of its
 //! compressed form (and that form's blob, were it stored). So `strata gc` keeps the records of
-//! every image a tag, lease or cache entry reaches, and removes them with the image.
+//! every image a tag, digest reference, lease or cache entry reaches, and removes them with
+//! the image.
 
 use std::collections::BTreeMap;
 
@@ -53,11 +60,24 @@ async fn put(
     refs: &[(&str, &Digest)],
     body: Vec<u8>,
 ) -> Result<()> {
+    put_labelled(store, kind, subject, refs, BTreeMap::new(), body).await
+}
+
+/// [`put`] with further labels.
+async fn put_labelled(
+    store: &ImageStore,
+    kind: &str,
+    subject: &str,
+    refs: &[(&str, &Digest)],
+    extra: BTreeMap<String, String>,
+    body: Vec<u8>,
+) -> Result<()> {
     let digest = Digest::of(&body);
     if store.stat(&digest).await?.is_some() {
         return Ok(());
     }
-    let mut labels = BTreeMap::from([
+    let mut labels = extra;
+    labels.extend([
         (KIND.to_string(), kind.to_string()),
         (SUBJECT.to_string(), subject.to_string()),
     ]);
@@ -225,4 +245,116 @@ pub async fn compressed_forms(store: &ImageStore, diff_id: &Digest) -> Result<Ve
         .filter(|r| r.diff_id == diff_id.to_string())
         .map(|r| r.descriptor)
         .collect())
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct DigestReferenceBody {
+    repository: String,
+    digest: String,
+    manifest: String,
+}
+
+/// A digest reference: `repository@digest` names the local image `manifest`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DigestReference {
+    /// The full repository name (`localhost:5000/app`, `docker.io/library/busybox`).
+    pub repository: String,
+    /// The registry digest the image was pulled by.
+    pub digest: Digest,
+    /// The local image's manifest.
+    pub manifest: Digest,
+    /// The record blob itself (what deleting the reference deletes).
+    pub record: Digest,
+}
+
+impl DigestReference {
+    /// `repository@digest` in familiar form (`busybox@sha256:…`).
+    pub fn familiar(&self) -> String {
+        Reference::parse(&format!("{}@{}", self.repository, self.digest)).map_or_else(
+            |_| format!("{}@{}", self.repository, self.digest),
+            |r| r.familiar(),
+        )
+    }
+}
+
+/// Remembers that `repository@digest` (a pull by digest) names the local image `manifest`,
+/// as a GC root that keeps the image (see the module's description).
+pub async fn add_digest_reference(
+    store: &ImageStore,
+    manifest: &Digest,
+    repository: &Reference,
+    digest: &Digest,
+) -> Result<()> {
+    let body = serde_json::to_vec(&DigestReferenceBody {
+        repository: repository.name(),
+        digest: digest.to_string(),
+        manifest: manifest.to_string(),
+    })
+    .unwrap_or_default();
+    put_labelled(
+        store,
+        DIGEST_REFERENCE,
+        &manifest.to_string(),
+        &[("image", manifest)],
+        BTreeMap::from([(gc_label::ROOT.to_string(), "true".to_string())]),
+        body,
+    )
+    .await
+}
+
+const DIGEST_REFERENCE: &str = "digest-reference";
+
+/// Every digest reference in the store, sorted; `manifest` limits them to one image.
+pub async fn digest_references(
+    store: &ImageStore,
+    manifest: Option<&Digest>,
+) -> Result<Vec<DigestReference>> {
+    let mut labels = BTreeMap::from([(KIND.to_string(), DIGEST_REFERENCE.to_string())]);
+    if let Some(m) = manifest {
+        labels.insert(SUBJECT.to_string(), m.to_string());
+    }
+    let mut out = Vec::new();
+    for info in store.list_blobs(RECORD_MEDIA_TYPE, labels).await? {
+        let Ok(record) = Digest::parse(&info.digest) else {
+            continue;
+        };
+        let Ok(body) = store.read_bytes(&record, 64 * 1024).await else {
+            continue;
+        };
+        let Ok(r) = serde_json::from_slice::<DigestReferenceBody>(&body) else {
+            continue;
+        };
+        let (Ok(digest), Ok(m)) = (Digest::parse(&r.digest), Digest::parse(&r.manifest)) else {
+            continue;
+        };
+        if manifest.is_some_and(|want| *want != m) {
+            continue;
+        }
+        out.push(DigestReference {
+            repository: r.repository,
+            digest,
+            manifest: m,
+            record,
+        });
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Deletes the digest references of `repository` (a bare repository) to the image
+/// `manifest`; returns those deleted.
+pub async fn remove_digest_references(
+    store: &ImageStore,
+    repository: &Reference,
+    manifest: &Digest,
+) -> Result<Vec<DigestReference>> {
+    let name = repository.name();
+    let mut removed = Vec::new();
+    for r in digest_references(store, Some(manifest)).await? {
+        if r.repository == name {
+            store.delete(&r.record).await?;
+            removed.push(r);
+        }
+    }
+    Ok(removed)
 }

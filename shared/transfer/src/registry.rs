@@ -1,19 +1,23 @@
 //! `strata pull` and `strata push` over the OCI distribution API.
 //!
-//! **Pull**: manifest (an index picks linux/amd64, then the manifest by digest), config,
+//! **Pull**: manifest (an index picks linux/amd64, then the manifest by digest), config
+//! (refused when it names another platform: a single-platform manifest is not picked),
 //! then every layer the store lacks, streamed: the compressed bytes are hashed against the
 //! descriptor's digest and size while they are decompressed into the layer store, whose
 //! write is verified against the config's diff_id. A layer whose compressed digest does not
 //! match is aborted before its write commits. The local image gets an OCI manifest over the
 //! uncompressed layers (as every local image has); the digest the reference resolved to in the
 //! registry (the index's, for a multi-arch image) is kept as a repo-digest record, and each layer's compressed descriptor as a compressed-layer record.
+//! A pull by tag moves the tag; a pull by digest writes a digest reference instead
+//! ([`records::add_digest_reference`]), which keeps the image as a tag would.
 //!
 //! **Push**: for each layer, a remembered compressed form the registry already holds is used
 //! as is (HEAD); else one another repository of the same registry holds is mounted; else the
 //! layer is compressed once with the pinned encoder (gzip level [`GZIP_LEVEL`] in
 //! independent 1 MiB members, [`crate::blocked_gzip`], on every core; or zstd level
-//! [`ZSTD_LEVEL`]) and streamed to the registry in one PATCH while it is hashed, and the
-//! result remembered. The same layer therefore always compresses to the same digest, and a
+//! [`ZSTD_LEVEL`]) and streamed to the registry in one PATCH while it is hashed (or, for a
+//! registry that refuses that, compressed again and sent in chunks with `Content-Range`),
+//! and the result remembered. The same layer therefore always compresses to the same digest, and a
 //! second push of an image uploads nothing. A pull inflates such a layer on every core too.
 
 use std::{
@@ -22,8 +26,9 @@ use std::{
 };
 
 use bytes::{Bytes, BytesMut};
+use futures::FutureExt;
 use futures::StreamExt;
-use strata_distribution::{ClientOptions, Registry, RegistryError};
+use strata_distribution::{BlobStream, ClientOptions, Registry, RegistryError};
 use strata_image::{Descriptor, ImageConfig, Index, Manifest};
 use strata_proto::layer_store::WriteStart;
 use strata_types::{Digest, Hasher, Reference, RunningHash, media_type};
@@ -198,6 +203,7 @@ pub async fn pull_with_progress(
     }
     let config = ImageConfig::parse(&config_bytes)?;
     manifest.validate_against(&config)?;
+    check_platform(reference, &config)?;
     progress(PullProgress::Resolved {
         remote_digest,
         layers: manifest.layers.len(),
@@ -239,7 +245,11 @@ pub async fn pull_with_progress(
             .await?;
     let repo = Reference::parse_repository(&reference.name())?;
     records::add_repo_digest(store, &manifest_digest, &repo, &remote_digest).await?;
-    if reference.digest().is_none() {
+    if reference.digest().is_some() {
+        // Docker's digest reference: the image stays (a GC root) and is listed as
+        // `REPO <none>` until `rmi REPO@DIGEST`, also when nothing needed downloading
+        records::add_digest_reference(store, &manifest_digest, &repo, &remote_digest).await?;
+    } else {
         store.set_tag(reference, &manifest_digest).await?;
     }
     Ok(Pulled {
@@ -252,6 +262,26 @@ pub async fn pull_with_progress(
 
 fn host_arch() -> &'static str {
     crate::import::host_architecture()
+}
+
+/// Refuses an image whose config names another platform than the one strata builds and
+/// pulls (a single-platform manifest is not chosen by platform, so its config decides): an
+/// arm64 image would otherwise be stored, and built on, as if it were this machine's.
+/// A config that leaves os or architecture out is taken as it is.
+fn check_platform(reference: &Reference, config: &ImageConfig) -> Result<()> {
+    let (os, arch) = (config.os.as_str(), config.architecture.as_str());
+    if (os.is_empty() || os == "linux") && (arch.is_empty() || arch == host_arch()) {
+        return Ok(());
+    }
+    let found = match config.variant.as_deref() {
+        Some(v) if !v.is_empty() => format!("{os}/{arch}/{v}"),
+        _ => format!("{os}/{arch}"),
+    };
+    Err(TransferError::Unsupported(format!(
+        "{} is a {found} image: strata pulls and builds only linux/{} images",
+        reference.familiar(),
+        host_arch()
+    )))
 }
 
 /// Downloads one layer into the store unless it is there; returns (diff_id, size, fetched).
@@ -339,7 +369,7 @@ async fn pull_layer(
                 Err(e) => {
                     let err = RegistryError::Http {
                         context: format!("download of layer {digest} broke off"),
-                        source: e,
+                        error: e,
                     };
                     let msg = err.to_string();
                     let _ = tx.send(Err(TransferError::Registry(err))).await;
@@ -576,7 +606,26 @@ async fn push_layer(
             return Ok((layer_descriptor(form), 2));
         }
     }
-    // Compress (deterministically) while uploading.
+    // Compress (deterministically) while uploading; a registry that makes the upload start
+    // over (chunked after refusing a streamed one) gets the same bytes from a second run.
+    let size_cell = std::sync::Arc::new(std::sync::Mutex::new(0u64));
+    let produce = || compressed_stream(store, diff_id, compression, size_cell.clone());
+    let digest = registry.upload_stream(produce).await?;
+    let size = *size_cell.lock().unwrap_or_else(|p| p.into_inner());
+    let desc = Descriptor::new(compression.media_type(), digest.to_string(), size as i64);
+    records::add_compressed(store, diff_id, &desc).await?;
+    records::add_blob_location(store, &digest, registry.host(), registry.repository()).await?;
+    Ok((desc, 1))
+}
+
+/// One run of a layer's compression, streamed as it is produced: the bytes, and their
+/// digest once they are all out (their length then goes to `size`).
+fn compressed_stream(
+    store: &ImageStore,
+    diff_id: &Digest,
+    compression: PushCompression,
+    size: std::sync::Arc<std::sync::Mutex<u64>>,
+) -> BlobStream {
     let (tx, rx) = mpsc::channel::<std::result::Result<Bytes, std::io::Error>>(8);
     let reader = store.reader(diff_id);
     let diff_id = *diff_id;
@@ -613,41 +662,24 @@ async fn push_layer(
         let len = sink.hasher.len();
         Ok((sink.hasher.finish(), len))
     });
-    let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
-    let (tx_done, rx_done) = tokio::sync::oneshot::channel::<Result<(Digest, u64)>>();
-    let waiter = tokio::spawn(async move {
-        let r = compress
-            .await
-            .map_err(|e| TransferError::invalid("push", format!("task failed: {e}")))
-            .and_then(|r| r);
-        let _ = tx_done.send(r);
-    });
-    let size_cell = std::sync::Arc::new(std::sync::Mutex::new(0u64));
-    let size_out = size_cell.clone();
-    let digest = registry
-        .upload_stream(body, async move {
-            match rx_done.await {
-                Ok(Ok((d, n))) => {
-                    *size_out.lock().unwrap_or_else(|p| p.into_inner()) = n;
-                    Ok(d)
-                }
-                Ok(Err(e)) => Err(RegistryError::Protocol {
-                    context: "compressing the layer".into(),
-                    reason: e.to_string(),
-                }),
-                Err(_) => Err(RegistryError::Protocol {
-                    context: "compressing the layer".into(),
-                    reason: "compressor stopped".into(),
-                }),
+    let digest = async move {
+        let failed = |reason: String| RegistryError::Protocol {
+            context: "compressing the layer".into(),
+            reason,
+        };
+        match compress.await {
+            Ok(Ok((d, n))) => {
+                *size.lock().unwrap_or_else(|p| p.into_inner()) = n;
+                Ok(d)
             }
-        })
-        .await?;
-    let _ = waiter.await;
-    let size = *size_cell.lock().unwrap_or_else(|p| p.into_inner());
-    let desc = Descriptor::new(compression.media_type(), digest.to_string(), size as i64);
-    records::add_compressed(store, &diff_id, &desc).await?;
-    records::add_blob_location(store, &digest, registry.host(), registry.repository()).await?;
-    Ok((desc, 1))
+            Ok(Err(e)) => Err(failed(e.to_string())),
+            Err(e) => Err(failed(format!("compressor stopped: {e}"))),
+        }
+    };
+    BlobStream {
+        chunks: tokio_stream::wrappers::ReceiverStream::new(rx).boxed(),
+        digest: digest.boxed(),
+    }
 }
 
 /// The descriptor to push for a remembered compressed form, in the OCI family whatever

@@ -8,8 +8,11 @@
 //! - [`REF_PREFIX`]: while the blob is reached, so is the digest in the label's value, present
 //!   or not (as a manifest reaches its layers); a record can so keep a further record whose
 //!   subject is that digest.
+//! - [`ROOT`]: the blob is a root of marking, as a tag or a lease is: it is kept until it is
+//!   deleted, and keeps what its [`REF_PREFIX`] labels name (a digest reference, kept by a
+//!   pull by digest, keeps its image this way).
 //!
-//! Marking follows both, whatever the blob's media type.
+//! Marking follows all three, whatever the blob's media type.
 
 use crate::Digest;
 
@@ -19,6 +22,15 @@ pub const SUBJECT: &str = "strata.subject";
 /// Label key prefix: "keep this digest while I am kept" (`strata.gc.ref.<name>`, the value
 /// is a digest).
 pub const REF_PREFIX: &str = "strata.gc.ref.";
+
+/// Label key: "I am a GC root" (any value; strata writes `true`). Such a blob lives until it
+/// is deleted (`DeleteBlob`), whatever reaches it.
+pub const ROOT: &str = "strata.gc.root";
+
+/// Whether a label set makes its blob a GC root ([`ROOT`]).
+pub fn is_root<'a>(labels: impl IntoIterator<Item = (&'a String, &'a String)>) -> bool {
+    labels.into_iter().any(|(k, _)| k.as_str() == ROOT)
+}
 
 /// The digest a label set names as its subject, when it names a valid one.
 pub fn subject<'a>(labels: impl IntoIterator<Item = (&'a String, &'a String)>) -> Option<Digest> {
@@ -58,5 +70,10 @@ mod tests {
         let none = BTreeMap::from([(SUBJECT.to_string(), "x".to_string())]);
         assert_eq!(subject(&none), None);
         assert!(refs(&none).is_empty());
+        assert!(!is_root(&labels));
+        assert!(is_root(&BTreeMap::from([(
+            ROOT.to_string(),
+            "true".to_string()
+        )])));
     }
 }

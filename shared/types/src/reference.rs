@@ -64,12 +64,14 @@ pub enum ReferenceError {
         tag: String,
     },
     /// A bad digest.
-    #[error("invalid reference {value:?}: {source}")]
+    /// (The message ends with the digest's error, so it is not also the `source()`: a chain
+    /// printer would say it twice.)
+    #[error("invalid reference {value:?}: {error}")]
     BadDigest {
         /// The whole reference.
         value: String,
         /// What is wrong with the digest.
-        source: DigestError,
+        error: DigestError,
     },
     /// Name over 255 characters.
     #[error("invalid reference: repository name is {0} characters, more than 255")]
@@ -141,9 +143,9 @@ impl Reference {
         }
         let (rest, digest) = match value.split_once('@') {
             Some((rest, d)) => {
-                let digest = Digest::parse(d).map_err(|source| ReferenceError::BadDigest {
+                let digest = Digest::parse(d).map_err(|error| ReferenceError::BadDigest {
                     value: value.to_string(),
-                    source,
+                    error,
                 })?;
                 (rest, Some(digest))
             }
@@ -408,6 +410,21 @@ fn valid_tag(tag: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_bad_digest_is_named_once_in_the_chain() {
+        let e = Reference::parse("x@sha256:abc").unwrap_err();
+        let mut shown = e.to_string();
+        let mut next = std::error::Error::source(&e);
+        while let Some(cause) = next {
+            shown.push_str(&format!(": {cause}"));
+            next = cause.source();
+        }
+        assert_eq!(
+            shown,
+            r#"invalid reference "x@sha256:abc": invalid digest "sha256:abc": sha256 hex must be 64 characters, got 3"#
+        );
+    }
+
     use proptest::prelude::*;
 
     use super::*;

@@ -1,7 +1,8 @@
 //! Mark and sweep.
 //!
 //! Roots: the request's digests (the caller adds the tag index's), live leases, build-cache
-//! results (unless pruned), and digests announced by uploads in flight. Marking follows
+//! results (unless pruned), digests announced by uploads in flight, and every blob labelled
+//! `strata.gc.root` (strata-transfer's digest references: an image pulled by digest). Marking follows
 //! manifest -> config/layers and index -> manifests, a blob's `strata.gc.ref.*` labels, and
 //! from any digest reached to the blobs labelled with it as their `strata.subject` (records
 //! about an image or layer live exactly as long as it does). While a GC runs, every commit or
@@ -15,7 +16,7 @@
 
 use std::{collections::HashSet, sync::Arc};
 
-use strata_types::Digest;
+use strata_types::{Digest, gc_label};
 use tokio::sync::OwnedMutexGuard;
 use tracing::info;
 
@@ -113,6 +114,16 @@ impl Drop for GcGuard {
     }
 }
 
+/// The blobs whose labels make them roots (`strata.gc.root`).
+pub(super) fn labelled_roots(
+    blobs: &[(Digest, super::record::BlobRecord)],
+) -> impl Iterator<Item = Digest> + '_ {
+    blobs
+        .iter()
+        .filter(|(_, r)| gc_label::is_root(&r.labels))
+        .map(|(d, _)| *d)
+}
+
 impl GcGuard {
     /// Deletes one blob unless something keeps it: a tag (`tags`: every tag's name and
     /// digest, read after this guard began) or a live lease that reaches it the way marking
@@ -192,6 +203,7 @@ impl GcGuard {
         // Read before marking: a blob committed after this read is not swept at all, and
         // one committed before it is either marked or protected.
         let blobs = store.all_blobs()?;
+        roots.extend(labelled_roots(&blobs));
         let dependents = Dependents::of(&blobs);
         let marked = store.reachable(roots, &dependents)?;
 

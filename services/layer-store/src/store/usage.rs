@@ -54,7 +54,8 @@ const KINDS: [&str; 5] = ["layers", "configs", "manifests", "contexts", "other"]
 
 impl Store {
     /// Usage, attributing space to `roots` (image manifests); `pinned` are further GC roots
-    /// that take no part in the unique/shared split (the tag index's digests).
+    /// that take no part in the unique/shared split (the tag index's digests), as are blobs
+    /// labelled `strata.gc.root`.
     pub fn usage(self: &Arc<Self>, roots: &[Digest], pinned: &[Digest]) -> Result<UsageReport> {
         let all = self.all_blobs()?;
         let dependents = Dependents::of(&all);
@@ -98,6 +99,7 @@ impl Store {
 
         let mut kept_roots = roots.clone();
         kept_roots.extend_from_slice(pinned);
+        kept_roots.extend(super::gc::labelled_roots(&all));
         kept_roots.extend(self.leased_digests()?);
         kept_roots.extend(self.in_flight_digests());
         let kept = self.reachable(kept_roots, &dependents)?;

@@ -89,6 +89,7 @@ fn suite(kv: Arc<dyn KvStore>) {
     deletion_refuses_what_tags_and_leases_reach(&store);
     usage_by_kind_and_roots(&store);
     gc_keeps_records_about_what_it_keeps(&store);
+    gc_roots_by_label_keep_what_they_name(&store);
     verify_catches_a_flipped_byte(&store, kv.as_ref());
     restart_rehashes_resumable_sessions_and_sweeps_the_rest(kv.clone());
 }
@@ -1032,6 +1033,48 @@ fn gc_keeps_records_about_what_it_keeps(store: &Arc<Store>) {
         .collect(&GcRequest::default())
         .unwrap();
     assert_eq!(report.removed.len(), 6, "m1, its config, layer and records");
+}
+
+/// A blob labelled `strata.gc.root` (a digest reference) is a root: it and what its
+/// `strata.gc.ref.*` labels name are kept, and counted as kept by usage, until it is deleted.
+fn gc_roots_by_label_keep_what_they_name(store: &Arc<Store>) {
+    const RECORD: &str = "application/vnd.strata.record.v1+json";
+    let (m, c, l) = image(store, 31, None);
+    let ms = m.to_string();
+    let reference = put(
+        store,
+        b"r/app@x is m",
+        RECORD,
+        &[
+            ("strata.gc.root", "true"),
+            ("strata.subject", &ms),
+            ("strata.gc.ref.image", &ms),
+        ],
+    );
+    let kept = [reference, m, c, l[0]];
+    let u = store.usage(&[], &[]).unwrap();
+    let total: u64 = u.kinds.iter().map(|k| k.bytes).sum();
+    let kept_bytes: u64 = kept.iter().map(|d| store.stat(d).unwrap().size).sum();
+    assert!(
+        u.reclaimable_bytes <= total - kept_bytes,
+        "a root is not reclaimable"
+    );
+    let report = store
+        .begin_gc_blocking()
+        .collect(&GcRequest::default())
+        .unwrap();
+    for d in &kept {
+        assert!(!report.removed.contains(d), "{d} is reached from a root");
+        assert!(store.stat(d).is_ok(), "{d} is kept");
+    }
+    store.delete(&reference).unwrap();
+    let report = store
+        .begin_gc_blocking()
+        .collect(&GcRequest::default())
+        .unwrap();
+    for d in &kept[1..] {
+        assert!(report.removed.contains(d), "{d} went with its reference");
+    }
 }
 
 fn verify_catches_a_flipped_byte(store: &Arc<Store>, kv: &dyn KvStore) {

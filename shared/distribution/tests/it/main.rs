@@ -3,6 +3,7 @@
 //! redirect to another host, refused credentials).
 
 mod mock;
+mod uploads;
 
 use mock::{MockServer, Reply};
 use strata_distribution::{ClientOptions, Credentials, Registry, RegistryError};

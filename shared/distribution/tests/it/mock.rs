@@ -1,5 +1,5 @@
 //! A scripted HTTP/1.1 server on 127.0.0.1:0: one request per connection, answered by a
-//! closure, every request recorded.
+//! closure, every request recorded (with its body, a chunked one decoded).
 
 use std::sync::{Arc, Mutex};
 
@@ -14,6 +14,18 @@ pub struct Request {
     pub method: String,
     pub path: String,
     pub headers: Vec<(String, String)>,
+    /// The body (a chunked one decoded).
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// A header's value (the first, by case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// A scripted answer.
@@ -108,25 +120,64 @@ impl MockServer {
                                 .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
                         })
                         .collect();
-                    let content_length: usize = headers
-                        .iter()
-                        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-                        .and_then(|(_, v)| v.parse().ok())
+                    let header = |name: &str| {
+                        headers
+                            .iter()
+                            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                            .map(|(_, v)| v.clone())
+                    };
+                    let chunked = header("transfer-encoding")
+                        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+                    let content_length: usize = header("content-length")
+                        .and_then(|v| v.parse().ok())
                         .unwrap_or(0);
-                    let mut have = buf.len() - head_end - 4;
-                    while have < content_length {
-                        let Ok(n) = sock.read(&mut tmp).await else {
-                            return;
-                        };
-                        if n == 0 {
-                            break;
+                    let mut rest = buf.split_off(head_end + 4);
+                    let body = if chunked {
+                        // chunked transfer coding: `SIZE\r\nDATA\r\n` … `0\r\n\r\n`
+                        let mut body = Vec::new();
+                        loop {
+                            let line_end = loop {
+                                if let Some(i) = rest.windows(2).position(|w| w == b"\r\n") {
+                                    break i;
+                                }
+                                match sock.read(&mut tmp).await {
+                                    Ok(0) | Err(_) => return,
+                                    Ok(n) => rest.extend_from_slice(&tmp[..n]),
+                                }
+                            };
+                            let size_text = String::from_utf8_lossy(&rest[..line_end]).into_owned();
+                            let size = usize::from_str_radix(
+                                size_text.split(';').next().unwrap_or("").trim(),
+                                16,
+                            )
+                            .unwrap_or(0);
+                            while rest.len() < line_end + 2 + size + 2 {
+                                match sock.read(&mut tmp).await {
+                                    Ok(0) | Err(_) => return,
+                                    Ok(n) => rest.extend_from_slice(&tmp[..n]),
+                                }
+                            }
+                            body.extend_from_slice(&rest[line_end + 2..line_end + 2 + size]);
+                            rest.drain(..line_end + 2 + size + 2);
+                            if size == 0 {
+                                break body;
+                            }
                         }
-                        have += n;
-                    }
+                    } else {
+                        while rest.len() < content_length {
+                            match sock.read(&mut tmp).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => rest.extend_from_slice(&tmp[..n]),
+                            }
+                        }
+                        rest.truncate(content_length);
+                        rest
+                    };
                     let req = Request {
                         method,
                         path,
                         headers,
+                        body,
                     };
                     let reply = handler(&req);
                     log.lock().unwrap().push(req);
