@@ -1867,40 +1867,66 @@ fn run_mounts_cache_tmpfs_and_bind() {
     assert!(msg.contains("type=secret is not supported"), "{msg}");
 }
 
+/// An embedded `strata build -t TAG` whose RUN sleeps `seconds`, returned once the RUN has
+/// started, with the rest of its plain progress (stderr) still to read.
+fn build_until_run_starts(
+    root: &Root,
+    seconds: u32,
+    tag: &str,
+) -> (
+    std::process::Child,
+    std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
+    tempfile::TempDir,
+) {
+    use std::io::BufRead;
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!("FROM busybox:latest\nRUN echo started && sleep {seconds}\n"),
+    )
+    .unwrap();
+    let mut child = Command::new(STRATA)
+        .args(["build", "--progress", "plain", "-t", tag])
+        .arg(ctx.path())
+        .env("STRATA_ROOT", root.dir.path())
+        .env_remove("STRATA_ADDR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // plain progress goes to stderr; the RUN's own output line says it runs
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().contains("| started") {
+            break;
+        }
+    }
+    (child, lines, ctx)
+}
+
+/// Whether a process whose command line holds `sleep SECONDS` runs, and whether anything is
+/// mounted under `root`.
+fn running_and_mounted(seconds: u32, root: &Path) -> (bool, bool) {
+    let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
+    let running = String::from_utf8_lossy(&ps.stdout).contains(&format!("sleep {seconds}"));
+    let mounted = std::fs::read_to_string("/proc/self/mounts")
+        .unwrap()
+        .contains(root.to_str().unwrap());
+    (running, mounted)
+}
+
 /// SIGTERM or SIGHUP to an embedded `strata build` mid-RUN does what Ctrl-C does: the
 /// build is cancelled, the container killed, its overlay unmounted, no tag moved. (Their
 /// default action ended the process at once, leaving the container running and mounted.)
 #[test]
 fn sigterm_and_sighup_cancel_an_embedded_build_and_leave_nothing_running() {
-    use std::io::{BufRead, BufReader};
     for (signal, seconds) in [
         (nix::sys::signal::Signal::SIGTERM, 304),
         (nix::sys::signal::Signal::SIGHUP, 305),
     ] {
         let root = Root::new();
-        let ctx = tempfile::tempdir().unwrap();
-        std::fs::write(
-            ctx.path().join("Dockerfile"),
-            format!("FROM busybox:latest\nRUN echo started && sleep {seconds}\n"),
-        )
-        .unwrap();
-        let mut child = Command::new(STRATA)
-            .args(["build", "--progress", "plain", "-t", "signalled:latest"])
-            .arg(ctx.path())
-            .env("STRATA_ROOT", root.dir.path())
-            .env_remove("STRATA_ADDR")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // plain progress goes to stderr; the RUN's own output line says it runs
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        for line in lines.by_ref() {
-            if line.unwrap().contains("| started") {
-                break;
-            }
-        }
+        let (mut child, lines, _ctx) = build_until_run_starts(&root, seconds, "signalled:latest");
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         nix::sys::signal::kill(pid, signal).unwrap();
         // the rest of the output, until the process ends
@@ -1911,15 +1937,10 @@ fn sigterm_and_sighup_cancel_an_embedded_build_and_leave_nothing_running() {
             rest.iter().any(|l| l.contains("cancelled")),
             "{signal}: the build says it was cancelled: {rest:?}"
         );
-        let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
-        assert!(
-            !String::from_utf8_lossy(&ps.stdout).contains(&format!("sleep {seconds}")),
-            "{signal}: the container still runs"
-        );
-        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
-        assert!(
-            !mounts.contains(root.dir.path().to_str().unwrap()),
-            "{signal}: a mount was left behind:\n{mounts}"
+        assert_eq!(
+            running_and_mounted(seconds, root.dir.path()),
+            (false, false),
+            "{signal}: the container runs on, or its overlay stays mounted"
         );
         let out = root.strata(&["images", "-q", "signalled"]);
         assert!(
@@ -1933,43 +1954,13 @@ fn sigterm_and_sighup_cancel_an_embedded_build_and_leave_nothing_running() {
 /// and its overlay mounted; the next command over the root removes both.
 #[test]
 fn what_a_killed_build_leaves_is_removed_by_the_next_build() {
-    use std::io::{BufRead, BufReader};
     let root = Root::new();
-    let ctx = tempfile::tempdir().unwrap();
-    std::fs::write(
-        ctx.path().join("Dockerfile"),
-        "FROM busybox:latest\nRUN echo started && sleep 306\n",
-    )
-    .unwrap();
-    let mut child = Command::new(STRATA)
-        .args(["build", "--progress", "plain", "-t", "killed:latest"])
-        .arg(ctx.path())
-        .env("STRATA_ROOT", root.dir.path())
-        .env_remove("STRATA_ADDR")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().contains("| started") {
-            break;
-        }
-    }
+    let (mut child, _lines, _ctx) = build_until_run_starts(&root, 306, "killed:latest");
     child.kill().unwrap();
     child.wait().unwrap();
-    let running = || {
-        let ps = Command::new("ps").args(["-eo", "args"]).output().unwrap();
-        String::from_utf8_lossy(&ps.stdout).contains("sleep 306")
-    };
-    let mounted = || {
-        std::fs::read_to_string("/proc/self/mounts")
-            .unwrap()
-            .contains(root.dir.path().to_str().unwrap())
-    };
-    assert!(
-        running() && mounted(),
+    assert_eq!(
+        running_and_mounted(306, root.dir.path()),
+        (true, true),
         "SIGKILL leaves the container and its mount"
     );
 
@@ -1980,6 +1971,9 @@ fn what_a_killed_build_leaves_is_removed_by_the_next_build() {
     )
     .unwrap();
     root.build_ok(next.path(), &["-t", "next:latest"]);
-    assert!(!running(), "the leftover container was removed");
-    assert!(!mounted(), "the leftover mount was removed");
+    assert_eq!(
+        running_and_mounted(306, root.dir.path()),
+        (false, false),
+        "the leftover container and mount were removed"
+    );
 }
