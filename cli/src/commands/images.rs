@@ -42,7 +42,9 @@ const MAX_DOCUMENT_BYTES: usize = 4 << 20;
 #[derive(Debug, Args)]
 pub struct ImagesArgs {
     /// Only this repository's tags (e.g. `busybox`, `localhost:5000/app`), or with `:TAG`
-    /// only that tag (`busybox:1.36`), as `docker images REPOSITORY[:TAG]`.
+    /// only that tag (`busybox:1.36`), as `docker images REPOSITORY[:TAG]`; or a pattern
+    /// (`'bb*'`, `'*:latest'`) matched as Docker's reference filter matches (Go's path.Match
+    /// on `name:tag` or on the name).
     pub repository: Option<String>,
     /// Only image ids, one per row (with `--no-trunc`, whole).
     #[arg(short, long)]
@@ -77,20 +79,39 @@ pub async fn run(global: &GlobalArgs, args: ImagesArgs) -> anyhow::Result<std::p
 }
 
 async fn list(channel: Transport, args: &ImagesArgs) -> anyhow::Result<String> {
-    let (repository, only_tag) = match args.repository.as_deref().map(filter) {
-        Some(f) => f?,
+    // `docker images 'bb*'`: a pattern (Go's path.Match) on the familiar `name:tag` or name
+    let pattern = args.repository.as_deref().filter(|a| is_pattern(a));
+    if let Some(p) = pattern {
+        path_match(p, "").map_err(|e| anyhow::anyhow!("invalid reference pattern {p:?}: {e}"))?;
+    }
+    let (repository, only_tag) = match args.repository.as_deref().filter(|_| pattern.is_none()) {
+        Some(f) => filter(f)?,
         None => (String::new(), None),
     };
     let mut tags = all_tags(&mut TagIndexClient::new(channel.clone()), &repository, "").await?;
     if let Some(only) = &only_tag {
         tags.retain(|t| &t.name == only);
     }
+    if let Some(p) = pattern {
+        tags.retain(|t| {
+            Reference::parse_tag(&t.name).is_ok_and(|r| {
+                path_match(p, &r.familiar()).unwrap_or(false)
+                    || path_match(p, &r.familiar_name()).unwrap_or(false)
+            })
+        });
+    }
     let images = ImageStore::new(channel.clone());
-    let references = if only_tag.is_some() {
+    let mut references = if only_tag.is_some() {
         Vec::new()
     } else {
         untagged_references(&images, &repository, &tags).await?
     };
+    if let Some(p) = pattern {
+        references.retain(|r| {
+            Reference::parse_repository(&r.repository)
+                .is_ok_and(|r| path_match(p, &r.familiar_name()).unwrap_or(false))
+        });
+    }
     let mut details = BTreeMap::new();
     let mut recorded = BTreeMap::new();
     let mut store = LayerStoreClient::new(channel);
@@ -162,6 +183,112 @@ fn filter(arg: &str) -> anyhow::Result<(String, Option<String>)> {
         .filter(|r| r.tag().is_some() && !arg.contains('@'))
         .with_context(|| format!("invalid repository {arg:?}: expected REPOSITORY[:TAG]"))?;
     Ok((reference.name(), Some(reference.to_string())))
+}
+
+/// Whether an `images` argument is a pattern rather than a reference (no reference holds
+/// these characters).
+fn is_pattern(arg: &str) -> bool {
+    arg.contains(['*', '?', '[', '\\'])
+}
+
+/// Go's `path.Match`: `*` any run of characters but `/`, `?` one such character, `[…]` a
+/// class (ranges, `^` negates), `\\` escapes. `Err` for a malformed pattern.
+fn path_match(pattern: &str, name: &str) -> Result<bool, &'static str> {
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    // the pattern is checked whole first, as Go reports a bad pattern whatever the name
+    let mut i = 0;
+    while i < p.len() {
+        match p[i] {
+            '\\' => {
+                if i + 1 >= p.len() {
+                    return Err("trailing backslash");
+                }
+                i += 2;
+            }
+            '[' => i = class_end(&p, i)?,
+            _ => i += 1,
+        }
+    }
+    Ok(matches_from(&p, &n))
+}
+
+/// The index just past the class that opens at `p[start]`.
+fn class_end(p: &[char], start: usize) -> Result<usize, &'static str> {
+    let mut i = start + 1;
+    if p.get(i) == Some(&'^') {
+        i += 1;
+    }
+    let mut first = true;
+    loop {
+        match p.get(i) {
+            None => return Err("unterminated character class"),
+            Some(']') if !first => return Ok(i + 1),
+            Some('\\') => i += 2,
+            Some(_) => i += 1,
+        }
+        if p.get(i) == Some(&'-') && p.get(i + 1).is_some_and(|c| *c != ']') {
+            i += 2;
+        }
+        first = false;
+    }
+}
+
+fn class_matches(p: &[char], start: usize, c: char) -> bool {
+    let mut i = start + 1;
+    let negated = p.get(i) == Some(&'^');
+    if negated {
+        i += 1;
+    }
+    let mut found = false;
+    let mut first = true;
+    while let Some(&x) = p.get(i) {
+        if x == ']' && !first {
+            break;
+        }
+        let (lo, next) = if x == '\\' {
+            (p[i + 1], i + 2)
+        } else {
+            (x, i + 1)
+        };
+        let (hi, next) = if p.get(next) == Some(&'-') && p.get(next + 1).is_some_and(|c| *c != ']')
+        {
+            let h = p[next + 1];
+            if h == '\\' {
+                (p[next + 2], next + 3)
+            } else {
+                (h, next + 2)
+            }
+        } else {
+            (lo, next)
+        };
+        if lo <= c && c <= hi {
+            found = true;
+        }
+        i = next;
+        first = false;
+    }
+    found != negated
+}
+
+fn matches_from(p: &[char], n: &[char]) -> bool {
+    let Some(&first) = p.first() else {
+        return n.is_empty();
+    };
+    match first {
+        '*' => (0..=n.len())
+            .take_while(|&k| k == 0 || n[k - 1] != '/')
+            .any(|k| matches_from(&p[1..], &n[k..])),
+        '?' => n.first().is_some_and(|c| *c != '/') && matches_from(&p[1..], &n[1..]),
+        '[' => {
+            let end = class_end(p, 0).unwrap_or(p.len());
+            n.first()
+                .is_some_and(|c| *c != '/' && class_matches(p, 0, *c))
+                && matches_from(&p[end..], &n[1..])
+        }
+        '\\' => n.first() == p.get(1) && matches_from(&p[2..], &n[1..]),
+        c => n.first() == Some(&c) && matches_from(&p[1..], &n[1..]),
+    }
 }
 
 /// Column titles of `docker images` by template field.
@@ -484,6 +611,37 @@ pub(crate) async fn resolve_image(channel: &Transport, name: &str) -> anyhow::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reference_patterns_match_as_go_path_match_does() {
+        let yes = [
+            ("bb*", "bb"),
+            ("bb*", "bbox:1.36"),
+            ("*:latest", "app:latest"),
+            ("localhost:5000/*", "localhost:5000/app"),
+            ("app:v?", "app:v1"),
+            ("app:v[0-9]", "app:v7"),
+            ("app:v[^a-z]", "app:v7"),
+            ("a\\*b", "a*b"),
+        ];
+        for (p, n) in yes {
+            assert_eq!(path_match(p, n), Ok(true), "{p} ~ {n}");
+        }
+        let no = [
+            ("bb*", "busybox"),
+            ("*", "localhost:5000/app"),
+            ("app:v?", "app:v10"),
+            ("app:v[0-9]", "app:vx"),
+            ("app:v[^a-z]", "app:vx"),
+        ];
+        for (p, n) in no {
+            assert_eq!(path_match(p, n), Ok(false), "{p} !~ {n}");
+        }
+        for bad in ["app[", "app\\", "[]"] {
+            assert!(path_match(bad, "x").is_err(), "{bad}");
+        }
+        assert!(is_pattern("bb*") && !is_pattern("busybox:1.36"));
+    }
 
     fn row(repo: &str, tag: &str, n: u8, created: Option<i64>, size: Option<u64>) -> Row {
         Row {

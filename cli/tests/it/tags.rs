@@ -336,3 +336,32 @@ async fn tags_point_only_at_stored_images_and_rmi_and_fsck_handle_one_that_does_
     );
     assert!(crate::embedded::sigterm_and_wait(serve).success());
 }
+
+/// `strata images PATTERN` filters as Docker's reference filter does: Go's path.Match on
+/// `name:tag` or on the name; a malformed pattern is an error.
+#[test]
+fn images_takes_docker_reference_patterns() {
+    let (root, _, _) = root_with_busybox();
+    let root = root.path();
+    ok(strata(root, &["tag", "busybox:latest", "bbox:1"]));
+    ok(strata(
+        root,
+        &["tag", "busybox:latest", "localhost:5000/app:v2"],
+    ));
+    let names = |pattern: &str| -> Vec<String> {
+        let out = ok(strata(
+            root,
+            &["images", "--format", "{{.Repository}}:{{.Tag}}", pattern],
+        ));
+        let mut v: Vec<String> = out.lines().map(str::to_owned).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names("b*"), ["bbox:1", "busybox:latest"]);
+    assert_eq!(names("bb*"), ["bbox:1"]);
+    assert_eq!(names("*:latest"), ["busybox:latest"]);
+    assert_eq!(names("localhost:5000/*"), ["localhost:5000/app:v2"]);
+    assert_eq!(names("*"), ["bbox:1", "busybox:latest"], "* stops at a /");
+    let err = fails(strata(root, &["images", "b["]));
+    assert!(err.contains("invalid reference pattern"), "{err}");
+}
