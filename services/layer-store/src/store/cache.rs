@@ -35,6 +35,25 @@ pub struct CachePage {
     pub entries: Vec<CacheEntry>,
     /// The key to continue after, when there may be more.
     pub next_after: Option<Digest>,
+    /// What the entries take in a response, about.
+    bytes: usize,
+}
+
+impl CachePage {
+    /// A response's share of an entry, about: its strings and a margin for keys and framing.
+    fn size_of(e: &CacheEntry) -> usize {
+        e.preimage.len() + e.config.len() + 256
+    }
+
+    /// Whether `e` still fits the page (the first entry always does).
+    fn fits(&self, e: &CacheEntry) -> bool {
+        self.entries.is_empty() || self.bytes + Self::size_of(e) <= super::LIST_PAGE_BYTES
+    }
+
+    fn push(&mut self, e: CacheEntry) {
+        self.bytes += Self::size_of(&e);
+        self.entries.push(e);
+    }
 }
 
 fn entry(key: Digest, r: CacheRecord) -> CacheEntry {
@@ -126,7 +145,9 @@ impl Store {
         Ok(())
     }
 
-    /// Up to `limit` entries after `after`, only children of `parent` when given.
+    /// Up to `limit` entries after `after`, only children of `parent` when given, and no
+    /// more than fit in [`super::LIST_PAGE_BYTES`] (at least one): a page of entries with
+    /// large preimages or configs must still fit a response.
     pub fn list_cache_entries(
         &self,
         parent: Option<&Digest>,
@@ -147,7 +168,13 @@ impl Store {
                     // an index entry without its entry is skipped (it cannot arise: both are
                     // written and deleted in one batch)
                     match self.get_cache_entry(&key) {
-                        Ok(e) => page.entries.push(e),
+                        Ok(e) => {
+                            if !page.fits(&e) {
+                                page.next_after = page.entries.last().map(|e| e.key);
+                                return Ok(page);
+                            }
+                            page.push(e);
+                        }
                         Err(LayerStoreError::CacheEntryNotFound(_)) => {}
                         Err(e) => return Err(e),
                     }
@@ -164,10 +191,12 @@ impl Store {
                 let rows = self.kv.scan(CACHE, b"", &start, limit + 1)?;
                 for (k, v) in rows.iter().take(limit) {
                     let key = digest_from_key(k)?;
-                    page.entries.push(entry(
-                        key,
-                        record::decode(|| format!("cache entry {key}"), v)?,
-                    ));
+                    let e = entry(key, record::decode(|| format!("cache entry {key}"), v)?);
+                    if !page.fits(&e) {
+                        page.next_after = page.entries.last().map(|e| e.key);
+                        return Ok(page);
+                    }
+                    page.push(e);
                 }
                 if rows.len() > limit {
                     page.next_after = page.entries.last().map(|e| e.key);

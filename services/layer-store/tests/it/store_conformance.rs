@@ -82,6 +82,7 @@ fn suite(kv: Arc<dyn KvStore>) {
     list_filters_and_pages(&store);
     metadata_is_bounded_and_pages_fit_a_message(&store, kv.as_ref());
     cache_entries(&store);
+    cache_pages_fit_a_message(&store);
     leases(&store);
     gc_marks_from_roots_and_sweeps(&store);
     gc_during_a_write_keeps_it(&store);
@@ -628,6 +629,59 @@ fn cache_entries(store: &Arc<Store>) {
             .entries
             .is_empty()
     );
+}
+
+/// Entries with large preimages or configs are paged by size, not only by count: a page
+/// stays within LIST_PAGE_BYTES (a single larger entry comes alone), and paging still
+/// reaches every entry, listing all or a parent's children.
+fn cache_pages_fit_a_message(store: &Arc<Store>) {
+    let parent = Digest::of(b"big parent");
+    let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(700 << 10));
+    let keys: Vec<Digest> = (0..5)
+        .map(|i| Digest::of(format!("big{i}").as_bytes()))
+        .collect();
+    for k in &keys {
+        store
+            .put_cache_entry(CacheEntry {
+                key: *k,
+                preimage: "{}".into(),
+                layer_digest: None,
+                config: big.clone(),
+                parent_key: Some(parent),
+                created_ns: 0,
+            })
+            .unwrap();
+    }
+    for by_parent in [None, Some(&parent)] {
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store.list_cache_entries(by_parent, after, 100).unwrap();
+            let bytes: usize = page.entries.iter().map(|e| e.config.len()).sum();
+            assert!(
+                page.entries.len() == 1 || bytes <= store::LIST_PAGE_BYTES,
+                "{} entries, {bytes} bytes",
+                page.entries.len()
+            );
+            assert!(page.entries.len() <= 2, "700 KiB entries, 2 MiB pages");
+            seen.extend(page.entries.iter().map(|e| e.key));
+            match page.next_after {
+                Some(a) => after = Some(a),
+                None => break,
+            }
+        }
+        let big: Vec<Digest> = seen.into_iter().filter(|k| keys.contains(k)).collect();
+        assert_eq!(big.len(), 5, "every entry is reached ({by_parent:?})");
+    }
+    // leave the cache empty for the tests after this one
+    let guard = store.begin_gc_blocking();
+    let report = guard
+        .collect(&GcRequest {
+            prune_cache: true,
+            ..GcRequest::default()
+        })
+        .unwrap();
+    assert_eq!(report.cache_entries_removed, 5);
 }
 
 fn leases(store: &Arc<Store>) {
