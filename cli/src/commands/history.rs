@@ -74,7 +74,13 @@ pub async fn run(global: &GlobalArgs, args: HistoryArgs) -> anyhow::Result<std::
                     .lines()
                     .map(Data::from_json)
                     .collect::<Result<Vec<_>, _>>()?;
-                render_rows(&template, table, &headers(), &rows)?
+                render_rows(
+                    &template,
+                    table,
+                    &headers(),
+                    &rows,
+                    "*formatter.historyContext",
+                )?
             }
         }
     };

@@ -142,7 +142,13 @@ async fn list(channel: Transport, args: &ImagesArgs) -> anyhow::Result<String> {
                 .lines()
                 .map(Data::from_json)
                 .collect::<Result<Vec<_>, _>>()?;
-            render_rows(&template, table, &headers(), &rows)?
+            render_rows(
+                &template,
+                table,
+                &headers(),
+                &rows,
+                "*formatter.imageContext",
+            )?
         }
     })
 }
@@ -579,14 +585,21 @@ pub(crate) fn table(rows: &[Row], digests: bool, no_trunc: bool, now: i64) -> St
 fn json_lines(rows: &[Row], no_trunc: bool, now: i64) -> String {
     let mut out = String::new();
     for r in rows {
+        // docker's imageContext has every one of these: a template may name any of them
+        // (Containers and the shared/unique sizes are N/A unless docker is asked to compute
+        // them; VirtualSize is Size since Docker 25)
         let value = serde_json::json!({
-            "Repository": r.repository,
-            "Tag": r.tag,
-            "Digest": r.digest,
-            "ID": image_id(&r.details, no_trunc),
+            "Containers": "N/A",
             "CreatedAt": r.details.created.map_or_else(|| UNKNOWN.to_string(), |t| t.to_rfc3339_seconds()),
             "CreatedSince": created_since(&r.details, now),
+            "Digest": r.digest,
+            "ID": image_id(&r.details, no_trunc),
+            "Repository": r.repository,
+            "SharedSize": "N/A",
             "Size": size(&r.details),
+            "Tag": r.tag,
+            "UniqueSize": "N/A",
+            "VirtualSize": size(&r.details),
         });
         out.push_str(&value.to_string());
         out.push('\n');
@@ -708,7 +721,30 @@ mod tests {
         assert_eq!(v["Size"], "1.23kB");
         assert_eq!(v["ID"], Digest::of(&[3, 3]).short());
         assert_eq!(v["CreatedAt"], "1970-01-01T00:00:00Z");
+        assert_eq!(v["VirtualSize"], "1.23kB");
+        assert_eq!(v["Containers"], "N/A");
         assert_eq!(out.lines().count(), 1);
+    }
+
+    #[test]
+    fn a_template_field_the_row_lacks_fails_as_in_go() {
+        let now = 1_000_000;
+        let rows: Vec<Data> =
+            json_lines(&[row("busybox", "1.36", 3, Some(0), Some(1))], false, now)
+                .lines()
+                .map(|l| Data::from_json(l).unwrap())
+                .collect();
+        let ok = Template::parse("{{.Repository}} {{.VirtualSize}}").unwrap();
+        let out = render_rows(&ok, false, &headers(), &rows, "*formatter.imageContext").unwrap();
+        assert_eq!(out, "busybox 1B\n");
+        let bad = Template::parse("{{.Nope}}").unwrap();
+        let err = render_rows(&bad, false, &headers(), &rows, "*formatter.imageContext")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("can't evaluate field Nope in type *formatter.imageContext"),
+            "{err}"
+        );
     }
 
     #[test]

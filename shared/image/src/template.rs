@@ -940,10 +940,22 @@ impl Template {
 
     /// Runs the template on `data`.
     pub fn execute(&self, data: &Data) -> Result<String, TemplateError> {
+        self.run(data, None)
+    }
+
+    /// Runs the template on `data` standing for a Go struct of type `type_name` (docker's
+    /// list contexts, e.g. `*formatter.imageContext`): a field `data` lacks is an error, as
+    /// Go fails to evaluate a field a struct does not have, not a `<no value>`.
+    pub fn execute_struct(&self, data: &Data, type_name: &str) -> Result<String, TemplateError> {
+        self.run(data, Some(type_name))
+    }
+
+    fn run(&self, data: &Data, struct_type: Option<&str>) -> Result<String, TemplateError> {
         let mut exec = Exec {
             out: String::new(),
             vars: vec![(String::new(), data.clone())],
             steps: 0,
+            root: struct_type.map(|t| (data as *const Data, t.to_owned())),
         };
         exec.nodes(&self.nodes, data)?;
         Ok(exec.out)
@@ -958,6 +970,9 @@ struct Exec {
     /// Variables in scope; `$` (the empty name) is the data.
     vars: Vec<(String, Data)>,
     steps: u64,
+    /// With [`Template::execute_struct`]: the data (compared by address, never read through
+    /// the pointer) and the Go type it stands for.
+    root: Option<(*const Data, String)>,
 }
 
 impl Exec {
@@ -1106,7 +1121,19 @@ impl Exec {
 
     fn operand(&mut self, at: &Action, o: &Operand, dot: &Data) -> Result<Data, TemplateError> {
         match o {
-            Operand::Field(f) => fields(dot, f).map_err(|m| Self::fail(at, m)),
+            Operand::Field(f) => {
+                if let Some((root, type_name)) = &self.root
+                    && std::ptr::eq(dot, *root)
+                    && let Some(first) = f.first()
+                    && dot.get(first).is_none()
+                {
+                    return Err(Self::fail(
+                        at,
+                        format!("can't evaluate field {first} in type {type_name}"),
+                    ));
+                }
+                fields(dot, f).map_err(|m| Self::fail(at, m))
+            }
             Operand::Var(name, f) => fields(&self.var(name), f).map_err(|m| Self::fail(at, m)),
             Operand::Literal(d) => Ok(d.clone()),
             Operand::Func(name) => call(name, Vec::new()).map_err(|m| Self::fail(at, m)),
@@ -1535,13 +1562,15 @@ pub fn render_rows(
     table: bool,
     headers: &Data,
     rows: &[Data],
+    row_type: &str,
 ) -> Result<String, TemplateError> {
     let mut lines = Vec::with_capacity(rows.len() + 1);
     if table {
+        // docker's header row is a map: a field it lacks prints empty, not an error
         lines.push(template.execute(headers)?);
     }
     for row in rows {
-        lines.push(template.execute(row)?);
+        lines.push(template.execute_struct(row, row_type)?);
     }
     if !table {
         return Ok(lines.into_iter().map(|l| l + "\n").collect());
@@ -1882,15 +1911,15 @@ mod tests {
         let (_, f) = docker_list_format("table {{.A}}\\t{{.B}}");
         let t = Template::parse(&f).unwrap();
         assert_eq!(
-            render_rows(&t, true, &headers, &rows).unwrap(),
+            render_rows(&t, true, &headers, &rows, "*row").unwrap(),
             "COL A          B\nx              1\nlonger value   2\n"
         );
         assert_eq!(
-            render_rows(&t, false, &headers, &rows).unwrap(),
+            render_rows(&t, false, &headers, &rows, "*row").unwrap(),
             "x\t1\nlonger value\t2\n"
         );
         assert_eq!(
-            render_rows(&t, true, &headers, &[]).unwrap(),
+            render_rows(&t, true, &headers, &[], "*row").unwrap(),
             "COL A     B\n"
         );
     }
