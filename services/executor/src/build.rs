@@ -236,10 +236,7 @@ impl Engine {
                     .map_err(|e| e.to_string());
                 if let Ok((r, k)) = &probed {
                     // for the started event of later processes that run no container
-                    let _ = std::fs::write(
-                        self.dir.join(LAST_RUNTIME),
-                        format!("{}, {k}", r.describe()),
-                    );
+                    let _ = std::fs::write(self.dir.join(LAST_RUNTIME), probed_as(r, *k));
                 }
                 probed
             })
@@ -251,7 +248,7 @@ impl Engine {
     /// last probe over this directory found (a fully cached build starts no container).
     fn runtime_for_event(&self) -> String {
         match self.runtime.get() {
-            Some(Ok((r, k))) => format!("{}, {k}", r.describe()),
+            Some(Ok((r, k))) => probed_as(r, *k),
             Some(Err(e)) => format!("unavailable: {e}"),
             None => std::fs::read_to_string(self.dir.join(LAST_RUNTIME))
                 .map(|last| format!("{} (as last probed)", last.trim()))
@@ -1615,8 +1612,8 @@ impl Engine {
         // an entry that cannot be this step's result (a damaged or forged one) is a miss:
         // the step runs, rather than build an image that lacks what the step makes
         let mut unfit = None;
-        let hit = hit.and_then(|entry| match cache_entry_fits(&entry, &state.layers) {
-            Ok(()) => Some(entry),
+        let hit = hit.and_then(|entry| match fitting_entry(&entry, &state.layers) {
+            Ok(fit) => Some((entry, fit)),
             Err(why) => {
                 warn!(key = %key, step, reason = %why, "ignoring a build-cache entry that does not fit its step");
                 unfit = Some(format!("the cache entry for this step is unusable ({why})"));
@@ -1668,14 +1665,9 @@ impl Engine {
             comment: Some(COMMENT.into()),
             empty_layer: true,
         };
-        if let Some(entry) = hit {
-            let time = ImageConfig::parse(&entry.config)
-                .ok()
-                .and_then(|c| c.created)
-                .and_then(|c| parse_rfc3339(&c));
-            if !entry.layer_digest.is_empty() {
-                let diff_id = Digest::parse(&entry.layer_digest)
-                    .map_err(|e| ExecutorError::Internal(format!("bad cache entry: {e}")))?;
+        if let Some((entry, fit)) = hit {
+            let time = fit.created;
+            if let Some(diff_id) = fit.diff_id {
                 state.layers.push(Layer {
                     diff_id,
                     blob: entry.layer_digest.clone(),
@@ -2610,18 +2602,33 @@ fn probe_overlay(dir: &Path) -> SnapshotterKind {
     kind
 }
 
+/// How the started event names a runtime and snapshotter ("runc 1.1.5, overlayfs").
+fn probed_as(runtime: &Runtime, snapshotter: SnapshotterKind) -> String {
+    format!("{}, {snapshotter}", runtime.describe())
+}
+
+/// What a hit contributes, read from its entry once: the layer it adds (if any) and when
+/// its step ran.
+struct Fit {
+    diff_id: Option<Digest>,
+    created: Option<i64>,
+}
+
 /// Whether a cache entry can be the result of the step it was found for, on top of
 /// `layers` (the layers before the step): its config must be an image config whose layers
 /// (`rootfs.diff_ids`) are exactly `layers` and then the entry's layer, if it has one — as
 /// the executor writes them. An entry without a layer is a step that changed no file.
-fn cache_entry_fits(entry: &ls::CacheEntry, layers: &[Layer]) -> Result<(), String> {
+fn fitting_entry(entry: &ls::CacheEntry, layers: &[Layer]) -> Result<Fit, String> {
     let config = ImageConfig::parse(&entry.config)
         .map_err(|e| format!("its config is not an image config: {e}"))?;
     let mut expected: Vec<String> = layers.iter().map(|l| l.diff_id.to_string()).collect();
-    if !entry.layer_digest.is_empty() {
-        Digest::parse(&entry.layer_digest).map_err(|e| format!("its layer digest: {e}"))?;
+    let diff_id = if entry.layer_digest.is_empty() {
+        None
+    } else {
+        let d = Digest::parse(&entry.layer_digest).map_err(|e| format!("its layer digest: {e}"))?;
         expected.push(entry.layer_digest.clone());
-    }
+        Some(d)
+    };
     if config.rootfs.diff_ids != expected {
         return Err(format!(
             "its config lists {} layers, the step's result has {}",
@@ -2629,7 +2636,15 @@ fn cache_entry_fits(entry: &ls::CacheEntry, layers: &[Layer]) -> Result<(), Stri
             expected.len()
         ));
     }
-    Ok(())
+    Ok(Fit {
+        diff_id,
+        created: config.created.as_deref().and_then(parse_rfc3339),
+    })
+}
+
+#[cfg(test)]
+fn cache_entry_fits(entry: &ls::CacheEntry, layers: &[Layer]) -> Result<(), String> {
+    fitting_entry(entry, layers).map(drop)
 }
 
 /// The result of writing a layer's tar (`written`) while uploading it (`uploaded`). When the
