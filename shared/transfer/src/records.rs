@@ -91,17 +91,30 @@ async fn put_labelled(
 }
 
 async fn find(store: &ImageStore, kind: &str, subject: &str) -> Result<Vec<Vec<u8>>> {
-    let labels = BTreeMap::from([
-        (KIND.to_string(), kind.to_string()),
-        (SUBJECT.to_string(), subject.to_string()),
-    ]);
+    Ok(records(store, kind, Some(subject))
+        .await?
+        .into_iter()
+        .map(|(_, body)| body)
+        .collect())
+}
+
+/// The records of `kind` (about `subject`, when given): each record's digest and body.
+async fn records(
+    store: &ImageStore,
+    kind: &str,
+    subject: Option<&str>,
+) -> Result<Vec<(Digest, Vec<u8>)>> {
+    let mut labels = BTreeMap::from([(KIND.to_string(), kind.to_string())]);
+    if let Some(subject) = subject {
+        labels.insert(SUBJECT.to_string(), subject.to_string());
+    }
     let mut out = Vec::new();
     for info in store.list_blobs(RECORD_MEDIA_TYPE, labels).await? {
         let Ok(d) = Digest::parse(&info.digest) else {
             continue;
         };
         if let Ok(body) = store.read_bytes(&d, 64 * 1024).await {
-            out.push(body);
+            out.push((d, body));
         }
     }
     Ok(out)
@@ -309,18 +322,9 @@ pub async fn digest_references(
     store: &ImageStore,
     manifest: Option<&Digest>,
 ) -> Result<Vec<DigestReference>> {
-    let mut labels = BTreeMap::from([(KIND.to_string(), DIGEST_REFERENCE.to_string())]);
-    if let Some(m) = manifest {
-        labels.insert(SUBJECT.to_string(), m.to_string());
-    }
+    let subject = manifest.map(Digest::to_string);
     let mut out = Vec::new();
-    for info in store.list_blobs(RECORD_MEDIA_TYPE, labels).await? {
-        let Ok(record) = Digest::parse(&info.digest) else {
-            continue;
-        };
-        let Ok(body) = store.read_bytes(&record, 64 * 1024).await else {
-            continue;
-        };
+    for (record, body) in records(store, DIGEST_REFERENCE, subject.as_deref()).await? {
         let Ok(r) = serde_json::from_slice::<DigestReferenceBody>(&body) else {
             continue;
         };
@@ -339,22 +343,4 @@ pub async fn digest_references(
     }
     out.sort();
     Ok(out)
-}
-
-/// Deletes the digest references of `repository` (a bare repository) to the image
-/// `manifest`; returns those deleted.
-pub async fn remove_digest_references(
-    store: &ImageStore,
-    repository: &Reference,
-    manifest: &Digest,
-) -> Result<Vec<DigestReference>> {
-    let name = repository.name();
-    let mut removed = Vec::new();
-    for r in digest_references(store, Some(manifest)).await? {
-        if r.repository == name {
-            store.delete(&r.record).await?;
-            removed.push(r);
-        }
-    }
-    Ok(removed)
 }
