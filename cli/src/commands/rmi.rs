@@ -125,24 +125,25 @@ async fn remove(channel: Transport, name: &str, force: bool) -> anyhow::Result<S
     let digest = manifest.to_string();
     let images = ImageStore::new(channel.clone());
     let mut client = TagIndexClient::new(channel);
-    let (tags, references) = match &found.named_by {
-        NamedBy::Tag(tag) => (vec![tag.to_string()], Vec::new()),
+    // (tags to remove, digest references to remove, how many other references the image
+    // keeps when the listing already says)
+    let (tags, references, others) = match &found.named_by {
+        NamedBy::Tag(tag) => (vec![tag.to_string()], Vec::new(), None),
         NamedBy::Digest(repository) => {
             let tags = tags_of(&mut client, &repository.name(), &digest).await?;
             let name = repository.name();
-            let references: Vec<DigestReference> =
+            let (references, others): (Vec<DigestReference>, Vec<DigestReference>) =
                 records::digest_references(&images, Some(&manifest))
                     .await?
                     .into_iter()
-                    .filter(|r| r.repository == name)
-                    .collect();
+                    .partition(|r| r.repository == name);
             if tags.is_empty() && references.is_empty() {
                 anyhow::bail!(
                     "image {name} has no tag in {} (nor a digest reference): nothing to untag",
                     repository.familiar_name()
                 );
             }
-            (tags, references)
+            (tags, references, Some(others.len()))
         }
         NamedBy::Id => {
             let tags = tags_of(&mut client, "", &digest).await?;
@@ -164,7 +165,7 @@ async fn remove(channel: Transport, name: &str, force: bool) -> anyhow::Result<S
                     short.join(", ")
                 );
             }
-            (tags, references)
+            (tags, references, Some(0))
         }
     };
     let mut out = String::new();
@@ -188,11 +189,16 @@ async fn remove(channel: Transport, name: &str, force: bool) -> anyhow::Result<S
     } else {
         tags_of(&mut client, "", &digest).await?.is_empty()
     };
-    if untagged
-        && records::digest_references(&images, Some(&manifest))
-            .await?
-            .is_empty()
-    {
+    let referenced = match others {
+        Some(n) => n > 0,
+        None => {
+            !untagged
+                || !records::digest_references(&images, Some(&manifest))
+                    .await?
+                    .is_empty()
+        }
+    };
+    if untagged && !referenced {
         out.push_str(&unreferenced_line(&digest));
     }
     Ok(out)
