@@ -456,16 +456,31 @@ mod tests {
         }
     }
 
-    /// Runs a hostile tar against a root inside a sandbox dir, checking nothing appears
-    /// outside the root.
+    /// Runs a hostile tar against a root inside a sandbox dir as a layer, checking nothing
+    /// appears outside the root.
     fn assert_refused(build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> String {
+        assert_refused_by(
+            |bytes, root| {
+                extract(bytes, root, opts(Whiteouts::Apply))
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            },
+            build,
+        )
+    }
+
+    /// [`assert_refused`] with another extraction (an ADD archive's).
+    fn assert_refused_by(
+        extract_with: impl FnOnce(&[u8], &Path) -> Result<(), String>,
+        build: impl FnOnce(&mut tar::Builder<Vec<u8>>),
+    ) -> String {
         let sandbox = tempfile::tempdir().unwrap();
         let root = sandbox.path().join("root");
         std::fs::create_dir(&root).unwrap();
         let mut b = tar::Builder::new(Vec::new());
         build(&mut b);
         let bytes = b.into_inner().unwrap();
-        let err = extract(bytes.as_slice(), &root, opts(Whiteouts::Apply)).unwrap_err();
+        let err = extract_with(bytes.as_slice(), &root).unwrap_err();
         let outside: Vec<_> = std::fs::read_dir(sandbox.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())
@@ -517,15 +532,14 @@ mod tests {
             },
             |b| raw_entry(b, "pw", EntryType::Link, Some("/../etc/passwd"), b""),
         ] {
-            let sandbox = tempfile::tempdir().unwrap();
-            let root = sandbox.path().join("root");
-            std::fs::create_dir(&root).unwrap();
-            let mut b = tar::Builder::new(Vec::new());
-            build(&mut b);
-            let bytes = b.into_inner().unwrap();
-            assert!(extract_archive(bytes.as_slice(), &root, ArchiveOptions::default()).is_err());
-            let beside: Vec<_> = std::fs::read_dir(sandbox.path()).unwrap().collect();
-            assert_eq!(beside.len(), 1, "nothing written beside the root");
+            assert_refused_by(
+                |bytes, root| {
+                    extract_archive(bytes, root, ArchiveOptions::default())
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                },
+                build,
+            );
         }
     }
 
