@@ -8,8 +8,9 @@
 //! `--force`). Repo-digest records are not tags: they stay as long as the image does. A
 //! digest reference (what a pull by digest leaves, strata-transfer's records) counts as a
 //! tag here: `NAME@sha256:…` removes NAME's digest references to the image too (printed as
-//! `Untagged: NAME@sha256:…`, as Docker prints it), and an image id removes the image's only
-//! reference, tag or digest reference.
+//! `Untagged: NAME@sha256:…`, as Docker prints it), an image id removes the image's only
+//! reference, tag or digest reference, and removing the image's last tag in a repository
+//! removes that repository's digest references to it (as Docker's `rmi NAME:TAG` does).
 //!
 //! Design decision: `rmi` only untags. When the last tag of an image goes it says so
 //! (`Unreferenced: sha256:…`), and the image's blobs are freed by the layer store's garbage
@@ -128,7 +129,26 @@ async fn remove(channel: Transport, name: &str, force: bool) -> anyhow::Result<S
     // (tags to remove, digest references to remove, how many other references the image
     // keeps when the listing already says)
     let (tags, references, others) = match &found.named_by {
-        NamedBy::Tag(tag) => (vec![tag.to_string()], Vec::new(), None),
+        NamedBy::Tag(tag) => {
+            // as Docker does: the image's last tag in a repository takes that repository's
+            // digest references to the image with it
+            let name = tag.name();
+            let full = tag.to_string();
+            let last_in_repository = tags_of(&mut client, &name, &digest)
+                .await?
+                .iter()
+                .all(|t| *t == full);
+            let references = if last_in_repository {
+                records::digest_references(&images, Some(&manifest))
+                    .await?
+                    .into_iter()
+                    .filter(|r| r.repository == name)
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            (vec![full], references, None)
+        }
         NamedBy::Digest(repository) => {
             let tags = tags_of(&mut client, &repository.name(), &digest).await?;
             let name = repository.name();

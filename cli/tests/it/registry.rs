@@ -372,9 +372,40 @@ fn a_pull_by_digest_is_a_reference_that_images_lists_gc_keeps_and_rmi_removes() 
         listed(&["--format", "{{.Repository}}:{{.Tag}}"]),
         format!("{repository}:t\n")
     );
-    ok(strata(r, &["rmi", &format!("{repository}:t")]));
+    // the repository's last tag takes the repository's digest reference with it, as in Docker
+    let out = ok(strata(r, &["rmi", &format!("{repository}:t")]));
+    assert_eq!(
+        out.lines().take(2).collect::<Vec<_>>(),
+        [
+            format!("Untagged: {repository}:t"),
+            format!("Untagged: {pinned}")
+        ],
+        "{out}"
+    );
+    assert!(out.contains("Unreferenced: "), "{out}");
+    assert_eq!(listed(&format), "");
+    ok(strata(r, &["pull", &pinned]));
+    assert_eq!(listed(&format), row);
 
-    // rmi of the reference removes it; the image is then unreferenced and gc frees it
+    // rmi of the reference removes it, also while a tag elsewhere keeps the image
+    ok(strata(r, &["tag", &pinned, "elsewhere:1"]));
+    let out = ok(strata(r, &["rmi", &pinned]));
+    assert_eq!(out, format!("Untagged: {pinned}\n"));
+    assert_eq!(
+        listed(&["--format", "{{.Repository}}:{{.Tag}}"]),
+        "elsewhere:1\n"
+    );
+    ok(strata(
+        r,
+        &["tag", "elsewhere:1", &format!("{repository}:t")],
+    ));
+    ok(strata(
+        r,
+        &["rmi", "elsewhere:1", &format!("{repository}:t")],
+    ));
+    ok(strata(r, &["pull", &pinned]));
+
+    // rmi of the last reference: the image is then unreferenced and gc frees it
     let out = ok(strata(r, &["rmi", &pinned]));
     assert_eq!(
         out.lines().next(),

@@ -102,7 +102,7 @@ pub enum LayerStoreError {
         /// The decode error.
         reason: String,
     },
-    /// A deletion of a blob that a tag or lease reaches, or that work in progress claimed.
+    /// A deletion of a blob that a tag, GC root or lease reaches, or that work in progress claimed.
     #[error("blob {digest} is in use by {holder}: {}", in_use_advice(.holder))]
     BlobInUse {
         /// The blob.
@@ -157,6 +157,9 @@ fn in_use_advice(holder: &crate::store::Holder) -> &'static str {
         }
         Holder::Lease(_) => {
             "work in progress (a build, a pull) needs it; delete the lease or wait for it to end"
+        }
+        Holder::Root(_) => {
+            "a digest reference (`NAME@sha256:…`, from a pull by digest) keeps it; remove that reference first (`strata rmi NAME@sha256:…`)"
         }
         Holder::InProgress => {
             "something written or claimed while the deletion was decided needs it; try again when that work has finished"

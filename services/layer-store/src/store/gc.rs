@@ -30,6 +30,8 @@ pub enum Holder {
     Tag(String),
     /// A live lease reaches it (its id).
     Lease(String),
+    /// A blob labelled a GC root (`strata.gc.root`: a digest reference) reaches it.
+    Root(Digest),
     /// Work that committed or confirmed something reaching it while the deletion was
     /// being decided (a write, a lease, the tag index checking a tag's target).
     InProgress,
@@ -40,6 +42,7 @@ impl std::fmt::Display for Holder {
         match self {
             Self::Tag(name) => write!(f, "tag {name}"),
             Self::Lease(id) => write!(f, "lease {id:?}"),
+            Self::Root(d) => write!(f, "GC root {d}"),
             Self::InProgress => f.write_str("work in progress"),
         }
     }
@@ -126,8 +129,10 @@ pub(super) fn labelled_roots(
 
 impl GcGuard {
     /// Deletes one blob unless something keeps it: a tag (`tags`: every tag's name and
-    /// digest, read after this guard began) or a live lease that reaches it the way marking
-    /// does, or anything committed or confirmed since the guard began that reaches it. The
+    /// digest, read after this guard began), a GC-root blob or a live lease that reaches it
+    /// the way marking does, or anything committed or confirmed since the guard began that
+    /// reaches it. A record (a blob with a `strata.subject`) is not held by its subject:
+    /// marking keeps it while its subject lives, but asked for by name it goes. The
     /// guard closes the same races as for a GC: a tag moved after `tags` was read had its
     /// target confirmed (the tag index leases it) after the guard began, or its lease was
     /// still live when the leases are read here, or deleted during the guard (which
@@ -143,6 +148,12 @@ impl GcGuard {
             .iter()
             .map(|(name, d)| (Holder::Tag(name.clone()), *d))
             .collect();
+        // a root record holds its image; deleting the record itself is how it is removed
+        roots.extend(
+            labelled_roots(&blobs)
+                .filter(|d| d != digest)
+                .map(|d| (Holder::Root(d), d)),
+        );
         for lease in store.list_leases()? {
             roots.extend(
                 lease

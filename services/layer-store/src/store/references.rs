@@ -96,7 +96,8 @@ impl Store {
     }
 
     /// Whether `target` is reachable from `root` (following what [`Store::reachable`]
-    /// follows), not walking again what `seen` holds (digests an earlier walk reached
+    /// follows, except that `target` is not reached as a record of its subject), not walking
+    /// again what `seen` holds (digests an earlier walk reached
     /// without finding `target`); adds what this walk reaches to `seen`.
     pub(super) fn reaches(
         self: &Arc<Self>,
@@ -114,7 +115,14 @@ impl Store {
                 continue;
             }
             queue.extend(self.children(&d)?);
-            queue.extend(dependents.of_subject(&d).iter().copied());
+            // a record is kept with its subject by marking, not held by it against deletion
+            queue.extend(
+                dependents
+                    .of_subject(&d)
+                    .iter()
+                    .filter(|r| *r != target)
+                    .copied(),
+            );
         }
         Ok(false)
     }

@@ -1106,6 +1106,18 @@ fn gc_roots_by_label_keep_what_they_name(store: &Arc<Store>) {
         ],
     );
     let kept = [reference, m, c, l[0]];
+    // asked for by name, what the reference reaches is refused, naming it
+    for d in &kept[1..] {
+        let err = store
+            .begin_gc_blocking()
+            .delete_unreferenced(d, &[])
+            .unwrap_err();
+        assert!(
+            matches!(&err, LayerStoreError::BlobInUse { holder: Holder::Root(r), .. } if *r == reference),
+            "{err}"
+        );
+        assert!(err.to_string().contains("strata rmi"), "{err}");
+    }
     let u = store.usage(&[], &[]).unwrap();
     let total: u64 = u.kinds.iter().map(|k| k.bytes).sum();
     let kept_bytes: u64 = kept.iter().map(|d| store.stat(d).unwrap().size).sum();
@@ -1121,7 +1133,13 @@ fn gc_roots_by_label_keep_what_they_name(store: &Arc<Store>) {
         assert!(!report.removed.contains(d), "{d} is reached from a root");
         assert!(store.stat(d).is_ok(), "{d} is kept");
     }
-    store.delete(&reference).unwrap();
+    // a tag on the image does not hold the reference (a record of what the tag reaches)
+    let tags = vec![("docker.io/library/app:1".to_string(), m)];
+    store
+        .begin_gc_blocking()
+        .delete_unreferenced(&reference, &tags)
+        .unwrap();
+    assert!(store.stat(&reference).is_err());
     let report = store
         .begin_gc_blocking()
         .collect(&GcRequest::default())
