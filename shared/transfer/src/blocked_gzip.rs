@@ -37,6 +37,10 @@ const MAX_MEMBER: usize = 16 << 20;
 const HEADER_LEN: usize = 20;
 /// CRC-32 and ISIZE.
 const TRAILER_LEN: usize = 8;
+/// Spare capacity of each inflated piece, so that a consumer appending a short trailer does
+/// it in place: the layer store seals every chunk with a 4-byte checksum, and takes a piece
+/// handed over whole (one chunk, at a chunk boundary) without copying it.
+const SPARE: usize = 16;
 
 fn header(member_len: u32) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
@@ -144,6 +148,7 @@ pub fn decompress(
                     return Ok(None);
                 };
                 let mut member = std::mem::take(&mut head);
+                member.reserve_exact(len - member.len());
                 reader
                     .take((len - HEADER_LEN) as u64)
                     .read_to_end(&mut member)?;
@@ -210,7 +215,8 @@ fn inflate_member(d: &mut libdeflater::Decompressor, member: &[u8]) -> Option<Ve
     if size > MAX_MEMBER {
         return None;
     }
-    let mut out = vec![0u8; size];
+    let mut out = Vec::with_capacity(size + SPARE);
+    out.resize(size, 0);
     let n = d
         .deflate_decompress(&member[HEADER_LEN..member.len() - TRAILER_LEN], &mut out)
         .ok()?;

@@ -25,7 +25,7 @@ use std::{
     io::{Read, Write},
 };
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::FutureExt;
 use futures::StreamExt;
 use strata_distribution::{BlobStream, ClientOptions, Registry, RegistryError};
@@ -410,12 +410,13 @@ fn copy_large(r: &mut dyn Read, w: &mut dyn Write) -> std::io::Result<u64> {
 }
 
 /// Hashes what passes through, on a thread of its own ([`RunningHash`]): the download's
-/// chunks are gathered into runs of [`HASH_RUN`] bytes and handed over without a copy beyond
-/// that, so checking the compressed digest overlaps with decompressing.
+/// chunks are gathered (shared, not copied) into runs of [`HASH_RUN`] bytes and handed over
+/// together, so checking the compressed digest overlaps with decompressing.
 struct Counted {
     inner: BlobReader,
     current: Bytes,
-    run: BytesMut,
+    run: Vec<Bytes>,
+    run_len: usize,
     hash: RunningHash,
     len: u64,
 }
@@ -427,7 +428,8 @@ impl Counted {
         Self {
             inner,
             current: Bytes::new(),
-            run: BytesMut::new(),
+            run: Vec::new(),
+            run_len: 0,
             hash: RunningHash::default(),
             len: 0,
         }
@@ -436,8 +438,10 @@ impl Counted {
     /// The digest and length of everything read.
     fn finish(&mut self) -> (Digest, u64) {
         let mut hasher = self.hash.take();
-        hasher.update(&self.run);
-        self.run.clear();
+        for part in self.run.drain(..) {
+            hasher.update(&part);
+        }
+        self.run_len = 0;
         (hasher.finish(), self.len)
     }
 }
@@ -449,9 +453,11 @@ impl Read for Counted {
                 None => return Ok(0),
                 Some(Ok(chunk)) => {
                     self.len += chunk.len() as u64;
-                    self.run.extend_from_slice(&chunk);
-                    if self.run.len() >= HASH_RUN {
-                        self.hash.push(self.run.split().freeze());
+                    self.run_len += chunk.len();
+                    self.run.push(chunk.clone());
+                    if self.run_len >= HASH_RUN {
+                        self.hash.push_parts(std::mem::take(&mut self.run));
+                        self.run_len = 0;
                     }
                     self.current = chunk;
                 }

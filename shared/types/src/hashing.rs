@@ -32,7 +32,7 @@ enum State {
     Inline(Hasher),
     /// Hashing on a thread of its own.
     Threaded {
-        tx: SyncSender<Bytes>,
+        tx: SyncSender<Vec<Bytes>>,
         handle: JoinHandle<Hasher>,
     },
     /// Moved out by [`RunningHash::take`].
@@ -55,11 +55,17 @@ impl RunningHash {
 
     /// Adds `chunk` to the hash, on the hashing thread (started on the first call).
     pub fn push(&mut self, chunk: Bytes) {
+        self.push_parts(vec![chunk]);
+    }
+
+    /// [`RunningHash::push`] of several chunks in one hand-off (a network stream's small
+    /// pieces, gathered without copying them).
+    pub fn push_parts(&mut self, parts: Vec<Bytes>) {
         let state = std::mem::replace(&mut self.state, State::Taken);
         self.state = match state {
-            State::Inline(hasher) => Self::spawn(hasher, chunk),
-            State::Taken => Self::spawn(Hasher::new(), chunk),
-            State::Threaded { tx, handle } => match tx.send(chunk) {
+            State::Inline(hasher) => Self::spawn(hasher, parts),
+            State::Taken => Self::spawn(Hasher::new(), parts),
+            State::Threaded { tx, handle } => match tx.send(parts) {
                 Ok(()) => State::Threaded { tx, handle },
                 // the thread only stops when its queue closes, or by panicking
                 Err(_) => std::panic::resume_unwind(
@@ -72,26 +78,35 @@ impl RunningHash {
         };
     }
 
-    fn spawn(mut hasher: Hasher, first: Bytes) -> State {
-        let (tx, rx) = sync_channel::<Bytes>(QUEUE);
+    fn spawn(mut hasher: Hasher, first: Vec<Bytes>) -> State {
+        let (tx, rx) = sync_channel::<Vec<Bytes>>(QUEUE);
+        // the hasher goes to the thread once it runs: were none to be had, it stays here
+        let (start, started) = sync_channel::<Hasher>(1);
         let spawned = std::thread::Builder::new()
             .name("blob-sha256".into())
             .spawn(move || {
-                for chunk in rx {
-                    hasher.update(&chunk);
+                let Ok(mut hasher) = started.recv() else {
+                    return Hasher::new();
+                };
+                for parts in rx {
+                    for chunk in parts {
+                        hasher.update(&chunk);
+                    }
                 }
                 hasher
             });
         match spawned {
             Ok(handle) => {
+                let _ = start.send(hasher);
                 let _ = tx.send(first);
                 State::Threaded { tx, handle }
             }
             // no thread to be had: hash inline; the result is the same
             Err(e) => {
                 tracing::warn!(error = %e, "cannot start a hashing thread; hashing inline");
-                let mut hasher = Hasher::new();
-                hasher.update(&first);
+                for chunk in first {
+                    hasher.update(&chunk);
+                }
                 State::Inline(hasher)
             }
         }
@@ -128,9 +143,12 @@ mod tests {
     fn threaded_hash_equals_inline_hash() {
         let chunks: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 1000 + i as usize]).collect();
         let mut running = RunningHash::default();
-        for c in &chunks {
+        let (one, parts) = chunks.split_at(7);
+        for c in one {
             running.push(Bytes::from(c.clone()));
         }
+        // several at once: the same as one after another
+        running.push_parts(parts.iter().map(|c| Bytes::from(c.clone())).collect());
         let mut hasher = running.take();
         hasher.update(b"tail");
         let mut parts: Vec<&[u8]> = chunks.iter().map(Vec::as_slice).collect();

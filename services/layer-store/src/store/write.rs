@@ -106,7 +106,7 @@ impl Store {
         for item in feed {
             match item {
                 Feed::Data(data) => {
-                    if let Err(e) = upload.write(&data) {
+                    if let Err(e) = upload.write_bytes(data) {
                         upload.abort();
                         return Err(e);
                     }
@@ -445,7 +445,6 @@ impl Upload {
         record: record::SessionRecord,
         hasher: Option<Hasher>,
     ) -> Result<Self> {
-        let cap = record.chunk_size as usize + chunk::TRAILER;
         let mut upload = Self {
             store,
             id,
@@ -453,7 +452,7 @@ impl Upload {
             hasher_in_step: hasher.is_some(),
             hash: RunningHash::new(hasher.unwrap_or_default()),
             record,
-            buf: Vec::with_capacity(cap),
+            buf: Vec::new(),
             bulk: None,
             memtable_chunks: false,
             done: false,
@@ -479,14 +478,35 @@ impl Upload {
         self.record.offset + self.buf.len() as u64
     }
 
-    fn write(&mut self, mut data: &[u8]) -> Result<()> {
+    /// [`Upload::write`] of bytes it may keep: a whole chunk arriving at a chunk boundary is
+    /// stored as it is, without a copy, when nothing else holds it (an in-process writer
+    /// hands over what it allocated, with room for the trailer: `BlobWriter::write_vec`).
+    fn write_bytes(&mut self, data: Bytes) -> Result<()> {
+        if !self.buf.is_empty() || data.len() != self.chunk_size() {
+            return self.write(&data);
+        }
+        self.check_room(data.len())?;
+        self.buf = Vec::from(data);
+        self.store_full_chunk()
+    }
+
+    /// Refuses `more` bytes past the size the write declared.
+    fn check_room(&self, more: usize) -> Result<()> {
         if let Some(expected) = self.record.expected_size
-            && self.received() + data.len() as u64 > expected
+            && self.received() + more as u64 > expected
         {
             return Err(LayerStoreError::TooManyBytes {
                 expected,
                 at: expected + 1,
             });
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, mut data: &[u8]) -> Result<()> {
+        self.check_room(data.len())?;
+        if self.buf.capacity() == 0 {
+            self.buf.reserve_exact(self.chunk_size() + chunk::TRAILER);
         }
         while !data.is_empty() {
             let room = self.chunk_size() - self.buf.len();
@@ -512,8 +532,9 @@ impl Upload {
     /// chunks before it durable, and the commit does the same before it writes the blob
     /// record. A crash thus loses at most the chunks since the last checkpoint.
     fn store_full_chunk(&mut self) -> Result<()> {
-        let cap = self.chunk_size() + chunk::TRAILER;
-        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(cap));
+        // the next chunk's buffer is reserved when its first bytes are copied in: one handed
+        // over whole needs none
+        let data = std::mem::take(&mut self.buf);
         self.hasher_in_step = false;
         let index = self.record.offset / self.record.chunk_size;
         let key = chunk::key(&self.group, index);
