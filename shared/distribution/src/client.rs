@@ -317,7 +317,8 @@ impl Registry {
         )))
     }
 
-    /// Sends a body-less (or small, replayable) request, authenticating once on 401.
+    /// Sends a body-less (or small, replayable) request, authenticating once on 401, and
+    /// sending it again on an answer that asks for that ([`RETRIED`]).
     async fn send(
         &self,
         method: Method,
@@ -327,6 +328,7 @@ impl Registry {
         context: &str,
     ) -> Result<reqwest::Response, RegistryError> {
         let mut authenticated_once = false;
+        let mut retries = 0;
         loop {
             let mut req = self.http.request(method.clone(), url);
             for (k, v) in headers {
@@ -344,6 +346,22 @@ impl Registry {
                 context: context.to_string(),
                 error: e,
             })?;
+            let asked = retry_after(&r);
+            if RETRIED.contains(&r.status())
+                && retries < RETRIES
+                && asked.is_none_or(|w| w <= MAX_RETRY_AFTER)
+            {
+                let wait = asked.unwrap_or(BACKOFF * 2u32.pow(retries));
+                tracing::warn!(
+                    status = r.status().as_u16(),
+                    wait_ms = wait.as_millis() as u64,
+                    attempt = retries + 2,
+                    "{context}: the registry asked to try again later"
+                );
+                tokio::time::sleep(wait).await;
+                retries += 1;
+                continue;
+            }
             if r.status() != StatusCode::UNAUTHORIZED {
                 return Ok(r);
             }
@@ -997,6 +1015,37 @@ fn protocol(context: &str, reason: impl Into<String>) -> RegistryError {
         context: context.to_string(),
         reason: reason.into(),
     }
+}
+
+/// Answers after which a request is sent again, as Docker and containerd do: too many
+/// requests (a rate limit), and a gateway or service that is unavailable for now. Nothing was
+/// done with the request, so sending it again is safe for every method.
+const RETRIED: [StatusCode; 4] = [
+    StatusCode::TOO_MANY_REQUESTS,
+    StatusCode::BAD_GATEWAY,
+    StatusCode::SERVICE_UNAVAILABLE,
+    StatusCode::GATEWAY_TIMEOUT,
+];
+/// How many times a request is sent again before its answer stands.
+const RETRIES: u32 = 3;
+/// The first wait when the registry names none; it doubles each time (0.5, 1, 2 s).
+const BACKOFF: std::time::Duration = std::time::Duration::from_millis(500);
+/// The longest `Retry-After` honoured: a registry asking for more (a rate limit for the
+/// hour) is answered with its error at once rather than a command that seems to hang.
+const MAX_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The wait a `Retry-After` header asks for in seconds (RFC 9110 §10.2.3); none for the
+/// HTTP-date form, which gets the default backoff.
+fn retry_after(r: &reqwest::Response) -> Option<std::time::Duration> {
+    let secs: u64 = r
+        .headers()
+        .get(header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(std::time::Duration::from_secs(secs))
 }
 
 /// Passes a response with one of `ok` statuses; turns others into an error carrying the

@@ -104,6 +104,60 @@ async fn schema1_and_oversized_manifests_are_refused() {
 }
 
 #[tokio::test]
+async fn busy_or_rate_limited_answers_are_tried_again_as_the_registry_asks() {
+    // unavailable twice, then the manifest
+    let count = std::sync::Arc::new(std::sync::Mutex::new(0));
+    let seen = count.clone();
+    let server = MockServer::start(move |_| {
+        let mut n = seen.lock().unwrap();
+        *n += 1;
+        if *n <= 2 {
+            Reply::status(503).header("Retry-After", "0")
+        } else {
+            Reply::ok(MANIFEST.as_bytes().to_vec())
+                .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        }
+    })
+    .await;
+    client(&server.addr, None).get_manifest("v1").await.unwrap();
+    assert_eq!(server.requests().len(), 3);
+
+    // a rate limit that does not lift: three more tries, then the registry's own error
+    let limited = r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#;
+    let server = MockServer::start(move |_| {
+        Reply::status(429)
+            .header("Retry-After", "0")
+            .body(limited.as_bytes().to_vec())
+    })
+    .await;
+    let err = client(&server.addr, None)
+        .get_manifest("v1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RegistryError::Status { status: 429, .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("TOOMANYREQUESTS (slow down)"),
+        "{err}"
+    );
+    assert_eq!(server.requests().len(), 4);
+
+    // asked to wait an hour: the error at once, not a command that seems to hang
+    let server = MockServer::start(|_| Reply::status(429).header("Retry-After", "3600")).await;
+    let err = client(&server.addr, None)
+        .get_manifest("v1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RegistryError::Status { status: 429, .. }),
+        "{err}"
+    );
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[tokio::test]
 async fn a_connection_dropped_mid_blob_is_an_error() {
     let blob = vec![42u8; 1 << 20];
     let digest = Digest::of(&blob);
