@@ -114,12 +114,9 @@ async fn remove(channel: Transport, name: &str, force: bool) -> anyhow::Result<S
                 familiar(&tag)
             );
             let mut client = TagIndexClient::new(channel);
-            let removed = untag(&mut client, &tag, &digest).await?;
-            return Ok(untagged_lines(
-                &familiar(&tag),
-                &removed.previous_digest,
-                false,
-            ));
+            // the image cannot be read, so whether it is now unreferenced is not said
+            untag(&mut client, &tag, &digest).await?;
+            return Ok(untagged_line(&familiar(&tag)));
         }
     };
     let manifest = found.image.manifest_digest;
@@ -193,7 +190,7 @@ async fn remove(channel: Transport, name: &str, force: bool) -> anyhow::Result<S
     let mut last = false;
     for tag in tags {
         let removed = untag(&mut client, &tag, &digest).await?;
-        out.push_str(&untagged_lines(&familiar(&tag), &digest, false));
+        out.push_str(&untagged_line(&familiar(&tag)));
         last = removed.last_tag_for_digest;
     }
     for reference in &references {
@@ -201,7 +198,7 @@ async fn remove(channel: Transport, name: &str, force: bool) -> anyhow::Result<S
             .delete(&reference.record)
             .await
             .with_context(|| format!("failed to remove {}", reference.familiar()))?;
-        out.push_str(&untagged_lines(&reference.familiar(), &digest, false));
+        out.push_str(&untagged_line(&reference.familiar()));
     }
     // the image is unreferenced once neither a tag nor a digest reference is left
     let untagged = if removes_tags {
@@ -245,12 +242,8 @@ fn familiar(full: &str) -> String {
 }
 
 /// What `rmi` prints for one removed tag.
-pub(crate) fn untagged_lines(tag: &str, digest: &str, last: bool) -> String {
-    let mut out = format!("Untagged: {tag}\n");
-    if last {
-        out.push_str(&unreferenced_line(digest));
-    }
-    out
+pub(crate) fn untagged_line(tag: &str) -> String {
+    format!("Untagged: {tag}\n")
 }
 
 /// What `rmi` prints when the last tag or digest reference of an image went.
@@ -263,15 +256,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_last_tag_says_the_image_is_unreferenced() {
-        assert_eq!(
-            untagged_lines("app:v1", "sha256:ab", false),
-            "Untagged: app:v1\n"
-        );
-        let last = untagged_lines("app:v1", "sha256:ab", true);
+    fn the_lines_rmi_prints() {
+        assert_eq!(untagged_line("app:v1"), "Untagged: app:v1\n");
         assert!(
-            last.starts_with("Untagged: app:v1\nUnreferenced: sha256:ab"),
-            "{last}"
+            unreferenced_line("sha256:ab").starts_with("Unreferenced: sha256:ab"),
+            "{}",
+            unreferenced_line("sha256:ab")
         );
         assert_eq!(
             familiar("docker.io/library/busybox:latest"),
