@@ -567,18 +567,38 @@ async fn add_downloads_a_url_and_checks_its_checksum() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let body = "downloaded content\n";
+    // a .tar.gz path gets an archive holding inner/file
+    let archive = {
+        let mut t = tar::Builder::new(flate2::write::GzEncoder::new(
+            Vec::new(),
+            flate2::Compression::fast(),
+        ));
+        let mut h = tar::Header::new_gnu();
+        h.set_size(6);
+        h.set_mode(0o644);
+        h.set_cksum();
+        t.append_data(&mut h, "inner/file", &b"inside"[..]).unwrap();
+        t.into_inner().unwrap().finish().unwrap()
+    };
     tokio::spawn(async move {
         loop {
             let Ok((mut s, _)) = listener.accept().await else {
                 break;
             };
             let mut buf = [0u8; 1024];
-            let _ = s.read(&mut buf).await;
-            let resp = format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
+            let n = s.read(&mut buf).await.unwrap_or(0);
+            let request = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let content: &[u8] = if request.starts_with("GET /a.tar.gz ") {
+                &archive
+            } else {
+                body.as_bytes()
+            };
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                content.len()
             );
-            let _ = s.write_all(resp.as_bytes()).await;
+            let _ = s.write_all(head.as_bytes()).await;
+            let _ = s.write_all(content).await;
         }
     });
     let sum = Digest::of(body.as_bytes());
@@ -597,6 +617,12 @@ async fn add_downloads_a_url_and_checks_its_checksum() {
         "{:?}",
         error(&events)
     );
+    // a downloaded archive stays a file unless --unpack=true asks for it to be extracted
+    let df = format!(
+        "FROM busybox:latest\nADD http://127.0.0.1:{port}/a.tar.gz /kept/\nADD --unpack=true http://127.0.0.1:{port}/a.tar.gz /opt/\nRUN test -f /kept/a.tar.gz && test ! -e /kept/inner && test \"$(cat /opt/inner/file)\" = inside && test ! -e /opt/a.tar.gz\n"
+    );
+    let events = build(&mut farm.executor(0), request(&df, "", &["unpacked"])).await;
+    done(&events);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

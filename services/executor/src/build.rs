@@ -27,7 +27,7 @@ use strata_proto::{
     tag_index as ti,
 };
 use strata_types::{Digest, Reference, media_type};
-use tokio::sync::mpsc;
+use tokio::{io::AsyncWriteExt, sync::mpsc};
 use tonic::Status;
 use tracing::{info, warn};
 
@@ -1390,6 +1390,8 @@ impl Engine {
         // §13), ADD's own ones too: `--unpack` by the value in force (the default for a
         // local source is to extract), `--checksum` and `--keep-git-dir` as written.
         let unpack = is_add && copy.unpack.unwrap_or(true);
+        // a URL's download is extracted only when asked (`--unpack=true`), never by default
+        let unpack_downloads = is_add && copy.unpack == Some(true);
         if is_add {
             pre.flags.insert("unpack".into(), unpack.to_string());
             pre.flags
@@ -1399,6 +1401,11 @@ impl Engine {
             pre.flags.insert("checksum".into(), copy.checksum.clone());
         }
         // Sources: a stage, an image, a URL (ADD), or the context.
+        if let Some(git) = copy.sources.iter().find(|s| is_add && is_git_source(s)) {
+            return Err(ExecutorError::InvalidArgument(format!(
+                "ADD of a git repository ({git}) is not supported yet: clone it into the build context, or RUN git clone"
+            )));
+        }
         let (urls, locals): (Vec<&String>, Vec<&String>) = copy
             .sources
             .iter()
@@ -1416,6 +1423,8 @@ impl Engine {
                     "checksum can't be specified for multiple sources".into(),
                 ));
             }
+            pre.flags
+                .insert("unpack-urls".into(), unpack_downloads.to_string());
             for url in &urls {
                 let d = self.download(ctx, url, &copy.checksum, step).await?;
                 pre.sources.insert((*url).clone(), d.digest.to_string());
@@ -1509,6 +1518,7 @@ impl Engine {
             chown: owner,
             mode,
             unpack,
+            unpack_downloads,
             link: copy.link && copy.chmod.is_empty(),
         };
         self.layer_step(ctx, stage, step, inst, state, pre, created_by, action)
@@ -1540,12 +1550,21 @@ impl Engine {
             .unwrap_or("__unnamed__")
             .to_owned();
         let path = dir.join("content");
+        // streamed to its file as it comes, hashed on the way: never held whole in memory
+        let mut file = tokio::fs::File::create(&path)
+            .await
+            .map_err(|e| ExecutorError::io_op("creating", &path, e))?;
         let mut hasher = strata_types::Hasher::new();
-        let mut bytes = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(|e| failed(e.to_string()))? {
             hasher.update(&chunk);
-            bytes.extend_from_slice(&chunk);
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| ExecutorError::io_op("writing", &path, e))?;
         }
+        file.flush()
+            .await
+            .map_err(|e| ExecutorError::io_op("writing", &path, e))?;
+        drop(file);
         let digest = hasher.finish();
         if !checksum.is_empty() {
             let want = Digest::parse(checksum).map_err(|e| {
@@ -1557,7 +1576,6 @@ impl Engine {
                 )));
             }
         }
-        std::fs::write(&path, &bytes).map_err(|e| ExecutorError::io_op("writing", &path, e))?;
         Ok(Download {
             path,
             dir,
@@ -1996,6 +2014,7 @@ impl Engine {
                 chown,
                 mode,
                 unpack,
+                unpack_downloads,
                 link: _,
             } => {
                 let owner = if chown.is_empty() {
@@ -2024,6 +2043,30 @@ impl Engine {
                 let skipped = tokio::task::spawn_blocking(
                     move || -> Result<Vec<(String, Vec<String>)>, ExecutorError> {
                         let mut skipped = Vec::new();
+                        // an archive extracted into dest, like `tar -x` (a directory made
+                        // when missing); what it left out is told in `skipped`
+                        let unpack_archive = |archive: &Path,
+                                              name: &str,
+                                              skipped: &mut Vec<(String, Vec<String>)>|
+                         -> Result<(), ExecutorError> {
+                            let dir =
+                                cp::mkdir_all_in_root(&r, &dest, attrs.owner.unwrap_or((0, 0)))?;
+                            let file = std::fs::File::open(archive)
+                                .map_err(|e| ExecutorError::io(archive, e))?;
+                            let reader = crate::compression::decompressed(file)?;
+                            // --chown owns every entry (BuildKit maps each header's owner to
+                            // it); --chmod leaves the archive's modes alone, as BuildKit's
+                            // unpack, which is given no mode, does
+                            let report = crate::extract::extract_archive(
+                                reader,
+                                &dir,
+                                crate::extract::ArchiveOptions { owner: attrs.owner },
+                            )?;
+                            if !report.skipped.is_empty() {
+                                skipped.push((name.to_string(), report.skipped));
+                            }
+                            Ok(())
+                        };
                         if let Some(src_root) = &src_root
                             && parents
                         {
@@ -2042,25 +2085,7 @@ impl Engine {
                             let mut plain = Vec::new();
                             for m in matches {
                                 if unpack && !m.is_dir && cp::tar_archive(&m.path).is_some() {
-                                    let dir = cp::mkdir_all_in_root(
-                                        &r,
-                                        &dest,
-                                        attrs.owner.unwrap_or((0, 0)),
-                                    )?;
-                                    let file = std::fs::File::open(&m.path)
-                                        .map_err(|e| ExecutorError::io(&m.path, e))?;
-                                    let reader = crate::compression::decompressed(file)?;
-                                    // --chown owns every entry (BuildKit maps each header's
-                                    // owner to it); --chmod leaves the archive's modes alone,
-                                    // as BuildKit's unpack, which is given no mode, does
-                                    let report = crate::extract::extract_archive(
-                                        reader,
-                                        &dir,
-                                        crate::extract::ArchiveOptions { owner: attrs.owner },
-                                    )?;
-                                    if !report.skipped.is_empty() {
-                                        skipped.push((m.rel.clone(), report.skipped));
-                                    }
+                                    unpack_archive(&m.path, &m.rel, &mut skipped)?;
                                 } else {
                                     plain.push(m);
                                 }
@@ -2092,6 +2117,11 @@ impl Engine {
                             copied?;
                         }
                         for d in &downloads {
+                            if unpack_downloads && cp::tar_archive(&d.path).is_some() {
+                                unpack_archive(&d.path, &d.name, &mut skipped)?;
+                                let _ = std::fs::remove_dir_all(&d.dir);
+                                continue;
+                            }
                             let target = if dest_is_dir {
                                 format!("{}/{}", dest.trim_end_matches('/'), d.name)
                             } else {
@@ -2449,6 +2479,22 @@ struct Download {
     digest: Digest,
 }
 
+/// Whether an ADD source names a git repository (dockerfile.md §8.8): `git@host:path`,
+/// `git://`, `ssh://`, or an HTTP(S) URL whose path ends in `.git` (a `#ref:subdir` after it).
+fn is_git_source(source: &str) -> bool {
+    if ["git@", "git://", "ssh://"]
+        .iter()
+        .any(|p| source.starts_with(p))
+    {
+        return true;
+    }
+    (source.starts_with("http://") || source.starts_with("https://"))
+        && source
+            .split(['#', '?'])
+            .next()
+            .is_some_and(|path| path.trim_end_matches('/').ends_with(".git"))
+}
+
 /// What a layer step does on its snapshot.
 enum Action {
     Run {
@@ -2477,6 +2523,8 @@ enum Action {
         chown: String,
         mode: Option<cp::Chmod>,
         unpack: bool,
+        /// `ADD --unpack=true URL`: downloaded archives are extracted too.
+        unpack_downloads: bool,
         link: bool,
     },
 }
@@ -2664,6 +2712,29 @@ fn upload_outcome<W, U>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn git_sources_are_told_from_urls_and_paths() {
+        for git in [
+            "git@github.com:moby/buildkit.git",
+            "git://example.com/repo",
+            "ssh://git@example.com/repo",
+            "https://github.com/moby/buildkit.git",
+            "https://github.com/moby/buildkit.git#v0.10.1:docs",
+            "http://127.0.0.1:8080/repo.git/",
+        ] {
+            assert!(is_git_source(git), "{git}");
+        }
+        for other in [
+            "https://example.com/file.tar.gz",
+            "https://example.com/a.git.tar",
+            "https://example.com/dl?f=x.git",
+            "src.git",
+            "dir/",
+        ] {
+            assert!(!is_git_source(other), "{other}");
+        }
+    }
 
     #[test]
     fn rfc3339_round_trips() {
