@@ -158,14 +158,16 @@ fn from_a_registry_reference_pulls_the_base_and_builds_on_it() {
     let base_row = format!("{repository} <none> {remote_digest}");
 
     // the base pulled by tag, named by digest: found in the store (no pull), and given a
-    // digest reference, so it outlives its tag
+    // digest reference, so it outlives its tag moving to another image (`rmi` of the tag
+    // would take the reference with it, as in Docker: the last tag of a repository takes
+    // that repository's digest references)
     let ctx = context(&format!("FROM {pinned}\nRUN echo pinned > /built.txt\n"));
     let pinned_events = root.build_ok(ctx.path(), &[]);
     assert!(
         of_type(&pinned_events, "pull").is_empty(),
         "{pinned_events:?}"
     );
-    ok(root.strata(&["rmi", &base]));
+    ok(root.strata(&["tag", "app:1", &base]));
     assert!(listed(&root).contains(&base_row), "{:?}", listed(&root));
     ok(root.strata(&["gc"]));
     ok(root.strata(&["inspect", &pinned]));

@@ -322,6 +322,9 @@ fn a_pull_by_digest_is_a_reference_that_images_lists_gc_keeps_and_rmi_removes() 
     let digest = digest_of_push(&ok(strata(root.path(), &["push", "busybox", &target])));
     let repository = format!("{}/strata/busybox", registry.addr);
     let pinned = format!("{repository}@{digest}");
+    // a digest is what a push makes, never where it goes
+    let err = fails(strata(root.path(), &["push", "busybox", &pinned]));
+    assert!(err.contains("cannot push to a digest reference"), "{err}");
 
     let fresh = tempfile::tempdir().unwrap();
     let r = fresh.path();
@@ -758,6 +761,48 @@ fn a_layer_or_config_of_another_size_than_its_descriptor_says_so() {
     assert!(!err.contains("hashes to"), "{err}");
     let err = fails(strata(fresh.path(), &["inspect", &bad]));
     assert!(err.contains("no such image"), "{err}");
+    // a store that holds the layer checks the descriptor all the same
+    let err = fails(strata(root.path(), &["pull", &bad]));
+    assert!(
+        err.contains(&format!("expected {} bytes, got {size}", size + 1)),
+        "{err}"
+    );
+
+    // another blob under the layer's descriptor, the config still naming busybox's layer:
+    // a store that holds that layer does not take the claim on trust
+    let other = {
+        let mut t = tar::Builder::new(flate2::write::GzEncoder::new(
+            Vec::new(),
+            flate2::Compression::fast(),
+        ));
+        let mut h = tar::Header::new_gnu();
+        h.set_size(5);
+        h.set_mode(0o644);
+        h.set_cksum();
+        t.append_data(&mut h, "other", &b"other"[..]).unwrap();
+        t.into_inner().unwrap().finish().unwrap()
+    };
+    let other_digest = put_blob(&registry, "strata/busybox", &other);
+    let mut manifest: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    manifest["layers"][0]["digest"] = other_digest.clone().into();
+    manifest["layers"][0]["size"] = other.len().into();
+    put_manifest(
+        &registry,
+        "strata/busybox:swapped",
+        &media_type,
+        &serde_json::to_vec(&manifest).unwrap(),
+    );
+    let swapped = format!("{}/strata/busybox:swapped", registry.addr);
+    let err = fails(strata(root.path(), &["pull", &swapped]));
+    assert!(
+        err.contains(&format!("layer {other_digest} uncompressed (its diff_id)")),
+        "{err}"
+    );
+    let err = fails(strata(root.path(), &["inspect", &swapped]));
+    assert!(err.contains("no such image"), "{err}");
+    // the layer's own descriptor (the push recorded it) is not downloaded again
+    let again = ok(strata(root.path(), &["pull", &good]));
+    assert!(again.contains("0 layers downloaded"), "{again}");
 
     // the same for the config: its digest holds, its stated size does not
     let mut manifest: serde_json::Value = serde_json::from_str(&raw).unwrap();

@@ -36,7 +36,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     Result, StoredImage, TransferError, records,
-    store::{BlobReader, ImageStore, MAX_DOCUMENT_BYTES},
+    store::{BlobReader, BlobWriter, ImageStore, MAX_DOCUMENT_BYTES},
 };
 
 /// gzip level of pushed layers (pinned: changing it changes every pushed digest).
@@ -291,8 +291,20 @@ async fn pull_layer(
     desc: &Descriptor,
     diff_id: &Digest,
 ) -> Result<(Digest, u64, bool)> {
-    if let Some(info) = store.stat(diff_id).await? {
-        return Ok((*diff_id, info.size as u64, false));
+    // A layer the store holds is not downloaded again when this descriptor is known to be
+    // it: its bytes are the layer's own, or a compressed form recorded for it (what a pull
+    // or push verified). Another descriptor claiming the layer is downloaded and checked
+    // against the diff_id all the same, without storing it again.
+    let held = store.stat(diff_id).await?;
+    if let Some(info) = &held {
+        let known = desc.digest == diff_id.to_string()
+            || records::compressed_forms(store, diff_id)
+                .await?
+                .iter()
+                .any(|f| f.digest == desc.digest && f.size == desc.size);
+        if known {
+            return Ok((*diff_id, info.size as u64, false));
+        }
     }
     if desc.media_type.contains("nondistributable") || desc.media_type.contains("foreign") {
         return Err(TransferError::Unsupported(format!(
@@ -303,12 +315,20 @@ async fn pull_layer(
     let digest = Digest::parse(&desc.digest)?;
     let mut response = registry.get_blob(&digest).await?;
     let (tx, rx) = mpsc::channel::<Result<Bytes>>(16);
-    let writer = store.start_write(WriteStart {
-        expected_digest: diff_id.to_string(),
-        expected_size: -1,
-        media_type: media_type::OCI_LAYER_TAR.to_string(),
-        ..Default::default()
-    });
+    let writer = if held.is_some() {
+        LayerSink::Verify {
+            hash: RunningHash::default(),
+            expected: *diff_id,
+            layer: desc.digest.clone(),
+        }
+    } else {
+        LayerSink::Store(store.start_write(WriteStart {
+            expected_digest: diff_id.to_string(),
+            expected_size: -1,
+            media_type: media_type::OCI_LAYER_TAR.to_string(),
+            ..Default::default()
+        }))
+    };
     let expected_size = desc.size as u64;
     let mt = desc.media_type.clone();
     let decode = tokio::task::spawn_blocking(move || -> Result<(Digest, u64, u64)> {
@@ -390,6 +410,74 @@ async fn pull_layer(
         records::add_blob_location(store, &digest, registry.host(), registry.repository()).await?;
     }
     Ok((*diff_id, size, true))
+}
+
+/// Where a pulled layer's tar goes: into the store (which checks it against the diff_id), or,
+/// when the store already holds that layer, only through a hash that checks it.
+enum LayerSink {
+    Store(BlobWriter),
+    Verify {
+        hash: RunningHash,
+        expected: Digest,
+        /// The compressed blob's digest, for the error.
+        layer: String,
+    },
+}
+
+impl LayerSink {
+    fn write_vec(&mut self, piece: Vec<u8>) -> std::io::Result<()> {
+        match self {
+            Self::Store(w) => w.write_vec(piece),
+            Self::Verify { hash, .. } => {
+                hash.push(Bytes::from(piece));
+                Ok(())
+            }
+        }
+    }
+
+    fn abort(self) {
+        if let Self::Store(w) = self {
+            w.abort();
+        }
+    }
+
+    fn finish(self) -> Result<()> {
+        match self {
+            Self::Store(w) => w.finish().map(|_| ()),
+            Self::Verify {
+                mut hash,
+                expected,
+                layer,
+            } => {
+                let actual = hash.take().finish();
+                if actual == expected {
+                    Ok(())
+                } else {
+                    Err(TransferError::DigestMismatch {
+                        what: format!("layer {layer} uncompressed (its diff_id)"),
+                        expected,
+                        actual,
+                    })
+                }
+            }
+        }
+    }
+}
+
+impl Write for LayerSink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Self::Store(w) => w.write(data),
+            Self::Verify { hash, .. } => {
+                hash.push(Bytes::copy_from_slice(data));
+                Ok(data.len())
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// `std::io::copy` with a large buffer: a decompressor asked for 8 KiB at a time (std's
@@ -479,6 +567,13 @@ pub async fn push(
     compression: PushCompression,
     options: &ClientOptions,
 ) -> Result<Pushed> {
+    // a manifest is pushed under a tag; its digest is what the push makes, not a name for it
+    if target.digest().is_some() {
+        return Err(TransferError::invalid(
+            format!("push target {}", target.familiar()),
+            "cannot push to a digest reference: name a tag (REPOSITORY[:TAG])",
+        ));
+    }
     // Repositories of the same registry that hold some of our layers: mount candidates.
     let mut mount_from: BTreeMap<Digest, String> = BTreeMap::new();
     let mut forms: Vec<Vec<Descriptor>> = Vec::new();

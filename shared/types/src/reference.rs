@@ -203,6 +203,12 @@ impl Reference {
         } else {
             path.to_string()
         };
+        // as Docker measures it: the full name, `docker.io/library/` included, so that every
+        // name accepted here can be stored and parsed again in full
+        let full = registry.len() + 1 + repository.len();
+        if full > MAX_NAME_LEN {
+            return Err(ReferenceError::TooLong(full));
+        }
         Ok((registry, repository, tag.map(str::to_string), digest))
     }
 
@@ -525,6 +531,16 @@ mod tests {
             Reference::parse(&long),
             Err(ReferenceError::TooLong(256))
         ));
+        // the full name counts: `docker.io/library/` makes 250 characters 268
+        let short = "a".repeat(250);
+        assert!(matches!(
+            Reference::parse(&format!("{short}:x")),
+            Err(ReferenceError::TooLong(268))
+        ));
+        let longest = format!("example.com/{}", "b".repeat(255 - 12));
+        let r = Reference::parse(&longest).unwrap();
+        assert_eq!(Reference::parse(&r.to_string()).unwrap(), r);
+        assert!(Reference::parse(&format!("{longest}b")).is_err());
     }
 
     #[test]
