@@ -864,6 +864,11 @@ fn hostile_archives_are_refused_and_nothing_is_tagged() {
         )
     };
     let ambiguous = manifest_doc(r#","manifests":[]"#).into_bytes();
+    let windows = String::from_utf8(c1.clone())
+        .unwrap()
+        .replace(r#""os":"linux""#, r#""os":"windows""#)
+        .into_bytes();
+    assert_ne!(windows, c1);
     let mut huge_manifest = manifest_doc("").into_bytes();
     huge_manifest.pop();
     huge_manifest.extend(
@@ -934,6 +939,15 @@ fn hostile_archives_are_refused_and_nothing_is_tagged() {
             "ambiguous",
         ),
         ("no manifest", ArchiveBuilder::new().file("hello", b"x").finish(dir.path(), "empty.tar"), "does not contain a manifest.json"),
+        (
+            "a windows image",
+            ArchiveBuilder::new()
+                .file(&format!("blobs/sha256/{}", sha256_hex(&windows)), &windows)
+                .file(&format!("blobs/sha256/{lh}"), &l1)
+                .file("manifest.json", format!(r#"[{{"Config":"blobs/sha256/{}","RepoTags":["bad:1"],"Layers":["blobs/sha256/{lh}"]}}]"#, sha256_hex(&windows)).as_bytes())
+                .finish(dir.path(), "windows.tar"),
+            "bad:1 is a windows/amd64 image: strata stores and builds only linux/amd64 images",
+        ),
     ];
     for (what, path, needle) in cases {
         let err = fails(strata(root.path(), &["load", "-i", path.to_str().unwrap()]));

@@ -427,6 +427,13 @@ impl Interpreter<'_> {
         for e in entries {
             let config_bytes = self.document(&e.config, "config")?;
             let config = ImageConfig::parse(&config_bytes)?;
+            // docker-archive.md §4: the OS must be supported
+            let named = e
+                .repo_tags
+                .as_ref()
+                .and_then(|t| t.first())
+                .map_or_else(|| format!("the image of {}", e.config), |t| t.clone());
+            crate::registry::check_config_platform(&named, &config)?;
             let layers = self.check_layers(&config, &e.layers).await?;
             let mut tags = Vec::new();
             for t in e.repo_tags.unwrap_or_default() {
@@ -535,6 +542,7 @@ impl Interpreter<'_> {
             let config_bytes =
                 self.blob_document(&manifest.config.digest, manifest.config.size, "config")?;
             let config = ImageConfig::parse(&config_bytes)?;
+            crate::registry::check_config_platform(&format!("manifest {}", desc.digest), &config)?;
             manifest.validate_against(&config)?;
             let paths: Vec<String> = manifest
                 .layers

@@ -269,6 +269,11 @@ fn host_arch() -> &'static str {
 /// arm64 image would otherwise be stored, and built on, as if it were this machine's.
 /// A config that leaves os or architecture out is taken as it is.
 fn check_platform(reference: &Reference, config: &ImageConfig) -> Result<()> {
+    check_config_platform(&reference.familiar(), config)
+}
+
+/// [`check_platform`] for an image named `what` (a reference, an archive's entry).
+pub(crate) fn check_config_platform(what: &str, config: &ImageConfig) -> Result<()> {
     let (os, arch) = (config.os.as_str(), config.architecture.as_str());
     if (os.is_empty() || os == "linux") && (arch.is_empty() || arch == host_arch()) {
         return Ok(());
@@ -278,8 +283,7 @@ fn check_platform(reference: &Reference, config: &ImageConfig) -> Result<()> {
         _ => format!("{os}/{arch}"),
     };
     Err(TransferError::Unsupported(format!(
-        "{} is a {found} image: strata pulls and builds only linux/{} images",
-        reference.familiar(),
+        "{what} is a {found} image: strata stores and builds only linux/{} images",
         host_arch()
     )))
 }
