@@ -626,6 +626,48 @@ async fn add_downloads_a_url_and_checks_its_checksum() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn onbuild_triggers_of_an_earlier_stage_run_in_the_stage_built_on_it() {
+    // BuildKit's testOnBuildInheritedStageRun and testOnBuildInheritedStageWithFrom
+    let farm = Farm::start(1).await;
+    farm.busybox().await;
+    let run = r#"FROM busybox:latest AS base
+ONBUILD RUN mkdir -p /out && echo -n 11 >> /out/foo
+FROM base AS mid
+RUN cp /out/foo /out/bar && test "$(cat /out/bar)" = 11
+FROM scratch
+COPY --from=mid /out/bar /
+"#;
+    let events = build(&mut farm.executor(0), request(run, "", &["onbuild-run"])).await;
+    done(&events);
+    let from = r#"FROM busybox:latest AS src
+RUN mkdir -p /out && echo -n 11 > /out/foo
+FROM busybox:latest AS base
+ONBUILD COPY --from=src /out/foo /out/
+FROM base AS mid
+RUN test "$(cat /out/foo)" = 11
+"#;
+    let events = build(&mut farm.executor(0), request(from, "", &["onbuild-from"])).await;
+    done(&events);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn run_keeps_the_primary_group_among_the_supplementary_ones() {
+    // BuildKit's testUserAdditionalGids (the CVE-2023-25173 fix)
+    let farm = Farm::start(1).await;
+    farm.busybox().await;
+    let df = r#"FROM busybox:latest
+RUN echo 'wheel:x:10:root' >> /etc/group
+RUN id | grep -q 'gid=0(root) groups=0(root),10(wheel)$'
+USER 1234
+RUN id | grep -q '^uid=1234 gid=0(root) groups=0(root)$'
+USER 1234:1234
+RUN id | grep -q '^uid=1234 gid=1234 groups=1234$'
+"#;
+    let events = build(&mut farm.executor(0), request(df, "", &["gids"])).await;
+    done(&events);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn config_instructions_follow_the_spec() {
     let farm = Farm::start(1).await;
     farm.busybox().await;

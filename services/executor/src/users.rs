@@ -88,7 +88,9 @@ fn lookup_group(root: &Path, group: &str) -> Result<u32, ExecutorError> {
 
 /// Resolves `USER user[:group]` for a RUN (dockerfile.md §8.12): a name must exist in the
 /// image's passwd; a numeric uid not in passwd runs with gid 0; without an explicit group the
-/// user's supplementary groups apply.
+/// user's supplementary groups apply. The supplementary list always holds the primary group
+/// too, as BuildKit's does since the CVE-2023-25173 fix (its `testUserAdditionalGids`): a
+/// process never keeps group rights by leaving its own group out of the list.
 pub fn resolve_user(root: &Path, spec: &str) -> Result<ResolvedUser, ExecutorError> {
     let spec = if spec.is_empty() { "0" } else { spec };
     let (user, group) = match spec.split_once(':') {
@@ -113,18 +115,20 @@ pub fn resolve_user(root: &Path, spec: &str) -> Result<ResolvedUser, ExecutorErr
         )));
     };
     match group {
-        Some(g) => Ok(ResolvedUser {
-            uid,
-            gid: lookup_group(root, g)?,
-            additional_gids: Vec::new(),
-        }),
+        Some(g) => {
+            let gid = lookup_group(root, g)?;
+            Ok(ResolvedUser {
+                uid,
+                gid,
+                additional_gids: vec![gid],
+            })
+        }
         None => {
             let mut additional: Vec<u32> = groups(root)
                 .into_iter()
-                .filter(|g| {
-                    !name.is_empty() && g.members.iter().any(|m| m == &name) && g.gid != primary
-                })
+                .filter(|g| !name.is_empty() && g.members.iter().any(|m| m == &name))
                 .map(|g| g.gid)
+                .chain([primary])
                 .collect();
             additional.sort_unstable();
             additional.dedup();
@@ -191,7 +195,7 @@ mod tests {
             ResolvedUser {
                 uid: 1000,
                 gid: 1001,
-                additional_gids: vec![10]
+                additional_gids: vec![10, 1001]
             }
         );
         assert_eq!(
@@ -199,7 +203,7 @@ mod tests {
             ResolvedUser {
                 uid: 1000,
                 gid: 10,
-                additional_gids: vec![]
+                additional_gids: vec![10]
             }
         );
         assert_eq!(
@@ -207,7 +211,7 @@ mod tests {
             ResolvedUser {
                 uid: 4242,
                 gid: 0,
-                additional_gids: vec![]
+                additional_gids: vec![0]
             }
         );
         assert!(

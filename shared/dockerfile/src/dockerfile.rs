@@ -905,11 +905,32 @@ pub fn from_ast(ast: &ParseOutput, opts: &ParseOptions) -> Result<Dockerfile, Er
             })?;
             BaseImage::Image(expanded.clone())
         };
-        if let BaseImage::Image(r) = &base
-            && let Some(img) = opts.base_images.get(r)
-            && !img.on_build.is_empty()
-        {
-            let mut triggers = onbuild_triggers(&img.on_build, from_inst)?;
+        // the base's `OnBuild` triggers run first (§8.1): an image's from its config, an
+        // earlier stage's from its own ONBUILD instructions (its config's list, the base's
+        // having been cleared), as BuildKit's testOnBuildInheritedStage* expect
+        let inherited: Vec<String> = match &base {
+            BaseImage::Image(r) => opts
+                .base_images
+                .get(r)
+                .map(|img| img.on_build.clone())
+                .unwrap_or_default(),
+            BaseImage::Stage(i) => stages
+                .iter()
+                .find(|s| s.index == *i)
+                .map(|s| {
+                    s.instructions
+                        .iter()
+                        .filter_map(|inst| match &inst.command {
+                            Command::Onbuild(o) => Some(o.expression.clone()),
+                            _ => None,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            BaseImage::Scratch => Vec::new(),
+        };
+        if !inherited.is_empty() {
+            let mut triggers = onbuild_triggers(&inherited, from_inst)?;
             triggers.append(&mut body);
             body = triggers;
         }
