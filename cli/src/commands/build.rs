@@ -78,7 +78,8 @@ pub struct BuildArgs {
     /// Print only the image ID.
     #[arg(short, long)]
     pub quiet: bool,
-    /// Clamp timestamps and fix `created` to these Unix seconds (reproducible builds).
+    /// Clamp timestamps and fix `created` to these Unix seconds (reproducible builds); also
+    /// `--build-arg SOURCE_DATE_EPOCH=N`, as with BuildKit.
     #[arg(long, env = "SOURCE_DATE_EPOCH")]
     pub source_date_epoch: Option<i64>,
     /// Per-RUN timeout in seconds (0: the server's default).

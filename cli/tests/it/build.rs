@@ -523,6 +523,26 @@ fn source_date_epoch_builds_match_byte_for_byte_across_data_dirs() {
     );
     let (config, _, _keep) = a.image("hello");
     assert_eq!(config["created"], "2023-11-14T22:13:20Z");
+    // the build arg sets it as well (BuildKit's way), for the same image
+    let ec = Root::new().build_ok(
+        ctx.path(),
+        &["-t", "hello", "--build-arg", "SOURCE_DATE_EPOCH=1700000000"],
+    );
+    assert_eq!(
+        image_event(&ec)["manifest_digest"],
+        image_event(&ea)["manifest_digest"]
+    );
+    let (out, events) = a.build(
+        ctx.path(),
+        &["-t", "hello", "--build-arg", "SOURCE_DATE_EPOCH=yesterday"],
+    );
+    assert!(!out.status.success());
+    let (message, code) = super::build_pull::error_of(&events, &out);
+    assert!(
+        message.contains("invalid build arg SOURCE_DATE_EPOCH"),
+        "{message}"
+    );
+    assert_ne!(code, "Internal");
 }
 
 /// The mtime of each entry of the last layer.
@@ -1975,5 +1995,21 @@ fn what_a_killed_build_leaves_is_removed_by_the_next_build() {
         running_and_mounted(306, root.dir.path()),
         (false, false),
         "the leftover container and mount were removed"
+    );
+}
+
+#[test]
+fn a_scratch_stage_starts_from_buildkits_empty_image() {
+    // dockerfile.md §8.1: WorkingDir "/" and the default PATH
+    let root = Root::new();
+    let ctx = context(&[("Dockerfile", "FROM scratch\nLABEL x=y\n")]);
+    root.build_ok(ctx.path(), &["-t", "empty:1"]);
+    let out = root.strata(&["inspect", "-f", "{{json .Config}}", "empty:1"]);
+    assert!(out.status.success(), "{out:?}");
+    let config: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(config["WorkingDir"], "/", "{config}");
+    assert_eq!(
+        config["Env"][0],
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     );
 }

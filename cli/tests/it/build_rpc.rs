@@ -651,6 +651,25 @@ RUN test "$(cat /out/foo)" = 11
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sandbox_hostname_follows_its_build_arg() {
+    let farm = Farm::start(1).await;
+    farm.busybox().await;
+    let df = "FROM busybox:latest\nRUN [ \"$(hostname)\" = myhost ] && grep -q 'localhost myhost' /etc/hosts\n";
+    let mut req = request(df, "", &["named"]);
+    req.build_args
+        .insert("BUILDKIT_SANDBOX_HOSTNAME".into(), "myhost".into());
+    done(&build(&mut farm.executor(0), req).await);
+    // not a host name: refused, naming the arg
+    let mut req = request(df, "", &[]);
+    req.build_args
+        .insert("BUILDKIT_SANDBOX_HOSTNAME".into(), "my host/../x".into());
+    let events = build(&mut farm.executor(0), req).await;
+    let e = error(&events);
+    assert_eq!(e.code, "InvalidArgument", "{e:?}");
+    assert!(e.message.contains("BUILDKIT_SANDBOX_HOSTNAME"), "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn run_keeps_the_primary_group_among_the_supplementary_ones() {
     // BuildKit's testUserAdditionalGids (the CVE-2023-25173 fix)
     let farm = Farm::start(1).await;

@@ -263,6 +263,7 @@ impl Engine {
         build_id: String,
         events: Events,
     ) -> Result<pb::ImageDone, ExecutorError> {
+        let req = epoch_from_build_arg(req)?;
         // The lease is taken while the build is prepared (context, parse, base images): one
         // round trip (and one synced write) less on the path of every build.
         let (prepared, lease) = tokio::join!(
@@ -311,6 +312,7 @@ impl Engine {
         &self,
         req: pb::BuildRequest,
     ) -> Result<pb::ExplainBuildResponse, ExecutorError> {
+        let req = epoch_from_build_arg(req)?;
         let ctx = self
             .prepare(&req, "explain".into(), Events::none(), Mode::Explain)
             .await?;
@@ -690,7 +692,8 @@ impl Engine {
             )
             .await?;
         let (mut config, layers, key) = if stage.scratch {
-            let config = ImageConfig {
+            // BuildKit's empty image (dockerfile.md §8.1): WorkingDir "/" (PATH is added below)
+            let mut config = ImageConfig {
                 architecture: "amd64".into(),
                 os: "linux".into(),
                 rootfs: RootFs {
@@ -699,6 +702,7 @@ impl Engine {
                 },
                 ..Default::default()
             };
+            config.config.working_dir = Some("/".into());
             (config, vec![], Digest::of(b"strata:scratch").to_string())
         } else if let Some(b) = stage.base_stage {
             let r = results.get(&b).ok_or_else(|| {
@@ -1157,6 +1161,12 @@ impl Engine {
                 "none".into()
             },
         );
+        // a hostname other than the default is part of what the step runs in (BuildKit keys
+        // the exec with it); the default adds nothing, so existing keys hold
+        let hostname = crate::network_files::sandbox_hostname(&ctx.req.build_args)?;
+        if hostname != crate::network_files::HOSTNAME {
+            pre.flags.insert("hostname".into(), hostname);
+        }
         let created_by = history::run(&args_in_scope, &argv);
         let user = state.config.config.user.clone().unwrap_or_default();
         let action = Action::Run {
@@ -1911,7 +1921,9 @@ impl Engine {
                 let net_points = crate::network_files::mount_points(&root);
                 let net_dir = self.local.scratch(&format!("{}-{step}-net", ctx.build_id));
                 let _net_dir = ScratchDir(net_dir.clone());
-                let mut run_mounts = crate::network_files::prepare(&net_dir, host_network)?;
+                let hostname = crate::network_files::sandbox_hostname(&ctx.req.build_args)?;
+                let mut run_mounts =
+                    crate::network_files::prepare(&net_dir, host_network, &hostname)?;
                 // held until the step is over: cache holds, snapshots of bind sources
                 let (user_mounts, _held) = self.mount(ctx, step, kind, mounts).await?;
                 run_mounts.extend(user_mounts);
@@ -1922,6 +1934,7 @@ impl Engine {
                     user: resolved,
                     rootfs: root.clone(),
                     host_network,
+                    hostname,
                     mounts: run_mounts,
                 };
                 let (tx, mut rx) = mpsc::channel::<(u32, Vec<u8>)>(256);
@@ -2552,6 +2565,24 @@ impl Drop for ScratchDir {
 /// The latest time an RFC 3339 timestamp can name (9999-12-31T23:59:59Z): `created` must
 /// be one, and Go's time parsing (docker, containerd, skopeo) refuses a five-digit year.
 pub const MAX_SOURCE_DATE_EPOCH: i64 = 253_402_300_799;
+
+/// `--build-arg SOURCE_DATE_EPOCH=N` sets the epoch as `--source-date-epoch` does
+/// (dockerfile.md §9.3: it sets `created` and clamps mtimes), unless the request names one
+/// itself; an empty value is no epoch.
+fn epoch_from_build_arg(mut req: pb::BuildRequest) -> Result<pb::BuildRequest, ExecutorError> {
+    if req.source_date_epoch.is_none()
+        && let Some(value) = req.build_args.get("SOURCE_DATE_EPOCH")
+        && !value.trim().is_empty()
+    {
+        let epoch = value.trim().parse::<i64>().map_err(|_| {
+            ExecutorError::InvalidArgument(format!(
+                "invalid build arg SOURCE_DATE_EPOCH={value:?}: not a number of seconds since 1970"
+            ))
+        })?;
+        req.source_date_epoch = Some(epoch);
+    }
+    Ok(req)
+}
 
 /// SOURCE_DATE_EPOCH is a non-negative count of seconds (reproducible-builds.org) that the
 /// image config can carry as `created`.

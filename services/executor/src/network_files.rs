@@ -20,6 +20,36 @@ use crate::snapshot::Snapshot;
 /// The sandbox's hostname (BuildKit's default).
 pub const HOSTNAME: &str = "buildkitsandbox";
 
+/// The sandbox hostname a build asks for with the build arg `BUILDKIT_SANDBOX_HOSTNAME`
+/// (dockerfile.md §8.2), else [`HOSTNAME`]; a name that is not a valid host name (RFC 1123
+/// labels of letters, digits and '-', at most 63 characters each, 253 in all) is refused.
+pub fn sandbox_hostname(
+    build_args: &std::collections::HashMap<String, String>,
+) -> Result<String, ExecutorError> {
+    let Some(name) = build_args
+        .get("BUILDKIT_SANDBOX_HOSTNAME")
+        .filter(|n| !n.is_empty())
+    else {
+        return Ok(HOSTNAME.to_string());
+    };
+    let valid = name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if !valid {
+        return Err(ExecutorError::InvalidArgument(format!(
+            "invalid build arg BUILDKIT_SANDBOX_HOSTNAME={name:?}: not a host name"
+        )));
+    }
+    Ok(name.clone())
+}
+
 /// Where the files are mounted.
 pub const TARGETS: [&str; 2] = ["/etc/hosts", "/etc/resolv.conf"];
 
@@ -65,7 +95,11 @@ pub fn resolv_conf(host: &str, host_network: bool) -> String {
 }
 
 /// Writes both files into `dir` (made if missing) and returns their runtime-spec mounts.
-pub fn prepare(dir: &Path, host_network: bool) -> Result<Vec<serde_json::Value>, ExecutorError> {
+pub fn prepare(
+    dir: &Path,
+    host_network: bool,
+    hostname: &str,
+) -> Result<Vec<serde_json::Value>, ExecutorError> {
     use std::os::unix::fs::PermissionsExt;
     let io = |op, path: &Path| {
         let path = path.to_path_buf();
@@ -76,7 +110,7 @@ pub fn prepare(dir: &Path, host_network: bool) -> Result<Vec<serde_json::Value>,
     let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let mut mounts = Vec::new();
     for (target, content) in [
-        (TARGETS[0], hosts(HOSTNAME)),
+        (TARGETS[0], hosts(hostname)),
         (TARGETS[1], resolv_conf(&host, host_network)),
     ] {
         let file = dir.join(target.rsplit('/').next().expect("a file name"));

@@ -97,6 +97,8 @@ pub struct RunSpec {
     pub rootfs: PathBuf,
     /// Share the host's network namespace.
     pub host_network: bool,
+    /// The sandbox's hostname (`buildkitsandbox` unless the build says otherwise).
+    pub hostname: String,
     /// Further mounts (`RUN --mount`), runtime-spec entries mounted after the defaults.
     pub mounts: Vec<serde_json::Value>,
 }
@@ -145,7 +147,7 @@ pub fn spec(run: &RunSpec, extra_mounts: &[serde_json::Value]) -> serde_json::Va
             "noNewPrivileges": true
         },
         "root": {"path": run.rootfs, "readonly": false},
-        "hostname": "buildkitsandbox",
+        "hostname": run.hostname,
         "mounts": mounts,
         "linux": {
             "namespaces": namespaces,
@@ -337,6 +339,7 @@ impl Runtime {
             },
             rootfs: rootfs.clone(),
             host_network: false,
+            hostname: crate::network_files::HOSTNAME.into(),
             mounts: vec![],
         };
         let (tx, mut rx) = mpsc::channel::<(u32, Vec<u8>)>(64);
@@ -528,6 +531,7 @@ mod tests {
             },
             rootfs: "/r".into(),
             host_network: false,
+            hostname: crate::network_files::HOSTNAME.into(),
             mounts: vec![],
         };
         let s = spec(&run, &[]);
@@ -548,6 +552,7 @@ mod tests {
         let host = spec(
             &RunSpec {
                 host_network: true,
+                hostname: crate::network_files::HOSTNAME.into(),
                 ..run
             },
             &[],
