@@ -1877,14 +1877,24 @@ fn run_mounts_cache_tmpfs_and_bind() {
         "the cache starts empty"
     );
 
+    // a secret or an SSH agent no client session brings: left out unless required
     std::fs::write(
         ctx.path().join("Dockerfile"),
-        "FROM busybox:latest\nRUN --mount=type=secret,id=token cat /run/secrets/token\n",
+        "FROM busybox:latest\nRUN --mount=type=secret,id=token --mount=type=ssh test ! -e /run/secrets/token && test -z \"$SSH_AUTH_SOCK\"\n",
+    )
+    .unwrap();
+    root.build_ok(ctx.path(), &[]);
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox:latest\nRUN --mount=type=secret,id=token,required cat /run/secrets/token\n",
     )
     .unwrap();
     let (out, events) = root.build(ctx.path(), &[]);
     let msg = error_message(&out, &events);
-    assert!(msg.contains("type=secret is not supported"), "{msg}");
+    assert!(
+        msg.contains("type=secret,required=true cannot be met"),
+        "{msg}"
+    );
 }
 
 /// An embedded `strata build -t TAG` whose RUN sleeps `seconds`, returned once the RUN has

@@ -1258,8 +1258,13 @@ impl Engine {
         for m in mounts {
             let kind = m.r#type.as_str();
             if matches!(kind, "secret" | "ssh") {
+                // not required (the default): the mount is left out, as BuildKit leaves out
+                // a secret or agent the client did not provide, and the step runs without it
+                if m.options.get("required").map(String::as_str) != Some("true") {
+                    continue;
+                }
                 return Err(ExecutorError::InvalidArgument(format!(
-                    "RUN --mount=type={kind} is not supported: strata builds have no client session to take {} from",
+                    "RUN --mount=type={kind},required=true cannot be met: strata builds have no client session to take {} from",
                     if kind == "ssh" {
                         "an SSH agent"
                     } else {

@@ -9,7 +9,8 @@
 //! - `type=tmpfs`: a fresh tmpfs (`size` honoured).
 //! - `type=bind`: a path of the build context, or of a stage's or image's root filesystem,
 //!   read-only unless `rw`, in which case writes go to a throwaway copy.
-//! - `type=secret` and `type=ssh` are refused: strata has no client session to carry them.
+//! - `type=secret` and `type=ssh` are left out (strata has no client session to carry them),
+//!   and refused when `required=true`.
 //!
 //! Mount points the runtime creates in the root filesystem are removed after the step, as
 //! BuildKit does, so the layer does not record them.

@@ -76,6 +76,9 @@ fn mount(m: &df::Mount) -> pb::Mount {
     if let Some(size) = m.size_bytes {
         options.insert("size".to_string(), size.to_string());
     }
+    if m.required {
+        options.insert("required".to_string(), "true".to_string());
+    }
     pb::Mount {
         r#type: kind.to_string(),
         target: m.target.clone().unwrap_or_default(),
