@@ -6,6 +6,9 @@
 //! `<unknown>` and the listing goes on. DIGEST is, as in Docker, the repo digest a push or pull
 //! recorded for the image in the row's repository (strata-transfer's records, `inspect`'s
 //! `RepoDigests`), or `<none>`: never the local manifest's digest, which no registry has.
+//! A repository may have several (one manifest pushed with gzip layers, another with zstd);
+//! where digests are shown (`--digests`, a template naming `.Digest`) a tag gets a row per
+//! digest, as Docker's `--digests` does, since none of them is more the tag's than another.
 //! An image pulled by digest (a digest reference) is listed, as Docker lists it, as
 //! `REPOSITORY <none>` with that digest, unless a tag of that repository points at it.
 
@@ -132,7 +135,11 @@ async fn list(channel: Transport, args: &ImagesArgs) -> anyhow::Result<String> {
         };
         recorded.insert(digest, records);
     }
-    let rows = rows(&tags, &references, &details, &recorded);
+    // a tag shows each repo digest of its repository on a row of its own wherever digests
+    // are shown (Docker's --digests; here a template naming .Digest too): registry digests
+    // belong to repositories, not tags, so no one of them is the tag's
+    let digests_shown = args.digests || args.format.contains(".Digest");
+    let rows = rows(&tags, &references, &details, &recorded, digests_shown);
     let now = now_seconds();
     Ok(match ListFormat::parse(&args.format)? {
         ListFormat::Table => table(&rows, args.digests, args.no_trunc, now),
@@ -474,17 +481,32 @@ type Recorded = BTreeMap<String, Option<Vec<(String, Digest)>>>;
 
 const NONE: &str = "<none>";
 
-/// The DIGEST of a tag `full_repository` of an image with these records: Docker shows the
-/// repo digest of the tag's own repository (the first, should there be several).
-fn repo_digest(records: Option<&Option<Vec<(String, Digest)>>>, full_repository: &str) -> String {
-    match records {
+/// The DIGESTs of a tag of `full_repository` of an image with these records: the repo
+/// digests of the tag's own repository, `<none>` without one, `<unknown>` when the store
+/// could not say. With `every` false, only the first (the listing shows no digest).
+fn repo_digests(
+    records: Option<&Option<Vec<(String, Digest)>>>,
+    full_repository: &str,
+    every: bool,
+) -> Vec<String> {
+    let mut out: Vec<String> = match records {
         Some(Some(records)) => records
             .iter()
-            .find(|(repository, _)| repository == full_repository)
-            .map_or_else(|| NONE.to_string(), |(_, digest)| digest.to_string()),
-        Some(None) => UNKNOWN.to_string(),
-        None => NONE.to_string(),
+            .filter(|(repository, _)| repository == full_repository)
+            .map(|(_, digest)| digest.to_string())
+            .collect(),
+        Some(None) => vec![UNKNOWN.to_string()],
+        None => Vec::new(),
+    };
+    out.sort();
+    out.dedup();
+    if out.is_empty() {
+        out.push(NONE.to_string());
     }
+    if !every {
+        out.truncate(1);
+    }
+    out
 }
 
 fn rows(
@@ -492,10 +514,11 @@ fn rows(
     references: &[DigestReference],
     details: &BTreeMap<String, ImageDetails>,
     recorded: &Recorded,
+    digests_shown: bool,
 ) -> Vec<Row> {
     let mut rows: Vec<Row> = tags
         .iter()
-        .map(|t| {
+        .flat_map(|t| {
             let (repository, tag, full_repository) = match Reference::parse_tag(&t.name) {
                 Ok(r) => (
                     r.familiar_name(),
@@ -504,12 +527,16 @@ fn rows(
                 ),
                 Err(_) => (t.name.clone(), String::new(), t.name.clone()),
             };
-            Row {
-                repository,
-                tag,
-                digest: repo_digest(recorded.get(&t.digest), &full_repository),
-                details: details.get(&t.digest).cloned().unwrap_or_default(),
-            }
+            let details = details.get(&t.digest).cloned().unwrap_or_default();
+            repo_digests(recorded.get(&t.digest), &full_repository, digests_shown)
+                .into_iter()
+                .map(move |digest| Row {
+                    repository: repository.clone(),
+                    tag: tag.clone(),
+                    digest,
+                    details: details.clone(),
+                })
+                .collect::<Vec<_>>()
         })
         .chain(references.iter().map(|r| {
             Row {
@@ -531,6 +558,7 @@ fn rows(
             .cmp(&a.details.created)
             .then_with(|| a.repository.cmp(&b.repository))
             .then_with(|| a.tag.cmp(&b.tag))
+            .then_with(|| a.digest.cmp(&b.digest))
     });
     rows
 }
@@ -774,7 +802,7 @@ mod tests {
                 ..Default::default()
             },
         );
-        let names: Vec<_> = rows(&t, &[], &details, &Recorded::new())
+        let names: Vec<_> = rows(&t, &[], &details, &Recorded::new(), true)
             .into_iter()
             .map(|r| format!("{}:{}", r.repository, r.tag))
             .collect();
@@ -798,7 +826,7 @@ mod tests {
                 ..Default::default()
             },
         )]);
-        let rows = rows(&[], &references, &details, &Recorded::new());
+        let rows = rows(&[], &references, &details, &Recorded::new(), true);
         assert_eq!(rows.len(), 1);
         assert_eq!(
             (rows[0].repository.as_str(), rows[0].tag.as_str()),
@@ -831,7 +859,7 @@ mod tests {
             (Digest::of(&[2]).to_string(), Some(vec![])),
             (Digest::of(&[3]).to_string(), None),
         ]);
-        let digests: Vec<_> = rows(&t, &[], &BTreeMap::new(), &recorded)
+        let digests: Vec<_> = rows(&t, &[], &BTreeMap::new(), &recorded, true)
             .into_iter()
             .map(|r| (r.repository, r.digest))
             .collect();
@@ -844,5 +872,25 @@ mod tests {
                 ("other".to_string(), NONE.to_string()),
             ]
         );
+        // two manifests of the repository (a tag pushed gzip, another zstd): every tag shows
+        // each, as Docker's --digests does, and once when no digest is shown
+        let zstd = Digest::of(&[8]);
+        let two = Recorded::from([(
+            local.clone(),
+            Some(vec![
+                ("localhost:5000/app".to_string(), zstd),
+                ("localhost:5000/app".to_string(), pushed),
+            ]),
+        )]);
+        let shown = |every: bool| -> Vec<String> {
+            rows(&t[..1], &[], &BTreeMap::new(), &two, every)
+                .into_iter()
+                .map(|r| format!("{} {}", r.tag, r.digest))
+                .collect()
+        };
+        let mut both = vec![format!("1 {pushed}"), format!("1 {zstd}")];
+        both.sort();
+        assert_eq!(shown(true), both);
+        assert_eq!(shown(false).len(), 1);
     }
 }
