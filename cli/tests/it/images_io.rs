@@ -708,12 +708,13 @@ fn legacy_and_containerd_shapes_load() {
     let dir = tempfile::tempdir().unwrap();
     let l1 = layer("a", b"one");
     let l2 = layer("b", b"two");
-    // legacy: <hex>.json configs, <v1id>/layer.tar, a symlinked duplicate
+    // legacy: <hex>.json configs, <v1id>/layer.tar, a symlinked duplicate, a layer reached
+    // through a symlinked directory
     let c1 = config_for(&[&l1]);
     let c2 = config_for(&[&l1, &l2]);
     let (h1, h2) = (sha256_hex(&c1), sha256_hex(&c2));
     let manifest = format!(
-        r#"[{{"Config":"{h1}.json","RepoTags":["old:one"],"Layers":["aaaa/layer.tar"]}},{{"Config":"{h2}.json","RepoTags":["old:two"],"Layers":["bbbb/layer.tar","cccc/layer.tar"]}}]"#
+        r#"[{{"Config":"{h1}.json","RepoTags":["old:one"],"Layers":["aaaa/layer.tar"]}},{{"Config":"{h2}.json","RepoTags":["old:two"],"Layers":["bbbb/layer.tar","eeee/layer.tar"]}}]"#
     );
     let legacy = ArchiveBuilder::new()
         .file(&format!("{h1}.json"), &c1)
@@ -722,6 +723,7 @@ fn legacy_and_containerd_shapes_load() {
         .file("aaaa/layer.tar", &l1)
         .symlink("bbbb/layer.tar", "../aaaa/layer.tar")
         .file("cccc/layer.tar", &l2)
+        .symlink("eeee", "cccc")
         .file("manifest.json", manifest.as_bytes())
         .file("repositories", b"{}")
         .finish(dir.path(), "legacy.tar");

@@ -321,6 +321,9 @@ impl Interpreter<'_> {
             match self.files.get(&p) {
                 Some(Entry::Link(target)) => p = target.clone(),
                 Some(e) => return Ok(e),
+                // a link to a directory on the way (`d/layer.tar`, `d -> 0002`): followed, as
+                // `tar -x` would, and still inside the archive (targets are resolved and clean)
+                None if let Some(next) = self.through_directory_link(&p) => p = next,
                 None => {
                     return Err(TransferError::invalid(
                         "archive",
@@ -333,6 +336,19 @@ impl Interpreter<'_> {
             "archive",
             format!("{path:?}: too many levels of links"),
         ))
+    }
+
+    /// `path` with its longest leading directory that is a link replaced by the link's
+    /// target, if it has one.
+    fn through_directory_link(&self, path: &str) -> Option<String> {
+        let mut at = path.len();
+        while let Some(i) = path[..at].rfind('/') {
+            if let Some(Entry::Link(target)) = self.files.get(&path[..i]) {
+                return Some(format!("{target}/{}", &path[i + 1..]));
+            }
+            at = i;
+        }
+        None
     }
 
     fn document(&self, path: &str, what: &str) -> Result<Vec<u8>> {
