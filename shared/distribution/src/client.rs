@@ -408,8 +408,10 @@ impl Registry {
     /// Fetches a manifest or index by tag or digest, verified.
     pub async fn get_manifest(&self, reference: &str) -> Result<FetchedManifest, RegistryError> {
         let context = format!(
-            "failed to fetch manifest {}:{reference} from {}",
-            self.repository, self.host
+            "failed to fetch manifest {}{}{reference} from {}",
+            self.repository,
+            reference_separator(reference),
+            self.host
         );
         let r = self
             .send(
@@ -923,8 +925,10 @@ impl Registry {
         media_type: &str,
     ) -> Result<Digest, RegistryError> {
         let context = format!(
-            "failed to push manifest {}:{reference} to {}",
-            self.repository, self.host
+            "failed to push manifest {}{}{reference} to {}",
+            self.repository,
+            reference_separator(reference),
+            self.host
         );
         let digest = Digest::of(&bytes);
         let r = self
@@ -1046,6 +1050,12 @@ fn retry_after(r: &reqwest::Response) -> Option<std::time::Duration> {
         .parse()
         .ok()?;
     Some(std::time::Duration::from_secs(secs))
+}
+
+/// How a manifest reference follows its repository in messages: `@` before a digest, `:`
+/// before a tag (`app@sha256:…`, `app:1`).
+fn reference_separator(reference: &str) -> char {
+    if reference.contains(':') { '@' } else { ':' }
 }
 
 /// Passes a response with one of `ok` statuses; turns others into an error carrying the
