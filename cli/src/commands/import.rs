@@ -12,7 +12,8 @@ use crate::GlobalArgs;
 /// Flags of `strata import`.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// The root filesystem tarball (plain, or gzip, zstd, bzip2 or xz compressed).
+    /// The root filesystem tarball (plain, or gzip, zstd, bzip2 or xz compressed); `-` reads
+    /// it from standard input.
     pub tarball: PathBuf,
     /// The tag to give the image, e.g. busybox:latest (none: untagged).
     pub name: Option<String>,

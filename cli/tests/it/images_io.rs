@@ -187,6 +187,28 @@ fn compressed_rootfs_imports_to_the_same_uncompressed_layer() {
         v[0]["RootFS"]["Layers"][0],
         format!("sha256:{}", sha256_hex(&bytes)).as_str()
     );
+    // `-`: the same tarball from standard input (a pipe), the same layer
+    let mut child = Command::new(STRATA)
+        .args(["import", "-", "piped:1"])
+        .env("STRATA_ROOT", root.path())
+        .env("SOURCE_DATE_EPOCH", "1704067200")
+        .env_remove("STRATA_ADDR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let gz_bytes = std::fs::read(&gz).unwrap();
+    let feeder = std::thread::spawn(move || stdin.write_all(&gz_bytes));
+    let piped = child.wait_with_output().unwrap();
+    feeder.join().unwrap().unwrap();
+    ok(piped);
+    let v = json(&ok(strata(root.path(), &["inspect", "piped:1"])));
+    assert_eq!(
+        v[0]["RootFS"]["Layers"][0],
+        format!("sha256:{}", sha256_hex(&bytes)).as_str()
+    );
     // not a tar: refused, nothing tagged
     let junk = root.path().join("junk.tar");
     std::fs::write(&junk, vec![7u8; 4096]).unwrap();

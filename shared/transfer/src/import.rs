@@ -64,7 +64,20 @@ pub async fn import(
     for change in &options.changes {
         apply_change(&mut config, change)?;
     }
-    let file = std::fs::File::open(tarball)
+    // `-` is standard input, as for `docker import -` (a pipe is spooled to a temporary file)
+    let from_stdin = tarball == Path::new("-");
+    if from_stdin && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return Err(TransferError::invalid(
+            "import -",
+            "standard input is a terminal: pipe a tarball in (strata import - NAME < rootfs.tar)",
+        ));
+    }
+    let path = if from_stdin {
+        Path::new("/dev/stdin")
+    } else {
+        tarball
+    };
+    let file = std::fs::File::open(path)
         .map_err(|e| TransferError::io(format!("failed to open {}", tarball.display()), e))?;
     let writer = store.start_write(WriteStart {
         expected_digest: String::new(),
@@ -72,7 +85,11 @@ pub async fn import(
         media_type: media_type::OCI_LAYER_TAR.to_string(),
         ..Default::default()
     });
-    let what = tarball.display().to_string();
+    let what = if from_stdin {
+        "standard input".to_string()
+    } else {
+        tarball.display().to_string()
+    };
     let (diff_id, size) =
         tokio::task::spawn_blocking(move || crate::rootfs::normalise(file, writer, &what))
             .await
