@@ -226,6 +226,23 @@ impl ImageConfig {
                 reason: format!("rootfs.type is {:?}, expected \"layers\"", self.rootfs.kind),
             });
         }
+        // times are RFC 3339, as Docker's and containerd's Go time parsing insists (an
+        // image with another `created` is refused there too)
+        let times = std::iter::once(("created", self.created.as_deref())).chain(
+            self.history
+                .iter()
+                .map(|h| ("history[].created", h.created.as_deref())),
+        );
+        for (field, time) in times {
+            if let Some(t) = time.filter(|t| !t.is_empty())
+                && crate::Timestamp::parse(t).is_none()
+            {
+                return Err(ImageError::Invalid {
+                    what: "image config",
+                    reason: format!("{field} {t:?} is not an RFC 3339 time"),
+                });
+            }
+        }
         if !self.history.is_empty() {
             let non_empty = self.history.iter().filter(|h| !h.empty_layer).count();
             if non_empty != self.rootfs.diff_ids.len() {
@@ -327,6 +344,32 @@ mod tests {
                 .to_string()
                 .contains("rootfs.type")
         );
+    }
+
+    #[test]
+    fn times_must_be_rfc3339() {
+        let doc = |created: &str, history: &str| {
+            format!(
+                r#"{{"architecture":"amd64","os":"linux","created":{created},"rootfs":{{"type":"layers","diff_ids":[]}},"history":[{{"created":{history},"empty_layer":true}}]}}"#
+            )
+        };
+        let ok = doc(
+            r#""2024-01-01T00:00:00Z""#,
+            r#""2024-01-01T00:00:00.5+02:00""#,
+        );
+        ImageConfig::parse(ok.as_bytes()).unwrap();
+        // absent or empty: nothing to check
+        ImageConfig::parse(doc("null", "\"\"").as_bytes()).unwrap();
+        for (created, history, field) in [
+            (r#""not a date""#, "null", "created"),
+            ("null", r#""yesterday""#, "history[].created"),
+        ] {
+            let err = ImageConfig::parse(doc(created, history).as_bytes())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("{field} ")), "{err}");
+            assert!(err.contains("RFC 3339"), "{err}");
+        }
     }
 
     #[test]
