@@ -48,6 +48,7 @@ impl std::error::Error for TransportError {
 pub fn lazy_channel(addr: &ListenAddr) -> Result<Channel, tonic::transport::Error> {
     let uri = match addr {
         ListenAddr::Tcp(a) => format!("http://{a}"),
+        ListenAddr::Host(h, port) => format!("http://{h}:{port}"),
         ListenAddr::Unix(p) => format!("unix://{}", p.display()),
     };
     Ok(Endpoint::from_shared(uri)?

@@ -56,6 +56,7 @@ impl Grpcurl {
         cmd.arg("-plaintext");
         let target = match addr {
             ListenAddr::Tcp(a) => a.to_string(),
+            ListenAddr::Host(h, port) => format!("{h}:{port}"),
             ListenAddr::Unix(p) => {
                 // grpcurl 1.8 sends the socket path as :authority, which HTTP/2 servers
                 // built on hyper reject (PROTOCOL_ERROR): name a plain authority instead.

@@ -67,6 +67,7 @@ impl InProcess {
     pub fn grpcurl_target(&self) -> String {
         match &self.addr {
             ListenAddr::Tcp(a) => a.to_string(),
+            ListenAddr::Host(h, port) => format!("{h}:{port}"),
             ListenAddr::Unix(p) => p.display().to_string(),
         }
     }

@@ -168,3 +168,26 @@ pub async fn proxy(target: &ListenAddr) -> (Client, tokio::task::JoinHandle<()>)
     let channel = strata_server::client::lazy_channel(&ListenAddr::Tcp(addr)).unwrap();
     (LayerStoreClient::new(channel), task)
 }
+
+#[tokio::test]
+async fn a_peer_named_by_host_name_is_resolved_when_connected_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _) = serve(dir.path(), None).await;
+    let ListenAddr::Tcp(bound) = server.addr.clone() else {
+        panic!("a TCP server")
+    };
+    // a DNS name, as a Kubernetes service's (localhost resolves everywhere)
+    let named: ListenAddr = format!("tcp://localhost.:{}", bound.port())
+        .parse()
+        .unwrap();
+    assert_eq!(named, ListenAddr::Host("localhost.".into(), bound.port()));
+    let channel = strata_server::client::lazy_channel(&named).unwrap();
+    let err = LayerStoreClient::new(channel)
+        .stat_blob(strata_proto::layer_store::StatBlobRequest {
+            digest: format!("sha256:{}", "0".repeat(64)),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err}");
+}
