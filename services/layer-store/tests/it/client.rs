@@ -176,11 +176,16 @@ async fn a_peer_named_by_host_name_is_resolved_when_connected_to() {
     let ListenAddr::Tcp(bound) = server.addr.clone() else {
         panic!("a TCP server")
     };
-    // a DNS name, as a Kubernetes service's (localhost resolves everywhere)
-    let named: ListenAddr = format!("tcp://localhost.:{}", bound.port())
+    // a DNS name, as a Kubernetes service's, resolved when connected to (`localhost` itself
+    // parses to 127.0.0.1, so the name is made directly: it resolves everywhere)
+    let parsed: ListenAddr = format!("tcp://Peer.Example:{}", bound.port())
         .parse()
         .unwrap();
-    assert_eq!(named, ListenAddr::Host("localhost.".into(), bound.port()));
+    assert_eq!(
+        parsed,
+        ListenAddr::Host("peer.example".into(), bound.port())
+    );
+    let named = ListenAddr::Host("localhost".into(), bound.port());
     let channel = strata_server::client::lazy_channel(&named).unwrap();
     let err = LayerStoreClient::new(channel)
         .stat_blob(strata_proto::layer_store::StatBlobRequest {
