@@ -335,6 +335,30 @@ async fn a_build_cancelled_mid_run_kills_the_container_unmounts_and_tags_nothing
         })
         .await;
     assert_eq!(tag.unwrap_err().code(), tonic::Code::NotFound);
+    // the build's lease goes too (it would pin the build's blobs for hours): its deletion
+    // is a task of its own, so it is waited for, within a bound
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let leases = farm
+            .store()
+            .list_leases(strata_proto::layer_store::ListLeasesRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .leases;
+        let held = leases
+            .iter()
+            .any(|l| l.labels.get("build").map(String::as_str) == Some("cancel-me"));
+        if !held {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cancelled build's lease is still there: {leases:?}"
+        );
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A client killed or disconnected mid-RUN (its response stream dropped) cancels its build,

@@ -270,10 +270,17 @@ impl Engine {
             self.prepare(&req, build_id.clone(), events, Mode::Build),
             self.create_lease(&build_id)
         );
+        // released however the build ends, its future dropped included (a cancel, a client
+        // gone, a shutdown): else its lease would pin the build's blobs for hours
+        let mut lease_guard = LeaseGuard {
+            store: self.peers.store.clone(),
+            id: lease.clone(),
+        };
         let mut ctx = match prepared {
             Ok(ctx) => ctx,
             Err(e) => {
                 self.delete_lease(lease).await;
+                lease_guard.id = None;
                 return Err(e);
             }
         };
@@ -300,6 +307,7 @@ impl Engine {
             Err(e) => Err(e),
         };
         self.delete_lease(ctx.lease.take()).await;
+        lease_guard.id = None;
         // unpinned first, so what this build used is prunable too; the prune runs after the
         // result is returned, never on the build's path
         drop(ctx);
@@ -2511,6 +2519,34 @@ fn is_git_source(source: &str) -> bool {
             .split(['#', '?'])
             .next()
             .is_some_and(|path| path.trim_end_matches('/').ends_with(".git"))
+}
+
+/// Deletes a build's lease when dropped, unless the build deleted it itself: a build whose
+/// future is dropped (cancelled, its client gone, the server shutting down) never reaches
+/// its own deletion. The deletion runs as a task of its own, as a drop cannot wait.
+struct LeaseGuard {
+    store: strata_proto::layer_store::layer_store_client::LayerStoreClient<
+        strata_server::client::Transport,
+    >,
+    id: Option<String>,
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        let Some(id) = self.id.take() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut store = self.store.clone();
+        runtime.spawn(async move {
+            if let Err(e) = store
+                .delete_lease(ls::DeleteLeaseRequest { id: id.clone() })
+                .await
+            {
+                warn!(lease = %id, error = %e.message(), "could not delete the lease of an interrupted build; it expires on its own");
+            }
+        });
+    }
 }
 
 /// What a layer step does on its snapshot.
