@@ -13,6 +13,7 @@
 
 mod alloc;
 pub mod client;
+mod concurrency;
 mod limits;
 mod listen;
 pub mod local_feed;

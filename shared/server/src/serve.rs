@@ -161,8 +161,8 @@ pub async fn serve(
     };
     let mut builder = Server::builder()
         .timeout(options.request_timeout)
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-            options.concurrency_limit.max(1),
+        .layer(crate::concurrency::LimitExceptProbesLayer::new(
+            options.concurrency_limit,
         ))
         .layer(limits::TooLargeIsResourceExhaustedLayer);
     let router = builder.add_routes(routes);

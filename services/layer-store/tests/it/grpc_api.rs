@@ -1222,3 +1222,66 @@ async fn malformed_cache_entries_are_invalid_argument() {
         assert!(err.message().contains(field), "{}", err.message());
     }
 }
+
+#[tokio::test]
+async fn health_and_reflection_are_served_outside_the_concurrency_limit() {
+    use tokio::io::AsyncReadExt;
+    // a tag index that accepts and never answers: a call that asks it holds its slot
+    let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hang_addr = hang.local_addr().unwrap();
+    let (reached, reached_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut s, _) = hang.accept().await.unwrap();
+        let mut b = [0u8; 1];
+        let _ = s.read(&mut b).await;
+        let _ = reached.send(());
+        std::future::pending::<()>().await;
+        drop(s);
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = strata_layer_store::Config {
+        root: dir.path().to_path_buf(),
+        tag_index: Some(strata_server::ListenAddr::Tcp(hang_addr).into()),
+        compression: Default::default(),
+    };
+    let server = InProcess::spawn(move |listener, shutdown| async move {
+        let options = ServeOptions {
+            concurrency_limit: 1,
+            ..ServeOptions::default()
+        };
+        strata_layer_store::run(config, listener, &options, shutdown).await
+    })
+    .await;
+    strata_test_support::wait_until_serving(&server.addr, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let mut c = pb::layer_store_client::LayerStoreClient::new(server.channel());
+    let stuck = tokio::spawn(async move {
+        c.delete_blob(pb::DeleteBlobRequest {
+            digest: format!("sha256:{}", "0".repeat(64)),
+        })
+        .await
+    });
+    // the deletion is in its handler, waiting on the tag index, and holds the only slot
+    tokio::time::timeout(Duration::from_secs(10), reached_rx)
+        .await
+        .expect("the deletion never asked the tag index")
+        .unwrap();
+    // a probe still answers at once
+    let mut health = tonic_health::pb::health_client::HealthClient::new(server.channel());
+    let answer = tokio::time::timeout(
+        Duration::from_secs(10),
+        health.check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        }),
+    )
+    .await
+    .expect("the health check waited behind the stuck call")
+    .unwrap()
+    .into_inner();
+    assert_eq!(
+        answer.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    stuck.abort();
+}
