@@ -29,12 +29,17 @@ const STREAM_BUFFER: usize = 2;
 /// Largest ReadBlob message (a quarter of the default 1 MiB chunk): a reader must buffer a
 /// whole message before decoding it.
 const READ_MESSAGE: usize = 256 << 10;
+/// What a message holds besides its payload, at most (field tags, lengths, a page token).
+const MESSAGE_MARGIN: usize = 512;
 
 /// The layer-store service.
 #[derive(Clone)]
 pub struct LayerStoreService {
     store: Arc<Store>,
     tag_index: Option<(String, Transport)>,
+    /// The largest message the server sends (`--max-message-bytes`): reads and list pages
+    /// are cut to fit it.
+    message_limit: usize,
 }
 
 impl std::fmt::Debug for LayerStoreService {
@@ -49,7 +54,26 @@ impl std::fmt::Debug for LayerStoreService {
 impl LayerStoreService {
     /// A service over `store`; `tag_index`: where to learn tag roots for GC and usage.
     pub fn new(store: Arc<Store>, tag_index: Option<(String, Transport)>) -> Self {
-        Self { store, tag_index }
+        Self {
+            store,
+            tag_index,
+            message_limit: usize::MAX,
+        }
+    }
+
+    /// The same service, sending no message over `limit` bytes.
+    pub fn with_message_limit(self, limit: usize) -> Self {
+        Self {
+            message_limit: limit,
+            ..self
+        }
+    }
+
+    /// Bytes of content or records a message may carry: the limit less room for framing
+    /// and the fields around them.
+    fn payload_limit(&self, most: usize) -> usize {
+        most.min(self.message_limit.saturating_sub(MESSAGE_MARGIN))
+            .max(1)
     }
 
     /// The same service, learning tag roots from `tag_index` (named `label` in messages).
@@ -351,6 +375,7 @@ impl LayerStore for LayerStoreService {
         let store = self.store.clone();
         let reader = blocking(move || store.reader(&digest, offset, length)).await?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let piece_bytes = self.payload_limit(READ_MESSAGE);
         tokio::task::spawn_blocking(move || {
             for part in reader {
                 let data = match part {
@@ -360,10 +385,11 @@ impl LayerStore for LayerStoreService {
                         break;
                     }
                 };
-                // a chunk goes out in slices of READ_MESSAGE (no copy): the reader's decode
-                // buffer, which must hold a whole message, stays small
-                for at in (0..data.len()).step_by(READ_MESSAGE) {
-                    let piece = data.slice(at..data.len().min(at + READ_MESSAGE));
+                // a chunk goes out in slices of READ_MESSAGE (no copy), or less when the
+                // server's messages are smaller: the reader's decode buffer, which must hold a
+                // whole message, stays small
+                for at in (0..data.len()).step_by(piece_bytes) {
+                    let piece = data.slice(at..data.len().min(at + piece_bytes));
                     if tx
                         .blocking_send(Ok(pb::ReadBlobResponse { data: piece }))
                         .is_err()
@@ -407,7 +433,8 @@ impl LayerStore for LayerStoreService {
         let after = page_token(&r.page_token)?;
         let limit = page_size(r.page_size);
         let store = self.store.clone();
-        let page = blocking(move || store.list(&filter, after, limit)).await?;
+        let page_bytes = self.payload_limit(store::LIST_PAGE_BYTES);
+        let page = blocking(move || store.list_within(&filter, after, limit, page_bytes)).await?;
         Ok(Response::new(pb::ListBlobsResponse {
             blobs: page.blobs.into_iter().map(blob_info).collect(),
             next_page_token: page.next_after.map(|d| d.hex()).unwrap_or_default(),
@@ -474,8 +501,11 @@ impl LayerStore for LayerStoreService {
         let after = page_token(&r.page_token)?;
         let limit = page_size(r.page_size);
         let store = self.store.clone();
-        let page =
-            blocking(move || store.list_cache_entries(parent.as_ref(), after, limit)).await?;
+        let page_bytes = self.payload_limit(store::LIST_PAGE_BYTES);
+        let page = blocking(move || {
+            store.list_cache_entries_within(parent.as_ref(), after, limit, page_bytes)
+        })
+        .await?;
         Ok(Response::new(pb::ListCacheEntriesResponse {
             entries: page.entries.into_iter().map(cache_entry).collect(),
             next_page_token: page.next_after.map(|d| d.hex()).unwrap_or_default(),

@@ -92,6 +92,7 @@ pub fn open(config: &Config) -> Result<LayerStoreService, LayerStoreError> {
 
 /// Adds the service to `services`.
 pub fn register(services: &mut Services, service: LayerStoreService, options: &ServeOptions) {
+    let service = service.with_message_limit(options.max_message_bytes);
     let svc = LayerStoreServer::new(service)
         .max_decoding_message_size(options.max_message_bytes)
         .max_encoding_message_size(options.max_message_bytes);

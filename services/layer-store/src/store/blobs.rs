@@ -112,6 +112,18 @@ impl Store {
         after: Option<Digest>,
         limit: usize,
     ) -> Result<ListPage> {
+        self.list_within(filter, after, limit, LIST_PAGE_BYTES)
+    }
+
+    /// [`Store::list`] of pages of at most `page_bytes` (about; at least one blob): a server
+    /// whose messages are smaller than [`LIST_PAGE_BYTES`] cuts its pages to fit them.
+    pub fn list_within(
+        &self,
+        filter: &ListFilter,
+        after: Option<Digest>,
+        limit: usize,
+        page_bytes: usize,
+    ) -> Result<ListPage> {
         let limit = limit.max(1);
         let mut start = after.map(|d| next_key(d.as_bytes())).unwrap_or_default();
         let mut page = ListPage::default();
@@ -140,7 +152,7 @@ impl Store {
                 let info = BlobInfo::new(digest, r).bounded();
                 let size = info.encoded_estimate();
                 if let Some(last) = page.blobs.last()
-                    && bytes + size > LIST_PAGE_BYTES
+                    && bytes + size > page_bytes
                 {
                     page.next_after = Some(last.digest);
                     return Ok(page);

@@ -37,6 +37,8 @@ pub struct CachePage {
     pub next_after: Option<Digest>,
     /// What the entries take in a response, about.
     bytes: usize,
+    /// The most that may take.
+    budget: usize,
 }
 
 impl CachePage {
@@ -47,7 +49,7 @@ impl CachePage {
 
     /// Whether `e` still fits the page (the first entry always does).
     fn fits(&self, e: &CacheEntry) -> bool {
-        self.entries.is_empty() || self.bytes + Self::size_of(e) <= super::LIST_PAGE_BYTES
+        self.entries.is_empty() || self.bytes + Self::size_of(e) <= self.budget
     }
 
     fn push(&mut self, e: CacheEntry) {
@@ -154,8 +156,23 @@ impl Store {
         after: Option<Digest>,
         limit: usize,
     ) -> Result<CachePage> {
+        self.list_cache_entries_within(parent, after, limit, super::LIST_PAGE_BYTES)
+    }
+
+    /// [`Store::list_cache_entries`] of pages of at most `page_bytes` (about; at least one
+    /// entry).
+    pub fn list_cache_entries_within(
+        &self,
+        parent: Option<&Digest>,
+        after: Option<Digest>,
+        limit: usize,
+        page_bytes: usize,
+    ) -> Result<CachePage> {
         let limit = limit.max(1);
-        let mut page = CachePage::default();
+        let mut page = CachePage {
+            budget: page_bytes,
+            ..CachePage::default()
+        };
         match parent {
             Some(parent) => {
                 let prefix = parent.as_bytes().to_vec();

@@ -1285,3 +1285,93 @@ async fn health_and_reflection_are_served_outside_the_concurrency_limit() {
     );
     stuck.abort();
 }
+
+#[tokio::test]
+async fn reads_and_pages_fit_the_servers_message_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = strata_layer_store::Config {
+        root: dir.path().to_path_buf(),
+        tag_index: None,
+        compression: Default::default(),
+    };
+    let server = InProcess::spawn(move |listener, shutdown| async move {
+        let options = ServeOptions {
+            max_message_bytes: 4096,
+            ..ServeOptions::default()
+        };
+        strata_layer_store::run(config, listener, &options, shutdown).await
+    })
+    .await;
+    strata_test_support::wait_until_serving(&server.addr, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let mut c = pb::layer_store_client::LayerStoreClient::new(server.channel());
+    // a blob sent in pieces that fit the limit is read back in pieces that fit it too
+    let blob = data(10_000, 3);
+    let (tx, call) = streaming_write(&c, announce(&blob));
+    for piece in blob.chunks(3000) {
+        tx.send(pb::WriteBlobRequest {
+            part: Some(Part::Data(piece.to_vec().into())),
+        })
+        .await
+        .unwrap();
+    }
+    drop(tx);
+    let out = call.await.unwrap().unwrap();
+    let mut stream = c
+        .read_blob(pb::ReadBlobRequest {
+            digest: out.digest.clone(),
+            offset: 0,
+            length: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut back = Vec::new();
+    while let Some(m) = stream.message().await.unwrap() {
+        assert!(m.data.len() < 4096, "a message of {} bytes", m.data.len());
+        back.extend_from_slice(&m.data);
+    }
+    assert_eq!(back, blob);
+    // labelled records fill pages that fit, page after page
+    for i in 0..40u32 {
+        let (tx, call) = streaming_write(
+            &c,
+            pb::WriteStart {
+                labels: [("note".to_string(), "x".repeat(200) + &i.to_string())].into(),
+                ..unannounced("application/vnd.test")
+            },
+        );
+        tx.send(pb::WriteBlobRequest {
+            part: Some(Part::Data(i.to_be_bytes().to_vec().into())),
+        })
+        .await
+        .unwrap();
+        drop(tx);
+        call.await.unwrap().unwrap();
+    }
+    let (mut seen, mut token, mut pages) = (0, String::new(), 0);
+    loop {
+        let page = c
+            .list_blobs(pb::ListBlobsRequest {
+                media_type: "application/vnd.test".into(),
+                page_size: 1000,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        seen += page.blobs.len();
+        pages += 1;
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(seen, 40);
+    assert!(
+        pages > 1,
+        "one page of 40 labelled records cannot fit 4096 bytes"
+    );
+}
