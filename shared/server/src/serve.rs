@@ -128,7 +128,7 @@ pub async fn serve(
     options: &ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let (health, health_service) = health_serving(&services.names).await;
+    let (mut health, health_service) = health_serving(&services.names).await;
 
     let reflection = |names: &[&'static str]| {
         let mut builder = tonic_reflection::server::Builder::configure()
@@ -203,6 +203,12 @@ pub async fn serve(
     health
         .set_service_status("", ServingStatus::NotServing)
         .await;
+    // an open Health/Watch would hold the drain to its limit: each stream, having been sent
+    // NOT_SERVING, ends (a Check on a connection still open then finds no service)
+    for name in &services.names {
+        health.clear_service_status(name).await;
+    }
+    health.clear_service_status("").await;
     for hook in shutdown_hooks {
         hook();
     }

@@ -1375,3 +1375,54 @@ async fn reads_and_pages_fit_the_servers_message_limit() {
         "one page of 40 labelled records cannot fit 4096 bytes"
     );
 }
+
+#[tokio::test]
+async fn an_open_health_watch_sees_not_serving_and_does_not_hold_the_drain() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = strata_layer_store::Config {
+        root: dir.path().to_path_buf(),
+        tag_index: None,
+        compression: Default::default(),
+    };
+    let server = InProcess::spawn(move |listener, shutdown| async move {
+        let options = ServeOptions {
+            drain_timeout: Duration::from_secs(120),
+            ..ServeOptions::default()
+        };
+        strata_layer_store::run(config, listener, &options, shutdown).await
+    })
+    .await;
+    strata_test_support::wait_until_serving(&server.addr, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(server.channel());
+    let mut watch = health
+        .watch(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+    assert_eq!(watch.message().await.unwrap().unwrap().status, serving);
+    // the server stops well within its two-minute drain, the watch having seen NOT_SERVING
+    let stopped = tokio::spawn(server.shutdown());
+    let mut seen = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(m)) = watch.message().await {
+            seen.push(m.status);
+        }
+    })
+    .await
+    .expect("the watch stayed open through the drain");
+    assert_eq!(
+        seen.last().copied(),
+        Some(tonic_health::pb::health_check_response::ServingStatus::NotServing as i32),
+        "{seen:?}"
+    );
+    tokio::time::timeout(Duration::from_secs(60), stopped)
+        .await
+        .expect("the open watch held the drain")
+        .unwrap()
+        .unwrap();
+}
