@@ -592,18 +592,7 @@ async fn add_downloads_a_url_and_checks_its_checksum() {
     let port = listener.local_addr().unwrap().port();
     let body = "downloaded content\n";
     // a .tar.gz path gets an archive holding inner/file
-    let archive = {
-        let mut t = tar::Builder::new(flate2::write::GzEncoder::new(
-            Vec::new(),
-            flate2::Compression::fast(),
-        ));
-        let mut h = tar::Header::new_gnu();
-        h.set_size(6);
-        h.set_mode(0o644);
-        h.set_cksum();
-        t.append_data(&mut h, "inner/file", &b"inside"[..]).unwrap();
-        t.into_inner().unwrap().finish().unwrap()
-    };
+    let archive = super::images_io::gz_tar("inner/file", b"inside");
     tokio::spawn(async move {
         loop {
             let Ok((mut s, _)) = listener.accept().await else {

@@ -697,6 +697,20 @@ impl ArchiveBuilder {
     }
 }
 
+/// A gzip-compressed tar holding one file (mode 0644).
+pub fn gz_tar(name: &str, content: &[u8]) -> Vec<u8> {
+    let mut t = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
+    let mut h = tar::Header::new_gnu();
+    h.set_size(content.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    t.append_data(&mut h, name, content).unwrap();
+    t.into_inner().unwrap().finish().unwrap()
+}
+
 /// A small layer tar holding one file.
 fn layer(name: &str, content: &[u8]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());

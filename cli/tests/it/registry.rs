@@ -770,18 +770,7 @@ fn a_layer_or_config_of_another_size_than_its_descriptor_says_so() {
 
     // another blob under the layer's descriptor, the config still naming busybox's layer:
     // a store that holds that layer does not take the claim on trust
-    let other = {
-        let mut t = tar::Builder::new(flate2::write::GzEncoder::new(
-            Vec::new(),
-            flate2::Compression::fast(),
-        ));
-        let mut h = tar::Header::new_gnu();
-        h.set_size(5);
-        h.set_mode(0o644);
-        h.set_cksum();
-        t.append_data(&mut h, "other", &b"other"[..]).unwrap();
-        t.into_inner().unwrap().finish().unwrap()
-    };
+    let other = super::images_io::gz_tar("other", b"other");
     let other_digest = put_blob(&registry, "strata/busybox", &other);
     let mut manifest: serde_json::Value = serde_json::from_str(&raw).unwrap();
     manifest["layers"][0]["digest"] = other_digest.clone().into();

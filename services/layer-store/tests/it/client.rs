@@ -13,13 +13,22 @@ pub type Client = LayerStoreClient<Channel>;
 
 /// Serves a layer store over `root` on loopback.
 pub async fn serve(root: &Path, tag_index_addr: Option<ListenAddr>) -> (InProcess, Client) {
+    serve_with(root, tag_index_addr, ServeOptions::default()).await
+}
+
+/// [`serve`] with these server options (limits, drain).
+pub async fn serve_with(
+    root: &Path,
+    tag_index_addr: Option<ListenAddr>,
+    options: ServeOptions,
+) -> (InProcess, Client) {
     let config = strata_layer_store::Config {
         root: root.to_path_buf(),
         tag_index: tag_index_addr.map(Into::into),
         compression: Default::default(),
     };
     let server = InProcess::spawn(move |listener, shutdown| async move {
-        strata_layer_store::run(config, listener, &ServeOptions::default(), shutdown).await
+        strata_layer_store::run(config, listener, &options, shutdown).await
     })
     .await;
     if let Err(e) =

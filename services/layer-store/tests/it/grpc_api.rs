@@ -1239,23 +1239,12 @@ async fn health_and_reflection_are_served_outside_the_concurrency_limit() {
         drop(s);
     });
     let dir = tempfile::tempdir().unwrap();
-    let config = strata_layer_store::Config {
-        root: dir.path().to_path_buf(),
-        tag_index: Some(strata_server::ListenAddr::Tcp(hang_addr).into()),
-        compression: Default::default(),
+    let options = ServeOptions {
+        concurrency_limit: 1,
+        ..ServeOptions::default()
     };
-    let server = InProcess::spawn(move |listener, shutdown| async move {
-        let options = ServeOptions {
-            concurrency_limit: 1,
-            ..ServeOptions::default()
-        };
-        strata_layer_store::run(config, listener, &options, shutdown).await
-    })
-    .await;
-    strata_test_support::wait_until_serving(&server.addr, Duration::from_secs(30))
-        .await
-        .unwrap();
-    let mut c = pb::layer_store_client::LayerStoreClient::new(server.channel());
+    let tag_index = strata_server::ListenAddr::Tcp(hang_addr);
+    let (server, mut c) = crate::client::serve_with(dir.path(), Some(tag_index), options).await;
     let stuck = tokio::spawn(async move {
         c.delete_blob(pb::DeleteBlobRequest {
             digest: format!("sha256:{}", "0".repeat(64)),
@@ -1289,23 +1278,11 @@ async fn health_and_reflection_are_served_outside_the_concurrency_limit() {
 #[tokio::test]
 async fn reads_and_pages_fit_the_servers_message_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let config = strata_layer_store::Config {
-        root: dir.path().to_path_buf(),
-        tag_index: None,
-        compression: Default::default(),
+    let options = ServeOptions {
+        max_message_bytes: 4096,
+        ..ServeOptions::default()
     };
-    let server = InProcess::spawn(move |listener, shutdown| async move {
-        let options = ServeOptions {
-            max_message_bytes: 4096,
-            ..ServeOptions::default()
-        };
-        strata_layer_store::run(config, listener, &options, shutdown).await
-    })
-    .await;
-    strata_test_support::wait_until_serving(&server.addr, Duration::from_secs(30))
-        .await
-        .unwrap();
-    let mut c = pb::layer_store_client::LayerStoreClient::new(server.channel());
+    let (_server, mut c) = crate::client::serve_with(dir.path(), None, options).await;
     // a blob sent in pieces that fit the limit is read back in pieces that fit it too
     let blob = data(10_000, 3);
     let (tx, call) = streaming_write(&c, announce(&blob));
@@ -1379,22 +1356,11 @@ async fn reads_and_pages_fit_the_servers_message_limit() {
 #[tokio::test]
 async fn an_open_health_watch_sees_not_serving_and_does_not_hold_the_drain() {
     let dir = tempfile::tempdir().unwrap();
-    let config = strata_layer_store::Config {
-        root: dir.path().to_path_buf(),
-        tag_index: None,
-        compression: Default::default(),
+    let options = ServeOptions {
+        drain_timeout: Duration::from_secs(120),
+        ..ServeOptions::default()
     };
-    let server = InProcess::spawn(move |listener, shutdown| async move {
-        let options = ServeOptions {
-            drain_timeout: Duration::from_secs(120),
-            ..ServeOptions::default()
-        };
-        strata_layer_store::run(config, listener, &options, shutdown).await
-    })
-    .await;
-    strata_test_support::wait_until_serving(&server.addr, Duration::from_secs(30))
-        .await
-        .unwrap();
+    let (server, _) = crate::client::serve_with(dir.path(), None, options).await;
     let mut health = tonic_health::pb::health_client::HealthClient::new(server.channel());
     let mut watch = health
         .watch(tonic_health::pb::HealthCheckRequest {

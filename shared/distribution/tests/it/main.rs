@@ -130,31 +130,28 @@ async fn busy_or_rate_limited_answers_are_tried_again_as_the_registry_asks() {
             .body(limited.as_bytes().to_vec())
     })
     .await;
-    let err = client(&server.addr, None)
-        .get_manifest("v1")
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, RegistryError::Status { status: 429, .. }),
-        "{err}"
-    );
+    // the manifest fetch fails with the registry's 429 after `tries` requests
+    let rate_limited = |server: MockServer, tries: usize| async move {
+        let err = client(&server.addr, None)
+            .get_manifest("v1")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, RegistryError::Status { status: 429, .. }),
+            "{err}"
+        );
+        assert_eq!(server.requests().len(), tries);
+        err
+    };
+    let err = rate_limited(server, 4).await;
     assert!(
         err.to_string().contains("TOOMANYREQUESTS (slow down)"),
         "{err}"
     );
-    assert_eq!(server.requests().len(), 4);
 
     // asked to wait an hour: the error at once, not a command that seems to hang
     let server = MockServer::start(|_| Reply::status(429).header("Retry-After", "3600")).await;
-    let err = client(&server.addr, None)
-        .get_manifest("v1")
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, RegistryError::Status { status: 429, .. }),
-        "{err}"
-    );
-    assert_eq!(server.requests().len(), 1);
+    rate_limited(server, 1).await;
 }
 
 #[tokio::test]
