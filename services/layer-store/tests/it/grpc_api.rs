@@ -1135,11 +1135,18 @@ async fn oversized_metadata_is_invalid_argument_and_listings_stay_readable() {
     }
     let mut default_client =
         strata_proto::layer_store::layer_store_client::LayerStoreClient::new(server.channel());
-    let mut seen = 0;
-    let mut token = String::new();
+    let pages = page_sizes(&mut default_client, "").await;
+    assert_eq!(pages.iter().sum::<usize>(), 300);
+}
+
+/// How many blobs (of `media_type`, every one when empty) each ListBlobs page held, asking
+/// for 1000 at a time until the last page.
+async fn page_sizes(c: &mut Client, media_type: &str) -> Vec<usize> {
+    let (mut sizes, mut token) = (Vec::new(), String::new());
     loop {
-        let page = default_client
+        let page = c
             .list_blobs(pb::ListBlobsRequest {
+                media_type: media_type.into(),
                 page_size: 1000,
                 page_token: token.clone(),
                 ..Default::default()
@@ -1147,13 +1154,12 @@ async fn oversized_metadata_is_invalid_argument_and_listings_stay_readable() {
             .await
             .unwrap()
             .into_inner();
-        seen += page.blobs.len();
+        sizes.push(page.blobs.len());
         if page.next_page_token.is_empty() {
-            break;
+            return sizes;
         }
         token = page.next_page_token;
     }
-    assert_eq!(seen, 300);
 }
 
 #[tokio::test]
@@ -1327,28 +1333,10 @@ async fn reads_and_pages_fit_the_servers_message_limit() {
         drop(tx);
         call.await.unwrap().unwrap();
     }
-    let (mut seen, mut token, mut pages) = (0, String::new(), 0);
-    loop {
-        let page = c
-            .list_blobs(pb::ListBlobsRequest {
-                media_type: "application/vnd.test".into(),
-                page_size: 1000,
-                page_token: token.clone(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        seen += page.blobs.len();
-        pages += 1;
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        token = page.next_page_token;
-    }
-    assert_eq!(seen, 40);
+    let pages = page_sizes(&mut c, "application/vnd.test").await;
+    assert_eq!(pages.iter().sum::<usize>(), 40);
     assert!(
-        pages > 1,
+        pages.len() > 1,
         "one page of 40 labelled records cannot fit 4096 bytes"
     );
 }
