@@ -31,8 +31,12 @@ struct Farm {
 
 impl Farm {
     async fn start(executors: usize) -> Self {
+        Self::start_with(executors, ServeOptions::default()).await
+    }
+
+    /// [`Farm::start`] with these server options for every service.
+    async fn start_with(executors: usize, opts: ServeOptions) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let opts = ServeOptions::default();
         let root = dir.path().join("shared");
         let r = root.clone();
         let o = opts.clone();
@@ -359,6 +363,48 @@ async fn a_build_cancelled_mid_run_kills_the_container_unmounts_and_tags_nothing
         tokio::task::yield_now().await;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_build_the_drain_limit_cuts_off_is_told_why() {
+    let farm = Farm::start_with(
+        1,
+        ServeOptions {
+            drain_timeout: Duration::from_millis(500),
+            ..ServeOptions::default()
+        },
+    )
+    .await;
+    farm.busybox().await;
+    let mut client = farm.executor(0);
+    let mut stream = running_build(&mut client, "drain-me", &["drained:latest"], 303).await;
+    let Farm {
+        mut executors,
+        tags,
+        _dir: dir,
+        ..
+    } = farm;
+    let executor = executors.pop().unwrap();
+    let stopped = tokio::spawn(executor.shutdown());
+    let mut rest = Vec::new();
+    while let Ok(Some(BuildEvent { event: Some(e), .. })) =
+        tokio::time::timeout(Duration::from_secs(30), stream.message())
+            .await
+            .expect("the build stream stayed open")
+    {
+        rest.push(e);
+    }
+    let e = error(&rest);
+    assert_eq!(e.code, "Unavailable", "{e:?}");
+    assert!(e.message.contains("shut down"), "{e:?}");
+    stopped.await.unwrap().unwrap();
+    let tag = TagIndexClient::new(tags.channel())
+        .resolve_tag(ResolveTagRequest {
+            name: "drained:latest".into(),
+        })
+        .await;
+    assert_eq!(tag.unwrap_err().code(), tonic::Code::NotFound);
+    drop(dir);
 }
 
 /// A client killed or disconnected mid-RUN (its response stream dropped) cancels its build,

@@ -71,6 +71,9 @@ pub enum ExecutorError {
     /// The build was cancelled.
     #[error("build cancelled")]
     Cancelled,
+    /// The executor is shutting down and ended the build.
+    #[error("{0}")]
+    ShuttingDown(String),
     /// A local filesystem operation failed.
     #[error("{op} {path}: {source}")]
     Io {
@@ -197,6 +200,7 @@ impl ExecutorError {
             Self::RunFailed { .. } | Self::Runtime(_) => tonic::Code::FailedPrecondition,
             Self::Timeout { .. } => tonic::Code::DeadlineExceeded,
             Self::Cancelled => tonic::Code::Cancelled,
+            Self::ShuttingDown(_) => tonic::Code::Unavailable,
             Self::Io { .. } | Self::Internal(_) => tonic::Code::Internal,
             // what the image's own tree refuses is the build's trouble, not the executor's
             Self::InImage { source, .. } => {
@@ -255,7 +259,8 @@ impl From<ExecutorError> for tonic::Status {
             | ExecutorError::Timeout { .. }
             | ExecutorError::Runtime(_)
             | ExecutorError::Pull { .. }
-            | ExecutorError::Cancelled) => tonic::Status::new(code, e.to_string()),
+            | ExecutorError::Cancelled
+            | ExecutorError::ShuttingDown(_)) => tonic::Status::new(code, e.to_string()),
         }
     }
 }

@@ -22,6 +22,8 @@ use crate::error::ExecutorError;
 pub struct ExecutorService {
     engine: Arc<Engine>,
     running: Arc<Mutex<HashMap<String, tokio::task::AbortHandle>>>,
+    /// Set when the server's drain limit ends the builds still running.
+    stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ExecutorService {
@@ -30,6 +32,19 @@ impl ExecutorService {
         Self {
             engine: Arc::new(engine),
             running: Arc::default(),
+            stopping: Arc::default(),
+        }
+    }
+
+    /// Ends every running build, each with an UNAVAILABLE error event saying the executor
+    /// shut down (a host calls this when its drain limit is reached: the builds would
+    /// otherwise be cut off without a word). Their containers are killed and their mounts
+    /// undone as for a cancel; nothing is tagged.
+    pub fn end_running_builds(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        for abort in self.running.lock().expect("running map").values() {
+            abort.abort();
         }
     }
 
@@ -122,6 +137,7 @@ impl Executor for ExecutorService {
             running.insert(build_id.clone(), inner.abort_handle());
         }
         let running = self.running.clone();
+        let stopping = self.stopping.clone();
         tokio::spawn(async move {
             let abort = inner.abort_handle();
             let mut inner = inner;
@@ -154,6 +170,15 @@ impl Executor for ExecutorService {
                         warn!(build = %build_id, error = %e, "build failed");
                     }
                     error_event(&e)
+                }
+                Err(join)
+                    if join.is_cancelled()
+                        && stopping.load(std::sync::atomic::Ordering::SeqCst) =>
+                {
+                    warn!(build = %build_id, "build ended by the executor's shutdown");
+                    error_event(&ExecutorError::ShuttingDown(
+                        "the executor shut down (its drain limit was reached) before the build finished; nothing was tagged: build again".into(),
+                    ))
                 }
                 Err(join) if join.is_cancelled() => {
                     info!(build = %build_id, "build cancelled");

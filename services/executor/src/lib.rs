@@ -67,11 +67,14 @@ pub fn open(config: &Config) -> Result<ExecutorService, ExecutorError> {
 
 /// Adds the service to `services`.
 pub fn register(services: &mut Services, service: ExecutorService, options: &ServeOptions) {
+    let running = service.clone();
     let svc = ExecutorServer::new(service)
         .max_decoding_message_size(options.max_message_bytes)
         .max_encoding_message_size(options.max_message_bytes);
     services.routes.add_service(svc);
     services.names.push(service_names::EXECUTOR);
+    // a build the drain limit would cut off is ended with an error its client reads
+    services.on_drain_deadline(move || running.end_running_builds());
 }
 
 /// Serves on `listener` until `shutdown` resolves.

@@ -36,6 +36,10 @@ impl Default for ServeOptions {
     }
 }
 
+/// How long calls ended by drain-deadline hooks get to send their last message before the
+/// server cuts every connection.
+pub const DEADLINE_GRACE: Duration = Duration::from_secs(2);
+
 /// The services one server hosts: their routes, their fully qualified names (for health
 /// and reflection), and what each needs done when shutdown begins.
 #[derive(Default)]
@@ -45,6 +49,7 @@ pub struct Services {
     /// The names, e.g. `strata.tagindex.v1.TagIndex`.
     pub names: Vec<&'static str>,
     shutdown_hooks: Vec<Box<dyn FnOnce() + Send>>,
+    deadline_hooks: Vec<Box<dyn FnOnce() + Send>>,
 }
 
 impl Services {
@@ -54,6 +59,13 @@ impl Services {
     /// this by registering it.
     pub fn on_shutdown(&mut self, hook: impl FnOnce() + Send + 'static) {
         self.shutdown_hooks.push(Box::new(hook));
+    }
+
+    /// Runs `hook` when the drain limit is reached with calls still in flight, just before
+    /// they are cut off: a service ends them itself here (with an error its clients can
+    /// read), and [`serve`] gives them [`DEADLINE_GRACE`] to go out.
+    pub fn on_drain_deadline(&mut self, hook: impl FnOnce() + Send + 'static) {
+        self.deadline_hooks.push(Box::new(hook));
     }
 
     /// The shutdown hooks, for a host that serves these services without [`serve`] (in its
@@ -94,6 +106,7 @@ impl std::fmt::Debug for Services {
         f.debug_struct("Services")
             .field("names", &self.names)
             .field("shutdown_hooks", &self.shutdown_hooks.len())
+            .field("deadline_hooks", &self.deadline_hooks.len())
             .finish()
     }
 }
@@ -148,6 +161,7 @@ pub async fn serve(
 
     let mut routes = services.routes;
     let shutdown_hooks = services.shutdown_hooks;
+    let deadline_hooks = services.deadline_hooks;
     routes
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -218,7 +232,16 @@ pub async fn serve(
         Ok(result) => result??,
         Err(_) => {
             warn!(%addr, "drain time limit reached; closing the remaining calls");
-            server.abort();
+            for hook in deadline_hooks {
+                hook();
+            }
+            // the calls the hooks ended send their last words; then whatever is left is cut
+            if tokio::time::timeout(DEADLINE_GRACE, &mut server)
+                .await
+                .is_err()
+            {
+                server.abort();
+            }
         }
     }
     if let Some(p) = socket_path {
