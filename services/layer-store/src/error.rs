@@ -6,7 +6,7 @@ use strata_types::{Digest, DigestError};
 #[derive(Debug, thiserror::Error)]
 pub enum LayerStoreError {
     /// A digest field of a request is not `sha256:<64 lowercase hex>`.
-    #[error("invalid {field}: {source}")]
+    #[error("{field}: {source}")]
     InvalidDigest {
         /// The request field, e.g. `start.expected_digest`.
         field: String,

@@ -15,7 +15,7 @@ pub enum TagIndexError {
         source: ReferenceError,
     },
     /// A request field holds a malformed digest.
-    #[error("invalid {field}: {source}")]
+    #[error("{field}: {source}")]
     InvalidDigest {
         /// The request field, e.g. "digest" or "expected_digest".
         field: &'static str,

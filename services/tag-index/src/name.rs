@@ -110,9 +110,12 @@ mod tests {
         let e = parse_digest("expected_digest", "sha256:abc")
             .unwrap_err()
             .to_string();
+        // the field, then the digest's own error (which says "invalid digest" once)
         assert!(
-            e.contains("invalid expected_digest") && e.contains("64 characters"),
+            e.starts_with("expected_digest: invalid digest \"sha256:abc\"")
+                && e.contains("64 characters"),
             "{e}"
         );
+        assert_eq!(e.matches("invalid").count(), 1, "{e}");
     }
 }

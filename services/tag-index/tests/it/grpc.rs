@@ -115,9 +115,13 @@ async fn invalid_references_are_invalid_arguments_naming_the_part() {
     );
     // digests name their field
     for (digest, expected, field) in [
-        ("sha256:abc", None, "invalid digest"),
-        ("md5:abc", None, "invalid digest"),
-        (d.as_str(), Some("sha256:123"), "invalid expected_digest"),
+        ("sha256:abc", None, "digest: invalid digest"),
+        ("md5:abc", None, "digest: invalid digest"),
+        (
+            d.as_str(),
+            Some("sha256:123"),
+            "expected_digest: invalid digest",
+        ),
     ] {
         let status = c.set_tag(set("app", digest, expected)).await.unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument);
