@@ -12,12 +12,14 @@ pub enum LogFormat {
 }
 
 /// Installs the global subscriber writing to stderr. The filter (EnvFilter syntax) is
-/// `filter` (a service's `--log` / `STRATA_*_LOG`) when given, else `RUST_LOG` when set,
+/// `filter` (a service's `--log` / `STRATA_*_LOG`) when given and not empty, else `RUST_LOG` when set,
 /// else `default`: the flag names what this process should log and wins over the generic
 /// variable. An invalid filter is an error, not a silent fallback. Calling it twice is
 /// harmless (the first subscriber stays).
 pub fn init_tracing(format: LogFormat, filter: Option<&str>, default: &str) -> Result<(), String> {
-    let filter = match filter {
+    // an empty `--log` (an env variable set to nothing, say) is no filter, not one that logs
+    // nothing at all (`off` says that on purpose)
+    let filter = match filter.filter(|f| !f.trim().is_empty()) {
         Some(f) => parse_filter(f)?,
         None => match std::env::var("RUST_LOG") {
             Ok(f) if !f.trim().is_empty() => {
@@ -45,6 +47,9 @@ fn parse_filter(f: &str) -> Result<EnvFilter, String> {
 /// A clap value parser for `--log`: the same check as [`init_tracing`], at parse time, so a
 /// bad filter is a usage error naming the flag.
 pub fn log_filter(f: &str) -> Result<String, String> {
+    if f.trim().is_empty() {
+        return Ok(String::new());
+    }
     parse_filter(f).map(|_| f.to_string())
 }
 
@@ -57,6 +62,8 @@ mod tests {
         for ok in ["info", "strata=debug,tower=warn", "warn"] {
             log_filter(ok).unwrap();
         }
+        // empty: no filter given, so the default applies (it used to log nothing at all)
+        assert_eq!(log_filter("").unwrap(), "");
         for bad in ["strata=bogus", "=[[bad", "info,strata=nope"] {
             let e = log_filter(bad).unwrap_err();
             assert!(e.contains("invalid log filter"), "{bad}: {e}");
