@@ -65,6 +65,27 @@ pub struct ExtractReport {
     pub skipped: Vec<String>,
 }
 
+/// `text` fit for a message: the tar reader quotes the header bytes it could not parse,
+/// which for a stream that is no tar at all are binary; control characters and what is not
+/// UTF-8 become '.', and it is cut at 200 characters.
+fn printable(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .take(200)
+        .map(|c| {
+            if c.is_control() || c == char::REPLACEMENT_CHARACTER {
+                '.'
+            } else {
+                c
+            }
+        })
+        .collect();
+    if text.chars().count() > 200 {
+        out.push('…');
+    }
+    out
+}
+
 fn unsafe_entry(entry: &str, reason: impl Into<String>) -> ExecutorError {
     ExecutorError::UnsafeLayerEntry {
         entry: entry.to_owned(),
@@ -170,7 +191,12 @@ fn extract_with<R: Read>(
     let mut report = ExtractReport::default();
     let mut unpacked: HashSet<String> = HashSet::new();
     let mut dir_times: Vec<(PathBuf, i64)> = Vec::new();
-    let bad_tar = |e: io::Error| unsafe_entry("<tar stream>", format!("malformed tar: {e}"));
+    let bad_tar = |e: io::Error| {
+        unsafe_entry(
+            "<tar stream>",
+            format!("malformed tar: {}", printable(&e.to_string())),
+        )
+    };
     for entry in archive.entries().map_err(bad_tar)? {
         let mut entry = entry.map_err(bad_tar)?;
         let kind = entry.header().entry_type();
@@ -426,6 +452,18 @@ mod tests {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
     use super::*;
+
+    #[test]
+    fn a_stream_that_is_no_tar_is_refused_in_printable_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 1) as u8).collect();
+        let err = extract_with(&junk[..], dir.path(), opts(Whiteouts::Apply), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("malformed tar"), "{err}");
+        assert!(!err.chars().any(|c| c.is_control()), "{err:?}");
+        assert!(err.chars().count() < 300, "{err}");
+    }
     use crate::layer_tar::{Change, LayerOptions, write_layer};
 
     fn raw_entry(
