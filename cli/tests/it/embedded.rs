@@ -248,5 +248,17 @@ async fn a_server_without_a_needed_service_is_named_not_an_empty_error() {
         )) && stderr.contains("strata serve"),
         "{stderr}"
     );
+    let gone = store.addr.to_string();
     store.shutdown().await.unwrap();
+    // nothing there any more: the address and the cause, not a bare "transport error"
+    let r = root.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || strata(&r, &["--addr", &gone, "images"]))
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot reach 127.0.0.1:") && stderr.contains("Connection refused"),
+        "{stderr}"
+    );
 }

@@ -39,8 +39,34 @@ impl std::fmt::Display for TransportError {
 
 impl std::error::Error for TransportError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.0.source()
+        // a status made here (see `NamingMissing`) is found by tonic in the chain and used
+        // as the call's status; anything else is transparent
+        if self.0.is::<tonic::Status>() {
+            Some(&*self.0)
+        } else {
+            self.0.source()
+        }
     }
+}
+
+/// A connection failure to `addr` as a person reads it: UNAVAILABLE, naming the address and
+/// each cause once ("transport error" alone says nothing: the causes say what happened).
+fn unreachable(addr: &str, error: TransportError) -> TransportError {
+    let mut text = String::new();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(&*error.0);
+    while let Some(e) = next {
+        let part = e.to_string();
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+        next = e.source();
+    }
+    TransportError(Box::new(tonic::Status::unavailable(format!(
+        "cannot reach {addr}: {text}"
+    ))))
 }
 
 /// A channel to `addr` that connects on first use (and reconnects after failures), so a
@@ -187,7 +213,10 @@ impl Service<http::Request<Body>> for NamingMissing {
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let addr = self.addr.clone();
         Box::pin(async move {
-            let mut response = inner.call(request).await?;
+            let mut response = match inner.call(request).await {
+                Ok(r) => r,
+                Err(e) => return Err(unreachable(&addr, e)),
+            };
             let headers = response.headers_mut();
             let unimplemented = headers
                 .get("grpc-status")
