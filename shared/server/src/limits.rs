@@ -1,4 +1,5 @@
-//! Makes a message-size violation say RESOURCE_EXHAUSTED, as gRPC's spec and grpc-go do.
+//! Makes a message-size violation say RESOURCE_EXHAUSTED, and a call past the request timeout
+//! DEADLINE_EXCEEDED, as gRPC's spec and grpc-go do.
 //!
 //! tonic reports a message over `max_decoding_message_size` as OUT_OF_RANGE. The status of a
 //! rejected unary call travels in the response headers (trailers-only response); this layer
@@ -67,5 +68,67 @@ where
                 })
             })
             .boxed()
+    }
+}
+
+/// `--request-timeout` as gRPC's spec and grpc-go have it: a call that runs past it ends with
+/// DEADLINE_EXCEEDED (tonic's own server timeout answers CANCELLED, "Timeout expired").
+#[derive(Debug, Clone, Copy)]
+pub struct RequestTimeoutLayer {
+    after: std::time::Duration,
+}
+
+impl RequestTimeoutLayer {
+    /// Calls end after `after`.
+    pub fn new(after: std::time::Duration) -> Self {
+        Self { after }
+    }
+}
+
+impl<S> Layer<S> for RequestTimeoutLayer {
+    type Service = RequestTimeout<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestTimeout {
+            inner,
+            after: self.after,
+        }
+    }
+}
+
+/// The service [`RequestTimeoutLayer`] makes.
+#[derive(Debug, Clone)]
+pub struct RequestTimeout<S> {
+    inner: S,
+    after: std::time::Duration,
+}
+
+impl<S, B, R> Service<Request<B>> for RequestTimeout<S>
+where
+    S: Service<Request<B>, Response = Response<R>>,
+    S::Future: Send + 'static,
+    R: Default,
+{
+    type Response = Response<R>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Response<R>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let after = self.after;
+        let call = self.inner.call(req);
+        async move {
+            match tokio::time::timeout(after, call).await {
+                Ok(result) => result,
+                Err(_) => Ok(tonic::Status::deadline_exceeded(format!(
+                    "the call ran past the server's request timeout ({} s)",
+                    after.as_secs_f64()
+                ))
+                .into_http()),
+            }
+        }
+        .boxed()
     }
 }

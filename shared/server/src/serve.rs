@@ -174,7 +174,7 @@ pub async fn serve(
         let _ = stop_rx.await;
     };
     let mut builder = Server::builder()
-        .timeout(options.request_timeout)
+        .layer(limits::RequestTimeoutLayer::new(options.request_timeout))
         .layer(crate::concurrency::LimitExceptProbesLayer::new(
             options.concurrency_limit,
         ))

@@ -1229,12 +1229,15 @@ async fn malformed_cache_entries_are_invalid_argument() {
     }
 }
 
-#[tokio::test]
-async fn health_and_reflection_are_served_outside_the_concurrency_limit() {
+/// A tag index that accepts a connection and never answers; the receiver resolves once a
+/// client has written to it (a call is waiting on it).
+async fn hung_tag_index() -> (
+    strata_server::ListenAddr,
+    tokio::sync::oneshot::Receiver<()>,
+) {
     use tokio::io::AsyncReadExt;
-    // a tag index that accepts and never answers: a call that asks it holds its slot
     let hang = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hang_addr = hang.local_addr().unwrap();
+    let addr = hang.local_addr().unwrap();
     let (reached, reached_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let (mut s, _) = hang.accept().await.unwrap();
@@ -1244,12 +1247,37 @@ async fn health_and_reflection_are_served_outside_the_concurrency_limit() {
         std::future::pending::<()>().await;
         drop(s);
     });
+    (strata_server::ListenAddr::Tcp(addr), reached_rx)
+}
+
+#[tokio::test]
+async fn a_call_past_the_request_timeout_is_deadline_exceeded() {
+    let (tag_index, _reached) = hung_tag_index().await;
+    let dir = tempfile::tempdir().unwrap();
+    let options = ServeOptions {
+        request_timeout: Duration::from_secs(1),
+        ..ServeOptions::default()
+    };
+    let (_server, mut c) = crate::client::serve_with(dir.path(), Some(tag_index), options).await;
+    let err = c
+        .delete_blob(pb::DeleteBlobRequest {
+            digest: format!("sha256:{}", "0".repeat(64)),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err}");
+    assert!(err.message().contains("request timeout"), "{err}");
+}
+
+#[tokio::test]
+async fn health_and_reflection_are_served_outside_the_concurrency_limit() {
+    // a tag index that never answers: a call that asks it holds its slot
+    let (tag_index, reached_rx) = hung_tag_index().await;
     let dir = tempfile::tempdir().unwrap();
     let options = ServeOptions {
         concurrency_limit: 1,
         ..ServeOptions::default()
     };
-    let tag_index = strata_server::ListenAddr::Tcp(hang_addr);
     let (server, mut c) = crate::client::serve_with(dir.path(), Some(tag_index), options).await;
     let stuck = tokio::spawn(async move {
         c.delete_blob(pb::DeleteBlobRequest {
