@@ -114,18 +114,10 @@ pub enum ExecutorError {
 /// message does not already say (a transport error's message alone is "transport error"),
 /// or its code when it says nothing.
 fn describe_status(status: &tonic::Status) -> String {
-    let mut out = status.message().to_string();
-    let mut source = std::error::Error::source(status);
-    while let Some(e) = source {
-        let text = e.to_string();
-        if !out.contains(&text) {
-            if !out.is_empty() {
-                out.push_str(": ");
-            }
-            out.push_str(&text);
-        }
-        source = e.source();
-    }
+    let mut out = strata_types::causes::join_causes(
+        status.message().to_string(),
+        std::error::Error::source(status),
+    );
     if out.is_empty() {
         out = format!("{:?}", status.code());
     }

@@ -26,7 +26,7 @@ pub enum RegistryError {
     /// The message ends with the HTTP client's error and its causes (reqwest hides "connection
     /// refused" two sources down), each once; so the error is deliberately not also reported
     /// as `source()`, or a chain printer (`{:#}`) would say it all twice.
-    #[error("{context}: {}", causes(.error))]
+    #[error("{context}: {}", strata_types::causes(.error))]
     Http {
         /// What was being done.
         context: String,
@@ -51,22 +51,6 @@ pub enum RegistryError {
         /// The system error.
         error: std::io::Error,
     },
-}
-
-/// An error and its sources, joined by ": ", each said once (a source whose text its
-/// predecessors already contain adds nothing).
-fn causes(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        next = cause.source();
-    }
-    out
 }
 
 #[cfg(test)]

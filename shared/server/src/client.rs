@@ -52,18 +52,7 @@ impl std::error::Error for TransportError {
 /// A connection failure to `addr` as a person reads it: UNAVAILABLE, naming the address and
 /// each cause once ("transport error" alone says nothing: the causes say what happened).
 fn unreachable(addr: &str, error: TransportError) -> TransportError {
-    let mut text = String::new();
-    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(&*error.0);
-    while let Some(e) = next {
-        let part = e.to_string();
-        if !text.contains(&part) {
-            if !text.is_empty() {
-                text.push_str(": ");
-            }
-            text.push_str(&part);
-        }
-        next = e.source();
-    }
+    let text = strata_types::causes::join_causes(String::new(), Some(&*error.0));
     TransportError(Box::new(tonic::Status::unavailable(format!(
         "cannot reach {addr}: {text}"
     ))))
