@@ -185,6 +185,8 @@ struct BuildCtx<'a> {
     mode: Mode,
     /// SOURCE_DATE_EPOCH: later mtimes in new layers become it; `None` keeps every mtime.
     clamp: Option<i64>,
+    /// The RUN sandbox's hostname (`BUILDKIT_SANDBOX_HOSTNAME`, else BuildKit's default).
+    hostname: String,
     explanations: tokio::sync::Mutex<Vec<pb::StepExplanation>>,
     lease: Option<String>,
     /// The local cache entries this build uses, kept from pruning until it ends.
@@ -465,6 +467,7 @@ impl Engine {
             events,
             mode,
             clamp: req.source_date_epoch,
+            hostname: crate::network_files::sandbox_hostname(&req.build_args)?,
             explanations: tokio::sync::Mutex::new(Vec::new()),
             lease: None,
             pins,
@@ -1171,9 +1174,8 @@ impl Engine {
         );
         // a hostname other than the default is part of what the step runs in (BuildKit keys
         // the exec with it); the default adds nothing, so existing keys hold
-        let hostname = crate::network_files::sandbox_hostname(&ctx.req.build_args)?;
-        if hostname != crate::network_files::HOSTNAME {
-            pre.flags.insert("hostname".into(), hostname);
+        if ctx.hostname != crate::network_files::HOSTNAME {
+            pre.flags.insert("hostname".into(), ctx.hostname.clone());
         }
         let created_by = history::run(&args_in_scope, &argv);
         let user = state.config.config.user.clone().unwrap_or_default();
@@ -1934,9 +1936,8 @@ impl Engine {
                 let net_points = crate::network_files::mount_points(&root);
                 let net_dir = self.local.scratch(&format!("{}-{step}-net", ctx.build_id));
                 let _net_dir = ScratchDir(net_dir.clone());
-                let hostname = crate::network_files::sandbox_hostname(&ctx.req.build_args)?;
                 let mut run_mounts =
-                    crate::network_files::prepare(&net_dir, host_network, &hostname)?;
+                    crate::network_files::prepare(&net_dir, host_network, &ctx.hostname)?;
                 // held until the step is over: cache holds, snapshots of bind sources
                 let (user_mounts, _held) = self.mount(ctx, step, kind, mounts).await?;
                 run_mounts.extend(user_mounts);
@@ -1947,7 +1948,7 @@ impl Engine {
                     user: resolved,
                     rootfs: root.clone(),
                     host_network,
-                    hostname,
+                    hostname: ctx.hostname.clone(),
                     mounts: run_mounts,
                 };
                 let (tx, mut rx) = mpsc::channel::<(u32, Vec<u8>)>(256);
