@@ -110,13 +110,7 @@ fn push_pull_round_trips_with_skopeo_and_a_second_push_uploads_nothing() {
     assert_eq!(digest_of_push(&second), digest, "deterministic compression");
 
     // skopeo sees our manifest, config and layers, with the same digest
-    let raw = skopeo(&[
-        "inspect",
-        "--tls-verify=false",
-        "--raw",
-        &format!("docker://{target}"),
-    ])
-    .unwrap();
+    let raw = raw_manifest(&target);
     assert_eq!(
         format!("sha256:{}", super::images_io::sha256_hex(raw.as_bytes())),
         digest
@@ -518,6 +512,17 @@ fn put_manifest(registry: &LoopbackRegistry, repo_ref: &str, media_type: &str, b
     );
 }
 
+/// The manifest (or index) the loopback registry serves for `reference`, as skopeo reads it.
+fn raw_manifest(reference: &str) -> String {
+    skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{reference}"),
+    ])
+    .unwrap()
+}
+
 /// Uploads a blob with curl (POST, then PUT `?digest=`); returns its digest.
 fn put_blob(registry: &LoopbackRegistry, repo: &str, body: &[u8]) -> String {
     let digest = format!("sha256:{}", super::images_io::sha256_hex(body));
@@ -573,13 +578,7 @@ fn a_single_platform_image_of_another_platform_is_refused() {
     let (root, _tar, _id) = root_with_busybox();
     let good = format!("{}/strata/busybox:1", registry.addr);
     ok(strata(root.path(), &["push", "busybox", &good]));
-    let raw = skopeo(&[
-        "inspect",
-        "--tls-verify=false",
-        "--raw",
-        &format!("docker://{good}"),
-    ])
-    .unwrap();
+    let raw = raw_manifest(&good);
     let config = skopeo(&[
         "inspect",
         "--tls-verify=false",
@@ -646,13 +645,7 @@ fn a_multi_arch_pull_records_the_index_digest() {
         &format!("docker://{v2s2}"),
     ]);
     let entry = |reference: &str, arch: &str| {
-        let raw = skopeo(&[
-            "inspect",
-            "--tls-verify=false",
-            "--raw",
-            &format!("docker://{reference}"),
-        ])
-        .unwrap();
+        let raw = raw_manifest(reference);
         let m: serde_json::Value = serde_json::from_str(&raw).unwrap();
         serde_json::json!({
             "mediaType": m["mediaType"],
@@ -733,13 +726,7 @@ fn a_layer_or_config_of_another_size_than_its_descriptor_says_so() {
     let (root, _tar, _id) = root_with_busybox();
     let good = format!("{}/strata/busybox:1", registry.addr);
     ok(strata(root.path(), &["push", "busybox", &good]));
-    let raw = skopeo(&[
-        "inspect",
-        "--tls-verify=false",
-        "--raw",
-        &format!("docker://{good}"),
-    ])
-    .unwrap();
+    let raw = raw_manifest(&good);
     // the same layer blob, under a descriptor one byte longer
     let mut manifest: serde_json::Value = serde_json::from_str(&raw).unwrap();
     let size = manifest["layers"][0]["size"].as_u64().unwrap();

@@ -754,6 +754,19 @@ async fn cache_entries_leases_usage_and_verify() {
     assert_eq!((v.checked, v.corrupt.len()), (0, 0));
 }
 
+/// A tag index answering with `tags`, served in this process.
+async fn serve_tags(tags: FixedTags) -> InProcess {
+    InProcess::spawn(move |listener, shutdown| async move {
+        let mut services = Services::default();
+        services
+            .routes
+            .add_service(strata_proto::tag_index::tag_index_server::TagIndexServer::new(tags));
+        services.names.push(strata_proto::service_names::TAG_INDEX);
+        strata_server::serve(services, listener, &ServeOptions::default(), shutdown).await
+    })
+    .await
+}
+
 /// A tag index that knows a fixed list of tags and pages through them one at a time.
 #[derive(Clone)]
 struct FixedTags(Vec<(String, String)>);
@@ -856,15 +869,7 @@ async fn gc_roots_include_every_tag_of_the_tag_index() {
         ("docker.io/library/a:1".into(), m1.clone()),
         ("docker.io/library/b:1".into(), m2.clone()),
     ]);
-    let tag_index = InProcess::spawn(move |listener, shutdown| async move {
-        let mut services = Services::default();
-        services
-            .routes
-            .add_service(strata_proto::tag_index::tag_index_server::TagIndexServer::new(tags));
-        services.names.push(strata_proto::service_names::TAG_INDEX);
-        strata_server::serve(services, listener, &ServeOptions::default(), shutdown).await
-    })
-    .await;
+    let tag_index = serve_tags(tags).await;
     let (server, mut c) = serve(dir.path(), Some(tag_index.addr.clone())).await;
     let usage = c
         .get_usage(pb::GetUsageRequest {
@@ -1014,15 +1019,7 @@ async fn delete_blob_refuses_what_a_tag_or_lease_reaches_and_stat_can_lease() {
     let (m2, c2, l2) = image(&mut c, 2).await;
     server.shutdown().await.unwrap();
     let tags = FixedTags(vec![("docker.io/library/a:1".into(), m1.clone())]);
-    let tag_index = InProcess::spawn(move |listener, shutdown| async move {
-        let mut services = Services::default();
-        services
-            .routes
-            .add_service(strata_proto::tag_index::tag_index_server::TagIndexServer::new(tags));
-        services.names.push(strata_proto::service_names::TAG_INDEX);
-        strata_server::serve(services, listener, &ServeOptions::default(), shutdown).await
-    })
-    .await;
+    let tag_index = serve_tags(tags).await;
     let (_server, mut c) = serve(dir.path(), Some(tag_index.addr.clone())).await;
     let delete = |d: &str| pb::DeleteBlobRequest { digest: d.into() };
 
