@@ -62,7 +62,12 @@ proptest! {
             let again = dump(&parse(src.as_bytes()).unwrap().root);
             prop_assert_eq!(&first, &again);
             let originals: Vec<String> = out.root.children.iter().map(|c| c.original.clone()).collect();
+            // a continued line's original text drops its escapes (BuildKit's `Original`), so
+            // it is not itself the instruction it came from: continuations are left out, as
+            // the comment above says (`FROM \ \` continues into nothing)
+            let continued = src.lines().any(|l| l.trim_end().ends_with('\\'));
             if out.root.children.iter().all(|c| c.heredocs.is_empty()) && out.escape == '\\'
+                && !continued
                 && let Ok(re) = parse(originals.join("\n").as_bytes()) {
                     prop_assert_eq!(first, dump(&re.root));
                 }
