@@ -14,6 +14,7 @@
 mod alloc;
 pub mod client;
 mod concurrency;
+mod health;
 mod limits;
 mod listen;
 pub mod local_feed;

@@ -75,12 +75,15 @@ impl Services {
     }
 
     /// A health service reporting every one of these services (and the server) SERVING, for
-    /// a host that serves them without [`serve`].
+    /// a host that serves them without [`serve`]: its watch streams end with the shutdown
+    /// hooks.
     pub async fn health_service(
-        &self,
+        &mut self,
     ) -> tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>
     {
-        health_serving(&self.names).await.1
+        let (_, service, closer) = health_serving(&self.names).await;
+        self.on_shutdown(move || closer.close());
+        service
     }
 }
 
@@ -89,16 +92,18 @@ async fn health_serving(
     names: &[&'static str],
 ) -> (
     tonic_health::server::HealthReporter,
-    tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+    tonic_health::pb::health_server::HealthServer<crate::health::Health>,
+    crate::health::Closer,
 ) {
-    let (health, service) = tonic_health::server::health_reporter();
+    let health = tonic_health::server::HealthReporter::new();
     for name in names {
         health
             .set_service_status(*name, ServingStatus::Serving)
             .await;
     }
     health.set_service_status("", ServingStatus::Serving).await;
-    (health, service)
+    let (service, closer) = crate::health::service(health.clone());
+    (health, service, closer)
 }
 
 impl std::fmt::Debug for Services {
@@ -141,7 +146,7 @@ pub async fn serve(
     options: &ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let (mut health, health_service) = health_serving(&services.names).await;
+    let (mut health, health_service, health_closer) = health_serving(&services.names).await;
 
     let reflection = |names: &[&'static str]| {
         let mut builder = tonic_reflection::server::Builder::configure()
@@ -199,7 +204,7 @@ pub async fn serve(
             tokio::spawn(router.serve_with_incoming_shutdown(UnixListenerStream::new(l), stop))
         }
     };
-    info!(%addr, services = ?services.names, "serving");
+    info!(%addr, services = %services.names.join(","), "serving");
 
     tokio::select! {
         result = &mut server => {
@@ -223,6 +228,7 @@ pub async fn serve(
         health.clear_service_status(name).await;
     }
     health.clear_service_status("").await;
+    health_closer.close();
     for hook in shutdown_hooks {
         hook();
     }

@@ -1405,3 +1405,44 @@ async fn an_open_health_watch_sees_not_serving_and_does_not_hold_the_drain() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_health_watch_of_an_unknown_service_is_told_service_unknown_until_shutdown() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let dir = tempfile::tempdir().unwrap();
+    let options = ServeOptions {
+        drain_timeout: Duration::from_secs(120),
+        ..ServeOptions::default()
+    };
+    let (server, _) = crate::client::serve_with(dir.path(), None, options).await;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(server.channel());
+    let unknown = || tonic_health::pb::HealthCheckRequest {
+        service: "no.such.v1.Service".into(),
+    };
+    // the health-checking protocol: Check fails NOT_FOUND, Watch answers SERVICE_UNKNOWN on a
+    // stream that stays open (tonic-health failed the Watch with NOT_FOUND)
+    let check = health.check(unknown()).await.unwrap_err();
+    assert_eq!(check.code(), tonic::Code::NotFound, "{check:?}");
+    let mut watch = health.watch(unknown()).await.unwrap().into_inner();
+    assert_eq!(
+        watch.message().await.unwrap().unwrap().status,
+        ServingStatus::ServiceUnknown as i32
+    );
+    // the stream ends when the server begins to stop, and does not hold its drain
+    let stopped = tokio::spawn(server.shutdown());
+    let rest = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut rest = Vec::new();
+        while let Ok(Some(m)) = watch.message().await {
+            rest.push(m.status);
+        }
+        rest
+    })
+    .await
+    .expect("the watch stayed open through the drain");
+    assert!(rest.is_empty(), "{rest:?}");
+    tokio::time::timeout(Duration::from_secs(60), stopped)
+        .await
+        .expect("the open watch held the drain")
+        .unwrap()
+        .unwrap();
+}
