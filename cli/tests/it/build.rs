@@ -1981,9 +1981,10 @@ fn sigterm_and_sighup_cancel_an_embedded_build_and_leave_nothing_running() {
 }
 
 /// A build killed outright (SIGKILL: nothing can clean up) leaves its container running
-/// and its overlay mounted; the next command over the root removes both.
+/// and its overlay mounted; the next command over the root, whatever it is, removes both
+/// (the container first: it ran on, unmounted, until a later build ran a container).
 #[test]
-fn what_a_killed_build_leaves_is_removed_by_the_next_build() {
+fn what_a_killed_build_leaves_is_removed_by_the_next_command() {
     let root = Root::new();
     let (mut child, _lines, _ctx) = build_until_run_starts(&root, 306, "killed:latest");
     child.kill().unwrap();
@@ -1994,6 +1995,14 @@ fn what_a_killed_build_leaves_is_removed_by_the_next_build() {
         "SIGKILL leaves the container and its mount"
     );
 
+    let listed = root.strata(&["images", "-q"]);
+    assert!(listed.status.success(), "{listed:?}");
+    assert_eq!(
+        running_and_mounted(306, root.dir.path()),
+        (false, false),
+        "the leftover container and mount were removed"
+    );
+    // and the root builds on
     let next = tempfile::tempdir().unwrap();
     std::fs::write(
         next.path().join("Dockerfile"),
@@ -2001,11 +2010,6 @@ fn what_a_killed_build_leaves_is_removed_by_the_next_build() {
     )
     .unwrap();
     root.build_ok(next.path(), &["-t", "next:latest"]);
-    assert_eq!(
-        running_and_mounted(306, root.dir.path()),
-        (false, false),
-        "the leftover container and mount were removed"
-    );
 }
 
 #[test]

@@ -54,6 +54,8 @@ const MAX_LOG_BYTES: usize = 2 << 20;
 const LOG_CLIPPED: &str = "[output clipped, log limit 2MiB reached]\n";
 /// The file under the executor's directory that remembers the last runtime probe's result.
 const LAST_RUNTIME: &str = "runtime-probed";
+/// The OCI runtimes' state, one directory per runtime binary, under the executor's root.
+pub(crate) const RUNTIME_STATE: &str = "runtime-state";
 /// The platform builds target.
 const PLATFORM: &str = "linux/amd64";
 
@@ -232,7 +234,7 @@ impl Engine {
             .get_or_init(|| async {
                 let kind = probe_overlay(&self.local.scratch("overlay-probe"));
                 info!(snapshotter = %kind, "snapshotter selected");
-                let probed = Runtime::probe(&self.dir.join("runtime-state"), &self.dir.join("tmp"))
+                let probed = Runtime::probe(&self.dir.join(RUNTIME_STATE), &self.dir.join("tmp"))
                     .await
                     .map(|r| (r, kind))
                     .map_err(|e| e.to_string());

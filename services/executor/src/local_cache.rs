@@ -277,9 +277,11 @@ impl LocalCache {
         let layers = dir.join("layers");
         let contexts = dir.join("contexts");
         let tmp = dir.join("tmp");
+        // a process killed mid-RUN leaves its container running and its overlay mounted:
+        // the container goes first, then the mounts (before removing, or the removal would
+        // walk into a mount and leave it behind)
+        crate::runtime::remove_leftover_containers(&dir.join(crate::build::RUNTIME_STATE));
         if tmp.exists() {
-            // a process killed mid-RUN leaves its overlay mounted: unmount before removing,
-            // or the removal would walk into the mount and leave it behind
             unmount_under(&tmp);
             let _ = std::fs::remove_dir_all(&tmp);
         }

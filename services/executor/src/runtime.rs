@@ -207,6 +207,54 @@ fn wait_exited(pid: u32, limit: Duration) {
     );
 }
 
+/// Kills and deletes the containers a killed predecessor left in `state_root` (one state
+/// directory per runtime binary, `crun` or `runc`, holding a directory per container). The
+/// executor's directory is locked to one process, so every container there is a leftover:
+/// a RUN whose executor was SIGKILLed keeps running until this, at the next open, before
+/// the predecessor's overlay mounts are detached from under it. Nothing to do costs a
+/// directory read, no process.
+pub(crate) fn remove_leftover_containers(state_root: &Path) {
+    let Ok(runtimes) = std::fs::read_dir(state_root) else {
+        return;
+    };
+    for runtime in runtimes.flatten() {
+        let name = runtime.file_name();
+        let Some(binary) = name.to_str().filter(|b| matches!(*b, "crun" | "runc")) else {
+            continue;
+        };
+        let root = runtime.path();
+        let Ok(containers) = std::fs::read_dir(&root) else {
+            continue;
+        };
+        for container in containers.flatten() {
+            let state = container.path();
+            if !state.is_dir() {
+                continue;
+            }
+            let id = container.file_name().to_string_lossy().into_owned();
+            let deleted = std::process::Command::new(binary)
+                .arg("--root")
+                .arg(&root)
+                .args(["delete", "--force", &id])
+                .stdin(Stdio::null())
+                .output();
+            match deleted {
+                // The predecessor's own `run` process, if it outlived it, reaps the killed
+                // container and removes its state at the same moment: gone is done.
+                Ok(o) if o.status.success() || !state.exists() => {
+                    info!(container = %id, "removed a container left by an earlier process");
+                }
+                Ok(o) => warn!(
+                    container = %id,
+                    error = %String::from_utf8_lossy(&o.stderr).trim(),
+                    "cannot remove a container left by an earlier process"
+                ),
+                Err(e) => warn!(container = %id, error = %e, "cannot run {binary}"),
+            }
+        }
+    }
+}
+
 impl Runtime {
     /// Finds a runtime that can run a container here.
     pub async fn probe(state_root: &Path, scratch: &Path) -> Result<Self, ExecutorError> {
@@ -251,7 +299,6 @@ impl Runtime {
             match runtime.try_trivial_container(scratch).await {
                 Ok(()) => {
                     info!(runtime = %runtime.describe(), "OCI runtime selected");
-                    runtime.remove_leftovers().await;
                     return Ok(runtime);
                 }
                 Err(e) => attempts.push(format!("{}: {e}", runtime.describe())),
@@ -261,42 +308,6 @@ impl Runtime {
             "no OCI runtime can run a container on this machine: {}",
             attempts.join("; ")
         )))
-    }
-
-    /// Kills and deletes the containers a killed predecessor left in the state root (the
-    /// executor's directory is locked to one process, so every container there is one).
-    async fn remove_leftovers(&self) {
-        let (program, args) = self.command_args(&["list", "-q"]);
-        let Ok(listed) = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .await
-        else {
-            return;
-        };
-        for id in String::from_utf8_lossy(&listed.stdout).split_whitespace() {
-            let (program, args) = self.command_args(&["delete", "--force", id]);
-            match Command::new(program)
-                .args(args)
-                .stdin(Stdio::null())
-                .output()
-                .await
-            {
-                Ok(o) if o.status.success() => {
-                    info!(
-                        container = id,
-                        "removed a container left by an earlier process"
-                    );
-                }
-                Ok(o) => warn!(
-                    container = id,
-                    error = %String::from_utf8_lossy(&o.stderr).trim(),
-                    "cannot remove a container left by an earlier process"
-                ),
-                Err(e) => warn!(container = id, error = %e, "cannot run the runtime"),
-            }
-        }
     }
 
     /// E.g. "crun 1.8.1 (private mount namespace)".
