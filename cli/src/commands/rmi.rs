@@ -5,12 +5,14 @@
 //! push or pull recorded for NAME) removes every tag of the image in NAME's repository, as
 //! Docker's `rmi` of a digest reference drops that repository's references to the image; an
 //! image id, manifest digest or id prefix removes the image's only tag (all of them with
-//! `--force`). Repo-digest records are not tags: they stay as long as the image does. A
-//! digest reference (what a pull by digest leaves, strata-transfer's records) counts as a
-//! tag here: `NAME@sha256:…` removes NAME's digest references to the image too (printed as
-//! `Untagged: NAME@sha256:…`, as Docker prints it), an image id removes the image's only
-//! reference, tag or digest reference, and removing the image's last tag in a repository
-//! removes that repository's digest references to it (as Docker's `rmi NAME:TAG` does).
+//! `--force`). A digest reference (what a pull by digest leaves, strata-transfer's records)
+//! counts as a tag here: `NAME@sha256:…` removes NAME's digest references to the image too
+//! (printed as `Untagged: NAME@sha256:…`, as Docker prints it), an image id removes the
+//! image's only reference, tag or digest reference, and removing the image's last tag in a
+//! repository removes that repository's digest references to it (as Docker's `rmi NAME:TAG`
+//! does). Repo digests (what a push or pull recorded, `RepoDigests`) go with the last
+//! reference in their repository, as Docker's do: `NAME@sha256:…` then no longer names the
+//! image, nor does `inspect` list it.
 //!
 //! Design decision: `rmi` only untags. When the last tag of an image goes it says so
 //! (`Unreferenced: sha256:…`), and the image's blobs are freed by the layer store's garbage
@@ -124,8 +126,9 @@ async fn remove(channel: Transport, name: &str, force: bool) -> anyhow::Result<S
     let images = ImageStore::new(channel.clone());
     let mut client = TagIndexClient::new(channel);
     // (tags to remove, digest references to remove, how many other references the image
-    // keeps when the listing already says)
-    let (tags, references, others) = match &found.named_by {
+    // keeps when the listing already says, the repository — or every one, `Some(None)` —
+    // whose repo digests go because none of its references to the image is left)
+    let (tags, references, others, forget) = match &found.named_by {
         NamedBy::Tag(tag) => {
             // as Docker does: the image's last tag in a repository takes that repository's
             // digest references to the image with it
@@ -144,7 +147,12 @@ async fn remove(channel: Transport, name: &str, force: bool) -> anyhow::Result<S
             } else {
                 Vec::new()
             };
-            (vec![full], references, None)
+            (
+                vec![full],
+                references,
+                None,
+                last_in_repository.then_some(Some(name)),
+            )
         }
         NamedBy::Digest(repository) => {
             let tags = tags_of(&mut client, &repository.name(), &digest).await?;
@@ -160,7 +168,7 @@ async fn remove(channel: Transport, name: &str, force: bool) -> anyhow::Result<S
                     repository.familiar_name()
                 );
             }
-            (tags, references, Some(others.len()))
+            (tags, references, Some(others.len()), Some(Some(name)))
         }
         NamedBy::Id => {
             let tags = tags_of(&mut client, "", &digest).await?;
@@ -182,7 +190,7 @@ async fn remove(channel: Transport, name: &str, force: bool) -> anyhow::Result<S
                     short.join(", ")
                 );
             }
-            (tags, references, Some(0))
+            (tags, references, Some(0), Some(None))
         }
     };
     let mut out = String::new();
@@ -199,6 +207,17 @@ async fn remove(channel: Transport, name: &str, force: bool) -> anyhow::Result<S
             .await
             .with_context(|| format!("failed to remove {}", reference.familiar()))?;
         out.push_str(&untagged_line(&reference.familiar()));
+    }
+    if let Some(repository) = forget {
+        let printed: Vec<String> = references.iter().map(DigestReference::familiar).collect();
+        for gone in records::remove_repo_digests(&images, &manifest, repository.as_deref())
+            .await
+            .context("failed to remove the image's repo digests")?
+        {
+            if !printed.contains(&gone) {
+                out.push_str(&untagged_line(&gone));
+            }
+        }
     }
     // the image is unreferenced once neither a tag nor a digest reference is left
     let untagged = if removes_tags {

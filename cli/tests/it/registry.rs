@@ -392,6 +392,18 @@ fn a_pull_by_digest_is_a_reference_that_images_lists_gc_keeps_and_rmi_removes() 
         listed(&["--format", "{{.Repository}}:{{.Tag}}"]),
         "elsewhere:1\n"
     );
+    // and with it the repo digest: the name no longer finds the image, nor does inspect
+    // list it (as Docker drops the canonical reference)
+    let err = fails(strata(r, &["inspect", &pinned]));
+    assert!(err.contains("no such image"), "{err}");
+    assert_eq!(
+        ok(strata(
+            r,
+            &["inspect", "-f", "{{json .RepoDigests}}", "elsewhere:1"]
+        ))
+        .trim(),
+        "[]"
+    );
     ok(strata(
         r,
         &["tag", "elsewhere:1", &format!("{repository}:t")],
@@ -411,6 +423,8 @@ fn a_pull_by_digest_is_a_reference_that_images_lists_gc_keeps_and_rmi_removes() 
     );
     assert!(out.contains("Unreferenced: "), "{out}");
     assert_eq!(listed(&format), "");
+    let err = fails(strata(r, &["inspect", &pinned]));
+    assert!(err.contains("no such image"), "{err}");
     let gc = ok(strata(r, &["gc"]));
     assert!(gc.contains("Removed: "), "{gc}");
     let err = fails(strata(r, &["inspect", &pinned]));
@@ -475,9 +489,15 @@ fn a_recorded_repo_digest_names_the_local_image() {
     // the digest names the image only in the repository it was recorded for
     let err = fails(strata(r, &["inspect", &format!("busybox@{digest}")]));
     assert!(err.contains("no such image"), "{err}");
-    // rmi of it untags the image's tags in that repository
+    // rmi of it untags the image's tags in that repository, and the repo digest goes with
+    // them (Docker's canonical reference): it names the image no more
     let out = ok(strata(r, &["rmi", &by_repo_digest]));
-    assert_eq!(out, format!("Untagged: {target}\n"));
+    assert_eq!(
+        out,
+        format!("Untagged: {target}\nUntagged: {by_repo_digest}\n")
+    );
+    let err = fails(strata(r, &["inspect", &by_repo_digest]));
+    assert!(err.contains("no such image"), "{err}");
     assert_eq!(
         ok(strata(
             r,

@@ -168,6 +168,33 @@ pub async fn repo_digest_records(
     Ok(out)
 }
 
+/// Forgets the repo digests recorded for the local image `manifest` in `repository` (a full
+/// repository name; every repository when `None`), as Docker drops an image's `RepoDigests`
+/// entries in a repository with its last tag or digest reference there. Returns each one
+/// forgotten, familiar `name@sha256:…`, sorted.
+pub async fn remove_repo_digests(
+    store: &ImageStore,
+    manifest: &Digest,
+    repository: Option<&str>,
+) -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for (record, body) in records(store, "repo-digest", Some(&manifest.to_string())).await? {
+        let Ok(r) = serde_json::from_slice::<RepoDigest>(&body) else {
+            continue;
+        };
+        if r.manifest != manifest.to_string() || repository.is_some_and(|want| want != r.repository)
+        {
+            continue;
+        }
+        store.delete(&record).await?;
+        let full = format!("{}@{}", r.repository, r.digest);
+        removed.push(Reference::parse(&full).map_or(full, |x| x.familiar()));
+    }
+    removed.sort();
+    removed.dedup();
+    Ok(removed)
+}
+
 /// The local image a repo digest recorded for `repository` (a bare repository) stands for,
 /// when a push or pull recorded one and the image is still stored.
 pub async fn local_manifest(
