@@ -839,6 +839,55 @@ fn explain_names_the_changed_env() {
     assert!(stdout.contains(r#"ENV FOO changed "a" -> "b""#), "{stdout}");
 }
 
+/// `--explain` of a build that would be fully cached says so for every step (each cached
+/// layer is the next step's parent, as in the build), and with `--no-cache` tells every
+/// step as one that would run.
+#[test]
+fn explain_of_an_unchanged_build_is_cached_throughout_and_no_cache_runs_everything() {
+    let root = Root::new();
+    let ctx = context(&[
+        ("f", "f\n"),
+        (
+            "Dockerfile",
+            "FROM busybox:latest\nCOPY f /d\nRUN echo one > /one\nENV X=1\nRUN echo two > /two\n",
+        ),
+    ]);
+    root.build_ok(ctx.path(), &[]);
+    let out = explain(&root, ctx.path(), &[]);
+    let steps: Vec<&str> = out.lines().filter(|l| l.starts_with("step")).collect();
+    assert_eq!(steps.len(), 5, "{out}");
+    assert!(steps.iter().all(|l| l.ends_with(": CACHED")), "{out}");
+    let out = explain(&root, ctx.path(), &["--no-cache"]);
+    let runs: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains(" COPY ") || l.contains(" RUN "))
+        .collect();
+    assert_eq!(runs.len(), 3, "{out}");
+    assert!(
+        runs.iter().all(|l| l.ends_with("MISS: --no-cache")),
+        "{out}"
+    );
+
+    // a new step after cached ones has no entry; after one that runs, its parent changed
+    let df = |text: &str| std::fs::write(ctx.path().join("Dockerfile"), text).unwrap();
+    df(
+        "FROM busybox:latest\nCOPY f /d\nRUN echo one > /one\nENV X=1\nRUN echo two > /two\nRUN echo new > /new\n",
+    );
+    let out = explain(&root, ctx.path(), &[]);
+    assert!(
+        out.contains("RUN echo new > /new: MISS: no cache entry"),
+        "{out}"
+    );
+    df(
+        "FROM busybox:latest\nCOPY f /d\nRUN echo one > /one\nENV X=1\nRUN echo 2 > /two\nRUN echo new > /new\n",
+    );
+    let out = explain(&root, ctx.path(), &[]);
+    assert!(
+        out.contains("RUN echo new > /new: MISS: the previous step was rebuilt"),
+        "{out}"
+    );
+}
+
 /// `strata build --explain`'s output (insisting on success).
 fn explain(root: &Root, ctx: &Path, extra: &[&str]) -> String {
     let mut args = vec!["build", "--explain"];

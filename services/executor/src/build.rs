@@ -202,6 +202,9 @@ struct StageState {
     key: String,
     /// The key the stage started from (its base).
     base_key: String,
+    /// Whether the step that gave `key` ran in this build (would run, explained): not the
+    /// base, not a cache hit. A step after it can have no entry.
+    parent_ran: bool,
     workdir: String,
     shell: Vec<String>,
     cmd_set: bool,
@@ -768,6 +771,7 @@ impl Engine {
             layers,
             base_key: key.clone(),
             key,
+            parent_ran: false,
             workdir,
             shell,
             cmd_set: false,
@@ -1632,7 +1636,8 @@ impl Engine {
         }
         let key = pre.key().to_string();
         let started = Instant::now();
-        let hit = if ctx.req.no_cache && ctx.mode == Mode::Build {
+        // (an explained --no-cache build is told what it would do: run every step)
+        let hit = if ctx.req.no_cache {
             None
         } else {
             match self
@@ -1668,7 +1673,7 @@ impl Engine {
         let miss_reason = match (&hit, ctx.req.no_cache) {
             (None, _) if unfit.is_some() => unfit.unwrap_or_default(),
             (Some(_), _) => String::new(),
-            (None, true) if ctx.mode == Mode::Build => "--no-cache".into(),
+            (None, true) => "--no-cache".into(),
             (None, _) => {
                 // the step's ARGs (those no ENV overrides) are told as ARGs, not ENV
                 let build_args: std::collections::BTreeSet<String> = inst
@@ -1680,7 +1685,7 @@ impl Engine {
                 let base =
                     (pre.parent == state.base_key && !stage.scratch && stage.base_stage.is_none())
                         .then_some(stage.base.as_str());
-                self.explain_miss(&pre, pre.parent == state.base_key, base, &build_args)
+                self.explain_miss(&pre, state.parent_ran, base, &build_args)
                     .await
                     .join("; ")
             }
@@ -1697,6 +1702,23 @@ impl Engine {
                     vec![miss_reason]
                 },
             });
+            state.parent_ran = hit.is_none();
+            // a hit's layer is the next step's parent layer, as in a build: the next step's
+            // entry is checked against the layers so far
+            if let Some((
+                entry,
+                Fit {
+                    diff_id: Some(diff_id),
+                    ..
+                },
+            )) = hit
+            {
+                state.layers.push(Layer {
+                    diff_id,
+                    blob: entry.layer_digest,
+                    size: entry.layer_size,
+                });
+            }
             state.key = key;
             return Ok(());
         }
@@ -1724,6 +1746,7 @@ impl Engine {
                 .new_history
                 .push((history_entry, time.or(Some(history::now_unix()))));
             state.key = key.clone();
+            state.parent_ran = false;
             ctx.events
                 .send(Event::StepCached(pb::StepCached {
                     step,
@@ -1774,6 +1797,7 @@ impl Engine {
             warn!(error = %e.message(), key = %key, "could not store a cache entry");
         }
         state.key = key;
+        state.parent_ran = true;
         ctx.events.step_finished(step, started, false).await?;
         Ok(())
     }
@@ -1784,7 +1808,7 @@ impl Engine {
     async fn explain_miss(
         &self,
         pre: &Preimage,
-        parent_is_base: bool,
+        parent_ran: bool,
         base: Option<&str>,
         build_args: &std::collections::BTreeSet<String>,
     ) -> Vec<String> {
@@ -1818,10 +1842,10 @@ impl Engine {
             })
             .collect();
         if candidates.is_empty() {
-            return vec![if parent_is_base {
-                "no cache entry".into()
-            } else {
+            return vec![if parent_ran {
                 "the previous step was rebuilt".into()
+            } else {
+                "no cache entry".into()
             }];
         }
         match cache_key::closest(pre, candidates.iter().map(|(p, t)| (p, *t)), build_args) {
