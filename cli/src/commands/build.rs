@@ -290,6 +290,7 @@ fn walk(dir: &Path, rel: &str, ignore: &DockerIgnore, out: &mut Vec<Change>) -> 
         .collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
+        let utf8 = entry.file_name().to_str().is_some();
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = if rel.is_empty() {
             name
@@ -298,6 +299,15 @@ fn walk(dir: &Path, rel: &str, ignore: &DockerIgnore, out: &mut Vec<Change>) -> 
         };
         let ft = entry.file_type()?;
         let excluded = ignore.matches(&path);
+        if !utf8 {
+            // (.dockerignore sees the name with U+FFFD for the bytes that are not UTF-8)
+            if excluded {
+                continue;
+            }
+            bail!(
+                "the build context holds a file name that is not UTF-8, {path:?}: strata cannot send such names yet; rename it or add it to .dockerignore"
+            );
+        }
         if ft.is_dir() {
             if excluded && ignore.can_skip_dir(&path) {
                 continue;

@@ -2076,3 +2076,44 @@ fn a_scratch_stage_starts_from_buildkits_empty_image() {
         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     );
 }
+
+/// A file name that is not UTF-8 — in the context, or made by a RUN — is refused with an
+/// error that names it (strata cannot carry such names yet), not a bare "No such file or
+/// directory" (the lossy name was looked up) nor an internal error; a context file that
+/// .dockerignore leaves out is no trouble.
+#[test]
+fn a_file_name_that_is_not_utf8_is_refused_by_name() {
+    use std::os::unix::ffi::OsStrExt;
+    let root = Root::new();
+    let ctx = context(&[("Dockerfile", "FROM busybox:latest\nRUN true\n")]);
+    let odd = ctx.path().join(std::ffi::OsStr::from_bytes(b"bad\xffname"));
+    std::fs::write(&odd, "x").unwrap();
+    let (out, _) = root.build(ctx.path(), &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("bad\u{fffd}name")
+            && err.contains("not UTF-8")
+            && err.contains(".dockerignore"),
+        "{err}"
+    );
+    std::fs::write(ctx.path().join(".dockerignore"), "bad*name\n").unwrap();
+    root.build_ok(ctx.path(), &[]);
+
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox:latest\nRUN mkdir /d && touch \"/d/$(printf 'odd\\377')\"\n",
+    )
+    .unwrap();
+    let (out, events) = root.build(ctx.path(), &[]);
+    let msg = error_message(&out, &events);
+    assert!(
+        msg.contains("/d/odd\u{fffd}") && msg.contains("not UTF-8") && !msg.contains("internal"),
+        "{msg}"
+    );
+    assert_eq!(
+        of_type(&events, "error")[0]["code"].as_str(),
+        Some("FailedPrecondition"),
+        "{events:?}"
+    );
+}

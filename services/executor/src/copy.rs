@@ -107,9 +107,10 @@ pub fn walk_rel(
         .map_err(|e| ExecutorError::io(dir, e))?;
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
-        let name = entry.file_name().to_string_lossy().into_owned();
+        let name = entry.file_name();
+        let name = ExecutorError::utf8_name(&name, rel)?;
         let r = if rel.is_empty() {
-            name
+            name.to_owned()
         } else {
             format!("{rel}/{name}")
         };
@@ -137,6 +138,11 @@ fn exclude_matcher(excludes: &[String]) -> Result<Option<DockerIgnore>, Executor
 /// path order), its path relative to the source, type, mode, uid, gid, link target and the
 /// sha256 of its bytes — never its size or mtime. `known` holds digests already computed
 /// (the context's, by path relative to the source root).
+///
+/// Each entry's fields are written unambiguously: the path and the link target (which may
+/// hold any byte but NUL, newlines included) with their lengths before them, so no two
+/// different trees hash alike (with separators alone, a link `a -> "T\nab"` beside a
+/// directory `c` wrote the same bytes as a link `a -> "T"` beside a directory `ab\nc`).
 pub fn content_hash(
     m: &SourceMatch,
     excludes: &[String],
@@ -149,35 +155,32 @@ pub fn content_hash(
                    path: &Path,
                    meta: &std::fs::Metadata|
      -> Result<(), ExecutorError> {
+        use std::os::unix::ffi::OsStrExt;
         let ft = meta.file_type();
-        let (kind, extra) = if ft.is_dir() {
-            ("dir", String::new())
+        let (kind, extra): (u8, Vec<u8>) = if ft.is_dir() {
+            (b'd', Vec::new())
         } else if ft.is_symlink() {
-            (
-                "symlink",
-                std::fs::read_link(path)
-                    .map_err(|e| ExecutorError::io(path, e))?
-                    .to_string_lossy()
-                    .into_owned(),
-            )
+            let target = std::fs::read_link(path).map_err(|e| ExecutorError::io(path, e))?;
+            (b'l', target.as_os_str().as_bytes().to_vec())
         } else if ft.is_file() {
             let d = match known.and_then(|k| k.get(full_rel)) {
                 Some(d) => *d,
                 None => hash_file(path)?,
             };
-            ("file", d.to_string())
+            (b'f', d.to_string().into_bytes())
         } else {
-            ("other", meta.rdev().to_string())
+            (b'o', meta.rdev().to_string().into_bytes())
         };
-        hasher.update(
-            format!(
-                "{rel}\0{kind}\0{:o}\0{}\0{}\0{extra}\n",
-                meta.mode() & 0o7777,
-                meta.uid(),
-                meta.gid()
-            )
-            .as_bytes(),
-        );
+        let mut record = Vec::with_capacity(rel.len() + extra.len() + 40);
+        record.extend_from_slice(&(rel.len() as u64).to_le_bytes());
+        record.extend_from_slice(rel.as_bytes());
+        record.push(kind);
+        for n in [meta.mode() & 0o7777, meta.uid(), meta.gid()] {
+            record.extend_from_slice(&n.to_le_bytes());
+        }
+        record.extend_from_slice(&(extra.len() as u64).to_le_bytes());
+        record.extend_from_slice(&extra);
+        hasher.update(&record);
         Ok(())
     };
     let meta = m
@@ -813,6 +816,23 @@ mod tests {
             Ok((m, _)) => assert!(m[0].path.starts_with(c.path())),
             Err(e) => assert!(e.to_string().contains("not found")),
         }
+    }
+
+    /// Two different trees whose entries, written with separators alone, gave the same
+    /// bytes (a newline in a link target standing for an entry boundary).
+    #[test]
+    fn content_hash_tells_apart_trees_that_separators_alone_would_not() {
+        let one = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(one.path().join("d/c")).unwrap();
+        std::os::unix::fs::symlink("T\nab", one.path().join("d/a")).unwrap();
+        let two = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(two.path().join("d/ab\nc")).unwrap();
+        std::os::unix::fs::symlink("T", two.path().join("d/a")).unwrap();
+        let hash = |root: &Path| {
+            let (m, _) = select_sources(root, &["d".into()]).unwrap();
+            content_hash(&m[0], &[], None).unwrap()
+        };
+        assert_ne!(hash(one.path()), hash(two.path()));
     }
 
     #[test]

@@ -95,6 +95,15 @@ pub enum ExecutorError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A file name strata cannot put in a layer: one that is not UTF-8. `path` is the
+    /// image's (or the context's), the bytes that are not UTF-8 shown as U+FFFD.
+    #[error(
+        "{path:?}: the file name is not UTF-8, and strata cannot store such names in an image yet"
+    )]
+    NonUtf8Name {
+        /// The path, lossily.
+        path: String,
+    },
     /// An invariant broke inside the executor.
     #[error("internal error: {0}")]
     Internal(String),
@@ -125,6 +134,17 @@ fn describe_status(status: &tonic::Status) -> String {
 }
 
 impl ExecutorError {
+    /// `name` (of an entry under `rel`, relative to a root) as UTF-8, or the error saying
+    /// strata cannot carry it.
+    pub fn utf8_name<'a>(name: &'a std::ffi::OsStr, rel: &str) -> Result<&'a str, Self> {
+        name.to_str().ok_or_else(|| Self::NonUtf8Name {
+            path: match rel {
+                "" => format!("/{}", name.to_string_lossy()),
+                rel => format!("/{rel}/{}", name.to_string_lossy()),
+            },
+        })
+    }
+
     /// An I/O failure on `path`.
     pub fn io(path: &Path, source: std::io::Error) -> Self {
         Self::Io {
@@ -189,7 +209,9 @@ impl ExecutorError {
             Self::InvalidArgument(_) | Self::InvalidPath { .. } => tonic::Code::InvalidArgument,
             Self::UnsafeLayerEntry { .. } => tonic::Code::InvalidArgument,
             Self::NotFound(_) => tonic::Code::NotFound,
-            Self::RunFailed { .. } | Self::Runtime(_) => tonic::Code::FailedPrecondition,
+            Self::RunFailed { .. } | Self::Runtime(_) | Self::NonUtf8Name { .. } => {
+                tonic::Code::FailedPrecondition
+            }
             Self::Timeout { .. } => tonic::Code::DeadlineExceeded,
             Self::Cancelled => tonic::Code::Cancelled,
             Self::ShuttingDown(_) => tonic::Code::Unavailable,
@@ -250,6 +272,7 @@ impl From<ExecutorError> for tonic::Status {
             | ExecutorError::RunFailed { .. }
             | ExecutorError::Timeout { .. }
             | ExecutorError::Runtime(_)
+            | ExecutorError::NonUtf8Name { .. }
             | ExecutorError::Pull { .. }
             | ExecutorError::Cancelled
             | ExecutorError::ShuttingDown(_)) => tonic::Status::new(code, e.to_string()),

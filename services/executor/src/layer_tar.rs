@@ -10,6 +10,7 @@
 //! names as hardlinks to it. Nothing is buffered whole: file bytes are streamed into the
 //! writer, which hashes them as they pass ([`HashingWriter`]).
 
+use crate::error::ExecutorError;
 use std::{
     collections::HashMap,
     ffi::OsStr,
@@ -131,23 +132,27 @@ impl<W: Write> Write for HashingWriter<W> {
 }
 
 /// The changes an overlay upper dir holds, unsorted (see [`write_layer`]).
-pub fn upper_changes(upper: &Path) -> io::Result<Vec<Change>> {
+pub fn upper_changes(upper: &Path) -> Result<Vec<Change>, ExecutorError> {
     let mut out = Vec::new();
     walk_upper(upper, "", &mut out)?;
     Ok(out)
 }
 
-fn walk_upper(dir: &Path, rel: &str, out: &mut Vec<Change>) -> io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
+fn walk_upper(dir: &Path, rel: &str, out: &mut Vec<Change>) -> Result<(), ExecutorError> {
+    let io = |e| ExecutorError::io(dir, e);
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
         let name = entry.file_name();
-        let name = name.to_string_lossy();
+        let name = ExecutorError::utf8_name(&name, rel)?;
         let path = if rel.is_empty() {
             name.to_string()
         } else {
             format!("{rel}/{name}")
         };
-        let meta = entry.path().symlink_metadata()?;
+        let meta = entry
+            .path()
+            .symlink_metadata()
+            .map_err(|e| ExecutorError::io(&entry.path(), e))?;
         let ft = meta.file_type();
         if ft.is_char_device() && meta.rdev() == 0 {
             out.push(Change::Whiteout(path));

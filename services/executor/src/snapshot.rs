@@ -242,8 +242,7 @@ impl Snapshot {
                     // only while still empty: an empty upper copy is no change
                     let _ = std::fs::remove_dir(self.upper.join(rel));
                 }
-                let changes =
-                    upper_changes(&self.upper).map_err(|e| ExecutorError::io(&self.upper, e))?;
+                let changes = upper_changes(&self.upper).map_err(|e| e.in_image(&self.upper))?;
                 Ok((changes, self.upper.clone()))
             }
             SnapshotterKind::Copy => {
@@ -389,9 +388,10 @@ fn walk(
 ) -> Result<(), ExecutorError> {
     for entry in std::fs::read_dir(dir).map_err(|e| ExecutorError::io(dir, e))? {
         let entry = entry.map_err(|e| ExecutorError::io(dir, e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
+        let name = entry.file_name();
+        let name = ExecutorError::utf8_name(&name, rel)?;
         let path_rel = if rel.is_empty() {
-            name
+            name.to_owned()
         } else {
             format!("{rel}/{name}")
         };
