@@ -918,3 +918,40 @@ fn errors_name_each_cause_once() {
     assert_eq!(err.matches("invalid digest").count(), 1, "{err}");
     assert!(err.contains("got 3"), "{err}");
 }
+
+/// Pushing an unchanged image again gives the same manifest digest, also once a pull has
+/// taught the store another compressed form of its layer (skopeo's gzip) that another
+/// repository of the registry holds: the form the target repository holds wins over one
+/// that could be mounted.
+#[test]
+fn a_second_push_keeps_the_digest_when_another_compressed_form_is_known() {
+    let registry = LoopbackRegistry::start();
+    let (root, _tar, _id) = root_with_busybox();
+    let r = root.path();
+    let target = format!("{}/strata/again:1", registry.addr);
+    let first = digest_of_push(&ok(strata(r, &["push", "busybox", &target])));
+    // the same layer compressed by skopeo, in another repository, pulled into the store
+    let archive = r.join("bb.tar");
+    ok(strata(
+        r,
+        &["save", "-o", archive.to_str().unwrap(), "busybox"],
+    ));
+    let other = format!("{}/skopeo/again:1", registry.addr);
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("docker-archive:{}", archive.display()),
+        &format!("docker://{other}"),
+    ]);
+    let theirs = raw_manifest(&other);
+    let ours = raw_manifest(&target);
+    let layer = |m: &str| {
+        let v: serde_json::Value = serde_json::from_str(m).unwrap();
+        v["layers"][0]["digest"].as_str().unwrap().to_owned()
+    };
+    assert_ne!(layer(&theirs), layer(&ours), "skopeo compresses otherwise");
+    ok(strata(r, &["pull", &other]));
+    let again = ok(strata(r, &["push", "busybox", &target]));
+    assert_eq!(digest_of_push(&again), first, "{again}");
+    assert!(again.contains("0 blobs uploaded"), "{again}");
+}

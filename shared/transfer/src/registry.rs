@@ -699,11 +699,17 @@ async fn push_layer(
     mount_from: &BTreeMap<Digest, String>,
     compression: PushCompression,
 ) -> Result<(Descriptor, u8)> {
+    // A form the repository holds first, whichever it is, then one to mount: mounting a
+    // form pulled from elsewhere while the repository holds the one pushed before would
+    // change the manifest, and so its digest, of an image pushed again unchanged.
     for form in &known {
         let d = Digest::parse(&form.digest)?;
         if registry.blob_exists(&d).await?.is_some() {
             return Ok((layer_descriptor(form), 0));
         }
+    }
+    for form in &known {
+        let d = Digest::parse(&form.digest)?;
         if let Some(from) = mount_from.get(&d)
             && registry.mount_blob(&d, from).await?
         {
