@@ -618,7 +618,8 @@ fn json_lines(rows: &[Row], no_trunc: bool, now: i64) -> String {
         // them; VirtualSize is Size since Docker 25)
         let value = serde_json::json!({
             "Containers": "N/A",
-            "CreatedAt": r.details.created.map_or_else(|| UNKNOWN.to_string(), |t| t.to_rfc3339_seconds()),
+            // docker/cli's imageContext: time.Unix(created, 0).String()
+            "CreatedAt": r.details.created.map_or_else(|| UNKNOWN.to_string(), |t| t.to_go_string_utc()),
             "CreatedSince": created_since(&r.details, now),
             "Digest": r.digest,
             "ID": image_id(&r.details, no_trunc),
@@ -748,7 +749,7 @@ mod tests {
         assert_eq!(v["Tag"], "1.36");
         assert_eq!(v["Size"], "1.23kB");
         assert_eq!(v["ID"], Digest::of(&[3, 3]).short());
-        assert_eq!(v["CreatedAt"], "1970-01-01T00:00:00Z");
+        assert_eq!(v["CreatedAt"], "1970-01-01 00:00:00 +0000 UTC");
         assert_eq!(v["VirtualSize"], "1.23kB");
         assert_eq!(v["Containers"], "N/A");
         assert_eq!(out.lines().count(), 1);

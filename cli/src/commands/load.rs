@@ -25,7 +25,16 @@ pub async fn run(global: &GlobalArgs, args: LoadArgs) -> anyhow::Result<std::pro
         Some(p) => Box::new(
             std::fs::File::open(p).with_context(|| format!("failed to open {}", p.display()))?,
         ),
-        None => Box::new(std::io::stdin()),
+        None => {
+            // Docker: "requested load from stdin, but stdin is empty"; waiting on a terminal
+            // would look like a hang
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                anyhow::bail!(
+                    "standard input is a terminal: name an archive with -i FILE, or pipe one in (strata load < image.tar)"
+                );
+            }
+            Box::new(std::io::stdin())
+        }
     };
     let conn = crate::connect::connect(global).await?;
     let store = ImageStore::new(conn.transport());

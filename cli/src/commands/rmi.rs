@@ -46,7 +46,8 @@ pub struct RmiArgs {
     /// with --force).
     #[arg(required = true)]
     pub names: Vec<String>,
-    /// With an image id: remove every tag of the image.
+    /// With an image id: remove every tag of the image. A name that finds no image is
+    /// then reported but not a failure (Docker's `rmi -f`).
     #[arg(long, short)]
     pub force: bool,
 }
@@ -60,7 +61,11 @@ pub async fn run(global: &GlobalArgs, args: RmiArgs) -> anyhow::Result<std::proc
             Ok(lines) => print!("{lines}"),
             Err(e) => {
                 eprintln!("error: {e:#}");
-                failed = true;
+                let missing = matches!(
+                    e.downcast_ref::<strata_transfer::TransferError>(),
+                    Some(strata_transfer::TransferError::NoSuchImage(_))
+                );
+                failed |= !(missing && args.force);
             }
         }
     }

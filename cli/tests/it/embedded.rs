@@ -262,3 +262,15 @@ async fn a_server_without_a_needed_service_is_named_not_an_empty_error() {
         "{stderr}"
     );
 }
+
+/// Logs written anywhere but a terminal (a file, a pipe, a collector) are plain text:
+/// no ANSI colour codes.
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    let root = tempfile::tempdir().unwrap();
+    let out = strata(root.path(), &["--log", "debug", "images"]);
+    assert!(out.status.success(), "{out:?}");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("INFO"), "{log}");
+    assert!(!log.contains('\u{1b}'), "{log:?}");
+}

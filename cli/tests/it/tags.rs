@@ -365,3 +365,59 @@ fn images_takes_docker_reference_patterns() {
     let err = fails(strata(root, &["images", "b["]));
     assert!(err.contains("invalid reference pattern"), "{err}");
 }
+
+/// `rmi -f` of a name that finds no image reports it and goes on, exit 0 (Docker's
+/// `--force`); without `-f` that is a failure.
+#[test]
+fn rmi_force_reports_a_missing_image_without_failing() {
+    let (root, _tar, _id) = root_with_busybox();
+    let r = root.path();
+    ok(strata(r, &["tag", "busybox", "extra:1"]));
+    let out = strata(r, &["rmi", "-f", "nope", "extra:1"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such image: nope"));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "Untagged: extra:1\n");
+    let err = fails(strata(r, &["rmi", "nope"]));
+    assert!(err.contains("no such image: nope"), "{err}");
+}
+
+/// `login` with neither `-p` nor `--password-stdin` asks at a terminal only: from a pipe
+/// or /dev/null it says so (it tried an empty password, which a registry then refused as
+/// a wrong one).
+#[test]
+fn login_without_a_password_off_a_terminal_says_so() {
+    let root = tempfile::tempdir().unwrap();
+    let err = fails(strata(
+        root.path(),
+        &["login", "-u", "alice", "localhost:1"],
+    ));
+    assert!(
+        err.contains("not a terminal") && err.contains("--password-stdin"),
+        "{err}"
+    );
+}
+
+/// `load` and `import -` with a terminal on standard input refuse at once (`load` waited
+/// for input that never came). `script` gives the command a terminal.
+#[test]
+fn load_and_import_from_a_terminal_refuse_at_once() {
+    let root = tempfile::tempdir().unwrap();
+    for args in ["load", "import - x:1"] {
+        let command = format!(
+            "STRATA_ROOT={} timeout 60 {} {args}",
+            root.path().display(),
+            env!("CARGO_BIN_EXE_strata")
+        );
+        let out = std::process::Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("script (util-linux) runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{args}: {text}");
+        assert!(
+            text.contains("standard input is a terminal"),
+            "{args}: {text}"
+        );
+    }
+}

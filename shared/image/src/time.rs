@@ -115,6 +115,13 @@ impl Timestamp {
         format!("{date}T{time}Z")
     }
 
+    /// Go's `time.Time.String()` of the second in UTC (`2017-01-01 12:00:03 +0000 UTC`), as
+    /// `docker images` shows `CreatedAt`.
+    pub fn to_go_string_utc(&self) -> String {
+        let (date, time) = self.civil();
+        format!("{date} {time} +0000 UTC")
+    }
+
     fn civil(&self) -> (String, String) {
         let days = self.seconds.div_euclid(86_400);
         let secs = self.seconds.rem_euclid(86_400);

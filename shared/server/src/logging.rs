@@ -28,7 +28,14 @@ pub fn init_tracing(format: LogFormat, filter: Option<&str>, default: &str) -> R
             _ => EnvFilter::try_new(default).map_err(|e| format!("invalid log filter: {e}"))?,
         },
     };
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // colour only for a person at a terminal: a log file or collector gets plain text
+    // (NO_COLOR, https://no-color.org, turns it off there too)
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
