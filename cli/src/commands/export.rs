@@ -21,7 +21,8 @@ pub struct ExportArgs {
     #[arg(long, default_value = "oci")]
     pub format: String,
     /// A directory (created; an existing layout is added to: its other index entries stay,
-    /// an entry with the same ref name is replaced) or a FILE.tar.
+    /// an entry of the same image name is replaced — or, for an entry with only a ref
+    /// name, as skopeo writes them, of the same ref name) or a FILE.tar.
     #[arg(short, long)]
     pub output: PathBuf,
 }

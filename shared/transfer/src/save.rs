@@ -222,9 +222,9 @@ pub async fn write(
         for t in &s.tags {
             let mut e = entry.clone();
             e.annotations = Some(BTreeMap::from([
-                ("io.containerd.image.name".to_string(), t.to_string()),
+                (IMAGE_NAME.to_string(), t.to_string()),
                 (
-                    "org.opencontainers.image.ref.name".to_string(),
+                    REF_NAME.to_string(),
                     t.tag().unwrap_or("latest").to_string(),
                 ),
             ]));
@@ -310,6 +310,7 @@ pub async fn write(
 
 /// The annotation naming an index.json entry (its tag in the layout).
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
+const IMAGE_NAME: &str = "io.containerd.image.name";
 
 /// The index.json to write into the layout directory `dir`: `new`, merged into the one `dir`
 /// already holds, if any ([`merge_index`]).
@@ -331,10 +332,14 @@ fn merged_index(dir: &Path, new: &Index) -> Result<Vec<u8>> {
 }
 
 /// An existing index.json with `new`'s entries added, as skopeo and umoci add to a layout:
-/// every existing entry stays (unknown fields and all) except one whose
-/// `org.opencontainers.image.ref.name` a new entry takes over, or an unnamed entry of the
-/// same manifest as a new unnamed one; the new entries come last. Err: why `existing` is
-/// not an index to add to.
+/// every existing entry stays (unknown fields and all) except one a new entry takes the
+/// name of, or an unnamed entry of the same manifest as a new unnamed one; the new entries
+/// come last. An entry with a full image name (`io.containerd.image.name`, which strata and
+/// Docker write) is taken over only by a new entry of that image name: `busybox:latest`
+/// does not take the place of `hello:latest`, though both have the ref name `latest`, as
+/// one export of both keeps both. One with only a `org.opencontainers.image.ref.name`
+/// (skopeo's and umoci's) is taken over by a new entry of that ref name. Err: why
+/// `existing` is not an index to add to.
 fn merge_index(existing: &[u8], new: &Index) -> std::result::Result<Vec<u8>, String> {
     use serde_json::Value;
     let mut doc: Value = serde_json::from_slice(existing).map_err(|e| e.to_string())?;
@@ -346,30 +351,34 @@ fn merge_index(existing: &[u8], new: &Index) -> std::result::Result<Vec<u8>, Str
         Some(Value::Array(entries)) => entries,
         Some(_) => return Err("\"manifests\" is not an array".into()),
     };
-    let ref_name = |entry: &Value| {
+    let annotation = |entry: &Value, key: &str| {
         entry
             .get("annotations")
-            .and_then(|a| a.get(REF_NAME))
+            .and_then(|a| a.get(key))
             .and_then(Value::as_str)
             .map(str::to_string)
     };
+    let ref_name = |entry: &Value| annotation(entry, REF_NAME);
+    let image_name = |entry: &Value| annotation(entry, IMAGE_NAME);
     let added: Vec<Value> = new
         .manifests
         .iter()
         .map(serde_json::to_value)
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| e.to_string())?;
-    let taken: Vec<String> = added.iter().filter_map(ref_name).collect();
+    let taken_images: Vec<String> = added.iter().filter_map(image_name).collect();
+    let taken_refs: Vec<String> = added.iter().filter_map(ref_name).collect();
     let unnamed: Vec<&Value> = added
         .iter()
-        .filter(|e| ref_name(e).is_none())
+        .filter(|e| ref_name(e).is_none() && image_name(e).is_none())
         .filter_map(|e| e.get("digest"))
         .collect();
     let mut manifests: Vec<Value> = old
         .into_iter()
-        .filter(|e| match ref_name(e) {
-            Some(name) => !taken.contains(&name),
-            None => !e.get("digest").is_some_and(|d| unnamed.contains(&d)),
+        .filter(|e| match (image_name(e), ref_name(e)) {
+            (Some(full), _) => !taken_images.contains(&full),
+            (None, Some(name)) => !taken_refs.contains(&name),
+            (None, None) => !e.get("digest").is_some_and(|d| unnamed.contains(&d)),
         })
         .collect();
     manifests.extend(added);
@@ -665,6 +674,55 @@ mod tests {
         );
         assert_eq!(merged["annotations"]["x"], "y");
         assert_eq!(merged["schemaVersion"], 2);
+
+        // strata's entries name their image: another image of the same tag stays
+        let full = |d: &Digest, image: &str| {
+            let mut x = named(d, Some("latest"));
+            x.annotations
+                .get_or_insert_with(BTreeMap::new)
+                .insert(IMAGE_NAME.to_string(), image.to_string());
+            x
+        };
+        let first = Index {
+            manifests: vec![full(&a, "docker.io/library/hello:latest")],
+            ..new.clone()
+        };
+        let second = Index {
+            manifests: vec![full(&b, "docker.io/library/busybox:latest")],
+            ..new.clone()
+        };
+        let third = Index {
+            manifests: vec![full(&c, "docker.io/library/hello:latest")],
+            ..new.clone()
+        };
+        let images = |index: &[u8]| -> Vec<(String, String)> {
+            let v: serde_json::Value = serde_json::from_slice(index).unwrap();
+            v["manifests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    (
+                        e["annotations"][IMAGE_NAME].as_str().unwrap().to_string(),
+                        e["digest"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect()
+        };
+        let entry = |image: &str, d: &Digest| (format!("docker.io/library/{image}"), d.to_string());
+        let once = merge_index(br#"{"schemaVersion":2,"manifests":[]}"#, &first).unwrap();
+        let twice = merge_index(&once, &second).unwrap();
+        assert_eq!(
+            images(&twice),
+            [entry("hello:latest", &a), entry("busybox:latest", &b)],
+            "busybox:latest joins hello:latest"
+        );
+        let thrice = merge_index(&twice, &third).unwrap();
+        assert_eq!(
+            images(&thrice),
+            [entry("busybox:latest", &b), entry("hello:latest", &c)],
+            "hello:latest moves to the new image"
+        );
 
         assert!(merge_index(b"[1]", &new).is_err());
         assert!(merge_index(b"{\"manifests\":3}", &new).is_err());
