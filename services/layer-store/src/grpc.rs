@@ -260,6 +260,13 @@ impl LayerStore for LayerStoreService {
         // a client in this process hands the bytes over in memory (taken before the first
         // message is read, or its stream takes them)
         let local = LocalFeed::<bytes::Bytes>::take_from(&request);
+        // tonic tells a stream the client cancelled as a clean end: whether the body failed
+        // says which it was (a cancel after the last message read would commit a partial
+        // blob)
+        let body_end = request
+            .extensions()
+            .get::<strata_server::BodyEnd>()
+            .cloned();
         let mut stream = request.into_inner();
         let start = match stream.message().await?.and_then(|m| m.part) {
             Some(Part::Start(s)) => write_start(s)?,
@@ -310,6 +317,13 @@ impl LayerStore for LayerStoreService {
                         ));
                     }
                     Ok(Some(pb::WriteBlobRequest { part: None })) => {}
+                    Ok(None)
+                        if body_end
+                            .as_ref()
+                            .is_some_and(strata_server::BodyEnd::broken) =>
+                    {
+                        break Some(Status::cancelled("the client cancelled the write"));
+                    }
                     Ok(None) => {
                         let _ = tx.send(Feed::End).await;
                         break None;

@@ -12,6 +12,7 @@
 //!   called at the start of every binary (see their reasons).
 
 mod alloc;
+mod body_end;
 pub mod client;
 mod concurrency;
 mod health;
@@ -23,6 +24,7 @@ mod open_files;
 mod serve;
 
 pub use alloc::tune_allocator;
+pub use body_end::BodyEnd;
 pub use listen::{ListenAddr, ListenError, Listener};
 pub use logging::{LogFormat, init_tracing, log_filter};
 pub use open_files::raise_open_files_limit;

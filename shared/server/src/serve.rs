@@ -183,7 +183,8 @@ pub async fn serve(
         .layer(crate::concurrency::LimitExceptProbesLayer::new(
             options.concurrency_limit,
         ))
-        .layer(limits::TooLargeIsResourceExhaustedLayer);
+        .layer(limits::TooLargeIsResourceExhaustedLayer)
+        .layer(crate::body_end::BodyEndLayer);
     let router = builder.add_routes(routes);
     let socket_path = match &listener {
         Listener::Unix(_, p) => Some(p.clone()),

@@ -369,6 +369,51 @@ async fn wait_for_offset(c: &mut Client, id: &str, at_least: i64) -> i64 {
     }
 }
 
+/// A client that cancels its write (RST_STREAM CANCEL) while the server waits for the next
+/// message: tonic reads that as a clean end of the stream, and the store took the part it
+/// had as the whole blob (committed it, or — for a session with a size and digest — found
+/// it short and discarded the session, which could then not resume). It is a broken stream:
+/// nothing visible, the session kept for a resume.
+#[tokio::test]
+async fn a_write_the_client_cancels_between_messages_is_broken_not_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, mut c) = serve(dir.path(), None).await;
+    let bytes = data(3 << 20, 9);
+    let start = pb::WriteStart {
+        client_upload_id: "cancel-me".into(),
+        ..announce(&bytes)
+    };
+    let (tx, call) = streaming_write(&c, start);
+    for piece in bytes[..2 << 20].chunks(1 << 20) {
+        tx.send(pb::WriteBlobRequest {
+            part: Some(Part::Data(piece.to_vec().into())),
+        })
+        .await
+        .unwrap();
+    }
+    // the server has taken in all of it and waits for more: the client cancels
+    assert_eq!(wait_for_offset(&mut c, "cancel-me", 2 << 20).await, 2 << 20);
+    call.abort();
+    let _ = call.await;
+    let resumed = until_released(|| {
+        let mut c = c.clone();
+        let rest = bytes[2 << 20..].to_vec();
+        async move {
+            let start = pb::WriteStart {
+                upload_id: "cancel-me".into(),
+                offset: 2 << 20,
+                ..Default::default()
+            };
+            write(&mut c, start, &rest).await
+        }
+    })
+    .await
+    .expect("the cancelled session resumes");
+    assert_eq!(resumed.digest, digest(&bytes));
+    assert_eq!(read(&mut c, &resumed.digest, 0, 0).await.unwrap(), bytes);
+    drop(tx);
+}
+
 #[tokio::test]
 async fn a_cancelled_write_is_never_visible_and_resumes_by_offset() {
     let dir = tempfile::tempdir().unwrap();
