@@ -44,9 +44,8 @@ async fn export(store: &ImageStore, args: &ExportArgs) -> anyhow::Result<()> {
     let images = strata_transfer::save::select(store, &args.names).await?;
     let path = &args.output;
     if strata_transfer::save::is_tar_path(path) {
-        let tmp = path.with_extension("partial");
-        let file = std::fs::File::create(&tmp)
-            .with_context(|| format!("failed to create {}", tmp.display()))?;
+        let (tmp, file) = strata_transfer::save::partial_file(path)
+            .with_context(|| format!("failed to write {}", path.display()))?;
         let target = Target::Tar(Box::new(std::io::BufWriter::with_capacity(1 << 20, file)));
         if let Err(e) = strata_transfer::save::write(store, &images, Shape::OciLayout, target).await
         {

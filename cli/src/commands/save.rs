@@ -42,9 +42,8 @@ async fn save(store: &ImageStore, args: &SaveArgs) -> anyhow::Result<()> {
     let images = strata_transfer::save::select(store, &args.names).await?;
     match &args.output {
         Some(path) => {
-            let tmp = path.with_extension("partial");
-            let file = std::fs::File::create(&tmp)
-                .with_context(|| format!("failed to create {}", tmp.display()))?;
+            let (tmp, file) = strata_transfer::save::partial_file(path)
+                .with_context(|| format!("failed to write {}", path.display()))?;
             let target = Target::Tar(Box::new(std::io::BufWriter::with_capacity(1 << 20, file)));
             let written =
                 strata_transfer::save::write(store, &images, Shape::DockerArchive, target).await;

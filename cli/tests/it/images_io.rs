@@ -636,14 +636,24 @@ fn oci_export_into_an_existing_layout_adds_to_its_index() {
     assert_eq!(config_of("latest"), id.as_str());
     assert_eq!(config_of("v2"), other.as_str());
 
-    // an entry of the same ref name is replaced, as skopeo and umoci do
-    ok(strata(r, &["tag", "other:v2", "other:latest"]));
-    export("other:latest");
+    // an entry of the same image name is replaced (busybox:latest, now another image)
+    ok(strata(r, &["tag", "other:v2", "busybox:latest"]));
+    export("busybox:latest");
     assert_eq!(umoci_refs(&layout), ["latest", "v2"]);
     assert_eq!(config_of("latest"), other.as_str());
     let index = json(&std::fs::read_to_string(layout.join("index.json")).unwrap());
     assert_eq!(index["manifests"].as_array().unwrap().len(), 2);
-    assert!(!layout.join("index.partial").exists());
+    // another repository's image of the same tag joins it (as one export of both would
+    // list both), and nothing of the writing is left beside the index
+    ok(strata(r, &["tag", "other:v2", "other:latest"]));
+    export("other:latest");
+    assert_eq!(umoci_refs(&layout), ["latest", "latest", "v2"]);
+    let left: Vec<String> = std::fs::read_dir(&layout)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".partial"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 
     // an index.json that is not one is left alone, and the export says why
     std::fs::write(layout.join("index.json"), "[]").unwrap();
@@ -1004,4 +1014,32 @@ fn hostile_archives_are_refused_and_nothing_is_tagged() {
         .finish(dir.path(), "good.tar");
     ok(strata(root.path(), &["load", "-i", good.to_str().unwrap()]));
     ok(strata(root.path(), &["inspect", "bad:1"]));
+}
+
+/// `save -o x.tar` and `export -o y.tar` write through a file of their own: a user's
+/// `x.partial` beside the target (what the temporary file used to be called) is left alone,
+/// and nothing of the writing stays behind.
+#[test]
+fn save_and_export_never_touch_a_file_beside_their_target() {
+    let (root, _tar, _id) = root_with_busybox();
+    let r = root.path();
+    let out = r.join("out");
+    std::fs::create_dir(&out).unwrap();
+    for (command, name) in [("save", "x"), ("export", "y")] {
+        let precious = out.join(format!("{name}.partial"));
+        std::fs::write(&precious, "precious").unwrap();
+        let target = out.join(format!("{name}.tar"));
+        ok(strata(
+            r,
+            &[command, "-o", target.to_str().unwrap(), "busybox"],
+        ));
+        assert_eq!(std::fs::read_to_string(&precious).unwrap(), "precious");
+        assert!(target.is_file());
+    }
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["x.partial", "x.tar", "y.partial", "y.tar"]);
 }

@@ -558,6 +558,31 @@ impl Read for Exact<'_> {
     }
 }
 
+/// Creates a file to write `path` through, renamed into place once whole: a sibling of a
+/// name of its own (`.NAME.PID-N.partial`), created anew (never an existing file, which a
+/// name made from `path` alone could be: a user's `x.partial` beside `x.tar`, or another
+/// save's file of the same stem), so that nothing else is overwritten and two writers of
+/// one directory never share it.
+pub fn partial_file(path: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let name = path
+        .file_name()
+        .map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
+    loop {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = path.with_file_name(format!(".{name}.{}-{n}.partial", std::process::id()));
+        match std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+        {
+            Ok(f) => return Ok((tmp, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 struct DirSink {
     root: PathBuf,
 }
@@ -571,10 +596,9 @@ impl DirSink {
         fill: impl FnOnce(&std::fs::File) -> std::io::Result<()>,
     ) -> Result<()> {
         let p = self.root.join(path);
-        let tmp = p.with_extension("partial");
-        let result = std::fs::File::create(&tmp)
-            .and_then(|f| fill(&f))
-            .and_then(|()| std::fs::rename(&tmp, &p));
+        let (tmp, file) = partial_file(&p)
+            .map_err(|e| TransferError::from_io(format!("failed to write {}", p.display()), e))?;
+        let result = fill(&file).and_then(|()| std::fs::rename(&tmp, &p));
         if let Err(e) = result {
             let _ = std::fs::remove_file(&tmp);
             return Err(TransferError::from_io(
