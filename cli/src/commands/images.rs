@@ -64,6 +64,78 @@ pub struct ImagesArgs {
     /// Show full image ids.
     #[arg(long)]
     pub no_trunc: bool,
+    /// Also untagged images (`<none>:<none>`), which `strata gc` frees. Docker lists those
+    /// by default, but its `rmi` deletes an image while strata's only untags it (it stays,
+    /// found by its id, until `gc`): listed by default, every removed image would show.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only the rows that match, Docker's filters: `dangling=true|false` (untagged images,
+    /// `<none>:<none>`), `reference=PATTERN` (as the REPOSITORY pattern), `label=KEY` or
+    /// `label=KEY=VALUE`. Several of one key match any of them; of different keys, all.
+    #[arg(short, long = "filter", value_name = "KEY=VALUE")]
+    pub filters: Vec<String>,
+}
+
+/// `images --filter`s, parsed.
+#[derive(Debug, Default)]
+struct Filters {
+    dangling: Option<bool>,
+    references: Vec<String>,
+    labels: Vec<(String, Option<String>)>,
+}
+
+impl Filters {
+    fn parse(filters: &[String]) -> anyhow::Result<Self> {
+        let mut out = Self::default();
+        for f in filters {
+            let Some((key, value)) = f.split_once('=') else {
+                anyhow::bail!("invalid filter {f:?}: expected KEY=VALUE");
+            };
+            match key {
+                "dangling" => {
+                    let v = match value.to_ascii_lowercase().as_str() {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => anyhow::bail!("invalid filter {f:?}: dangling is true or false"),
+                    };
+                    if out.dangling.is_some_and(|d| d != v) {
+                        anyhow::bail!("invalid filter: dangling=true and dangling=false");
+                    }
+                    out.dangling = Some(v);
+                }
+                "reference" => {
+                    path_match(value, "")
+                        .map_err(|e| anyhow::anyhow!("invalid reference pattern {value:?}: {e}"))?;
+                    out.references.push(value.to_string());
+                }
+                "label" => out.labels.push(match value.split_once('=') {
+                    Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                    None => (value.to_string(), None),
+                }),
+                other => anyhow::bail!(
+                    "unsupported filter {other:?}: strata's images filters are dangling, reference and label"
+                ),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether a row of the image `details`, named `names` (familiar `name:tag` and name;
+    /// none for a dangling image), passes the reference and label filters.
+    fn keeps(&self, names: &[String], details: &ImageDetails) -> bool {
+        let referenced = self.references.is_empty()
+            || self
+                .references
+                .iter()
+                .any(|p| names.iter().any(|n| path_match(p, n).unwrap_or(false)));
+        let labelled = self.labels.iter().all(|(k, v)| {
+            details
+                .labels
+                .get(k)
+                .is_some_and(|have| v.as_ref().is_none_or(|want| want == have))
+        });
+        referenced && labelled
+    }
 }
 
 /// Lists tagged images, and images pulled by digest.
@@ -74,6 +146,7 @@ pub async fn run(global: &GlobalArgs, args: ImagesArgs) -> anyhow::Result<std::p
         args.format = "{{.ID}}".into();
     }
     let _ = ListFormat::parse(&args.format)?;
+    let _ = Filters::parse(&args.filters)?;
     let conn = crate::connect::connect(global).await?;
     let result = list(conn.transport(), &args).await;
     conn.close().await?;
@@ -82,6 +155,7 @@ pub async fn run(global: &GlobalArgs, args: ImagesArgs) -> anyhow::Result<std::p
 }
 
 async fn list(channel: Transport, args: &ImagesArgs) -> anyhow::Result<String> {
+    let filters = Filters::parse(&args.filters)?;
     // `docker images 'bb*'`: a pattern (Go's path.Match) on the familiar `name:tag` or name
     let pattern = args.repository.as_deref().filter(|a| is_pattern(a));
     if let Some(p) = pattern {
@@ -135,11 +209,70 @@ async fn list(channel: Transport, args: &ImagesArgs) -> anyhow::Result<String> {
         };
         recorded.insert(digest, records);
     }
+    // Untagged images (Docker's dangling `<none>:<none>`), with -a or dangling=true, which a
+    // name or a reference filter leaves out: every local image (a manifest in the store)
+    // that no tag, digest reference or index names. `strata gc` removes them.
+    let mut dangling = Vec::new();
+    let untagged_wanted = args.all || filters.dangling == Some(true);
+    if untagged_wanted && args.repository.is_none() && filters.references.is_empty() {
+        let mut named: BTreeSet<String> = tags.iter().map(|t| t.digest.clone()).collect();
+        named.extend(
+            records::digest_references(&images, None)
+                .await
+                .context("failed to list digest references")?
+                .into_iter()
+                .map(|r| r.manifest.to_string()),
+        );
+        for index in images
+            .list_blobs(strata_types::media_type::OCI_INDEX, BTreeMap::new())
+            .await
+            .context("failed to list image indexes")?
+        {
+            if let Ok(bytes) = read_blob(&mut store, &index.digest).await
+                && let Ok(index) = Index::parse(&bytes)
+            {
+                named.extend(index.manifests.into_iter().map(|m| m.digest));
+            }
+        }
+        for manifest in images
+            .list_blobs(strata_types::media_type::OCI_MANIFEST, BTreeMap::new())
+            .await
+            .context("failed to list images")?
+        {
+            if named.contains(&manifest.digest) {
+                continue;
+            }
+            let d = read_details(&mut store, &manifest.digest).await;
+            details.insert(manifest.digest.clone(), d);
+            dangling.push(manifest.digest);
+        }
+    }
+    if filters.dangling == Some(true) {
+        tags.clear();
+        references.clear();
+    }
     // a tag shows each repo digest of its repository on a row of its own wherever digests
     // are shown (Docker's --digests; here a template naming .Digest too): registry digests
     // belong to repositories, not tags, so no one of them is the tag's
     let digests_shown = args.digests || args.format.contains(".Digest");
-    let rows = rows(&tags, &references, &details, &recorded, digests_shown);
+    let mut rows = rows(
+        &tags,
+        &references,
+        &dangling,
+        &details,
+        &recorded,
+        digests_shown,
+    );
+    rows.retain(|r| {
+        let names = if r.repository == NONE {
+            Vec::new()
+        } else if r.tag == NONE {
+            vec![r.repository.clone()]
+        } else {
+            vec![format!("{}:{}", r.repository, r.tag), r.repository.clone()]
+        };
+        filters.keeps(&names, &r.details)
+    });
     let now = now_seconds();
     Ok(match ListFormat::parse(&args.format)? {
         ListFormat::Table => table(&rows, args.digests, args.no_trunc, now),
@@ -394,6 +527,8 @@ pub(crate) struct ImageDetails {
     pub size: Option<u64>,
     /// `created` of the config.
     pub created: Option<Timestamp>,
+    /// The config's labels.
+    pub labels: BTreeMap<String, String>,
 }
 
 async fn read_blob(
@@ -451,6 +586,7 @@ pub(crate) async fn read_details(
         && let Ok(config) = ImageConfig::parse(&config)
     {
         details.created = config.created.as_deref().and_then(Timestamp::parse);
+        details.labels = config.config.labels.unwrap_or_default();
     }
     details
 }
@@ -512,6 +648,7 @@ fn repo_digests(
 fn rows(
     tags: &[Tag],
     references: &[DigestReference],
+    dangling: &[String],
     details: &BTreeMap<String, ImageDetails>,
     recorded: &Recorded,
     digests_shown: bool,
@@ -549,6 +686,12 @@ fn rows(
                     .cloned()
                     .unwrap_or_default(),
             }
+        }))
+        .chain(dangling.iter().map(|m| Row {
+            repository: NONE.to_string(),
+            tag: NONE.to_string(),
+            digest: NONE.to_string(),
+            details: details.get(m).cloned().unwrap_or_default(),
         }))
         .collect();
     // newest first, as Docker lists them; then by name
@@ -694,6 +837,7 @@ mod tests {
                 id: Some(Digest::of(&[n, n])),
                 size,
                 created: created.map(Timestamp::from_unix),
+                labels: BTreeMap::new(),
             },
         }
     }
@@ -803,7 +947,7 @@ mod tests {
                 ..Default::default()
             },
         );
-        let names: Vec<_> = rows(&t, &[], &details, &Recorded::new(), true)
+        let names: Vec<_> = rows(&t, &[], &[], &details, &Recorded::new(), true)
             .into_iter()
             .map(|r| format!("{}:{}", r.repository, r.tag))
             .collect();
@@ -827,7 +971,7 @@ mod tests {
                 ..Default::default()
             },
         )]);
-        let rows = rows(&[], &references, &details, &Recorded::new(), true);
+        let rows = rows(&[], &references, &[], &details, &Recorded::new(), true);
         assert_eq!(rows.len(), 1);
         assert_eq!(
             (rows[0].repository.as_str(), rows[0].tag.as_str()),
@@ -860,7 +1004,7 @@ mod tests {
             (Digest::of(&[2]).to_string(), Some(vec![])),
             (Digest::of(&[3]).to_string(), None),
         ]);
-        let digests: Vec<_> = rows(&t, &[], &BTreeMap::new(), &recorded, true)
+        let digests: Vec<_> = rows(&t, &[], &[], &BTreeMap::new(), &recorded, true)
             .into_iter()
             .map(|r| (r.repository, r.digest))
             .collect();
@@ -884,7 +1028,7 @@ mod tests {
             ]),
         )]);
         let shown = |every: bool| -> Vec<String> {
-            rows(&t[..1], &[], &BTreeMap::new(), &two, every)
+            rows(&t[..1], &[], &[], &BTreeMap::new(), &two, every)
                 .into_iter()
                 .map(|r| format!("{} {}", r.tag, r.digest))
                 .collect()

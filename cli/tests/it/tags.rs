@@ -421,3 +421,71 @@ fn load_and_import_from_a_terminal_refuse_at_once() {
         );
     }
 }
+
+/// Untagged images are listed with `-a` (or `--filter dangling=true`) as Docker lists
+/// dangling ones, `<none>   <none>`, until `gc` frees them; `--filter
+/// dangling=…|reference=…|label=…` select rows as Docker's do.
+#[test]
+fn images_lists_dangling_images_and_filters_rows() {
+    let (root, tar, busybox) = root_with_busybox();
+    let r = root.path();
+    let tar_path = r.join("busybox.tar");
+    std::fs::write(&tar_path, &tar).unwrap();
+    let tar = tar_path;
+    let import = |change: &str| {
+        ok(strata(
+            r,
+            &["import", "-c", change, tar.to_str().unwrap(), "app:1"],
+        ))
+        .trim()
+        .to_string()
+    };
+    let old = import("LABEL v=1");
+    let new = import("LABEL v=2");
+    assert_ne!(old, new);
+    let listed = |args: &[&str]| {
+        ok(strata(
+            r,
+            &[
+                &["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"],
+                args,
+            ]
+            .concat(),
+        ))
+    };
+    let short = |id: &str| id[7..19].to_string();
+    let rows = listed(&["-a"]);
+    assert!(
+        rows.contains(&format!("<none>:<none> {}\n", short(&old))),
+        "{rows}"
+    );
+    assert!(rows.contains(&format!("app:1 {}\n", short(&new))), "{rows}");
+    // (strata's rmi leaves an image until gc: by default untagged ones are not listed)
+    assert!(!listed(&[]).contains("<none>"));
+    assert_eq!(
+        listed(&["-f", "dangling=true"]),
+        format!("<none>:<none> {}\n", short(&old))
+    );
+    assert!(!listed(&["--filter", "dangling=false"]).contains("<none>"));
+    assert!(!listed(&["app"]).contains("<none>"));
+    assert_eq!(
+        listed(&["-f", "reference=app*"]),
+        format!("app:1 {}\n", short(&new))
+    );
+    assert_eq!(
+        listed(&["-a", "-f", "label=v=1"]),
+        format!("<none>:<none> {}\n", short(&old))
+    );
+    assert_eq!(
+        listed(&["-f", "dangling=false", "-f", "label=v"]),
+        format!("app:1 {}\n", short(&new))
+    );
+    assert!(ok(strata(r, &["images", "-q"])).contains(&short(&busybox)));
+    let err = fails(strata(r, &["images", "-f", "since=busybox"]));
+    assert!(err.contains("unsupported filter"), "{err}");
+    let err = fails(strata(r, &["images", "-f", "dangling=maybe"]));
+    assert!(err.contains("true or false"), "{err}");
+    // gc frees it, and the listing forgets it
+    ok(strata(r, &["gc"]));
+    assert_eq!(listed(&["-f", "dangling=true"]), "");
+}
