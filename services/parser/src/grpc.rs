@@ -1,6 +1,12 @@
 //! The thin adapter from `strata.parser.v1.Parser` to the Dockerfile library.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use strata_dockerfile as df;
 use strata_proto::parser::{
@@ -121,13 +127,38 @@ impl Parser for ParserService {
         request: Request<MatchIgnoreRequest>,
     ) -> Result<Response<MatchIgnoreResponse>, Status> {
         let req = request.into_inner();
-        let ignore = df::DockerIgnore::parse(&req.dockerignore).map_err(|e| {
-            ParserError::InvalidArgument {
-                field: "dockerignore",
-                reason: e.to_string(),
+        // Matching many patterns against many paths is CPU work of any length: it runs off
+        // the async workers (which answer health probes and every other call), and stops
+        // when the call is gone (client cancelled, deadline passed), which drops `_gone`.
+        let stop = Arc::new(AtomicBool::new(false));
+        let _gone = StopOnDrop(stop.clone());
+        let excluded = tokio::task::spawn_blocking(move || -> Result<Vec<bool>, Status> {
+            let ignore = df::DockerIgnore::parse(&req.dockerignore).map_err(|e| {
+                ParserError::InvalidArgument {
+                    field: "dockerignore",
+                    reason: e.to_string(),
+                }
+            })?;
+            let mut excluded = Vec::with_capacity(req.paths.len());
+            for p in &req.paths {
+                if stop.load(Ordering::Relaxed) {
+                    return Err(Status::cancelled("the call ended"));
+                }
+                excluded.push(ignore.matches(p));
             }
-        })?;
-        let excluded = req.paths.iter().map(|p| ignore.matches(p)).collect();
+            Ok(excluded)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("parser task failed: {e}")))??;
         Ok(Response::new(MatchIgnoreResponse { excluded }))
+    }
+}
+
+/// Sets its flag when dropped: a call's work on a blocking thread sees the call has ended.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }

@@ -255,3 +255,45 @@ async fn a_parse_larger_than_a_message_may_be_says_so() {
     );
     server.shutdown().await.unwrap();
 }
+
+/// A MatchIgnore of many patterns over many paths is long CPU work: it runs off the async
+/// workers, so the server still answers health checks (and other calls) meanwhile, and it
+/// stops when its call goes away.
+// one worker: the long call must not be what holds it
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_long_match_ignore_leaves_the_server_answering() {
+    let (server, client) = parser().await;
+    let heavy = {
+        let mut client = client.clone();
+        tokio::spawn(async move {
+            client
+                .match_ignore(MatchIgnoreRequest {
+                    dockerignore: (0..4000).map(|i| format!("x{i}*y*z*\n")).collect(),
+                    paths: vec!["x".repeat(200); 2000],
+                })
+                .await
+        })
+    };
+    let mut health = tonic_health::pb::health_client::HealthClient::new(server.channel());
+    for _ in 0..3 {
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        assert_eq!(
+            status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+        );
+    }
+    assert!(
+        !heavy.is_finished(),
+        "the probes were answered during the work"
+    );
+    heavy.abort();
+    let _ = heavy.await;
+    server.shutdown().await.unwrap();
+}
