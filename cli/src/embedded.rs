@@ -84,6 +84,8 @@ pub fn services(root: &Path, options: &ServeOptions, long_lived: bool) -> anyhow
             root: root.to_path_buf(),
             tag_index: None,
             compression: strata_layer_store::compression_from_env()?,
+            // the builds and commands that hold leases run in this process
+            leases_end_with_process: true,
         });
         let tags = tags
             .context("failed to start a thread")?

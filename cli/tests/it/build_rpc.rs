@@ -46,6 +46,7 @@ impl Farm {
                     root: r,
                     tag_index: None,
                     compression: Default::default(),
+                    leases_end_with_process: false,
                 },
                 l,
                 &o,

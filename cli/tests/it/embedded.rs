@@ -220,6 +220,7 @@ async fn a_server_without_a_needed_service_is_named_not_an_empty_error() {
         root: root.path().join("store"),
         tag_index: None,
         compression: Default::default(),
+        leases_end_with_process: false,
     };
     let store = strata_test_support::InProcess::spawn(move |listener, shutdown| async move {
         strata_layer_store::run(

@@ -64,6 +64,7 @@ fn serve(root: PathBuf) -> anyhow::Result<()> {
                 tag_index: None,
                 // STRATA_LAYER_STORE_COMPRESSION=lz4 measures compression at rest
                 compression: strata_layer_store::compression_from_env()?,
+                leases_end_with_process: false,
             };
             strata_layer_store::run(
                 config,

@@ -26,6 +26,11 @@ pub struct Config {
     pub tag_index: Option<Peer>,
     /// Compression of blob content at rest (new blob files; existing ones stay as written).
     pub compression: strata_kv::Compression,
+    /// Every client of the store lives in this process (the CLI's embedded services,
+    /// `strata serve`): the leases an earlier process left are stale, and go at open (a
+    /// SIGKILLed build's lease would otherwise keep its layers from GC for its whole TTL).
+    /// A standalone service's leases belong to executors elsewhere and keep their TTL.
+    pub leases_end_with_process: bool,
 }
 
 /// The compression setting from `STRATA_LAYER_STORE_COMPRESSION` (`none`, `lz4`, `zstd`;
@@ -75,7 +80,11 @@ pub fn open(config: &Config) -> Result<LayerStoreService, LayerStoreError> {
             tracing::warn!(path = %ballast.display(), error = %e, "cannot reserve emergency disk space");
         }
     }
-    let store = store::Store::open(Arc::new(kv), store::Settings::default())?;
+    let settings = store::Settings {
+        leases_end_with_process: config.leases_end_with_process,
+        ..store::Settings::default()
+    };
+    let store = store::Store::open(Arc::new(kv), settings)?;
     let tag_index = match &config.tag_index {
         Some(peer) => Some((
             peer.to_string(),

@@ -36,6 +36,7 @@ async fn main() -> anyhow::Result<()> {
         root: args.root,
         tag_index: args.tag_index_addr.map(Into::into),
         compression: args.compression,
+        leases_end_with_process: false,
     };
     let listener = strata_server::Listener::bind(&args.serve.listen).await?;
     strata_layer_store::run(

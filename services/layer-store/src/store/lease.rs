@@ -194,6 +194,18 @@ impl Store {
         Ok(n)
     }
 
+    /// Deletes every lease (see [`super::Settings::leases_end_with_process`]).
+    pub(super) fn sweep_leases_of_ended_processes(&self) -> Result<u64> {
+        let _guard = lock(&self.records);
+        let mut n = 0;
+        for (id, _) in self.all_leases()? {
+            self.kv
+                .delete(LEASES, id.as_bytes(), Durability::Buffered)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     fn live_lease(&self, id: &str) -> Result<Option<LeaseRecord>> {
         let Some(v) = self.kv.get(LEASES, id.as_bytes())? else {
             return Ok(None);

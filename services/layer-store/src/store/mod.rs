@@ -93,6 +93,9 @@ pub struct Settings {
     /// Bytes of a session written through the memtables before the rest goes to bulk loads
     /// (see [`BULK_FROM`]).
     pub bulk_from: u64,
+    /// Every lease belongs to a process that has ended when the store opens (its only
+    /// clients share its process): all of them go at open, not only the expired ones.
+    pub leases_end_with_process: bool,
 }
 
 /// The default [`Settings::bulk_from`]: every full chunk goes to a bulk load, a table file
@@ -109,6 +112,7 @@ impl Default for Settings {
             chunk_size: CHUNK_SIZE,
             upload_ttl: Duration::from_secs(24 * 3600),
             bulk_from: BULK_FROM,
+            leases_end_with_process: false,
         }
     }
 }
@@ -176,9 +180,13 @@ impl Store {
     /// command would pay, and what it looks for is a state no crash leaves (module docs).
     fn sweep_at_start(&self) -> Result<()> {
         let swept = self.sweep_uploads(true, false)?;
-        let leases = self.sweep_expired_leases()?;
+        let leases = if self.settings.leases_end_with_process {
+            self.sweep_leases_of_ended_processes()?
+        } else {
+            self.sweep_expired_leases()?
+        };
         if swept + leases > 0 {
-            info!(uploads = swept, expired_leases = leases, "swept at start");
+            info!(uploads = swept, leases, "swept at start");
         }
         Ok(())
     }

@@ -26,6 +26,7 @@ pub async fn serve_with(
         root: root.to_path_buf(),
         tag_index: tag_index_addr.map(Into::into),
         compression: Default::default(),
+        leases_end_with_process: false,
     };
     let server = InProcess::spawn(move |listener, shutdown| async move {
         strata_layer_store::run(config, listener, &options, shutdown).await

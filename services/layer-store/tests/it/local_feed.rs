@@ -35,6 +35,7 @@ fn in_process(
         root: root.to_path_buf(),
         tag_index: None,
         compression: Default::default(),
+        leases_end_with_process: false,
     })
     .unwrap();
     let mut services = Services::default();

@@ -24,6 +24,7 @@ fn settings() -> Settings {
         // (a broken stream resumed, a session kept over a restart, a blob of 600 chunks
         // crossing two checkpoints) cross from one path to the other
         bulk_from: 2 * CHUNK as u64,
+        leases_end_with_process: false,
     }
 }
 
@@ -93,6 +94,45 @@ fn suite(kv: Arc<dyn KvStore>) {
     gc_roots_by_label_keep_what_they_name(&store);
     verify_catches_a_flipped_byte(&store, kv.as_ref());
     restart_rehashes_resumable_sessions_and_sweeps_the_rest(kv.clone());
+    leases_of_an_ended_process_go_at_open_where_they_end_with_it(kv.clone());
+}
+
+/// A live lease survives a restart of a store whose clients live elsewhere (a standalone
+/// service), and goes at the open of one whose clients shared the ended process (embedded:
+/// a SIGKILLed build's lease kept its layers from GC for its whole TTL).
+fn leases_of_an_ended_process_go_at_open_where_they_end_with_it(kv: Arc<dyn KvStore>) {
+    {
+        let store = Store::open(kv.clone(), settings()).unwrap();
+        store
+            .create_lease(
+                "of-a-killed-build",
+                Duration::from_secs(6 * 3600),
+                Default::default(),
+            )
+            .unwrap();
+    }
+    let ids = |store: &Store| -> Vec<String> {
+        store
+            .list_leases()
+            .unwrap()
+            .into_iter()
+            .map(|l| l.id)
+            .filter(|id| id == "of-a-killed-build")
+            .collect()
+    };
+    {
+        let standalone = Store::open(kv.clone(), settings()).unwrap();
+        assert_eq!(ids(&standalone), ["of-a-killed-build"]);
+    }
+    let embedded = Store::open(
+        kv,
+        Settings {
+            leases_end_with_process: true,
+            ..settings()
+        },
+    )
+    .unwrap();
+    assert!(ids(&embedded).is_empty());
 }
 
 fn round_trips_and_ranges(store: &Arc<Store>) {
