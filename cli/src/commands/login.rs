@@ -140,22 +140,14 @@ mod tests {
 
     #[test]
     fn a_registry_url_names_its_host_as_docker_reads_it() {
-        assert_eq!(
-            registry_host("localhost:5000"),
-            ("localhost:5000".into(), false)
-        );
-        assert_eq!(
-            registry_host("localhost:5000/"),
-            ("localhost:5000".into(), false)
-        );
-        assert_eq!(
-            registry_host("http://localhost:5000/"),
-            ("localhost:5000".into(), true)
-        );
-        assert_eq!(
-            registry_host("HTTPS://reg.example/v2/"),
-            ("reg.example".into(), false)
-        );
-        assert_eq!(registry_host("docker.io"), ("docker.io".into(), false));
+        for (arg, host, http) in [
+            ("localhost:5000", "localhost:5000", false),
+            ("localhost:5000/", "localhost:5000", false),
+            ("http://localhost:5000/", "localhost:5000", true),
+            ("HTTPS://reg.example/v2/", "reg.example", false),
+            ("docker.io", "docker.io", false),
+        ] {
+            assert_eq!(registry_host(arg), (host.to_string(), http), "{arg}");
+        }
     }
 }

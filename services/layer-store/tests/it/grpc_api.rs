@@ -1411,15 +1411,51 @@ async fn reads_and_pages_fit_the_servers_message_limit() {
     );
 }
 
-#[tokio::test]
-async fn an_open_health_watch_sees_not_serving_and_does_not_hold_the_drain() {
-    let dir = tempfile::tempdir().unwrap();
+/// A layer store whose drain may last two minutes, and a health client of it.
+async fn long_draining_store(
+    dir: &std::path::Path,
+) -> (
+    InProcess,
+    tonic_health::pb::health_client::HealthClient<tonic::transport::Channel>,
+) {
     let options = ServeOptions {
         drain_timeout: Duration::from_secs(120),
         ..ServeOptions::default()
     };
-    let (server, _) = crate::client::serve_with(dir.path(), None, options).await;
-    let mut health = tonic_health::pb::health_client::HealthClient::new(server.channel());
+    let (server, _) = crate::client::serve_with(dir, None, options).await;
+    let health = tonic_health::pb::health_client::HealthClient::new(server.channel());
+    (server, health)
+}
+
+/// Shuts `server` down and returns the statuses `watch` was sent until it ended, insisting
+/// that it ends and the server stops well within the two-minute drain.
+async fn watch_through_shutdown(
+    server: InProcess,
+    mut watch: tonic::Streaming<tonic_health::pb::HealthCheckResponse>,
+) -> Vec<i32> {
+    let stopped = tokio::spawn(server.shutdown());
+    let seen = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut seen = Vec::new();
+        while let Ok(Some(m)) = watch.message().await {
+            seen.push(m.status);
+        }
+        seen
+    })
+    .await
+    .expect("the watch stayed open through the drain");
+    tokio::time::timeout(Duration::from_secs(60), stopped)
+        .await
+        .expect("the open watch held the drain")
+        .unwrap()
+        .unwrap();
+    seen
+}
+
+#[tokio::test]
+async fn an_open_health_watch_sees_not_serving_and_does_not_hold_the_drain() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let dir = tempfile::tempdir().unwrap();
+    let (server, mut health) = long_draining_store(dir.path()).await;
     let mut watch = health
         .watch(tonic_health::pb::HealthCheckRequest {
             service: String::new(),
@@ -1427,40 +1463,23 @@ async fn an_open_health_watch_sees_not_serving_and_does_not_hold_the_drain() {
         .await
         .unwrap()
         .into_inner();
-    let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
-    assert_eq!(watch.message().await.unwrap().unwrap().status, serving);
-    // the server stops well within its two-minute drain, the watch having seen NOT_SERVING
-    let stopped = tokio::spawn(server.shutdown());
-    let mut seen = Vec::new();
-    tokio::time::timeout(Duration::from_secs(60), async {
-        while let Ok(Some(m)) = watch.message().await {
-            seen.push(m.status);
-        }
-    })
-    .await
-    .expect("the watch stayed open through the drain");
+    assert_eq!(
+        watch.message().await.unwrap().unwrap().status,
+        ServingStatus::Serving as i32
+    );
+    let seen = watch_through_shutdown(server, watch).await;
     assert_eq!(
         seen.last().copied(),
-        Some(tonic_health::pb::health_check_response::ServingStatus::NotServing as i32),
+        Some(ServingStatus::NotServing as i32),
         "{seen:?}"
     );
-    tokio::time::timeout(Duration::from_secs(60), stopped)
-        .await
-        .expect("the open watch held the drain")
-        .unwrap()
-        .unwrap();
 }
 
 #[tokio::test]
 async fn a_health_watch_of_an_unknown_service_is_told_service_unknown_until_shutdown() {
     use tonic_health::pb::health_check_response::ServingStatus;
     let dir = tempfile::tempdir().unwrap();
-    let options = ServeOptions {
-        drain_timeout: Duration::from_secs(120),
-        ..ServeOptions::default()
-    };
-    let (server, _) = crate::client::serve_with(dir.path(), None, options).await;
-    let mut health = tonic_health::pb::health_client::HealthClient::new(server.channel());
+    let (server, mut health) = long_draining_store(dir.path()).await;
     let unknown = || tonic_health::pb::HealthCheckRequest {
         service: "no.such.v1.Service".into(),
     };
@@ -1474,20 +1493,6 @@ async fn a_health_watch_of_an_unknown_service_is_told_service_unknown_until_shut
         ServingStatus::ServiceUnknown as i32
     );
     // the stream ends when the server begins to stop, and does not hold its drain
-    let stopped = tokio::spawn(server.shutdown());
-    let rest = tokio::time::timeout(Duration::from_secs(60), async {
-        let mut rest = Vec::new();
-        while let Ok(Some(m)) = watch.message().await {
-            rest.push(m.status);
-        }
-        rest
-    })
-    .await
-    .expect("the watch stayed open through the drain");
+    let rest = watch_through_shutdown(server, watch).await;
     assert!(rest.is_empty(), "{rest:?}");
-    tokio::time::timeout(Duration::from_secs(60), stopped)
-        .await
-        .expect("the open watch held the drain")
-        .unwrap()
-        .unwrap();
 }
