@@ -81,7 +81,7 @@ pub struct BuildArgs {
     /// Clamp timestamps and fix `created` to these Unix seconds (reproducible builds); also
     /// `--build-arg SOURCE_DATE_EPOCH=N`, as with BuildKit.
     #[arg(long, env = "SOURCE_DATE_EPOCH")]
-    pub source_date_epoch: Option<i64>,
+    pub source_date_epoch: Option<Epoch>,
     /// Per-RUN timeout in seconds (0: the server's default).
     #[arg(long, default_value_t = 0)]
     pub step_timeout: u32,
@@ -98,16 +98,42 @@ pub struct BuildArgs {
 }
 
 fn key_values(items: &[String], what: &str) -> anyhow::Result<HashMap<String, String>> {
-    items
-        .iter()
-        .map(|i| match i.split_once('=') {
-            Some((k, v)) => Ok((k.to_owned(), v.to_owned())),
-            None => match std::env::var(i) {
-                Ok(v) if what == "build-arg" => Ok((i.clone(), v)),
-                _ => bail!("invalid --{what} {i:?}: expected NAME=VALUE"),
-            },
-        })
-        .collect()
+    let mut out = HashMap::new();
+    for i in items {
+        match i.split_once('=') {
+            Some(("", _)) => bail!("invalid --{what} {i:?}: the name is empty"),
+            Some((k, v)) => {
+                out.insert(k.to_owned(), v.to_owned());
+            }
+            // Docker's `--build-arg NAME`: NAME's value from the environment, and without
+            // one the ARG keeps its default
+            None if what == "build-arg" && !i.is_empty() => {
+                if let Ok(v) = std::env::var(i) {
+                    out.insert(i.clone(), v);
+                }
+            }
+            None => bail!("invalid --{what} {i:?}: expected NAME=VALUE"),
+        }
+    }
+    Ok(out)
+}
+
+/// `--source-date-epoch` / `SOURCE_DATE_EPOCH`: Unix seconds, or empty for none (an
+/// environment variable set to nothing is unset, as reproducible-builds.org's tools read it).
+#[derive(Debug, Clone, Copy)]
+pub struct Epoch(Option<i64>);
+
+impl std::str::FromStr for Epoch {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "" => Ok(Self(None)),
+            t => t
+                .parse()
+                .map(|n| Self(Some(n)))
+                .map_err(|e| format!("expected Unix seconds: {e}")),
+        }
+    }
 }
 
 /// Runs `strata build`.
@@ -137,7 +163,7 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCod
         target: args.target.clone().unwrap_or_default(),
         tags: args.tags.clone(),
         no_cache: args.no_cache,
-        source_date_epoch: args.source_date_epoch,
+        source_date_epoch: args.source_date_epoch.and_then(|e| e.0),
         labels: key_values(&args.labels, "label")?,
         step_timeout_seconds: args.step_timeout,
         build_id: String::new(),

@@ -127,6 +127,8 @@ async fn remove(channel: Transport, name: &str, force: bool) -> anyhow::Result<S
         }
     };
     let manifest = found.image.manifest_digest;
+    // the image id (config digest), as images, inspect and history show the image
+    let image_id = found.image.id();
     let digest = manifest.to_string();
     let images = ImageStore::new(channel.clone());
     let mut client = TagIndexClient::new(channel);
@@ -240,7 +242,7 @@ async fn remove(channel: Transport, name: &str, force: bool) -> anyhow::Result<S
         }
     };
     if untagged && !referenced {
-        out.push_str(&unreferenced_line(&digest));
+        out.push_str(&unreferenced_line(&image_id));
     }
     Ok(out)
 }
@@ -270,9 +272,10 @@ pub(crate) fn untagged_line(tag: &str) -> String {
     format!("Untagged: {tag}\n")
 }
 
-/// What `rmi` prints when the last tag or digest reference of an image went.
-fn unreferenced_line(digest: &str) -> String {
-    format!("Unreferenced: {digest} (no tag points at it; `strata gc` frees its space)\n")
+/// What `rmi` prints when the last tag or digest reference of an image went: its id, as
+/// Docker's `Deleted: sha256:<id>` names it.
+fn unreferenced_line(image_id: &str) -> String {
+    format!("Unreferenced: {image_id} (no tag points at it; `strata gc` frees its space)\n")
 }
 
 #[cfg(test)]

@@ -2117,3 +2117,27 @@ fn a_file_name_that_is_not_utf8_is_refused_by_name() {
         "{events:?}"
     );
 }
+
+/// Build-arg and epoch input as Docker and reproducible-builds tools read it: an empty
+/// name is refused; `--build-arg NAME` of a variable the environment lacks leaves the ARG
+/// its default; `SOURCE_DATE_EPOCH=` (set to nothing) is unset.
+#[test]
+fn build_args_and_an_empty_epoch_are_read_as_docker_reads_them() {
+    let root = Root::new();
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox:latest\nARG STRATA_QA_UNSET=dflt\nRUN test \"$STRATA_QA_UNSET\" = dflt\n",
+    )]);
+    let dir = ctx.path().to_str().unwrap();
+    let out = root.strata(&["build", "-q", "--build-arg", "=v", dir]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the name is empty"),
+        "{out:?}"
+    );
+    let out = root.strata_env(
+        &["build", "-q", "--build-arg", "STRATA_QA_UNSET", dir],
+        &[("SOURCE_DATE_EPOCH", "")],
+    );
+    assert!(out.status.success(), "{out:?}");
+}
