@@ -334,6 +334,27 @@ async fn a_build_cancelled_mid_run_kills_the_container_unmounts_and_tags_nothing
         !String::from_utf8_lossy(&ps.stdout).contains("sleep 301"),
         "the container still runs"
     );
+    // nor does the RUN's bundle stay in the executor's scratch (it did until a restart)
+    let scratch = farm._dir.path().join("executor-0/executor/tmp");
+    let bundles = || -> Vec<String> {
+        std::fs::read_dir(&scratch)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("cancel-me") && n.ends_with("-bundle"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !bundles().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the cancelled RUN's bundle stays: {:?}",
+            bundles()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let tag = TagIndexClient::new(farm.tags.channel())
         .resolve_tag(ResolveTagRequest {
             name: "cancelled:latest".into(),

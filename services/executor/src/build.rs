@@ -2023,9 +2023,11 @@ impl Engine {
                 let bundle = self
                     .local
                     .scratch(&format!("{}-{step}-bundle", ctx.build_id));
+                // removed however the step ends: a cancelled build drops this future mid-run
+                let bundle_dir = ScratchDir(bundle.clone());
                 let (code, last) =
                     tokio::join!(runtime.run(&id, &bundle, &spec, tx, timeout), forward);
-                let _ = std::fs::remove_dir_all(&bundle);
+                drop(bundle_dir);
                 let code = code?;
                 if code != 0 {
                     return Err(ExecutorError::RunFailed {
@@ -2620,7 +2622,8 @@ struct MountHolds {
     dirs: Vec<ScratchDir>,
 }
 
-/// A directory of files written for one step (heredoc scripts), removed when dropped.
+/// A directory of files written for one step (heredoc scripts, a RUN's bundle), removed
+/// when dropped.
 struct ScratchDir(PathBuf);
 
 impl Drop for ScratchDir {
