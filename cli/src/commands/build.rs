@@ -95,6 +95,9 @@ pub struct BuildArgs {
     /// loopback registries use plain HTTP anyway, as `strata pull` does).
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     pub insecure_registries: Vec<String>,
+    /// Write the image ID to this file when the build succeeds (Docker's `--iidfile`).
+    #[arg(long, value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
 }
 
 fn key_values(items: &[String], what: &str) -> anyhow::Result<HashMap<String, String>> {
@@ -138,6 +141,16 @@ impl std::str::FromStr for Epoch {
 
 /// Runs `strata build`.
 pub async fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCode> {
+    // as Docker does: a failed build leaves no stale ID behind
+    if let Some(path) = &args.iidfile {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("failed to remove {}", path.display()));
+            }
+        }
+    }
     let context_dir = args
         .context
         .canonicalize()
@@ -227,6 +240,7 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCod
     let mut view = View::new(args.progress, args.quiet);
     let mut build_id = String::new();
     let mut outcome = ExitCode::FAILURE;
+    let mut image_id = None;
     // SIGINT, SIGTERM and SIGHUP all cancel the build and wait for it to end: the executor
     // kills the container and unmounts its root (the default action of TERM or HUP would
     // end this process and, embedded, leave the container running and its overlay mounted)
@@ -250,13 +264,20 @@ pub async fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCod
             build_id = s.build_id.clone();
         }
         match &event {
-            Event::Image(_) => outcome = ExitCode::SUCCESS,
+            Event::Image(done) => {
+                outcome = ExitCode::SUCCESS;
+                image_id = Some(done.config_digest.clone());
+            }
             Event::Error(_) => outcome = ExitCode::FAILURE,
             _ => {}
         }
         view.show(&event);
     }
     conn.close().await?;
+    if let (Some(path), Some(id)) = (&args.iidfile, &image_id) {
+        std::fs::write(path, id)
+            .with_context(|| format!("failed to write the image ID to {}", path.display()))?;
+    }
     Ok(outcome)
 }
 

@@ -2141,3 +2141,28 @@ fn build_args_and_an_empty_epoch_are_read_as_docker_reads_them() {
     );
     assert!(out.status.success(), "{out:?}");
 }
+
+/// `--iidfile FILE` holds the built image's ID (what `-q` prints), and a failed build
+/// leaves no stale one.
+#[test]
+fn iidfile_holds_the_image_id_and_a_failed_build_leaves_none() {
+    let root = Root::new();
+    let ctx = context(&[("Dockerfile", "FROM busybox:latest\nRUN echo hi > /hi\n")]);
+    let dir = ctx.path().to_str().unwrap();
+    let iid = ctx.path().join("iid");
+    let iid_s = iid.to_str().unwrap();
+    let out = root.strata(&["build", "-q", "--iidfile", iid_s, dir]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        std::fs::read_to_string(&iid).unwrap(),
+        String::from_utf8_lossy(&out.stdout).trim()
+    );
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        "FROM busybox:latest\nRUN false\n",
+    )
+    .unwrap();
+    let out = root.strata(&["build", "-q", "--iidfile", iid_s, dir]);
+    assert!(!out.status.success());
+    assert!(!iid.exists(), "a stale ID stays");
+}
