@@ -303,6 +303,28 @@ async fn a_build_cancelled_mid_run_kills_the_container_unmounts_and_tags_nothing
     farm.busybox().await;
     let mut client = farm.executor(0);
     let mut stream = running_build(&mut client, "cancel-me", &["cancelled:latest"], 301).await;
+    // the running build's lease is short (renewed while it runs): a dead executor's builds
+    // pin their blobs for minutes, not hours
+    let leases = farm
+        .store()
+        .list_leases(strata_proto::layer_store::ListLeasesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .leases;
+    let lease = leases
+        .iter()
+        .find(|l| l.labels.get("build").map(String::as_str) == Some("cancel-me"))
+        .expect("the running build holds a lease");
+    let left = lease.expires_at.as_ref().unwrap().seconds
+        - std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+    assert!(
+        (0..=16 * 60).contains(&left),
+        "the lease expires in {left} s"
+    );
     let cancelled = client
         .cancel_build(CancelBuildRequest {
             build_id: "cancel-me".into(),

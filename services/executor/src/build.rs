@@ -279,15 +279,12 @@ impl Engine {
         );
         // released however the build ends, its future dropped included (a cancel, a client
         // gone, a shutdown): else its lease would pin the build's blobs for hours
-        let mut lease_guard = LeaseGuard {
-            store: self.peers.store.clone(),
-            id: lease.clone(),
-        };
+        let mut lease_guard = LeaseGuard::renewed(self.peers.store.clone(), lease.clone());
         let mut ctx = match prepared {
             Ok(ctx) => ctx,
             Err(e) => {
+                lease_guard.disarm();
                 self.delete_lease(lease).await;
-                lease_guard.id = None;
                 return Err(e);
             }
         };
@@ -313,8 +310,8 @@ impl Engine {
             Ok(target) => self.finish(&ctx, target).await,
             Err(e) => Err(e),
         };
+        lease_guard.disarm();
         self.delete_lease(ctx.lease.take()).await;
-        lease_guard.id = None;
         // unpinned first, so what this build used is prunable too; the prune runs after the
         // result is returned, never on the build's path
         drop(ctx);
@@ -621,7 +618,7 @@ impl Engine {
     async fn create_lease(&self, build_id: &str) -> Option<String> {
         let request = ls::CreateLeaseRequest {
             id: String::new(),
-            ttl_seconds: 6 * 3600,
+            ttl_seconds: LEASE_TTL.as_secs() as u32,
             labels: [("build".to_owned(), build_id.to_owned())].into(),
         };
         match self.peers.store.clone().create_lease(request).await {
@@ -2550,18 +2547,70 @@ fn is_git_source(source: &str) -> bool {
             .is_some_and(|path| path.trim_end_matches('/').ends_with(".git"))
 }
 
-/// Deletes a build's lease when dropped, unless the build deleted it itself: a build whose
-/// future is dropped (cancelled, its client gone, the server shutting down) never reaches
-/// its own deletion. The deletion runs as a task of its own, as a drop cannot wait.
+/// A build's lease lives [`LEASE_TTL`] and is renewed every [`LEASE_RENEWAL`] while the
+/// build runs: an executor that dies (SIGKILL, a crashed machine) leaves its builds' blobs
+/// pinned for minutes, not hours. A build may run for hours all the same.
+pub(crate) const LEASE_TTL: Duration = Duration::from_secs(15 * 60);
+/// How often a running build's lease is renewed: three chances within one [`LEASE_TTL`].
+const LEASE_RENEWAL: Duration = Duration::from_secs(5 * 60);
+
+type StoreClient = strata_proto::layer_store::layer_store_client::LayerStoreClient<
+    strata_server::client::Transport,
+>;
+
+/// Renews a build's lease while it lives, and deletes the lease when dropped unless the
+/// build is done with it ([`LeaseGuard::disarm`]): a build whose future is dropped
+/// (cancelled, its client gone, the server shutting down) never reaches its own deletion.
+/// The deletion runs as a task of its own, as a drop cannot wait.
 struct LeaseGuard {
-    store: strata_proto::layer_store::layer_store_client::LayerStoreClient<
-        strata_server::client::Transport,
-    >,
+    store: StoreClient,
     id: Option<String>,
+    renewing: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl LeaseGuard {
+    /// Guards `id` (none: the build has no lease) and renews it every [`LEASE_RENEWAL`].
+    fn renewed(store: StoreClient, id: Option<String>) -> Self {
+        let renewing = id.clone().map(|id| {
+            let mut store = store.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(LEASE_RENEWAL);
+                every.tick().await; // the first tick is now: the lease was just made
+                loop {
+                    every.tick().await;
+                    let renewed = store
+                        .extend_lease(ls::ExtendLeaseRequest {
+                            id: id.clone(),
+                            ttl_seconds: LEASE_TTL.as_secs() as u32,
+                        })
+                        .await;
+                    if let Err(e) = renewed {
+                        warn!(lease = %id, error = %e.message(), "could not renew a running build's lease; its blobs are unprotected from GC once it expires");
+                    }
+                }
+            })
+        });
+        Self {
+            store,
+            id,
+            renewing,
+        }
+    }
+
+    /// The build deletes (or never had) its lease itself: stop renewing, delete nothing.
+    fn disarm(&mut self) {
+        if let Some(task) = self.renewing.take() {
+            task.abort();
+        }
+        self.id = None;
+    }
 }
 
 impl Drop for LeaseGuard {
     fn drop(&mut self) {
+        if let Some(task) = self.renewing.take() {
+            task.abort();
+        }
         let Some(id) = self.id.take() else { return };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;

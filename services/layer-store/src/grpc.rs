@@ -552,6 +552,20 @@ impl LayerStore for LayerStoreService {
         Ok(Response::new(lease(l)))
     }
 
+    async fn extend_lease(
+        &self,
+        request: Request<pb::ExtendLeaseRequest>,
+    ) -> Result<Response<pb::Lease>, Status> {
+        let r = request.into_inner();
+        let ttl = Duration::from_secs(match r.ttl_seconds {
+            0 => 3600,
+            n => u64::from(n),
+        });
+        let store = self.store.clone();
+        let l = blocking(move || store.extend_lease(&r.id, ttl)).await?;
+        Ok(Response::new(lease(l)))
+    }
+
     async fn delete_lease(
         &self,
         request: Request<pb::DeleteLeaseRequest>,

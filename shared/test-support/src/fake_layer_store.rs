@@ -192,6 +192,17 @@ impl LayerStore for FakeLayerStore {
     ) -> Reply<pb::Lease> {
         unimplemented("AddLeaseResources")
     }
+    async fn extend_lease(&self, request: Request<pb::ExtendLeaseRequest>) -> Reply<pb::Lease> {
+        let id = request.into_inner().id;
+        if self.lock().leases.contains(&id) {
+            Ok(Response::new(pb::Lease {
+                id,
+                ..Default::default()
+            }))
+        } else {
+            Err(Status::not_found(format!("no lease {id:?}")))
+        }
+    }
     async fn delete_lease(
         &self,
         request: Request<pb::DeleteLeaseRequest>,

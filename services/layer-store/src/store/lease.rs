@@ -146,6 +146,15 @@ impl Store {
         Ok(())
     }
 
+    /// Moves a live lease's expiry to now plus `ttl`.
+    pub fn extend_lease(&self, id: &str, ttl: Duration) -> Result<Lease> {
+        let _guard = lock(&self.records);
+        let mut r = self.live_lease_or_err(id)?;
+        r.expires_ns = now_ns().saturating_add(ttl.as_nanos().min(i64::MAX as u128) as i64);
+        self.save_lease(id, &r)?;
+        Ok(lease(id.to_string(), r))
+    }
+
     /// Deletes a live lease.
     ///
     /// A GC running now keeps the lease's digests all the same (they count as confirmed, see

@@ -744,6 +744,16 @@ fn leases(store: &Arc<Store>) {
         .unwrap();
     assert_eq!(l.digests.len(), 2);
     assert_eq!(store.list_leases().unwrap().len(), 1);
+    // renewed: a later expiry, the same digests
+    let renewed = store
+        .extend_lease("build-7", Duration::from_secs(3600))
+        .unwrap();
+    assert!(renewed.expires_ns > l.expires_ns + 3_000_000_000_000);
+    assert_eq!(renewed.digests.len(), 2);
+    assert!(matches!(
+        store.extend_lease("no-such-lease", Duration::from_secs(60)),
+        Err(LayerStoreError::LeaseNotFound(_))
+    ));
     let report = store
         .begin_gc_blocking()
         .collect(&GcRequest::default())
@@ -763,6 +773,13 @@ fn leases(store: &Arc<Store>) {
         store.add_lease_resources("short", &[kept]),
         Err(LayerStoreError::LeaseNotFound(_))
     ));
+    assert!(
+        matches!(
+            store.extend_lease("short", Duration::from_secs(60)),
+            Err(LayerStoreError::LeaseNotFound(_))
+        ),
+        "an expired lease is not brought back"
+    );
     let report = store
         .begin_gc_blocking()
         .collect(&GcRequest::default())
