@@ -71,7 +71,7 @@ impl Digest {
     /// Parses `sha256:<hex>`; `what` names the field in the error a caller shows.
     pub fn parse(value: &str) -> Result<Self, DigestError> {
         let Some((algorithm, hex_part)) = value.split_once(':') else {
-            return Err(DigestError::Malformed(value.to_string()));
+            return Err(DigestError::Malformed(crate::clip(value)));
         };
         if algorithm != "sha256" {
             if algorithm.is_empty()
@@ -79,16 +79,16 @@ impl Digest {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "+.-_".contains(c))
             {
-                return Err(DigestError::Malformed(value.to_string()));
+                return Err(DigestError::Malformed(crate::clip(value)));
             }
             return Err(DigestError::UnsupportedAlgorithm {
-                value: value.to_string(),
+                value: crate::clip(value),
                 algorithm: algorithm.to_string(),
             });
         }
         if hex_part.len() != 64 {
             return Err(DigestError::WrongLength {
-                value: value.to_string(),
+                value: crate::clip(value),
                 len: hex_part.len(),
             });
         }
@@ -96,11 +96,11 @@ impl Digest {
             .bytes()
             .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
         {
-            return Err(DigestError::BadHex(value.to_string()));
+            return Err(DigestError::BadHex(crate::clip(value)));
         }
         let mut out = [0u8; 32];
         hex::decode_to_slice(hex_part, &mut out)
-            .map_err(|_| DigestError::BadHex(value.to_string()))?;
+            .map_err(|_| DigestError::BadHex(crate::clip(value)))?;
         Ok(Self(out))
     }
 }

@@ -3,6 +3,7 @@
 //! blob labels garbage collection follows ([`gc_label`]).
 
 pub mod causes;
+pub mod clip;
 pub mod digest;
 pub mod gc_label;
 pub mod hashing;
@@ -10,6 +11,7 @@ pub mod media_type;
 pub mod reference;
 
 pub use causes::causes;
+pub use clip::clip;
 pub use digest::{Digest, DigestError, Hasher};
 pub use hashing::RunningHash;
 pub use reference::{Reference, ReferenceError};

@@ -114,7 +114,7 @@ impl Reference {
         let (registry, repository, tag, digest) = Self::parse_parts(value)?;
         if tag.is_some() || digest.is_some() {
             return Err(ReferenceError::Unexpected {
-                value: value.to_string(),
+                value: crate::clip(value),
                 reason: "a repository cannot carry a tag or digest",
             });
         }
@@ -139,12 +139,12 @@ impl Reference {
                 .bytes()
                 .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
         {
-            return Err(ReferenceError::HexName(value.to_string()));
+            return Err(ReferenceError::HexName(crate::clip(value)));
         }
         let (rest, digest) = match value.split_once('@') {
             Some((rest, d)) => {
                 let digest = Digest::parse(d).map_err(|error| ReferenceError::BadDigest {
-                    value: value.to_string(),
+                    value: crate::clip(value),
                     error,
                 })?;
                 (rest, Some(digest))
@@ -164,8 +164,8 @@ impl Reference {
             && !valid_tag(tag)
         {
             return Err(ReferenceError::BadTag {
-                value: value.to_string(),
-                tag: tag.to_string(),
+                value: crate::clip(value),
+                tag: crate::clip(tag),
             });
         }
         if name.is_empty() {
@@ -179,18 +179,18 @@ impl Reference {
             && !valid_registry(registry)
         {
             return Err(ReferenceError::BadRegistry {
-                value: value.to_string(),
-                registry: registry.to_string(),
+                value: crate::clip(value),
+                registry: crate::clip(registry),
             });
         }
         if path.chars().any(|c| c.is_ascii_uppercase()) {
-            return Err(ReferenceError::Uppercase(value.to_string()));
+            return Err(ReferenceError::Uppercase(crate::clip(value)));
         }
         for component in path.split('/') {
             if !valid_path_component(component) {
                 return Err(ReferenceError::BadPathComponent {
-                    value: value.to_string(),
-                    component: component.to_string(),
+                    value: crate::clip(value),
+                    component: crate::clip(component),
                 });
             }
         }
@@ -217,7 +217,7 @@ impl Reference {
         let r = Self::parse(value)?;
         if r.digest.is_some() {
             return Err(ReferenceError::Unexpected {
-                value: value.to_string(),
+                value: crate::clip(value),
                 reason: "a tag cannot contain a digest",
             });
         }

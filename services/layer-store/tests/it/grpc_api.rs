@@ -1496,3 +1496,20 @@ async fn a_health_watch_of_an_unknown_service_is_told_service_unknown_until_shut
     let rest = watch_through_shutdown(server, watch).await;
     assert!(rest.is_empty(), "{rest:?}");
 }
+
+/// An error quotes a caller's input clipped: a digest of a megabyte came back whole in the
+/// grpc-message header, past what clients with header limits accept.
+#[tokio::test]
+async fn an_error_quotes_a_huge_input_clipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, mut c) = serve(dir.path(), None).await;
+    let huge = format!("sha256:{}", "x".repeat(1 << 20));
+    let err = stat(&mut c, &huge).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().len() < 1024 && err.message().contains("more bytes"),
+        "{} bytes: {}…",
+        err.message().len(),
+        &err.message()[..200.min(err.message().len())]
+    );
+}
