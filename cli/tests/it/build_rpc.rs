@@ -30,6 +30,18 @@ struct Farm {
 }
 
 impl Farm {
+    /// The lease the build `build_id` holds in the shared layer store, if any.
+    async fn lease_of_build(&self, build_id: &str) -> Option<strata_proto::layer_store::Lease> {
+        self.store()
+            .list_leases(strata_proto::layer_store::ListLeasesRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .leases
+            .into_iter()
+            .find(|l| l.labels.get("build").map(String::as_str) == Some(build_id))
+    }
+
     async fn start(executors: usize) -> Self {
         Self::start_with(executors, ServeOptions::default()).await
     }
@@ -305,16 +317,9 @@ async fn a_build_cancelled_mid_run_kills_the_container_unmounts_and_tags_nothing
     let mut stream = running_build(&mut client, "cancel-me", &["cancelled:latest"], 301).await;
     // the running build's lease is short (renewed while it runs): a dead executor's builds
     // pin their blobs for minutes, not hours
-    let leases = farm
-        .store()
-        .list_leases(strata_proto::layer_store::ListLeasesRequest {})
+    let lease = farm
+        .lease_of_build("cancel-me")
         .await
-        .unwrap()
-        .into_inner()
-        .leases;
-    let lease = leases
-        .iter()
-        .find(|l| l.labels.get("build").map(String::as_str) == Some("cancel-me"))
         .expect("the running build holds a lease");
     let left = lease.expires_at.as_ref().unwrap().seconds
         - std::time::SystemTime::now()
@@ -387,22 +392,12 @@ async fn a_build_cancelled_mid_run_kills_the_container_unmounts_and_tags_nothing
     // is a task of its own, so it is waited for, within a bound
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let leases = farm
-            .store()
-            .list_leases(strata_proto::layer_store::ListLeasesRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .leases;
-        let held = leases
-            .iter()
-            .any(|l| l.labels.get("build").map(String::as_str) == Some("cancel-me"));
-        if !held {
+        let Some(held) = farm.lease_of_build("cancel-me").await else {
             break;
-        }
+        };
         assert!(
             std::time::Instant::now() < deadline,
-            "the cancelled build's lease is still there: {leases:?}"
+            "the cancelled build's lease is still there: {held:?}"
         );
         tokio::task::yield_now().await;
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -531,10 +531,7 @@ impl LayerStore for LayerStoreService {
         request: Request<pb::CreateLeaseRequest>,
     ) -> Result<Response<pb::Lease>, Status> {
         let r = request.into_inner();
-        let ttl = Duration::from_secs(match r.ttl_seconds {
-            0 => 3600,
-            n => u64::from(n),
-        });
+        let ttl = lease_ttl(r.ttl_seconds);
         let store = self.store.clone();
         let l = blocking(move || store.create_lease(&r.id, ttl, r.labels.into_iter().collect()))
             .await?;
@@ -557,10 +554,7 @@ impl LayerStore for LayerStoreService {
         request: Request<pb::ExtendLeaseRequest>,
     ) -> Result<Response<pb::Lease>, Status> {
         let r = request.into_inner();
-        let ttl = Duration::from_secs(match r.ttl_seconds {
-            0 => 3600,
-            n => u64::from(n),
-        });
+        let ttl = lease_ttl(r.ttl_seconds);
         let store = self.store.clone();
         let l = blocking(move || store.extend_lease(&r.id, ttl)).await?;
         Ok(Response::new(lease(l)))
@@ -657,4 +651,12 @@ impl LayerStore for LayerStoreService {
             cache_bytes: u.cache_bytes as i64,
         }))
     }
+}
+
+/// A lease's lifetime as CreateLease and ExtendLease give it: seconds, 0 meaning an hour.
+fn lease_ttl(seconds: u32) -> Duration {
+    Duration::from_secs(match seconds {
+        0 => 3600,
+        n => u64::from(n),
+    })
 }
