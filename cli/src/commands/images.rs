@@ -324,8 +324,9 @@ fn filter(arg: &str) -> anyhow::Result<(String, Option<String>)> {
     if let Ok(repository) = Reference::parse_repository(arg) {
         return Ok((repository.name(), None));
     }
-    let reference = Reference::parse(arg)
-        .ok()
+    // the reference's own error says what is wrong (`Hello`: must be lowercase)
+    let parsed = Reference::parse(arg).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let reference = Some(parsed)
         .filter(|r| r.tag().is_some() && !arg.contains('@'))
         .with_context(|| format!("invalid repository {arg:?}: expected REPOSITORY[:TAG]"))?;
     Ok((reference.name(), Some(reference.to_string())))

@@ -97,12 +97,22 @@ fn tag_images_history_and_rmi_work_like_docker() {
         ok(strata(r, &["images", "-q", "--no-trunc", "app:v1"])),
         format!("{id}\n")
     );
-    let bad = strata(r, &["images", "app@sha256:0000"]);
-    assert!(!bad.status.success());
-    assert!(
-        String::from_utf8_lossy(&bad.stderr).contains("expected REPOSITORY[:TAG]"),
-        "{bad:?}"
-    );
+    // a name images cannot list by: each says what is wrong with it
+    for (arg, says) in [
+        (
+            format!("app@sha256:{}", "0".repeat(64)),
+            "expected REPOSITORY[:TAG]",
+        ),
+        ("app@sha256:0000".to_string(), "invalid digest"),
+        ("Hello".to_string(), "must be lowercase"),
+    ] {
+        let bad = strata(r, &["images", &arg]);
+        assert!(!bad.status.success());
+        assert!(
+            String::from_utf8_lossy(&bad.stderr).contains(says),
+            "{arg}: {bad:?}"
+        );
+    }
 
     let history = ok(strata(r, &["tag", "--history", "app:v1"]));
     let lines: Vec<&str> = history.lines().collect();
