@@ -14,7 +14,8 @@ pub struct LoadArgs {
     /// Read from this file (tar, optionally gzip, zstd, bzip2 or xz compressed) instead of standard input.
     #[arg(short, long)]
     pub input: Option<PathBuf>,
-    /// Print only the loaded images' IDs.
+    /// Accepted for Docker's scripts: `docker load -q` hides the progress bars and still
+    /// prints each `Loaded image:` line, and strata's load shows no progress bars.
     #[arg(short, long)]
     pub quiet: bool,
 }
@@ -47,17 +48,13 @@ pub async fn run(global: &GlobalArgs, args: LoadArgs) -> anyhow::Result<std::pro
     let images = result.with_context(|| format!("failed to load {what}"))?;
     for image in &images {
         for (tag, old) in &image.moved {
-            if !args.quiet {
-                println!(
-                    "The image {} already exists, renaming the old one with ID {} to empty string",
-                    tag.familiar(),
-                    old
-                );
-            }
+            println!(
+                "The image {} already exists, renaming the old one with ID {} to empty string",
+                tag.familiar(),
+                old
+            );
         }
-        if args.quiet {
-            println!("{}", image.image_id);
-        } else if image.tags.is_empty() {
+        if image.tags.is_empty() {
             println!("Loaded image ID: {}", image.image_id);
         } else {
             for t in &image.tags {

@@ -16,7 +16,8 @@ pub struct PullArgs {
     /// Use plain HTTP (loopback registries use it anyway).
     #[arg(long)]
     pub insecure: bool,
-    /// Print only the image ID.
+    /// Print only the full reference pulled (`docker.io/library/busybox:latest`), as
+    /// `docker pull -q` does; `strata inspect -f '{{.Id}}' NAME` gives the image ID.
     #[arg(short, long)]
     pub quiet: bool,
 }
@@ -33,8 +34,9 @@ pub async fn run(global: &GlobalArgs, args: PullArgs) -> anyhow::Result<std::pro
     let result = strata_transfer::registry::pull(&store, &reference, &options).await;
     conn.close().await?;
     let pulled = result.with_context(|| format!("failed to pull {}", reference.familiar()))?;
+    // the last line, as docker/cli prints it: the full reference pulled
     if args.quiet {
-        println!("{}", pulled.image_id);
+        println!("{reference}");
     } else {
         println!("Digest: {}", pulled.remote_digest);
         println!(
@@ -48,7 +50,7 @@ pub async fn run(global: &GlobalArgs, args: PullArgs) -> anyhow::Result<std::pro
             pulled.downloaded,
             if pulled.downloaded == 1 { "" } else { "s" }
         );
-        println!("{}", reference.familiar());
+        println!("{reference}");
     }
     Ok(std::process::ExitCode::SUCCESS)
 }

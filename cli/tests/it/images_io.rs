@@ -1043,3 +1043,23 @@ fn save_and_export_never_touch_a_file_beside_their_target() {
     names.sort();
     assert_eq!(names, ["x.partial", "x.tar", "y.partial", "y.tar"]);
 }
+
+/// `load -q` prints what `docker load -q` prints: each `Loaded image:` line (Docker's quiet
+/// hides progress bars, which strata's load has none of); `pull -q`'s counterpart is the
+/// full reference (registry tests).
+#[test]
+fn load_quiet_prints_the_loaded_images_as_docker_does() {
+    let (root, _tar, _id) = root_with_busybox();
+    let r = root.path();
+    let archive = r.join("bb.tar");
+    ok(strata(
+        r,
+        &["save", "-o", archive.to_str().unwrap(), "busybox"],
+    ));
+    let fresh = tempfile::tempdir().unwrap();
+    let out = ok(strata(
+        fresh.path(),
+        &["load", "-q", "-i", archive.to_str().unwrap()],
+    ));
+    assert_eq!(out, "Loaded image: busybox:latest\n");
+}

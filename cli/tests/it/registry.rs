@@ -871,7 +871,14 @@ fn docker_config_keys_are_read_as_docker_reads_them_and_helpers_are_named() {
         home.path(),
         &["pull", "-q", &upper],
     ));
-    assert_eq!(pulled.trim(), id);
+    // as docker pull -q: the full reference
+    assert_eq!(pulled.trim(), upper);
+    let inspected = ok(strata_with_home(
+        fresh.path(),
+        home.path(),
+        &["inspect", "-f", "{{.Id}}", &upper],
+    ));
+    assert_eq!(inspected.trim(), id);
 
     // a credential helper for the registry (or a credsStore) is named, not ignored
     for config in [
