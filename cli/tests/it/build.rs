@@ -959,6 +959,17 @@ fn explain_tells_misses_as_the_dockerfile_reads() {
         out.contains("base image mybase changed: it now points to"),
         "{out}"
     );
+    // also when the new base has other settings (its ENV joins the step's key)
+    df("FROM busybox:latest\nENV FROM_BASE=3\n");
+    root.build_ok(ctx.path(), &["-t", "base-v3"]);
+    df("FROM mybase\nRUN echo hi > /hi\n");
+    root.build_ok(ctx.path(), &[]);
+    assert!(root.strata(&["tag", "base-v3", "mybase"]).status.success());
+    let out = explain(&root, ctx.path(), &[]);
+    assert!(
+        out.contains("base image mybase changed: it now points to"),
+        "{out}"
+    );
 }
 
 /// Every entry of the image's layers as an unpacked root would hold it (later layers win,

@@ -1876,7 +1876,8 @@ impl Engine {
             .find(|e| e.new_digest == pre.parent && !e.old_digest.is_empty())?;
         let mut before = pre.clone();
         before.parent = moved.old_digest.clone();
-        self.peers
+        let same_step_before = self
+            .peers
             .store
             .clone()
             .get_cache_entry(ls::GetCacheEntryRequest {
@@ -1884,7 +1885,30 @@ impl Engine {
                 lease_id: String::new(),
             })
             .await
-            .ok()?;
+            .is_ok();
+        // The old base's own settings (ENV, USER, WORKDIR …) are in the old entry's key too,
+        // so the same step on it may have another key: the same instruction (kind and
+        // arguments) among the old base's entries says as much.
+        let same_instruction_before = same_step_before || {
+            let listed = self
+                .peers
+                .store
+                .clone()
+                .list_cache_entries(ls::ListCacheEntriesRequest {
+                    parent_key: moved.old_digest.clone(),
+                    page_size: 1000,
+                    page_token: String::new(),
+                })
+                .await
+                .ok()?;
+            listed.into_inner().entries.iter().any(|e| {
+                serde_json::from_str::<Preimage>(&e.preimage)
+                    .is_ok_and(|p| p.kind == pre.kind && p.args == pre.args)
+            })
+        };
+        if !same_instruction_before {
+            return None;
+        }
         Some(format!(
             "base image {name} changed: it now points to {}, was {}",
             cache_key::short(&moved.new_digest),
