@@ -1814,22 +1814,10 @@ impl Engine {
         {
             return vec![moved];
         }
-        let listed = self
-            .peers
-            .store
-            .clone()
-            .list_cache_entries(ls::ListCacheEntriesRequest {
-                parent_key: pre.parent.clone(),
-                page_size: 1000,
-                page_token: String::new(),
-            })
-            .await;
-        let Ok(listed) = listed else {
+        let Some(listed) = self.entries_under(&pre.parent).await else {
             return vec!["no cache entry".into()];
         };
         let candidates: Vec<(Preimage, i64)> = listed
-            .into_inner()
-            .entries
             .iter()
             .filter_map(|e| {
                 let made = e.created_at.as_ref().map_or(0, |t| {
@@ -1849,6 +1837,22 @@ impl Engine {
             Some(changes) if !changes.is_empty() => changes,
             _ => vec!["no cache entry".into()],
         }
+    }
+
+    /// The cache entries whose parent is `parent` (a first page of them: what a miss's
+    /// explanation compares with), or None when the store cannot say.
+    async fn entries_under(&self, parent: &str) -> Option<Vec<ls::CacheEntry>> {
+        self.peers
+            .store
+            .clone()
+            .list_cache_entries(ls::ListCacheEntriesRequest {
+                parent_key: parent.to_owned(),
+                page_size: 1000,
+                page_token: String::new(),
+            })
+            .await
+            .ok()
+            .map(|r| r.into_inner().entries)
     }
 
     /// When the tag `name` was last moved to the image `pre` builds on, and the same step
@@ -1889,23 +1893,15 @@ impl Engine {
         // The old base's own settings (ENV, USER, WORKDIR …) are in the old entry's key too,
         // so the same step on it may have another key: the same instruction (kind and
         // arguments) among the old base's entries says as much.
-        let same_instruction_before = same_step_before || {
-            let listed = self
-                .peers
-                .store
-                .clone()
-                .list_cache_entries(ls::ListCacheEntriesRequest {
-                    parent_key: moved.old_digest.clone(),
-                    page_size: 1000,
-                    page_token: String::new(),
-                })
-                .await
-                .ok()?;
-            listed.into_inner().entries.iter().any(|e| {
-                serde_json::from_str::<Preimage>(&e.preimage)
-                    .is_ok_and(|p| p.kind == pre.kind && p.args == pre.args)
-            })
-        };
+        let same_instruction_before = same_step_before
+            || self
+                .entries_under(&moved.old_digest)
+                .await?
+                .iter()
+                .any(|e| {
+                    serde_json::from_str::<Preimage>(&e.preimage)
+                        .is_ok_and(|p| p.kind == pre.kind && p.args == pre.args)
+                });
         if !same_instruction_before {
             return None;
         }
