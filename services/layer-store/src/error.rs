@@ -41,7 +41,8 @@ pub enum LayerStoreError {
     },
     /// The stream carried more bytes than announced; it was cut at the first byte past it.
     #[error(
-        "the stream is longer than the declared size of {expected} bytes; aborted at byte {at}, nothing was stored"
+        "the stream is longer than the declared size of {expected} bytes; aborted at byte {at}, nothing was stored{}",
+        size_zero_hint(*.expected)
     )]
     TooManyBytes {
         /// The announced size.
@@ -221,3 +222,29 @@ impl From<LayerStoreError> for tonic::Status {
 
 /// The result type of this crate.
 pub type Result<T, E = LayerStoreError> = std::result::Result<T, E>;
+
+/// What a declared size of 0 most likely is: `expected_size` left out of a WriteStart (as a
+/// grpcurl user writes it), which proto3 reads as 0, an empty blob.
+fn size_zero_hint(expected: u64) -> &'static str {
+    if expected == 0 {
+        " (expected_size left out is 0, an empty blob: send -1 when the size is not known)"
+    } else {
+        ""
+    }
+}
+
+#[cfg(test)]
+mod size_hint_tests {
+    use super::*;
+
+    #[test]
+    fn a_declared_size_of_zero_says_how_to_declare_none() {
+        let zero = LayerStoreError::TooManyBytes { expected: 0, at: 1 }.to_string();
+        assert!(
+            zero.contains("send -1 when the size is not known"),
+            "{zero}"
+        );
+        let some = LayerStoreError::TooManyBytes { expected: 5, at: 6 }.to_string();
+        assert!(!some.contains("-1"), "{some}");
+    }
+}
