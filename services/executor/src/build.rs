@@ -2628,10 +2628,9 @@ impl LeaseGuard {
 
 impl Drop for LeaseGuard {
     fn drop(&mut self) {
-        if let Some(task) = self.renewing.take() {
-            task.abort();
-        }
-        let Some(id) = self.id.take() else { return };
+        let id = self.id.take();
+        self.disarm();
+        let Some(id) = id else { return };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
