@@ -190,27 +190,21 @@ impl Store {
 
     /// Removes expired leases; returns how many.
     pub(super) fn sweep_expired_leases(&self) -> Result<u64> {
+        self.sweep_leases(false)
+    }
+
+    /// Removes expired leases, or with `every` all of them (see
+    /// [`super::Settings::leases_end_with_process`]); returns how many.
+    pub(super) fn sweep_leases(&self, every: bool) -> Result<u64> {
         let _guard = lock(&self.records);
         let now = now_ns();
         let mut n = 0;
         for (id, r) in self.all_leases()? {
-            if r.expires_ns <= now {
+            if every || r.expires_ns <= now {
                 self.kv
                     .delete(LEASES, id.as_bytes(), Durability::Buffered)?;
                 n += 1;
             }
-        }
-        Ok(n)
-    }
-
-    /// Deletes every lease (see [`super::Settings::leases_end_with_process`]).
-    pub(super) fn sweep_leases_of_ended_processes(&self) -> Result<u64> {
-        let _guard = lock(&self.records);
-        let mut n = 0;
-        for (id, _) in self.all_leases()? {
-            self.kv
-                .delete(LEASES, id.as_bytes(), Durability::Buffered)?;
-            n += 1;
         }
         Ok(n)
     }

@@ -180,11 +180,7 @@ impl Store {
     /// command would pay, and what it looks for is a state no crash leaves (module docs).
     fn sweep_at_start(&self) -> Result<()> {
         let swept = self.sweep_uploads(true, false)?;
-        let leases = if self.settings.leases_end_with_process {
-            self.sweep_leases_of_ended_processes()?
-        } else {
-            self.sweep_expired_leases()?
-        };
+        let leases = self.sweep_leases(self.settings.leases_end_with_process)?;
         if swept + leases > 0 {
             info!(uploads = swept, leases, "swept at start");
         }
