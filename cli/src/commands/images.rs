@@ -146,16 +146,15 @@ pub async fn run(global: &GlobalArgs, args: ImagesArgs) -> anyhow::Result<std::p
         args.format = "{{.ID}}".into();
     }
     let _ = ListFormat::parse(&args.format)?;
-    let _ = Filters::parse(&args.filters)?;
+    let filters = Filters::parse(&args.filters)?;
     let conn = crate::connect::connect(global).await?;
-    let result = list(conn.transport(), &args).await;
+    let result = list(conn.transport(), &args, &filters).await;
     conn.close().await?;
     print!("{}", result?);
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-async fn list(channel: Transport, args: &ImagesArgs) -> anyhow::Result<String> {
-    let filters = Filters::parse(&args.filters)?;
+async fn list(channel: Transport, args: &ImagesArgs, filters: &Filters) -> anyhow::Result<String> {
     // `docker images 'bb*'`: a pattern (Go's path.Match) on the familiar `name:tag` or name
     let pattern = args.repository.as_deref().filter(|a| is_pattern(a));
     if let Some(p) = pattern {
