@@ -136,15 +136,20 @@ pub async fn add_repo_digest(
     put(store, "repo-digest", &manifest.to_string(), &[], body).await
 }
 
+/// `repository@digest` in familiar form (`busybox@sha256:…`); None when that is no
+/// reference.
+fn familiar_pinned(repository: &str, digest: &str) -> Option<String> {
+    Reference::parse(&format!("{repository}@{digest}"))
+        .ok()
+        .map(|r| r.familiar())
+}
+
 /// `RepoDigests` of a local image: familiar `name@sha256:…`, sorted.
 pub async fn repo_digests(store: &ImageStore, manifest: &Digest) -> Result<Vec<String>> {
     let mut out: Vec<String> = repo_digest_records(store, manifest)
         .await?
         .into_iter()
-        .filter_map(|(repository, digest)| {
-            let reference = Reference::parse(&format!("{repository}@{digest}")).ok()?;
-            Some(reference.familiar())
-        })
+        .filter_map(|(repository, digest)| familiar_pinned(&repository, &digest.to_string()))
         .collect();
     out.sort();
     out.dedup();
@@ -187,8 +192,10 @@ pub async fn remove_repo_digests(
             continue;
         }
         store.delete(&record).await?;
-        let full = format!("{}@{}", r.repository, r.digest);
-        removed.push(Reference::parse(&full).map_or(full, |x| x.familiar()));
+        removed.push(
+            familiar_pinned(&r.repository, &r.digest)
+                .unwrap_or_else(|| format!("{}@{}", r.repository, r.digest)),
+        );
     }
     removed.sort();
     removed.dedup();
@@ -310,10 +317,9 @@ pub struct DigestReference {
 impl DigestReference {
     /// `repository@digest` in familiar form (`busybox@sha256:…`).
     pub fn familiar(&self) -> String {
-        Reference::parse(&format!("{}@{}", self.repository, self.digest)).map_or_else(
-            |_| format!("{}@{}", self.repository, self.digest),
-            |r| r.familiar(),
-        )
+        let digest = self.digest.to_string();
+        familiar_pinned(&self.repository, &digest)
+            .unwrap_or_else(|| format!("{}@{digest}", self.repository))
     }
 }
 
